@@ -1,0 +1,74 @@
+/*
+ * The message bus: topics of sl_msg between stages.
+ *
+ * Two implementations sit behind struct sl_bus_ops: inproc (bounded queues
+ * between threads, embedded mode and stage tests) and kafka (librdkafka,
+ * distributed mode). A stage never knows which one it runs on.
+ *
+ * Topic names given here are logical ("records.raw"); an implementation may
+ * prefix them (SLUICE_TOPIC_PREFIX). Every subscribing group gets every
+ * message of its topics (as Kafka consumer groups do); within a group, one
+ * consumer gets each message.
+ */
+#ifndef SLUICE_BUS_H
+#define SLUICE_BUS_H
+
+#include <stddef.h>
+
+#include "sluice/msg.h"
+
+/* The topics of ARCHITECTURE.md. */
+#define SL_TOPIC_TICKETS  "tickets"
+#define SL_TOPIC_FILES    "files"
+#define SL_TOPIC_RAW      "records.raw"
+#define SL_TOPIC_MAPPED   "records.mapped"
+#define SL_TOPIC_VALID    "records.valid"
+#define SL_TOPIC_REJECTED "records.rejected"
+#define SL_TOPIC_RUNS     "runs"
+#define SL_TOPIC_DEAD     "dead"
+
+struct sl_bus;
+struct sl_consumer;
+
+struct sl_bus_ops {
+    const char *name;
+    /* Sends msg to topic, taking over one reference of msg; blocks while the
+     * topic is full (backpressure). 0, SL_ERR_CLOSED, or a retriable error. */
+    int (*send)(struct sl_bus *bus, const char *topic, struct sl_msg *msg);
+    /* A consumer in group of the given topics; NULL with errbuf set on error. */
+    struct sl_consumer *(*subscribe)(struct sl_bus *bus, const char *group,
+                                     const char *const *topics, size_t ntopics, char *errbuf,
+                                     size_t errsz);
+    /* The next message (one reference now the caller's) and its topic name,
+     * which stays valid while the consumer lives. SL_ERR_TIMEOUT when nothing
+     * came within timeout_ms (-1: wait for ever), SL_ERR_CLOSED once the bus
+     * is closed and every queued message has been delivered. */
+    int (*poll)(struct sl_consumer *c, struct sl_msg **msg, const char **topic, int timeout_ms);
+    /* Everything polled so far has been processed and its outputs sent:
+     * commit the consumer's position. */
+    int (*commit)(struct sl_consumer *c);
+    void (*unsubscribe)(struct sl_consumer *c);
+    /* Waits until every message sent has been delivered (or acknowledged). */
+    int (*flush)(struct sl_bus *bus, int timeout_ms);
+    /* From now on poll() drains and then answers SL_ERR_CLOSED; send() fails. */
+    void (*close)(struct sl_bus *bus);
+    void (*destroy)(struct sl_bus *bus);
+};
+
+struct sl_bus {
+    const struct sl_bus_ops *ops;
+};
+
+static inline int sl_bus_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg)
+{
+    return bus->ops->send(bus, topic, msg);
+}
+
+/* In-process bus: each subscription is a bounded queue of capacity messages.
+ * Returns NULL when out of memory. Thread-safe. */
+struct sl_bus *sl_bus_inproc_new(size_t capacity);
+
+/* Destroys bus; accepts NULL. Consumers must be unsubscribed first. */
+void sl_bus_destroy(struct sl_bus *bus);
+
+#endif

@@ -1,0 +1,287 @@
+/*
+ * The job file (../shared/spec/JOBS.md): loading, checking, and the model
+ * every stage reads.
+ *
+ * sl_job_load_*() parses the JSON document, checks every field and compiles
+ * the mapping templates; a bad document is refused with a message that names
+ * the field ("target.attributes.revenue.scale: must be an integer from 0 to
+ * 38"). A loaded job is immutable and may be read by any number of threads.
+ */
+#ifndef SLUICE_JOB_H
+#define SLUICE_JOB_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct sl_template;
+struct sl_tz;
+
+enum sl_type {
+    SL_TYPE_TEXT = 0,
+    SL_TYPE_INTEGER,
+    SL_TYPE_DECIMAL,
+    SL_TYPE_BOOLEAN,
+    SL_TYPE_DATE,
+    SL_TYPE_DATETIME,
+    SL_TYPE_EMAIL,
+    SL_TYPE_PHONE,
+    SL_TYPE_URL,
+    SL_TYPE_CURRENCY,
+    SL_TYPE_ENUM,
+};
+
+/* "text", "integer", ...; NULL for an unknown value. */
+const char *sl_type_name(enum sl_type t);
+/* 0 and *t set, or -1 when name is no type. */
+int sl_type_parse(const char *name, enum sl_type *t);
+
+/* One attribute of target.attributes. The loader allows each option only
+ * for the types it applies to (anything else is refused):
+ *   min_length, max_length, pattern: text, email, url (the "text-like"
+ *     types; phone numbers are normalized to E.164, so not phone);
+ *   min, max: integer, decimal;  scale: decimal;  region: phone;
+ *   values, on_unknown: enum;  required, default, references: every type.
+ * Attribute names are identifiers ([A-Za-z_][A-Za-z0-9_]{0,62}): they become
+ * JSON keys and SQL columns, and "references" splits on the dot. Key
+ * attributes (target.key) are required unless options.sync is append. */
+struct sl_attr {
+    char *name;
+    enum sl_type type;
+    bool required;
+    char *default_value; /* as text, already valid for the type (normalized by
+                            sl_type_check); NULL: none */
+    /* text, email, url */
+    long min_length, max_length; /* in characters; -1: none */
+    char *pattern;               /* POSIX ERE matched against the whole value */
+    regex_t re;                  /* compiled "^(pattern)$" (REG_EXTENDED |
+                                    REG_NOSUB); valid exactly when pattern */
+    /* integer, decimal: bounds as canonical decimal text; NULL: none */
+    char *min, *max;
+    int scale; /* decimal places (rounded half-even); -1: keep as given */
+    /* phone */
+    char region[3]; /* ISO 3166 alpha-2 of national numbers; "" none */
+    /* enum */
+    char **values;
+    size_t nvalues;
+    bool on_unknown_default; /* true: an unknown value becomes default_value */
+    /* foreign key "object.attribute"; NULL none */
+    char *references;
+    /* mapping (NULL: the attribute stays unset) */
+    struct sl_template *map;
+    char *map_src;  /* the mapping text as written */
+    char *map_note; /* the note, or NULL */
+};
+
+enum sl_format {
+    SL_FORMAT_AUTO = 0, /* from the file name, then the content type, then the content */
+    SL_FORMAT_CSV,
+    SL_FORMAT_JSON,
+    SL_FORMAT_NDJSON,
+    SL_FORMAT_XML,
+    SL_FORMAT_XLSX,
+    SL_FORMAT_XLS,
+};
+
+/* "csv", "json", ...; "auto" for SL_FORMAT_AUTO; NULL for an unknown value. */
+const char *sl_format_name(enum sl_format f);
+
+enum sl_encoding {
+    SL_ENC_UTF8 = 0,
+    SL_ENC_LATIN1,
+    SL_ENC_WINDOWS_1252,
+    SL_ENC_UTF16, /* byte order from the BOM, little-endian without one */
+};
+
+struct sl_header_kv {
+    char *name;
+    char *value; /* may hold ${env:NAME}: expanded only when used */
+};
+
+struct sl_source {
+    char *url; /* as written (may hold ${env:NAME}) */
+    struct sl_header_kv *headers;
+    size_t nheaders;
+    char *auth_user, *auth_password; /* basic auth, may hold ${env:NAME} */
+    char *auth_bearer;               /* bearer token, may hold ${env:NAME} */
+    enum sl_format format;
+    /* csv */
+    char csv_delimiter; /* 0: detect from , ; tab | */
+    char csv_quote;     /* default '"' */
+    bool csv_header;    /* default true */
+    enum sl_encoding encoding;
+    /* json, xml: records of the declared format ("$.data.items" or
+     * "/Stores/Store"); with format auto, the one given when only one of
+     * json.records / xml.records is; NULL default */
+    char *records;
+    char *json_records; /* source.json.records, NULL: absent */
+    char *xml_records;  /* source.xml.records, NULL: absent */
+    /* xlsx, xls */
+    char *sheet;     /* name, or NULL */
+    int sheet_index; /* 1-based; 0 when sheet names it or default (first) */
+    int header_row;  /* default 1 */
+    /* "pagination" as given (an object with a checked "type"); NULL: none */
+    json_t *pagination;
+    char *attachment; /* imap: glob of the attachment name */
+};
+
+enum sl_sync { SL_SYNC_UPSERT = 0, SL_SYNC_APPEND, SL_SYNC_MIRROR };
+enum sl_dups { SL_DUPS_REJECT = 0, SL_DUPS_LAST_WINS };
+
+struct sl_options {
+    bool allow_create;   /* default true */
+    enum sl_sync sync;   /* default upsert */
+    bool skip_unchanged; /* default true */
+    enum sl_dups duplicates;
+    bool approval; /* default false */
+};
+
+enum sl_every {
+    SL_EVERY_NONE = 0, /* no schedule */
+    SL_EVERY_MINUTES,  /* every `minutes` minutes */
+    SL_EVERY_HOURLY,   /* at minute `at_minute` */
+    SL_EVERY_DAILY,
+    SL_EVERY_WORKDAYS,
+    SL_EVERY_WEEKLY,  /* on `weekday` (0 Sunday .. 6 Saturday) */
+    SL_EVERY_MONTHLY, /* on `monthday` 1..31, clamped */
+    SL_EVERY_CRON,
+};
+
+struct sl_schedule {
+    enum sl_every every;
+    int minutes;            /* SL_EVERY_MINUTES */
+    int at_hour, at_minute; /* "at" (default 00:00; hourly: hour -1; minutes,
+                               cron, none: both -1) */
+    int weekday;            /* weekly */
+    int monthday;           /* monthly */
+    char *cron;             /* "m h dom mon dow", checked */
+    char *timezone;         /* IANA name: schedule.timezone, else the
+                               top-level "timezone", else "UTC" */
+    bool enabled;           /* default true */
+    bool run_on_save;       /* default false */
+};
+
+enum sl_report_when { SL_REPORT_ERRORS = 0, SL_REPORT_ALWAYS, SL_REPORT_FAILURE };
+
+struct sl_report {
+    char **email;
+    size_t nemail;
+    char *format; /* "xlsx" (default) or "csv" */
+    enum sl_report_when when;
+};
+
+enum sl_dest_type { SL_DEST_FILE = 0, SL_DEST_POSTGRES, SL_DEST_HTTP };
+
+struct sl_destination {
+    enum sl_dest_type type;
+    bool given;                   /* false: no "destination" in the job (embedded: a file) */
+    char *table;                  /* postgres, default the object name */
+    char *url;                    /* http */
+    struct sl_header_kv *headers; /* http: extra request headers (extension),
+                                     values may hold ${env:NAME} */
+    size_t nheaders;
+    char *path; /* file: NDJSON path; NULL: <out>/<object>.ndjson */
+};
+
+/* A lookup table of the job ("lookups": { "table": { "from": "to" } }). */
+struct sl_lookup {
+    char *name;
+    json_t *map; /* object of string -> string */
+};
+
+/* A field reference of the mapping: a source column that a template reads. */
+struct sl_ref {
+    char *name; /* as written: "Name", "address.city", row['E-Mail'] -> "E-Mail" */
+};
+
+struct sl_job {
+    char *id;   /* the name, unless the control plane assigns one */
+    char *name; /* [A-Za-z0-9_.-]{1,128} */
+    char *description;
+    uint32_t version;
+    struct sl_source source;
+    char *object;
+    char **key; /* attribute names */
+    size_t nkey;
+    size_t *key_idx; /* their indices in attrs */
+    struct sl_attr *attrs;
+    size_t nattrs;
+    struct sl_lookup *lookups;
+    size_t nlookups;
+    struct sl_ref *refs; /* every source field a mapping reads, each once */
+    size_t nrefs;
+    struct sl_options options;
+    struct sl_schedule schedule;
+    struct sl_report report;
+    struct sl_destination destination;
+    char *timezone;         /* datetimes without an offset: top-level "timezone",
+                               else schedule.timezone, else "UTC" */
+    const struct sl_tz *tz; /* loaded zone of timezone (sl_tz_get: not owned) */
+    char *dir;              /* directory of the job file ("." for a document) */
+    json_t *doc;            /* the document as given */
+};
+
+/* Loads and checks the job file at path (at most 32 MiB). Returns the job
+ * (caller destroys it), or NULL with errbuf set ("path: ...") when it cannot
+ * be read or is invalid. job->dir is the directory of path. */
+struct sl_job *sl_job_load_file(const char *path, char *errbuf, size_t errsz);
+
+/* Loads and checks a job document of len bytes (JSON with no duplicate keys
+ * and nothing after it); dir is where relative source paths start (NULL:
+ * "."). Returns the job (caller destroys it; it keeps a reference to its
+ * parsed document in job->doc), or NULL with errbuf set to one message that
+ * names the field ("mapping.foo: no such attribute in target.attributes";
+ * "line 3, column 14: ..." for invalid JSON). ${env:NAME} is never expanded
+ * here, only checked for syntax. Any thread may call it. */
+struct sl_job *sl_job_load_json(const char *text, size_t len, const char *dir, char *errbuf,
+                                size_t errsz);
+
+/* Frees job; accepts NULL and half-built jobs. */
+void sl_job_destroy(struct sl_job *job);
+
+/* The index of attribute name in job->attrs, or -1. */
+int sl_job_attr_index(const struct sl_job *job, const char *name);
+
+/* The lookup table name, or NULL. */
+const struct sl_lookup *sl_job_lookup(const struct sl_job *job, const char *name);
+
+/* Expands every ${env:NAME} of s from the environment into a new string
+ * (caller frees). NAME is [A-Za-z_][A-Za-z0-9_]*; other "${" text is kept.
+ * NULL with errbuf set when a variable is unset ("environment variable
+ * ERP_TOKEN is not set"; the value of a variable is never in a message), the
+ * syntax is bad, or memory runs out. */
+char *sl_env_expand(const char *s, char *errbuf, size_t errsz);
+
+/* The job registry: job definitions by id and version. */
+struct sl_jobs;
+
+struct sl_jobs_ops {
+    /* The job, borrowed for as long as the registry lives; NULL with errbuf
+     * set when unknown. Thread-safe. */
+    const struct sl_job *(*get)(struct sl_jobs *jobs, const char *job_id, uint32_t version,
+                                char *errbuf, size_t errsz);
+    void (*destroy)(struct sl_jobs *jobs);
+};
+
+struct sl_jobs {
+    const struct sl_jobs_ops *ops;
+};
+
+/* A registry of one job (embedded mode); takes ownership of job (destroyed
+ * with the registry, or at once when out of memory: NULL). get() answers for
+ * job->id and version 0 (latest) or job->version. */
+struct sl_jobs *sl_jobs_single_new(struct sl_job *job);
+
+static inline const struct sl_job *sl_jobs_get(struct sl_jobs *jobs, const char *job_id,
+                                               uint32_t version, char *errbuf, size_t errsz)
+{
+    return jobs->ops->get(jobs, job_id, version, errbuf, errsz);
+}
+
+/* Destroys jobs through its ops; accepts NULL. */
+void sl_jobs_destroy(struct sl_jobs *jobs);
+
+#endif

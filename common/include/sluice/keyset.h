@@ -1,0 +1,25 @@
+/*
+ * A set of keys seen in one run (duplicate detection), compact: keys are kept
+ * as 64-bit keyed fingerprints (SipHash-2-4 under a random per-set key), not
+ * as text, so a million keys cost about 16 MiB whatever their length.
+ */
+#ifndef SLUICE_KEYSET_H
+#define SLUICE_KEYSET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sl_keyset;
+
+struct sl_keyset *sl_keyset_new(void);
+void sl_keyset_destroy(struct sl_keyset *ks);
+/* 1 when key was in the set, 0 when not (and with add it is now); negative
+ * on out of memory. */
+int sl_keyset_test(struct sl_keyset *ks, const char *key, size_t len, bool add);
+size_t sl_keyset_count(const struct sl_keyset *ks);
+
+/* SipHash-2-4 of data under the 16-byte key k. */
+uint64_t sl_siphash(const uint8_t k[16], const void *data, size_t len);
+
+#endif

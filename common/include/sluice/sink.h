@@ -1,0 +1,100 @@
+/*
+ * Destinations (sinks) and run ledgers: where a run's results go.
+ *
+ * A sink receives the valid records of one run, in order, and says for each
+ * whether it created, updated, left unchanged or skipped (not_created) a
+ * destination record. finish() makes the run's writes visible (success) or
+ * discards them. Implementations: file (NDJSON), postgres, http.
+ *
+ * A ledger receives the rejected rows of one run and its final summary:
+ * local (errors.csv, rejected.ndjson, run.json in a directory) and postgres
+ * (the control plane's runs and rejected rows).
+ */
+#ifndef SLUICE_SINK_H
+#define SLUICE_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sluice/buf.h"
+#include "sluice/msg.h"
+
+struct sl_job;
+
+enum sl_write_result {
+    SL_WRITE_CREATED = 0,
+    SL_WRITE_UPDATED,
+    SL_WRITE_UNCHANGED,
+    SL_WRITE_NOT_CREATED,
+};
+
+struct sl_sink;
+
+struct sl_sink_ops {
+    const char *name;
+    /* Writes one valid record (SL_MSG_RECORD, attributes normalized). A
+     * duplicate (last_wins) says so, so that the sink counts an update. */
+    int (*write)(struct sl_sink *sk, const struct sl_msg *rec, bool duplicate,
+                 enum sl_write_result *res);
+    /* Makes every write so far durable. */
+    int (*commit)(struct sl_sink *sk, char *errbuf, size_t errsz);
+    /* End of run: success publishes (rename, mirror deletes), else discard. */
+    int (*finish)(struct sl_sink *sk, bool success, char *errbuf, size_t errsz);
+    void (*destroy)(struct sl_sink *sk);
+};
+
+struct sl_sink {
+    const struct sl_sink_ops *ops;
+    const struct sl_job *job;
+};
+
+/* NDJSON file sink writing path (through path.tmp, renamed at success). */
+struct sl_sink *sl_sink_file_open(const char *path, const struct sl_job *job, char *errbuf,
+                                  size_t errsz);
+void sl_sink_destroy(struct sl_sink *sk);
+
+/* The summary of a finished run. */
+struct sl_run_summary {
+    const char *run_id;
+    const char *job;        /* job name */
+    const char *status;     /* succeeded, completed_with_errors, skipped, failed */
+    const char *reason;     /* why it failed or was skipped, or NULL */
+    int64_t started_at, finished_at; /* unix microseconds */
+    const char *sha256;     /* of the source, or NULL */
+    uint64_t bytes;
+    struct sl_counts counts;
+    const char *out_files[4]; /* files written, for the CLI summary */
+};
+
+struct sl_ledger;
+
+struct sl_ledger_ops {
+    const char *name;
+    /* Records one rejected row (SL_MSG_REJECTION). */
+    int (*reject)(struct sl_ledger *lg, const struct sl_msg *rej);
+    /* Optional: the source header and CSV delimiter of the run (from the
+     * parser's seal), so that the error file keeps the source's columns. */
+    int (*columns)(struct sl_ledger *lg, const char *const *cols, size_t n, char delimiter);
+    /* Writes the run summary and closes the run's files. */
+    int (*finish)(struct sl_ledger *lg, const struct sl_run_summary *sum, char *errbuf,
+                  size_t errsz);
+    void (*destroy)(struct sl_ledger *lg);
+};
+
+struct sl_ledger {
+    const struct sl_ledger_ops *ops;
+    const struct sl_job *job;
+};
+
+/* Local ledger in dir: rejected.ndjson as rows arrive; errors.csv and
+ * run.json at finish. */
+struct sl_ledger *sl_ledger_local_open(const char *dir, const struct sl_job *job,
+                                       char *errbuf, size_t errsz);
+void sl_ledger_destroy(struct sl_ledger *lg);
+
+/* One published record as a JSON object line (attributes typed as JOBS.md
+ * says, in the job's attribute order, unset attributes left out) appended
+ * to b, with a trailing newline. */
+int sl_ndjson_record(struct sl_buf *b, const struct sl_job *job, const struct sl_msg *rec);
+
+#endif

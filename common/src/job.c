@@ -1,0 +1,2091 @@
+/*
+ * The job file (job.h, JOBS.md): parsing, checking and the job model.
+ *
+ * The loader walks the document once, section by section, and stops at the
+ * first problem with a message that names the field path ("target.key[0]:
+ * 'store' is not an attribute"). Unknown fields are refused with a
+ * did-you-mean suggestion, because a misspelt optional field would otherwise
+ * be silently ignored. Mapping templates are compiled here (template.h), so a
+ * loaded job is ready for every stage and immutable afterwards.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "sluice/arena.h"
+#include "sluice/job.h"
+#include "sluice/reader.h"
+#include "sluice/template.h"
+#include "sluice/types.h"
+#include "sluice/tz.h"
+#include "sluice/util.h"
+
+#define JOB_MAX_FILE  (32u << 20) /* bytes of a job file */
+#define PATHSZ        256         /* a field path in a message */
+#define NAME_MAX_LEN  128         /* job names */
+#define IDENT_MAX_LEN 63          /* attributes, objects, tables (PostgreSQL) */
+#define SHOW          "%.80s"     /* user text quoted in a message */
+
+/* Loader state: the job being built and where its first problem goes. */
+struct ld {
+    struct sl_job *job;
+    char *errbuf;
+    size_t errsz;
+    struct sl_arena arena; /* scratch of checks (decimals, defaults) */
+    struct sl_refs refs;   /* field references collected by the templates */
+};
+
+/* ---- messages ---------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4))) static int bad(struct ld *ld, const char *path,
+                                                     const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (ld->errbuf && ld->errsz) {
+        if (path && path[0])
+            snprintf(ld->errbuf, ld->errsz, "%s: %s", path, msg);
+        else
+            snprintf(ld->errbuf, ld->errsz, "%s", msg);
+    }
+    return -1;
+}
+
+static int nomem(struct ld *ld)
+{
+    return bad(ld, NULL, "out of memory");
+}
+
+/* parent.key into buf ("key" at the top level). */
+static const char *sub(char *buf, const char *parent, const char *key)
+{
+    if (parent && parent[0])
+        snprintf(buf, PATHSZ, "%s.%s", parent, key);
+    else
+        snprintf(buf, PATHSZ, "%s", key);
+    return buf;
+}
+
+/* parent[i] into buf. */
+static const char *idx(char *buf, const char *parent, size_t i)
+{
+    snprintf(buf, PATHSZ, "%s[%zu]", parent, i);
+    return buf;
+}
+
+static const char *kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}
+
+/* Case-insensitive edit distance counting a swap of neighbours as one edit
+ * (optimal string alignment: "cvs" is one edit from "csv"); SIZE_MAX for
+ * long words. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char d[65][65];
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (unsigned char)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (unsigned char)j;
+    for (size_t i = 1; i <= la; i++) {
+        int ca = tolower((unsigned char)a[i - 1]);
+        for (size_t j = 1; j <= lb; j++) {
+            int cb = tolower((unsigned char)b[j - 1]);
+            unsigned best = d[i - 1][j] + 1u;
+            if (d[i][j - 1] + 1u < best)
+                best = d[i][j - 1] + 1u;
+            if (d[i - 1][j - 1] + (unsigned)(ca != cb) < best)
+                best = d[i - 1][j - 1] + (unsigned)(ca != cb);
+            if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+                cb == tolower((unsigned char)a[i - 2]) && d[i - 2][j - 2] + 1u < best)
+                best = d[i - 2][j - 2] + 1u;
+            d[i][j] = (unsigned char)best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The closest candidate to a misspelt word, fed one candidate at a time. */
+struct sugg {
+    const char *word;
+    const char *best;
+    size_t dist;
+};
+
+static void sugg_try(struct sugg *s, const char *cand)
+{
+    size_t len = strlen(cand);
+    size_t limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
+    size_t d = edit_distance(s->word, cand);
+    if (d <= limit && d < strlen(s->word) + (d == 0) && (!s->best || d < s->dist)) {
+        s->best = cand;
+        s->dist = d;
+    }
+}
+
+static const char *suggest(const char *word, const char *const *names)
+{
+    struct sugg s = {word, NULL, 0};
+    for (size_t i = 0; names[i]; i++)
+        sugg_try(&s, names[i]);
+    return s.best;
+}
+
+/* "a, b, c" of a NULL-terminated list into buf. */
+static const char *join(char *buf, size_t n, const char *const *names)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; names[i] && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? ", " : "", names[i]);
+    return buf;
+}
+
+/* "unknown <what> 'x' (expected one of a, b; did you mean 'c'?)" at path. */
+static int bad_choice(struct ld *ld, const char *path, const char *what, const char *value,
+                      const char *const *names)
+{
+    char list[512];
+    const char *s = suggest(value, names);
+    join(list, sizeof(list), names);
+    if (s)
+        return bad(ld, path, "unknown %s '" SHOW "' (expected one of %s; did you mean '%s'?)", what,
+                   value, list, s);
+    return bad(ld, path, "unknown %s '" SHOW "' (expected one of %s)", what, value, list);
+}
+
+/* Refuses a member of obj that is not in allowed. */
+static int check_keys(struct ld *ld, json_t *obj, const char *path, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        size_t i = 0;
+        while (allowed[i] && strcmp(allowed[i], key) != 0)
+            i++;
+        if (allowed[i])
+            continue;
+        char list[512];
+        const char *s = suggest(key, allowed);
+        if (s)
+            return bad(ld, path, "unknown field '" SHOW "' (did you mean '%s'?)", key, s);
+        return bad(ld, path, "unknown field '" SHOW "' (expected one of %s)", key,
+                   join(list, sizeof(list), allowed));
+    }
+    return 0;
+}
+
+/* ---- typed members ------------------------------------------------------ */
+
+/* obj[key]; NULL when absent or null (null means "not given"). */
+static json_t *member(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
+/* An object member (NULL when absent); -1 when it is something else. */
+static int get_obj(struct ld *ld, json_t *obj, const char *key, const char *parent, json_t **out)
+{
+    char p[PATHSZ];
+    *out = member(obj, key);
+    if (*out && !json_is_object(*out))
+        return bad(ld, sub(p, parent, key), "must be an object (is %s)", kind(*out));
+    return 0;
+}
+
+/* A string member (*out NULL when absent); nonempty refuses "". */
+static int get_str(struct ld *ld, json_t *obj, const char *key, const char *parent, bool nonempty,
+                   const char **out)
+{
+    char p[PATHSZ];
+    json_t *v = member(obj, key);
+    *out = NULL;
+    if (!v)
+        return 0;
+    if (!json_is_string(v))
+        return bad(ld, sub(p, parent, key), "must be a string (is %s)", kind(v));
+    if (nonempty && json_string_length(v) == 0)
+        return bad(ld, sub(p, parent, key), "must not be empty");
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* A copy of a string member (*out untouched when absent). */
+static int dup_str(struct ld *ld, json_t *obj, const char *key, const char *parent, bool nonempty,
+                   char **out)
+{
+    const char *s;
+    if (get_str(ld, obj, key, parent, nonempty, &s))
+        return -1;
+    if (!s)
+        return 0;
+    if (!(*out = strdup(s)))
+        return nomem(ld);
+    return 0;
+}
+
+/* A boolean member (*out untouched when absent). */
+static int get_bool(struct ld *ld, json_t *obj, const char *key, const char *parent, bool *out)
+{
+    char p[PATHSZ];
+    json_t *v = member(obj, key);
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v))
+        return bad(ld, sub(p, parent, key), "must be true or false (is %s)", kind(v));
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* An integer member in lo..hi: 1 and *out when given, 0 absent, -1 bad. */
+static int get_int(struct ld *ld, json_t *obj, const char *key, const char *parent, long lo,
+                   long hi, long *out)
+{
+    char p[PATHSZ];
+    json_t *v = member(obj, key);
+    if (!v)
+        return 0;
+    json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+    if (!json_is_integer(v) || n < lo || n > hi) {
+        if (hi == LONG_MAX)
+            return bad(ld, sub(p, parent, key), "must be an integer of at least %ld", lo);
+        return bad(ld, sub(p, parent, key), "must be an integer from %ld to %ld", lo, hi);
+    }
+    *out = (long)n;
+    return 1;
+}
+
+/* One of names (case-sensitive), as its index: 1 when given, 0 absent. */
+static int get_enum(struct ld *ld, json_t *obj, const char *key, const char *parent,
+                    const char *what, const char *const *names, int *out)
+{
+    char p[PATHSZ];
+    const char *s;
+    if (get_str(ld, obj, key, parent, false, &s))
+        return -1;
+    if (!s)
+        return 0;
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(names[i], s) == 0) {
+            *out = i;
+            return 1;
+        }
+    }
+    return bad_choice(ld, sub(p, parent, key), what, s, names);
+}
+
+/* The text of a JSON number, exact and without exponent, into buf[400]. */
+static void number_text(const json_t *v, char *buf)
+{
+    if (json_is_integer(v)) {
+        snprintf(buf, 400, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return;
+    }
+    double d = json_real_value(v);
+    char g[64];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(g, sizeof(g), "%.*g", prec, d);
+        if (strtod(g, NULL) == d)
+            break;
+    }
+    /* Rewrite d.ddde[+-]XX as plain decimal digits. */
+    char *e = strchr(g, 'e');
+    if (!e) {
+        snprintf(buf, 400, "%s", g);
+        return;
+    }
+    int exp = atoi(e + 1);
+    *e = '\0';
+    char digits[64];
+    size_t nd = 0;
+    const char *m = g;
+    bool neg = *m == '-';
+    if (neg)
+        m++;
+    for (; *m; m++)
+        if (isdigit((unsigned char)*m))
+            digits[nd++] = *m;
+    digits[nd] = '\0';
+    int point = 1 + exp; /* digits before the decimal point */
+    size_t o = 0;
+    if (neg)
+        buf[o++] = '-';
+    if (point <= 0) {
+        buf[o++] = '0';
+        buf[o++] = '.';
+        for (int i = 0; i < -point && o < 390 - nd; i++)
+            buf[o++] = '0';
+        memcpy(buf + o, digits, nd);
+        o += nd;
+    } else {
+        for (int i = 0; i < point && o < 390; i++) {
+            buf[o++] = (size_t)i < nd ? digits[i] : '0';
+        }
+        if ((size_t)point < nd) {
+            buf[o++] = '.';
+            memcpy(buf + o, digits + point, nd - (size_t)point);
+            o += nd - (size_t)point;
+        }
+    }
+    buf[o] = '\0';
+}
+
+/* ---- syntax checks ------------------------------------------------------ */
+
+static bool is_ident(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > IDENT_MAX_LEN || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_'))
+            return false;
+    return true;
+}
+
+#define IDENT_RULE "letters, digits and '_', not starting with a digit, at most 63 characters"
+
+/* Walks the ${env:NAME} of s: with out, expands them into out (a growing
+ * buffer); without, only checks the syntax. 0 or -1 with msg set. */
+struct growbuf {
+    char *p;
+    size_t n, cap;
+};
+
+static int gb_add(struct growbuf *b, const char *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return 0;
+}
+
+static int env_walk(const char *s, struct growbuf *out, char *msg, size_t msgsz)
+{
+    const char *p = s;
+    for (;;) {
+        const char *st = strstr(p, "${env:");
+        if (!st)
+            break;
+        if (out && gb_add(out, p, (size_t)(st - p)))
+            goto nomem;
+        const char *name = st + 6, *end = strchr(name, '}');
+        if (!end) {
+            snprintf(msg, msgsz, "unclosed '${env:' at offset %zu", (size_t)(st - s));
+            return -1;
+        }
+        size_t len = (size_t)(end - name);
+        bool ok = len > 0 && len <= 255 && (isalpha((unsigned char)name[0]) || name[0] == '_');
+        for (size_t i = 0; ok && i < len; i++)
+            ok = isalnum((unsigned char)name[i]) || name[i] == '_';
+        if (!ok) {
+            snprintf(msg, msgsz,
+                     "invalid environment variable name '%.*s' at offset %zu (expected "
+                     "letters, digits and '_')",
+                     (int)(len > 80 ? 80 : len), name, (size_t)(st - s));
+            return -1;
+        }
+        if (out) {
+            char var[256];
+            memcpy(var, name, len);
+            var[len] = '\0';
+            const char *val = getenv(var);
+            if (!val) {
+                snprintf(msg, msgsz, "environment variable %s is not set", var);
+                return -1;
+            }
+            if (gb_add(out, val, strlen(val)))
+                goto nomem;
+        }
+        p = end + 1;
+    }
+    if (out && gb_add(out, p, strlen(p)))
+        goto nomem;
+    return 0;
+nomem:
+    snprintf(msg, msgsz, "out of memory");
+    return -1;
+}
+
+char *sl_env_expand(const char *s, char *errbuf, size_t errsz)
+{
+    struct growbuf b = {0};
+    char msg[512];
+    if (env_walk(s, &b, msg, sizeof(msg))) {
+        if (errbuf && errsz)
+            snprintf(errbuf, errsz, "%s", msg);
+        free(b.p);
+        return NULL;
+    }
+    if (!b.p && !(b.p = strdup(""))) {
+        if (errbuf && errsz)
+            snprintf(errbuf, errsz, "out of memory");
+    }
+    return b.p;
+}
+
+static int check_env(struct ld *ld, const char *path, const char *s)
+{
+    char msg[512];
+    if (env_walk(s, NULL, msg, sizeof(msg)))
+        return bad(ld, path, "%s", msg);
+    return 0;
+}
+
+/* The URL scheme of s lowercased into buf, or "" when s has none (a path, or
+ * it starts with ${env:...}). */
+static const char *url_scheme(const char *s, char *buf, size_t n)
+{
+    size_t i = 0;
+    buf[0] = '\0';
+    if (!isalpha((unsigned char)s[0]))
+        return buf;
+    while (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.')
+        i++;
+    if (strncmp(s + i, "://", 3) != 0 || i >= n)
+        return buf;
+    for (size_t j = 0; j < i; j++)
+        buf[j] = (char)tolower((unsigned char)s[j]);
+    buf[i] = '\0';
+    return buf;
+}
+
+static bool is_http_url(const char *s)
+{
+    char sch[16];
+    url_scheme(s, sch, sizeof(sch));
+    if (strcmp(sch, "http") && strcmp(sch, "https"))
+        return false;
+    const char *host = strstr(s, "://") + 3;
+    return *host && *host != '/' && !strpbrk(s, " \t\r\n");
+}
+
+static bool is_email(const char *s)
+{
+    const char *at = strchr(s, '@');
+    size_t n = strlen(s);
+    if (!at || at == s || strchr(at + 1, '@') || n > 254 || (size_t)(at - s) > 64)
+        return false;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || strchr("<>()[]\\,;:\"", *p))
+            return false;
+    const char *dom = at + 1;
+    const char *dot = strchr(dom, '.');
+    if (!dot || dom[0] == '.' || s[n - 1] == '.' || strstr(dom, ".."))
+        return false;
+    return true;
+}
+
+/* An HTTP header name: an RFC 9110 token. */
+static bool is_token(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return false;
+    return true;
+}
+
+/* ---- name, options ------------------------------------------------------ */
+
+static const char *const TOP_KEYS[] = {"name",     "description", "timezone",    "source",
+                                       "target",   "mapping",     "lookups",     "options",
+                                       "schedule", "report",      "destination", NULL};
+
+static int parse_name(struct ld *ld, json_t *root)
+{
+    struct sl_job *job = ld->job;
+    const char *name;
+    if (get_str(ld, root, "name", "", true, &name))
+        return -1;
+    if (!name)
+        return bad(ld, "name", "required");
+    size_t n = strlen(name);
+    if (n > NAME_MAX_LEN)
+        return bad(ld, "name", "must be at most %d characters (is %zu)", NAME_MAX_LEN, n);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!isalnum(c) && c != '_' && c != '.' && c != '-')
+            return bad(ld, "name",
+                       "'" SHOW "' has a character other than letters, digits, '_', '.' and '-' "
+                       "(it names files and state)",
+                       name);
+    }
+    if (name[0] == '.')
+        return bad(ld, "name", "must not start with '.' (it names files and state)");
+    if (!(job->name = strdup(name)) || !(job->id = strdup(name)))
+        return nomem(ld);
+    return dup_str(ld, root, "description", "", false, &job->description);
+}
+
+static int parse_options(struct ld *ld, json_t *root)
+{
+    static const char *const keys[] = {"allow_create", "sync",     "skip_unchanged",
+                                       "duplicates",   "approval", NULL};
+    static const char *const syncs[] = {"upsert", "append", "mirror", NULL};
+    static const char *const dups[] = {"reject", "last_wins", NULL};
+    struct sl_options *o = &ld->job->options;
+    json_t *obj;
+    int v;
+    o->allow_create = true;
+    o->sync = SL_SYNC_UPSERT;
+    o->skip_unchanged = true;
+    o->duplicates = SL_DUPS_REJECT;
+    o->approval = false;
+    if (get_obj(ld, root, "options", "", &obj))
+        return -1;
+    if (!obj)
+        return 0;
+    if (check_keys(ld, obj, "options", keys) ||
+        get_bool(ld, obj, "allow_create", "options", &o->allow_create) ||
+        get_bool(ld, obj, "skip_unchanged", "options", &o->skip_unchanged) ||
+        get_bool(ld, obj, "approval", "options", &o->approval))
+        return -1;
+    int r = get_enum(ld, obj, "sync", "options", "sync mode", syncs, &v);
+    if (r < 0)
+        return -1;
+    if (r)
+        o->sync = (enum sl_sync)v;
+    if ((r = get_enum(ld, obj, "duplicates", "options", "value", dups, &v)) < 0)
+        return -1;
+    if (r)
+        o->duplicates = (enum sl_dups)v;
+    return 0;
+}
+
+/* ---- schedule ----------------------------------------------------------- */
+
+static const char *const WEEKDAYS[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL};
+static const char *const WEEKDAYS_LONG[] = {"sunday",   "monday", "tuesday",  "wednesday",
+                                            "thursday", "friday", "saturday", NULL};
+static const char *const MONTHS[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul",
+                                     "aug", "sep", "oct", "nov", "dec", NULL};
+
+struct cron_field {
+    const char *name;
+    int lo, hi;
+    const char *const *names; /* NULL: numbers only */
+    int name_base;            /* value of names[0] */
+};
+
+static const struct cron_field CRON_FIELDS[5] = {
+    {"minute", 0, 59, NULL, 0},         {"hour", 0, 23, NULL, 0},
+    {"day of month", 1, 31, NULL, 0},   {"month", 1, 12, MONTHS, 1},
+    {"day of week", 0, 7, WEEKDAYS, 0},
+};
+
+/* A number or name of field f at *p; advances *p. */
+static int cron_value(const char **p, const struct cron_field *f, int *out, char *msg, size_t n)
+{
+    const char *s = *p;
+    if (isdigit((unsigned char)*s)) {
+        long v = 0;
+        while (isdigit((unsigned char)*s) && v < 100000)
+            v = v * 10 + (*s++ - '0');
+        if (v < f->lo || v > f->hi) {
+            snprintf(msg, n, "%s: %ld is out of range %d-%d", f->name, v, f->lo, f->hi);
+            return -1;
+        }
+        *out = (int)v;
+        *p = s;
+        return 0;
+    }
+    if (f->names && isalpha((unsigned char)s[0]) && isalpha((unsigned char)s[1]) &&
+        isalpha((unsigned char)s[2]) && !isalpha((unsigned char)s[3])) {
+        for (int i = 0; f->names[i]; i++) {
+            if (strncasecmp(f->names[i], s, 3) == 0) {
+                *out = f->name_base + i;
+                *p = s + 3;
+                return 0;
+            }
+        }
+    }
+    size_t len = strcspn(s, ",-/");
+    snprintf(msg, n, "%s: '%.*s' is not a %s", f->name, (int)(len > 20 ? 20 : len), s,
+             f->names ? "number or name" : "number");
+    return -1;
+}
+
+/* One field: a list of *, a, a-b, each with an optional /step. */
+static int cron_field_check(const char *s, const struct cron_field *f, char *msg, size_t n)
+{
+    const char *p = s;
+    for (;;) {
+        int a = f->lo, b = f->hi;
+        if (*p == '*') {
+            p++;
+        } else {
+            if (cron_value(&p, f, &a, msg, n))
+                return -1;
+            if (*p == '-') {
+                p++;
+                if (cron_value(&p, f, &b, msg, n))
+                    return -1;
+                if (b < a) {
+                    snprintf(msg, n, "%s: range %d-%d goes backwards", f->name, a, b);
+                    return -1;
+                }
+            }
+        }
+        if (*p == '/') {
+            p++;
+            long step = 0;
+            if (!isdigit((unsigned char)*p)) {
+                snprintf(msg, n, "%s: '/' must be followed by a step", f->name);
+                return -1;
+            }
+            while (isdigit((unsigned char)*p) && step < 100000)
+                step = step * 10 + (*p++ - '0');
+            if (step < 1 || step > f->hi - f->lo + 1) {
+                snprintf(msg, n, "%s: step %ld is out of range 1-%d", f->name, step,
+                         f->hi - f->lo + 1);
+                return -1;
+            }
+        }
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p) {
+            snprintf(msg, n, "%s: unexpected '%c' in '%.40s'", f->name, *p, s);
+            return -1;
+        }
+        return 0;
+    }
+}
+
+/* Checks a 5-field cron expression; 0 or -1 with msg set. */
+static int cron_check(const char *expr, char *msg, size_t n)
+{
+    char buf[256], *fields[6], *save = NULL;
+    int nf = 0;
+    if (expr[0] == '@') {
+        snprintf(msg, n, "macros like '%.20s' are not supported (use every 'daily', ...)", expr);
+        return -1;
+    }
+    if (strlen(expr) >= sizeof(buf)) {
+        snprintf(msg, n, "too long");
+        return -1;
+    }
+    strcpy(buf, expr);
+    for (char *t = strtok_r(buf, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
+        if (nf == 6)
+            break;
+        fields[nf++] = t;
+    }
+    if (nf != 5) {
+        snprintf(msg, n, "expected 5 fields (minute hour day-of-month month day-of-week), got %s%d",
+                 nf == 6 ? "more than " : "", nf == 6 ? 5 : nf);
+        return -1;
+    }
+    for (int i = 0; i < 5; i++)
+        if (cron_field_check(fields[i], &CRON_FIELDS[i], msg, n))
+            return -1;
+    return 0;
+}
+
+/* "HH:MM" (hour 0-23, one or two digits) or, when hourly, ":MM". */
+static bool parse_at(const char *s, bool hourly, int *h, int *m)
+{
+    int hh = -1;
+    if (!hourly) {
+        if (!isdigit((unsigned char)s[0]))
+            return false;
+        hh = s[0] - '0';
+        s++;
+        if (isdigit((unsigned char)s[0]))
+            hh = hh * 10 + (*s++ - '0');
+        if (hh > 23)
+            return false;
+    }
+    if (s[0] != ':' || !isdigit((unsigned char)s[1]) || !isdigit((unsigned char)s[2]) || s[3])
+        return false;
+    int mm = (s[1] - '0') * 10 + (s[2] - '0');
+    if (mm > 59)
+        return false;
+    *h = hh;
+    *m = mm;
+    return true;
+}
+
+static int load_tz(struct ld *ld, const char *path, const char *name)
+{
+    char msg[512] = "";
+    if (!sl_tz_get(name, msg, sizeof(msg)))
+        return bad(ld, path, "%s", msg[0] ? msg : "unknown time zone");
+    return 0;
+}
+
+static int parse_schedule(struct ld *ld, json_t *root)
+{
+    static const char *const keys[] = {"every",    "at",      "on",          "cron",
+                                       "timezone", "enabled", "run_on_save", NULL};
+    static const char *const cadences[] = {"hourly",  "daily", "workdays", "weekly",
+                                           "monthly", "cron",  "15m",      NULL};
+    struct sl_job *job = ld->job;
+    struct sl_schedule *s = &job->schedule;
+    const char *top_tz, *tz = NULL, *every = NULL, *at = NULL, *cron = NULL, *on_s;
+    json_t *obj, *on = NULL;
+    char p[PATHSZ], msg[512];
+
+    s->every = SL_EVERY_NONE;
+    s->at_hour = s->at_minute = -1;
+    s->enabled = true;
+    s->run_on_save = false;
+
+    if (get_str(ld, root, "timezone", "", true, &top_tz))
+        return -1;
+    if (top_tz && load_tz(ld, "timezone", top_tz))
+        return -1;
+    if (get_obj(ld, root, "schedule", "", &obj))
+        return -1;
+    if (obj) {
+        if (check_keys(ld, obj, "schedule", keys) ||
+            get_str(ld, obj, "timezone", "schedule", true, &tz) ||
+            (tz && load_tz(ld, "schedule.timezone", tz)) ||
+            get_bool(ld, obj, "enabled", "schedule", &s->enabled) ||
+            get_bool(ld, obj, "run_on_save", "schedule", &s->run_on_save) ||
+            get_str(ld, obj, "every", "schedule", true, &every) ||
+            get_str(ld, obj, "at", "schedule", true, &at) ||
+            get_str(ld, obj, "cron", "schedule", true, &cron))
+            return -1;
+        on = member(obj, "on");
+        if (!every && cron)
+            every = "cron";
+        if (!every)
+            return bad(ld, "schedule.every",
+                       "required (\"15m\", hourly, daily, workdays, weekly, monthly or cron)");
+        if (!strcmp(every, "hourly")) {
+            s->every = SL_EVERY_HOURLY;
+        } else if (!strcmp(every, "daily")) {
+            s->every = SL_EVERY_DAILY;
+        } else if (!strcmp(every, "workdays")) {
+            s->every = SL_EVERY_WORKDAYS;
+        } else if (!strcmp(every, "weekly")) {
+            s->every = SL_EVERY_WEEKLY;
+        } else if (!strcmp(every, "monthly")) {
+            s->every = SL_EVERY_MONTHLY;
+        } else if (!strcmp(every, "cron")) {
+            s->every = SL_EVERY_CRON;
+        } else {
+            /* "<n>m" minutes, or "<n>h" hours (an extension). */
+            const char *d = every;
+            long n = 0;
+            while (isdigit((unsigned char)*d) && n < 100000000)
+                n = n * 10 + (*d++ - '0');
+            if (d == every || (strcmp(d, "m") && strcmp(d, "h"))) {
+                const char *sg = suggest(every, cadences);
+                return bad(ld, "schedule.every",
+                           "unknown cadence '" SHOW "' (expected minutes like \"15m\", hourly, "
+                           "daily, workdays, weekly, monthly or cron%s%s%s)",
+                           every, sg ? "; did you mean '" : "", sg ? sg : "", sg ? "'?" : "");
+            }
+            if (*d == 'h')
+                n *= 60;
+            if (n < 1)
+                return bad(ld, "schedule.every", "must be at least 1 minute");
+            if (n > 527040)
+                return bad(ld, "schedule.every", "must be at most a year (527040m)");
+            s->every = SL_EVERY_MINUTES;
+            s->minutes = (int)n;
+        }
+
+        bool has_at = s->every != SL_EVERY_MINUTES && s->every != SL_EVERY_CRON;
+        if (at && !has_at)
+            return bad(ld, "schedule.at", "not used with every '" SHOW "'", every);
+        if (has_at) {
+            bool hourly = s->every == SL_EVERY_HOURLY;
+            s->at_hour = hourly ? -1 : 0;
+            s->at_minute = 0;
+            if (at && !parse_at(at, hourly, &s->at_hour, &s->at_minute))
+                return bad(ld, "schedule.at",
+                           hourly ? "'" SHOW "' is not ':MM' (minute 00-59 of every hour)"
+                                  : "'" SHOW "' is not 'HH:MM' (00:00 to 23:59)",
+                           at);
+        }
+        if (cron && s->every != SL_EVERY_CRON)
+            return bad(ld, "schedule.cron", "only used with every 'cron'");
+        if (s->every == SL_EVERY_CRON) {
+            if (!cron)
+                return bad(ld, "schedule.cron", "required for every 'cron' (\"m h dom mon dow\")");
+            if (cron_check(cron, msg, sizeof(msg)))
+                return bad(ld, "schedule.cron", "%s", msg);
+            if (!(s->cron = strdup(cron)))
+                return nomem(ld);
+        }
+        if (s->every == SL_EVERY_WEEKLY) {
+            if (!on)
+                return bad(ld, "schedule.on", "required for every 'weekly' (mon ... sun)");
+            if (!json_is_string(on))
+                return bad(ld, "schedule.on", "must be a weekday, mon ... sun (is %s)", kind(on));
+            on_s = json_string_value(on);
+            s->weekday = -1;
+            for (int i = 0; i < 7; i++)
+                if (!strcasecmp(on_s, WEEKDAYS[i]) || !strcasecmp(on_s, WEEKDAYS_LONG[i]))
+                    s->weekday = i;
+            if (s->weekday < 0)
+                return bad_choice(ld, "schedule.on", "weekday", on_s, WEEKDAYS);
+        } else if (s->every == SL_EVERY_MONTHLY) {
+            long d = 0;
+            if (!on)
+                return bad(ld, "schedule.on", "required for every 'monthly' (a day 1 to 31)");
+            if (get_int(ld, obj, "on", "schedule", 1, 31, &d) < 0)
+                return -1;
+            s->monthday = (int)d;
+        } else if (on) {
+            return bad(ld, "schedule.on", "not used with every '" SHOW "'", every);
+        }
+    }
+
+    /* The job's zone: top-level, else the schedule's; the schedule's: its own,
+     * else the job's. */
+    const char *jtz = top_tz ? top_tz : tz ? tz : "UTC";
+    if (!(job->timezone = strdup(jtz)) || !(s->timezone = strdup(tz ? tz : jtz)))
+        return nomem(ld);
+    if (!(job->tz = sl_tz_get(job->timezone, msg, sizeof(msg))))
+        return bad(ld, sub(p, "", top_tz ? "timezone" : "schedule.timezone"), "%s", msg);
+    return 0;
+}
+
+/* ---- source ------------------------------------------------------------- */
+
+static const char *const FORMATS[] = {"auto", "csv", "json", "ndjson", "xml", "xlsx", "xls", NULL};
+
+const char *sl_format_name(enum sl_format f)
+{
+    if ((int)f < 0 || (size_t)f >= SL_ARRAY_LEN(FORMATS) - 1)
+        return NULL;
+    return FORMATS[f];
+}
+
+static int parse_headers(struct ld *ld, json_t *obj, const char *path, struct sl_header_kv **out,
+                         size_t *nout)
+{
+    const char *name;
+    json_t *v;
+    char p[PATHSZ];
+    size_t n = json_object_size(obj);
+    if (n == 0)
+        return 0;
+    if (!(*out = calloc(n, sizeof(**out))))
+        return nomem(ld);
+    json_object_foreach(obj, name, v)
+    {
+        sub(p, path, name);
+        if (!is_token(name))
+            return bad(ld, p, "'" SHOW "' is not a valid header name", name);
+        for (size_t i = 0; i < *nout; i++)
+            if (!strcasecmp((*out)[i].name, name))
+                return bad(ld, p, "given twice (header names ignore case)");
+        if (!json_is_string(v))
+            return bad(ld, p, "must be a string (is %s)", kind(v));
+        const char *val = json_string_value(v);
+        if (strpbrk(val, "\r\n"))
+            return bad(ld, p, "must not contain a line break");
+        if (check_env(ld, p, val))
+            return -1;
+        struct sl_header_kv *h = &(*out)[(*nout)++];
+        if (!(h->name = strdup(name)) || !(h->value = strdup(val)))
+            return nomem(ld);
+    }
+    return 0;
+}
+
+static int parse_auth(struct ld *ld, json_t *src)
+{
+    static const char *const keys[] = {"basic", "bearer", NULL};
+    static const char *const basic_keys[] = {"user", "password", NULL};
+    struct sl_source *so = &ld->job->source;
+    json_t *auth, *basic;
+    const char *s;
+    if (get_obj(ld, src, "auth", "source", &auth))
+        return -1;
+    if (!auth)
+        return 0;
+    if (check_keys(ld, auth, "source.auth", keys) ||
+        get_obj(ld, auth, "basic", "source.auth", &basic) ||
+        get_str(ld, auth, "bearer", "source.auth", true, &s))
+        return -1;
+    if (basic && s)
+        return bad(ld, "source.auth", "give either basic or bearer, not both");
+    if (!basic && !s)
+        return bad(ld, "source.auth",
+                   "expected {\"basic\": {\"user\", \"password\"}} or {\"bearer\": \"...\"}");
+    for (size_t i = 0; i < so->nheaders; i++)
+        if (!strcasecmp(so->headers[i].name, "Authorization"))
+            return bad(ld, "source.auth", "conflicts with source.headers.%s", so->headers[i].name);
+    if (s) {
+        if (check_env(ld, "source.auth.bearer", s))
+            return -1;
+        if (!(so->auth_bearer = strdup(s)))
+            return nomem(ld);
+        return 0;
+    }
+    if (check_keys(ld, basic, "source.auth.basic", basic_keys) ||
+        dup_str(ld, basic, "user", "source.auth.basic", true, &so->auth_user) ||
+        dup_str(ld, basic, "password", "source.auth.basic", false, &so->auth_password))
+        return -1;
+    if (!so->auth_user)
+        return bad(ld, "source.auth.basic.user", "required");
+    if (!so->auth_password)
+        return bad(ld, "source.auth.basic.password", "required");
+    if (check_env(ld, "source.auth.basic.user", so->auth_user) ||
+        check_env(ld, "source.auth.basic.password", so->auth_password))
+        return -1;
+    return 0;
+}
+
+/* One character of a CSV option ("\t" or "tab" for a tab). */
+static int csv_char(struct ld *ld, json_t *csv, const char *key, char *out)
+{
+    char p[PATHSZ];
+    const char *s;
+    if (get_str(ld, csv, key, "source.csv", false, &s))
+        return -1;
+    if (!s)
+        return 0;
+    sub(p, "source.csv", key);
+    if (!strcmp(s, "tab") || !strcmp(s, "\\t")) {
+        *out = '\t';
+        return 0;
+    }
+    if (strlen(s) != 1)
+        return bad(ld, p, "must be one character (is '" SHOW "'; \"tab\" or \"\\t\" for a tab)", s);
+    unsigned char c = (unsigned char)s[0];
+    if (c >= 0x80)
+        return bad(ld, p, "must be an ASCII character");
+    if (c == '\n' || c == '\r' || c == '\0')
+        return bad(ld, p, "must not be a line break");
+    *out = (char)c;
+    return 0;
+}
+
+/* A block (csv, json, ...) only fits its formats and auto. */
+static int block_fits(struct ld *ld, const char *key, bool fits)
+{
+    char p[PATHSZ];
+    if (fits)
+        return 0;
+    return bad(ld, sub(p, "source", key), "not used with source.format '%s'",
+               sl_format_name(ld->job->source.format));
+}
+
+/* A records path: "$" then ".name" / "[n]" steps (json), or "/A/B" (xml). */
+static bool records_ok(const char *s, bool xml)
+{
+    if (xml) {
+        if (s[0] != '/' || s[1] == '\0')
+            return false;
+        size_t n = strlen(s);
+        return s[n - 1] != '/' && !strstr(s, "//");
+    }
+    if (s[0] != '$')
+        return false;
+    for (const char *p = s + 1; *p;) {
+        if (*p == '.') {
+            size_t n = strcspn(p + 1, ".[");
+            if (n == 0)
+                return false;
+            p += 1 + n;
+        } else if (*p == '[') {
+            const char *e = strchr(p, ']');
+            if (!e || e == p + 1)
+                return false;
+            p = e + 1;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int parse_source(struct ld *ld, json_t *root)
+{
+    static const char *const keys[] = {"url", "headers", "auth", "format",     "csv",        "json",
+                                       "xml", "xlsx",    "xls",  "pagination", "attachment", NULL};
+    static const char *const schemes[] = {"http",  "https", "ftp",  "sftp", "imap",
+                                          "imaps", "s3",    "file", NULL};
+    static const char *const csv_keys[] = {"delimiter", "quote", "header", "encoding", NULL};
+    static const char *const rec_keys[] = {"records", NULL};
+    static const char *const sheet_keys[] = {"sheet", "header_row", NULL};
+    static const char *const pag_types[] = {"page", "offset", "cursor", "link", NULL};
+    static const char *const encodings[] = {"utf-8", "latin1", "windows-1252", "utf-16", NULL};
+    struct sl_source *so = &ld->job->source;
+    json_t *src, *o;
+    const char *s;
+    char sch[16], p[PATHSZ];
+    int v;
+
+    so->format = SL_FORMAT_AUTO;
+    so->csv_quote = '"';
+    so->csv_header = true;
+    so->encoding = SL_ENC_UTF8;
+    so->header_row = 1;
+    if (get_obj(ld, root, "source", "", &src))
+        return -1;
+    if (!src)
+        return bad(ld, "source", "required (an object with at least \"url\")");
+    if (check_keys(ld, src, "source", keys))
+        return -1;
+
+    /* url */
+    if (get_str(ld, src, "url", "source", true, &s))
+        return -1;
+    if (!s)
+        return bad(ld, "source.url", "required");
+    if (check_env(ld, "source.url", s))
+        return -1;
+    url_scheme(s, sch, sizeof(sch));
+    if (sch[0]) {
+        size_t i = 0;
+        while (schemes[i] && strcmp(schemes[i], sch))
+            i++;
+        if (!schemes[i])
+            return bad_choice(ld, "source.url", "scheme", sch, schemes);
+        const char *rest = strstr(s, "://") + 3;
+        if (strcmp(sch, "file") && (!rest[0] || rest[0] == '/'))
+            return bad(ld, "source.url", "'" SHOW "' has no host", s);
+    }
+    if (!(so->url = strdup(s)))
+        return nomem(ld);
+
+    /* headers, auth */
+    if (get_obj(ld, src, "headers", "source", &o))
+        return -1;
+    if (o && parse_headers(ld, o, "source.headers", &so->headers, &so->nheaders))
+        return -1;
+    if (parse_auth(ld, src))
+        return -1;
+
+    /* format and its blocks */
+    int r = get_enum(ld, src, "format", "source", "format", FORMATS, &v);
+    if (r < 0)
+        return -1;
+    if (r)
+        so->format = (enum sl_format)v;
+    enum sl_format f = so->format;
+    bool any = f == SL_FORMAT_AUTO;
+
+    if (get_obj(ld, src, "csv", "source", &o))
+        return -1;
+    if (o) {
+        if (block_fits(ld, "csv", any || f == SL_FORMAT_CSV) ||
+            check_keys(ld, o, "source.csv", csv_keys) ||
+            csv_char(ld, o, "delimiter", &so->csv_delimiter) ||
+            csv_char(ld, o, "quote", &so->csv_quote) ||
+            get_bool(ld, o, "header", "source.csv", &so->csv_header) ||
+            get_str(ld, o, "encoding", "source.csv", true, &s))
+            return -1;
+        if (so->csv_delimiter && so->csv_delimiter == so->csv_quote)
+            return bad(ld, "source.csv.delimiter", "must differ from the quote character");
+        if (s && sl_encoding_parse(s, &so->encoding))
+            return bad_choice(ld, "source.csv.encoding", "encoding", s, encodings);
+    }
+
+    for (int x = 0; x < 2; x++) {
+        const char *key = x ? "xml" : "json";
+        char *path_buf = p;
+        char **dst = x ? &so->xml_records : &so->json_records;
+        if (get_obj(ld, src, key, "source", &o))
+            return -1;
+        if (!o)
+            continue;
+        sub(path_buf, "source", key);
+        if (block_fits(ld, key, any || f == (x ? SL_FORMAT_XML : SL_FORMAT_JSON)) ||
+            check_keys(ld, o, path_buf, rec_keys) || get_str(ld, o, "records", path_buf, true, &s))
+            return -1;
+        if (!s)
+            continue;
+        if (!records_ok(s, x)) {
+            char rp[PATHSZ];
+            return bad(ld, sub(rp, path_buf, "records"),
+                       x ? "'" SHOW "' is not an element path like /Stores/Store"
+                         : "'" SHOW "' is not a path like $.data.items",
+                       s);
+        }
+        if (!(*dst = strdup(s)))
+            return nomem(ld);
+    }
+    const char *rec = f == SL_FORMAT_JSON  ? so->json_records
+                      : f == SL_FORMAT_XML ? so->xml_records
+                      : !so->xml_records   ? so->json_records
+                      : !so->json_records  ? so->xml_records
+                                           : NULL;
+    if (rec && !(so->records = strdup(rec)))
+        return nomem(ld);
+
+    json_t *xlsx = member(src, "xlsx"), *xls = member(src, "xls");
+    if (xlsx && xls)
+        return bad(ld, "source.xls", "give either source.xlsx or source.xls (the same options)");
+    const char *skey = xlsx ? "xlsx" : "xls";
+    if (get_obj(ld, src, skey, "source", &o))
+        return -1;
+    if (o) {
+        long n;
+        sub(p, "source", skey);
+        if (block_fits(ld, skey, any || f == SL_FORMAT_XLSX || f == SL_FORMAT_XLS) ||
+            check_keys(ld, o, p, sheet_keys))
+            return -1;
+        json_t *sh = member(o, "sheet");
+        char sp[PATHSZ];
+        sub(sp, p, "sheet");
+        if (json_is_string(sh)) {
+            if (json_string_length(sh) == 0)
+                return bad(ld, sp, "must not be empty");
+            if (!(so->sheet = strdup(json_string_value(sh))))
+                return nomem(ld);
+        } else if (sh) {
+            if (!json_is_integer(sh) || json_integer_value(sh) < 1 ||
+                json_integer_value(sh) > 65535)
+                return bad(ld, sp, "must be a sheet name or a 1-based sheet number");
+            so->sheet_index = (int)json_integer_value(sh);
+        }
+        if (get_int(ld, o, "header_row", p, 1, 1048576, &n) < 0)
+            return -1;
+        if (member(o, "header_row"))
+            so->header_row = (int)n;
+    }
+
+    /* pagination: kept as given, its type checked */
+    if (get_obj(ld, src, "pagination", "source", &o))
+        return -1;
+    if (o) {
+        r = get_enum(ld, o, "type", "source.pagination", "pagination type", pag_types, &v);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return bad(ld, "source.pagination.type", "required (page, offset, cursor or link)");
+        so->pagination = json_incref(o);
+    }
+
+    if (get_str(ld, src, "attachment", "source", true, &s))
+        return -1;
+    if (s) {
+        if (sch[0] && strcmp(sch, "imap") && strcmp(sch, "imaps"))
+            return bad(ld, "source.attachment", "only used with imap:// and imaps:// sources");
+        if (!(so->attachment = strdup(s)))
+            return nomem(ld);
+    }
+    return 0;
+}
+
+/* ---- target ------------------------------------------------------------- */
+
+#define TBIT(t)  (1u << (t))
+#define TEXTLIKE (TBIT(SL_TYPE_TEXT) | TBIT(SL_TYPE_EMAIL) | TBIT(SL_TYPE_URL))
+#define NUMERIC  (TBIT(SL_TYPE_INTEGER) | TBIT(SL_TYPE_DECIMAL))
+
+/* Which types take an attribute option. */
+static const struct {
+    const char *key;
+    unsigned types;
+    const char *which;
+} ATTR_OPTS[] = {
+    {"max_length", TEXTLIKE, "text, email, url"}, {"min_length", TEXTLIKE, "text, email, url"},
+    {"pattern", TEXTLIKE, "text, email, url"},    {"min", NUMERIC, "integer, decimal"},
+    {"max", NUMERIC, "integer, decimal"},         {"scale", TBIT(SL_TYPE_DECIMAL), "decimal"},
+    {"region", TBIT(SL_TYPE_PHONE), "phone"},     {"values", TBIT(SL_TYPE_ENUM), "enum"},
+    {"on_unknown", TBIT(SL_TYPE_ENUM), "enum"},
+};
+
+static const char *const ATTR_KEYS[] = {
+    "type",  "required", "default", "max_length", "min_length", "pattern",     "min", "max",
+    "scale", "region",   "values",  "on_unknown", "references", "description", NULL};
+
+static void attr_init(struct sl_attr *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->min_length = a->max_length = -1;
+    a->scale = -1;
+}
+
+/* min or max: a number or numeric string, as canonical decimal text. */
+static int parse_bound(struct ld *ld, json_t *obj, const char *key, const char *path,
+                       struct sl_attr *a, char **out)
+{
+    char p[PATHSZ], num[400];
+    const char *text;
+    json_t *v = member(obj, key);
+    if (!v)
+        return 0;
+    sub(p, path, key);
+    if (json_is_number(v)) {
+        number_text(v, num);
+        text = num;
+    } else if (json_is_string(v)) {
+        text = json_string_value(v);
+    } else {
+        return bad(ld, p, "must be a number (is %s)", kind(v));
+    }
+    const char *norm = sl_decimal_normalize(text, -1, &ld->arena);
+    if (!norm)
+        return bad(ld, p, "'" SHOW "' is not a number", text);
+    if (a->type == SL_TYPE_INTEGER && strchr(norm, '.'))
+        return bad(ld, p, "must be an integer for type 'integer' (is %s)", norm);
+    if (!(*out = strdup(norm)))
+        return nomem(ld);
+    return 0;
+}
+
+static int parse_default(struct ld *ld, json_t *obj, const char *path, struct sl_attr *a)
+{
+    char p[PATHSZ], num[400];
+    const char *text;
+    json_t *v = member(obj, "default");
+    if (!v)
+        return 0;
+    sub(p, path, "default");
+    if (json_is_string(v))
+        text = json_string_value(v);
+    else if (json_is_number(v))
+        text = (number_text(v, num), num);
+    else if (json_is_boolean(v))
+        text = json_is_true(v) ? "true" : "false";
+    else
+        return bad(ld, p, "must be a string, number or boolean (is %s)", kind(v));
+    if (!text[0])
+        return bad(ld, p, "must not be empty (an empty string is a missing value)");
+    if (a->type == SL_TYPE_ENUM) {
+        size_t i = 0;
+        while (i < a->nvalues && strcmp(a->values[i], text))
+            i++;
+        if (i == a->nvalues)
+            return bad(ld, p, "'" SHOW "' is not one of values", text);
+        if (!(a->default_value = strdup(text)))
+            return nomem(ld);
+        return 0;
+    }
+    const char *out = NULL;
+    struct sl_type_problem probs[SL_TYPE_MAX_PROBLEMS];
+    memset(probs, 0, sizeof(probs));
+    int n = sl_type_check(a, text, ld->job->tz, &ld->arena, &out, probs);
+    if (n > 0)
+        return bad(ld, p, "'" SHOW "' is not a valid %s: %s", text, sl_type_name(a->type),
+                   probs[0].message ? probs[0].message : "invalid");
+    if (n < 0 || !out)
+        return bad(ld, p, "'" SHOW "' is not a valid %s", text, sl_type_name(a->type));
+    if (!(a->default_value = strdup(out)))
+        return nomem(ld);
+    return 0;
+}
+
+static int parse_values(struct ld *ld, json_t *obj, const char *path, struct sl_attr *a)
+{
+    char p[PATHSZ], ip[PATHSZ];
+    json_t *vals = member(obj, "values");
+    sub(p, path, "values");
+    if (!vals)
+        return bad(ld, p, "required for type 'enum' (a non-empty array of strings)");
+    if (!json_is_array(vals) || json_array_size(vals) == 0)
+        return bad(ld, p, "must be a non-empty array of strings");
+    size_t n = json_array_size(vals);
+    if (!(a->values = calloc(n, sizeof(*a->values))))
+        return nomem(ld);
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(vals, i);
+        idx(ip, p, i);
+        if (!json_is_string(v))
+            return bad(ld, ip, "must be a string (is %s)", kind(v));
+        const char *s = json_string_value(v);
+        if (!s[0])
+            return bad(ld, ip, "must not be empty");
+        for (size_t j = 0; j < a->nvalues; j++)
+            if (!strcmp(a->values[j], s))
+                return bad(ld, ip, "'" SHOW "' is listed twice", s);
+        if (!(a->values[a->nvalues] = strdup(s)))
+            return nomem(ld);
+        a->nvalues++;
+    }
+    return 0;
+}
+
+static int parse_attr(struct ld *ld, const char *name, json_t *def, const char *path,
+                      struct sl_attr *a)
+{
+    static const char *const unknowns[] = {"error", "default", NULL};
+    char p[PATHSZ];
+    const char *s;
+    json_t *obj = def;
+    json_t *shorthand = NULL;
+    int rc = -1;
+
+    if (!(a->name = strdup(name)))
+        return nomem(ld);
+    if (!is_ident(name))
+        return bad(ld, path, "'" SHOW "' is not a valid attribute name (" IDENT_RULE ")", name);
+    if (json_is_string(def)) { /* "name": "text" is {"type": "text"} */
+        if (!(obj = shorthand = json_pack("{sO}", "type", def)))
+            return nomem(ld);
+    } else if (!json_is_object(def)) {
+        return bad(ld, path, "must be an object like {\"type\": \"text\"} (is %s)", kind(def));
+    }
+    if (check_keys(ld, obj, path, ATTR_KEYS) || get_str(ld, obj, "type", path, true, &s))
+        goto out;
+    sub(p, path, "type");
+    if (!s) {
+        bad(ld, p, "required");
+        goto out;
+    }
+    if (sl_type_parse(s, &a->type)) {
+        const char *names[16];
+        size_t n = 0;
+        for (int t = SL_TYPE_TEXT; t <= SL_TYPE_ENUM && n < 15; t++)
+            if (sl_type_name((enum sl_type)t))
+                names[n++] = sl_type_name((enum sl_type)t);
+        names[n] = NULL;
+        bad_choice(ld, p, "type", s, names);
+        goto out;
+    }
+    for (size_t i = 0; i < SL_ARRAY_LEN(ATTR_OPTS); i++) {
+        if (member(obj, ATTR_OPTS[i].key) && !(ATTR_OPTS[i].types & TBIT(a->type))) {
+            bad(ld, sub(p, path, ATTR_OPTS[i].key), "not used with type '%s' (only with %s)",
+                sl_type_name(a->type), ATTR_OPTS[i].which);
+            goto out;
+        }
+    }
+    if (get_bool(ld, obj, "required", path, &a->required) ||
+        get_int(ld, obj, "max_length", path, 1, LONG_MAX, &a->max_length) < 0 ||
+        get_int(ld, obj, "min_length", path, 0, LONG_MAX, &a->min_length) < 0)
+        goto out;
+    if (a->min_length >= 0 && a->max_length >= 0 && a->min_length > a->max_length) {
+        bad(ld, sub(p, path, "min_length"), "must not be greater than max_length (%ld > %ld)",
+            a->min_length, a->max_length);
+        goto out;
+    }
+    if (get_str(ld, obj, "pattern", path, true, &s))
+        goto out;
+    if (s) {
+        size_t n = strlen(s);
+        char *anchored = malloc(n + 5);
+        if (!anchored) {
+            nomem(ld);
+            goto out;
+        }
+        snprintf(anchored, n + 5, "^(%s)$", s);
+        int err = regcomp(&a->re, anchored, REG_EXTENDED | REG_NOSUB);
+        free(anchored);
+        if (err) {
+            char why[256];
+            regerror(err, &a->re, why, sizeof(why));
+            bad(ld, sub(p, path, "pattern"), "invalid regular expression: %s", why);
+            goto out;
+        }
+        if (!(a->pattern = strdup(s))) { /* from here on destroy calls regfree */
+            regfree(&a->re);
+            nomem(ld);
+            goto out;
+        }
+    }
+    if (parse_bound(ld, obj, "min", path, a, &a->min) ||
+        parse_bound(ld, obj, "max", path, a, &a->max))
+        goto out;
+    if (a->min && a->max && sl_decimal_cmp(a->min, a->max) > 0) {
+        bad(ld, sub(p, path, "min"), "must not be greater than max (%s > %s)", a->min, a->max);
+        goto out;
+    }
+    long scale;
+    int r = get_int(ld, obj, "scale", path, 0, 38, &scale);
+    if (r < 0)
+        goto out;
+    if (r)
+        a->scale = (int)scale;
+    if (get_str(ld, obj, "region", path, true, &s))
+        goto out;
+    if (s) {
+        char reg[3] = {0};
+        if (strlen(s) == 2) {
+            reg[0] = (char)toupper((unsigned char)s[0]);
+            reg[1] = (char)toupper((unsigned char)s[1]);
+        }
+        if (!reg[0] || !sl_phone_region_valid(reg)) {
+            bad(ld, sub(p, path, "region"),
+                "unknown region '" SHOW "' (expected an ISO 3166 alpha-2 code like DE)", s);
+            goto out;
+        }
+        memcpy(a->region, reg, sizeof(reg));
+    }
+    if (a->type == SL_TYPE_ENUM) {
+        int v = 0;
+        if (parse_values(ld, obj, path, a))
+            goto out;
+        if (get_enum(ld, obj, "on_unknown", path, "value", unknowns, &v) < 0)
+            goto out;
+        a->on_unknown_default = v == 1;
+        if (a->on_unknown_default && !member(obj, "default")) {
+            bad(ld, sub(p, path, "default"), "required when on_unknown is 'default'");
+            goto out;
+        }
+    }
+    if (get_str(ld, obj, "references", path, true, &s))
+        goto out;
+    if (s) {
+        const char *dot = strchr(s, '.');
+        char objname[IDENT_MAX_LEN + 2] = "";
+        if (dot && (size_t)(dot - s) <= IDENT_MAX_LEN)
+            snprintf(objname, sizeof(objname), "%.*s", (int)(dot - s), s);
+        if (!dot || !is_ident(objname) || !is_ident(dot + 1)) {
+            bad(ld, sub(p, path, "references"),
+                "'" SHOW "' is not 'object.attribute' (two names of " IDENT_RULE ")", s);
+            goto out;
+        }
+        if (!(a->references = strdup(s))) {
+            nomem(ld);
+            goto out;
+        }
+    }
+    if (get_str(ld, obj, "description", path, false, &s) || parse_default(ld, obj, path, a))
+        goto out;
+    rc = 0;
+out:
+    json_decref(shorthand);
+    return rc;
+}
+
+/* The closest attribute name to word, or NULL. */
+static const char *suggest_attr(const struct sl_job *job, const char *word)
+{
+    struct sugg s = {word, NULL, 0};
+    for (size_t i = 0; i < job->nattrs; i++)
+        sugg_try(&s, job->attrs[i].name);
+    return s.best;
+}
+
+static int parse_key(struct ld *ld, json_t *target)
+{
+    struct sl_job *job = ld->job;
+    json_t *key = member(target, "key");
+    bool append = job->options.sync == SL_SYNC_APPEND;
+    char p[PATHSZ];
+    if (!key) {
+        if (append)
+            return 0;
+        return bad(ld, "target.key",
+                   "required (the attributes that identify a record) unless options.sync is "
+                   "'append'");
+    }
+    json_t *one = NULL;
+    if (json_is_string(key)) { /* "key": "id" is ["id"] */
+        if (!(key = one = json_pack("[O]", key)))
+            return nomem(ld);
+    }
+    int rc = -1;
+    if (!json_is_array(key)) {
+        bad(ld, "target.key", "must be an array of attribute names (is %s)", kind(key));
+        goto out;
+    }
+    size_t n = json_array_size(key);
+    if (n == 0 && !append) {
+        bad(ld, "target.key", "must not be empty unless options.sync is 'append'");
+        goto out;
+    }
+    if (n && (!(job->key = calloc(n, sizeof(*job->key))) ||
+              !(job->key_idx = calloc(n, sizeof(*job->key_idx))))) {
+        nomem(ld);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(key, i);
+        idx(p, "target.key", i);
+        if (!json_is_string(v)) {
+            bad(ld, p, "must be a string (is %s)", kind(v));
+            goto out;
+        }
+        const char *s = json_string_value(v);
+        int ai = sl_job_attr_index(job, s);
+        if (ai < 0) {
+            const char *sg = suggest_attr(job, s);
+            if (sg)
+                bad(ld, p, "'" SHOW "' is not an attribute (did you mean '%s'?)", s, sg);
+            else
+                bad(ld, p, "'" SHOW "' is not an attribute", s);
+            goto out;
+        }
+        for (size_t j = 0; j < job->nkey; j++) {
+            if (job->key_idx[j] == (size_t)ai) {
+                bad(ld, p, "'" SHOW "' is listed twice", s);
+                goto out;
+            }
+        }
+        if (!(job->key[job->nkey] = strdup(s))) {
+            nomem(ld);
+            goto out;
+        }
+        job->key_idx[job->nkey++] = (size_t)ai;
+        if (!append)
+            job->attrs[ai].required = true; /* a record without its key cannot be stored */
+    }
+    rc = 0;
+out:
+    json_decref(one);
+    return rc;
+}
+
+static int parse_target(struct ld *ld, json_t *root)
+{
+    static const char *const keys[] = {"object", "key", "attributes", NULL};
+    struct sl_job *job = ld->job;
+    json_t *target, *attrs, *def;
+    const char *s, *name;
+    char p[PATHSZ];
+
+    if (get_obj(ld, root, "target", "", &target))
+        return -1;
+    if (!target)
+        return bad(ld, "target", "required (an object with object, key and attributes)");
+    if (check_keys(ld, target, "target", keys) || get_str(ld, target, "object", "target", true, &s))
+        return -1;
+    if (!s)
+        return bad(ld, "target.object", "required");
+    if (!is_ident(s))
+        return bad(ld, "target.object", "'" SHOW "' is not a valid object name (" IDENT_RULE ")",
+                   s);
+    if (!(job->object = strdup(s)))
+        return nomem(ld);
+
+    if (get_obj(ld, target, "attributes", "target", &attrs))
+        return -1;
+    if (!attrs)
+        return bad(ld, "target.attributes", "required (an object of attribute name -> type)");
+    size_t n = json_object_size(attrs);
+    if (n == 0)
+        return bad(ld, "target.attributes", "must not be empty");
+    if (!(job->attrs = calloc(n, sizeof(*job->attrs))))
+        return nomem(ld);
+    json_object_foreach(attrs, name, def)
+    {
+        struct sl_attr *a = &job->attrs[job->nattrs];
+        attr_init(a);
+        job->nattrs++;
+        if (parse_attr(ld, name, def, sub(p, "target.attributes", name), a))
+            return -1;
+    }
+    /* A reference into this same object must name one of its attributes. */
+    size_t olen = strlen(job->object);
+    for (size_t i = 0; i < job->nattrs; i++) {
+        const char *ref = job->attrs[i].references;
+        if (ref && !strncmp(ref, job->object, olen) && ref[olen] == '.' &&
+            sl_job_attr_index(job, ref + olen + 1) < 0) {
+            char ap[PATHSZ];
+            sub(ap, sub(p, "target.attributes", job->attrs[i].name), "references");
+            return bad(ld, ap, "'%s' is not an attribute of %s", ref + olen + 1, job->object);
+        }
+    }
+    return parse_key(ld, target);
+}
+
+/* ---- lookups, mapping --------------------------------------------------- */
+
+static int parse_lookups(struct ld *ld, json_t *root)
+{
+    struct sl_job *job = ld->job;
+    json_t *obj, *tab, *v;
+    const char *name, *from;
+    char p[PATHSZ], q[PATHSZ];
+    if (get_obj(ld, root, "lookups", "", &obj))
+        return -1;
+    if (!obj || json_object_size(obj) == 0)
+        return 0;
+    if (!(job->lookups = calloc(json_object_size(obj), sizeof(*job->lookups))))
+        return nomem(ld);
+    json_object_foreach(obj, name, tab)
+    {
+        sub(p, "lookups", name);
+        if (!name[0])
+            return bad(ld, "lookups", "a table name must not be empty");
+        if (!json_is_object(tab))
+            return bad(ld, p, "must be an object of \"from\": \"to\" strings (is %s)", kind(tab));
+        json_object_foreach(tab, from, v)
+        {
+            if (!json_is_string(v))
+                return bad(ld, sub(q, p, from), "must be a string (is %s)", kind(v));
+        }
+        struct sl_lookup *lk = &job->lookups[job->nlookups];
+        if (!(lk->name = strdup(name)))
+            return nomem(ld);
+        lk->map = json_incref(tab);
+        job->nlookups++;
+    }
+    return 0;
+}
+
+static int parse_mapping(struct ld *ld, json_t *root)
+{
+    static const char *const entry_keys[] = {"value", "note", NULL};
+    struct sl_job *job = ld->job;
+    json_t *obj, *v;
+    const char *name;
+    char p[PATHSZ], vp[PATHSZ], msg[512];
+
+    if (get_obj(ld, root, "mapping", "", &obj))
+        return -1;
+    if (!obj)
+        return bad(ld, "mapping",
+                   "required (an object of attribute -> source column or "
+                   "template)");
+    json_object_foreach(obj, name, v)
+    {
+        const char *src, *note = NULL;
+        sub(p, "mapping", name);
+        int ai = sl_job_attr_index(job, name);
+        if (ai < 0) {
+            const char *sg = suggest_attr(job, name);
+            if (sg)
+                return bad(ld, p, "no such attribute in target.attributes (did you mean '%s'?)",
+                           sg);
+            return bad(ld, p, "no such attribute in target.attributes");
+        }
+        struct sl_attr *a = &job->attrs[ai];
+        snprintf(vp, sizeof(vp), "%s", p);
+        if (json_is_object(v)) {
+            if (check_keys(ld, v, p, entry_keys) || get_str(ld, v, "value", p, true, &src) ||
+                get_str(ld, v, "note", p, false, &note))
+                return -1;
+            if (!src)
+                return bad(ld, sub(vp, p, "value"), "required");
+            sub(vp, p, "value");
+        } else if (json_is_string(v)) {
+            src = json_string_value(v);
+            if (!src[0])
+                return bad(ld, p, "must not be empty (a source column or a template)");
+        } else {
+            return bad(ld, p, "must be a string or {\"value\": ..., \"note\": ...} (is %s)",
+                       kind(v));
+        }
+        msg[0] = '\0';
+        if (!(a->map = sl_template_compile(src, &ld->refs, msg, sizeof(msg))))
+            return bad(ld, vp, "%s", msg[0] ? msg : "invalid template");
+        if (!(a->map_src = strdup(src)) || (note && !(a->map_note = strdup(note))))
+            return nomem(ld);
+    }
+    for (size_t i = 0; i < job->nattrs; i++) {
+        struct sl_attr *a = &job->attrs[i];
+        if (a->map) {
+            msg[0] = '\0';
+            if (sl_template_check_lookups(a->map, job, msg, sizeof(msg)))
+                return bad(ld, sub(p, "mapping", a->name), "%s",
+                           msg[0] ? msg : "unknown lookup table");
+        } else if (a->required && !a->default_value) {
+            return bad(ld, "mapping",
+                       "no entry for required attribute '%s' (map it or give it a default)",
+                       a->name);
+        }
+    }
+    if (json_object_size(obj) == 0)
+        return bad(ld, "mapping", "must not be empty");
+    /* The refs move into the job. */
+    if (ld->refs.n) {
+        if (!(job->refs = calloc(ld->refs.n, sizeof(*job->refs))))
+            return nomem(ld);
+        for (size_t i = 0; i < ld->refs.n; i++) {
+            job->refs[i].name = ld->refs.names[i];
+            ld->refs.names[i] = NULL;
+        }
+        job->nrefs = ld->refs.n;
+    }
+    return 0;
+}
+
+/* ---- report, destination ------------------------------------------------ */
+
+static int parse_report(struct ld *ld, json_t *root)
+{
+    static const char *const keys[] = {"email", "format", "when", NULL};
+    static const char *const formats[] = {"xlsx", "csv", NULL};
+    static const char *const whens[] = {"errors", "always", "failure", NULL};
+    struct sl_report *rp = &ld->job->report;
+    json_t *obj, *em;
+    char p[PATHSZ];
+    int v = 0;
+
+    rp->when = SL_REPORT_ERRORS;
+    if (get_obj(ld, root, "report", "", &obj))
+        return -1;
+    if (obj) {
+        if (check_keys(ld, obj, "report", keys) ||
+            get_enum(ld, obj, "format", "report", "format", formats, &v) < 0)
+            return -1;
+        int when = 0;
+        if (get_enum(ld, obj, "when", "report", "value", whens, &when) < 0)
+            return -1;
+        rp->when = (enum sl_report_when)when;
+        em = member(obj, "email");
+        json_t *one = NULL;
+        if (json_is_string(em))
+            em = one = json_pack("[O]", em);
+        if (em && !json_is_array(em))
+            return bad(ld, "report.email", "must be an array of e-mail addresses (is %s)",
+                       kind(em));
+        size_t n = json_array_size(em);
+        if (n && !(rp->email = calloc(n, sizeof(*rp->email)))) {
+            json_decref(one);
+            return nomem(ld);
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_t *e = json_array_get(em, i);
+            const char *s = json_string_value(e);
+            idx(p, "report.email", i);
+            if (!s || !is_email(s)) {
+                json_decref(one);
+                if (!s)
+                    return bad(ld, p, "must be a string (is %s)", kind(e));
+                return bad(ld, p, "'" SHOW "' is not an e-mail address", s);
+            }
+            if (!(rp->email[rp->nemail] = strdup(s))) {
+                json_decref(one);
+                return nomem(ld);
+            }
+            rp->nemail++;
+        }
+        json_decref(one);
+    }
+    if (!(rp->format = strdup(formats[v])))
+        return nomem(ld);
+    return 0;
+}
+
+static int parse_destination(struct ld *ld, json_t *root)
+{
+    static const char *const keys[] = {"type", "table", "url", "headers", "path", NULL};
+    static const char *const types[] = {"file", "postgres", "http", NULL};
+    struct sl_destination *d = &ld->job->destination;
+    json_t *obj, *h;
+    int v;
+    const char *s;
+
+    d->type = SL_DEST_FILE;
+    if (get_obj(ld, root, "destination", "", &obj))
+        return -1;
+    if (!obj)
+        return 0;
+    d->given = true;
+    if (check_keys(ld, obj, "destination", keys))
+        return -1;
+    int r = get_enum(ld, obj, "type", "destination", "destination type", types, &v);
+    if (r < 0)
+        return -1;
+    if (!r)
+        return bad(ld, "destination.type", "required (postgres, http or file)");
+    d->type = (enum sl_dest_type)v;
+    /* Each type's own fields only. */
+    static const char *const own[3][3] = {
+        {"path", NULL, NULL}, {"table", NULL, NULL}, {"url", "headers", NULL}};
+    for (size_t i = 1; keys[i]; i++) {
+        bool mine = false;
+        for (size_t j = 0; own[v][j]; j++)
+            mine |= !strcmp(own[v][j], keys[i]);
+        char p[PATHSZ];
+        if (!mine && member(obj, keys[i]))
+            return bad(ld, sub(p, "destination", keys[i]), "not used with type '%s'", types[v]);
+    }
+    switch (d->type) {
+    case SL_DEST_POSTGRES:
+        if (get_str(ld, obj, "table", "destination", true, &s))
+            return -1;
+        if (!s)
+            s = ld->job->object;
+        else if (!is_ident(s))
+            return bad(ld, "destination.table",
+                       "'" SHOW "' is not a valid table name (" IDENT_RULE ")", s);
+        if (!(d->table = strdup(s)))
+            return nomem(ld);
+        break;
+    case SL_DEST_HTTP:
+        if (get_str(ld, obj, "url", "destination", true, &s))
+            return -1;
+        if (!s)
+            return bad(ld, "destination.url", "required for type 'http'");
+        if (check_env(ld, "destination.url", s))
+            return -1;
+        if (strncmp(s, "${env:", 6) && !is_http_url(s))
+            return bad(ld, "destination.url", "'" SHOW "' is not an http:// or https:// URL", s);
+        if (!(d->url = strdup(s)))
+            return nomem(ld);
+        if (get_obj(ld, obj, "headers", "destination", &h) ||
+            (h && parse_headers(ld, h, "destination.headers", &d->headers, &d->nheaders)))
+            return -1;
+        break;
+    case SL_DEST_FILE:
+        if (dup_str(ld, obj, "path", "destination", true, &d->path))
+            return -1;
+        break;
+    }
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+static int load(struct ld *ld, json_t *root)
+{
+    if (check_keys(ld, root, "", TOP_KEYS) || parse_name(ld, root) || parse_options(ld, root) ||
+        parse_schedule(ld, root) || parse_source(ld, root) || parse_target(ld, root) ||
+        parse_lookups(ld, root) || parse_mapping(ld, root) || parse_report(ld, root) ||
+        parse_destination(ld, root))
+        return -1;
+    return 0;
+}
+
+struct sl_job *sl_job_load_json(const char *text, size_t len, const char *dir, char *errbuf,
+                                size_t errsz)
+{
+    struct ld ld = {.errbuf = errbuf, .errsz = errsz};
+    json_error_t jerr;
+    json_t *root = NULL;
+
+    sl_arena_init(&ld.arena);
+    if (errbuf && errsz)
+        errbuf[0] = '\0';
+    if (!(ld.job = calloc(1, sizeof(*ld.job)))) {
+        nomem(&ld);
+        goto fail;
+    }
+    ld.job->version = 1;
+    if (!(ld.job->dir = strdup(dir && dir[0] ? dir : "."))) {
+        nomem(&ld);
+        goto fail;
+    }
+    root = json_loadb(text ? text : "", text ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        bad(&ld, NULL, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+        goto fail;
+    }
+    if (!json_is_object(root)) {
+        bad(&ld, NULL, "the job must be a JSON object (is %s)", kind(root));
+        goto fail;
+    }
+    ld.job->doc = json_incref(root);
+    if (load(&ld, root))
+        goto fail;
+    json_decref(root);
+    sl_refs_cleanup(&ld.refs);
+    sl_arena_cleanup(&ld.arena);
+    return ld.job;
+fail:
+    json_decref(root);
+    sl_refs_cleanup(&ld.refs);
+    sl_arena_cleanup(&ld.arena);
+    sl_job_destroy(ld.job);
+    return NULL;
+}
+
+struct sl_job *sl_job_load_file(const char *path, char *errbuf, size_t errsz)
+{
+    struct sl_job *job = NULL;
+    char *text = NULL, *dir = NULL, msg[1024] = "";
+    size_t len = 0;
+    struct stat st;
+
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(msg, sizeof(msg), "is a directory");
+        goto fail;
+    }
+    if (stat(path, &st) == 0 && st.st_size > (off_t)JOB_MAX_FILE) {
+        snprintf(msg, sizeof(msg), "too large (%lld bytes; at most %u)", (long long)st.st_size,
+                 JOB_MAX_FILE);
+        goto fail;
+    }
+    if (!(text = sl_read_file(path, &len))) {
+        snprintf(msg, sizeof(msg), "could not read: %s", strerror(errno));
+        goto fail;
+    }
+    if (!(dir = sl_path_dir(path))) {
+        snprintf(msg, sizeof(msg), "out of memory");
+        goto fail;
+    }
+    job = sl_job_load_json(text, len, dir, msg, sizeof(msg));
+    if (!job)
+        goto fail;
+    free(text);
+    free(dir);
+    return job;
+fail:
+    if (errbuf && errsz)
+        snprintf(errbuf, errsz, "%s: %s", path, msg);
+    free(text);
+    free(dir);
+    return NULL;
+}
+
+static void free_headers(struct sl_header_kv *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(h[i].name);
+        free(h[i].value);
+    }
+    free(h);
+}
+
+void sl_job_destroy(struct sl_job *job)
+{
+    if (!job)
+        return;
+    free(job->id);
+    free(job->name);
+    free(job->description);
+
+    struct sl_source *so = &job->source;
+    free(so->url);
+    free_headers(so->headers, so->nheaders);
+    free(so->auth_user);
+    free(so->auth_password);
+    free(so->auth_bearer);
+    free(so->records);
+    free(so->json_records);
+    free(so->xml_records);
+    free(so->sheet);
+    json_decref(so->pagination);
+    free(so->attachment);
+
+    free(job->object);
+    for (size_t i = 0; i < job->nkey; i++)
+        free(job->key[i]);
+    free(job->key);
+    free(job->key_idx);
+    for (size_t i = 0; i < job->nattrs; i++) {
+        struct sl_attr *a = &job->attrs[i];
+        free(a->name);
+        free(a->default_value);
+        if (a->pattern)
+            regfree(&a->re);
+        free(a->pattern);
+        free(a->min);
+        free(a->max);
+        for (size_t j = 0; j < a->nvalues; j++)
+            free(a->values[j]);
+        free(a->values);
+        free(a->references);
+        sl_template_destroy(a->map);
+        free(a->map_src);
+        free(a->map_note);
+    }
+    free(job->attrs);
+    for (size_t i = 0; i < job->nlookups; i++) {
+        free(job->lookups[i].name);
+        json_decref(job->lookups[i].map);
+    }
+    free(job->lookups);
+    for (size_t i = 0; i < job->nrefs; i++)
+        free(job->refs[i].name);
+    free(job->refs);
+
+    free(job->schedule.cron);
+    free(job->schedule.timezone);
+    for (size_t i = 0; i < job->report.nemail; i++)
+        free(job->report.email[i]);
+    free(job->report.email);
+    free(job->report.format);
+    free(job->destination.table);
+    free(job->destination.url);
+    free_headers(job->destination.headers, job->destination.nheaders);
+    free(job->destination.path);
+    free(job->timezone);
+    free(job->dir);
+    json_decref(job->doc);
+    free(job);
+}
+
+int sl_job_attr_index(const struct sl_job *job, const char *name)
+{
+    for (size_t i = 0; i < job->nattrs; i++)
+        if (job->attrs[i].name && !strcmp(job->attrs[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+const struct sl_lookup *sl_job_lookup(const struct sl_job *job, const char *name)
+{
+    for (size_t i = 0; i < job->nlookups; i++)
+        if (!strcmp(job->lookups[i].name, name))
+            return &job->lookups[i];
+    return NULL;
+}
+
+/* ---- the registry of one job ------------------------------------------- */
+
+struct jobs_single {
+    struct sl_jobs base;
+    struct sl_job *job;
+};
+
+static const struct sl_job *single_get(struct sl_jobs *jobs, const char *job_id, uint32_t version,
+                                       char *errbuf, size_t errsz)
+{
+    const struct sl_job *job = ((struct jobs_single *)jobs)->job;
+    if (!job_id || strcmp(job_id, job->id)) {
+        if (errbuf && errsz)
+            snprintf(errbuf, errsz, "unknown job '%.128s'", job_id ? job_id : "");
+        return NULL;
+    }
+    if (version && version != job->version) {
+        if (errbuf && errsz)
+            snprintf(errbuf, errsz, "job '%s' has no version %u", job->id, (unsigned)version);
+        return NULL;
+    }
+    return job;
+}
+
+static void single_destroy(struct sl_jobs *jobs)
+{
+    struct jobs_single *s = (struct jobs_single *)jobs;
+    sl_job_destroy(s->job);
+    free(s);
+}
+
+static const struct sl_jobs_ops SINGLE_OPS = {.get = single_get, .destroy = single_destroy};
+
+struct sl_jobs *sl_jobs_single_new(struct sl_job *job)
+{
+    struct jobs_single *s = calloc(1, sizeof(*s));
+    if (!s) {
+        sl_job_destroy(job);
+        return NULL;
+    }
+    s->base.ops = &SINGLE_OPS;
+    s->job = job;
+    return &s->base;
+}
+
+void sl_jobs_destroy(struct sl_jobs *jobs)
+{
+    if (jobs)
+        jobs->ops->destroy(jobs);
+}

@@ -1,0 +1,85 @@
+/*
+ * Logging to stderr, text or JSON lines (log.h).
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "sluice/buf.h"
+#include "sluice/log.h"
+#include "sluice/msg.h"
+#include "sluice/util.h"
+
+static enum sl_log_level log_level = SL_LOG_INFO;
+static bool log_json;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
+
+int sl_log_setup(const char *level, const char *format)
+{
+    if (level && level[0]) {
+        size_t i;
+        for (i = 0; i < SL_ARRAY_LEN(level_names); i++)
+            if (!strcmp(level, level_names[i]))
+                break;
+        if (i == SL_ARRAY_LEN(level_names)) {
+            if (!strcmp(level, "warning"))
+                i = SL_LOG_WARN;
+            else
+                return -1;
+        }
+        log_level = (enum sl_log_level)i;
+    }
+    if (format && format[0]) {
+        if (!strcmp(format, "json"))
+            log_json = true;
+        else if (!strcmp(format, "text"))
+            log_json = false;
+        else
+            return -1;
+    }
+    return 0;
+}
+
+void sl_log_set_level(enum sl_log_level lvl)
+{
+    log_level = lvl;
+}
+
+enum sl_log_level sl_log_get_level(void)
+{
+    return log_level;
+}
+
+void sl_log(enum sl_log_level lvl, const char *component, const char *fmt, ...)
+{
+    if (lvl < log_level || lvl >= SL_LOG_OFF)
+        return;
+    char ts[32];
+    sl_format_utc(sl_now_us(), true, ts);
+    struct sl_buf msg = SL_BUF_INIT, line = SL_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    sl_buf_vprintf(&msg, fmt, ap);
+    va_end(ap);
+    if (log_json) {
+        sl_buf_printf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":", ts,
+                      level_names[lvl]);
+        sl_buf_json_str(&line, component, strlen(component));
+        sl_buf_puts(&line, ",\"msg\":");
+        sl_buf_json_str(&line, msg.data ? msg.data : "", msg.len);
+        sl_buf_puts(&line, "}\n");
+    } else {
+        sl_buf_printf(&line, "%s %-5s %s: %s\n", ts, level_names[lvl], component,
+                      msg.data ? msg.data : "");
+    }
+    pthread_mutex_lock(&log_lock);
+    fwrite(line.data, 1, line.len, stderr);
+    pthread_mutex_unlock(&log_lock);
+    sl_buf_cleanup(&msg);
+    sl_buf_cleanup(&line);
+}

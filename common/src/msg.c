@@ -1,0 +1,270 @@
+/*
+ * Decoded wire records (msg.h): allocation, references, field appends.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "sluice/err.h"
+#include "sluice/msg.h"
+
+struct sl_msg *sl_msg_new(enum sl_msg_kind kind, const char *run_id, const char *job_id,
+                          uint32_t job_version)
+{
+    struct sl_msg *m = malloc(sizeof(*m));
+    if (!m)
+        return NULL;
+    memset(m, 0, offsetof(struct sl_msg, arena));
+    sl_arena_init(&m->arena);
+    m->kind = kind;
+    atomic_init(&m->refs, 1);
+    m->job_version = job_version;
+    if ((run_id && !(m->run_id = sl_arena_strdup(&m->arena, run_id))) ||
+        (job_id && !(m->job_id = sl_arena_strdup(&m->arena, job_id)))) {
+        sl_msg_unref(m);
+        return NULL;
+    }
+    return m;
+}
+
+struct sl_msg *sl_msg_ref(struct sl_msg *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+void sl_msg_unref(struct sl_msg *m)
+{
+    if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    sl_arena_cleanup(&m->arena);
+    free(m);
+}
+
+static int add_field(struct sl_msg *m, struct sl_field **arr, uint32_t *n, uint32_t *cap,
+                     const char *name, const char *value, size_t vlen)
+{
+    if (*n == *cap) {
+        size_t c = *cap;
+        struct sl_field *p = sl_arena_grow(&m->arena, *arr, sizeof(**arr), *n, &c, *n + 1u);
+        if (!p)
+            return SL_ERR_NOMEM;
+        *arr = p;
+        *cap = (uint32_t)c;
+    }
+    struct sl_field *f = &(*arr)[*n];
+    f->name = sl_arena_strdup(&m->arena, name);
+    f->value = value ? sl_arena_strndup(&m->arena, value, vlen) : NULL;
+    if (!f->name || (value && !f->value))
+        return SL_ERR_NOMEM;
+    (*n)++;
+    return 0;
+}
+
+int sl_msg_reserve_src(struct sl_msg *m, uint32_t n)
+{
+    struct sl_record *r = &m->u.rec;
+    if (n <= r->csrc)
+        return 0;
+    size_t c = r->csrc;
+    struct sl_field *p = sl_arena_grow(&m->arena, r->src, sizeof(*p), r->nsrc, &c, n);
+    if (!p)
+        return SL_ERR_NOMEM;
+    r->src = p;
+    r->csrc = (uint32_t)c;
+    return 0;
+}
+
+int sl_msg_add_src(struct sl_msg *m, const char *name, const char *value, size_t vlen)
+{
+    struct sl_record *r = &m->u.rec;
+    return add_field(m, &r->src, &r->nsrc, &r->csrc, name, value, vlen);
+}
+
+int sl_msg_add_attr(struct sl_msg *m, const char *name, const char *value)
+{
+    struct sl_record *r = &m->u.rec;
+    return add_field(m, &r->attr, &r->nattr, &r->cattr, name, value, value ? strlen(value) : 0);
+}
+
+int sl_msg_add_problem(struct sl_msg *m, const char *attribute, const char *code,
+                       const char *message, const char *value)
+{
+    struct sl_record *r = &m->u.rec;
+    if (r->nprob == r->cprob) {
+        size_t c = r->cprob;
+        struct sl_problem *p =
+            sl_arena_grow(&m->arena, r->prob, sizeof(*p), r->nprob, &c, r->nprob + 1u);
+        if (!p)
+            return SL_ERR_NOMEM;
+        r->prob = p;
+        r->cprob = (uint32_t)c;
+    }
+    struct sl_problem *p = &r->prob[r->nprob];
+    p->attribute = sl_arena_strdup(&m->arena, attribute ? attribute : "_row");
+    p->code = sl_arena_strdup(&m->arena, code);
+    p->message = sl_arena_strdup(&m->arena, message ? message : "");
+    p->value = value ? sl_arena_strdup(&m->arena, value) : NULL;
+    if (!p->attribute || !p->code || !p->message || (value && !p->value))
+        return SL_ERR_NOMEM;
+    r->nprob++;
+    return 0;
+}
+
+const char *sl_msg_kind_str(enum sl_msg_kind kind)
+{
+    switch (kind) {
+    case SL_MSG_TICKET:
+        return "ticket";
+    case SL_MSG_FILE:
+        return "file";
+    case SL_MSG_RECORD:
+        return "record";
+    case SL_MSG_REJECTION:
+        return "rejection";
+    case SL_MSG_RUN_EVENT:
+        return "run_event";
+    }
+    return "unknown";
+}
+
+const char *sl_run_event_kind_str(enum sl_run_event_kind kind)
+{
+    switch (kind) {
+    case SL_EV_FETCHED:
+        return "fetched";
+    case SL_EV_PROGRESS:
+        return "progress";
+    case SL_EV_SEALED:
+        return "sealed";
+    case SL_EV_FAILED:
+        return "failed";
+    case SL_EV_SKIPPED:
+        return "skipped";
+    case SL_EV_FINAL:
+        return "final";
+    }
+    return "unknown";
+}
+
+int64_t sl_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void sl_new_run_id(char out[37])
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        uint64_t t = (uint64_t)sl_now_us();
+        for (size_t i = 0; i < sizeof(b); i++)
+            b[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)(i * 37);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+             b[13], b[14], b[15]);
+}
+
+static const char *dup_s(struct sl_msg *m, const char *s, bool *ok)
+{
+    if (!s)
+        return NULL;
+    const char *p = sl_arena_strdup(&m->arena, s);
+    if (!p)
+        *ok = false;
+    return p;
+}
+
+static struct sl_field *dup_fields(struct sl_msg *m, const struct sl_field *f, uint32_t n,
+                                   bool *ok)
+{
+    if (!n)
+        return NULL;
+    struct sl_field *p = sl_arena_alloc(&m->arena, n * sizeof(*p));
+    if (!p) {
+        *ok = false;
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        p[i].name = dup_s(m, f[i].name, ok);
+        p[i].value = dup_s(m, f[i].value, ok);
+    }
+    return p;
+}
+
+struct sl_msg *sl_msg_clone(const struct sl_msg *src)
+{
+    struct sl_msg *m = sl_msg_new(src->kind, src->run_id, src->job_id, src->job_version);
+    if (!m)
+        return NULL;
+    bool ok = true;
+    m->key = dup_s(m, src->key, &ok);
+    switch (src->kind) {
+    case SL_MSG_TICKET:
+        m->u.ticket = src->u.ticket;
+        m->u.ticket.ticket_id = dup_s(m, src->u.ticket.ticket_id, &ok);
+        m->u.ticket.trigger = dup_s(m, src->u.ticket.trigger, &ok);
+        m->u.ticket.input = dup_s(m, src->u.ticket.input, &ok);
+        break;
+    case SL_MSG_FILE:
+        m->u.file = src->u.file;
+        m->u.file.blob = dup_s(m, src->u.file.blob, &ok);
+        m->u.file.content_type = dup_s(m, src->u.file.content_type, &ok);
+        m->u.file.file_name = dup_s(m, src->u.file.file_name, &ok);
+        break;
+    case SL_MSG_RECORD:
+    case SL_MSG_REJECTION: {
+        const struct sl_record *s = &src->u.rec;
+        struct sl_record *r = &m->u.rec;
+        r->row = s->row;
+        r->duplicate = s->duplicate;
+        r->src = dup_fields(m, s->src, s->nsrc, &ok);
+        r->nsrc = r->csrc = s->nsrc;
+        r->attr = dup_fields(m, s->attr, s->nattr, &ok);
+        r->nattr = r->cattr = s->nattr;
+        r->key = dup_s(m, s->key, &ok);
+        for (uint32_t i = 0; i < s->nprob && ok; i++) {
+            const struct sl_problem *p = &s->prob[i];
+            ok = sl_msg_add_problem(m, p->attribute, p->code, p->message, p->value) == 0;
+        }
+        break;
+    }
+    case SL_MSG_RUN_EVENT: {
+        const struct sl_run_event *s = &src->u.ev;
+        struct sl_run_event *e = &m->u.ev;
+        *e = *s;
+        e->stage = dup_s(m, s->stage, &ok);
+        e->status = dup_s(m, s->status, &ok);
+        e->reason = dup_s(m, s->reason, &ok);
+        e->source_name = dup_s(m, s->source_name, &ok);
+        e->columns = NULL;
+        if (s->ncolumns) {
+            e->columns = sl_arena_alloc(&m->arena, s->ncolumns * sizeof(*e->columns));
+            if (!e->columns)
+                ok = false;
+            for (uint32_t i = 0; ok && i < s->ncolumns; i++)
+                e->columns[i] = dup_s(m, s->columns[i], &ok);
+        }
+        break;
+    }
+    }
+    if (!ok) {
+        sl_msg_unref(m);
+        return NULL;
+    }
+    return m;
+}
+
+struct sl_msg *sl_msg_take(struct sl_msg *m)
+{
+    if (atomic_load_explicit(&m->refs, memory_order_acquire) == 1)
+        return sl_msg_ref(m);
+    return sl_msg_clone(m);
+}

@@ -1,0 +1,167 @@
+/*
+ * The stage runner (stage.h): poll, process, emit, commit.
+ *
+ * The runner owns the consumer and the stage's private state. It commits the
+ * consumer position only after process() has returned, i.e. after every
+ * output of the input was handed to the bus; with the Kafka bus that is what
+ * makes a crash lose nothing. Errors are handled by class: a poison message
+ * goes to the dead-letter topic and the stage goes on; a retriable error is
+ * retried with backoff; a fatal one stops the runner.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sluice/err.h"
+#include "sluice/log.h"
+#include "sluice/stage.h"
+
+#define COMMIT_EVERY 1000
+#define IDLE_POLL_MS 100
+
+struct sl_stage_runner {
+    const struct sl_stage *stage;
+    struct sl_bus *bus;
+    struct sl_consumer *c;
+    const struct sl_stage_env *env;
+    void *state;
+    struct sl_emitter em;
+    atomic_ullong count;
+};
+
+int sl_emit(struct sl_emitter *em, const char *topic, struct sl_msg *msg)
+{
+    return sl_bus_send(em->bus, topic, msg);
+}
+
+struct sl_stage_runner *sl_stage_runner_new(const struct sl_stage *stage, struct sl_bus *bus,
+                                            const char *group, const struct sl_stage_env *env,
+                                            char *errbuf, size_t errsz)
+{
+    struct sl_stage_runner *r = calloc(1, sizeof(*r));
+    if (!r) {
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    r->stage = stage;
+    r->bus = bus;
+    r->env = env;
+    r->em.bus = bus;
+    r->em.stage = stage->name;
+    size_t n = 0;
+    while (stage->inputs[n])
+        n++;
+    r->c = bus->ops->subscribe(bus, group ? group : stage->name, stage->inputs, n, errbuf, errsz);
+    if (!r->c)
+        goto fail;
+    if (stage->init && stage->init(&r->state, env, errbuf, errsz))
+        goto fail;
+    return r;
+fail:
+    sl_stage_runner_destroy(r);
+    return NULL;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Sends a message that the stage could not process to the dead-letter
+ * topic, with the reason in the log. */
+static void dead_letter(struct sl_stage_runner *r, const char *topic, struct sl_msg *msg, int rc)
+{
+    sl_warn(r->stage->name, "%s message from %s of run %s is poison (%s): sent to %s",
+            sl_msg_kind_str(msg->kind), topic, msg->run_id ? msg->run_id : "-", sl_err_str(rc),
+            SL_TOPIC_DEAD);
+    sl_bus_send(r->bus, SL_TOPIC_DEAD, sl_msg_ref(msg));
+}
+
+int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errbuf,
+                        size_t errsz)
+{
+    const struct sl_stage *st = r->stage;
+    unsigned uncommitted = 0;
+    bool idle_flushed = true;
+    int rc = 0;
+    while (!stop || !atomic_load(stop)) {
+        struct sl_msg *msg = NULL;
+        const char *topic = NULL;
+        rc = r->bus->ops->poll(r->c, &msg, &topic, idle_flushed ? IDLE_POLL_MS : 0);
+        if (rc == SL_ERR_TIMEOUT || rc == SL_ERR_CLOSED) {
+            bool closed = rc == SL_ERR_CLOSED;
+            rc = 0;
+            if (!idle_flushed && st->flush)
+                rc = st->flush(r->state, &r->em);
+            idle_flushed = true;
+            if (rc == 0 && uncommitted) {
+                rc = r->bus->ops->commit(r->c);
+                uncommitted = 0;
+            }
+            if (rc && sl_err_class(rc) == SL_ERRCLASS_FATAL)
+                return sl_seterr(errbuf, errsz, rc, "%s: flush failed: %s", st->name,
+                                 sl_err_str(rc));
+            if (closed)
+                return 0;
+            continue;
+        }
+        if (rc) {
+            if (sl_err_class(rc) == SL_ERRCLASS_RETRIABLE) {
+                sleep_ms(100);
+                continue;
+            }
+            return sl_seterr(errbuf, errsz, rc, "%s: cannot poll: %s", st->name,
+                             sl_err_str(rc));
+        }
+        idle_flushed = false;
+        long backoff = 50;
+        for (;;) {
+            rc = st->process(r->state, topic, msg, &r->em);
+            if (rc == 0 || sl_err_class(rc) != SL_ERRCLASS_RETRIABLE ||
+                (stop && atomic_load(stop)))
+                break;
+            sl_warn(st->name, "retrying a %s message: %s", sl_msg_kind_str(msg->kind),
+                    sl_err_str(rc));
+            sleep_ms(backoff);
+            if (backoff < 5000)
+                backoff *= 2;
+        }
+        if (rc && sl_err_class(rc) == SL_ERRCLASS_POISON) {
+            dead_letter(r, topic, msg, rc);
+            rc = 0;
+        }
+        sl_msg_unref(msg);
+        if (rc == SL_ERR_CLOSED)
+            return 0;
+        if (rc)
+            return sl_seterr(errbuf, errsz, rc, "%s: %s", st->name, sl_err_str(rc));
+        atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
+        if (++uncommitted >= COMMIT_EVERY) {
+            if (st->flush && (rc = st->flush(r->state, &r->em)) != 0 &&
+                sl_err_class(rc) == SL_ERRCLASS_FATAL)
+                return sl_seterr(errbuf, errsz, rc, "%s: flush failed", st->name);
+            r->bus->ops->commit(r->c);
+            uncommitted = 0;
+        }
+    }
+    return 0;
+}
+
+unsigned long long sl_stage_runner_count(const struct sl_stage_runner *r)
+{
+    return atomic_load_explicit(&r->count, memory_order_relaxed);
+}
+
+void sl_stage_runner_destroy(struct sl_stage_runner *r)
+{
+    if (!r)
+        return;
+    if (r->state && r->stage->destroy)
+        r->stage->destroy(r->state);
+    if (r->c)
+        r->bus->ops->unsubscribe(r->c);
+    free(r);
+}

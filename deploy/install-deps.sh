@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian 12 packages that sluice needs to build, test and
+# benchmark. Run as root, or as a user who may sudo.
+set -eu
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    SUDO=sudo
+fi
+PACKAGES="
+    build-essential cmake pkg-config
+    libjansson-dev libcsv-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+    libssl-dev libcurl4-openssl-dev libcmocka-dev tzdata
+"
+# the fuzzers (clang -fsanitize=fuzzer) and the benchmark's reference tools
+EXTRA="clang libclang-rt-14-dev miller time"
+if [ "${SLUICE_MINIMAL:-0}" = 1 ]; then
+    EXTRA=""
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $PACKAGES $EXTRA >/dev/null
+echo "sluice: build dependencies installed"

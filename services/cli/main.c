@@ -1,0 +1,348 @@
+/*
+ * The sluice command: run a job in embedded mode, check a job file.
+ *
+ *   sluice run JOB.json [--out DIR] [--state DIR] [--input FILE] [--force]
+ *   sluice check JOB.json [--input FILE]
+ *
+ * Exit status (JOBS.md): 0 succeeded, 3 completed_with_errors, 4 skipped,
+ * 1 failed, 2 the job file or the command line is invalid.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "embedded.h"
+#include "sluice/err.h"
+#include "sluice/job.h"
+#include "sluice/log.h"
+#include "sluice/reader.h"
+#include "sluice/util.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "dev"
+#endif
+
+enum {
+    EXIT_SUCCEEDED = 0,
+    EXIT_FAILED = 1,
+    EXIT_INVALID = 2,
+    EXIT_WITH_ERRORS = 3,
+    EXIT_SKIPPED = 4,
+};
+
+static const char usage_text[] =
+    "usage: sluice <command> [options]\n"
+    "\n"
+    "Commands:\n"
+    "  run JOB.json      run the job once in embedded mode (no servers)\n"
+    "      --out DIR         where the run's files go (default sluice-out/<job name>)\n"
+    "      --state DIR       where last-run state is kept (default .sluice)\n"
+    "      --input FILE      read this local file instead of the job's source\n"
+    "      --force           run even when the source is unchanged since the last success\n"
+    "      --quiet           no progress bar and no summary\n"
+    "  check JOB.json    check the job file; with --input FILE, also that the file has\n"
+    "                    every column the mapping reads\n"
+    "\n"
+    "Options: --help, --version\n"
+    "\n"
+    "Environment: SLUICE_HASH_KEY (key of the hash filter), SLUICE_LOG_LEVEL\n"
+    "(debug, info, warn, error; default warn), SLUICE_LOG_FORMAT (text, json).\n"
+    "\n"
+    "Exit status: 0 succeeded, 3 completed with errors (rows rejected), 4 skipped\n"
+    "(source unchanged), 1 failed, 2 invalid job file or command line.\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "sluice: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'sluice --help'.\n");
+    return EXIT_INVALID;
+}
+
+static int status_exit(const char *status)
+{
+    if (!strcmp(status, "succeeded"))
+        return EXIT_SUCCEEDED;
+    if (!strcmp(status, "completed_with_errors"))
+        return EXIT_WITH_ERRORS;
+    if (!strcmp(status, "skipped"))
+        return EXIT_SKIPPED;
+    return EXIT_FAILED;
+}
+
+enum { OPT_OUT = 1, OPT_STATE, OPT_INPUT, OPT_FORCE, OPT_QUIET, OPT_HELP };
+
+static const struct option run_opts[] = {
+    {"out", required_argument, NULL, OPT_OUT},
+    {"state", required_argument, NULL, OPT_STATE},
+    {"input", required_argument, NULL, OPT_INPUT},
+    {"force", no_argument, NULL, OPT_FORCE},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+struct cli_args {
+    const char *job_path;
+    const char *out, *state, *input;
+    bool force, quiet;
+};
+
+/* Parses the options of run and check; returns -1 after printing help, or
+ * an exit status > 0 on a usage error, 0 on success. */
+static int parse_args(int argc, char **argv, const char *cmd, struct cli_args *a)
+{
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", run_opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_OUT:
+            a->out = optarg;
+            break;
+        case OPT_STATE:
+            a->state = optarg;
+            break;
+        case OPT_INPUT:
+            a->input = optarg;
+            break;
+        case OPT_FORCE:
+            a->force = true;
+            break;
+        case OPT_QUIET:
+            a->quiet = true;
+            break;
+        case OPT_HELP:
+            fputs(usage_text, stdout);
+            return -1;
+        default:
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return usage_error("%s: missing the job file (sluice %s JOB.json)", cmd);
+    a->job_path = argv[optind++];
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!strcmp(cmd, "check") && (a->out || a->state || a->force))
+        return usage_error("check takes only --input", "");
+    return 0;
+}
+
+static void print_summary(const struct sl_job *job, const struct sl_embedded_result *r,
+                          const char *out_dir, const char *sink_path)
+{
+    const struct sl_counts *c = &r->counts;
+    double secs = (double)(r->finished_us - r->started_us) / 1e6;
+    printf("%s: %s in %.2f s: %llu read, %llu published (%llu created, %llu updated, %llu "
+           "unchanged), %llu rejected (%llu duplicates), %llu not created\n",
+           job->name, r->status, secs < 0 ? 0 : secs, (unsigned long long)c->read,
+           (unsigned long long)c->published, (unsigned long long)c->created,
+           (unsigned long long)c->updated, (unsigned long long)c->unchanged,
+           (unsigned long long)c->rejected, (unsigned long long)c->duplicates,
+           (unsigned long long)c->not_created);
+    if (r->reason[0])
+        printf("  reason: %s\n", r->reason);
+    if (!strcmp(r->status, "succeeded") || !strcmp(r->status, "completed_with_errors"))
+        printf("  published: %s\n", sink_path);
+    printf("  errors:    %s/errors.csv, %s/rejected.ndjson\n", out_dir, out_dir);
+    printf("  run:       %s/run.json\n", out_dir);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct cli_args a = {0};
+    int rc = parse_args(argc, argv, "run", &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    char err[1024] = "";
+    struct sl_job *job = sl_job_load_file(a.job_path, err, sizeof(err));
+    if (!job) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return EXIT_INVALID;
+    }
+    if (a.input && access(a.input, R_OK)) {
+        fprintf(stderr, "sluice: --input %s: %s\n", a.input, strerror(errno));
+        sl_job_destroy(job);
+        return EXIT_INVALID;
+    }
+    char *out = a.out ? strdup(a.out) : sl_path_join("sluice-out", job->name);
+    char *sink_path = NULL;
+    if (!a.out && job->destination.given && job->destination.type == SL_DEST_FILE &&
+        job->destination.path) {
+        sink_path = strdup(job->destination.path);
+    } else {
+        char name[512];
+        snprintf(name, sizeof(name), "%s.ndjson", job->object);
+        sink_path = sl_path_join(out, name);
+    }
+    if (job->destination.given && job->destination.type != SL_DEST_FILE)
+        fprintf(stderr,
+                "sluice: warning: destination '%s' is not written in embedded mode by this "
+                "version; published records go to %s\n",
+                job->destination.type == SL_DEST_POSTGRES ? "postgres" : "http", sink_path);
+    if (sl_mkdirs(out)) {
+        fprintf(stderr, "sluice: cannot create %s: %s\n", out, strerror(errno));
+        free(out);
+        free(sink_path);
+        sl_job_destroy(job);
+        return EXIT_FAILED;
+    }
+    struct sl_embedded_opts eo = {
+        .out_dir = out,
+        .sink_path = sink_path,
+        .state_dir = a.state ? a.state : ".sluice",
+        .input = a.input,
+        .force = a.force,
+        .progress = !a.quiet && isatty(STDERR_FILENO),
+    };
+    char name[256];
+    snprintf(name, sizeof(name), "%s", job->name);
+    struct sl_embedded_result res;
+    /* the summary needs the job's name only: keep a copy, the run takes the job */
+    struct sl_job shown = {.name = name};
+    rc = sl_embedded_run(job, &eo, &res, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "sluice: %s\n", err);
+        free(out);
+        free(sink_path);
+        return EXIT_FAILED;
+    }
+    if (!a.quiet)
+        print_summary(&shown, &res, out, sink_path);
+    free(out);
+    free(sink_path);
+    return status_exit(res.status);
+}
+
+/* The header of a CSV input, for check --input. */
+struct header_grab {
+    char **names;
+    size_t n;
+};
+
+static int grab_header(void *ud, const char *const *names, size_t n)
+{
+    struct header_grab *h = ud;
+    h->names = calloc(n ? n : 1, sizeof(char *));
+    if (!h->names)
+        return SL_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        h->names[i] = strdup(names[i]);
+    h->n = n;
+    return 1; /* stop: the header is all we need */
+}
+
+static int stop_row(void *ud, const struct sl_row *row)
+{
+    return 1;
+}
+
+static int check_input(const struct sl_job *job, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "sluice: --input %s: %s\n", path, strerror(errno));
+        return EXIT_INVALID;
+    }
+    char raw[65536];
+    ssize_t n = pread(fd, raw, sizeof(raw), 0);
+    char delim = job->source.csv_delimiter;
+    if (!delim && n > 0)
+        delim = sl_csv_detect_delimiter(raw, (size_t)n, job->source.csv_quote ? job->source.csv_quote : '"');
+    struct sl_csv_opts o = {
+        .delimiter = delim,
+        .quote = job->source.csv_quote,
+        .header = job->source.csv_header,
+        .encoding = job->source.encoding,
+    };
+    struct header_grab h = {0};
+    char err[512] = "";
+    int rc = sl_csv_read_fd(fd, &o, grab_header, stop_row, &h, NULL, err, sizeof(err));
+    close(fd);
+    if (rc < 0) {
+        fprintf(stderr, "sluice: %s: %s\n", path, err);
+        return EXIT_INVALID;
+    }
+    int missing = 0;
+    for (size_t k = 0; k < job->nrefs; k++) {
+        if (sl_column_find(job->refs[k].name, (const char *const *)h.names, h.n) >= 0)
+            continue;
+        for (size_t i = 0; i < job->nattrs; i++) {
+            const struct sl_attr *at = &job->attrs[i];
+            if (at->map_src && strstr(at->map_src, job->refs[k].name))
+                fprintf(stderr, "sluice: mapping.%s: column '%s' is not in %s\n", at->name,
+                        job->refs[k].name, path);
+        }
+        missing++;
+    }
+    size_t unused = 0;
+    for (size_t i = 0; i < h.n; i++) {
+        bool used = false;
+        for (size_t k = 0; k < job->nrefs && !used; k++)
+            used = sl_column_find(job->refs[k].name, (const char *const *)&h.names[i], 1) == 0;
+        if (!used) {
+            printf("%s%s", unused ? ", " : "unmapped columns: ", h.names[i]);
+            unused++;
+        }
+    }
+    if (unused)
+        printf("\n");
+    if (!missing)
+        printf("%s: every column the mapping reads is in the file (%zu columns)\n", path, h.n);
+    for (size_t i = 0; i < h.n; i++)
+        free(h.names[i]);
+    free(h.names);
+    return missing ? EXIT_INVALID : 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    struct cli_args a = {0};
+    int rc = parse_args(argc, argv, "check", &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    char err[1024] = "";
+    struct sl_job *job = sl_job_load_file(a.job_path, err, sizeof(err));
+    if (!job) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return EXIT_INVALID;
+    }
+    printf("%s: job '%s' is valid: object '%s', %zu attributes, key (", a.job_path, job->name,
+           job->object, job->nattrs);
+    for (size_t i = 0; i < job->nkey; i++)
+        printf("%s%s", i ? ", " : "", job->key[i]);
+    printf(")\n");
+    rc = a.input ? check_input(job, a.input) : 0;
+    sl_job_destroy(job);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *lvl = getenv("SLUICE_LOG_LEVEL");
+    if (sl_log_setup(lvl && lvl[0] ? lvl : "warn", getenv("SLUICE_LOG_FORMAT"))) {
+        fprintf(stderr, "sluice: SLUICE_LOG_LEVEL or SLUICE_LOG_FORMAT has an unknown value\n");
+        return EXIT_INVALID;
+    }
+    if (argc < 2)
+        return usage_error("%s", "missing command");
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("sluice %s\n", SLUICE_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "check"))
+        return cmd_check(argc - 1, argv + 1);
+    return usage_error("unknown command '%s'", cmd);
+}

@@ -1,0 +1,171 @@
+/*
+ * The mapper stage: a source row in, the same row with the target's
+ * attributes (as text) and the row's mapping problems out. Pure: no state
+ * beyond caches.
+ *
+ * Column names are resolved to positions once per distinct header (a CSV
+ * file has one), not once per row: every field a template reads is a ref of
+ * the job (struct sl_ref), and ref_col[] says where each ref sits in the
+ * current header. Evaluation then reads vals[ref] directly.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/err.h"
+#include "sluice/job.h"
+#include "sluice/log.h"
+#include "sluice/stage.h"
+#include "sluice/template.h"
+#include "sluice/util.h"
+
+struct mapper {
+    const struct sl_stage_env *env;
+    const struct sl_job *job; /* the job ref_col was computed for */
+    char **names;             /* the header ref_col was computed for */
+    size_t nnames;
+    int *ref_col; /* job->nrefs entries */
+    const char **vals;
+    const char **names_tmp;
+    size_t names_tmp_cap;
+    size_t hash_key_len;
+};
+
+static int mapper_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
+{
+    struct mapper *m = calloc(1, sizeof(*m));
+    if (!m)
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    m->env = env;
+    m->hash_key_len = env->hash_key ? strlen(env->hash_key) : 0;
+    *state = m;
+    return 0;
+}
+
+static void forget_header(struct mapper *m)
+{
+    for (size_t i = 0; i < m->nnames; i++)
+        free(m->names[i]);
+    free(m->names);
+    m->names = NULL;
+    m->nnames = 0;
+}
+
+static void mapper_destroy(void *state)
+{
+    struct mapper *m = state;
+    if (!m)
+        return;
+    forget_header(m);
+    free(m->ref_col);
+    free(m->vals);
+    free(m->names_tmp);
+    free(m);
+}
+
+static bool same_header(const struct mapper *m, const struct sl_record *r)
+{
+    if (r->nsrc != m->nnames)
+        return false;
+    for (uint32_t i = 0; i < r->nsrc; i++)
+        if (strcmp(r->src[i].name, m->names[i]))
+            return false;
+    return true;
+}
+
+/* Resolves every ref of job against the record's field names. */
+static int bind_header(struct mapper *m, const struct sl_job *job, const struct sl_record *r)
+{
+    forget_header(m);
+    if (m->job != job) {
+        free(m->ref_col);
+        free(m->vals);
+        m->ref_col = calloc(job->nrefs ? job->nrefs : 1, sizeof(int));
+        m->vals = calloc(job->nrefs ? job->nrefs : 1, sizeof(char *));
+        if (!m->ref_col || !m->vals)
+            return SL_ERR_NOMEM;
+        m->job = job;
+    }
+    if (r->nsrc > m->names_tmp_cap) {
+        free(m->names_tmp);
+        m->names_tmp = malloc(r->nsrc * sizeof(char *));
+        if (!m->names_tmp)
+            return SL_ERR_NOMEM;
+        m->names_tmp_cap = r->nsrc;
+    }
+    m->names = calloc(r->nsrc ? r->nsrc : 1, sizeof(char *));
+    if (!m->names)
+        return SL_ERR_NOMEM;
+    for (uint32_t i = 0; i < r->nsrc; i++) {
+        if (!(m->names[i] = strdup(r->src[i].name)))
+            return SL_ERR_NOMEM;
+        m->nnames = i + 1;
+        m->names_tmp[i] = r->src[i].name;
+    }
+    for (size_t k = 0; k < job->nrefs; k++)
+        m->ref_col[k] = sl_column_find(job->refs[k].name, m->names_tmp, r->nsrc);
+    return 0;
+}
+
+static int mapper_process(void *state, const char *topic, struct sl_msg *in,
+                          struct sl_emitter *em)
+{
+    struct mapper *m = state;
+    if (in->kind != SL_MSG_RECORD)
+        return SL_ERR_INVALID;
+    char err[256];
+    const struct sl_job *job = sl_jobs_get(m->env->jobs, in->job_id, in->job_version, err,
+                                           sizeof(err));
+    if (!job) {
+        sl_warn("mapper", "record of run %s: %s", in->run_id, err);
+        return SL_ERR_NOTFOUND;
+    }
+    const struct sl_record *r = &in->u.rec;
+    if (m->job != job || !same_header(m, r)) {
+        int rc = bind_header(m, job, r);
+        if (rc)
+            return rc;
+    }
+    for (size_t k = 0; k < job->nrefs; k++) {
+        const char *v = m->ref_col[k] >= 0 ? r->src[m->ref_col[k]].value : NULL;
+        m->vals[k] = v && *v ? v : NULL;
+    }
+    struct sl_msg *out = sl_msg_take(in);
+    if (!out)
+        return SL_ERR_NOMEM;
+    struct sl_eval_ctx ctx = {
+        .job = job,
+        .hash_key = m->env->hash_key,
+        .hash_key_len = m->hash_key_len,
+        .arena = &out->arena,
+    };
+    out->u.rec.nattr = 0;
+    int rc = 0;
+    for (size_t i = 0; i < job->nattrs && rc == 0; i++) {
+        const struct sl_attr *a = &job->attrs[i];
+        const char *val = NULL, *msg = NULL;
+        if (a->map && sl_template_eval(a->map, m->vals, &ctx, &val, &msg) != 0) {
+            size_t ref;
+            const char *input = sl_template_is_column(a->map, &ref) ? m->vals[ref] : NULL;
+            rc = sl_msg_add_problem(out, a->name, "format", msg ? msg : "cannot convert the value",
+                                    input);
+            val = NULL;
+        }
+        if (rc == 0)
+            rc = sl_msg_add_attr(out, a->name, val);
+    }
+    if (rc) {
+        sl_msg_unref(out);
+        return rc;
+    }
+    return sl_emit(em, SL_TOPIC_MAPPED, out);
+}
+
+static const char *const mapper_inputs[] = {SL_TOPIC_RAW, NULL};
+
+const struct sl_stage sl_stage_mapper = {
+    .name = "mapper",
+    .inputs = mapper_inputs,
+    .init = mapper_init,
+    .process = mapper_process,
+    .destroy = mapper_destroy,
+};

@@ -1,0 +1,298 @@
+/*
+ * The parser stage: a fetched file in, one Record per source row out, then a
+ * seal with the run's record count.
+ *
+ * The format comes from the job, else from the file name, else from the
+ * first bytes. Rows stream from the format reader straight onto the bus, so
+ * memory holds one row whatever the file size, and a full bus slows the
+ * reader down (backpressure). A row the reader cannot read is still sent,
+ * carrying its problem, so that it is rejected with a reason; a file that
+ * cannot be read at all fails the run.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "sluice/err.h"
+#include "sluice/job.h"
+#include "sluice/log.h"
+#include "sluice/reader.h"
+#include "sluice/stage.h"
+
+#define PROGRESS_US 200000
+
+struct parser {
+    const struct sl_stage_env *env;
+};
+
+/* What one file's rows need. */
+struct parse_run {
+    const struct sl_msg *file;
+    struct sl_emitter *em;
+    struct sl_reader_stats stats;
+    int64_t last_progress;
+    uint64_t rows;
+    char **columns;
+    size_t ncolumns;
+    int send_rc;
+};
+
+static int parser_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
+{
+    struct parser *p = calloc(1, sizeof(*p));
+    if (!p)
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    p->env = env;
+    *state = p;
+    return 0;
+}
+
+static void parser_destroy(void *state)
+{
+    free(state);
+}
+
+static struct sl_msg *run_event(const struct sl_msg *f, enum sl_run_event_kind kind)
+{
+    struct sl_msg *ev = sl_msg_new(SL_MSG_RUN_EVENT, f->run_id, f->job_id, f->job_version);
+    if (ev) {
+        ev->u.ev.kind = kind;
+        ev->u.ev.stage = "parser";
+        ev->u.ev.at = sl_now_us();
+    }
+    return ev;
+}
+
+static int emit_failed(struct sl_emitter *em, const struct sl_msg *f, const char *reason)
+{
+    struct sl_msg *ev = run_event(f, SL_EV_FAILED);
+    if (!ev)
+        return SL_ERR_NOMEM;
+    ev->u.ev.reason = sl_arena_strdup(&ev->arena, reason);
+    sl_info("parser", "run %s failed: %s", f->run_id, reason);
+    return sl_emit(em, SL_TOPIC_RUNS, ev);
+}
+
+static enum sl_format format_from_name(const char *name)
+{
+    const char *dot = name ? strrchr(name, '.') : NULL;
+    if (!dot)
+        return SL_FORMAT_AUTO;
+    static const struct {
+        const char *ext;
+        enum sl_format f;
+    } exts[] = {
+        {".csv", SL_FORMAT_CSV},   {".tsv", SL_FORMAT_CSV},       {".txt", SL_FORMAT_CSV},
+        {".json", SL_FORMAT_JSON}, {".ndjson", SL_FORMAT_NDJSON}, {".jsonl", SL_FORMAT_NDJSON},
+        {".xml", SL_FORMAT_XML},   {".xlsx", SL_FORMAT_XLSX},     {".xls", SL_FORMAT_XLS},
+    };
+    for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
+        if (!strcasecmp(dot, exts[i].ext))
+            return exts[i].f;
+    return SL_FORMAT_AUTO;
+}
+
+static enum sl_format format_from_content(int fd)
+{
+    unsigned char b[512];
+    ssize_t n = pread(fd, b, sizeof(b), 0);
+    if (n <= 0)
+        return SL_FORMAT_CSV;
+    if (n >= 4 && !memcmp(b, "PK\x03\x04", 4))
+        return SL_FORMAT_XLSX;
+    if (n >= 4 && !memcmp(b, "\xd0\xcf\x11\xe0", 4))
+        return SL_FORMAT_XLS;
+    ssize_t i = 0;
+    if (n >= 3 && !memcmp(b, "\xef\xbb\xbf", 3))
+        i = 3;
+    while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n'))
+        i++;
+    if (i < n && (b[i] == '{' || b[i] == '['))
+        return SL_FORMAT_JSON;
+    if (i < n && b[i] == '<')
+        return SL_FORMAT_XML;
+    return SL_FORMAT_CSV;
+}
+
+static int emit_progress(struct parse_run *pr)
+{
+    struct sl_msg *ev = run_event(pr->file, SL_EV_PROGRESS);
+    if (!ev)
+        return SL_ERR_NOMEM;
+    ev->u.ev.counts.read = pr->rows;
+    ev->u.ev.counts.bytes = pr->stats.bytes;
+    ev->u.ev.bytes = pr->file->u.file.bytes;
+    return sl_emit(pr->em, SL_TOPIC_RUNS, ev);
+}
+
+static int on_header(void *ud, const char *const *names, size_t n)
+{
+    struct parse_run *pr = ud;
+    pr->columns = calloc(n ? n : 1, sizeof(char *));
+    if (!pr->columns)
+        return SL_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(pr->columns[i] = strdup(names[i])))
+            return SL_ERR_NOMEM;
+    pr->ncolumns = n;
+    return 0;
+}
+
+static int on_row(void *ud, const struct sl_row *row)
+{
+    struct parse_run *pr = ud;
+    const struct sl_msg *f = pr->file;
+    struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, f->run_id, f->job_id, f->job_version);
+    if (!m || sl_msg_reserve_src(m, (uint32_t)row->n)) {
+        sl_msg_unref(m);
+        return SL_ERR_NOMEM;
+    }
+    m->u.rec.row = row->row;
+    for (size_t i = 0; i < row->n; i++) {
+        if (sl_msg_add_src(m, row->names[i], row->values[i], row->values[i] ? row->lens[i] : 0)) {
+            sl_msg_unref(m);
+            return SL_ERR_NOMEM;
+        }
+    }
+    if (row->error && sl_msg_add_problem(m, "_row", "format", row->error, NULL)) {
+        sl_msg_unref(m);
+        return SL_ERR_NOMEM;
+    }
+    int rc = sl_emit(pr->em, SL_TOPIC_RAW, m);
+    if (rc) {
+        pr->send_rc = rc;
+        return rc;
+    }
+    pr->rows++;
+    if ((pr->rows & 1023) == 0) {
+        int64_t now = sl_now_us();
+        if (now - pr->last_progress >= PROGRESS_US) {
+            pr->last_progress = now;
+            if ((rc = emit_progress(pr)) != 0) {
+                pr->send_rc = rc;
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Picks the CSV delimiter: the job's, else detected from the first block of
+ * the decoded text. */
+static char detect_delimiter(int fd, const struct sl_source *src)
+{
+    if (src->csv_delimiter)
+        return src->csv_delimiter;
+    char raw[65536];
+    ssize_t n = pread(fd, raw, sizeof(raw), 0);
+    if (n <= 0)
+        return ',';
+    struct sl_decoder *d = sl_decoder_new(src->encoding);
+    char *out = NULL;
+    size_t outlen = 0, outcap = 0;
+    char err[128];
+    char delim = ',';
+    if (d && sl_decoder_feed(d, raw, (size_t)n, false, &out, &outlen, &outcap, err,
+                             sizeof(err)) == 0)
+        delim = sl_csv_detect_delimiter(out, outlen, src->csv_quote ? src->csv_quote : '"');
+    else
+        delim = sl_csv_detect_delimiter(raw, (size_t)n, src->csv_quote ? src->csv_quote : '"');
+    free(out);
+    sl_decoder_destroy(d);
+    return delim;
+}
+
+static int parser_process(void *state, const char *topic, struct sl_msg *f,
+                          struct sl_emitter *em)
+{
+    struct parser *p = state;
+    if (f->kind != SL_MSG_FILE)
+        return SL_ERR_INVALID;
+    char err[512] = "";
+    const struct sl_job *job = sl_jobs_get(p->env->jobs, f->job_id, f->job_version, err,
+                                           sizeof(err));
+    if (!job)
+        return emit_failed(em, f, err);
+    const char *name = f->u.file.file_name ? f->u.file.file_name : f->u.file.blob;
+    int fd = open(f->u.file.blob, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, sizeof(err), "cannot open %s: %s", f->u.file.blob, strerror(errno));
+        return emit_failed(em, f, err);
+    }
+    enum sl_format fmt = job->source.format;
+    if (fmt == SL_FORMAT_AUTO)
+        fmt = format_from_name(name);
+    if (fmt == SL_FORMAT_AUTO)
+        fmt = format_from_content(fd);
+
+    struct parse_run pr = {.file = f, .em = em, .last_progress = sl_now_us()};
+    int rc = 0;
+    char delim = 0;
+    if (fmt == SL_FORMAT_CSV) {
+        delim = detect_delimiter(fd, &job->source);
+        struct sl_csv_opts o = {
+            .delimiter = delim,
+            .quote = job->source.csv_quote,
+            .header = job->source.csv_header,
+            .encoding = job->source.encoding,
+        };
+        char rerr[400] = "";
+        rc = sl_csv_read_fd(fd, &o, on_header, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
+        if (rc < 0 && !pr.send_rc) {
+            snprintf(err, sizeof(err), "%s: %s", name, rerr[0] ? rerr : sl_err_str(rc));
+            rc = emit_failed(em, f, err);
+            goto out;
+        }
+    } else {
+        snprintf(err, sizeof(err), "%s: format '%s' is not supported by this version of the parser",
+                 name, sl_format_name(fmt));
+        rc = emit_failed(em, f, err);
+        goto out;
+    }
+    if (pr.send_rc) {
+        rc = pr.send_rc; /* the bus closed under us: nothing more to do */
+        goto out;
+    }
+    struct sl_msg *ev = run_event(f, SL_EV_SEALED);
+    if (!ev) {
+        rc = SL_ERR_NOMEM;
+        goto out;
+    }
+    ev->u.ev.record_count = pr.rows;
+    ev->u.ev.counts.read = pr.rows;
+    ev->u.ev.counts.bytes = pr.stats.bytes;
+    ev->u.ev.delimiter = delim;
+    if (pr.ncolumns) {
+        ev->u.ev.columns = sl_arena_alloc(&ev->arena, pr.ncolumns * sizeof(char *));
+        if (!ev->u.ev.columns) {
+            sl_msg_unref(ev);
+            rc = SL_ERR_NOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < pr.ncolumns; i++)
+            ev->u.ev.columns[i] = sl_arena_strdup(&ev->arena, pr.columns[i]);
+        ev->u.ev.ncolumns = (uint32_t)pr.ncolumns;
+    }
+    sl_debug("parser", "run %s: %llu rows sealed", f->run_id, (unsigned long long)pr.rows);
+    rc = sl_emit(em, SL_TOPIC_RUNS, ev);
+out:
+    for (size_t i = 0; i < pr.ncolumns; i++)
+        free(pr.columns[i]);
+    free(pr.columns);
+    close(fd);
+    return rc;
+}
+
+static const char *const parser_inputs[] = {SL_TOPIC_FILES, NULL};
+
+const struct sl_stage sl_stage_parser = {
+    .name = "parser",
+    .inputs = parser_inputs,
+    .init = parser_init,
+    .process = parser_process,
+    .destroy = parser_destroy,
+};
