@@ -25,6 +25,7 @@
 
 #include "sluice/bus.h"
 #include "sluice/codec.h"
+#include "sluice/reader.h"
 #include "sluice/err.h"
 #include "sluice/log.h"
 #include "sluice/util.h"
@@ -254,6 +255,7 @@ int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
         w.columns = (char **)ev->columns;
         char delim[2] = {ev->delimiter, '\0'};
         w.delimiter = delim;
+        w.encoding = (char *)sl_encoding_name((enum sl_encoding)ev->encoding);
         utf8_ok(ev->stage, "stage", &bad);
         utf8_ok(ev->status, "status", &bad);
         utf8_ok(ev->reason, "reason", &bad);
@@ -521,6 +523,9 @@ static bool decode_run_event(struct sl_msg *m, const Sluice__RunEvent *w, char *
     ev->columns = w->n_columns ? (const char **)w->columns : NULL;
     ev->ncolumns = (uint32_t)w->n_columns;
     ev->delimiter = w->delimiter && strlen(w->delimiter) == 1 ? w->delimiter[0] : 0;
+    enum sl_encoding enc = SL_ENC_UTF8;
+    if (w->encoding && w->encoding[0] && sl_encoding_parse(w->encoding, &enc) == 0)
+        ev->encoding = (int)enc;
     return true;
 }
 

@@ -110,8 +110,8 @@ static int out_reserve(char **out, size_t *outlen, size_t *outcap, size_t extra)
 /* An invalid sequence of n bytes at s, input offset off: an error (strict),
  * or U+FFFD and a report (lenient). Room for the replacement is reserved by
  * the caller. */
-static int invalid(struct sl_decoder *d, const unsigned char *s, size_t n, uint64_t off, bool at_end,
-                   char *out, size_t *outlen, char *errbuf, size_t errsz)
+static int invalid(struct sl_decoder *d, const unsigned char *s, size_t n, uint64_t off,
+                   bool at_end, char *out, size_t *outlen, char *errbuf, size_t errsz)
 {
     if (!d->lenient) {
         if (at_end)
@@ -241,15 +241,35 @@ static long long conv_iconv(struct sl_decoder *d, const unsigned char *s, size_t
         /* Three bytes of UTF-8 per input byte cover every case (and U+FFFD). */
         if (n - i > (SIZE_MAX - 16) / 3 || out_reserve(out, outlen, outcap, (n - i) * 3 + 16))
             return SL_ERR_NOMEM;
+        size_t stop = n;
+        if (unit == 1) {
+            /* single-byte encodings keep ASCII as it is: copy ASCII runs,
+             * leave only the runs of other bytes to iconv */
+            size_t j = i;
+            while (n - j >= 8) {
+                uint64_t w;
+                memcpy(&w, s + j, 8);
+                if (w & 0x8080808080808080ull)
+                    break;
+                j += 8;
+            }
+            while (j < n && s[j] < 0x80)
+                j++;
+            memcpy(*out + *outlen, s + i, j - i);
+            *outlen += j - i;
+            i = j;
+            if (i == n)
+                break;
+            for (stop = i; stop < n && s[stop] >= 0x80; stop++)
+                ;
+        }
         char *inp = (char *)(s + i), *outp = *out + *outlen;
-        size_t inleft = n - i, outleft = *outcap - *outlen;
+        size_t inleft = stop - i, outleft = *outcap - *outlen;
         size_t r = iconv(d->cd, &inp, &inleft, &outp, &outleft);
         int e = errno;
         i = (size_t)((const unsigned char *)inp - s);
         *outlen = (size_t)(outp - *out);
-        if (r != (size_t)-1)
-            break;
-        if (e == E2BIG)
+        if (r != (size_t)-1 || e == E2BIG)
             continue;
         bool incomplete = e == EINVAL;
         if (incomplete && !last)
@@ -312,8 +332,9 @@ static int bom_check(struct sl_decoder *d, const unsigned char *b, size_t n, boo
 int sl_decoder_feed(struct sl_decoder *d, const char *in, size_t inlen, bool last, char **out,
                     size_t *outlen, size_t *outcap, char *errbuf, size_t errsz)
 {
-    const unsigned char *s = (const unsigned char *)in;
-    if (!s)
+    static const unsigned char none[1];
+    const unsigned char *s = in ? (const unsigned char *)in : none;
+    if (!in)
         inlen = 0;
 
     if (!d->started) {
@@ -386,20 +407,13 @@ int sl_encoding_parse(const char *name, enum sl_encoding *enc)
         const char *name;
         enum sl_encoding enc;
     } names[] = {
-        {"utf-8", SL_ENC_UTF8},
-        {"utf8", SL_ENC_UTF8},
-        {"us-ascii", SL_ENC_UTF8},
-        {"ascii", SL_ENC_UTF8},
-        {"latin1", SL_ENC_LATIN1},
-        {"latin-1", SL_ENC_LATIN1},
-        {"iso-8859-1", SL_ENC_LATIN1},
-        {"iso8859-1", SL_ENC_LATIN1},
-        {"iso_8859-1", SL_ENC_LATIN1},
-        {"windows-1252", SL_ENC_WINDOWS_1252},
-        {"cp1252", SL_ENC_WINDOWS_1252},
-        {"utf-16", SL_ENC_UTF16},
-        {"utf16", SL_ENC_UTF16},
-        {"utf-16le", SL_ENC_UTF16},
+        {"utf-8", SL_ENC_UTF8},          {"utf8", SL_ENC_UTF8},
+        {"us-ascii", SL_ENC_UTF8},       {"ascii", SL_ENC_UTF8},
+        {"latin1", SL_ENC_LATIN1},       {"latin-1", SL_ENC_LATIN1},
+        {"iso-8859-1", SL_ENC_LATIN1},   {"iso8859-1", SL_ENC_LATIN1},
+        {"iso_8859-1", SL_ENC_LATIN1},   {"windows-1252", SL_ENC_WINDOWS_1252},
+        {"cp1252", SL_ENC_WINDOWS_1252}, {"utf-16", SL_ENC_UTF16},
+        {"utf16", SL_ENC_UTF16},         {"utf-16le", SL_ENC_UTF16},
     };
     if (!name)
         return -1;

@@ -25,7 +25,8 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 
 #define SL_TEMPLATE_INTERNAL
 #include "sluice/err.h"
@@ -81,8 +82,8 @@ static const char *shown(struct sl_arena *a, const char *v)
     return s;
 }
 
-__attribute__((format(printf, 3, 4))) static int fail(struct sl_eval_ctx *ctx,
-                                                      const char **errmsg, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(struct sl_eval_ctx *ctx, const char **errmsg,
+                                                      const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -127,8 +128,8 @@ static size_t utf8_dec(const unsigned char *s, size_t n, uint32_t *cp)
     if (c < 0xf5) {
         if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
             return 0;
-        uint32_t v = ((c & 0x07u) << 18) | ((s[1] & 0x3fu) << 12) | ((s[2] & 0x3fu) << 6) |
-                     (s[3] & 0x3fu);
+        uint32_t v =
+            ((c & 0x07u) << 18) | ((s[1] & 0x3fu) << 12) | ((s[2] & 0x3fu) << 6) | (s[3] & 0x3fu);
         if (v < 0x10000 || v > 0x10ffff)
             return 0;
         *cp = v;
@@ -182,28 +183,36 @@ static size_t space_len(const char *s, size_t n)
 /* The bounds [*b, *e) of s without leading and trailing white space. */
 static void trim_bounds(const char *s, size_t n, size_t *b, size_t *e)
 {
-    size_t i = 0, end = 0;
-    bool lead = true;
-    while (i < n) {
-        size_t k = space_len(s + i, n - i);
-        if (k) {
-            if (lead)
-                *b = i + k;
-            i += k;
+    size_t i = 0, j = n, k;
+    while (i < n && (k = space_len(s + i, n - i)))
+        i += k;
+    while (j > i) {
+        unsigned char c = (unsigned char)s[j - 1];
+        if (c < 0x80) {
+            if (!a_space(c))
+                break;
+            j--;
             continue;
         }
-        if (lead) {
-            *b = i;
-            lead = false;
-        }
-        uint32_t cp;
-        k = utf8_dec((const unsigned char *)s + i, n - i, &cp);
-        i += k ? k : 1;
-        end = i;
+        size_t st = j - 1; /* the start of the last character */
+        while (st > i && j - st < 4 && ((unsigned char)s[st] & 0xc0) == 0x80)
+            st--;
+        if (space_len(s + st, j - st) != j - st)
+            break;
+        j = st;
     }
-    if (lead)
-        *b = n;
-    *e = end < *b ? *b : end;
+    *b = i;
+    *e = j;
+}
+
+/* Writes v as width decimal digits with leading zeros at o. */
+static char *put_num(char *o, int v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        o[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return o + width;
 }
 
 /* ---- locale ------------------------------------------------------------- */
@@ -300,7 +309,12 @@ static int convert_case(const char *in, int mode, struct sl_eval_ctx *ctx, const
     size_t word = 0; /* letters of the current word so far (title) */
     bool apos = false;
     for (i = 0; i < n && o + 4 < cap;) {
-        uint32_t c;
+        uint32_t c = (unsigned char)in[i];
+        if (mode != CASE_TITLE && c < 0x80) {
+            buf[o++] = (char)(mode == CASE_UPPER ? a_upper((int)c) : a_lower((int)c));
+            i++;
+            continue;
+        }
         size_t k = utf8_dec((const unsigned char *)in + i, n - i, &c);
         if (!k) {
             buf[o++] = in[i++];
@@ -512,7 +526,8 @@ static int f_coalesce(const struct sl_fcall *fc, const char *in, const char *con
 /* ---- regex_replace ------------------------------------------------------ */
 
 #define RE_MAX_PATTERN 1024
-#define RE_MAX_SIZE    20000
+#define RE_MAX_SIZE    1000
+#define RE_MAX_REPEAT  255
 
 /* Estimated size of the regex tree of an alternation at *pp (glibc copies a
  * group once per repetition, so a{100}{100} costs 10000 nodes); stops at ')'
@@ -562,9 +577,12 @@ static long re_estimate(const char **pp, int depth)
             p++;
         }
         for (;;) { /* quantifiers */
-            if (*p == '*' || *p == '+' || *p == '?') {
+            if (*p == '*' || *p == '?') {
                 p++;
                 atom += 1;
+            } else if (*p == '+') { /* x+ is compiled as x x* */
+                p++;
+                atom = atom > RE_MAX_SIZE / 2 ? RE_MAX_SIZE + 1 : atom * 2;
             } else if (*p == '{' && a_digit((unsigned char)p[1])) {
                 long lo = 0, hi = -1;
                 p++;
@@ -608,8 +626,9 @@ static int re_compile(regex_t *re, const char *pat, char *msg, size_t msgsz)
         snprintf(msg, msgsz, "the pattern is longer than %d bytes", RE_MAX_PATTERN);
         return -1;
     }
-    bool in_br = false;
+    bool in_br = false, after_q = false;
     for (const char *p = pat; *p; p++) {
+        bool q = false;
         if (!in_br && *p == '\\' && p[1]) {
             if (p[1] >= '1' && p[1] <= '9') {
                 snprintf(msg, msgsz, "back-references are not supported in the pattern");
@@ -630,9 +649,34 @@ static int re_compile(regex_t *re, const char *pat, char *msg, size_t msgsz)
             if (!*p)
                 break;
             p++;
-        } else if (in_br && *p == ']') {
-            in_br = false;
+        } else if (in_br) {
+            in_br = *p != ']';
+        } else if (*p == '*' || *p == '+' || *p == '?' || (*p == '{' && a_digit(p[1]))) {
+            /* glibc expands stacked and large repetitions into huge automata */
+            if (after_q) {
+                snprintf(msg, msgsz,
+                         "a repetition right after a repetition ('%.2s') is not "
+                         "supported",
+                         p - 1);
+                return -1;
+            }
+            q = true;
+            if (*p == '{') {
+                long n = 0;
+                for (p++; *p && *p != '}'; p++) {
+                    if (a_digit(*p) && (n = n * 10 + (*p - '0')) > RE_MAX_REPEAT) {
+                        snprintf(msg, msgsz, "repetition counts above %d are not supported",
+                                 RE_MAX_REPEAT);
+                        return -1;
+                    }
+                    if (*p == ',')
+                        n = 0;
+                }
+                if (!*p)
+                    break;
+            }
         }
+        after_q = q;
     }
     const char *p = pat;
     long size = 0;
@@ -825,24 +869,24 @@ struct name_num {
 };
 
 static const struct name_num month_names[] = {
-    {"january", 1},   {"jan", 1},      {"januar", 1},    {"j\xc3\xa4nner", 1}, {"jaenner", 1},
-    {"february", 2},  {"feb", 2},      {"februar", 2},   {"march", 3},         {"mar", 3},
-    {"m\xc3\xa4rz", 3}, {"maerz", 3},  {"m\xc3\xa4r", 3}, {"mrz", 3},          {"april", 4},
-    {"apr", 4},       {"may", 5},      {"mai", 5},       {"june", 6},          {"jun", 6},
-    {"juni", 6},      {"july", 7},     {"jul", 7},       {"juli", 7},          {"august", 8},
-    {"aug", 8},       {"september", 9}, {"sep", 9},      {"sept", 9},          {"october", 10},
-    {"oct", 10},      {"oktober", 10}, {"okt", 10},      {"november", 11},     {"nov", 11},
-    {"december", 12}, {"dec", 12},     {"dezember", 12}, {"dez", 12},
+    {"january", 1},     {"jan", 1},       {"januar", 1},     {"j\xc3\xa4nner", 1}, {"jaenner", 1},
+    {"february", 2},    {"feb", 2},       {"februar", 2},    {"march", 3},         {"mar", 3},
+    {"m\xc3\xa4rz", 3}, {"maerz", 3},     {"m\xc3\xa4r", 3}, {"mrz", 3},           {"april", 4},
+    {"apr", 4},         {"may", 5},       {"mai", 5},        {"june", 6},          {"jun", 6},
+    {"juni", 6},        {"july", 7},      {"jul", 7},        {"juli", 7},          {"august", 8},
+    {"aug", 8},         {"september", 9}, {"sep", 9},        {"sept", 9},          {"october", 10},
+    {"oct", 10},        {"oktober", 10},  {"okt", 10},       {"november", 11},     {"nov", 11},
+    {"december", 12},   {"dec", 12},      {"dezember", 12},  {"dez", 12},
 };
 
 static const struct name_num weekday_names[] = {
-    {"monday", 1},   {"mon", 1},      {"montag", 1},     {"mo", 1},        {"tuesday", 2},
-    {"tue", 2},      {"tues", 2},     {"dienstag", 2},   {"di", 2},        {"wednesday", 3},
-    {"wed", 3},      {"mittwoch", 3}, {"mi", 3},         {"thursday", 4},  {"thu", 4},
-    {"thur", 4},     {"thurs", 4},    {"donnerstag", 4}, {"do", 4},        {"friday", 5},
-    {"fri", 5},      {"freitag", 5},  {"fr", 5},         {"saturday", 6},  {"sat", 6},
-    {"samstag", 6},  {"sonnabend", 6}, {"sa", 6},        {"sunday", 0},    {"sun", 0},
-    {"sonntag", 0},  {"so", 0},
+    {"monday", 1},  {"mon", 1},       {"montag", 1},     {"mo", 1},       {"tuesday", 2},
+    {"tue", 2},     {"tues", 2},      {"dienstag", 2},   {"di", 2},       {"wednesday", 3},
+    {"wed", 3},     {"mittwoch", 3},  {"mi", 3},         {"thursday", 4}, {"thu", 4},
+    {"thur", 4},    {"thurs", 4},     {"donnerstag", 4}, {"do", 4},       {"friday", 5},
+    {"fri", 5},     {"freitag", 5},   {"fr", 5},         {"saturday", 6}, {"sat", 6},
+    {"samstag", 6}, {"sonnabend", 6}, {"sa", 6},         {"sunday", 0},   {"sun", 0},
+    {"sonntag", 0}, {"so", 0},
 };
 
 /* Bytes of s that match name case-insensitively (ASCII and ä/Ä), or 0. */
@@ -1131,17 +1175,16 @@ static int prep_dateformat(struct sl_fcall *fc, char *errbuf, size_t errsz)
     char bad = 0;
     int fl = fmt_flags(a->str, &bad);
     if (fl < 0 && !bad)
-        return sl_seterr(errbuf, errsz, -1, "%s: format '%s' ends with a lone '%%'", name,
-                         a->str);
+        return sl_seterr(errbuf, errsz, -1, "%s: format '%s' ends with a lone '%%'", name, a->str);
     if (fl < 0)
-        return sl_seterr(errbuf, errsz, -1, "%s: unsupported directive '%%%c' in format '%s'",
-                         name, bad, a->str);
+        return sl_seterr(errbuf, errsz, -1, "%s: unsupported directive '%%%c' in format '%s'", name,
+                         bad, a->str);
     if (!(fl & DF_YEAR) || !((fl & DF_MON && fl & DF_DAY) || fl & DF_YDAY))
         return sl_seterr(errbuf, errsz, -1,
                          "%s: format '%s' needs a year, a month and a day (or %%j)", name, a->str);
     if (!(fl & DF_HOUR12) != !(fl & DF_AMPM))
-        return sl_seterr(errbuf, errsz, -1, "%s: format '%s' must use %%I and %%p together",
-                         name, a->str);
+        return sl_seterr(errbuf, errsz, -1, "%s: format '%s' must use %%I and %%p together", name,
+                         a->str);
     return 0;
 }
 
@@ -1210,8 +1253,9 @@ static bool dt_valid(struct dt *dt)
 /* ISO 8601 forms accepted besides the job's format: spreadsheet cells and
  * JSON sources deliver dates this way (JOBS.md "source"). */
 static const char *const iso_formats[] = {
-    "%Y-%m-%d",          "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",          "%Y-%m-%dT%H:%M:%S%z",  "%Y-%m-%dT%H:%M:%S.%f%z",
+    "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M",
 };
 
 static bool dt_try(const char *fmt, const char *s, size_t n, struct dt *dt)
@@ -1253,7 +1297,12 @@ static int f_date(const struct sl_fcall *fc, const char *in, const char *const *
     char *buf = sl_arena_alloc(ctx->arena, 11);
     if (!buf)
         return nomem(errmsg);
-    snprintf(buf, 11, "%04d-%02d-%02d", dt.year, dt.mon, dt.day);
+    char *o = put_num(buf, dt.year, 4);
+    *o++ = '-';
+    o = put_num(o, dt.mon, 2);
+    *o++ = '-';
+    o = put_num(o, dt.day, 2);
+    *o = '\0';
     *out = buf;
     return 0;
 }
@@ -1268,8 +1317,7 @@ static int prep_datetime(struct sl_fcall *fc, char *errbuf, size_t errsz)
         return sl_seterr(errbuf, errsz, -1, "datetime: the time zone is empty");
     char msg[200];
     if (!(fc->tz = sl_tz_get(fc->args[1].str, msg, sizeof(msg))))
-        return sl_seterr(errbuf, errsz, -1, "datetime: unknown time zone '%s'",
-                         fc->args[1].str);
+        return sl_seterr(errbuf, errsz, -1, "datetime: unknown time zone '%s'", fc->args[1].str);
     return 0;
 }
 
@@ -1304,20 +1352,31 @@ static int f_datetime(const struct sl_fcall *fc, const char *in, const char *con
     civil_from(days, &y, &m, &d);
     if (y < 0 || y > 9999)
         return fail(ctx, errmsg, "datetime: '%s' is out of range", shown(ctx->arena, in));
-    /* drop trailing zeros of the fraction: 12:00:00.500 -> .5 */
-    char frac[11] = "";
+    /* 2025-12-31T23:00:00[.frac]Z; trailing zeros of the fraction go (.500 -> .5) */
     size_t fl = strlen(dt.frac);
     while (fl > 0 && dt.frac[fl - 1] == '0')
         fl--;
-    if (fl) {
-        frac[0] = '.';
-        memcpy(frac + 1, dt.frac, fl);
-        frac[fl + 1] = '\0';
-    }
-    char *buf = sl_arena_printf(ctx->arena, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", (int)y, m, d,
-                                (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), frac);
+    char *buf = sl_arena_alloc(ctx->arena, 22 + fl);
     if (!buf)
         return nomem(errmsg);
+    char *o = put_num(buf, (int)y, 4);
+    *o++ = '-';
+    o = put_num(o, m, 2);
+    *o++ = '-';
+    o = put_num(o, d, 2);
+    *o++ = 'T';
+    o = put_num(o, (int)(sod / 3600), 2);
+    *o++ = ':';
+    o = put_num(o, (int)(sod / 60 % 60), 2);
+    *o++ = ':';
+    o = put_num(o, (int)(sod % 60), 2);
+    if (fl) {
+        *o++ = '.';
+        memcpy(o, dt.frac, fl);
+        o += fl;
+    }
+    *o++ = 'Z';
+    *o = '\0';
     *out = buf;
     return 0;
 }
@@ -1332,9 +1391,9 @@ struct num_locale {
 };
 
 static const struct num_locale num_locales[] = {
-    {"de", NUM_DE}, {"de-de", NUM_DE}, {"de_de", NUM_DE}, {"de-at", NUM_DE}, {"de_at", NUM_DE},
-    {"en", NUM_EN}, {"en-us", NUM_EN}, {"en_us", NUM_EN}, {"en-gb", NUM_EN}, {"en_gb", NUM_EN},
-    {"fr", NUM_FR}, {"fr-fr", NUM_FR}, {"fr_fr", NUM_FR}, {"ch", NUM_CH},    {"de-ch", NUM_CH},
+    {"de", NUM_DE},    {"de-de", NUM_DE}, {"de_de", NUM_DE}, {"de-at", NUM_DE}, {"de_at", NUM_DE},
+    {"en", NUM_EN},    {"en-us", NUM_EN}, {"en_us", NUM_EN}, {"en-gb", NUM_EN}, {"en_gb", NUM_EN},
+    {"fr", NUM_FR},    {"fr-fr", NUM_FR}, {"fr_fr", NUM_FR}, {"ch", NUM_CH},    {"de-ch", NUM_CH},
     {"de_ch", NUM_CH}, {"fr-ch", NUM_CH}, {"fr_ch", NUM_CH},
 };
 
@@ -1482,25 +1541,15 @@ struct sym_code {
 
 static const struct sym_code currency_syms[] = {
     {"\xe2\x82\xac", "EUR"}, /* € */
-    {"euro", "EUR"},
-    {"euros", "EUR"},
-    {"$", "USD"},
-    {"us$", "USD"},
-    {"us-dollar", "USD"},
-    {"dollar", "USD"},
-    {"\xc2\xa3", "GBP"}, /* £ */
-    {"\xc2\xa5", "JPY"}, /* ¥ */
-    {"\xef\xbf\xa5", "JPY"}, /* fullwidth ¥ */
-    {"\xe5\x86\x86", "JPY"}, /* 円 */
-    {"yen", "JPY"},
-    {"cn\xc2\xa5", "CNY"},
-    {"\xe5\x85\x83", "CNY"}, /* 元 */
-    {"rmb", "CNY"},
-    {"fr.", "CHF"},
-    {"fr", "CHF"},
-    {"sfr.", "CHF"},
-    {"sfr", "CHF"},
-    {"franken", "CHF"},
+    {"euro", "EUR"},         {"euros", "EUR"},      {"$", "USD"},
+    {"us$", "USD"},          {"us-dollar", "USD"},  {"dollar", "USD"},
+    {"\xc2\xa3", "GBP"},                                                     /* £ */
+    {"\xc2\xa5", "JPY"},                                                     /* ¥ */
+    {"\xef\xbf\xa5", "JPY"},                                                 /* fullwidth ¥ */
+    {"\xe5\x86\x86", "JPY"},                                                 /* 円 */
+    {"yen", "JPY"},          {"cn\xc2\xa5", "CNY"}, {"\xe5\x85\x83", "CNY"}, /* 元 */
+    {"rmb", "CNY"},          {"fr.", "CHF"},        {"fr", "CHF"},
+    {"sfr.", "CHF"},         {"sfr", "CHF"},        {"franken", "CHF"},
     {"\xe2\x82\xb9", "INR"}, /* ₹ */
     {"\xe2\x82\xbd", "RUB"}, /* ₽ */
     {"\xe2\x82\xba", "TRY"}, /* ₺ */
@@ -1513,18 +1562,10 @@ static const struct sym_code currency_syms[] = {
     {"\xe0\xb8\xbf", "THB"}, /* ฿ */
     {"z\xc5\x82", "PLN"},    /* zł */
     {"k\xc4\x8d", "CZK"},    /* Kč */
-    {"ft", "HUF"},
-    {"lei", "RON"},
-    {"r$", "BRL"},
-    {"c$", "CAD"},
-    {"ca$", "CAD"},
-    {"a$", "AUD"},
-    {"au$", "AUD"},
-    {"nz$", "NZD"},
-    {"hk$", "HKD"},
-    {"s$", "SGD"},
-    {"sg$", "SGD"},
-    {"mx$", "MXN"},
+    {"ft", "HUF"},           {"lei", "RON"},        {"r$", "BRL"},
+    {"c$", "CAD"},           {"ca$", "CAD"},        {"a$", "AUD"},
+    {"au$", "AUD"},          {"nz$", "NZD"},        {"hk$", "HKD"},
+    {"s$", "SGD"},           {"sg$", "SGD"},        {"mx$", "MXN"},
     {"pfund", "GBP"},
 };
 
@@ -1598,20 +1639,87 @@ static int f_lookup(const struct sl_fcall *fc, const char *in, const char *const
     return fail(ctx, errmsg, "lookup: '%s' is not in table '%s'", shown(ctx->arena, in), table);
 }
 
+/* HMAC-SHA256 contexts: OpenSSL 3 fetches the algorithm and expands the key
+ * on every one-shot HMAC() (microseconds), so each thread keeps one keyed
+ * context and only re-initialises it per value. */
+struct hmac_tls {
+    EVP_MAC_CTX *ctx;
+    char *key;
+    size_t keylen;
+};
+
+static EVP_MAC *hmac_mac;
+static pthread_key_t hmac_key;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+static bool hmac_ok;
+
+static void hmac_tls_free(void *p)
+{
+    struct hmac_tls *t = p;
+    EVP_MAC_CTX_free(t->ctx);
+    free(t->key);
+    free(t);
+}
+
+static void hmac_init(void)
+{
+    hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    hmac_ok = hmac_mac && !pthread_key_create(&hmac_key, hmac_tls_free);
+}
+
+/* The HMAC-SHA256 of in under key into md[32]; 0 or -1. */
+static int hmac_sha256(const char *key, size_t keylen, const char *in, unsigned char *md)
+{
+    pthread_once(&hmac_once, hmac_init);
+    if (!hmac_ok)
+        return -1;
+    struct hmac_tls *t = pthread_getspecific(hmac_key);
+    if (!t) {
+        if (!(t = calloc(1, sizeof(*t))))
+            return -1;
+        if (pthread_setspecific(hmac_key, t)) {
+            free(t);
+            return -1;
+        }
+    }
+    int ok;
+    if (t->ctx && t->keylen == keylen && !memcmp(t->key, key, keylen)) {
+        ok = EVP_MAC_init(t->ctx, NULL, 0, NULL);
+    } else {
+        char *copy = malloc(keylen);
+        if (!copy)
+            return -1;
+        memcpy(copy, key, keylen);
+        free(t->key);
+        t->key = copy;
+        t->keylen = keylen;
+        if (!t->ctx && !(t->ctx = EVP_MAC_CTX_new(hmac_mac)))
+            return -1;
+        OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0),
+                               OSSL_PARAM_construct_end()};
+        ok = EVP_MAC_init(t->ctx, (const unsigned char *)key, keylen, params);
+        if (!ok)
+            t->keylen = (size_t)-1; /* set the key again next time */
+    }
+    size_t len = 0;
+    if (!ok || !EVP_MAC_update(t->ctx, (const unsigned char *)in, strlen(in)) ||
+        !EVP_MAC_final(t->ctx, md, &len, 32) || len != 32)
+        return -1;
+    return 0;
+}
+
 static int f_hash(const struct sl_fcall *fc, const char *in, const char *const *args,
                   struct sl_eval_ctx *ctx, const char **out, const char **errmsg)
 {
-    if (!ctx->hash_key || !ctx->hash_key_len || ctx->hash_key_len > INT_MAX)
+    if (!ctx->hash_key || !ctx->hash_key_len)
         return fail(ctx, errmsg, "hash needs the SLUICE_HASH_KEY secret");
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!HMAC(EVP_sha256(), ctx->hash_key, (int)ctx->hash_key_len, (const unsigned char *)in,
-              strlen(in), md, &mdlen))
+    unsigned char md[32];
+    if (hmac_sha256(ctx->hash_key, ctx->hash_key_len, in, md))
         return fail(ctx, errmsg, "hash: HMAC-SHA256 failed");
-    char *buf = sl_arena_alloc(ctx->arena, 2 * mdlen + 1);
+    char *buf = sl_arena_alloc(ctx->arena, 65);
     if (!buf)
         return nomem(errmsg);
-    sl_hex(md, mdlen, buf);
+    sl_hex(md, 32, buf);
     *out = buf;
     return 0;
 }

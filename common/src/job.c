@@ -64,20 +64,25 @@ static int nomem(struct ld *ld)
     return bad(ld, NULL, "out of memory");
 }
 
-/* parent.key into buf ("key" at the top level). */
+/* parent.key into buf[PATHSZ] ("key" at the top level). A longer path is
+ * cut and ends in "...": it only ever appears in a message. */
 static const char *sub(char *buf, const char *parent, const char *key)
 {
+    int n;
     if (parent && parent[0])
-        snprintf(buf, PATHSZ, "%s.%s", parent, key);
+        n = snprintf(buf, PATHSZ, "%s.%s", parent, key);
     else
-        snprintf(buf, PATHSZ, "%s", key);
+        n = snprintf(buf, PATHSZ, "%s", key);
+    if (n >= PATHSZ)
+        memcpy(buf + PATHSZ - 4, "...", 4);
     return buf;
 }
 
-/* parent[i] into buf. */
+/* parent[i] into buf[PATHSZ]. */
 static const char *idx(char *buf, const char *parent, size_t i)
 {
-    snprintf(buf, PATHSZ, "%s[%zu]", parent, i);
+    if (snprintf(buf, PATHSZ, "%s[%zu]", parent, i) >= PATHSZ)
+        memcpy(buf + PATHSZ - 4, "...", 4);
     return buf;
 }
 
@@ -481,8 +486,10 @@ static const char *url_scheme(const char *s, char *buf, size_t n)
         return buf;
     while (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.')
         i++;
-    if (strncmp(s + i, "://", 3) != 0 || i >= n)
+    if (strncmp(s + i, "://", 3) != 0)
         return buf;
+    if (i >= n) /* longer than any scheme we know: cut, it is refused anyway */
+        i = n - 1;
     for (size_t j = 0; j < i; j++)
         buf[j] = (char)tolower((unsigned char)s[j]);
     buf[i] = '\0';
@@ -756,28 +763,93 @@ static int load_tz(struct ld *ld, const char *path, const char *name)
     return 0;
 }
 
+/* schedule.every into s->every (and s->minutes). */
+static int parse_every(struct ld *ld, const char *every, struct sl_schedule *s)
+{
+    static const char *const cadences[] = {"hourly",  "daily", "workdays", "weekly",
+                                           "monthly", "cron",  "15m",      NULL};
+    static const enum sl_every values[] = {SL_EVERY_HOURLY, SL_EVERY_DAILY,   SL_EVERY_WORKDAYS,
+                                           SL_EVERY_WEEKLY, SL_EVERY_MONTHLY, SL_EVERY_CRON};
+    for (size_t i = 0; i < SL_ARRAY_LEN(values); i++) {
+        if (!strcmp(every, cadences[i])) {
+            s->every = values[i];
+            return 0;
+        }
+    }
+    /* "<n>m" minutes, or "<n>h" hours (an extension). */
+    const char *d = every;
+    long n = 0;
+    while (isdigit((unsigned char)*d) && n < 100000000)
+        n = n * 10 + (*d++ - '0');
+    if (d == every || (strcmp(d, "m") && strcmp(d, "h"))) {
+        const char *sg = suggest(every, cadences);
+        return bad(ld, "schedule.every",
+                   "unknown cadence '" SHOW "' (expected minutes like \"15m\", hourly, daily, "
+                   "workdays, weekly, monthly or cron%s%s%s)",
+                   every, sg ? "; did you mean '" : "", sg ? sg : "", sg ? "'?" : "");
+    }
+    if (*d == 'h')
+        n *= 60;
+    if (n < 1)
+        return bad(ld, "schedule.every", "must be at least 1 minute");
+    if (n > 527040)
+        return bad(ld, "schedule.every", "must be at most a year (527040m)");
+    s->every = SL_EVERY_MINUTES;
+    s->minutes = (int)n;
+    return 0;
+}
+
+/* schedule.on: the weekday of weekly, the day of the month of monthly. */
+static int parse_on(struct ld *ld, json_t *obj, const char *every, struct sl_schedule *s)
+{
+    json_t *on = member(obj, "on");
+    long d = 0;
+    if (s->every == SL_EVERY_WEEKLY) {
+        if (!on)
+            return bad(ld, "schedule.on", "required for every 'weekly' (mon ... sun)");
+        if (!json_is_string(on))
+            return bad(ld, "schedule.on", "must be a weekday, mon ... sun (is %s)", kind(on));
+        const char *day = json_string_value(on);
+        for (int i = 0; i < 7; i++) {
+            if (!strcasecmp(day, WEEKDAYS[i]) || !strcasecmp(day, WEEKDAYS_LONG[i])) {
+                s->weekday = i;
+                return 0;
+            }
+        }
+        return bad_choice(ld, "schedule.on", "weekday", day, WEEKDAYS);
+    }
+    if (s->every == SL_EVERY_MONTHLY) {
+        if (!on)
+            return bad(ld, "schedule.on", "required for every 'monthly' (a day 1 to 31)");
+        if (get_int(ld, obj, "on", "schedule", 1, 31, &d) < 0)
+            return -1;
+        s->monthday = (int)d;
+        return 0;
+    }
+    if (on)
+        return bad(ld, "schedule.on", "not used with every '" SHOW "'", every);
+    return 0;
+}
+
+/* The schedule object, and the job's time zone (top-level "timezone", an
+ * extension, else schedule.timezone, else UTC). */
 static int parse_schedule(struct ld *ld, json_t *root)
 {
     static const char *const keys[] = {"every",    "at",      "on",          "cron",
                                        "timezone", "enabled", "run_on_save", NULL};
-    static const char *const cadences[] = {"hourly",  "daily", "workdays", "weekly",
-                                           "monthly", "cron",  "15m",      NULL};
     struct sl_job *job = ld->job;
     struct sl_schedule *s = &job->schedule;
-    const char *top_tz, *tz = NULL, *every = NULL, *at = NULL, *cron = NULL, *on_s;
-    json_t *obj, *on = NULL;
-    char p[PATHSZ], msg[512];
+    const char *top_tz, *tz = NULL, *every = NULL, *at = NULL, *cron = NULL;
+    json_t *obj;
+    char msg[512];
 
     s->every = SL_EVERY_NONE;
     s->at_hour = s->at_minute = -1;
     s->enabled = true;
     s->run_on_save = false;
 
-    if (get_str(ld, root, "timezone", "", true, &top_tz))
-        return -1;
-    if (top_tz && load_tz(ld, "timezone", top_tz))
-        return -1;
-    if (get_obj(ld, root, "schedule", "", &obj))
+    if (get_str(ld, root, "timezone", "", true, &top_tz) ||
+        (top_tz && load_tz(ld, "timezone", top_tz)) || get_obj(ld, root, "schedule", "", &obj))
         return -1;
     if (obj) {
         if (check_keys(ld, obj, "schedule", keys) ||
@@ -789,46 +861,13 @@ static int parse_schedule(struct ld *ld, json_t *root)
             get_str(ld, obj, "at", "schedule", true, &at) ||
             get_str(ld, obj, "cron", "schedule", true, &cron))
             return -1;
-        on = member(obj, "on");
         if (!every && cron)
             every = "cron";
         if (!every)
             return bad(ld, "schedule.every",
                        "required (\"15m\", hourly, daily, workdays, weekly, monthly or cron)");
-        if (!strcmp(every, "hourly")) {
-            s->every = SL_EVERY_HOURLY;
-        } else if (!strcmp(every, "daily")) {
-            s->every = SL_EVERY_DAILY;
-        } else if (!strcmp(every, "workdays")) {
-            s->every = SL_EVERY_WORKDAYS;
-        } else if (!strcmp(every, "weekly")) {
-            s->every = SL_EVERY_WEEKLY;
-        } else if (!strcmp(every, "monthly")) {
-            s->every = SL_EVERY_MONTHLY;
-        } else if (!strcmp(every, "cron")) {
-            s->every = SL_EVERY_CRON;
-        } else {
-            /* "<n>m" minutes, or "<n>h" hours (an extension). */
-            const char *d = every;
-            long n = 0;
-            while (isdigit((unsigned char)*d) && n < 100000000)
-                n = n * 10 + (*d++ - '0');
-            if (d == every || (strcmp(d, "m") && strcmp(d, "h"))) {
-                const char *sg = suggest(every, cadences);
-                return bad(ld, "schedule.every",
-                           "unknown cadence '" SHOW "' (expected minutes like \"15m\", hourly, "
-                           "daily, workdays, weekly, monthly or cron%s%s%s)",
-                           every, sg ? "; did you mean '" : "", sg ? sg : "", sg ? "'?" : "");
-            }
-            if (*d == 'h')
-                n *= 60;
-            if (n < 1)
-                return bad(ld, "schedule.every", "must be at least 1 minute");
-            if (n > 527040)
-                return bad(ld, "schedule.every", "must be at most a year (527040m)");
-            s->every = SL_EVERY_MINUTES;
-            s->minutes = (int)n;
-        }
+        if (parse_every(ld, every, s))
+            return -1;
 
         bool has_at = s->every != SL_EVERY_MINUTES && s->every != SL_EVERY_CRON;
         if (at && !has_at)
@@ -853,37 +892,16 @@ static int parse_schedule(struct ld *ld, json_t *root)
             if (!(s->cron = strdup(cron)))
                 return nomem(ld);
         }
-        if (s->every == SL_EVERY_WEEKLY) {
-            if (!on)
-                return bad(ld, "schedule.on", "required for every 'weekly' (mon ... sun)");
-            if (!json_is_string(on))
-                return bad(ld, "schedule.on", "must be a weekday, mon ... sun (is %s)", kind(on));
-            on_s = json_string_value(on);
-            s->weekday = -1;
-            for (int i = 0; i < 7; i++)
-                if (!strcasecmp(on_s, WEEKDAYS[i]) || !strcasecmp(on_s, WEEKDAYS_LONG[i]))
-                    s->weekday = i;
-            if (s->weekday < 0)
-                return bad_choice(ld, "schedule.on", "weekday", on_s, WEEKDAYS);
-        } else if (s->every == SL_EVERY_MONTHLY) {
-            long d = 0;
-            if (!on)
-                return bad(ld, "schedule.on", "required for every 'monthly' (a day 1 to 31)");
-            if (get_int(ld, obj, "on", "schedule", 1, 31, &d) < 0)
-                return -1;
-            s->monthday = (int)d;
-        } else if (on) {
-            return bad(ld, "schedule.on", "not used with every '" SHOW "'", every);
-        }
+        if (parse_on(ld, obj, every, s))
+            return -1;
     }
 
-    /* The job's zone: top-level, else the schedule's; the schedule's: its own,
-     * else the job's. */
+    /* The schedule's zone: its own, else the job's. */
     const char *jtz = top_tz ? top_tz : tz ? tz : "UTC";
     if (!(job->timezone = strdup(jtz)) || !(s->timezone = strdup(tz ? tz : jtz)))
         return nomem(ld);
     if (!(job->tz = sl_tz_get(job->timezone, msg, sizeof(msg))))
-        return bad(ld, sub(p, "", top_tz ? "timezone" : "schedule.timezone"), "%s", msg);
+        return bad(ld, top_tz ? "timezone" : "schedule.timezone", "%s", msg);
     return 0;
 }
 
@@ -1039,110 +1057,88 @@ static bool records_ok(const char *s, bool xml)
     return true;
 }
 
-static int parse_source(struct ld *ld, json_t *root)
+/* source.url: required; a known scheme with a host, or a path. *scheme gets
+ * the scheme ("" for a path or a url starting with ${env:...}). */
+static int parse_url(struct ld *ld, json_t *src, char scheme[16])
 {
-    static const char *const keys[] = {"url", "headers", "auth", "format",     "csv",        "json",
-                                       "xml", "xlsx",    "xls",  "pagination", "attachment", NULL};
     static const char *const schemes[] = {"http",  "https", "ftp",  "sftp", "imap",
                                           "imaps", "s3",    "file", NULL};
-    static const char *const csv_keys[] = {"delimiter", "quote", "header", "encoding", NULL};
-    static const char *const rec_keys[] = {"records", NULL};
-    static const char *const sheet_keys[] = {"sheet", "header_row", NULL};
-    static const char *const pag_types[] = {"page", "offset", "cursor", "link", NULL};
-    static const char *const encodings[] = {"utf-8", "latin1", "windows-1252", "utf-16", NULL};
-    struct sl_source *so = &ld->job->source;
-    json_t *src, *o;
     const char *s;
-    char sch[16], p[PATHSZ];
-    int v;
-
-    so->format = SL_FORMAT_AUTO;
-    so->csv_quote = '"';
-    so->csv_header = true;
-    so->encoding = SL_ENC_UTF8;
-    so->header_row = 1;
-    if (get_obj(ld, root, "source", "", &src))
-        return -1;
-    if (!src)
-        return bad(ld, "source", "required (an object with at least \"url\")");
-    if (check_keys(ld, src, "source", keys))
-        return -1;
-
-    /* url */
     if (get_str(ld, src, "url", "source", true, &s))
         return -1;
     if (!s)
         return bad(ld, "source.url", "required");
     if (check_env(ld, "source.url", s))
         return -1;
-    url_scheme(s, sch, sizeof(sch));
-    if (sch[0]) {
+    url_scheme(s, scheme, 16);
+    if (scheme[0]) {
         size_t i = 0;
-        while (schemes[i] && strcmp(schemes[i], sch))
+        while (schemes[i] && strcmp(schemes[i], scheme))
             i++;
         if (!schemes[i])
-            return bad_choice(ld, "source.url", "scheme", sch, schemes);
+            return bad_choice(ld, "source.url", "scheme", scheme, schemes);
         const char *rest = strstr(s, "://") + 3;
-        if (strcmp(sch, "file") && (!rest[0] || rest[0] == '/'))
+        if (strcmp(scheme, "file") && (!rest[0] || rest[0] == '/'))
             return bad(ld, "source.url", "'" SHOW "' has no host", s);
     }
-    if (!(so->url = strdup(s)))
+    if (!(ld->job->source.url = strdup(s)))
         return nomem(ld);
+    return 0;
+}
 
-    /* headers, auth */
-    if (get_obj(ld, src, "headers", "source", &o))
-        return -1;
-    if (o && parse_headers(ld, o, "source.headers", &so->headers, &so->nheaders))
-        return -1;
-    if (parse_auth(ld, src))
-        return -1;
-
-    /* format and its blocks */
-    int r = get_enum(ld, src, "format", "source", "format", FORMATS, &v);
-    if (r < 0)
-        return -1;
-    if (r)
-        so->format = (enum sl_format)v;
-    enum sl_format f = so->format;
-    bool any = f == SL_FORMAT_AUTO;
-
+static int parse_csv(struct ld *ld, json_t *src)
+{
+    static const char *const keys[] = {"delimiter", "quote", "header", "encoding", NULL};
+    static const char *const encodings[] = {"utf-8", "latin1", "windows-1252", "utf-16", NULL};
+    struct sl_source *so = &ld->job->source;
+    json_t *o;
+    const char *s;
     if (get_obj(ld, src, "csv", "source", &o))
         return -1;
-    if (o) {
-        if (block_fits(ld, "csv", any || f == SL_FORMAT_CSV) ||
-            check_keys(ld, o, "source.csv", csv_keys) ||
-            csv_char(ld, o, "delimiter", &so->csv_delimiter) ||
-            csv_char(ld, o, "quote", &so->csv_quote) ||
-            get_bool(ld, o, "header", "source.csv", &so->csv_header) ||
-            get_str(ld, o, "encoding", "source.csv", true, &s))
-            return -1;
-        if (so->csv_delimiter && so->csv_delimiter == so->csv_quote)
-            return bad(ld, "source.csv.delimiter", "must differ from the quote character");
-        if (s && sl_encoding_parse(s, &so->encoding))
-            return bad_choice(ld, "source.csv.encoding", "encoding", s, encodings);
-    }
+    if (!o)
+        return 0;
+    if (block_fits(ld, "csv", so->format == SL_FORMAT_AUTO || so->format == SL_FORMAT_CSV) ||
+        check_keys(ld, o, "source.csv", keys) || csv_char(ld, o, "delimiter", &so->csv_delimiter) ||
+        csv_char(ld, o, "quote", &so->csv_quote) ||
+        get_bool(ld, o, "header", "source.csv", &so->csv_header) ||
+        get_str(ld, o, "encoding", "source.csv", true, &s))
+        return -1;
+    if (so->csv_delimiter && so->csv_delimiter == so->csv_quote)
+        return bad(ld, "source.csv.delimiter", "must differ from the quote character");
+    if (s && sl_encoding_parse(s, &so->encoding))
+        return bad_choice(ld, "source.csv.encoding", "encoding", s, encodings);
+    return 0;
+}
 
-    for (int x = 0; x < 2; x++) {
-        const char *key = x ? "xml" : "json";
-        char *path_buf = p;
-        char **dst = x ? &so->xml_records : &so->json_records;
+/* source.json.records and source.xml.records; source.records is the one of
+ * the declared format (with auto: the only one given). */
+static int parse_records(struct ld *ld, json_t *src)
+{
+    static const char *const keys[] = {"records", NULL};
+    struct sl_source *so = &ld->job->source;
+    enum sl_format f = so->format;
+    json_t *o;
+    const char *s;
+    char p[PATHSZ], rp[PATHSZ];
+    for (int xml = 0; xml < 2; xml++) {
+        const char *key = xml ? "xml" : "json";
+        char **dst = xml ? &so->xml_records : &so->json_records;
         if (get_obj(ld, src, key, "source", &o))
             return -1;
         if (!o)
             continue;
-        sub(path_buf, "source", key);
-        if (block_fits(ld, key, any || f == (x ? SL_FORMAT_XML : SL_FORMAT_JSON)) ||
-            check_keys(ld, o, path_buf, rec_keys) || get_str(ld, o, "records", path_buf, true, &s))
+        sub(p, "source", key);
+        if (block_fits(ld, key,
+                       f == SL_FORMAT_AUTO || f == (xml ? SL_FORMAT_XML : SL_FORMAT_JSON)) ||
+            check_keys(ld, o, p, keys) || get_str(ld, o, "records", p, true, &s))
             return -1;
         if (!s)
             continue;
-        if (!records_ok(s, x)) {
-            char rp[PATHSZ];
-            return bad(ld, sub(rp, path_buf, "records"),
-                       x ? "'" SHOW "' is not an element path like /Stores/Store"
-                         : "'" SHOW "' is not a path like $.data.items",
+        if (!records_ok(s, xml))
+            return bad(ld, sub(rp, p, "records"),
+                       xml ? "'" SHOW "' is not an element path like /Stores/Store"
+                           : "'" SHOW "' is not a path like $.data.items",
                        s);
-        }
         if (!(*dst = strdup(s)))
             return nomem(ld);
     }
@@ -1153,45 +1149,90 @@ static int parse_source(struct ld *ld, json_t *root)
                                            : NULL;
     if (rec && !(so->records = strdup(rec)))
         return nomem(ld);
+    return 0;
+}
 
-    json_t *xlsx = member(src, "xlsx"), *xls = member(src, "xls");
-    if (xlsx && xls)
+/* source.xlsx or source.xls (the same options, either key). */
+static int parse_sheet(struct ld *ld, json_t *src)
+{
+    static const char *const keys[] = {"sheet", "header_row", NULL};
+    struct sl_source *so = &ld->job->source;
+    enum sl_format f = so->format;
+    json_t *o;
+    char p[PATHSZ], sp[PATHSZ];
+    long n;
+    if (member(src, "xlsx") && member(src, "xls"))
         return bad(ld, "source.xls", "give either source.xlsx or source.xls (the same options)");
-    const char *skey = xlsx ? "xlsx" : "xls";
-    if (get_obj(ld, src, skey, "source", &o))
+    const char *key = member(src, "xlsx") ? "xlsx" : "xls";
+    if (get_obj(ld, src, key, "source", &o))
         return -1;
-    if (o) {
-        long n;
-        sub(p, "source", skey);
-        if (block_fits(ld, skey, any || f == SL_FORMAT_XLSX || f == SL_FORMAT_XLS) ||
-            check_keys(ld, o, p, sheet_keys))
-            return -1;
-        json_t *sh = member(o, "sheet");
-        char sp[PATHSZ];
-        sub(sp, p, "sheet");
-        if (json_is_string(sh)) {
-            if (json_string_length(sh) == 0)
-                return bad(ld, sp, "must not be empty");
-            if (!(so->sheet = strdup(json_string_value(sh))))
-                return nomem(ld);
-        } else if (sh) {
-            if (!json_is_integer(sh) || json_integer_value(sh) < 1 ||
-                json_integer_value(sh) > 65535)
-                return bad(ld, sp, "must be a sheet name or a 1-based sheet number");
-            so->sheet_index = (int)json_integer_value(sh);
-        }
-        if (get_int(ld, o, "header_row", p, 1, 1048576, &n) < 0)
-            return -1;
-        if (member(o, "header_row"))
-            so->header_row = (int)n;
+    if (!o)
+        return 0;
+    sub(p, "source", key);
+    if (block_fits(ld, key, f == SL_FORMAT_AUTO || f == SL_FORMAT_XLSX || f == SL_FORMAT_XLS) ||
+        check_keys(ld, o, p, keys))
+        return -1;
+    json_t *sh = member(o, "sheet");
+    sub(sp, p, "sheet");
+    if (json_is_string(sh)) {
+        if (json_string_length(sh) == 0)
+            return bad(ld, sp, "must not be empty");
+        if (!(so->sheet = strdup(json_string_value(sh))))
+            return nomem(ld);
+    } else if (sh) {
+        if (!json_is_integer(sh) || json_integer_value(sh) < 1 || json_integer_value(sh) > 65535)
+            return bad(ld, sp, "must be a sheet name or a 1-based sheet number");
+        so->sheet_index = (int)json_integer_value(sh);
     }
+    int r = get_int(ld, o, "header_row", p, 1, 1048576, &n);
+    if (r < 0)
+        return -1;
+    if (r)
+        so->header_row = (int)n;
+    return 0;
+}
+
+static int parse_source(struct ld *ld, json_t *root)
+{
+    static const char *const keys[] = {"url", "headers", "auth", "format",     "csv",        "json",
+                                       "xml", "xlsx",    "xls",  "pagination", "attachment", NULL};
+    static const char *const pag_types[] = {"page", "offset", "cursor", "link", NULL};
+    struct sl_source *so = &ld->job->source;
+    json_t *src, *o;
+    const char *s;
+    char scheme[16];
+    int v, r;
+
+    so->format = SL_FORMAT_AUTO;
+    so->csv_quote = '"';
+    so->csv_header = true;
+    so->encoding = SL_ENC_UTF8;
+    so->header_row = 1;
+    if (get_obj(ld, root, "source", "", &src))
+        return -1;
+    if (!src)
+        return bad(ld, "source", "required (an object with at least \"url\")");
+    if (check_keys(ld, src, "source", keys) || parse_url(ld, src, scheme))
+        return -1;
+
+    if (get_obj(ld, src, "headers", "source", &o) ||
+        (o && parse_headers(ld, o, "source.headers", &so->headers, &so->nheaders)) ||
+        parse_auth(ld, src))
+        return -1;
+
+    if ((r = get_enum(ld, src, "format", "source", "format", FORMATS, &v)) < 0)
+        return -1;
+    if (r)
+        so->format = (enum sl_format)v;
+    if (parse_csv(ld, src) || parse_records(ld, src) || parse_sheet(ld, src))
+        return -1;
 
     /* pagination: kept as given, its type checked */
     if (get_obj(ld, src, "pagination", "source", &o))
         return -1;
     if (o) {
-        r = get_enum(ld, o, "type", "source.pagination", "pagination type", pag_types, &v);
-        if (r < 0)
+        if ((r = get_enum(ld, o, "type", "source.pagination", "pagination type", pag_types, &v)) <
+            0)
             return -1;
         if (r == 0)
             return bad(ld, "source.pagination.type", "required (page, offset, cursor or link)");
@@ -1201,7 +1242,7 @@ static int parse_source(struct ld *ld, json_t *root)
     if (get_str(ld, src, "attachment", "source", true, &s))
         return -1;
     if (s) {
-        if (sch[0] && strcmp(sch, "imap") && strcmp(sch, "imaps"))
+        if (scheme[0] && strcmp(scheme, "imap") && strcmp(scheme, "imaps"))
             return bad(ld, "source.attachment", "only used with imap:// and imaps:// sources");
         if (!(so->attachment = strdup(s)))
             return nomem(ld);
@@ -1211,9 +1252,8 @@ static int parse_source(struct ld *ld, json_t *root)
 
 /* ---- target ------------------------------------------------------------- */
 
-#define TBIT(t)  (1u << (t))
-#define TEXTLIKE (TBIT(SL_TYPE_TEXT) | TBIT(SL_TYPE_EMAIL) | TBIT(SL_TYPE_URL))
-#define NUMERIC  (TBIT(SL_TYPE_INTEGER) | TBIT(SL_TYPE_DECIMAL))
+#define TBIT(t) (1u << (t))
+#define NUMERIC (TBIT(SL_TYPE_INTEGER) | TBIT(SL_TYPE_DECIMAL))
 
 /* Which types take an attribute option. */
 static const struct {
@@ -1221,11 +1261,17 @@ static const struct {
     unsigned types;
     const char *which;
 } ATTR_OPTS[] = {
-    {"max_length", TEXTLIKE, "text, email, url"}, {"min_length", TEXTLIKE, "text, email, url"},
-    {"pattern", TEXTLIKE, "text, email, url"},    {"min", NUMERIC, "integer, decimal"},
-    {"max", NUMERIC, "integer, decimal"},         {"scale", TBIT(SL_TYPE_DECIMAL), "decimal"},
-    {"region", TBIT(SL_TYPE_PHONE), "phone"},     {"values", TBIT(SL_TYPE_ENUM), "enum"},
-    {"on_unknown", TBIT(SL_TYPE_ENUM), "enum"},
+    /* clang-format off */
+    {"max_length", TBIT(SL_TYPE_TEXT),    "text"},
+    {"min_length", TBIT(SL_TYPE_TEXT),    "text"},
+    {"pattern",    TBIT(SL_TYPE_TEXT),    "text"},
+    {"min",        NUMERIC,               "integer, decimal"},
+    {"max",        NUMERIC,               "integer, decimal"},
+    {"scale",      TBIT(SL_TYPE_DECIMAL), "decimal"},
+    {"region",     TBIT(SL_TYPE_PHONE),   "phone"},
+    {"values",     TBIT(SL_TYPE_ENUM),    "enum"},
+    {"on_unknown", TBIT(SL_TYPE_ENUM),    "enum"},
+    /* clang-format on */
 };
 
 static const char *const ATTR_KEYS[] = {
@@ -1299,11 +1345,12 @@ static int parse_default(struct ld *ld, json_t *obj, const char *path, struct sl
     struct sl_type_problem probs[SL_TYPE_MAX_PROBLEMS];
     memset(probs, 0, sizeof(probs));
     int n = sl_type_check(a, text, ld->job->tz, &ld->arena, &out, probs);
+    if (n > 0 && probs[0].message) /* the message quotes the value when it helps */
+        return bad(ld, p, "%s", probs[0].message);
     if (n > 0)
-        return bad(ld, p, "'" SHOW "' is not a valid %s: %s", text, sl_type_name(a->type),
-                   probs[0].message ? probs[0].message : "invalid");
-    if (n < 0 || !out)
         return bad(ld, p, "'" SHOW "' is not a valid %s", text, sl_type_name(a->type));
+    if (n < 0 || !out)
+        return nomem(ld);
     if (!(a->default_value = strdup(out)))
         return nomem(ld);
     return 0;
@@ -1339,33 +1386,87 @@ static int parse_values(struct ld *ld, json_t *obj, const char *path, struct sl_
     return 0;
 }
 
-static int parse_attr(struct ld *ld, const char *name, json_t *def, const char *path,
-                      struct sl_attr *a)
+/* pattern: compiled anchored, "^(pattern)$", into a->re. */
+static int parse_pattern(struct ld *ld, json_t *obj, const char *path, struct sl_attr *a)
+{
+    char p[PATHSZ], why[256];
+    const char *s;
+    if (get_str(ld, obj, "pattern", path, true, &s))
+        return -1;
+    if (!s)
+        return 0;
+    size_t n = strlen(s) + 5;
+    char *anchored = malloc(n);
+    if (!anchored)
+        return nomem(ld);
+    snprintf(anchored, n, "^(%s)$", s);
+    int err = regcomp(&a->re, anchored, REG_EXTENDED | REG_NOSUB);
+    free(anchored);
+    if (err) {
+        regerror(err, &a->re, why, sizeof(why));
+        return bad(ld, sub(p, path, "pattern"), "invalid regular expression: %s", why);
+    }
+    if (!(a->pattern = strdup(s))) { /* from here on sl_job_destroy calls regfree */
+        regfree(&a->re);
+        return nomem(ld);
+    }
+    return 0;
+}
+
+/* region: an ISO 3166 alpha-2 code, stored upper-case. */
+static int parse_region(struct ld *ld, json_t *obj, const char *path, struct sl_attr *a)
+{
+    char p[PATHSZ], reg[3] = {0};
+    const char *s;
+    if (get_str(ld, obj, "region", path, true, &s))
+        return -1;
+    if (!s)
+        return 0;
+    if (strlen(s) == 2) {
+        reg[0] = (char)toupper((unsigned char)s[0]);
+        reg[1] = (char)toupper((unsigned char)s[1]);
+    }
+    if (!reg[0] || !sl_phone_region_valid(reg))
+        return bad(ld, sub(p, path, "region"),
+                   "unknown region '" SHOW "' (expected an ISO 3166 alpha-2 code like DE)", s);
+    memcpy(a->region, reg, sizeof(reg));
+    return 0;
+}
+
+/* references: "object.attribute". */
+static int parse_references(struct ld *ld, json_t *obj, const char *path, struct sl_attr *a)
+{
+    char p[PATHSZ], objname[IDENT_MAX_LEN + 2] = "";
+    const char *s;
+    if (get_str(ld, obj, "references", path, true, &s))
+        return -1;
+    if (!s)
+        return 0;
+    const char *dot = strchr(s, '.');
+    if (dot && (size_t)(dot - s) <= IDENT_MAX_LEN)
+        snprintf(objname, sizeof(objname), "%.*s", (int)(dot - s), s);
+    if (!dot || !is_ident(objname) || !is_ident(dot + 1))
+        return bad(ld, sub(p, path, "references"),
+                   "'" SHOW "' is not 'object.attribute' (two names of " IDENT_RULE ")", s);
+    if (!(a->references = strdup(s)))
+        return nomem(ld);
+    return 0;
+}
+
+/* The members of one attribute object (type first: it decides the rest). */
+static int parse_attr_fields(struct ld *ld, json_t *obj, const char *path, struct sl_attr *a)
 {
     static const char *const unknowns[] = {"error", "default", NULL};
     char p[PATHSZ];
     const char *s;
-    json_t *obj = def;
-    json_t *shorthand = NULL;
-    int rc = -1;
+    long scale;
+    int r, v = 0;
 
-    if (!(a->name = strdup(name)))
-        return nomem(ld);
-    if (!is_ident(name))
-        return bad(ld, path, "'" SHOW "' is not a valid attribute name (" IDENT_RULE ")", name);
-    if (json_is_string(def)) { /* "name": "text" is {"type": "text"} */
-        if (!(obj = shorthand = json_pack("{sO}", "type", def)))
-            return nomem(ld);
-    } else if (!json_is_object(def)) {
-        return bad(ld, path, "must be an object like {\"type\": \"text\"} (is %s)", kind(def));
-    }
     if (check_keys(ld, obj, path, ATTR_KEYS) || get_str(ld, obj, "type", path, true, &s))
-        goto out;
+        return -1;
     sub(p, path, "type");
-    if (!s) {
-        bad(ld, p, "required");
-        goto out;
-    }
+    if (!s)
+        return bad(ld, p, "required");
     if (sl_type_parse(s, &a->type)) {
         const char *names[16];
         size_t n = 0;
@@ -1373,111 +1474,63 @@ static int parse_attr(struct ld *ld, const char *name, json_t *def, const char *
             if (sl_type_name((enum sl_type)t))
                 names[n++] = sl_type_name((enum sl_type)t);
         names[n] = NULL;
-        bad_choice(ld, p, "type", s, names);
-        goto out;
+        return bad_choice(ld, p, "type", s, names);
     }
-    for (size_t i = 0; i < SL_ARRAY_LEN(ATTR_OPTS); i++) {
-        if (member(obj, ATTR_OPTS[i].key) && !(ATTR_OPTS[i].types & TBIT(a->type))) {
-            bad(ld, sub(p, path, ATTR_OPTS[i].key), "not used with type '%s' (only with %s)",
-                sl_type_name(a->type), ATTR_OPTS[i].which);
-            goto out;
-        }
-    }
+    for (size_t i = 0; i < SL_ARRAY_LEN(ATTR_OPTS); i++)
+        if (member(obj, ATTR_OPTS[i].key) && !(ATTR_OPTS[i].types & TBIT(a->type)))
+            return bad(ld, sub(p, path, ATTR_OPTS[i].key), "not used with type '%s' (only with %s)",
+                       sl_type_name(a->type), ATTR_OPTS[i].which);
+
     if (get_bool(ld, obj, "required", path, &a->required) ||
         get_int(ld, obj, "max_length", path, 1, LONG_MAX, &a->max_length) < 0 ||
         get_int(ld, obj, "min_length", path, 0, LONG_MAX, &a->min_length) < 0)
-        goto out;
-    if (a->min_length >= 0 && a->max_length >= 0 && a->min_length > a->max_length) {
-        bad(ld, sub(p, path, "min_length"), "must not be greater than max_length (%ld > %ld)",
-            a->min_length, a->max_length);
-        goto out;
-    }
-    if (get_str(ld, obj, "pattern", path, true, &s))
-        goto out;
-    if (s) {
-        size_t n = strlen(s);
-        char *anchored = malloc(n + 5);
-        if (!anchored) {
-            nomem(ld);
-            goto out;
-        }
-        snprintf(anchored, n + 5, "^(%s)$", s);
-        int err = regcomp(&a->re, anchored, REG_EXTENDED | REG_NOSUB);
-        free(anchored);
-        if (err) {
-            char why[256];
-            regerror(err, &a->re, why, sizeof(why));
-            bad(ld, sub(p, path, "pattern"), "invalid regular expression: %s", why);
-            goto out;
-        }
-        if (!(a->pattern = strdup(s))) { /* from here on destroy calls regfree */
-            regfree(&a->re);
-            nomem(ld);
-            goto out;
-        }
-    }
-    if (parse_bound(ld, obj, "min", path, a, &a->min) ||
+        return -1;
+    if (a->min_length >= 0 && a->max_length >= 0 && a->min_length > a->max_length)
+        return bad(ld, sub(p, path, "min_length"),
+                   "must not be greater than max_length (%ld > %ld)", a->min_length, a->max_length);
+    if (parse_pattern(ld, obj, path, a) || parse_bound(ld, obj, "min", path, a, &a->min) ||
         parse_bound(ld, obj, "max", path, a, &a->max))
-        goto out;
-    if (a->min && a->max && sl_decimal_cmp(a->min, a->max) > 0) {
-        bad(ld, sub(p, path, "min"), "must not be greater than max (%s > %s)", a->min, a->max);
-        goto out;
-    }
-    long scale;
-    int r = get_int(ld, obj, "scale", path, 0, 38, &scale);
-    if (r < 0)
-        goto out;
+        return -1;
+    if (a->min && a->max && sl_decimal_cmp(a->min, a->max) > 0)
+        return bad(ld, sub(p, path, "min"), "must not be greater than max (%s > %s)", a->min,
+                   a->max);
+    if ((r = get_int(ld, obj, "scale", path, 0, 38, &scale)) < 0)
+        return -1;
     if (r)
         a->scale = (int)scale;
-    if (get_str(ld, obj, "region", path, true, &s))
-        goto out;
-    if (s) {
-        char reg[3] = {0};
-        if (strlen(s) == 2) {
-            reg[0] = (char)toupper((unsigned char)s[0]);
-            reg[1] = (char)toupper((unsigned char)s[1]);
-        }
-        if (!reg[0] || !sl_phone_region_valid(reg)) {
-            bad(ld, sub(p, path, "region"),
-                "unknown region '" SHOW "' (expected an ISO 3166 alpha-2 code like DE)", s);
-            goto out;
-        }
-        memcpy(a->region, reg, sizeof(reg));
-    }
+    if (parse_region(ld, obj, path, a))
+        return -1;
     if (a->type == SL_TYPE_ENUM) {
-        int v = 0;
-        if (parse_values(ld, obj, path, a))
-            goto out;
-        if (get_enum(ld, obj, "on_unknown", path, "value", unknowns, &v) < 0)
-            goto out;
+        if (parse_values(ld, obj, path, a) ||
+            get_enum(ld, obj, "on_unknown", path, "value", unknowns, &v) < 0)
+            return -1;
         a->on_unknown_default = v == 1;
-        if (a->on_unknown_default && !member(obj, "default")) {
-            bad(ld, sub(p, path, "default"), "required when on_unknown is 'default'");
-            goto out;
-        }
+        if (a->on_unknown_default && !member(obj, "default"))
+            return bad(ld, sub(p, path, "default"), "required when on_unknown is 'default'");
     }
-    if (get_str(ld, obj, "references", path, true, &s))
-        goto out;
-    if (s) {
-        const char *dot = strchr(s, '.');
-        char objname[IDENT_MAX_LEN + 2] = "";
-        if (dot && (size_t)(dot - s) <= IDENT_MAX_LEN)
-            snprintf(objname, sizeof(objname), "%.*s", (int)(dot - s), s);
-        if (!dot || !is_ident(objname) || !is_ident(dot + 1)) {
-            bad(ld, sub(p, path, "references"),
-                "'" SHOW "' is not 'object.attribute' (two names of " IDENT_RULE ")", s);
-            goto out;
-        }
-        if (!(a->references = strdup(s))) {
-            nomem(ld);
-            goto out;
-        }
-    }
-    if (get_str(ld, obj, "description", path, false, &s) || parse_default(ld, obj, path, a))
-        goto out;
-    rc = 0;
-out:
-    json_decref(shorthand);
+    if (parse_references(ld, obj, path, a) || get_str(ld, obj, "description", path, false, &s))
+        return -1;
+    return parse_default(ld, obj, path, a); /* last: checked against all of the above */
+}
+
+/* One attribute, name: def, at path. */
+static int parse_attr(struct ld *ld, const char *name, json_t *def, const char *path,
+                      struct sl_attr *a)
+{
+    if (!(a->name = strdup(name)))
+        return nomem(ld);
+    if (!is_ident(name))
+        return bad(ld, path, "'" SHOW "' is not a valid attribute name (" IDENT_RULE ")", name);
+    if (json_is_object(def))
+        return parse_attr_fields(ld, def, path, a);
+    if (!json_is_string(def))
+        return bad(ld, path, "must be an object like {\"type\": \"text\"} (is %s)", kind(def));
+    /* "name": "text" is {"type": "text"} */
+    json_t *obj = json_pack("{sO}", "type", def);
+    if (!obj)
+        return nomem(ld);
+    int rc = parse_attr_fields(ld, obj, path, a);
+    json_decref(obj);
     return rc;
 }
 

@@ -32,6 +32,8 @@ struct local_ledger {
     char **columns; /* the source header, from the seal */
     size_t ncolumns;
     char delimiter;
+    enum sl_encoding encoding;
+    bool have_encoding;
     bool failed;
 };
 
@@ -83,10 +85,13 @@ static int ledger_reject(struct sl_ledger *lg, const struct sl_msg *m)
     return 0;
 }
 
-static int ledger_columns(struct sl_ledger *lg, const char *const *cols, size_t n, char delim)
+static int ledger_columns(struct sl_ledger *lg, const char *const *cols, size_t n, char delim,
+                          int encoding)
 {
     struct local_ledger *ll = (struct local_ledger *)lg;
     ll->delimiter = delim;
+    ll->encoding = (enum sl_encoding)encoding;
+    ll->have_encoding = true;
     if (ll->columns || n == 0)
         return 0;
     ll->columns = calloc(n, sizeof(char *));
@@ -208,12 +213,13 @@ static int write_errors_csv(struct local_ledger *ll, char *errbuf, size_t errsz)
         rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
         goto out;
     }
-    const char *cs = out_charset(job->source.encoding);
+    enum sl_encoding enc = ll->have_encoding ? ll->encoding : job->source.encoding;
+    const char *cs = out_charset(enc);
     if (cs && (cd = iconv_open(cs, "UTF-8")) == (iconv_t)-1) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot convert to %s", cs);
         goto out;
     }
-    if (job->source.encoding == SL_ENC_UTF16)
+    if (enc == SL_ENC_UTF16)
         fwrite("\xff\xfe", 1, 2, out); /* the BOM tells our reader (and Excel) */
     sl_buf_puts(&b, "_row");
     sl_buf_putc(&b, delim);

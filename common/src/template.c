@@ -29,7 +29,7 @@ struct seg {
 };
 
 struct sl_template {
-    bool column;       /* a direct copy of refs[column_ref] */
+    bool column; /* a direct copy of refs[column_ref] */
     size_t column_ref;
     struct seg *segs;
     size_t nsegs;
@@ -109,8 +109,8 @@ static void skip_ws(struct parser *p)
 
 static bool is_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-' || (unsigned char)c >= 0x80;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-' || (unsigned char)c >= 0x80;
 }
 
 /* What is at the current position, for messages: "'x'" or "the end". */
@@ -146,8 +146,8 @@ static int parse_string(struct parser *p, char **out)
     if (!buf)
         return nomem(p);
     while (s[p->pos] != q) {
-        if (s[p->pos] == '\\' && (s[p->pos + 1] == '\'' || s[p->pos + 1] == '"' ||
-                                  s[p->pos + 1] == '\\'))
+        if (s[p->pos] == '\\' &&
+            (s[p->pos + 1] == '\'' || s[p->pos + 1] == '"' || s[p->pos + 1] == '\\'))
             p->pos++;
         *o++ = s[p->pos++];
     }
@@ -194,8 +194,9 @@ static int parse_operand(struct parser *p, struct sl_operand *op)
         return parse_string(p, &op->str);
     }
     if (!is_name_char(c) && c != '+')
-        return perr(p, "expected a field name, row['...'] or a quoted constant at offset %zu, found %s",
-                    start, found(p, buf));
+        return perr(
+            p, "expected a field name, row['...'] or a quoted constant at offset %zu, found %s",
+            start, found(p, buf));
     size_t e = start + 1;
     while (is_name_char(s[e]))
         e++;
@@ -224,8 +225,7 @@ static int parse_operand(struct parser *p, struct sl_operand *op)
             p->pos++;
             skip_ws(p);
             if (peek(p) != '\'' && peek(p) != '"')
-                return perr(p, "expected a quoted column name after 'row[' at offset %zu",
-                            p->pos);
+                return perr(p, "expected a quoted column name after 'row[' at offset %zu", p->pos);
             size_t qstart = p->pos;
             char *col;
             if (parse_string(p, &col))
@@ -279,8 +279,7 @@ static int arity_error(struct parser *p, const struct sl_filter_def *def)
                     def->min_args == 1 ? "" : "s");
     if (def->max_args == SL_FILTER_MAX_ARGS)
         return perr(p, "filter '%s' takes 1 to %u arguments", def->name, def->max_args);
-    return perr(p, "filter '%s' takes %u or %u arguments", def->name, def->min_args,
-                def->max_args);
+    return perr(p, "filter '%s' takes %u or %u arguments", def->name, def->min_args, def->max_args);
 }
 
 /* A filter call after '|': name or name(arg, ...). */
@@ -302,8 +301,7 @@ static int parse_filter(struct parser *p, struct sl_fcall *fc)
         if (hint)
             return perr(p, "unknown filter '%.*s' (did you mean '%s'?)", (int)(e - start),
                         s + start, hint);
-        return perr(p, "unknown filter '%.*s' at offset %zu", (int)(e - start), s + start,
-                    start);
+        return perr(p, "unknown filter '%.*s' at offset %zu", (int)(e - start), s + start, start);
     }
     p->pos = e;
     skip_ws(p);
@@ -369,8 +367,7 @@ static int parse_expr(struct parser *p, struct seg *sg, size_t open)
         if (!c)
             return perr(p, "unclosed '{{' at offset %zu", open);
         if (c != '|')
-            return perr(p, "expected '|' or '}}' at offset %zu, found %s", p->pos,
-                        found(p, buf));
+            return perr(p, "expected '|' or '}}' at offset %zu, found %s", p->pos, found(p, buf));
         p->pos++;
         skip_ws(p);
         struct sl_fcall *f = realloc(sg->f, (sg->nf + 1) * sizeof(*f));
@@ -476,8 +473,8 @@ bool sl_template_is_column(const struct sl_template *tpl, size_t *ref)
     return true;
 }
 
-int sl_template_check_lookups(const struct sl_template *tpl, const struct sl_job *job,
-                              char *errbuf, size_t errsz)
+int sl_template_check_lookups(const struct sl_template *tpl, const struct sl_job *job, char *errbuf,
+                              size_t errsz)
 {
     if (!tpl)
         return 0;

@@ -15,7 +15,9 @@
  * exactly midnight ("2025-12-31 00:00:00", as database exports write dates);
  * datetimes accept a date alone (midnight in the job's zone) and " UTC" as an
  * offset, drop fraction digits past microseconds, and must fall in the years
- * 0001-9999 in UTC.
+ * 0001-9999 in UTC; e-mail addresses are dot-atoms (no quoted local parts)
+ * whose domain is lowercased in ASCII (UTF-8 labels stay as given); URLs are
+ * parsed by libcurl and returned as given.
  */
 #include <regex.h>
 #include <stdint.h>
@@ -294,7 +296,8 @@ static char *dec_format(const struct dec *d, int scale, struct sl_arena *arena)
     else
         digits[0] = '0';
     size_t keep = d->fl < fl ? d->fl : fl;
-    memcpy(digits + il, d->fp, keep);
+    if (keep)
+        memcpy(digits + il, d->fp, keep);
     memset(digits + il + keep, '0', fl - keep);
     size_t nd = il + fl;
     if (scale >= 0 && d->fl > fl) {
@@ -612,6 +615,15 @@ static const char *check_date(struct check *c, const char *v)
     return view_str(c, s, n);
 }
 
+/* Writes v as w digits with leading zeros. */
+static void put_digits(char *p, int v, int w)
+{
+    for (int i = w - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 /* An RFC 3339 datetime (and the forms the file comment lists) as UTC
  * "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"; NULL when a problem was recorded. */
 static const char *check_datetime(struct check *c, const char *v, const struct sl_tz *tz)
@@ -721,11 +733,30 @@ static const char *check_datetime(struct check *c, const char *v, const struct s
         problem(c, "out_of_range", "'%s' is outside the years 0001 to 9999 in UTC", q(c));
         return NULL;
     }
-    char *out = sl_arena_printf(c->arena, "%04d-%02d-%02dT%02d:%02d:%02d%s%.*sZ", (int)yy, mm, dd,
-                                (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60),
-                                fracn ? "." : "", (int)fracn, frac ? frac : "");
-    if (!out)
+    char *out = sl_arena_alloc(c->arena, 28);
+    if (!out) {
         c->nomem = true;
+        return NULL;
+    }
+    put_digits(out, (int)yy, 4);
+    out[4] = '-';
+    put_digits(out + 5, mm, 2);
+    out[7] = '-';
+    put_digits(out + 8, dd, 2);
+    out[10] = 'T';
+    put_digits(out + 11, (int)(sod / 3600), 2);
+    out[13] = ':';
+    put_digits(out + 14, (int)(sod / 60 % 60), 2);
+    out[16] = ':';
+    put_digits(out + 17, (int)(sod % 60), 2);
+    size_t o = 19;
+    if (fracn) {
+        out[o++] = '.';
+        memcpy(out + o, frac, fracn);
+        o += fracn;
+    }
+    out[o++] = 'Z';
+    out[o] = '\0';
     return out;
 bad_shape:
     problem(c, "type", "'%s' is not a datetime (%s)", q(c), expect);
@@ -934,6 +965,10 @@ static const char *check_url(struct check *c, const char *v)
             c->nomem = true;
         goto bad;
     }
+    if (strchr("/?#", url[sl + 3])) { /* "http:///x": curl would take x as the host */
+        why = "no host";
+        goto bad;
+    }
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)url[i];
         if (ch <= 0x20 || ch == 0x7f) {
@@ -1023,7 +1058,7 @@ static const char *check_enum(struct check *c, const char *v)
     size_t cap = 0, shown = attr->nvalues < 10 ? attr->nvalues : 10;
     for (size_t i = 0; i < shown; i++)
         cap += strlen(sl_type_quote(attr->values[i], c->arena)) + 2;
-    char *list = sl_arena_alloc(c->arena, cap + 32);
+    char *list = sl_arena_alloc(c->arena, cap + 48);
     if (!list) {
         c->nomem = true;
         return NULL;
@@ -1041,7 +1076,7 @@ static const char *check_enum(struct check *c, const char *v)
     }
     list[o] = '\0';
     if (shown < attr->nvalues)
-        snprintf(list + o, 32, ", ... (%zu values)", attr->nvalues);
+        snprintf(list + o, 48, ", ... (%zu values)", attr->nvalues);
     problem(c, "not_allowed", "'%s' is not one of: %s", q(c), list);
     return NULL;
 }

@@ -99,7 +99,7 @@ static int parse_args(int argc, char **argv, const char *cmd, struct cli_args *a
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "", run_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", run_opts, NULL)) != -1) {
         switch (c) {
         case OPT_OUT:
             a->out = optarg;
@@ -119,12 +119,14 @@ static int parse_args(int argc, char **argv, const char *cmd, struct cli_args *a
         case OPT_HELP:
             fputs(usage_text, stdout);
             return -1;
+        case ':':
+            return usage_error("option '%s' needs an argument", argv[optind - 1]);
         default:
             return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind >= argc)
-        return usage_error("%s: missing the job file (sluice %s JOB.json)", cmd);
+        return usage_error("%s: missing the job file", cmd);
     a->job_path = argv[optind++];
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
@@ -165,8 +167,11 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "sluice: %s\n", err);
         return EXIT_INVALID;
     }
-    if (a.input && access(a.input, R_OK)) {
+    /* --input is relative to the working directory, not to the job file */
+    char *input = a.input ? realpath(a.input, NULL) : NULL;
+    if (a.input && (!input || access(input, R_OK))) {
         fprintf(stderr, "sluice: --input %s: %s\n", a.input, strerror(errno));
+        free(input);
         sl_job_destroy(job);
         return EXIT_INVALID;
     }
@@ -187,6 +192,7 @@ static int cmd_run(int argc, char **argv)
                 job->destination.type == SL_DEST_POSTGRES ? "postgres" : "http", sink_path);
     if (sl_mkdirs(out)) {
         fprintf(stderr, "sluice: cannot create %s: %s\n", out, strerror(errno));
+        free(input);
         free(out);
         free(sink_path);
         sl_job_destroy(job);
@@ -196,7 +202,7 @@ static int cmd_run(int argc, char **argv)
         .out_dir = out,
         .sink_path = sink_path,
         .state_dir = a.state ? a.state : ".sluice",
-        .input = a.input,
+        .input = input,
         .force = a.force,
         .progress = !a.quiet && isatty(STDERR_FILENO),
     };
@@ -206,6 +212,7 @@ static int cmd_run(int argc, char **argv)
     /* the summary needs the job's name only: keep a copy, the run takes the job */
     struct sl_job shown = {.name = name};
     rc = sl_embedded_run(job, &eo, &res, err, sizeof(err));
+    free(input);
     if (rc) {
         fprintf(stderr, "sluice: %s\n", err);
         free(out);
@@ -249,13 +256,8 @@ static int check_input(const struct sl_job *job, const char *path)
         fprintf(stderr, "sluice: --input %s: %s\n", path, strerror(errno));
         return EXIT_INVALID;
     }
-    char raw[65536];
-    ssize_t n = pread(fd, raw, sizeof(raw), 0);
-    char delim = job->source.csv_delimiter;
-    if (!delim && n > 0)
-        delim = sl_csv_detect_delimiter(raw, (size_t)n, job->source.csv_quote ? job->source.csv_quote : '"');
     struct sl_csv_opts o = {
-        .delimiter = delim,
+        .delimiter = job->source.csv_delimiter,
         .quote = job->source.csv_quote,
         .header = job->source.csv_header,
         .encoding = job->source.encoding,

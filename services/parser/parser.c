@@ -181,31 +181,6 @@ static int on_row(void *ud, const struct sl_row *row)
     return 0;
 }
 
-/* Picks the CSV delimiter: the job's, else detected from the first block of
- * the decoded text. */
-static char detect_delimiter(int fd, const struct sl_source *src)
-{
-    if (src->csv_delimiter)
-        return src->csv_delimiter;
-    char raw[65536];
-    ssize_t n = pread(fd, raw, sizeof(raw), 0);
-    if (n <= 0)
-        return ',';
-    struct sl_decoder *d = sl_decoder_new(src->encoding);
-    char *out = NULL;
-    size_t outlen = 0, outcap = 0;
-    char err[128];
-    char delim = ',';
-    if (d && sl_decoder_feed(d, raw, (size_t)n, false, &out, &outlen, &outcap, err,
-                             sizeof(err)) == 0)
-        delim = sl_csv_detect_delimiter(out, outlen, src->csv_quote ? src->csv_quote : '"');
-    else
-        delim = sl_csv_detect_delimiter(raw, (size_t)n, src->csv_quote ? src->csv_quote : '"');
-    free(out);
-    sl_decoder_destroy(d);
-    return delim;
-}
-
 static int parser_process(void *state, const char *topic, struct sl_msg *f,
                           struct sl_emitter *em)
 {
@@ -231,11 +206,9 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f,
 
     struct parse_run pr = {.file = f, .em = em, .last_progress = sl_now_us()};
     int rc = 0;
-    char delim = 0;
     if (fmt == SL_FORMAT_CSV) {
-        delim = detect_delimiter(fd, &job->source);
         struct sl_csv_opts o = {
-            .delimiter = delim,
+            .delimiter = job->source.csv_delimiter,
             .quote = job->source.csv_quote,
             .header = job->source.csv_header,
             .encoding = job->source.encoding,
@@ -265,7 +238,8 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f,
     ev->u.ev.record_count = pr.rows;
     ev->u.ev.counts.read = pr.rows;
     ev->u.ev.counts.bytes = pr.stats.bytes;
-    ev->u.ev.delimiter = delim;
+    ev->u.ev.delimiter = pr.stats.delimiter;
+    ev->u.ev.encoding = pr.stats.encoding;
     if (pr.ncolumns) {
         ev->u.ev.columns = sl_arena_alloc(&ev->arena, pr.ncolumns * sizeof(char *));
         if (!ev->u.ev.columns) {

@@ -126,7 +126,7 @@ static struct run *find_run(struct publisher *p, const struct sl_msg *m, char *e
 static int open_outputs(struct publisher *p, struct run *r)
 {
     char err[512] = "";
-    if (r->failed || !r->job)
+    if (!r->job)
         return 0;
     if (!r->lg && p->env->open_ledger) {
         r->lg = p->env->open_ledger(r->job, r->run_id, p->env, err, sizeof(err));
@@ -135,7 +135,7 @@ static int open_outputs(struct publisher *p, struct run *r)
             return SL_ERR_IO;
         }
     }
-    if (!r->sink && p->env->open_sink) {
+    if (!r->sink && !r->failed && !r->skipped && p->env->open_sink) {
         r->sink = p->env->open_sink(r->job, r->run_id, p->env, err, sizeof(err));
         if (!r->sink) {
             r->failed = true;
@@ -177,6 +177,11 @@ static int finalize(struct publisher *p, struct run *r, struct sl_emitter *em)
         }
     }
     const char *status = run_status(r);
+    if (r->failed) {
+        /* the sink discarded the run's writes: nothing was published */
+        r->counts.published = r->counts.created = r->counts.updated = 0;
+        r->counts.unchanged = r->counts.not_created = 0;
+    }
     r->counts.read = r->sealed ? r->sealed_count : r->counts.read;
     struct sl_run_summary sum = {
         .run_id = r->run_id,
@@ -324,7 +329,8 @@ static int publisher_process(void *state, const char *topic, struct sl_msg *m,
             r->sealed = true;
             r->sealed_count = ev->record_count;
             if ((rc = open_outputs(p, r)) == 0 && r->lg && r->lg->ops->columns)
-                rc = r->lg->ops->columns(r->lg, ev->columns, ev->ncolumns, ev->delimiter);
+                rc = r->lg->ops->columns(r->lg, ev->columns, ev->ncolumns, ev->delimiter,
+                                         ev->encoding);
             break;
         case SL_EV_FAILED:
             r->failed = true;

@@ -83,6 +83,22 @@ static bool build_key(struct validator *v, const struct sl_job *job, struct sl_r
     return true;
 }
 
+/* Orders the row's problems as the job lists its attributes (row-level
+ * problems first), keeping the order of problems of the same attribute. */
+static void sort_problems(const struct sl_job *job, struct sl_record *r)
+{
+    for (uint32_t i = 1; i < r->nprob; i++) {
+        struct sl_problem p = r->prob[i];
+        int pi = sl_job_attr_index(job, p.attribute);
+        uint32_t k = i;
+        while (k > 0 && sl_job_attr_index(job, r->prob[k - 1].attribute) > pi) {
+            r->prob[k] = r->prob[k - 1];
+            k--;
+        }
+        r->prob[k] = p;
+    }
+}
+
 static int validator_process(void *state, const char *topic, struct sl_msg *in,
                              struct sl_emitter *em)
 {
@@ -145,7 +161,7 @@ static int validator_process(void *state, const char *topic, struct sl_msg *in,
             sl_msg_unref(out);
             return seen;
         }
-        if (seen && (r->nprob || job->options.duplicates == SL_DUPS_REJECT)) {
+        if (seen && job->options.duplicates == SL_DUPS_REJECT) {
             const char *attr = job->nkey == 1 ? job->key[0] : "_key";
             char *shown = sl_arena_strndup(&out->arena, v->key.data, v->key.len);
             for (char *p = shown; p && *p; p++)
@@ -157,11 +173,12 @@ static int validator_process(void *state, const char *topic, struct sl_msg *in,
                 sl_msg_unref(out);
                 return SL_ERR_NOMEM;
             }
-        } else if (seen) {
+        } else if (seen && r->nprob == 0) {
             r->duplicate = true;
         }
     }
     if (r->nprob) {
+        sort_problems(job, r);
         out->kind = SL_MSG_REJECTION;
         return sl_emit(em, SL_TOPIC_REJECTED, out);
     }

@@ -41,8 +41,9 @@ int sl_type_parse(const char *name, enum sl_type *t);
 
 /* One attribute of target.attributes. The loader allows each option only
  * for the types it applies to (anything else is refused):
- *   min_length, max_length, pattern: text, email, url (the "text-like"
- *     types; phone numbers are normalized to E.164, so not phone);
+ *   min_length, max_length, pattern: text (as JOBS.md says; sl_type_check
+ *     applies them to text only, so other types refuse them rather than
+ *     ignore them);
  *   min, max: integer, decimal;  scale: decimal;  region: phone;
  *   values, on_unknown: enum;  required, default, references: every type.
  * Attribute names are identifiers ([A-Za-z_][A-Za-z0-9_]{0,62}): they become
@@ -54,7 +55,7 @@ struct sl_attr {
     bool required;
     char *default_value; /* as text, already valid for the type (normalized by
                             sl_type_check); NULL: none */
-    /* text, email, url */
+    /* text */
     long min_length, max_length; /* in characters; -1: none */
     char *pattern;               /* POSIX ERE matched against the whole value */
     regex_t re;                  /* compiled "^(pattern)$" (REG_EXTENDED |

@@ -97,6 +97,7 @@ struct sl_run_event {
     const char **columns; /* the source header, when the format has one */
     uint32_t ncolumns;
     char delimiter; /* the CSV delimiter used (given or detected), or 0 */
+    int encoding;   /* enum sl_encoding of the source text (given or its BOM's) */
 };
 
 struct sl_msg {

@@ -34,6 +34,10 @@ typedef int (*sl_row_fn)(void *ud, const struct sl_row *row);
 struct sl_reader_stats {
     uint64_t bytes; /* input bytes consumed so far */
     uint64_t rows;  /* rows handed over so far */
+    /* what the reader used, set once the first block is read: the delimiter
+     * (given or detected) and the encoding (given, or the BOM's) */
+    char delimiter;
+    enum sl_encoding encoding;
 };
 
 /* CSV options as the job gives them (struct sl_source). */
@@ -48,28 +52,45 @@ struct sl_csv_opts {
     bool no_fast_path;  /* tests: every byte through libcsv (slower, same rows) */
 };
 
-/* Reads CSV from fd to the end, calling fn for each data row. The header row
- * (when header) names the columns: duplicate or empty names are made unique
- * ("Name", "Name_2"; "_3" for the third, empty one) and reported by the
- * columns callback if given. Returns 0, the callback's non-zero value, or a
- * negative sl_err with errbuf set ("line 1: the file is empty", "invalid
- * UTF-8 ..."). stats, when not NULL, is updated as the file is read.
- * hdr_fn, when not NULL, gets the header once before the first row. */
+/* Reads CSV from fd to the end, calling fn for each data row; call from one
+ * thread, fd is read with read(2) and not closed. The text is decoded to
+ * UTF-8 first (encoding; a BOM wins and is dropped); delimiter 0 is guessed
+ * from the decoded first block. The header row (when header) names the
+ * columns: duplicate or empty names are made unique ("Name", "Name_2"; "_3"
+ * for the third, empty one); hdr_fn, when not NULL, gets the names once
+ * before the first row. Blank lines are skipped.
+ *
+ * A bad row is still handed over, with row->error: "has 3 fields, the header
+ * has 5" (missing values NULL), "has 6 fields, the header has 5 (extra:
+ * 'x')" (extra values dropped), "invalid UTF-8 at byte offset N (0xff)"
+ * (the bytes become U+FFFD), "a NUL byte in the data", "unterminated quoted
+ * field" (a quote still open at the end of the file). A row and its
+ * values are borrowed for the callback only; the names stay valid until
+ * sl_csv_read_fd returns.
+ *
+ * Returns 0, the callback's non-zero value (reading stops), or a negative
+ * sl_err with errbuf set: SL_ERR_PARSE for a file that is no CSV ("the file
+ * is empty (no header row)", "the file looks binary (NUL byte at offset N),
+ * not CSV", a header that is not valid in the encoding), SL_ERR_LIMIT
+ * ("line N: a field is longer than ..."), SL_ERR_IO, SL_ERR_NOMEM,
+ * SL_ERR_INVALID for bad options. stats, when not NULL, is updated as the
+ * file is read (plain stores, for a progress display). */
 typedef int (*sl_header_fn)(void *ud, const char *const *names, size_t n);
 
 int sl_csv_read_fd(int fd, const struct sl_csv_opts *opts, sl_header_fn hdr_fn, sl_row_fn fn,
                    void *ud, struct sl_reader_stats *stats, char *errbuf, size_t errsz);
 
-/* Guesses the delimiter of a CSV sample: the one of , ; \t | that splits the
- * first lines (outside quotes) into the most consistent, largest field
- * count; ',' when nothing fits. */
+/* Guesses the delimiter of a CSV sample (decoded UTF-8 text): the one of
+ * , ; \t | that splits the first 20 lines (outside quotes) into the most
+ * consistent, largest field count; ',' when nothing fits. */
 char sl_csv_detect_delimiter(const char *buf, size_t len, char quote);
 
 /* Streaming conversion of an encoding to UTF-8 (iconv). */
 struct sl_decoder;
 
 /* A decoder from enc. A BOM at the start of the input wins over enc (UTF-8
- * BOM, UTF-16 LE/BE BOMs) and is dropped. NULL when out of memory. */
+ * BOM, UTF-16 LE/BE BOMs) and is dropped. NULL when out of memory or enc is
+ * no encoding. Free with sl_decoder_destroy (accepts NULL). */
 struct sl_decoder *sl_decoder_new(enum sl_encoding enc);
 /* Converts in[0..inlen) (any split, even inside a character) and appends
  * UTF-8 to *out (realloc'ed buffer, *outlen and *outcap updated). last: no more

@@ -72,9 +72,11 @@ struct sl_ledger_ops {
     const char *name;
     /* Records one rejected row (SL_MSG_REJECTION). */
     int (*reject)(struct sl_ledger *lg, const struct sl_msg *rej);
-    /* Optional: the source header and CSV delimiter of the run (from the
-     * parser's seal), so that the error file keeps the source's columns. */
-    int (*columns)(struct sl_ledger *lg, const char *const *cols, size_t n, char delimiter);
+    /* Optional: the source header, CSV delimiter and text encoding (enum
+     * sl_encoding) of the run, from the parser's seal, so that the error file
+     * keeps the source's columns and comes back as the source came. */
+    int (*columns)(struct sl_ledger *lg, const char *const *cols, size_t n, char delimiter,
+                   int encoding);
     /* Writes the run summary and closes the run's files. */
     int (*finish)(struct sl_ledger *lg, const struct sl_run_summary *sum, char *errbuf,
                   size_t errsz);

@@ -31,6 +31,35 @@
  * missing, not " "). A filter that cannot convert its input fails with a
  * "format" problem for the row.
  *
+ * Filters beyond what JOBS.md spells out:
+ * - trim strips ASCII and Unicode white space (nbsp, narrow nbsp, ...);
+ *   lower/upper/title map all of Unicode (upper: ß -> SS); title starts a
+ *   word after any non-alphanumeric and keeps O'Neil, D'Angelo.
+ * - regex_replace: POSIX ERE matched on characters (UTF-8), every match
+ *   replaced, \0..\9 in the replacement; back-references in the pattern and
+ *   huge repetitions are refused at compile time.
+ * - truncate(n) counts code points; split(sep, i) takes negative i from the
+ *   end (-1 the last part).
+ * - date(fmt), datetime(fmt[, tz]): fmt is a quoted constant with %d %e %m %Y
+ *   %y (69-99 -> 19xx) %j %b %B %h (English and German month names) %a %A
+ *   %H %I %p %M %S %f %z (Z, +01, +0100, +01:00) %F %T %R %D %% and literal
+ *   text; a space matches one or more spaces, surrounding space is ignored.
+ *   Whatever fmt says, ISO 8601 input (2025-12-31, 2025-12-31T23:00:00[Z])
+ *   is accepted too (spreadsheet cells arrive so). datetime without %z uses
+ *   tz (a constant or a field), else the job's zone, else UTC; a wall time in
+ *   a daylight-saving gap moves forward by the gap, a repeated one takes
+ *   the earlier instant (sl_tz_local_to_utc). Output: YYYY-MM-DD and
+ *   YYYY-MM-DDTHH:MM:SS[.frac]Z.
+ * - number(locale): 'de' (also de-DE, de-AT), 'en' (en-US, en-GB), 'fr'
+ *   (space groups), 'de-CH' / 'ch' (1'234.56). Groups are 1-3 digits then
+ *   exactly 3; spaces and nbsp also group; a trailing minus (SAP: 1.234,56-)
+ *   is a sign; a value that is not valid in the locale but plain (1234.5) is
+ *   taken as plain. Output keeps every digit: -0,50 -> -0.50, 007 -> 7.
+ * - currency_code: ISO 4217 codes in any case, symbols and names (€ $ £ ¥
+ *   US$ Fr. CHF zł Kč R$ ...); ambiguous ones (kr) are errors.
+ * - lookup: exact match of the whole value; a JSON null in the table maps to
+ *   missing.
+ *
  * A compiled template is immutable and may be evaluated by any number of
  * threads at once, each with its own sl_eval_ctx.
  */
@@ -73,15 +102,15 @@ bool sl_template_is_column(const struct sl_template *tpl, size_t *ref);
 /* Checks that the lookup tables the template names exist in job (called by
  * the job loader once lookups are known). 0 or -1 with errbuf set ("unknown
  * lookup table 'countries'"). */
-int sl_template_check_lookups(const struct sl_template *tpl, const struct sl_job *job,
-                              char *errbuf, size_t errsz);
+int sl_template_check_lookups(const struct sl_template *tpl, const struct sl_job *job, char *errbuf,
+                              size_t errsz);
 
 /* What evaluation needs besides the row. */
 struct sl_eval_ctx {
     const struct sl_job *job; /* lookups, timezone; may be NULL (no lookups, UTC) */
     const char *hash_key;     /* HMAC key of the hash filter; NULL: hash fails */
     size_t hash_key_len;
-    struct sl_arena *arena;   /* results and scratch live here */
+    struct sl_arena *arena; /* results and scratch live here */
 };
 
 /* Evaluates tpl over a row whose referenced values are vals[ref index] (NULL

@@ -1,0 +1,88 @@
+# CLI tests of `sluice run`: the run statuses and exit codes of JOBS.md and
+# the four files a run writes, compared with tests/fixtures/cli/*/expected/.
+# Run by ctest: bash test_run.sh <path-to-sluice> <repo-dir>.
+
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+# A clean run: exit 0, every row published.
+d=$(stage clean)
+run_in "$d" run job.json --out out --state state
+expect_exit clean 0
+expect_files clean "$d/out" "$FIX/clean/expected"
+expect_output clean stdout "succeeded"
+
+# The same file again: skipped (exit 4), nothing published, the
+# last-success hash unchanged.
+run_in "$d" run job.json --out out2 --state state
+expect_exit skipped 4
+expect_files skipped "$d/out2" "$FIX/clean/expected-skipped"
+expect_output skipped stdout "unchanged"
+
+# --force runs it anyway, with the clean run's results.
+run_in "$d" run job.json --out out3 --state state --force
+expect_exit force 0
+expect_files force "$d/out3" "$FIX/clean/expected"
+
+# A changed file is not skipped.
+printf 'S004,Neu,01.01.2024,1,ja,,1,\n' >>"$d/stores.csv"
+run_in "$d" run job.json --out out4 --state state --quiet
+expect_exit "changed file" 0
+if [ ! -s "$OUT.stdout" ]; then ok "--quiet: no summary"; else not_ok "--quiet printed" "$(cat "$OUT.stdout")"; fi
+
+# A job file given from another directory: source.url is relative to it.
+mkdir -p "$TMP/elsewhere"
+d=$(stage clean "$TMP/clean-elsewhere")
+run_in "$TMP/elsewhere" run "$d/job.json" --out out --state state
+expect_exit "job in another directory" 0
+expect_files "job in another directory" "$TMP/elsewhere/out" "$FIX/clean/expected"
+
+# Bad rows: exit 3; errors.csv and rejected.ndjson list every problem.
+d=$(stage bad_rows)
+run_in "$d" run job.json --out out --state state
+expect_exit bad_rows 3
+expect_files bad_rows "$d/out" "$FIX/bad_rows/expected"
+expect_output bad_rows stdout "completed_with_errors"
+
+# A missing source file: exit 1, run.json says failed, nothing published.
+d=$(stage missing_source)
+run_in "$d" run job.json --out out --state state
+expect_exit missing_source 1
+same_file missing_source "$d/out/run.json" "$FIX/missing_source/expected/run.json"
+expect_absent missing_source "$d/out/things.ndjson" "$d/out/things.ndjson.tmp"
+expect_output missing_source any "nosuch.csv"
+if ls "$d/state/jobs"/*.sha256 >/dev/null 2>&1; then
+    not_ok "missing_source: a failed run stored a last-success hash"
+else
+    ok "missing_source: no last-success hash"
+fi
+
+# --input overrides source.url (which names a file that does not exist).
+d=$(stage input_override)
+run_in "$d" run job.json --out out --state state --input other.csv
+expect_exit "--input" 0
+expect_files "--input" "$d/out" "$FIX/input_override/expected"
+
+# --input relative to the working directory, the job file elsewhere.
+d=$(stage input_override "$TMP/input-elsewhere")
+mkdir -p "$TMP/cwd"
+cp "$d/other.csv" "$TMP/cwd/mine.csv"
+rm "$d/other.csv"
+run_in "$TMP/cwd" run "$d/job.json" --out out --state state --input mine.csv
+expect_exit "--input relative to the working directory" 0
+expect_files "--input relative to the working directory" "$TMP/cwd/out" \
+    "$FIX/input_override/expected"
+
+# duplicates: last_wins, keys compared after normalization.
+d=$(stage last_wins)
+run_in "$d" run job.json --out out --state state
+expect_exit last_wins 3
+expect_files last_wins "$d/out" "$FIX/last_wins/expected"
+
+# allow_create false: every valid record is counted as not_created.
+d=$(stage no_create)
+run_in "$d" run job.json --out out --state state
+expect_exit no_create 0
+expect_files no_create "$d/out" "$FIX/no_create/expected"
+
+finish

@@ -1,0 +1,240 @@
+/*
+ * Stage test of the validator: mapped rows in on records.mapped, valid
+ * records out on records.valid and rejections on records.rejected, through
+ * the in-process bus (stage_harness.h) with a local state store for the
+ * run's keys.
+ *
+ * Covers required, default, normalization by type, the problems of a row
+ * all reported at once, and duplicate keys: reject (a later row is rejected
+ * with duplicate_key) versus last_wins (passed on, marked duplicate), and a
+ * row with other problems never claiming its key.
+ */
+#include "stage_harness.h"
+
+#define JOB_HEAD                                                                                   \
+    "{\"name\":\"valjob\",\"source\":{\"url\":\"in.csv\"},"                                        \
+    "\"target\":{\"object\":\"things\",\"key\":[\"id\"],\"attributes\":{"                          \
+    "\"id\":{\"type\":\"text\",\"max_length\":8},"                                                 \
+    "\"name\":{\"type\":\"text\",\"required\":true},"                                              \
+    "\"country\":{\"type\":\"text\",\"default\":\"DE\"},"                                          \
+    "\"amount\":{\"type\":\"decimal\",\"scale\":2},"                                               \
+    "\"active\":{\"type\":\"boolean\"},"                                                           \
+    "\"email\":{\"type\":\"email\"},"                                                              \
+    "\"qty\":{\"type\":\"integer\",\"max\":10}}},"                                                 \
+    "\"mapping\":{\"id\":\"id\",\"name\":\"name\",\"country\":\"country\",\"amount\":"             \
+    "\"amount\",\"active\":\"active\",\"email\":\"email\",\"qty\":\"qty\"}"
+
+static const char job_reject[] = JOB_HEAD "}";
+static const char job_last_wins[] = JOB_HEAD ",\"options\":{\"duplicates\":\"last_wins\"}}";
+
+static const char *const attr_names[] = {"id",     "name",  "country", "amount",
+                                         "active", "email", "qty"};
+
+/* A mapped row: the seven attributes in job order (NULL: missing). */
+static struct sl_msg *mapped(struct sh *h, uint64_t n, const char *id, const char *name,
+                             const char *country, const char *amount, const char *active,
+                             const char *email, const char *qty)
+{
+    const char *vals[] = {id, name, country, amount, active, email, qty};
+    static const char *const src[] = {"ID"};
+    const char *srcv[] = {id};
+    struct sl_msg *m = sh_row(h, n, src, srcv, 1);
+    for (size_t i = 0; i < 7; i++)
+        assert_int_equal(sl_msg_add_attr(m, attr_names[i], vals[i]), 0);
+    return m;
+}
+
+static struct sh *start(void **state, const char *job)
+{
+    static const char *const topics[] = {SL_TOPIC_VALID, SL_TOPIC_REJECTED, NULL};
+    struct sh *h = *state;
+    sh_start(h, &sl_stage_validator, job, topics);
+    return h;
+}
+
+static void test_normalizes_and_defaults(void **state)
+{
+    struct sh *h = start(state, job_reject);
+    sh_send(h, SL_TOPIC_MAPPED,
+            mapped(h, 1, "S1", "Ann", NULL, "1234.5", "yes", " Ann@Example.COM ", " 7 "));
+    struct sl_msg *m = sh_next(h, SL_TOPIC_VALID);
+    assert_int_equal(m->kind, SL_MSG_RECORD);
+    assert_int_equal(m->u.rec.row, 1);
+    assert_int_equal(m->u.rec.nprob, 0);
+    assert_string_equal(sh_attr(m, "id"), "S1");
+    assert_string_equal(sh_attr(m, "country"), "DE"); /* the default */
+    assert_string_equal(sh_attr(m, "amount"), "1234.50");
+    assert_string_equal(sh_attr(m, "active"), "true");
+    assert_string_equal(sh_attr(m, "email"), "Ann@example.com");
+    assert_string_equal(sh_attr(m, "qty"), "7");
+    assert_non_null(m->u.rec.key);
+    assert_string_equal(m->u.rec.key, "S1");
+    assert_false(m->u.rec.duplicate);
+}
+
+static void test_required(void **state)
+{
+    struct sh *h = start(state, job_reject);
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 2, "S1", NULL, "AT", NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 3, "S2", "", NULL, NULL, NULL, NULL, NULL));
+    for (uint64_t row = 2; row <= 3; row++) {
+        struct sl_msg *m = sh_next(h, SL_TOPIC_REJECTED);
+        assert_int_equal(m->kind, SL_MSG_REJECTION);
+        assert_int_equal(m->u.rec.row, row);
+        assert_int_equal(m->u.rec.nprob, 1);
+        assert_string_equal(m->u.rec.prob[0].attribute, "name");
+        assert_string_equal(m->u.rec.prob[0].code, "required");
+        assert_null(m->u.rec.prob[0].value);
+        /* the source row travels with the rejection */
+        assert_int_equal(m->u.rec.nsrc, 1);
+        assert_string_equal(m->u.rec.src[0].name, "ID");
+    }
+}
+
+static void test_every_problem_of_a_row(void **state)
+{
+    struct sh *h = start(state, job_reject);
+    struct sl_msg *in = mapped(h, 4, "S1234567890", NULL, NULL, "x1", "maybe", NULL, "11");
+    /* a problem the mapper found already (the attribute stays missing) */
+    assert_int_equal(sl_msg_add_problem(in, "email", "format", "lower: bad", "E"), 0);
+    sh_send(h, SL_TOPIC_MAPPED, in);
+    struct sl_msg *m = sh_next(h, SL_TOPIC_REJECTED);
+    assert_int_equal(m->u.rec.row, 4);
+    assert_true(sh_problem(m, "id", "too_long") >= 0);
+    assert_true(sh_problem(m, "name", "required") >= 0);
+    assert_true(sh_problem(m, "amount", "type") >= 0);
+    assert_true(sh_problem(m, "active", "type") >= 0);
+    assert_true(sh_problem(m, "email", "format") >= 0);
+    assert_true(sh_problem(m, "qty", "out_of_range") >= 0);
+    assert_int_equal(m->u.rec.nprob, 6);
+    /* in the job's attribute order, with the offending values */
+    static const char *const order[] = {"id", "name", "amount", "active", "email", "qty"};
+    for (uint32_t i = 0; i < 6; i++)
+        assert_string_equal(m->u.rec.prob[i].attribute, order[i]);
+    int a = sh_problem(m, "amount", "type");
+    assert_string_equal(m->u.rec.prob[a].value, "x1");
+    int q = sh_problem(m, "qty", "out_of_range");
+    assert_string_equal(m->u.rec.prob[q].value, "11");
+    for (uint32_t i = 0; i < m->u.rec.nprob; i++)
+        assert_true(m->u.rec.prob[i].message && m->u.rec.prob[i].message[0]);
+}
+
+static void test_duplicate_reject(void **state)
+{
+    struct sh *h = start(state, job_reject);
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", "a", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 2, "S2", "b", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 3, "S1", "c", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 4, "S1", "d", NULL, NULL, NULL, NULL, NULL));
+    const char *topic;
+    for (uint64_t row = 1; row <= 4; row++) {
+        struct sl_msg *m = sh_next_within(h, &topic, SH_WAIT_MS);
+        assert_non_null(m);
+        assert_int_equal(m->u.rec.row, row);
+        if (row <= 2) {
+            assert_string_equal(topic, SL_TOPIC_VALID);
+            assert_false(m->u.rec.duplicate);
+        } else {
+            assert_string_equal(topic, SL_TOPIC_REJECTED);
+            assert_int_equal(m->u.rec.nprob, 1);
+            int d = sh_problem(m, "id", "duplicate_key");
+            assert_int_equal(d, 0);
+            assert_string_equal(m->u.rec.prob[0].value, "S1");
+        }
+    }
+}
+
+static void test_duplicate_last_wins(void **state)
+{
+    struct sh *h = start(state, job_last_wins);
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", "a", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 2, "S1", "b", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 3, "S1", "c", NULL, NULL, NULL, NULL, NULL));
+    for (uint64_t row = 1; row <= 3; row++) {
+        struct sl_msg *m = sh_next(h, SL_TOPIC_VALID);
+        assert_int_equal(m->u.rec.row, row);
+        assert_int_equal(m->u.rec.nprob, 0);
+        assert_int_equal(m->u.rec.duplicate, row > 1);
+        assert_string_equal(sh_attr(m, "name"), row == 1 ? "a" : row == 2 ? "b" : "c");
+    }
+}
+
+static void test_rejected_row_does_not_claim_its_key(void **state)
+{
+    struct sh *h = start(state, job_reject);
+    /* S1 first comes with a bad amount: rejected for that alone */
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", "a", NULL, "oops", NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 2, "S1", "b", NULL, "1", NULL, NULL, NULL));
+    struct sl_msg *m = sh_next(h, SL_TOPIC_REJECTED);
+    assert_int_equal(m->u.rec.row, 1);
+    assert_int_equal(m->u.rec.nprob, 1);
+    assert_true(sh_problem(m, "amount", "type") >= 0);
+    /* so the next S1 is the first valid one, not a duplicate */
+    m = sh_next(h, SL_TOPIC_VALID);
+    assert_int_equal(m->u.rec.row, 2);
+    assert_false(m->u.rec.duplicate);
+}
+
+static void test_rejected_row_does_not_claim_its_key_last_wins(void **state)
+{
+    struct sh *h = start(state, job_last_wins);
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", NULL, NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 2, "S1", "b", NULL, NULL, NULL, NULL, NULL));
+    struct sl_msg *m = sh_next(h, SL_TOPIC_REJECTED);
+    assert_int_equal(m->u.rec.row, 1);
+    m = sh_next(h, SL_TOPIC_VALID);
+    assert_int_equal(m->u.rec.row, 2);
+    assert_false(m->u.rec.duplicate); /* nothing to replace: row 1 was rejected */
+}
+
+static void test_last_wins_invalid_duplicate_has_only_its_own_problems(void **state)
+{
+    /* with last_wins a repeated key is no error: a later row that is invalid
+     * for another reason is rejected for that reason alone */
+    struct sh *h = start(state, job_last_wins);
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", "a", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 2, "S1", NULL, NULL, NULL, NULL, NULL, NULL));
+    struct sl_msg *m = sh_next(h, SL_TOPIC_VALID);
+    assert_int_equal(m->u.rec.row, 1);
+    m = sh_next(h, SL_TOPIC_REJECTED);
+    assert_int_equal(m->u.rec.row, 2);
+    assert_true(sh_problem(m, "name", "required") >= 0);
+    if (sh_problem(m, "id", "duplicate_key") >= 0)
+        fail_msg("duplicates last_wins: row 2 was rejected with duplicate_key too");
+    assert_int_equal(m->u.rec.nprob, 1);
+}
+
+static void test_keys_are_per_run(void **state)
+{
+    struct sh *h = start(state, job_reject);
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", "a", NULL, NULL, NULL, NULL, NULL));
+    struct sl_msg *other = mapped(h, 1, "S1", "a", NULL, NULL, NULL, NULL, NULL);
+    struct sl_msg *m2 = sl_msg_new(SL_MSG_RECORD, "run-2", h->job->id, 0);
+    assert_non_null(m2);
+    m2->u.rec.row = 1;
+    for (uint32_t i = 0; i < other->u.rec.nattr; i++)
+        assert_int_equal(sl_msg_add_attr(m2, other->u.rec.attr[i].name, other->u.rec.attr[i].value),
+                         0);
+    sl_msg_unref(other);
+    sh_send(h, SL_TOPIC_MAPPED, m2);
+    for (int i = 0; i < 2; i++) {
+        struct sl_msg *m = sh_next(h, SL_TOPIC_VALID);
+        assert_false(m->u.rec.duplicate);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        SH_TEST(test_normalizes_and_defaults),
+        SH_TEST(test_required),
+        SH_TEST(test_every_problem_of_a_row),
+        SH_TEST(test_duplicate_reject),
+        SH_TEST(test_duplicate_last_wins),
+        SH_TEST(test_rejected_row_does_not_claim_its_key),
+        SH_TEST(test_rejected_row_does_not_claim_its_key_last_wins),
+        SH_TEST(test_last_wins_invalid_duplicate_has_only_its_own_problems),
+        SH_TEST(test_keys_are_per_run),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
