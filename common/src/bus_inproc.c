@@ -53,17 +53,20 @@ struct queue {
     char *group;
 };
 
+/* Topics and their subscriber lists only grow, and each entry is complete
+ * before the count that makes it visible is published (release), so send()
+ * reads them without a lock. */
 struct topic {
     char *name;
     struct queue *subs[MAX_GROUPS];
-    size_t nsubs;
+    atomic_size_t nsubs;
 };
 
 struct inproc_bus {
     struct sl_bus base;
-    pthread_rwlock_t lock; /* topics and groups */
+    pthread_rwlock_t lock; /* serializes subscribe() */
     struct topic topics[MAX_TOPICS];
-    size_t ntopics;
+    atomic_size_t ntopics;
     struct queue *groups[MAX_GROUPS];
     size_t ngroups;
     size_t capacity;
@@ -158,7 +161,8 @@ static int queue_push(struct queue *q, const char *topic, struct sl_msg *msg)
 
 static struct topic *find_topic(struct inproc_bus *b, const char *name)
 {
-    for (size_t i = 0; i < b->ntopics; i++)
+    size_t n = atomic_load_explicit(&b->ntopics, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
         if (!strcmp(b->topics[i].name, name))
             return &b->topics[i];
     return NULL;
@@ -167,31 +171,27 @@ static struct topic *find_topic(struct inproc_bus *b, const char *name)
 static int inproc_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg)
 {
     struct inproc_bus *b = (struct inproc_bus *)bus;
-    pthread_rwlock_rdlock(&b->lock);
     if (atomic_load(&b->closed)) {
-        pthread_rwlock_unlock(&b->lock);
         sl_msg_unref(msg);
         return SL_ERR_CLOSED;
     }
     struct topic *t = find_topic(b, topic);
-    int rc = 0;
-    if (t) {
-        for (size_t i = 0; i < t->nsubs && rc == 0; i++) {
-            if (i + 1 < t->nsubs)
-                sl_msg_ref(msg);
-            rc = queue_push(t->subs[i], t->name, msg);
-            if (rc) {
-                sl_msg_unref(msg); /* the one this push did not take */
-                if (i + 1 < t->nsubs)
-                    sl_msg_unref(msg); /* the one kept for the next */
-            }
-        }
-        if (t->nsubs == 0)
-            sl_msg_unref(msg);
-    } else {
+    size_t nsubs = t ? atomic_load_explicit(&t->nsubs, memory_order_acquire) : 0;
+    if (nsubs == 0) {
         sl_msg_unref(msg); /* nobody listens */
+        return 0;
     }
-    pthread_rwlock_unlock(&b->lock);
+    int rc = 0;
+    for (size_t i = 0; i < nsubs && rc == 0; i++) {
+        if (i + 1 < nsubs)
+            sl_msg_ref(msg);
+        rc = queue_push(t->subs[i], t->name, msg);
+        if (rc) {
+            sl_msg_unref(msg); /* the one this push did not take */
+            if (i + 1 < nsubs)
+                sl_msg_unref(msg); /* the one kept for the next */
+        }
+    }
     return rc;
 }
 
@@ -221,7 +221,7 @@ static struct sl_consumer *inproc_subscribe(struct sl_bus *bus, const char *grou
     for (size_t i = 0; i < ntopics; i++) {
         struct topic *t = find_topic(b, topics[i]);
         if (!t) {
-            if (b->ntopics == MAX_TOPICS) {
+            if (atomic_load(&b->ntopics) == MAX_TOPICS) {
                 sl_seterr(errbuf, errsz, SL_ERR_LIMIT, "too many topics");
                 goto fail;
             }
@@ -230,13 +230,16 @@ static struct sl_consumer *inproc_subscribe(struct sl_bus *bus, const char *grou
                 sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
                 goto fail;
             }
-            b->ntopics++;
+            atomic_fetch_add_explicit(&b->ntopics, 1, memory_order_release);
         }
+        size_t ns = atomic_load(&t->nsubs);
         bool have = false;
-        for (size_t k = 0; k < t->nsubs; k++)
+        for (size_t k = 0; k < ns; k++)
             have |= t->subs[k] == q;
-        if (!have && t->nsubs < MAX_GROUPS)
-            t->subs[t->nsubs++] = q;
+        if (!have && ns < MAX_GROUPS) {
+            t->subs[ns] = q;
+            atomic_store_explicit(&t->nsubs, ns + 1, memory_order_release);
+        }
     }
     c->q = q;
     pthread_rwlock_unlock(&b->lock);

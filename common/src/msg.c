@@ -1,7 +1,14 @@
 /*
  * Decoded wire records (msg.h): allocation, references, field appends.
+ *
+ * Messages are made on one thread and freed on another (the parser makes a
+ * record, the publisher frees it), which is malloc's worst case: every free
+ * takes the lock of the arena the message came from. So freed messages go to
+ * a pool instead: a small cache per thread, spilling to and refilling from a
+ * shared stack in batches, so the shared lock is taken once per batch.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +18,137 @@
 #include "sluice/err.h"
 #include "sluice/msg.h"
 
+#define CACHE_MAX  128  /* messages a thread keeps */
+#define CACHE_MOVE 64   /* messages moved to or from the shared stack at once */
+#define SHARED_MAX 2048 /* messages the shared stack keeps; the rest are freed */
+
+/* Pooled messages are chained through their first bytes. */
+struct pooled {
+    struct pooled *next;
+};
+
+struct msg_cache {
+    struct pooled *head;
+    int n;
+};
+
+static _Thread_local struct msg_cache tl_cache;
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pooled *shared_head;
+static int shared_n;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void free_chain(struct pooled *p)
+{
+    while (p) {
+        struct pooled *next = p->next;
+        free(p);
+        p = next;
+    }
+}
+
+/* At thread exit: hand the thread's cache to the shared stack, or free it. */
+static void cache_exit(void *arg)
+{
+    struct msg_cache *c = arg;
+    pthread_mutex_lock(&shared_lock);
+    while (c->head && shared_n < SHARED_MAX) {
+        struct pooled *p = c->head;
+        c->head = p->next;
+        p->next = shared_head;
+        shared_head = p;
+        shared_n++;
+    }
+    pthread_mutex_unlock(&shared_lock);
+    free_chain(c->head);
+    c->head = NULL;
+    c->n = 0;
+}
+
+static void cache_key_init(void)
+{
+    pthread_key_create(&cache_key, cache_exit);
+}
+
+/* Under AddressSanitizer the pool is off, so that a use after free is
+ * still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SL_NO_POOL 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SL_NO_POOL 1
+#endif
+#endif
+
+static void *pool_get(void)
+{
+#ifdef SL_NO_POOL
+    return malloc(sizeof(struct sl_msg));
+#endif
+    struct msg_cache *c = &tl_cache;
+    if (!c->head) {
+        pthread_mutex_lock(&shared_lock);
+        for (int i = 0; i < CACHE_MOVE && shared_head; i++) {
+            struct pooled *p = shared_head;
+            shared_head = p->next;
+            shared_n--;
+            p->next = c->head;
+            c->head = p;
+            c->n++;
+        }
+        pthread_mutex_unlock(&shared_lock);
+    }
+    if (!c->head)
+        return malloc(sizeof(struct sl_msg));
+    struct pooled *p = c->head;
+    c->head = p->next;
+    c->n--;
+    return p;
+}
+
+static void pool_put(void *mem)
+{
+#ifdef SL_NO_POOL
+    free(mem);
+    return;
+#endif
+    struct msg_cache *c = &tl_cache;
+    if (c->n == 0) {
+        pthread_once(&cache_once, cache_key_init);
+        pthread_setspecific(cache_key, c);
+    }
+    struct pooled *p = mem;
+    p->next = c->head;
+    c->head = p;
+    c->n++;
+    if (c->n < CACHE_MAX)
+        return;
+    /* spill a batch to the shared stack (or free it when that is full) */
+    struct pooled *batch = NULL;
+    for (int i = 0; i < CACHE_MOVE; i++) {
+        p = c->head;
+        c->head = p->next;
+        c->n--;
+        p->next = batch;
+        batch = p;
+    }
+    pthread_mutex_lock(&shared_lock);
+    while (batch && shared_n < SHARED_MAX) {
+        p = batch;
+        batch = p->next;
+        p->next = shared_head;
+        shared_head = p;
+        shared_n++;
+    }
+    pthread_mutex_unlock(&shared_lock);
+    free_chain(batch);
+}
+
 struct sl_msg *sl_msg_new(enum sl_msg_kind kind, const char *run_id, const char *job_id,
                           uint32_t job_version)
 {
-    struct sl_msg *m = malloc(sizeof(*m));
+    struct sl_msg *m = pool_get();
     if (!m)
         return NULL;
     memset(m, 0, offsetof(struct sl_msg, arena));
@@ -41,7 +175,7 @@ void sl_msg_unref(struct sl_msg *m)
     if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
         return;
     sl_arena_cleanup(&m->arena);
-    free(m);
+    pool_put(m);
 }
 
 static int add_field(struct sl_msg *m, struct sl_field **arr, uint32_t *n, uint32_t *cap,

@@ -24,7 +24,7 @@
 #include "sluice/state.h"
 #include "sluice/util.h"
 
-#define QUEUE_CAPACITY 4096
+#define QUEUE_CAPACITY 1024
 #define NSTAGES        5
 
 struct stage_thread {

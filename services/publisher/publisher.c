@@ -256,15 +256,19 @@ static int publisher_process(void *state, const char *topic, struct sl_msg *m,
                              struct sl_emitter *em)
 {
     struct publisher *p = state;
-    if (!m->run_id || is_done(p, m->run_id))
+    if (!m->run_id)
         return 0;
     if (m->kind == SL_MSG_RUN_EVENT &&
         (m->u.ev.kind == SL_EV_FINAL || m->u.ev.kind == SL_EV_PROGRESS))
         return 0;
-    char err[512] = "";
-    struct run *r = find_run(p, m, err, sizeof(err));
-    if (!r)
-        return SL_ERR_NOMEM;
+    struct run *r = p->runs && !strcmp(p->runs->run_id, m->run_id) ? p->runs : NULL;
+    if (!r) {
+        if (is_done(p, m->run_id))
+            return 0;
+        char err[512] = "";
+        if (!(r = find_run(p, m, err, sizeof(err))))
+            return SL_ERR_NOMEM;
+    }
     int rc = 0;
     switch (m->kind) {
     case SL_MSG_RECORD: {
