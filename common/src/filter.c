@@ -65,6 +65,10 @@ static inline bool a_space(int c)
 
 static const char *const oom_msg = "out of memory";
 
+/* The longest value replace and regex_replace build (a few matches times a
+ * long replacement must not exhaust memory). */
+#define VALUE_MAX (16 << 20)
+
 /* A value as shown in messages: at most 80 bytes, cut on a character. */
 static const char *shown(struct sl_arena *a, const char *v)
 {
@@ -308,6 +312,7 @@ static int convert_case(const char *in, int mode, struct sl_eval_ctx *ctx, const
         return nomem(errmsg);
     size_t word = 0; /* letters of the current word so far (title) */
     bool apos = false;
+    uint32_t first = 0; /* the first letter of the word (title) */
     for (i = 0; i < n && o + 4 < cap;) {
         uint32_t c = (unsigned char)in[i];
         if (mode != CASE_TITLE && c < 0x80) {
@@ -329,11 +334,15 @@ static int convert_case(const char *in, int mode, struct sl_eval_ctx *ctx, const
         }
         bool upper = mode == CASE_UPPER;
         if (mode == CASE_TITLE) {
-            /* a word starts after a non-letter; O'Neil and D'Angelo keep
-             * the capital after a one-letter prefix, Peter's does not */
-            upper = word == 0 || (apos && word == 1);
+            /* a word starts after anything not alphanumeric; O'Neil and
+             * D'Angelo keep the capital after a one-letter prefix, Peter's
+             * and I'm do not */
+            bool prefix = apos && word == 1 && first != 'i' && first != 'I';
+            upper = word == 0 || prefix;
             if (is_alnum(c)) {
-                word = apos && word == 1 ? 1 : word + 1;
+                if (word == 0)
+                    first = c;
+                word = prefix ? 1 : word + 1;
                 apos = false;
             } else if ((c == '\'' || c == 0x2019) && word > 0 && !apos) {
                 apos = true;
@@ -440,6 +449,8 @@ static int f_replace(const struct sl_fcall *fc, const char *in, const char *cons
         hits++;
     if (!hits)
         return 0;
+    if (blen > alen && (n > VALUE_MAX || hits > (VALUE_MAX - n) / (blen - alen)))
+        return fail(ctx, errmsg, "replace: the result would be longer than %d bytes", VALUE_MAX);
     size_t len = n - hits * alen + hits * blen;
     char *buf = sl_arena_alloc(ctx->arena, len + 1), *o = buf;
     if (!buf)
@@ -750,8 +761,12 @@ struct sbuf {
     size_t len, cap;
 };
 
+/* Appends n bytes: 0, -1 out of memory, -2 when the result would exceed
+ * VALUE_MAX. */
 static int sbuf_add(struct sbuf *b, const char *s, size_t n)
 {
+    if (n > VALUE_MAX - b->len)
+        return -2;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->len + n + 1)
@@ -775,28 +790,28 @@ static int regex_subst(const regex_t *re, const char *in, const char *rep, struc
     regmatch_t m[10];
     size_t n = strlen(in), pos = 0;
     size_t nm = re->re_nsub + 1 < 10 ? re->re_nsub + 1 : 10;
-    int eflags = 0;
-    if (sbuf_add(b, "", 0))
-        return -1;
+    int eflags = 0, rc;
+    if ((rc = sbuf_add(b, "", 0)))
+        return rc;
     while (pos <= n) {
         if (regexec(re, in + pos, nm, m, eflags))
             break;
         size_t so = (size_t)m[0].rm_so, eo = (size_t)m[0].rm_eo;
-        if (sbuf_add(b, in + pos, so))
-            return -1;
+        if ((rc = sbuf_add(b, in + pos, so)))
+            return rc;
         for (const char *r = rep; *r; r++) {
             if (*r == '\\' && r[1] >= '0' && r[1] <= '9') {
                 size_t g = (size_t)(r[1] - '0');
                 if (g < nm && m[g].rm_so >= 0 &&
-                    sbuf_add(b, in + pos + m[g].rm_so, (size_t)(m[g].rm_eo - m[g].rm_so)))
-                    return -1;
+                    (rc = sbuf_add(b, in + pos + m[g].rm_so, (size_t)(m[g].rm_eo - m[g].rm_so))))
+                    return rc;
                 r++;
             } else if (*r == '\\' && r[1] == '\\') {
-                if (sbuf_add(b, "\\", 1))
-                    return -1;
+                if ((rc = sbuf_add(b, "\\", 1)))
+                    return rc;
                 r++;
-            } else if (sbuf_add(b, r, 1)) {
-                return -1;
+            } else if ((rc = sbuf_add(b, r, 1))) {
+                return rc;
             }
         }
         if (eo == so) { /* an empty match: copy one character and go on */
@@ -807,16 +822,16 @@ static int regex_subst(const regex_t *re, const char *in, const char *rep, struc
             uint32_t cp;
             size_t k = utf8_dec((const unsigned char *)in + pos + eo, n - pos - eo, &cp);
             k = k ? k : 1;
-            if (sbuf_add(b, in + pos + eo, k))
-                return -1;
+            if ((rc = sbuf_add(b, in + pos + eo, k)))
+                return rc;
             pos += eo + k;
         } else {
             pos += eo;
         }
         eflags = REG_NOTBOL;
     }
-    if (pos <= n && sbuf_add(b, in + pos, n - pos))
-        return -1;
+    if (pos <= n && (rc = sbuf_add(b, in + pos, n - pos)))
+        return rc;
     return 0;
 }
 
@@ -845,6 +860,9 @@ static int f_regex_replace(const struct sl_fcall *fc, const char *in, const char
         uselocale(old);
     if (re == &tmp)
         regfree(&tmp);
+    if (rc == -2)
+        return fail(ctx, errmsg, "regex_replace: the result would be longer than %d bytes",
+                    VALUE_MAX);
     if (rc)
         return nomem(errmsg);
     *out = b.p;

@@ -1160,7 +1160,7 @@ static int parse_sheet(struct ld *ld, json_t *src)
     enum sl_format f = so->format;
     json_t *o;
     char p[PATHSZ], sp[PATHSZ];
-    long n;
+    long n = 0;
     if (member(src, "xlsx") && member(src, "xls"))
         return bad(ld, "source.xls", "give either source.xlsx or source.xls (the same options)");
     const char *key = member(src, "xlsx") ? "xlsx" : "xls";
@@ -1459,7 +1459,7 @@ static int parse_attr_fields(struct ld *ld, json_t *obj, const char *path, struc
     static const char *const unknowns[] = {"error", "default", NULL};
     char p[PATHSZ];
     const char *s;
-    long scale;
+    long scale = -1;
     int r, v = 0;
 
     if (check_keys(ld, obj, path, ATTR_KEYS) || get_str(ld, obj, "type", path, true, &s))
@@ -1936,7 +1936,14 @@ struct sl_job *sl_job_load_json(const char *text, size_t len, const char *dir, c
         nomem(&ld);
         goto fail;
     }
-    root = json_loadb(text ? text : "", text ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
+    size_t lead = 0;
+    while (text && lead < len && strchr(" \t\r\n", text[lead]))
+        lead++;
+    if (!text || lead == len) {
+        bad(&ld, NULL, "the job file is empty (expected a JSON object)");
+        goto fail;
+    }
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         bad(&ld, NULL, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
         goto fail;

@@ -473,6 +473,28 @@ bool sl_template_is_column(const struct sl_template *tpl, size_t *ref)
     return true;
 }
 
+bool sl_template_input_ref(const struct sl_template *tpl, size_t *ref)
+{
+    if (sl_template_is_column(tpl, ref))
+        return true;
+    if (!tpl)
+        return false;
+    bool found = false;
+    size_t which = 0;
+    for (size_t i = 0; i < tpl->nsegs; i++) {
+        const struct seg *s = &tpl->segs[i];
+        if (s->lit || s->head.kind != SL_OPERAND_FIELD)
+            continue;
+        if (found && s->head.ref != which)
+            return false; /* two different fields: no single input */
+        found = true;
+        which = s->head.ref;
+    }
+    if (found && ref)
+        *ref = which;
+    return found;
+}
+
 int sl_template_check_lookups(const struct sl_template *tpl, const struct sl_job *job, char *errbuf,
                               size_t errsz)
 {

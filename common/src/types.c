@@ -399,8 +399,21 @@ static const char *number_hint(const char *s, size_t n)
     if (memchr(s, ',', n))
         return " (use '.' as the decimal point and no grouping; the number() filter converts "
                "'1.234,56' and '1,234.56')";
-    if (memchr(s, 'e', n) || memchr(s, 'E', n))
-        return " (exponent notation is not accepted)";
+    /* only for what looks like one: digits, then e/E, then an optional
+     * sign and digits ("1.5e3", "-2E-4") */
+    const char *e = memchr(s, 'e', n);
+    if (!e)
+        e = memchr(s, 'E', n);
+    if (e && e > s && e[-1] >= '0' && e[-1] <= '9') {
+        const char *p = e + 1, *end = s + n;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        bool digits = p < end;
+        for (; p < end; p++)
+            digits = digits && *p >= '0' && *p <= '9';
+        if (digits)
+            return " (exponent notation is not accepted)";
+    }
     return "";
 }
 

@@ -145,7 +145,7 @@ static int mapper_process(void *state, const char *topic, struct sl_msg *in,
         const char *val = NULL, *msg = NULL;
         if (a->map && sl_template_eval(a->map, m->vals, &ctx, &val, &msg) != 0) {
             size_t ref;
-            const char *input = sl_template_is_column(a->map, &ref) ? m->vals[ref] : NULL;
+            const char *input = sl_template_input_ref(a->map, &ref) ? m->vals[ref] : NULL;
             rc = sl_msg_add_problem(out, a->name, "format", msg ? msg : "cannot convert the value",
                                     input);
             val = NULL;

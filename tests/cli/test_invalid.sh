@@ -1,5 +1,5 @@
 # CLI tests of job files that sluice refuses: exit 2 with a message naming
-# the field (invalid JSON: its line and column), for run and check alike;
+# the field (invalid JSON: its line and column), from run and from check;
 # nothing is written for a refused run.
 # Run by ctest: bash test_invalid.sh <path-to-sluice> <repo-dir>.
 
@@ -8,8 +8,8 @@
 
 d=$(stage bad_jobs)
 
-# bad_job FILE TEXT...: run and check refuse FILE with exit 2, print every
-# TEXT on stderr, and write nothing.
+# bad_job FILE TEXT...: run refuses FILE with exit 2, prints every TEXT on
+# stderr, and writes nothing.
 bad_job() {
     local f=$1 t
     shift
@@ -19,9 +19,14 @@ bad_job() {
         expect_output "run $f" stderr "$t"
     done
     expect_absent "run $f" "$d/out-$f"
-    run_in "$d" check "$f"
-    expect_exit "check $f" 2
-    expect_output "check $f" stderr "${@: -1}"
+}
+
+# bad_check FILE TEXT: check refuses FILE the same way (the same loader:
+# a few files are enough).
+bad_check() {
+    run_in "$d" check "$1"
+    expect_exit "check $1" 2
+    expect_output "check $1" stderr "$2"
 }
 
 bad_job invalid_json.json "invalid_json.json" "line 3, column 14"
@@ -44,5 +49,10 @@ bad_job unknown_field.json "optoins"
 bad_job bad_name.json "name"
 bad_job empty.json "empty.json"
 bad_job no_such_job.json "no_such_job.json"
+
+bad_check invalid_json.json "line 3, column 14"
+bad_check unknown_type.json "target.attributes.id.type"
+bad_check mapping_unknown_attr.json "mapping.foo"
+bad_check no_such_job.json "no_such_job.json"
 
 finish

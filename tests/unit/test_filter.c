@@ -133,6 +133,7 @@ static void test_case(void **state)
               "\xc3\x84rger Im \xc3\234bermut");
     assert_ev("{{ x | title }}", "o'neil", "O'Neil");
     assert_ev("{{ x | title }}", "peter's BAR", "Peter's Bar");
+    assert_ev("{{ x | title }}", "i'm d'angelo", "I'm D'Angelo");
     assert_ev("{{ x | title }}", "3rd street", "3rd Street");
     assert_missing("{{ x | upper }}", NULL);
     assert_missing("{{ x | title }}", NULL);
@@ -148,6 +149,15 @@ static void test_replace(void **state)
     assert_missing("{{ x | replace('a', '') }}", "aaa");
     assert_missing("{{ x | replace('a', 'b') }}", NULL);
     assert_has(compile_err("{{ x | replace('', 'b') }}"), "replace: the text to replace is empty");
+    /* results are bounded: 1000 matches times a 20000-byte replacement */
+    static char many[1001], big[20001];
+    memset(many, 'a', 1000);
+    memset(big, 'b', 20000);
+    const char *row[] = {"x", many, "y", big, NULL}, *out, *err;
+    assert_int_equal(eval_row("{{ x | replace('a', y) }}", row, &out, &err), SL_ERR_INVALID);
+    assert_has(err, "replace: the result would be longer than");
+    assert_int_equal(eval_row("{{ x | regex_replace('a', y) }}", row, &out, &err), SL_ERR_INVALID);
+    assert_has(err, "regex_replace: the result would be longer than");
 }
 
 static void test_regex_replace(void **state)

@@ -431,7 +431,8 @@ static const struct {
     {"{`name`:`j`,`name`:`k`}", "duplicate object key"},
     {JOB("") " trailing", "end of file expected"},
     {"[1,2]", "the job must be a JSON object (is an array)"},
-    {"", "line 1, column 0"},
+    {"", "the job file is empty"},
+    {" \n\t ", "the job file is empty"},
     /* unknown fields, with suggestions */
     {"{" NAME ",`sorce`:{`url`:`a`}," TGT "," MAP "}",
      "unknown field 'sorce' (did you mean 'source'?)"},

@@ -99,6 +99,11 @@ void sl_template_destroy(struct sl_template *tpl);
  * NULL). */
 bool sl_template_is_column(const struct sl_template *tpl, size_t *ref);
 
+/* Whether tpl reads exactly one field as the head of its expressions (a
+ * column copy, or "{{ Umsatz | number('de') }}"), and which ref: the source
+ * value a problem of the attribute is about. */
+bool sl_template_input_ref(const struct sl_template *tpl, size_t *ref);
+
 /* Checks that the lookup tables the template names exist in job (called by
  * the job loader once lookups are known). 0 or -1 with errbuf set ("unknown
  * lookup table 'countries'"). */
