@@ -113,8 +113,7 @@ char *sl_arena_printf(struct sl_arena *a, const char *fmt, ...)
     return p;
 }
 
-void *sl_arena_grow(struct sl_arena *a, void *old, size_t sz, size_t used, size_t *cap,
-                    size_t want)
+void *sl_arena_grow(struct sl_arena *a, void *old, size_t sz, size_t used, size_t *cap, size_t want)
 {
     if (want <= *cap)
         return old;

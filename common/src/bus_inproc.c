@@ -13,9 +13,9 @@
  * stage threads spend their time working rather than in futex calls. For the
  * same reason a consumer that finds its queue empty first naps for a
  * millisecond without asking to be woken (a producer wakes it only once
- * LAZY_WAKE messages wait); only then does it sleep until the next message. Messages sent to a topic
- * without subscribers are dropped, so every stage subscribes before any
- * message is sent (sl_stage_runner_new does it on the caller's thread).
+ * LAZY_WAKE messages wait); only then does it sleep until the next message. Messages sent to a
+ * topic without subscribers are dropped, so every stage subscribes before any message is sent
+ * (sl_stage_runner_new does it on the caller's thread).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -45,7 +45,7 @@ struct queue {
     struct item *ring;
     size_t cap, head, len;
     int waiting_consumers, waiting_producers;
-    int napping_consumers; /* wake them only for LAZY_WAKE messages */
+    int napping_consumers;                        /* wake them only for LAZY_WAKE messages */
     bool consumer_signalled, producers_signalled; /* one wake-up per sleep */
     bool closed;
     pthread_t owner; /* the thread that polls this queue last */
@@ -196,8 +196,8 @@ static int inproc_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg
 }
 
 static struct sl_consumer *inproc_subscribe(struct sl_bus *bus, const char *group,
-                                            const char *const *topics, size_t ntopics,
-                                            char *errbuf, size_t errsz)
+                                            const char *const *topics, size_t ntopics, char *errbuf,
+                                            size_t errsz)
 {
     struct inproc_bus *b = (struct inproc_bus *)bus;
     struct sl_consumer *c = calloc(1, sizeof(*c));
@@ -272,8 +272,8 @@ static int inproc_poll(struct sl_consumer *c, struct sl_msg **msg, const char **
             struct timespec now, nap, until;
             clock_gettime(CLOCK_REALTIME, &now);
             nap = until = now;
-            long nap_us = timeout_ms > 0 && timeout_ms * 1000L < LAZY_US ? timeout_ms * 1000L
-                                                                           : LAZY_US;
+            long nap_us =
+                timeout_ms > 0 && timeout_ms * 1000L < LAZY_US ? timeout_ms * 1000L : LAZY_US;
             add_us(&nap, nap_us);
             if (timeout_ms > 0)
                 add_us(&until, timeout_ms * 1000L);

@@ -273,8 +273,7 @@ static int write_errors_csv(struct local_ledger *ll, char *errbuf, size_t errsz)
         goto io;
     goto out;
 io:
-    rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot write %s: %s", ll->csv_path,
-                   strerror(errno));
+    rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot write %s: %s", ll->csv_path, strerror(errno));
 out:
     if (out)
         fclose(out);
@@ -305,12 +304,12 @@ static int write_run_json(struct local_ledger *ll, const struct sl_run_summary *
     json_t *src = json_object();
     json_object_set_new(src, "sha256", s->sha256 ? json_string(s->sha256) : json_null());
     json_object_set_new(src, "bytes", json_integer((json_int_t)s->bytes));
-    json_t *counts = json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "read", (json_int_t)c->read, "published",
-        (json_int_t)c->published, "created", (json_int_t)c->created, "updated",
-        (json_int_t)c->updated, "unchanged", (json_int_t)c->unchanged, "rejected",
-        (json_int_t)c->rejected, "duplicates", (json_int_t)c->duplicates, "not_created",
-        (json_int_t)c->not_created);
+    json_t *counts =
+        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "read", (json_int_t)c->read, "published",
+                  (json_int_t)c->published, "created", (json_int_t)c->created, "updated",
+                  (json_int_t)c->updated, "unchanged", (json_int_t)c->unchanged, "rejected",
+                  (json_int_t)c->rejected, "duplicates", (json_int_t)c->duplicates, "not_created",
+                  (json_int_t)c->not_created);
     json_t *run = json_object();
     json_object_set_new(run, "run_id", json_string(s->run_id));
     json_object_set_new(run, "job", json_string(s->job));
@@ -382,8 +381,8 @@ static const struct sl_ledger_ops local_ops = {
     .destroy = ledger_destroy,
 };
 
-struct sl_ledger *sl_ledger_local_open(const char *dir, const struct sl_job *job,
-                                       char *errbuf, size_t errsz)
+struct sl_ledger *sl_ledger_local_open(const char *dir, const struct sl_job *job, char *errbuf,
+                                       size_t errsz)
 {
     struct local_ledger *ll = calloc(1, sizeof(*ll));
     if (!ll) {
@@ -406,8 +405,7 @@ struct sl_ledger *sl_ledger_local_open(const char *dir, const struct sl_job *job
         goto fail;
     }
     if (!(ll->rej = fopen(ll->rej_tmp, "w"))) {
-        sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot create %s: %s", ll->rej_tmp,
-                  strerror(errno));
+        sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot create %s: %s", ll->rej_tmp, strerror(errno));
         goto fail;
     }
     return &ll->base;

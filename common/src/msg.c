@@ -301,9 +301,9 @@ void sl_new_run_id(char out[37])
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 static const char *dup_s(struct sl_msg *m, const char *s, bool *ok)
@@ -316,8 +316,7 @@ static const char *dup_s(struct sl_msg *m, const char *s, bool *ok)
     return p;
 }
 
-static struct sl_field *dup_fields(struct sl_msg *m, const struct sl_field *f, uint32_t n,
-                                   bool *ok)
+static struct sl_field *dup_fields(struct sl_msg *m, const struct sl_field *f, uint32_t n, bool *ok)
 {
     if (!n)
         return NULL;

@@ -87,8 +87,7 @@ static int file_commit(struct sl_sink *sk, char *errbuf, size_t errsz)
 {
     struct file_sink *fs = (struct file_sink *)sk;
     if (fflush(fs->f))
-        return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot write %s: %s", fs->tmp,
-                         strerror(errno));
+        return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot write %s: %s", fs->tmp, strerror(errno));
     return 0;
 }
 
@@ -106,8 +105,7 @@ static int file_finish(struct sl_sink *sk, bool success, char *errbuf, size_t er
         rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot write %s", fs->tmp);
     }
     if (fclose(fs->f) && rc == 0 && success)
-        rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot write %s: %s", fs->tmp,
-                       strerror(errno));
+        rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot write %s: %s", fs->tmp, strerror(errno));
     fs->f = NULL;
     if (success && rc == 0) {
         if (rename(fs->tmp, fs->path))

@@ -80,8 +80,7 @@ static void dead_letter(struct sl_stage_runner *r, const char *topic, struct sl_
     sl_bus_send(r->bus, SL_TOPIC_DEAD, sl_msg_ref(msg));
 }
 
-int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errbuf,
-                        size_t errsz)
+int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errbuf, size_t errsz)
 {
     const struct sl_stage *st = r->stage;
     unsigned uncommitted = 0;
@@ -113,15 +112,13 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
                 sleep_ms(100);
                 continue;
             }
-            return sl_seterr(errbuf, errsz, rc, "%s: cannot poll: %s", st->name,
-                             sl_err_str(rc));
+            return sl_seterr(errbuf, errsz, rc, "%s: cannot poll: %s", st->name, sl_err_str(rc));
         }
         idle_flushed = false;
         long backoff = 50;
         for (;;) {
             rc = st->process(r->state, topic, msg, &r->em);
-            if (rc == 0 || sl_err_class(rc) != SL_ERRCLASS_RETRIABLE ||
-                (stop && atomic_load(stop)))
+            if (rc == 0 || sl_err_class(rc) != SL_ERRCLASS_RETRIABLE || (stop && atomic_load(stop)))
                 break;
             sl_warn(st->name, "retrying a %s message: %s", sl_msg_kind_str(msg->kind),
                     sl_err_str(rc));

@@ -117,8 +117,8 @@ int sl_embedded_run(struct sl_job *job, const struct sl_embedded_opts *opts,
                     struct sl_embedded_result *res, char *errbuf, size_t errsz)
 {
     static const struct sl_stage *const stages[NSTAGES] = {
-        &sl_stage_fetcher, &sl_stage_parser, &sl_stage_mapper, &sl_stage_validator,
-        &sl_stage_publisher,
+        &sl_stage_fetcher,   &sl_stage_parser,    &sl_stage_mapper,
+        &sl_stage_validator, &sl_stage_publisher,
     };
     struct stage_thread th[NSTAGES];
     memset(th, 0, sizeof(th));

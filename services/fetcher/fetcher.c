@@ -34,8 +34,7 @@ struct fetcher {
     const struct sl_stage_env *env;
 };
 
-static int fetcher_init(void **state, const struct sl_stage_env *env, char *errbuf,
-                        size_t errsz)
+static int fetcher_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
 {
     struct fetcher *f = calloc(1, sizeof(*f));
     if (!f)
@@ -159,15 +158,14 @@ out:
     return rc;
 }
 
-static int fetcher_process(void *state, const char *topic, struct sl_msg *t,
-                           struct sl_emitter *em)
+static int fetcher_process(void *state, const char *topic, struct sl_msg *t, struct sl_emitter *em)
 {
     struct fetcher *f = state;
     if (t->kind != SL_MSG_TICKET)
         return SL_ERR_INVALID;
     char err[512] = "";
-    const struct sl_job *job = sl_jobs_get(f->env->jobs, t->job_id, t->job_version, err,
-                                           sizeof(err));
+    const struct sl_job *job =
+        sl_jobs_get(f->env->jobs, t->job_id, t->job_version, err, sizeof(err));
     if (!job)
         return emit_failed(em, t, err);
     int64_t started = sl_now_us();
@@ -200,8 +198,8 @@ static int fetcher_process(void *state, const char *topic, struct sl_msg *t,
         const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
         blob = rundir ? sl_path_join(rundir, base) : NULL;
         if (!blob || sl_mkdirs(rundir)) {
-            snprintf(err, sizeof(err), "cannot create blob directory %s: %s",
-                     rundir ? rundir : "?", strerror(errno));
+            snprintf(err, sizeof(err), "cannot create blob directory %s: %s", rundir ? rundir : "?",
+                     strerror(errno));
             free(dir);
             free(rundir);
             rc = emit_failed(em, t, err);

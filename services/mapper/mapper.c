@@ -106,15 +106,14 @@ static int bind_header(struct mapper *m, const struct sl_job *job, const struct 
     return 0;
 }
 
-static int mapper_process(void *state, const char *topic, struct sl_msg *in,
-                          struct sl_emitter *em)
+static int mapper_process(void *state, const char *topic, struct sl_msg *in, struct sl_emitter *em)
 {
     struct mapper *m = state;
     if (in->kind != SL_MSG_RECORD)
         return SL_ERR_INVALID;
     char err[256];
-    const struct sl_job *job = sl_jobs_get(m->env->jobs, in->job_id, in->job_version, err,
-                                           sizeof(err));
+    const struct sl_job *job =
+        sl_jobs_get(m->env->jobs, in->job_id, in->job_version, err, sizeof(err));
     if (!job) {
         sl_warn("mapper", "record of run %s: %s", in->run_id, err);
         return SL_ERR_NOTFOUND;

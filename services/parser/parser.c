@@ -181,15 +181,14 @@ static int on_row(void *ud, const struct sl_row *row)
     return 0;
 }
 
-static int parser_process(void *state, const char *topic, struct sl_msg *f,
-                          struct sl_emitter *em)
+static int parser_process(void *state, const char *topic, struct sl_msg *f, struct sl_emitter *em)
 {
     struct parser *p = state;
     if (f->kind != SL_MSG_FILE)
         return SL_ERR_INVALID;
     char err[512] = "";
-    const struct sl_job *job = sl_jobs_get(p->env->jobs, f->job_id, f->job_version, err,
-                                           sizeof(err));
+    const struct sl_job *job =
+        sl_jobs_get(p->env->jobs, f->job_id, f->job_version, err, sizeof(err));
     if (!job)
         return emit_failed(em, f, err);
     const char *name = f->u.file.file_name ? f->u.file.file_name : f->u.file.blob;

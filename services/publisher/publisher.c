@@ -48,8 +48,7 @@ struct publisher {
     size_t ndone;
 };
 
-static int publisher_init(void **state, const struct sl_stage_env *env, char *errbuf,
-                          size_t errsz)
+static int publisher_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
 {
     struct publisher *p = calloc(1, sizeof(*p));
     if (!p)
@@ -206,9 +205,8 @@ static int finalize(struct publisher *p, struct run *r, struct sl_emitter *em)
         p->env->st->ops->set_last_sha(p->env->st, r->job->id, r->sha256);
     p->env->st->ops->end_run(p->env->st, r->run_id);
 
-    sl_info("publisher",
-            "run %s %s: %llu read, %llu published, %llu rejected%s%s", r->run_id, status,
-            (unsigned long long)r->counts.read, (unsigned long long)r->counts.published,
+    sl_info("publisher", "run %s %s: %llu read, %llu published, %llu rejected%s%s", r->run_id,
+            status, (unsigned long long)r->counts.read, (unsigned long long)r->counts.published,
             (unsigned long long)r->counts.rejected, r->reason ? ": " : "",
             r->reason ? r->reason : "");
     struct sl_msg *ev = sl_msg_new(SL_MSG_RUN_EVENT, r->run_id, r->job_id, r->job_version);

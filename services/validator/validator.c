@@ -26,8 +26,7 @@ struct validator {
     struct sl_buf key;
 };
 
-static int validator_init(void **state, const struct sl_stage_env *env, char *errbuf,
-                          size_t errsz)
+static int validator_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
 {
     struct validator *v = calloc(1, sizeof(*v));
     if (!v)
@@ -106,8 +105,8 @@ static int validator_process(void *state, const char *topic, struct sl_msg *in,
     if (in->kind != SL_MSG_RECORD)
         return SL_ERR_INVALID;
     char err[256];
-    const struct sl_job *job = sl_jobs_get(v->env->jobs, in->job_id, in->job_version, err,
-                                           sizeof(err));
+    const struct sl_job *job =
+        sl_jobs_get(v->env->jobs, in->job_id, in->job_version, err, sizeof(err));
     if (!job) {
         sl_warn("validator", "record of run %s: %s", in->run_id, err);
         return SL_ERR_NOTFOUND;
@@ -155,8 +154,7 @@ static int validator_process(void *state, const char *topic, struct sl_msg *in,
     if (build_key(v, job, r)) {
         r->key = out->key = sl_arena_strndup(&out->arena, v->key.data, v->key.len);
         bool add = r->nprob == 0;
-        int seen = v->env->st->ops->seen_key(v->env->st, out->run_id, v->key.data, v->key.len,
-                                             add);
+        int seen = v->env->st->ops->seen_key(v->env->st, out->run_id, v->key.data, v->key.len, add);
         if (seen < 0) {
             sl_msg_unref(out);
             return seen;

@@ -14,7 +14,10 @@ struct sl_buf {
     size_t len, cap;
 };
 
-#define SL_BUF_INIT {NULL, 0, 0}
+#define SL_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void sl_buf_init(struct sl_buf *b);
 void sl_buf_cleanup(struct sl_buf *b);

@@ -56,11 +56,11 @@ void sl_sink_destroy(struct sl_sink *sk);
 /* The summary of a finished run. */
 struct sl_run_summary {
     const char *run_id;
-    const char *job;        /* job name */
-    const char *status;     /* succeeded, completed_with_errors, skipped, failed */
-    const char *reason;     /* why it failed or was skipped, or NULL */
+    const char *job;                 /* job name */
+    const char *status;              /* succeeded, completed_with_errors, skipped, failed */
+    const char *reason;              /* why it failed or was skipped, or NULL */
     int64_t started_at, finished_at; /* unix microseconds */
-    const char *sha256;     /* of the source, or NULL */
+    const char *sha256;              /* of the source, or NULL */
     uint64_t bytes;
     struct sl_counts counts;
     const char *out_files[4]; /* files written, for the CLI summary */
@@ -90,8 +90,8 @@ struct sl_ledger {
 
 /* Local ledger in dir: rejected.ndjson as rows arrive; errors.csv and
  * run.json at finish. */
-struct sl_ledger *sl_ledger_local_open(const char *dir, const struct sl_job *job,
-                                       char *errbuf, size_t errsz);
+struct sl_ledger *sl_ledger_local_open(const char *dir, const struct sl_job *job, char *errbuf,
+                                       size_t errsz);
 void sl_ledger_destroy(struct sl_ledger *lg);
 
 /* One published record as a JSON object line (attributes typed as JOBS.md

@@ -38,17 +38,17 @@ typedef struct sl_ledger *(*sl_ledger_open_fn)(const struct sl_job *job, const c
 /* What a stage may use; set up by main.c (or the embedded runner), shared by
  * every stage thread, read-only after start. */
 struct sl_stage_env {
-    struct sl_jobs *jobs;     /* job definitions by id and version */
-    struct sl_state *st;      /* last-success hashes, per-run keys */
-    const char *blob_dir;     /* where fetched files are kept */
-    const char *out_dir;      /* embedded mode: where the run's files go */
-    const char *sink_path;    /* embedded mode: the NDJSON file of published records */
-    const char *job_dir;      /* embedded mode: relative source paths start here */
-    const char *hash_key;     /* SLUICE_HASH_KEY or NULL */
-    const char *allow_hosts;  /* SLUICE_ALLOW_HOSTS or NULL */
+    struct sl_jobs *jobs;    /* job definitions by id and version */
+    struct sl_state *st;     /* last-success hashes, per-run keys */
+    const char *blob_dir;    /* where fetched files are kept */
+    const char *out_dir;     /* embedded mode: where the run's files go */
+    const char *sink_path;   /* embedded mode: the NDJSON file of published records */
+    const char *job_dir;     /* embedded mode: relative source paths start here */
+    const char *hash_key;    /* SLUICE_HASH_KEY or NULL */
+    const char *allow_hosts; /* SLUICE_ALLOW_HOSTS or NULL */
     sl_sink_open_fn open_sink;
     sl_ledger_open_fn open_ledger;
-    bool embedded;            /* no servers: local files allowed as sources */
+    bool embedded; /* no servers: local files allowed as sources */
 };
 
 struct sl_emitter {
@@ -61,8 +61,8 @@ struct sl_emitter {
 int sl_emit(struct sl_emitter *em, const char *topic, struct sl_msg *msg);
 
 struct sl_stage {
-    const char *name;           /* "parser"; also the default consumer group */
-    const char *const *inputs;  /* NULL-terminated logical topic names */
+    const char *name;          /* "parser"; also the default consumer group */
+    const char *const *inputs; /* NULL-terminated logical topic names */
     /* Builds the stage's private state. */
     int (*init)(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz);
     /* Processes one message, borrowed for the call. A poison error sends the
@@ -86,8 +86,7 @@ struct sl_stage_runner *sl_stage_runner_new(const struct sl_stage *stage, struct
 /* Runs the stage until the bus closes (and its queue is drained) or *stop
  * becomes true. Returns 0, or the fatal error with errbuf set. Call from one
  * thread at a time. */
-int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errbuf,
-                        size_t errsz);
+int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errbuf, size_t errsz);
 
 /* Messages processed so far (any thread, approximate). */
 unsigned long long sl_stage_runner_count(const struct sl_stage_runner *r);

@@ -71,8 +71,7 @@ const char *sl_currency_code(const char *code);
  * ("ext. 12", "x12") are refused: E.164 cannot hold them. NULL with *why set
  * to the whole message naming the value (in arena, or static) when s cannot
  * be normalized. */
-char *sl_phone_e164(const char *s, const char *region, struct sl_arena *arena,
-                    const char **why);
+char *sl_phone_e164(const char *s, const char *region, struct sl_arena *arena, const char **why);
 /* Whether region is a known ISO 3166 alpha-2 region with phone numbers
  * (case-insensitive; the loader should keep it upper-case). */
 bool sl_phone_region_valid(const char *region);
