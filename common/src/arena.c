@@ -15,7 +15,8 @@ struct sl_arena_block {
     _Alignas(16) char data[];
 };
 
-#define ALIGN16(n) (((n) + 15) & ~(size_t)15)
+/* 8 bytes: enough for every type a record holds; strings waste less */
+#define ALIGN8(n) (((n) + 7) & ~(size_t)7)
 
 void sl_arena_init(struct sl_arena *a)
 {
@@ -42,12 +43,12 @@ void sl_arena_cleanup(struct sl_arena *a)
 
 void *sl_arena_alloc(struct sl_arena *a, size_t n)
 {
-    size_t need = ALIGN16(n ? n : 1);
+    size_t need = ALIGN8(n ? n : 1);
     if ((size_t)(a->end - a->cur) < need) {
         size_t last = a->head ? a->head->size : SL_ARENA_INLINE;
         size_t size = last * 2;
         if (size < need)
-            size = ALIGN16(need);
+            size = ALIGN8(need);
         if (size > (1u << 20) && need <= (1u << 20))
             size = 1u << 20;
         struct sl_arena_block *b = malloc(sizeof(*b) + size);

@@ -2,12 +2,31 @@
  * Compact set of keys (keyset.h): the validator's "key seen in this run".
  *
  * A key is reduced to its 64-bit SipHash-2-4 under a random per-set key and
- * only that fingerprint is stored, in an open-addressing table of power-of-two
- * size with linear probing; 0 marks an empty slot, so a fingerprint of 0 is
- * stored as 1. The table doubles at 3/4 load: 8 bytes a slot and nothing else
- * per key, about 16 MiB for a million keys. Two distinct keys share a
- * fingerprint with probability about n^2 / 2^65 (3e-8 for a million keys);
- * the random key keeps an adversary from choosing such keys on purpose.
+ * only that fingerprint is kept; two distinct keys share one with probability
+ * about n^2 / 2^65 (7e-7 for 5 million keys), and the random key keeps an
+ * adversary from choosing such keys on purpose. 0 marks an empty slot, so a
+ * fingerprint of 0 is kept as 1.
+ *
+ * Fingerprints live in two places. New ones go to a small table indexed by
+ * their top bits with ordered linear probing (each cluster kept sorted, no
+ * wrap-around, a spare tail instead), so the table is always one sorted array
+ * with holes: 8 bytes a slot, at most 3/4 full. When it is full it grows, up
+ * to a cap; at the cap it is merged into the level: every fingerprint so far,
+ * sorted and Elias-Fano coded. A fingerprint's top hbits (about log2 n) pick a
+ * bucket, written in unary in the upper bit vector (a 1 per key, a 0 ending
+ * each bucket), and its lbits = 64 - hbits low bits are packed in chunks of
+ * 2^13 keys; with a sample of where every 64th bucket starts, that is about
+ * 44 bits a key, near the 43.2 bits any set of 5 million random 64-bit values
+ * needs. A lookup probes the table, then reads a sample, a word or three of
+ * the upper vector and the low bits of the bucket's keys (about one).
+ *
+ * A merge streams the old level and the table into a new level and gives each
+ * old chunk of low bits to the new level as soon as it is read, so it needs
+ * the new upper vector and samples and a few chunks more than the result, not
+ * an old and a new copy of the level. Everything a merge needs is allocated
+ * before it starts: when memory runs out the set stays as it was. The table's
+ * cap is 4 MiB, or a quarter of the level's size when that is more, so merges
+ * stay rare as the set grows.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -20,12 +39,35 @@
 #include "sluice/err.h"
 #include "sluice/keyset.h"
 
-#define KS_INITIAL_SLOTS 64
+#define KS_TABLE_MIN  1024u      /* slots of a new set's table */
+#define KS_TABLE_CAP  (1u << 19) /* slots the table may grow to (4 MiB) */
+#define KS_TABLE_PAD  256u       /* spare slots after the last home slot */
+#define KS_HBITS_MIN  8u         /* so that lbits + 7 fits a 64-bit load */
+#define KS_CHUNK_BITS 13u        /* 2^13 keys' low bits a chunk */
+#define KS_CHUNK_KEYS ((size_t)1 << KS_CHUNK_BITS)
+#define KS_SAMPLE     64u /* buckets between samples */
+
+/* The compressed level: n distinct fingerprints in ascending order. Key i
+ * with bucket h = fp >> lbits is bit h + i of upper (set), and bucket h ends
+ * with the zero at bit h + (number of keys in buckets <= h). */
+struct level {
+    size_t n;
+    unsigned hbits, lbits;
+    uint64_t *upper;   /* (n + 2^hbits) / 64 + 2 words */
+    uint32_t *samples; /* [j]: bit where bucket j * KS_SAMPLE starts */
+    unsigned char **chunks;
+    size_t nchunks, chunk_bytes;
+};
 
 struct sl_keyset {
-    uint64_t *slots;
-    size_t mask; /* slots - 1 */
-    size_t count;
+    uint64_t *slots; /* tslots + KS_TABLE_PAD, ascending apart from zeros */
+    size_t tslots;   /* a power of two */
+    unsigned tshift; /* 64 - log2(tslots): fp >> tshift is fp's home slot */
+    size_t tcount;
+    size_t tcap;    /* the most slots the table grows to */
+    bool fixed_cap; /* tcap stays (sl_keyset_new_cap) */
+    struct level lv;
+    size_t bytes, peak; /* held from malloc now, and at most */
     uint8_t key[16];
 };
 
@@ -113,7 +155,7 @@ uint64_t sl_siphash(const uint8_t k[16], const void *data, size_t len)
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-/* ---- the table ---- */
+/* ---- a random key ---- */
 
 /* A random key for a new set. getrandom only fails before the kernel's pool
  * is ready or under seccomp; the clock, pid and an address are then still
@@ -143,30 +185,414 @@ static void random_key(uint8_t key[16], const void *salt)
     memcpy(key + 8, &b, 8);
 }
 
-/* Slot of fp, or of the empty slot where it would go. */
-static size_t probe(const uint64_t *slots, size_t mask, uint64_t fp)
+/* ---- memory, counted ---- */
+
+static void *ks_alloc(struct sl_keyset *ks, size_t n, bool zero)
 {
-    size_t i = (size_t)fp & mask;
-    while (slots[i] && slots[i] != fp)
-        i = (i + 1) & mask;
-    return i;
+    void *p = zero ? calloc(1, n) : malloc(n);
+    if (p) {
+        ks->bytes += n;
+        if (ks->bytes > ks->peak)
+            ks->peak = ks->bytes;
+    }
+    return p;
 }
 
-static int grow(struct sl_keyset *ks)
+static void ks_free(struct sl_keyset *ks, void *p, size_t n)
 {
-    size_t n = (ks->mask + 1) * 2;
-    if (n > SIZE_MAX / sizeof(uint64_t))
+    if (p) {
+        free(p);
+        ks->bytes -= n;
+    }
+}
+
+/* ---- bits ---- */
+
+static uint64_t load64(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    x = __builtin_bswap64(x);
+#endif
+    return x;
+}
+
+static void store64(unsigned char *p, uint64_t x)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    x = __builtin_bswap64(x);
+#endif
+    memcpy(p, &x, 8);
+}
+
+/* Without -mpopcnt the builtin is a libgcc call; this is as fast. */
+static unsigned popcount64(uint64_t x)
+{
+#ifdef __POPCNT__
+    return (unsigned)__builtin_popcountll(x);
+#else
+    x -= (x >> 1) & UINT64_C(0x5555555555555555);
+    x = (x & UINT64_C(0x3333333333333333)) + ((x >> 2) & UINT64_C(0x3333333333333333));
+    x = (x + (x >> 4)) & UINT64_C(0x0f0f0f0f0f0f0f0f);
+    return (unsigned)((x * UINT64_C(0x0101010101010101)) >> 56);
+#endif
+}
+
+/* Index of the set bit of w that has k set bits below it (k < popcount). */
+static unsigned select64(uint64_t w, unsigned k)
+{
+    unsigned base = 0;
+    for (;;) {
+        unsigned c = popcount64(w & 0xff);
+        if (k < c)
+            break;
+        k -= c;
+        w >>= 8;
+        base += 8;
+    }
+    while (k--)
+        w &= w - 1;
+    return base + (unsigned)__builtin_ctzll(w);
+}
+
+/* ---- the level ---- */
+
+/* Bucket bits for n keys: floor(log2(4n/3)), so that 2^hbits / n is in
+ * (2/3, 4/3], where lbits + 1 + 1.5 * 2^hbits / n bits a key is least. */
+static unsigned level_hbits(size_t n)
+{
+    unsigned h = KS_HBITS_MIN;
+    while (h < 40 && (UINT64_C(3) << (h + 1)) <= (uint64_t)n * 4)
+        h++;
+    return h;
+}
+
+static size_t level_words(size_t n, unsigned hbits)
+{
+    return (n + ((size_t)1 << hbits)) / 64 + 2;
+}
+
+static size_t level_nsamples(unsigned hbits)
+{
+    return ((size_t)1 << hbits) / KS_SAMPLE + 1;
+}
+
+static size_t level_bytes(const struct level *lv)
+{
+    if (!lv->n)
+        return 0;
+    return lv->nchunks * (lv->chunk_bytes + sizeof(*lv->chunks)) +
+           level_words(lv->n, lv->hbits) * sizeof(uint64_t) +
+           level_nsamples(lv->hbits) * sizeof(uint32_t);
+}
+
+static uint64_t level_low(const struct level *lv, size_t i)
+{
+    const unsigned char *c = lv->chunks[i >> KS_CHUNK_BITS];
+    size_t bit = (i & (KS_CHUNK_KEYS - 1)) * lv->lbits;
+    return load64(c + (bit >> 3)) >> (bit & 7) & ((UINT64_C(1) << lv->lbits) - 1);
+}
+
+static bool level_has(const struct level *lv, uint64_t fp)
+{
+    if (!lv->n)
+        return false;
+    uint64_t h = fp >> lv->lbits, lo = fp & ((UINT64_C(1) << lv->lbits) - 1);
+    const uint64_t *up = lv->upper;
+    size_t pos = lv->samples[h / KS_SAMPLE];
+    unsigned r = (unsigned)(h % KS_SAMPLE), c;
+    if (r) {
+        /* Bucket h starts after the r-th zero from the sample's bucket. */
+        size_t wi = pos >> 6;
+        uint64_t w = ~up[wi] & (~UINT64_C(0) << (pos & 63));
+        while ((c = popcount64(w)) < r) {
+            r -= c;
+            w = ~up[++wi];
+        }
+        pos = (wi << 6) + select64(w, r - 1) + 1;
+    }
+    for (size_t i = pos - (size_t)h; up[pos >> 6] >> (pos & 63) & 1; pos++, i++) {
+        uint64_t v = level_low(lv, i);
+        if (v >= lo)
+            return v == lo;
+    }
+    return false;
+}
+
+static void level_free(struct sl_keyset *ks, struct level *lv)
+{
+    if (lv->chunks) {
+        for (size_t c = 0; c < lv->nchunks; c++)
+            ks_free(ks, lv->chunks[c], lv->chunk_bytes);
+        ks_free(ks, lv->chunks, lv->nchunks * sizeof(*lv->chunks));
+    }
+    if (lv->upper)
+        ks_free(ks, lv->upper, level_words(lv->n, lv->hbits) * sizeof(uint64_t));
+    if (lv->samples)
+        ks_free(ks, lv->samples, level_nsamples(lv->hbits) * sizeof(uint32_t));
+    memset(lv, 0, sizeof(*lv));
+}
+
+/* ---- the table of recent keys ---- */
+
+static size_t table_len(size_t tslots)
+{
+    return tslots + KS_TABLE_PAD;
+}
+
+static unsigned log2_size(size_t n)
+{
+    unsigned b = 0;
+    while (((size_t)1 << b) < n)
+        b++;
+    return b;
+}
+
+/* Whether fp is in the table; *at is its slot or the one it would go in.
+ * The last slot stays empty, so every scan ends. */
+static bool table_find(const struct sl_keyset *ks, uint64_t fp, size_t *at)
+{
+    const uint64_t *s = ks->slots;
+    size_t i = (size_t)(fp >> ks->tshift);
+    while (s[i] && s[i] < fp)
+        i++;
+    *at = i;
+    return s[i] == fp;
+}
+
+/* Puts fp at its slot at, shifting the rest of its cluster up one; false
+ * when the cluster would reach the last slot. */
+static bool table_put(struct sl_keyset *ks, uint64_t fp, size_t at)
+{
+    uint64_t *s = ks->slots;
+    size_t end = at;
+    while (s[end])
+        end++;
+    if (end + 1 >= table_len(ks->tslots))
+        return false;
+    memmove(s + at + 1, s + at, (end - at) * sizeof(*s));
+    s[at] = fp;
+    ks->tcount++;
+    return true;
+}
+
+/* Doubles the table: its keys, already in order, each go to their new home
+ * slot or just after the previous one. */
+static int table_grow(struct sl_keyset *ks)
+{
+    size_t n = ks->tslots * 2, len = table_len(n), next = 0;
+    unsigned shift = ks->tshift - 1;
+    uint64_t *s = ks_alloc(ks, len * sizeof(*s), true);
+    if (!s)
         return SL_ERR_NOMEM;
-    uint64_t *slots = calloc(n, sizeof(uint64_t));
-    if (!slots)
-        return SL_ERR_NOMEM;
-    for (size_t i = 0; i <= ks->mask; i++)
-        if (ks->slots[i])
-            slots[probe(slots, n - 1, ks->slots[i])] = ks->slots[i];
-    free(ks->slots);
-    ks->slots = slots;
-    ks->mask = n - 1;
+    for (size_t i = 0; i < table_len(ks->tslots); i++) {
+        uint64_t fp = ks->slots[i];
+        if (!fp)
+            continue;
+        size_t at = (size_t)(fp >> shift);
+        if (at < next)
+            at = next;
+        if (at + 1 >= len) {
+            ks_free(ks, s, len * sizeof(*s));
+            return SL_ERR_LIMIT;
+        }
+        s[at] = fp;
+        next = at + 1;
+    }
+    ks_free(ks, ks->slots, table_len(ks->tslots) * sizeof(*s));
+    ks->slots = s;
+    ks->tslots = n;
+    ks->tshift = shift;
     return 0;
+}
+
+/* ---- merging the table into the level ---- */
+
+struct merge {
+    struct sl_keyset *ks;
+    struct level *old, nw;
+    unsigned char **pool; /* chunks for the new level: fresh, or read old */
+    size_t npool;
+    bool recycle; /* read old chunks go to the pool (else they are freed) */
+    size_t oi, owi;
+    uint64_t ow; /* old upper bits not yet read */
+    size_t k;    /* keys written */
+    uint64_t nextb;
+};
+
+/* Hands the old level's chunk c, fully read, on to the new level. */
+static void merge_done_chunk(struct merge *mg, size_t c)
+{
+    unsigned char *p = mg->old->chunks[c];
+    mg->old->chunks[c] = NULL;
+    if (!mg->recycle) {
+        ks_free(mg->ks, p, mg->old->chunk_bytes);
+        return;
+    }
+    if (mg->old->chunk_bytes != mg->nw.chunk_bytes) {
+        /* Shrinking in place does not fail in practice; if it did, p keeps
+         * its old size and the count is short by the difference. */
+        unsigned char *q = realloc(p, mg->nw.chunk_bytes);
+        if (q)
+            p = q;
+        mg->ks->bytes -= mg->old->chunk_bytes - mg->nw.chunk_bytes;
+    }
+    mg->pool[mg->npool++] = p;
+}
+
+/* The old level's next key. */
+static uint64_t merge_next_old(struct merge *mg)
+{
+    const struct level *old = mg->old;
+    while (!mg->ow)
+        mg->ow = old->upper[++mg->owi];
+    size_t pos = (mg->owi << 6) + (size_t)__builtin_ctzll(mg->ow);
+    mg->ow &= mg->ow - 1;
+    uint64_t v = (uint64_t)(pos - mg->oi) << old->lbits | level_low(old, mg->oi);
+    mg->oi++;
+    if (!(mg->oi & (KS_CHUNK_KEYS - 1)) || mg->oi == old->n)
+        merge_done_chunk(mg, (mg->oi - 1) >> KS_CHUNK_BITS);
+    return v;
+}
+
+static void merge_put(struct merge *mg, uint64_t fp)
+{
+    struct level *nw = &mg->nw;
+    uint64_t h = fp >> nw->lbits;
+    for (; mg->nextb <= h; mg->nextb += KS_SAMPLE)
+        nw->samples[mg->nextb / KS_SAMPLE] = (uint32_t)(mg->nextb + mg->k);
+    size_t bit = (size_t)h + mg->k, j = mg->k & (KS_CHUNK_KEYS - 1);
+    nw->upper[bit >> 6] |= UINT64_C(1) << (bit & 63);
+    if (!j) {
+        unsigned char *c = mg->pool[--mg->npool];
+        memset(c, 0, nw->chunk_bytes);
+        nw->chunks[mg->k >> KS_CHUNK_BITS] = c;
+    }
+    unsigned char *c = nw->chunks[mg->k >> KS_CHUNK_BITS];
+    size_t b = j * nw->lbits;
+    uint64_t lo = fp & ((UINT64_C(1) << nw->lbits) - 1);
+    store64(c + (b >> 3), load64(c + (b >> 3)) | lo << (b & 7));
+    mg->k++;
+}
+
+/* Merges the table into the level and empties it. Allocates all it needs
+ * first: SL_ERR_NOMEM leaves the set as it was. */
+static int merge(struct sl_keyset *ks)
+{
+    struct merge mg = {.ks = ks, .old = &ks->lv};
+    struct level *old = &ks->lv, *nw = &mg.nw;
+    size_t m = ks->tcount, pool_len = 0;
+
+    nw->n = old->n + m;
+    nw->hbits = level_hbits(nw->n);
+    nw->lbits = 64 - nw->hbits;
+    if ((uint64_t)nw->n + (UINT64_C(1) << nw->hbits) >= UINT32_MAX)
+        return SL_ERR_NOMEM; /* past 1.8 billion keys: 32-bit samples */
+    nw->chunk_bytes = KS_CHUNK_KEYS * nw->lbits / 8 + 8;
+    nw->nchunks = (nw->n + KS_CHUNK_KEYS - 1) >> KS_CHUNK_BITS;
+    /* Output key k needs chunk k / 2^13 while old keys up to k - m have
+     * been read: m / 2^13 + 2 chunks more than the read ones do. */
+    mg.recycle = old->chunk_bytes >= nw->chunk_bytes;
+    size_t fresh = mg.recycle ? (m >> KS_CHUNK_BITS) + 2 : nw->nchunks;
+    if (fresh > nw->nchunks)
+        fresh = nw->nchunks;
+    pool_len = fresh + old->nchunks;
+    nw->upper = ks_alloc(ks, level_words(nw->n, nw->hbits) * sizeof(uint64_t), true);
+    nw->samples = ks_alloc(ks, level_nsamples(nw->hbits) * sizeof(uint32_t), false);
+    nw->chunks = ks_alloc(ks, nw->nchunks * sizeof(*nw->chunks), true);
+    mg.pool = ks_alloc(ks, pool_len * sizeof(*mg.pool), false);
+    if (!nw->upper || !nw->samples || !nw->chunks || !mg.pool)
+        goto fail;
+    for (; mg.npool < fresh; mg.npool++)
+        if (!(mg.pool[mg.npool] = ks_alloc(ks, nw->chunk_bytes, false)))
+            goto fail;
+
+    mg.ow = old->n ? old->upper[0] : 0;
+    size_t ti = 0, tend = table_len(ks->tslots);
+    const uint64_t *s = ks->slots;
+    bool ohas = old->n > 0;
+    uint64_t ov = ohas ? merge_next_old(&mg) : 0;
+    while (ti < tend && !s[ti])
+        ti++;
+    while (ohas || ti < tend) {
+        if (ohas && (ti == tend || ov < s[ti])) {
+            merge_put(&mg, ov);
+            if ((ohas = mg.oi < old->n))
+                ov = merge_next_old(&mg);
+        } else {
+            merge_put(&mg, s[ti++]);
+            while (ti < tend && !s[ti])
+                ti++;
+        }
+    }
+    for (; mg.nextb <= (UINT64_C(1) << nw->hbits); mg.nextb += KS_SAMPLE)
+        nw->samples[mg.nextb / KS_SAMPLE] = (uint32_t)(mg.nextb + mg.k);
+
+    while (mg.npool)
+        ks_free(ks, mg.pool[--mg.npool], nw->chunk_bytes);
+    ks_free(ks, mg.pool, pool_len * sizeof(*mg.pool));
+    level_free(ks, old); /* its chunks are all NULL by now */
+    *old = *nw;
+    memset(ks->slots, 0, table_len(ks->tslots) * sizeof(*ks->slots));
+    ks->tcount = 0;
+    return 0;
+
+fail:
+    if (mg.pool)
+        while (mg.npool)
+            ks_free(ks, mg.pool[--mg.npool], nw->chunk_bytes);
+    ks_free(ks, mg.pool, pool_len * sizeof(*mg.pool));
+    level_free(ks, nw);
+    return SL_ERR_NOMEM;
+}
+/* Makes room in the table: grows it while under its cap, else merges it into
+ * the level (and then lets it grow to a quarter of the level's size). */
+static int flush(struct sl_keyset *ks)
+{
+    if (ks->tslots < ks->tcap && table_grow(ks) == 0)
+        return 0;
+    int rc = merge(ks);
+    if (rc || ks->fixed_cap)
+        return rc;
+    size_t want = level_bytes(&ks->lv) / 4 / sizeof(uint64_t);
+    while (ks->tcap * 2 <= want)
+        ks->tcap *= 2;
+    if (ks->tcap > ks->tslots) {
+        /* An empty table of the new size; without memory, keep the old. */
+        size_t len = table_len(ks->tcap);
+        uint64_t *s = ks_alloc(ks, len * sizeof(*s), true);
+        if (!s) {
+            ks->tcap = ks->tslots;
+            return 0;
+        }
+        ks_free(ks, ks->slots, table_len(ks->tslots) * sizeof(*s));
+        ks->slots = s;
+        ks->tshift -= log2_size(ks->tcap) - log2_size(ks->tslots);
+        ks->tslots = ks->tcap;
+    }
+    return 0;
+}
+
+/* ---- the set ---- */
+
+static struct sl_keyset *keyset_new(size_t cap, bool fixed)
+{
+    struct sl_keyset *ks = calloc(1, sizeof(*ks));
+    if (!ks)
+        return NULL;
+    ks->bytes = ks->peak = sizeof(*ks);
+    ks->tcap = cap;
+    ks->fixed_cap = fixed;
+    ks->tslots = cap < KS_TABLE_MIN ? cap : KS_TABLE_MIN;
+    ks->tshift = 64 - log2_size(ks->tslots);
+    ks->slots = ks_alloc(ks, table_len(ks->tslots) * sizeof(uint64_t), true);
+    if (!ks->slots) {
+        free(ks);
+        return NULL;
+    }
+    random_key(ks->key, ks);
+    return ks;
 }
 
 /* Returns an empty set with its own random key, or NULL when out of memory.
@@ -174,18 +600,18 @@ static int grow(struct sl_keyset *ks)
  * time, or a lock around every call. */
 struct sl_keyset *sl_keyset_new(void)
 {
-    struct sl_keyset *ks = malloc(sizeof(*ks));
-    if (!ks)
-        return NULL;
-    ks->slots = calloc(KS_INITIAL_SLOTS, sizeof(uint64_t));
-    if (!ks->slots) {
-        free(ks);
-        return NULL;
-    }
-    ks->mask = KS_INITIAL_SLOTS - 1;
-    ks->count = 0;
-    random_key(ks->key, ks);
-    return ks;
+    return keyset_new(KS_TABLE_CAP, false);
+}
+
+/* As sl_keyset_new, but the table of recent keys never grows past slots
+ * (rounded up to a power of two, at least 16): for tests of the merges. */
+struct sl_keyset *sl_keyset_new_cap(size_t slots)
+{
+    if (slots < 16)
+        slots = 16;
+    if (slots > KS_TABLE_CAP)
+        slots = KS_TABLE_CAP;
+    return keyset_new((size_t)1 << log2_size(slots), true);
 }
 
 /* Frees ks; accepts NULL. */
@@ -193,36 +619,45 @@ void sl_keyset_destroy(struct sl_keyset *ks)
 {
     if (!ks)
         return;
-    free(ks->slots);
+    level_free(ks, &ks->lv);
+    ks_free(ks, ks->slots, table_len(ks->tslots) * sizeof(uint64_t));
     free(ks);
 }
 
 /* 1 when key was in the set; 0 when it was not (with add, it is now). Returns
- * SL_ERR_NOMEM, leaving the set as it was, when adding needs a bigger table
- * that cannot be allocated. */
+ * SL_ERR_NOMEM, leaving the set as it was, when adding needs a bigger table or
+ * a merge that cannot be allocated. */
 int sl_keyset_test(struct sl_keyset *ks, const char *key, size_t len, bool add)
 {
     uint64_t fp = sl_siphash(ks->key, len ? key : "", len);
     if (!fp)
         fp = 1;
-    size_t i = probe(ks->slots, ks->mask, fp);
-    if (ks->slots[i])
+    size_t at;
+    if (table_find(ks, fp, &at) || level_has(&ks->lv, fp))
         return 1;
     if (!add)
         return 0;
-    if ((ks->count + 1) * 4 > (ks->mask + 1) * 3) {
-        int rc = grow(ks);
+    for (;;) {
+        if ((ks->tcount + 1) * 4 <= ks->tslots * 3 && table_put(ks, fp, at))
+            return 0;
+        int rc = flush(ks);
         if (rc)
             return rc;
-        i = probe(ks->slots, ks->mask, fp);
+        table_find(ks, fp, &at);
     }
-    ks->slots[i] = fp;
-    ks->count++;
-    return 0;
 }
 
 /* Number of keys in ks. */
 size_t sl_keyset_count(const struct sl_keyset *ks)
 {
-    return ks->count;
+    return ks->lv.n + ks->tcount;
+}
+
+/* Bytes ks holds from malloc (its own struct included); *peak, when peak is
+ * not NULL, the most it has held since it was made. */
+size_t sl_keyset_bytes(const struct sl_keyset *ks, size_t *peak)
+{
+    if (peak)
+        *peak = ks->peak;
+    return ks->bytes;
 }

@@ -224,6 +224,22 @@ int sl_msg_add_attr(struct sl_msg *m, const char *name, const char *value)
     return add_field(m, &r->attr, &r->nattr, &r->cattr, name, value, value ? strlen(value) : 0);
 }
 
+int sl_msg_add_attr_ref(struct sl_msg *m, const char *name, const char *value)
+{
+    struct sl_record *r = &m->u.rec;
+    if (r->nattr == r->cattr) {
+        size_t c = r->cattr;
+        struct sl_field *p =
+            sl_arena_grow(&m->arena, r->attr, sizeof(*p), r->nattr, &c, r->nattr + 1u);
+        if (!p)
+            return SL_ERR_NOMEM;
+        r->attr = p;
+        r->cattr = (uint32_t)c;
+    }
+    r->attr[r->nattr++] = (struct sl_field){name, value};
+    return 0;
+}
+
 int sl_msg_add_problem(struct sl_msg *m, const char *attribute, const char *code,
                        const char *message, const char *value)
 {

@@ -35,7 +35,7 @@ int sl_ndjson_record(struct sl_buf *b, const struct sl_job *job, const struct sl
         const struct sl_attr *a = &job->attrs[i];
         const char *v = NULL;
         bool found = false;
-        if (i < r->nattr && !strcmp(r->attr[i].name, a->name)) {
+        if (i < r->nattr && (r->attr[i].name == a->name || !strcmp(r->attr[i].name, a->name))) {
             v = r->attr[i].value;
             found = true;
         } else {

@@ -33,6 +33,7 @@ struct stage_thread {
     bool started;
     atomic_bool *stop;
     struct sl_bus *bus;
+    const char *name;
     int rc;
     char err[512];
 };
@@ -56,6 +57,9 @@ static struct sl_ledger *open_ledger(const struct sl_job *job, const char *run_i
 static void *stage_main(void *arg)
 {
     struct stage_thread *t = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "sl-%s", t->name);
+    pthread_setname_np(pthread_self(), name); /* shows in top -H, perf, gdb */
     t->rc = sl_stage_runner_run(t->runner, t->stop, t->err, sizeof(t->err));
     if (t->rc) {
         sl_error("embedded", "%s", t->err);
@@ -166,6 +170,7 @@ int sl_embedded_run(struct sl_job *job, const struct sl_embedded_opts *opts,
         }
         th[i].stop = &stop;
         th[i].bus = bus;
+        th[i].name = stages[i]->name;
     }
     for (int i = 0; i < NSTAGES; i++) {
         if (pthread_create(&th[i].tid, NULL, stage_main, &th[i])) {

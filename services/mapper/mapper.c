@@ -124,13 +124,16 @@ static int mapper_process(void *state, const char *topic, struct sl_msg *in, str
         if (rc)
             return rc;
     }
-    for (size_t k = 0; k < job->nrefs; k++) {
-        const char *v = m->ref_col[k] >= 0 ? r->src[m->ref_col[k]].value : NULL;
-        m->vals[k] = v && *v ? v : NULL;
-    }
+    /* read the values from the message we change, so that every pointer the
+     * attributes get (source values, results) lives in its arena */
     struct sl_msg *out = sl_msg_take(in);
     if (!out)
         return SL_ERR_NOMEM;
+    const struct sl_record *src = &out->u.rec;
+    for (size_t k = 0; k < job->nrefs; k++) {
+        const char *v = m->ref_col[k] >= 0 ? src->src[m->ref_col[k]].value : NULL;
+        m->vals[k] = v && *v ? v : NULL;
+    }
     struct sl_eval_ctx ctx = {
         .job = job,
         .hash_key = m->env->hash_key,
@@ -150,7 +153,7 @@ static int mapper_process(void *state, const char *topic, struct sl_msg *in, str
             val = NULL;
         }
         if (rc == 0)
-            rc = sl_msg_add_attr(out, a->name, val);
+            rc = sl_msg_add_attr_ref(out, a->name, val);
     }
     if (rc) {
         sl_msg_unref(out);

@@ -47,7 +47,7 @@ static void validator_destroy(void *state)
 static bool has_problem(const struct sl_record *r, const char *attr)
 {
     for (uint32_t i = 0; i < r->nprob; i++)
-        if (!strcmp(r->prob[i].attribute, attr))
+        if (r->prob[i].attribute == attr || !strcmp(r->prob[i].attribute, attr))
             return true;
     return false;
 }
@@ -56,7 +56,8 @@ static bool has_problem(const struct sl_record *r, const char *attr)
  * them in that order; a record from elsewhere is matched by name). */
 static struct sl_field *attr_of(struct sl_record *r, const struct sl_job *job, size_t i)
 {
-    if (i < r->nattr && !strcmp(r->attr[i].name, job->attrs[i].name))
+    if (i < r->nattr &&
+        (r->attr[i].name == job->attrs[i].name || !strcmp(r->attr[i].name, job->attrs[i].name)))
         return &r->attr[i];
     for (uint32_t k = 0; k < r->nattr; k++)
         if (!strcmp(r->attr[k].name, job->attrs[i].name))

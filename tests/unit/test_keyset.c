@@ -1,6 +1,9 @@
 /*
  * Unit tests of the key set (keyset.h): SipHash-2-4 against the reference
- * implementation's vectors, and the set itself on a million keys.
+ * implementation's vectors; the set on a million keys; merges of the table
+ * of recent keys into the compressed level, forced often by a tiny table and
+ * checked against an exact set; and 5 million keys within 40 MiB, printing
+ * the set's bytes a key and the time a call.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +12,9 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sluice/keyset.h"
 
@@ -180,12 +185,201 @@ static void test_million_keys(void **state)
     sl_keyset_destroy(ks);
 }
 
+/* Keys i in [0, n) of one family, as the validator would see them. */
+static int fmt_key(char *buf, size_t sz, const char *family, unsigned i)
+{
+    return snprintf(buf, sz, "%s-%u@example.com", family, i);
+}
+
+static int test_key(struct sl_keyset *ks, const char *family, unsigned i, bool add)
+{
+    char key[48];
+    int n = fmt_key(key, sizeof(key), family, i);
+    return sl_keyset_test(ks, key, (size_t)n, add);
+}
+
+/* A 16-slot table merges every dozen keys: keys added before and after each
+ * merge stay seen, keys never added stay unseen, a test without add adds
+ * nothing, and the count follows. */
+static void test_merges(void **state)
+{
+    struct sl_keyset *ks = sl_keyset_new_cap(16);
+    assert_non_null(ks);
+    for (unsigned i = 0; i < 20000; i++) {
+        if (test_key(ks, "k", i, false) != 0)
+            fail_msg("key %u seen before it was added", i);
+        if (test_key(ks, "k", i, true) != 0)
+            fail_msg("key %u: new key seen", i);
+        if (test_key(ks, "k", i, true) != 1)
+            fail_msg("key %u: seen once, then not", i);
+        /* The first key, one from a few merges ago, the one just before. */
+        unsigned back[] = {0, i / 2, i > 40 ? i - 40 : 0, i ? i - 1 : 0};
+        for (size_t b = 0; b < sizeof(back) / sizeof(back[0]); b++)
+            if (test_key(ks, "k", back[b], false) != 1)
+                fail_msg("after key %u: key %u no longer seen", i, back[b]);
+        if (test_key(ks, "never", i, false) != 0)
+            fail_msg("after key %u: a key never added is seen", i);
+        if (sl_keyset_count(ks) != i + 1)
+            fail_msg("after key %u: count %zu", i, sl_keyset_count(ks));
+    }
+    for (unsigned i = 0; i < 20000; i++) {
+        assert_int_equal(test_key(ks, "k", i, false), 1);
+        assert_int_equal(test_key(ks, "never", i, false), 0);
+    }
+    assert_int_equal(sl_keyset_count(ks), 20000);
+    sl_keyset_destroy(ks);
+}
+
+/* Random tests and adds against an exact set (a bitmap of key numbers), with
+ * tables of several sizes, so that merges meet every shape of level. */
+static void test_against_exact_set(void **state)
+{
+    static const size_t caps[] = {16, 64, 1024, 4096};
+    enum { RANGE = 200000, OPS = 600000 };
+    unsigned char *have = calloc(RANGE, 1);
+    assert_non_null(have);
+    for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+        struct sl_keyset *ks = sl_keyset_new_cap(caps[c]);
+        size_t count = 0;
+        uint64_t x = 88172645463325252u + c;
+        assert_non_null(ks);
+        memset(have, 0, RANGE);
+        for (unsigned op = 0; op < OPS; op++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            /* Mostly new keys early, mostly repeats late. */
+            unsigned span = 1000 + (unsigned)((uint64_t)op * (RANGE - 1000) / OPS);
+            unsigned i = (unsigned)(x % span);
+            bool add = (x >> 40) % 4 != 0;
+            int rc = test_key(ks, "x", i, add);
+            if (rc != have[i])
+                fail_msg("cap %zu, op %u, key %u: answered %d, want %d", caps[c], op, i, rc,
+                         have[i]);
+            if (add && !have[i]) {
+                have[i] = 1;
+                count++;
+            }
+            if (sl_keyset_count(ks) != count)
+                fail_msg("cap %zu, op %u: count %zu, want %zu", caps[c], op, sl_keyset_count(ks),
+                         count);
+        }
+        for (unsigned i = 0; i < RANGE; i++)
+            if (test_key(ks, "x", i, false) != have[i])
+                fail_msg("cap %zu, final pass, key %u: wrong answer", caps[c], i);
+        sl_keyset_destroy(ks);
+    }
+    free(have);
+}
+
+/* A set that never leaves its first small table costs little. */
+static void test_small_set_is_small(void **state)
+{
+    struct sl_keyset *ks = sl_keyset_new();
+    size_t peak;
+    assert_non_null(ks);
+    for (unsigned i = 0; i < 5000; i++)
+        assert_int_equal(test_key(ks, "s", i, true), 0);
+    size_t now = sl_keyset_bytes(ks, &peak);
+    print_message("keyset: 5000 keys hold %zu bytes (peak %zu)\n", now, peak);
+    assert_true(peak < 256 * 1024);
+    sl_keyset_destroy(ks);
+}
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+#define FIVE_MILLION 5000000u
+#define SET_LIMIT    (40u << 20)
+
+/* 5 million distinct keys, as an embedded run of 5 million rows: the set's
+ * own memory (all it mallocs) stays under 40 MiB at its peak. Prints bytes a
+ * key and time a call at 1 and 5 million keys; the time is not asserted (it
+ * depends on the build and the machine; a Release build is the one to read). */
+static void add_range(struct sl_keyset *ks, unsigned from, unsigned to)
+{
+    char key[48];
+    for (unsigned i = from; i < to; i++) {
+        int n = fmt_key(key, sizeof(key), "customer", i);
+        int rc = sl_keyset_test(ks, key, (size_t)n, true);
+        if (rc != 0)
+            fail_msg("key %u: sl_keyset_test answered %d for a new key", i, rc);
+    }
+}
+
+static void report(const struct sl_keyset *ks, unsigned n, double ns)
+{
+    size_t peak, now = sl_keyset_bytes(ks, &peak);
+    print_message("keyset: %u keys: %zu bytes (%.2f a key), peak %zu (%.2f a key, %.1f MiB); "
+                  "%.0f ns a new key on average\n",
+                  n, now, (double)now / n, peak, (double)peak / n, (double)peak / (1 << 20), ns);
+}
+
+/* 5 million distinct keys, as an embedded run of 5 million rows: the set's
+ * own memory (all it mallocs) stays under 40 MiB at its peak. Prints bytes a
+ * key and time a call at 1 and 5 million keys, key formatting left out; the
+ * time is not asserted (a Release build on a quiet machine is the one to
+ * read). */
+static void test_five_million(void **state)
+{
+    struct sl_keyset *ks = sl_keyset_new();
+    char key[48];
+    unsigned sum = 0;
+    assert_non_null(ks);
+
+    double t0 = now_ns();
+    for (unsigned i = 0; i < 1000000; i++)
+        sum += (unsigned)fmt_key(key, sizeof(key), "customer", i) + (unsigned char)key[12];
+    double fmt = (now_ns() - t0) / 1e6;
+    print_message("keyset: formatting a key takes %.0f ns\n", fmt);
+
+    t0 = now_ns();
+    add_range(ks, 0, 1000000);
+    double t1 = now_ns();
+    report(ks, 1000000, (t1 - t0) / 1e6 - fmt);
+    add_range(ks, 1000000, FIVE_MILLION);
+    double t2 = now_ns();
+    report(ks, FIVE_MILLION, (t2 - t0) / FIVE_MILLION - fmt);
+    print_message("keyset: %.0f ns a new key from 1 to 5 million\n",
+                  (t2 - t1) / (FIVE_MILLION - 1000000) - fmt);
+    assert_int_equal(sl_keyset_count(ks), FIVE_MILLION);
+    size_t peak;
+    sl_keyset_bytes(ks, &peak);
+    if (peak >= SET_LIMIT)
+        fail_msg("5 million keys took %zu bytes at the peak, over 40 MiB", peak);
+
+    /* Repeats (found in the level or the table) and keys never added. */
+    t0 = now_ns();
+    for (unsigned i = 0; i < FIVE_MILLION; i += 5)
+        if (test_key(ks, "customer", i, true) != 1)
+            fail_msg("key %u: a repeated key was not seen", i);
+    print_message("keyset: %.0f ns a repeated key\n", (now_ns() - t0) / (FIVE_MILLION / 5) - fmt);
+    t0 = now_ns();
+    for (unsigned i = 0; i < FIVE_MILLION; i += 5)
+        if (test_key(ks, "other", i, false) != 0)
+            fail_msg("key other-%u: seen although never added", i);
+    print_message("keyset: %.0f ns an absent key\n", (now_ns() - t0) / (FIVE_MILLION / 5) - fmt);
+    assert_int_equal(sl_keyset_count(ks), FIVE_MILLION);
+    assert_true(sum > 0);
+    sl_keyset_destroy(ks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_siphash_vectors), cmocka_unit_test(test_siphash_unaligned),
-        cmocka_unit_test(test_basic),           cmocka_unit_test(test_independent_sets),
+        cmocka_unit_test(test_siphash_vectors),
+        cmocka_unit_test(test_siphash_unaligned),
+        cmocka_unit_test(test_basic),
+        cmocka_unit_test(test_independent_sets),
         cmocka_unit_test(test_million_keys),
+        cmocka_unit_test(test_merges),
+        cmocka_unit_test(test_against_exact_set),
+        cmocka_unit_test(test_small_set_is_small),
+        cmocka_unit_test(test_five_million),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

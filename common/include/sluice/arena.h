@@ -28,7 +28,7 @@ void sl_arena_init(struct sl_arena *a);
 void sl_arena_reset(struct sl_arena *a);
 void sl_arena_cleanup(struct sl_arena *a);
 
-/* 16-byte aligned memory valid until reset/cleanup; NULL when out of memory. */
+/* 8-byte aligned memory valid until reset/cleanup; NULL when out of memory. */
 void *sl_arena_alloc(struct sl_arena *a, size_t n);
 void *sl_arena_calloc(struct sl_arena *a, size_t n, size_t size);
 /* Copies of s (NUL-terminated) / of the n bytes at s plus a NUL. */

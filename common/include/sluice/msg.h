@@ -136,6 +136,9 @@ struct sl_msg *sl_msg_take(struct sl_msg *m);
  * arena, value may be NULL). Return 0 or SL_ERR_NOMEM. */
 int sl_msg_add_src(struct sl_msg *m, const char *name, const char *value, size_t vlen);
 int sl_msg_add_attr(struct sl_msg *m, const char *name, const char *value);
+/* The same without copies: name and value must live as long as the message
+ * (in its arena, or in the job, which outlives every message of its runs). */
+int sl_msg_add_attr_ref(struct sl_msg *m, const char *name, const char *value);
 /* Appends a problem; strings are copied, value may be NULL. */
 int sl_msg_add_problem(struct sl_msg *m, const char *attribute, const char *code,
                        const char *message, const char *value);
