@@ -1217,28 +1217,18 @@ static int days_in_month(int y, int m)
     return m == 2 && is_leap(y) ? 29 : dim[m - 1];
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+/* Civil dates: tz.h's (H. Hinnant's algorithms), with int months and days. */
 static int64_t civil_days(int64_t y, int m, int d)
 {
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
+    return sl_days_from_civil(y, (unsigned)m, (unsigned)d);
 }
 
 static void civil_from(int64_t z, int64_t *y, int *m, int *d)
 {
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
+    unsigned um, ud;
+    sl_civil_from_days(z, y, &um, &ud);
+    *m = (int)um;
+    *d = (int)ud;
 }
 
 /* Checks the calendar and the clock of a scanned dt and completes it (month

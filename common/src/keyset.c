@@ -45,7 +45,12 @@
 #define KS_HBITS_MIN  8u         /* so that lbits + 7 fits a 64-bit load */
 #define KS_CHUNK_BITS 13u        /* 2^13 keys' low bits a chunk */
 #define KS_CHUNK_KEYS ((size_t)1 << KS_CHUNK_BITS)
-#define KS_SAMPLE     64u /* buckets between samples */
+#ifndef KS_SAMPLE
+#define KS_SAMPLE 64u /* buckets between samples */
+#endif
+#ifndef KS_HBITS_EXTRA
+#define KS_HBITS_EXTRA 0u
+#endif
 
 /* The compressed level: n distinct fingerprints in ascending order. Key i
  * with bucket h = fp >> lbits is bit h + i of upper (set), and bucket h ends
@@ -265,6 +270,10 @@ static unsigned level_hbits(size_t n)
     unsigned h = KS_HBITS_MIN;
     while (h < 40 && (UINT64_C(3) << (h + 1)) <= (uint64_t)n * 4)
         h++;
+    unsigned least = h;
+    h += KS_HBITS_EXTRA;
+    while (h > least && (uint64_t)n + (UINT64_C(1) << h) >= UINT32_MAX)
+        h--;
     return h;
 }
 
@@ -302,6 +311,14 @@ static bool level_has(const struct level *lv, uint64_t fp)
     const uint64_t *up = lv->upper;
     size_t pos = lv->samples[h / KS_SAMPLE];
     unsigned r = (unsigned)(h % KS_SAMPLE), c;
+#ifdef KS_PREFETCH_LOWS
+    {
+        size_t est = pos - (size_t)(h - r) + (size_t)(((uint64_t)r * lv->n) >> lv->hbits);
+        if (est < lv->n)
+            __builtin_prefetch(lv->chunks[est >> KS_CHUNK_BITS] +
+                               (((est & (KS_CHUNK_KEYS - 1)) * lv->lbits) >> 3));
+    }
+#endif
     if (r) {
         /* Bucket h starts after the r-th zero from the sample's bucket. */
         size_t wi = pos >> 6;
@@ -409,143 +426,192 @@ static int table_grow(struct sl_keyset *ks)
 
 /* ---- merging the table into the level ---- */
 
-struct merge {
-    struct sl_keyset *ks;
-    struct level *old, nw;
-    unsigned char **pool; /* chunks for the new level: fresh, or read old */
-    size_t npool;
-    bool recycle; /* read old chunks go to the pool (else they are freed) */
-    size_t oi, owi;
-    uint64_t ow; /* old upper bits not yet read */
-    size_t k;    /* keys written */
-    uint64_t nextb;
-};
-
-/* Hands the old level's chunk c, fully read, on to the new level. */
-static void merge_done_chunk(struct merge *mg, size_t c)
+/* Moves the table's keys, in order, to its first slots. */
+static void table_compact(uint64_t *s, size_t len)
 {
-    unsigned char *p = mg->old->chunks[c];
-    mg->old->chunks[c] = NULL;
-    if (!mg->recycle) {
-        ks_free(mg->ks, p, mg->old->chunk_bytes);
-        return;
+    size_t w = 0;
+    for (size_t i = 0; i < len; i++) {
+        s[w] = s[i];
+        w += s[i] != 0;
     }
-    if (mg->old->chunk_bytes != mg->nw.chunk_bytes) {
-        /* Shrinking in place does not fail in practice; if it did, p keeps
-         * its old size and the count is short by the difference. */
-        unsigned char *q = realloc(p, mg->nw.chunk_bytes);
-        if (q)
-            p = q;
-        mg->ks->bytes -= mg->old->chunk_bytes - mg->nw.chunk_bytes;
-    }
-    mg->pool[mg->npool++] = p;
 }
 
-/* The old level's next key. */
-static uint64_t merge_next_old(struct merge *mg)
+/* Reads a level's keys in order. */
+struct level_reader {
+    const struct level *lv;
+    size_t i, wi, bit;
+    uint64_t w; /* upper bits of word wi not yet read */
+    const unsigned char *c;
+};
+
+static inline uint64_t reader_next(struct level_reader *rd)
 {
-    const struct level *old = mg->old;
-    while (!mg->ow)
-        mg->ow = old->upper[++mg->owi];
-    size_t pos = (mg->owi << 6) + (size_t)__builtin_ctzll(mg->ow);
-    mg->ow &= mg->ow - 1;
-    uint64_t v = (uint64_t)(pos - mg->oi) << old->lbits | level_low(old, mg->oi);
-    mg->oi++;
-    if (!(mg->oi & (KS_CHUNK_KEYS - 1)) || mg->oi == old->n)
-        merge_done_chunk(mg, (mg->oi - 1) >> KS_CHUNK_BITS);
+    const struct level *lv = rd->lv;
+    while (!rd->w)
+        rd->w = lv->upper[++rd->wi];
+    size_t pos = (rd->wi << 6) + (size_t)__builtin_ctzll(rd->w);
+    rd->w &= rd->w - 1;
+    if (!(rd->i & (KS_CHUNK_KEYS - 1))) {
+        rd->c = lv->chunks[rd->i >> KS_CHUNK_BITS];
+        rd->bit = 0;
+    }
+    uint64_t lo = load64(rd->c + (rd->bit >> 3)) >> (rd->bit & 7);
+    rd->bit += lv->lbits;
+    uint64_t v = (uint64_t)(pos - rd->i) << lv->lbits | (lo & ((UINT64_C(1) << lv->lbits) - 1));
+    rd->i++;
     return v;
 }
 
-static void merge_put(struct merge *mg, uint64_t fp)
+/* Writes a new level's keys in order: upper bits a word at a time, low bits
+ * through a 64-bit accumulator, chunks taken from a pool. */
+struct level_writer {
+    struct level *lv;
+    unsigned char **pool;
+    size_t npool;
+    size_t k, uwi;
+    uint64_t uw, nextb, acc;
+    unsigned accbits;
+    unsigned char *p;
+};
+
+static inline void writer_put(struct level_writer *wr, uint64_t fp)
 {
-    struct level *nw = &mg->nw;
-    uint64_t h = fp >> nw->lbits;
-    for (; mg->nextb <= h; mg->nextb += KS_SAMPLE)
-        nw->samples[mg->nextb / KS_SAMPLE] = (uint32_t)(mg->nextb + mg->k);
-    size_t bit = (size_t)h + mg->k, j = mg->k & (KS_CHUNK_KEYS - 1);
-    nw->upper[bit >> 6] |= UINT64_C(1) << (bit & 63);
-    if (!j) {
-        unsigned char *c = mg->pool[--mg->npool];
-        memset(c, 0, nw->chunk_bytes);
-        nw->chunks[mg->k >> KS_CHUNK_BITS] = c;
+    struct level *lv = wr->lv;
+    uint64_t h = fp >> lv->lbits, lo = fp & ((UINT64_C(1) << lv->lbits) - 1);
+    for (; wr->nextb <= h; wr->nextb += KS_SAMPLE)
+        lv->samples[wr->nextb / KS_SAMPLE] = (uint32_t)(wr->nextb + wr->k);
+    size_t bit = (size_t)h + wr->k;
+    if (bit >> 6 != wr->uwi) {
+        lv->upper[wr->uwi] = wr->uw;
+        wr->uwi = bit >> 6;
+        wr->uw = 0;
     }
-    unsigned char *c = nw->chunks[mg->k >> KS_CHUNK_BITS];
-    size_t b = j * nw->lbits;
-    uint64_t lo = fp & ((UINT64_C(1) << nw->lbits) - 1);
-    store64(c + (b >> 3), load64(c + (b >> 3)) | lo << (b & 7));
-    mg->k++;
+    wr->uw |= UINT64_C(1) << (bit & 63);
+    if (!(wr->k & (KS_CHUNK_KEYS - 1))) {
+        wr->p = wr->pool[--wr->npool];
+        lv->chunks[wr->k >> KS_CHUNK_BITS] = wr->p;
+    }
+    wr->acc |= lo << wr->accbits;
+    wr->accbits += lv->lbits;
+    if (wr->accbits >= 64) {
+        store64(wr->p, wr->acc);
+        wr->p += 8;
+        wr->accbits -= 64;
+        wr->acc = lo >> (lv->lbits - wr->accbits);
+    }
+    /* A chunk's 2^13 keys fill whole words; zero the 8 spare bytes that a
+     * read of its last keys may touch. */
+    if (!(++wr->k & (KS_CHUNK_KEYS - 1)))
+        memset(wr->p, 0, 8);
+}
+
+static void writer_finish(struct level_writer *wr)
+{
+    struct level *lv = wr->lv;
+    if (wr->k & (KS_CHUNK_KEYS - 1)) {
+        store64(wr->p, wr->acc);
+        memset(wr->p + 8, 0, 8);
+    }
+    lv->upper[wr->uwi] = wr->uw;
+    for (; wr->nextb <= (UINT64_C(1) << lv->hbits); wr->nextb += KS_SAMPLE)
+        lv->samples[wr->nextb / KS_SAMPLE] = (uint32_t)(wr->nextb + wr->k);
+}
+
+/* Hands the old level's chunk c, all read, to the pool (or frees it). */
+static void merge_done_chunk(struct sl_keyset *ks, struct level *old, size_t c,
+                             struct level_writer *wr, bool recycle)
+{
+    unsigned char *p = old->chunks[c];
+    size_t want = wr->lv->chunk_bytes;
+    old->chunks[c] = NULL;
+    if (!recycle) {
+        ks_free(ks, p, old->chunk_bytes);
+        return;
+    }
+    if (old->chunk_bytes != want) {
+        /* Shrinking in place does not fail in practice; if it did, p keeps
+         * its old size and the count is short by the difference. */
+        unsigned char *q = realloc(p, want);
+        if (q)
+            p = q;
+        ks->bytes -= old->chunk_bytes - want;
+    }
+    wr->pool[wr->npool++] = p;
 }
 
 /* Merges the table into the level and empties it. Allocates all it needs
  * first: SL_ERR_NOMEM leaves the set as it was. */
 static int merge(struct sl_keyset *ks)
 {
-    struct merge mg = {.ks = ks, .old = &ks->lv};
-    struct level *old = &ks->lv, *nw = &mg.nw;
-    size_t m = ks->tcount, pool_len = 0;
+    struct level *old = &ks->lv, nw = {0};
+    struct level_writer wr = {.lv = &nw};
+    struct level_reader rd = {.lv = old};
+    size_t m = ks->tcount, fresh, pool_len;
 
-    nw->n = old->n + m;
-    nw->hbits = level_hbits(nw->n);
-    nw->lbits = 64 - nw->hbits;
-    if ((uint64_t)nw->n + (UINT64_C(1) << nw->hbits) >= UINT32_MAX)
-        return SL_ERR_NOMEM; /* past 1.8 billion keys: 32-bit samples */
-    nw->chunk_bytes = KS_CHUNK_KEYS * nw->lbits / 8 + 8;
-    nw->nchunks = (nw->n + KS_CHUNK_KEYS - 1) >> KS_CHUNK_BITS;
-    /* Output key k needs chunk k / 2^13 while old keys up to k - m have
-     * been read: m / 2^13 + 2 chunks more than the read ones do. */
-    mg.recycle = old->chunk_bytes >= nw->chunk_bytes;
-    size_t fresh = mg.recycle ? (m >> KS_CHUNK_BITS) + 2 : nw->nchunks;
-    if (fresh > nw->nchunks)
-        fresh = nw->nchunks;
+    nw.n = old->n + m;
+    nw.hbits = level_hbits(nw.n);
+    if ((uint64_t)nw.n + (UINT64_C(1) << nw.hbits) >= UINT32_MAX)
+        return SL_ERR_NOMEM; /* some 1.4 billion keys: 32-bit samples */
+    nw.lbits = 64 - nw.hbits;
+    nw.chunk_bytes = KS_CHUNK_KEYS * nw.lbits / 8 + 8;
+    nw.nchunks = (nw.n + KS_CHUNK_KEYS - 1) >> KS_CHUNK_BITS;
+    /* Output key k needs chunk k / 2^13 when the old keys before k - m have
+     * been read: m / 2^13 + 2 chunks more than those read. */
+    bool recycle = old->chunk_bytes >= nw.chunk_bytes;
+    fresh = recycle ? (m >> KS_CHUNK_BITS) + 2 : nw.nchunks;
+    if (fresh > nw.nchunks)
+        fresh = nw.nchunks;
     pool_len = fresh + old->nchunks;
-    nw->upper = ks_alloc(ks, level_words(nw->n, nw->hbits) * sizeof(uint64_t), true);
-    nw->samples = ks_alloc(ks, level_nsamples(nw->hbits) * sizeof(uint32_t), false);
-    nw->chunks = ks_alloc(ks, nw->nchunks * sizeof(*nw->chunks), true);
-    mg.pool = ks_alloc(ks, pool_len * sizeof(*mg.pool), false);
-    if (!nw->upper || !nw->samples || !nw->chunks || !mg.pool)
+    nw.upper = ks_alloc(ks, level_words(nw.n, nw.hbits) * sizeof(uint64_t), true);
+    nw.samples = ks_alloc(ks, level_nsamples(nw.hbits) * sizeof(uint32_t), false);
+    nw.chunks = ks_alloc(ks, nw.nchunks * sizeof(*nw.chunks), true);
+    wr.pool = ks_alloc(ks, pool_len * sizeof(*wr.pool), false);
+    if (!nw.upper || !nw.samples || !nw.chunks || !wr.pool)
         goto fail;
-    for (; mg.npool < fresh; mg.npool++)
-        if (!(mg.pool[mg.npool] = ks_alloc(ks, nw->chunk_bytes, false)))
+    for (; wr.npool < fresh; wr.npool++)
+        if (!(wr.pool[wr.npool] = ks_alloc(ks, nw.chunk_bytes, false)))
             goto fail;
 
-    mg.ow = old->n ? old->upper[0] : 0;
-    size_t ti = 0, tend = table_len(ks->tslots);
-    const uint64_t *s = ks->slots;
+    const uint64_t *t = ks->slots;
+    table_compact(ks->slots, table_len(ks->tslots));
     bool ohas = old->n > 0;
-    uint64_t ov = ohas ? merge_next_old(&mg) : 0;
-    while (ti < tend && !s[ti])
-        ti++;
-    while (ohas || ti < tend) {
-        if (ohas && (ti == tend || ov < s[ti])) {
-            merge_put(&mg, ov);
-            if ((ohas = mg.oi < old->n))
-                ov = merge_next_old(&mg);
-        } else {
-            merge_put(&mg, s[ti++]);
-            while (ti < tend && !s[ti])
-                ti++;
-        }
+    uint64_t ov = 0;
+    if (ohas) {
+        rd.w = old->upper[0];
+        ov = reader_next(&rd);
     }
-    for (; mg.nextb <= (UINT64_C(1) << nw->hbits); mg.nextb += KS_SAMPLE)
-        nw->samples[mg.nextb / KS_SAMPLE] = (uint32_t)(mg.nextb + mg.k);
+    for (size_t ti = 0; ti <= m; ti++) {
+        /* The old keys below the table's next (all of them after its last). */
+        while (ohas && (ti == m || ov < t[ti])) {
+            writer_put(&wr, ov);
+            if (!(rd.i & (KS_CHUNK_KEYS - 1)) || rd.i == old->n)
+                merge_done_chunk(ks, old, (rd.i - 1) >> KS_CHUNK_BITS, &wr, recycle);
+            if ((ohas = rd.i < old->n))
+                ov = reader_next(&rd);
+        }
+        if (ti < m)
+            writer_put(&wr, t[ti]);
+    }
+    writer_finish(&wr);
 
-    while (mg.npool)
-        ks_free(ks, mg.pool[--mg.npool], nw->chunk_bytes);
-    ks_free(ks, mg.pool, pool_len * sizeof(*mg.pool));
+    while (wr.npool)
+        ks_free(ks, wr.pool[--wr.npool], nw.chunk_bytes);
+    ks_free(ks, wr.pool, pool_len * sizeof(*wr.pool));
     level_free(ks, old); /* its chunks are all NULL by now */
-    *old = *nw;
+    *old = nw;
     memset(ks->slots, 0, table_len(ks->tslots) * sizeof(*ks->slots));
     ks->tcount = 0;
     return 0;
 
 fail:
-    if (mg.pool)
-        while (mg.npool)
-            ks_free(ks, mg.pool[--mg.npool], nw->chunk_bytes);
-    ks_free(ks, mg.pool, pool_len * sizeof(*mg.pool));
-    level_free(ks, nw);
+    if (wr.pool)
+        while (wr.npool)
+            ks_free(ks, wr.pool[--wr.npool], nw.chunk_bytes);
+    ks_free(ks, wr.pool, pool_len * sizeof(*wr.pool));
+    level_free(ks, &nw);
     return SL_ERR_NOMEM;
 }
+
 /* Makes room in the table: grows it while under its cap, else merges it into
  * the level (and then lets it grow to a quarter of the level's size). */
 static int flush(struct sl_keyset *ks)
@@ -633,6 +699,11 @@ int sl_keyset_test(struct sl_keyset *ks, const char *key, size_t len, bool add)
     if (!fp)
         fp = 1;
     size_t at;
+#ifdef KS_PREFETCH
+    __builtin_prefetch(&ks->slots[fp >> ks->tshift]);
+    if (ks->lv.n)
+        __builtin_prefetch(&ks->lv.samples[(fp >> ks->lv.lbits) / KS_SAMPLE]);
+#endif
     if (table_find(ks, fp, &at) || level_has(&ks->lv, fp))
         return 1;
     if (!add)

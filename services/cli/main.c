@@ -135,6 +135,22 @@ static int parse_args(int argc, char **argv, const char *cmd, struct cli_args *a
     return 0;
 }
 
+/* Parses the command line of run or check and loads the job file. Returns
+ * with *job NULL and the exit status when there is nothing to run (help, a
+ * usage error, an invalid job file). */
+static int load_job(int argc, char **argv, const char *cmd, struct cli_args *a, struct sl_job **job)
+{
+    int rc = parse_args(argc, argv, cmd, a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    char err[1024] = "";
+    if (!(*job = sl_job_load_file(a->job_path, err, sizeof(err)))) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return EXIT_INVALID;
+    }
+    return 0;
+}
+
 static void print_summary(const struct sl_job *job, const struct sl_embedded_result *r,
                           const char *out_dir, const char *sink_path)
 {
@@ -158,15 +174,11 @@ static void print_summary(const struct sl_job *job, const struct sl_embedded_res
 static int cmd_run(int argc, char **argv)
 {
     struct cli_args a = {0};
-    int rc = parse_args(argc, argv, "run", &a);
-    if (rc)
-        return rc < 0 ? 0 : rc;
+    struct sl_job *job = NULL;
+    int rc = load_job(argc, argv, "run", &a, &job);
+    if (!job)
+        return rc;
     char err[1024] = "";
-    struct sl_job *job = sl_job_load_file(a.job_path, err, sizeof(err));
-    if (!job) {
-        fprintf(stderr, "sluice: %s\n", err);
-        return EXIT_INVALID;
-    }
     /* --input is relative to the working directory, not to the job file */
     char *input = a.input ? realpath(a.input, NULL) : NULL;
     if (a.input && (!input || access(input, R_OK))) {
@@ -305,15 +317,10 @@ static int check_input(const struct sl_job *job, const char *path)
 static int cmd_check(int argc, char **argv)
 {
     struct cli_args a = {0};
-    int rc = parse_args(argc, argv, "check", &a);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    char err[1024] = "";
-    struct sl_job *job = sl_job_load_file(a.job_path, err, sizeof(err));
-    if (!job) {
-        fprintf(stderr, "sluice: %s\n", err);
-        return EXIT_INVALID;
-    }
+    struct sl_job *job = NULL;
+    int rc = load_job(argc, argv, "check", &a, &job);
+    if (!job)
+        return rc;
     printf("%s: job '%s' is valid: object '%s', %zu attributes, key (", a.job_path, job->name,
            job->object, job->nattrs);
     for (size_t i = 0; i < job->nkey; i++)
