@@ -45,12 +45,7 @@
 #define KS_HBITS_MIN  8u         /* so that lbits + 7 fits a 64-bit load */
 #define KS_CHUNK_BITS 13u        /* 2^13 keys' low bits a chunk */
 #define KS_CHUNK_KEYS ((size_t)1 << KS_CHUNK_BITS)
-#ifndef KS_SAMPLE
-#define KS_SAMPLE 64u /* buckets between samples */
-#endif
-#ifndef KS_HBITS_EXTRA
-#define KS_HBITS_EXTRA 0u
-#endif
+#define KS_SAMPLE     64u /* buckets between samples */
 
 /* The compressed level: n distinct fingerprints in ascending order. Key i
  * with bucket h = fp >> lbits is bit h + i of upper (set), and bucket h ends
@@ -73,6 +68,7 @@ struct sl_keyset {
     bool fixed_cap; /* tcap stays (sl_keyset_new_cap) */
     struct level lv;
     size_t bytes, peak; /* held from malloc now, and at most */
+    long fail_after;    /* allocations left before one fails; < 0: none fails */
     uint8_t key[16];
 };
 
@@ -194,6 +190,10 @@ static void random_key(uint8_t key[16], const void *salt)
 
 static void *ks_alloc(struct sl_keyset *ks, size_t n, bool zero)
 {
+    if (ks->fail_after == 0)
+        return NULL;
+    if (ks->fail_after > 0)
+        ks->fail_after--;
     void *p = zero ? calloc(1, n) : malloc(n);
     if (p) {
         ks->bytes += n;
@@ -270,10 +270,6 @@ static unsigned level_hbits(size_t n)
     unsigned h = KS_HBITS_MIN;
     while (h < 40 && (UINT64_C(3) << (h + 1)) <= (uint64_t)n * 4)
         h++;
-    unsigned least = h;
-    h += KS_HBITS_EXTRA;
-    while (h > least && (uint64_t)n + (UINT64_C(1) << h) >= UINT32_MAX)
-        h--;
     return h;
 }
 
@@ -311,14 +307,13 @@ static bool level_has(const struct level *lv, uint64_t fp)
     const uint64_t *up = lv->upper;
     size_t pos = lv->samples[h / KS_SAMPLE];
     unsigned r = (unsigned)(h % KS_SAMPLE), c;
-#ifdef KS_PREFETCH_LOWS
-    {
-        size_t est = pos - (size_t)(h - r) + (size_t)(((uint64_t)r * lv->n) >> lv->hbits);
-        if (est < lv->n)
-            __builtin_prefetch(lv->chunks[est >> KS_CHUNK_BITS] +
-                               (((est & (KS_CHUNK_KEYS - 1)) * lv->lbits) >> 3));
-    }
-#endif
+    /* The low bits are in main memory: fetch them while the zeros before
+     * bucket h are counted, from where the bucket should be (the keys of r
+     * buckets, on average, after the sample's): most often it is there. */
+    size_t est = pos - (size_t)(h - r) + (size_t)(((uint64_t)r * lv->n) >> lv->hbits);
+    if (est < lv->n)
+        __builtin_prefetch(lv->chunks[est >> KS_CHUNK_BITS] +
+                           (((est & (KS_CHUNK_KEYS - 1)) * lv->lbits) >> 3));
     if (r) {
         /* Bucket h starts after the r-th zero from the sample's bucket. */
         size_t wi = pos >> 6;
@@ -436,97 +431,16 @@ static void table_compact(uint64_t *s, size_t len)
     }
 }
 
-/* Reads a level's keys in order. */
-struct level_reader {
-    const struct level *lv;
-    size_t i, wi, bit;
-    uint64_t w; /* upper bits of word wi not yet read */
-    const unsigned char *c;
-};
-
-static inline uint64_t reader_next(struct level_reader *rd)
-{
-    const struct level *lv = rd->lv;
-    while (!rd->w)
-        rd->w = lv->upper[++rd->wi];
-    size_t pos = (rd->wi << 6) + (size_t)__builtin_ctzll(rd->w);
-    rd->w &= rd->w - 1;
-    if (!(rd->i & (KS_CHUNK_KEYS - 1))) {
-        rd->c = lv->chunks[rd->i >> KS_CHUNK_BITS];
-        rd->bit = 0;
-    }
-    uint64_t lo = load64(rd->c + (rd->bit >> 3)) >> (rd->bit & 7);
-    rd->bit += lv->lbits;
-    uint64_t v = (uint64_t)(pos - rd->i) << lv->lbits | (lo & ((UINT64_C(1) << lv->lbits) - 1));
-    rd->i++;
-    return v;
-}
-
-/* Writes a new level's keys in order: upper bits a word at a time, low bits
- * through a 64-bit accumulator, chunks taken from a pool. */
-struct level_writer {
-    struct level *lv;
-    unsigned char **pool;
-    size_t npool;
-    size_t k, uwi;
-    uint64_t uw, nextb, acc;
-    unsigned accbits;
-    unsigned char *p;
-};
-
-static inline void writer_put(struct level_writer *wr, uint64_t fp)
-{
-    struct level *lv = wr->lv;
-    uint64_t h = fp >> lv->lbits, lo = fp & ((UINT64_C(1) << lv->lbits) - 1);
-    for (; wr->nextb <= h; wr->nextb += KS_SAMPLE)
-        lv->samples[wr->nextb / KS_SAMPLE] = (uint32_t)(wr->nextb + wr->k);
-    size_t bit = (size_t)h + wr->k;
-    if (bit >> 6 != wr->uwi) {
-        lv->upper[wr->uwi] = wr->uw;
-        wr->uwi = bit >> 6;
-        wr->uw = 0;
-    }
-    wr->uw |= UINT64_C(1) << (bit & 63);
-    if (!(wr->k & (KS_CHUNK_KEYS - 1))) {
-        wr->p = wr->pool[--wr->npool];
-        lv->chunks[wr->k >> KS_CHUNK_BITS] = wr->p;
-    }
-    wr->acc |= lo << wr->accbits;
-    wr->accbits += lv->lbits;
-    if (wr->accbits >= 64) {
-        store64(wr->p, wr->acc);
-        wr->p += 8;
-        wr->accbits -= 64;
-        wr->acc = lo >> (lv->lbits - wr->accbits);
-    }
-    /* A chunk's 2^13 keys fill whole words; zero the 8 spare bytes that a
-     * read of its last keys may touch. */
-    if (!(++wr->k & (KS_CHUNK_KEYS - 1)))
-        memset(wr->p, 0, 8);
-}
-
-static void writer_finish(struct level_writer *wr)
-{
-    struct level *lv = wr->lv;
-    if (wr->k & (KS_CHUNK_KEYS - 1)) {
-        store64(wr->p, wr->acc);
-        memset(wr->p + 8, 0, 8);
-    }
-    lv->upper[wr->uwi] = wr->uw;
-    for (; wr->nextb <= (UINT64_C(1) << lv->hbits); wr->nextb += KS_SAMPLE)
-        lv->samples[wr->nextb / KS_SAMPLE] = (uint32_t)(wr->nextb + wr->k);
-}
-
-/* Hands the old level's chunk c, all read, to the pool (or frees it). */
-static void merge_done_chunk(struct sl_keyset *ks, struct level *old, size_t c,
-                             struct level_writer *wr, bool recycle)
+/* Takes the old level's chunk c, all read, for the new level's pool (shrunk
+ * to want bytes), or frees it and returns NULL. */
+static unsigned char *merge_take_chunk(struct sl_keyset *ks, struct level *old, size_t c,
+                                       size_t want, bool recycle)
 {
     unsigned char *p = old->chunks[c];
-    size_t want = wr->lv->chunk_bytes;
     old->chunks[c] = NULL;
     if (!recycle) {
         ks_free(ks, p, old->chunk_bytes);
-        return;
+        return NULL;
     }
     if (old->chunk_bytes != want) {
         /* Shrinking in place does not fail in practice; if it did, p keeps
@@ -536,7 +450,7 @@ static void merge_done_chunk(struct sl_keyset *ks, struct level *old, size_t c,
             p = q;
         ks->bytes -= old->chunk_bytes - want;
     }
-    wr->pool[wr->npool++] = p;
+    return p;
 }
 
 /* Merges the table into the level and empties it. Allocates all it needs
@@ -544,14 +458,13 @@ static void merge_done_chunk(struct sl_keyset *ks, struct level *old, size_t c,
 static int merge(struct sl_keyset *ks)
 {
     struct level *old = &ks->lv, nw = {0};
-    struct level_writer wr = {.lv = &nw};
-    struct level_reader rd = {.lv = old};
-    size_t m = ks->tcount, fresh, pool_len;
+    size_t m = ks->tcount, fresh, pool_len, npool = 0;
+    unsigned char **pool = NULL;
 
     nw.n = old->n + m;
     nw.hbits = level_hbits(nw.n);
     if ((uint64_t)nw.n + (UINT64_C(1) << nw.hbits) >= UINT32_MAX)
-        return SL_ERR_NOMEM; /* some 1.4 billion keys: 32-bit samples */
+        return SL_ERR_NOMEM; /* past 1.8 billion keys or so: 32-bit samples */
     nw.lbits = 64 - nw.hbits;
     nw.chunk_bytes = KS_CHUNK_KEYS * nw.lbits / 8 + 8;
     nw.nchunks = (nw.n + KS_CHUNK_KEYS - 1) >> KS_CHUNK_BITS;
@@ -565,38 +478,98 @@ static int merge(struct sl_keyset *ks)
     nw.upper = ks_alloc(ks, level_words(nw.n, nw.hbits) * sizeof(uint64_t), true);
     nw.samples = ks_alloc(ks, level_nsamples(nw.hbits) * sizeof(uint32_t), false);
     nw.chunks = ks_alloc(ks, nw.nchunks * sizeof(*nw.chunks), true);
-    wr.pool = ks_alloc(ks, pool_len * sizeof(*wr.pool), false);
-    if (!nw.upper || !nw.samples || !nw.chunks || !wr.pool)
+    pool = ks_alloc(ks, pool_len * sizeof(*pool), false);
+    if (!nw.upper || !nw.samples || !nw.chunks || !pool)
         goto fail;
-    for (; wr.npool < fresh; wr.npool++)
-        if (!(wr.pool[wr.npool] = ks_alloc(ks, nw.chunk_bytes, false)))
+    for (; npool < fresh; npool++)
+        if (!(pool[npool] = ks_alloc(ks, nw.chunk_bytes, false)))
             goto fail;
-
-    const uint64_t *t = ks->slots;
     table_compact(ks->slots, table_len(ks->tslots));
-    bool ohas = old->n > 0;
-    uint64_t ov = 0;
-    if (ohas) {
-        rd.w = old->upper[0];
-        ov = reader_next(&rd);
-    }
-    for (size_t ti = 0; ti <= m; ti++) {
-        /* The old keys below the table's next (all of them after its last). */
-        while (ohas && (ti == m || ov < t[ti])) {
-            writer_put(&wr, ov);
-            if (!(rd.i & (KS_CHUNK_KEYS - 1)) || rd.i == old->n)
-                merge_done_chunk(ks, old, (rd.i - 1) >> KS_CHUNK_BITS, &wr, recycle);
-            if ((ohas = rd.i < old->n))
-                ov = reader_next(&rd);
-        }
-        if (ti < m)
-            writer_put(&wr, t[ti]);
-    }
-    writer_finish(&wr);
 
-    while (wr.npool)
-        ks_free(ks, wr.pool[--wr.npool], nw.chunk_bytes);
-    ks_free(ks, wr.pool, pool_len * sizeof(*wr.pool));
+    /* The loop keeps what it uses in locals: its stores through byte
+     * pointers would make the compiler reload every field it reads. */
+    const uint64_t *t = ks->slots, *oup = old->upper;
+    const size_t on = old->n, nn = nw.n;
+    const unsigned ol = old->lbits, nl = nw.lbits;
+    const uint64_t omask = (UINT64_C(1) << ol) - 1, nmask = (UINT64_C(1) << nl) - 1;
+    uint64_t *nup = nw.upper;
+    uint32_t *nsamples = nw.samples;
+    size_t ti = 0, oi = 0, owi = 0, obit = 0, k = 0, uwi = 0;
+    uint64_t ow = on ? oup[0] : 0, ov = 0, uw = 0, nextb = 0, acc = 0;
+    unsigned accbits = 0;
+    const unsigned char *oc = NULL;
+    unsigned char *wp = NULL;
+    bool need = true; /* ov is used up */
+
+    while (k < nn) {
+        if (need && oi < on) {
+            /* The old level's next key. */
+            while (!ow)
+                ow = oup[++owi];
+            size_t pos = (owi << 6) + (size_t)__builtin_ctzll(ow);
+            ow &= ow - 1;
+            if (!(oi & (KS_CHUNK_KEYS - 1))) {
+                oc = old->chunks[oi >> KS_CHUNK_BITS];
+                obit = 0;
+            }
+            ov = (uint64_t)(pos - oi) << ol | (load64(oc + (obit >> 3)) >> (obit & 7) & omask);
+            obit += ol;
+            need = false;
+            if (!(++oi & (KS_CHUNK_KEYS - 1)) || oi == on) {
+                unsigned char *p =
+                    merge_take_chunk(ks, old, (oi - 1) >> KS_CHUNK_BITS, nw.chunk_bytes, recycle);
+                if (p)
+                    pool[npool++] = p;
+            }
+        }
+        uint64_t x;
+        if (!need && (ti == m || ov < t[ti])) {
+            x = ov;
+            need = true;
+        } else {
+            x = t[ti++];
+        }
+
+        /* Key k of the new level: its bucket's sample, its upper bit, its
+         * low bits through a 64-bit accumulator. */
+        uint64_t h = x >> nl, lo = x & nmask;
+        for (; nextb <= h; nextb += KS_SAMPLE)
+            nsamples[nextb / KS_SAMPLE] = (uint32_t)(nextb + k);
+        size_t bit = (size_t)h + k;
+        if (bit >> 6 != uwi) {
+            nup[uwi] = uw;
+            uwi = bit >> 6;
+            uw = 0;
+        }
+        uw |= UINT64_C(1) << (bit & 63);
+        if (!(k & (KS_CHUNK_KEYS - 1))) {
+            wp = pool[--npool];
+            nw.chunks[k >> KS_CHUNK_BITS] = wp;
+        }
+        acc |= lo << accbits;
+        accbits += nl;
+        if (accbits >= 64) {
+            store64(wp, acc);
+            wp += 8;
+            accbits -= 64;
+            acc = lo >> (nl - accbits);
+        }
+        /* A chunk's 2^13 keys fill whole words; zero the 8 spare bytes that
+         * a read of its last keys may touch. */
+        if (!(++k & (KS_CHUNK_KEYS - 1)))
+            memset(wp, 0, 8);
+    }
+    if (k & (KS_CHUNK_KEYS - 1)) {
+        store64(wp, acc);
+        memset(wp + 8, 0, 8);
+    }
+    nup[uwi] = uw;
+    for (; nextb <= (UINT64_C(1) << nw.hbits); nextb += KS_SAMPLE)
+        nsamples[nextb / KS_SAMPLE] = (uint32_t)(nextb + k);
+
+    while (npool)
+        ks_free(ks, pool[--npool], nw.chunk_bytes);
+    ks_free(ks, pool, pool_len * sizeof(*pool));
     level_free(ks, old); /* its chunks are all NULL by now */
     *old = nw;
     memset(ks->slots, 0, table_len(ks->tslots) * sizeof(*ks->slots));
@@ -604,10 +577,10 @@ static int merge(struct sl_keyset *ks)
     return 0;
 
 fail:
-    if (wr.pool)
-        while (wr.npool)
-            ks_free(ks, wr.pool[--wr.npool], nw.chunk_bytes);
-    ks_free(ks, wr.pool, pool_len * sizeof(*wr.pool));
+    if (pool)
+        while (npool)
+            ks_free(ks, pool[--npool], nw.chunk_bytes);
+    ks_free(ks, pool, pool_len * sizeof(*pool));
     level_free(ks, &nw);
     return SL_ERR_NOMEM;
 }
@@ -648,6 +621,7 @@ static struct sl_keyset *keyset_new(size_t cap, bool fixed)
     if (!ks)
         return NULL;
     ks->bytes = ks->peak = sizeof(*ks);
+    ks->fail_after = -1;
     ks->tcap = cap;
     ks->fixed_cap = fixed;
     ks->tslots = cap < KS_TABLE_MIN ? cap : KS_TABLE_MIN;
@@ -699,11 +673,10 @@ int sl_keyset_test(struct sl_keyset *ks, const char *key, size_t len, bool add)
     if (!fp)
         fp = 1;
     size_t at;
-#ifdef KS_PREFETCH
+    /* Two independent reads from memory: start both. */
     __builtin_prefetch(&ks->slots[fp >> ks->tshift]);
     if (ks->lv.n)
         __builtin_prefetch(&ks->lv.samples[(fp >> ks->lv.lbits) / KS_SAMPLE]);
-#endif
     if (table_find(ks, fp, &at) || level_has(&ks->lv, fp))
         return 1;
     if (!add)
@@ -731,4 +704,11 @@ size_t sl_keyset_bytes(const struct sl_keyset *ks, size_t *peak)
     if (peak)
         *peak = ks->peak;
     return ks->bytes;
+}
+
+/* For tests: after n more of ks's allocations succeed, they fail as if
+ * memory had run out; a negative n lets them all succeed again. */
+void sl_keyset_fail_after(struct sl_keyset *ks, long n)
+{
+    ks->fail_after = n;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sluice/err.h"
 #include "sluice/keyset.h"
 
 /* vectors_sip64 of the reference implementation (SipHash repository,
@@ -272,6 +273,62 @@ static void test_against_exact_set(void **state)
     free(have);
 }
 
+/* Adds keys from *i on until one is refused for lack of memory: that key is
+ * not added, every key before it is still seen, none after it is. */
+static void add_until_nomem(struct sl_keyset *ks, unsigned *i, unsigned limit)
+{
+    int rc = 0;
+    size_t before = 0;
+    for (; *i < limit; (*i)++) {
+        before = sl_keyset_bytes(ks, NULL);
+        if ((rc = test_key(ks, "k", *i, true)) != 0)
+            break;
+    }
+    if (rc != SL_ERR_NOMEM)
+        fail_msg("up to key %u: no out of memory (%d)", *i, rc);
+    assert_int_equal(sl_keyset_bytes(ks, NULL), before);
+    assert_int_equal(sl_keyset_count(ks), *i);
+    for (unsigned j = 0; j < *i + 100; j++)
+        if (test_key(ks, "k", j, false) != (j < *i))
+            fail_msg("after running out of memory at key %u: key %u answered wrong", *i, j);
+}
+
+/* Out of memory in a merge (at each of its allocations in turn) or in
+ * growing the table leaves the set as it was, and it goes on once memory is
+ * back. */
+static void test_out_of_memory(void **state)
+{
+    for (long fail = 0; fail < 12; fail++) {
+        struct sl_keyset *ks = sl_keyset_new_cap(64);
+        unsigned i = 0;
+        assert_non_null(ks);
+        for (; i < 1000; i++)
+            assert_int_equal(test_key(ks, "k", i, true), 0);
+        sl_keyset_fail_after(ks, fail);
+        add_until_nomem(ks, &i, 3000);
+        sl_keyset_fail_after(ks, -1);
+        for (unsigned j = i; j < 5000; j++)
+            assert_int_equal(test_key(ks, "k", j, true), 0);
+        for (unsigned j = 0; j < 5000; j++)
+            assert_int_equal(test_key(ks, "k", j, true), 1);
+        assert_int_equal(sl_keyset_count(ks), 5000);
+        sl_keyset_destroy(ks);
+    }
+
+    /* The table cannot grow past its first 1024 slots (3/4 full). */
+    struct sl_keyset *ks = sl_keyset_new();
+    unsigned i = 0;
+    assert_non_null(ks);
+    sl_keyset_fail_after(ks, 0);
+    add_until_nomem(ks, &i, 3000);
+    assert_int_equal(i, 768);
+    sl_keyset_fail_after(ks, -1);
+    for (; i < 3000; i++)
+        assert_int_equal(test_key(ks, "k", i, true), 0);
+    assert_int_equal(sl_keyset_count(ks), 3000);
+    sl_keyset_destroy(ks);
+}
+
 /* A set that never leaves its first small table costs little. */
 static void test_small_set_is_small(void **state)
 {
@@ -378,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_million_keys),
         cmocka_unit_test(test_merges),
         cmocka_unit_test(test_against_exact_set),
+        cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_small_set_is_small),
         cmocka_unit_test(test_five_million),
     };

@@ -1,9 +1,9 @@
 /*
  * A set of keys seen in one run (duplicate detection), compact: keys are kept
  * as 64-bit keyed fingerprints (SipHash-2-4 under a random per-set key), not
- * as text, and most fingerprints sit in a sorted, compressed (Elias-Fano)
- * level, so a set costs about 6-7 bytes a key whatever the keys' length
- * (some 35 MiB at its peak for 5 million keys).
+ * as text, and most of them in a sorted, compressed (Elias-Fano) level, so a
+ * set costs 6 to 9 bytes a key past a million keys whatever the keys' length
+ * (some 30 MiB at its peak for 5 million keys).
  */
 #ifndef SLUICE_KEYSET_H
 #define SLUICE_KEYSET_H
@@ -26,6 +26,9 @@ size_t sl_keyset_bytes(const struct sl_keyset *ks, size_t *peak);
 /* For tests: a set whose table of recent keys never grows past slots, so
  * that a few thousand keys cross many merges into the compressed level. */
 struct sl_keyset *sl_keyset_new_cap(size_t slots);
+/* For tests: after n more of ks's allocations, they fail as if memory had
+ * run out; a negative n lets them all succeed again. */
+void sl_keyset_fail_after(struct sl_keyset *ks, long n);
 
 /* SipHash-2-4 of data under the 16-byte key k. */
 uint64_t sl_siphash(const uint8_t k[16], const void *data, size_t len);
