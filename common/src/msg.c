@@ -174,8 +174,74 @@ void sl_msg_unref(struct sl_msg *m)
 {
     if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
         return;
+    sl_names_unref(m->names);
     sl_arena_cleanup(&m->arena);
     pool_put(m);
+}
+
+struct sl_names *sl_names_new(const char *const *names, size_t n)
+{
+    size_t bytes = sizeof(struct sl_names) + n * sizeof(char *);
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(names[i]) + 1;
+    struct sl_names *nm = malloc(bytes);
+    if (!nm)
+        return NULL;
+    atomic_init(&nm->refs, 1);
+    nm->n = n;
+    char *p = (char *)&nm->names[n];
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(names[i]) + 1;
+        memcpy(p, names[i], l);
+        nm->names[i] = p;
+        p += l;
+    }
+    return nm;
+}
+
+struct sl_names *sl_names_ref(struct sl_names *nm)
+{
+    atomic_fetch_add_explicit(&nm->refs, 1, memory_order_relaxed);
+    return nm;
+}
+
+void sl_names_unref(struct sl_names *nm)
+{
+    if (nm && atomic_fetch_sub_explicit(&nm->refs, 1, memory_order_acq_rel) == 1)
+        free(nm);
+}
+
+int sl_msg_set_src_row(struct sl_msg *m, struct sl_names *nm, const char *const *values,
+                       const size_t *lens, size_t n)
+{
+    struct sl_record *r = &m->u.rec;
+    if (n > nm->n)
+        return SL_ERR_INVALID;
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += values[i] ? lens[i] + 1 : 0;
+    struct sl_field *f = sl_arena_alloc(&m->arena, n * sizeof(*f) + 1);
+    char *p = sl_arena_alloc(&m->arena, bytes + 1);
+    if (!f || !p)
+        return SL_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        f[i].name = nm->names[i];
+        if (values[i]) {
+            memcpy(p, values[i], lens[i]);
+            p[lens[i]] = '\0';
+            f[i].value = p;
+            p += lens[i] + 1;
+        } else {
+            f[i].value = NULL;
+        }
+    }
+    r->src = f;
+    r->nsrc = r->csrc = (uint32_t)n;
+    if (m->names != nm) {
+        sl_names_unref(m->names);
+        m->names = sl_names_ref(nm);
+    }
+    return 0;
 }
 
 static int add_field(struct sl_msg *m, struct sl_field **arr, uint32_t *n, uint32_t *cap,
@@ -355,6 +421,8 @@ struct sl_msg *sl_msg_clone(const struct sl_msg *src)
         return NULL;
     bool ok = true;
     m->key = dup_s(m, src->key, &ok);
+    if (src->names)
+        m->names = sl_names_ref(src->names); /* cheaper than copying the names */
     switch (src->kind) {
     case SL_MSG_TICKET:
         m->u.ticket = src->u.ticket;

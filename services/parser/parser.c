@@ -38,6 +38,8 @@ struct parse_run {
     uint64_t rows;
     char **columns;
     size_t ncolumns;
+    struct sl_names *names;       /* shared by the records of the file */
+    const char *const *names_src; /* the reader's array they were made from */
     int send_rc;
 };
 
@@ -147,16 +149,22 @@ static int on_row(void *ud, const struct sl_row *row)
     struct parse_run *pr = ud;
     const struct sl_msg *f = pr->file;
     struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, f->run_id, f->job_id, f->job_version);
-    if (!m || sl_msg_reserve_src(m, (uint32_t)row->n)) {
+    if (!m) {
         sl_msg_unref(m);
         return SL_ERR_NOMEM;
     }
     m->u.rec.row = row->row;
-    for (size_t i = 0; i < row->n; i++) {
-        if (sl_msg_add_src(m, row->names[i], row->values[i], row->values[i] ? row->lens[i] : 0)) {
+    if (!pr->names || pr->names_src != row->names || pr->names->n != row->n) {
+        sl_names_unref(pr->names);
+        if (!(pr->names = sl_names_new(row->names, row->n))) {
             sl_msg_unref(m);
             return SL_ERR_NOMEM;
         }
+        pr->names_src = row->names;
+    }
+    if (sl_msg_set_src_row(m, pr->names, row->values, row->lens, row->n)) {
+        sl_msg_unref(m);
+        return SL_ERR_NOMEM;
     }
     if (row->error && sl_msg_add_problem(m, "_row", "format", row->error, NULL)) {
         sl_msg_unref(m);
@@ -253,6 +261,7 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
     sl_debug("parser", "run %s: %llu rows sealed", f->run_id, (unsigned long long)pr.rows);
     rc = sl_emit(em, SL_TOPIC_RUNS, ev);
 out:
+    sl_names_unref(pr.names);
     for (size_t i = 0; i < pr.ncolumns; i++)
         free(pr.columns[i]);
     free(pr.columns);

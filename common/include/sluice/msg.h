@@ -100,13 +100,27 @@ struct sl_run_event {
     int encoding;   /* enum sl_encoding of the source text (given or its BOM's) */
 };
 
+/* An immutable, reference-counted list of field names (a file's header),
+ * shared by every record of the file instead of copied into each. */
+struct sl_names {
+    atomic_int refs;
+    size_t n;
+    const char *names[]; /* the strings follow the array */
+};
+
+/* A new list of copies of names[0..n), one reference; NULL out of memory. */
+struct sl_names *sl_names_new(const char *const *names, size_t n);
+struct sl_names *sl_names_ref(struct sl_names *nm);
+void sl_names_unref(struct sl_names *nm);
+
 struct sl_msg {
     enum sl_msg_kind kind;
     atomic_int refs;
     const char *run_id;
     const char *job_id;
     uint32_t job_version;
-    const char *key; /* bus partitioning key (NULL: none) */
+    const char *key;        /* bus partitioning key (NULL: none) */
+    struct sl_names *names; /* source field names live here when set */
     union {
         struct sl_ticket ticket;
         struct sl_file file;
@@ -142,6 +156,11 @@ int sl_msg_add_attr_ref(struct sl_msg *m, const char *name, const char *value);
 /* Appends a problem; strings are copied, value may be NULL. */
 int sl_msg_add_problem(struct sl_msg *m, const char *attribute, const char *code,
                        const char *message, const char *value);
+/* Sets all source fields of a record at once: names from nm (a reference is
+ * taken), the n values (NULL: missing; lens[i] bytes each) copied into the
+ * arena in one allocation. Replaces any source fields already there. */
+int sl_msg_set_src_row(struct sl_msg *m, struct sl_names *nm, const char *const *values,
+                       const size_t *lens, size_t n);
 /* Reserves room for n source fields (a hint, to avoid regrowth). */
 int sl_msg_reserve_src(struct sl_msg *m, uint32_t n);
 
