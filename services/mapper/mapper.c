@@ -23,7 +23,8 @@ struct mapper {
     const struct sl_job *job; /* the job ref_col was computed for */
     char **names;             /* the header ref_col was computed for */
     size_t nnames;
-    int *ref_col; /* job->nrefs entries */
+    struct sl_names *names_obj; /* ... when records share it (held: no reuse) */
+    int *ref_col;               /* job->nrefs entries */
     const char **vals;
     const char **names_tmp;
     size_t names_tmp_cap;
@@ -43,6 +44,8 @@ static int mapper_init(void **state, const struct sl_stage_env *env, char *errbu
 
 static void forget_header(struct mapper *m)
 {
+    sl_names_unref(m->names_obj);
+    m->names_obj = NULL;
     for (size_t i = 0; i < m->nnames; i++)
         free(m->names[i]);
     free(m->names);
@@ -62,8 +65,11 @@ static void mapper_destroy(void *state)
     free(m);
 }
 
-static bool same_header(const struct mapper *m, const struct sl_record *r)
+static bool same_header(const struct mapper *m, const struct sl_msg *in)
 {
+    const struct sl_record *r = &in->u.rec;
+    if (in->names && in->names == m->names_obj)
+        return r->nsrc == m->nnames; /* the file's shared header */
     if (r->nsrc != m->nnames)
         return false;
     for (uint32_t i = 0; i < r->nsrc; i++)
@@ -73,9 +79,12 @@ static bool same_header(const struct mapper *m, const struct sl_record *r)
 }
 
 /* Resolves every ref of job against the record's field names. */
-static int bind_header(struct mapper *m, const struct sl_job *job, const struct sl_record *r)
+static int bind_header(struct mapper *m, const struct sl_job *job, const struct sl_msg *in)
 {
+    const struct sl_record *r = &in->u.rec;
     forget_header(m);
+    if (in->names)
+        m->names_obj = sl_names_ref(in->names);
     if (m->job != job) {
         free(m->ref_col);
         free(m->vals);
@@ -118,9 +127,8 @@ static int mapper_process(void *state, const char *topic, struct sl_msg *in, str
         sl_warn("mapper", "record of run %s: %s", in->run_id, err);
         return SL_ERR_NOTFOUND;
     }
-    const struct sl_record *r = &in->u.rec;
-    if (m->job != job || !same_header(m, r)) {
-        int rc = bind_header(m, job, r);
+    if (m->job != job || !same_header(m, in)) {
+        int rc = bind_header(m, job, in);
         if (rc)
             return rc;
     }
