@@ -10,9 +10,11 @@ PACKAGES="
     build-essential cmake pkg-config
     libjansson-dev libcsv-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
     libssl-dev libcurl4-openssl-dev libcmocka-dev tzdata
+    librdkafka-dev libhiredis-dev libpq-dev
 "
-# the fuzzers (clang -fsanitize=fuzzer) and the benchmark's reference tools
-EXTRA="clang libclang-rt-14-dev miller time"
+# the fuzzers (clang -fsanitize=fuzzer), the benchmark's reference tools, and
+# the real servers and clients of the integration tests
+EXTRA="clang libclang-rt-14-dev miller time redis-server postgresql kcat"
 if [ "${SLUICE_MINIMAL:-0}" = 1 ]; then
     EXTRA=""
 fi
