@@ -41,6 +41,8 @@ struct stage_thread {
 static struct sl_sink *open_sink(const struct sl_job *job, const char *run_id,
                                  const struct sl_stage_env *env, char *errbuf, size_t errsz)
 {
+    if (env->destination_url)
+        return sl_sink_postgres_open(env->destination_url, job, run_id, errbuf, errsz);
     if (sl_mkdirs(env->out_dir)) {
         sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot create %s", env->out_dir);
         return NULL;
@@ -153,6 +155,7 @@ int sl_embedded_run(struct sl_job *job, const struct sl_embedded_opts *opts,
         .job_dir = job->dir,
         .hash_key = hash_key && hash_key[0] ? hash_key : NULL,
         .allow_hosts = getenv("SLUICE_ALLOW_HOSTS"),
+        .destination_url = opts->destination_url,
         .open_sink = open_sink,
         .open_ledger = open_ledger,
         .embedded = true,

@@ -166,7 +166,7 @@ static void print_summary(const struct sl_job *job, const struct sl_embedded_res
     if (r->reason[0])
         printf("  reason: %s\n", r->reason);
     if (!strcmp(r->status, "succeeded") || !strcmp(r->status, "completed_with_errors"))
-        printf("  published: %s\n", sink_path);
+        printf("  published: %s\n", sink_path ? sink_path : "the postgres destination");
     printf("  errors:    %s/errors.csv, %s/rejected.ndjson\n", out_dir, out_dir);
     printf("  run:       %s/run.json\n", out_dir);
 }
@@ -197,11 +197,24 @@ static int cmd_run(int argc, char **argv)
         snprintf(name, sizeof(name), "%s.ndjson", job->object);
         sink_path = sl_path_join(out, name);
     }
-    if (job->destination.given && job->destination.type != SL_DEST_FILE)
+    /* a postgres destination is written when a database is configured */
+    const char *dest_url = NULL;
+    if (job->destination.given && job->destination.type == SL_DEST_POSTGRES) {
+        dest_url = getenv("SLUICE_DESTINATION_URL");
+        if (!dest_url || !dest_url[0])
+            dest_url = getenv("SLUICE_POSTGRES_URL");
+        if (dest_url && !dest_url[0])
+            dest_url = NULL;
+    }
+    if (job->destination.given && job->destination.type != SL_DEST_FILE && !dest_url)
         fprintf(stderr,
-                "sluice: warning: destination '%s' is not written in embedded mode by this "
-                "version; published records go to %s\n",
-                job->destination.type == SL_DEST_POSTGRES ? "postgres" : "http", sink_path);
+                "sluice: warning: destination '%s' is not written (%s); published records go "
+                "to %s\n",
+                job->destination.type == SL_DEST_POSTGRES ? "postgres" : "http",
+                job->destination.type == SL_DEST_POSTGRES
+                    ? "set SLUICE_DESTINATION_URL to the database"
+                    : "http destinations come with a later version",
+                sink_path);
     if (sl_mkdirs(out)) {
         fprintf(stderr, "sluice: cannot create %s: %s\n", out, strerror(errno));
         free(input);
@@ -215,6 +228,7 @@ static int cmd_run(int argc, char **argv)
         .sink_path = sink_path,
         .state_dir = a.state ? a.state : ".sluice",
         .input = input,
+        .destination_url = dest_url,
         .force = a.force,
         .progress = !a.quiet && isatty(STDERR_FILENO),
     };
@@ -232,7 +246,7 @@ static int cmd_run(int argc, char **argv)
         return EXIT_FAILED;
     }
     if (!a.quiet)
-        print_summary(&shown, &res, out, sink_path);
+        print_summary(&shown, &res, out, dest_url ? NULL : sink_path);
     free(out);
     free(sink_path);
     return status_exit(res.status);

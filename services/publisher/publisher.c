@@ -169,10 +169,13 @@ static int finalize(struct publisher *p, struct run *r, struct sl_emitter *em)
         return rc;
     if (r->sink) {
         bool ok = !r->failed && !r->skipped;
+        r->sink->keep_unseen = r->counts.rejected > 0;
         if (r->sink->ops->finish(r->sink, ok, err, sizeof(err)) && ok) {
             r->failed = true;
             free(r->reason);
             r->reason = strdup(err);
+        } else if (ok && r->sink->ops->counts) {
+            r->sink->ops->counts(r->sink, &r->counts); /* the batches' real results */
         }
     }
     const char *status = run_status(r);
@@ -275,9 +278,10 @@ static int publisher_process(void *state, const char *topic, struct sl_msg *m,
         enum sl_write_result res = SL_WRITE_CREATED;
         rc = r->sink ? r->sink->ops->write(r->sink, m, m->u.rec.duplicate, &res) : 0;
         if (rc) {
+            const char *why = r->sink->ops->last_error ? r->sink->ops->last_error(r->sink) : NULL;
             r->failed = true;
             free(r->reason);
-            r->reason = strdup("cannot write to the destination");
+            r->reason = strdup(why ? why : "cannot write to the destination");
             rc = 0;
             break;
         }

@@ -41,17 +41,46 @@ struct sl_sink_ops {
     /* End of run: success publishes (rename, mirror deletes), else discard. */
     int (*finish)(struct sl_sink *sk, bool success, char *errbuf, size_t errsz);
     void (*destroy)(struct sl_sink *sk);
+    /* Optional (NULL: the results write() gave are final). A sink that
+     * batches learns the results only when a batch is applied: its write()
+     * says SL_WRITE_CREATED for every record (provisional: each record is
+     * counted once, as published, so published + rejected + not_created still
+     * reaches the sealed count) and counts() then fills c's published,
+     * created, updated, unchanged and not_created with the real tallies of
+     * every record applied so far; after finish(success) they are the run's.
+     * Other fields of c are left alone. */
+    void (*counts)(struct sl_sink *sk, struct sl_counts *c);
+    /* Optional: why the last write() or commit() failed ("cannot write to
+     * table items at 127.0.0.1:5432: ..."), or NULL. Borrowed until the next
+     * call on sk. */
+    const char *(*last_error)(struct sl_sink *sk);
 };
 
 struct sl_sink {
     const struct sl_sink_ops *ops;
     const struct sl_job *job;
+    /* Set by the publisher before finish(): some rows of the run were
+     * rejected, so sync mirror must not delete the records the file still
+     * holds but failed to deliver (they would vanish for a typo). */
+    bool keep_unseen;
 };
 
 /* NDJSON file sink writing path (through path.tmp, renamed at success). */
 struct sl_sink *sl_sink_file_open(const char *path, const struct sl_job *job, char *errbuf,
                                   size_t errsz);
 void sl_sink_destroy(struct sl_sink *sk);
+
+/* PostgreSQL sink (sink_postgres.c) writing the job's records to
+ * destination.table (default: the object) of the database conninfo names (a
+ * libpq URI or keyword string). Creates the table when missing (columns typed
+ * as JOBS.md says, a unique index on the key, bookkeeping column
+ * _sluice_run), adds missing attribute columns to an existing one. Records
+ * are applied in batches inside one transaction that commit() and
+ * finish(success) commit; results come from counts(). run_id is copied.
+ * Returns the sink, or NULL with errbuf set ("could not connect to
+ * postgresql at 127.0.0.1:5432: Connection refused"). */
+struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job *job,
+                                      const char *run_id, char *errbuf, size_t errsz);
 
 /* The summary of a finished run. */
 struct sl_run_summary {

@@ -38,14 +38,15 @@ typedef struct sl_ledger *(*sl_ledger_open_fn)(const struct sl_job *job, const c
 /* What a stage may use; set up by main.c (or the embedded runner), shared by
  * every stage thread, read-only after start. */
 struct sl_stage_env {
-    struct sl_jobs *jobs;    /* job definitions by id and version */
-    struct sl_state *st;     /* last-success hashes, per-run keys */
-    const char *blob_dir;    /* where fetched files are kept */
-    const char *out_dir;     /* embedded mode: where the run's files go */
-    const char *sink_path;   /* embedded mode: the NDJSON file of published records */
-    const char *job_dir;     /* embedded mode: relative source paths start here */
-    const char *hash_key;    /* SLUICE_HASH_KEY or NULL */
-    const char *allow_hosts; /* SLUICE_ALLOW_HOSTS or NULL */
+    struct sl_jobs *jobs;        /* job definitions by id and version */
+    struct sl_state *st;         /* last-success hashes, per-run keys */
+    const char *blob_dir;        /* where fetched files are kept */
+    const char *out_dir;         /* embedded mode: where the run's files go */
+    const char *sink_path;       /* embedded mode: the NDJSON file of published records */
+    const char *destination_url; /* PostgreSQL of postgres destinations, or NULL */
+    const char *job_dir;         /* embedded mode: relative source paths start here */
+    const char *hash_key;        /* SLUICE_HASH_KEY or NULL */
+    const char *allow_hosts;     /* SLUICE_ALLOW_HOSTS or NULL */
     sl_sink_open_fn open_sink;
     sl_ledger_open_fn open_ledger;
     bool embedded; /* no servers: local files allowed as sources */

@@ -1,0 +1,510 @@
+/*
+ * Integration test of the PostgreSQL destination (sink_postgres.c) against a
+ * real server started for the test (pg_server.h) and stopped in the group
+ * teardown, also when an assertion fails.
+ *
+ * Covers: the table created with JOBS.md's column types and a unique index
+ * on the key; upsert counts (created, updated, unchanged) over runs of the
+ * same and of changed records; last_wins duplicates inside one batch;
+ * allow_create false; append; mirror deleting what a later run lacks; a
+ * failed run rolled back; an existing table (columns added, its primary key
+ * used, repeated keys refused); identifiers with quotes, spaces and Unicode; values
+ * with quotes, backslashes, newlines and Unicode round-tripping; an
+ * unreachable server; and 100,000 records in batches.
+ */
+#include "pg_server.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+
+#include "sluice/err.h"
+#include "sluice/job.h"
+#include "sluice/msg.h"
+#include "sluice/sink.h"
+
+static struct pg_server srv;
+static PGconn *db; /* the test's own connection, to look at the tables */
+
+/* ---- helpers ------------------------------------------------------------ */
+
+#define SIMPLE_JOB(table, opts)                                                                    \
+    "{\"name\":\"pgjob\",\"source\":{\"url\":\"in.csv\"},"                                         \
+    "\"target\":{\"object\":\"things\",\"key\":[\"id\"],\"attributes\":{"                          \
+    "\"id\":{\"type\":\"text\"},\"n\":{\"type\":\"integer\"},\"s\":{\"type\":\"text\"}}},"         \
+    "\"mapping\":{\"id\":\"id\",\"n\":\"n\",\"s\":\"s\"},"                                         \
+    "\"options\":{" opts "},"                                                                      \
+    "\"destination\":{\"type\":\"postgres\",\"table\":\"" table "\"}}"
+
+static struct sl_job *load(const char *json)
+{
+    char err[512] = "";
+    struct sl_job *job = sl_job_load_json(json, strlen(json), NULL, err, sizeof(err));
+    if (!job)
+        print_error("job: %s\n", err);
+    assert_non_null(job);
+    return job;
+}
+
+/* One valid record with values[i] for job->attrs[i] (NULL: missing). */
+static struct sl_msg *record(const struct sl_job *job, const char *run_id, uint64_t row,
+                             const char *const *values)
+{
+    struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, run_id, job->id, 0);
+    assert_non_null(m);
+    m->u.rec.row = row;
+    for (size_t i = 0; i < job->nattrs; i++)
+        assert_int_equal(sl_msg_add_attr(m, job->attrs[i].name, values[i]), 0);
+    return m;
+}
+
+static struct sl_sink *open_sink(const struct sl_job *job, const char *run_id)
+{
+    char err[512] = "";
+    struct sl_sink *sk = sl_sink_postgres_open(srv.conninfo, job, run_id, err, sizeof(err));
+    if (!sk)
+        print_error("open: %s\n", err);
+    assert_non_null(sk);
+    assert_non_null(sk->ops->counts);
+    return sk;
+}
+
+/* Writes nrows rows of job->nattrs values each (flat) as run run_id and
+ * finishes it with success; returns the sink's counts. */
+static struct sl_counts run_rows(const struct sl_job *job, const char *run_id,
+                                 const char *const *rows, size_t nrows)
+{
+    struct sl_sink *sk = open_sink(job, run_id);
+    for (size_t r = 0; r < nrows; r++) {
+        struct sl_msg *m = record(job, run_id, r + 1, rows + r * job->nattrs);
+        enum sl_write_result res;
+        int rc = sk->ops->write(sk, m, false, &res);
+        sl_msg_unref(m);
+        if (rc)
+            print_error("write: %s\n", sk->ops->last_error(sk));
+        assert_int_equal(rc, 0);
+    }
+    char err[512] = "";
+    int rc = sk->ops->finish(sk, true, err, sizeof(err));
+    if (rc)
+        print_error("finish: %s\n", err);
+    assert_int_equal(rc, 0);
+    struct sl_counts c = {0};
+    sk->ops->counts(sk, &c);
+    sl_sink_destroy(sk);
+    return c;
+}
+
+static void expect_counts(struct sl_counts c, uint64_t created, uint64_t updated,
+                          uint64_t unchanged, uint64_t not_created)
+{
+    assert_int_equal(c.created, created);
+    assert_int_equal(c.updated, updated);
+    assert_int_equal(c.unchanged, unchanged);
+    assert_int_equal(c.not_created, not_created);
+    assert_int_equal(c.published, created + updated + unchanged);
+}
+
+/* The one value of a query (text), or NULL for SQL NULL; caller frees. */
+static char *query1(const char *sql)
+{
+    PGresult *res = PQexec(db, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        print_error("%s: %s\n", sql, PQresultErrorMessage(res));
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 1);
+    char *v = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+static void expect_query(const char *sql, const char *want)
+{
+    char *got = query1(sql);
+    if (!want)
+        assert_null(got);
+    else
+        assert_string_equal(got, want);
+    free(got);
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (pg_server_start(&srv)) {
+        print_error("cannot start postgresql: %s\n", srv.err);
+        return -1;
+    }
+    db = PQconnectdb(srv.conninfo);
+    if (PQstatus(db) != CONNECTION_OK) {
+        print_error("cannot connect: %s\n", PQerrorMessage(db));
+        PQfinish(db);
+        db = NULL;
+        pg_server_stop(&srv);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (db)
+        PQfinish(db);
+    db = NULL;
+    pg_server_stop(&srv);
+    return 0;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_create_table(void **state)
+{
+    (void)state;
+    static const char json[] =
+        "{\"name\":\"types\",\"source\":{\"url\":\"in.csv\"},"
+        "\"target\":{\"object\":\"typed\",\"key\":[\"id\"],\"attributes\":{"
+        "\"id\":{\"type\":\"text\"},\"n\":{\"type\":\"integer\"},"
+        "\"price\":{\"type\":\"decimal\",\"scale\":2},\"ok\":{\"type\":\"boolean\"},"
+        "\"d\":{\"type\":\"date\"},\"ts\":{\"type\":\"datetime\"},"
+        "\"email\":{\"type\":\"email\"},\"phone\":{\"type\":\"phone\"},"
+        "\"url\":{\"type\":\"url\"},\"cur\":{\"type\":\"currency\"},"
+        "\"st\":{\"type\":\"enum\",\"values\":[\"open\",\"closed\"]}}},"
+        "\"mapping\":{\"id\":\"a\",\"n\":\"b\",\"price\":\"c\",\"ok\":\"d\",\"d\":\"e\","
+        "\"ts\":\"f\",\"email\":\"g\",\"phone\":\"h\",\"url\":\"i\",\"cur\":\"j\",\"st\":\"k\"},"
+        "\"destination\":{\"type\":\"postgres\"}}";
+    struct sl_job *job = load(json);
+    const char *rows[] = {"S1",
+                          "42",
+                          "1234.50",
+                          "true",
+                          "2025-12-31",
+                          "2025-12-31T23:00:00Z",
+                          "a@example.com",
+                          "+49301234567",
+                          "https://example.com/x",
+                          "EUR",
+                          "open"};
+    expect_counts(run_rows(job, "run-1", rows, 1), 1, 0, 0, 0);
+    expect_query("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' "
+                 "ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'typed'::regclass "
+                 "AND attnum > 0 AND NOT attisdropped",
+                 "id text, n bigint, price numeric, ok boolean, d date, "
+                 "ts timestamp with time zone, email text, phone text, url text, "
+                 "cur character(3), st text, _sluice_run text");
+    expect_query("SELECT string_agg(a.attname, ',') FROM pg_index i JOIN pg_attribute a ON "
+                 "a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+                 "WHERE i.indrelid = 'typed'::regclass AND i.indisunique",
+                 "id");
+    expect_query("SELECT format('%s|%s|%s|%s|%s|%s|%s|%s', n, price, ok, d, "
+                 "ts AT TIME ZONE 'UTC', cur, st, _sluice_run) FROM typed",
+                 "42|1234.50|t|2025-12-31|2025-12-31 23:00:00|EUR|open|run-1");
+    /* a second open of the same job finds everything in place */
+    expect_counts(run_rows(job, "run-2", rows, 1), 0, 0, 1, 0);
+    expect_query("SELECT count(*) FROM pg_index WHERE indrelid = 'typed'::regclass", "1");
+    sl_job_destroy(job);
+}
+
+static void test_upsert_counts(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("ups", ""));
+    const char *run1[] = {"a", "1", "x", "b", "2", "y", "c", "3", NULL};
+    expect_counts(run_rows(job, "run-1", run1, 3), 3, 0, 0, 0);
+    expect_counts(run_rows(job, "run-2", run1, 3), 0, 0, 3, 0);
+    const char *run3[] = {"a", "1", "x", "b", "20", "y", "c", "3", "now set", "d", NULL, NULL};
+    expect_counts(run_rows(job, "run-3", run3, 4), 1, 2, 1, 0);
+    expect_query("SELECT string_agg(format('%s=%s/%s', id, n, coalesce(s, '-')), ' ' "
+                 "ORDER BY id) FROM ups",
+                 "a=1/x b=20/y c=3/now set d=/-");
+    /* unchanged rows were not rewritten: they still name the run that wrote them */
+    expect_query("SELECT _sluice_run FROM ups WHERE id = 'a'", "run-1");
+    sl_job_destroy(job);
+}
+
+static void test_last_wins_in_batch(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("dups", "\"duplicates\":\"last_wins\""));
+    const char *run1[] = {"a", "1", "x", "b", "1", "x", "a", "2", "x", "a", "3", "x"};
+    expect_counts(run_rows(job, "run-1", run1, 4), 2, 2, 0, 0);
+    expect_query("SELECT string_agg(format('%s=%s', id, n), ' ' ORDER BY id) FROM dups", "a=3 b=1");
+    const char *run2[] = {"a", "3", "x", "a", "3", "x", "b", "5", "x"};
+    expect_counts(run_rows(job, "run-2", run2, 3), 0, 2, 1, 0);
+    expect_query("SELECT string_agg(format('%s=%s', id, n), ' ' ORDER BY id) FROM dups", "a=3 b=5");
+    sl_job_destroy(job);
+}
+
+static void test_allow_create_false(void **state)
+{
+    (void)state;
+    struct sl_job *seed = load(SIMPLE_JOB("nocreate", ""));
+    const char *run1[] = {"a", "1", "x", "b", "2", "y"};
+    expect_counts(run_rows(seed, "run-1", run1, 2), 2, 0, 0, 0);
+    struct sl_job *job =
+        load(SIMPLE_JOB("nocreate", "\"allow_create\":false,\"duplicates\":\"last_wins\""));
+    const char *run2[] = {"a", "1", "x", "b", "3", "y", "c", "4", "z", "c", "5", "z"};
+    expect_counts(run_rows(job, "run-2", run2, 4), 0, 1, 1, 2);
+    expect_query("SELECT string_agg(format('%s=%s', id, n), ' ' ORDER BY id) FROM nocreate",
+                 "a=1 b=3");
+    sl_job_destroy(job);
+    sl_job_destroy(seed);
+}
+
+static void test_append(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("appended", "\"sync\":\"append\""));
+    const char *rows[] = {"a", "1", "x", "a", "1", "x"};
+    expect_counts(run_rows(job, "run-1", rows, 2), 2, 0, 0, 0);
+    expect_counts(run_rows(job, "run-2", rows, 2), 2, 0, 0, 0);
+    expect_query("SELECT count(*) FROM appended", "4");
+    expect_query("SELECT count(*) FROM pg_index WHERE indrelid = 'appended'::regclass", "0");
+    sl_job_destroy(job);
+}
+
+static void test_mirror(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("mirrored", "\"sync\":\"mirror\""));
+    const char *run1[] = {"a", "1", "x", "b", "2", "y", "c", "3", "z"};
+    expect_counts(run_rows(job, "run-1", run1, 3), 3, 0, 0, 0);
+
+    /* a failed run neither writes nor deletes */
+    struct sl_sink *sk = open_sink(job, "run-failed");
+    const char *only[] = {"z", "9", "q"};
+    struct sl_msg *m = record(job, "run-failed", 1, only);
+    enum sl_write_result res;
+    assert_int_equal(sk->ops->write(sk, m, false, &res), 0);
+    sl_msg_unref(m);
+    assert_int_equal(sk->ops->finish(sk, false, NULL, 0), 0);
+    sl_sink_destroy(sk);
+    expect_query("SELECT string_agg(id, ' ' ORDER BY id) FROM mirrored", "a b c");
+
+    const char *run2[] = {"a", "1", "x", "c", "30", "z"};
+    expect_counts(run_rows(job, "run-2", run2, 2), 0, 1, 1, 0);
+    expect_query("SELECT string_agg(format('%s=%s', id, n), ' ' ORDER BY id) FROM mirrored",
+                 "a=1 c=30");
+    sl_job_destroy(job);
+}
+
+static void test_commit_keeps_batches(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("committed", ""));
+    struct sl_sink *sk = open_sink(job, "run-1");
+    const char *a[] = {"a", "1", "x"}, *b[] = {"b", "2", "y"};
+    enum sl_write_result res;
+    struct sl_msg *m = record(job, "run-1", 1, a);
+    assert_int_equal(sk->ops->write(sk, m, false, &res), 0);
+    sl_msg_unref(m);
+    char err[256];
+    assert_int_equal(sk->ops->commit(sk, err, sizeof(err)), 0);
+    m = record(job, "run-1", 2, b);
+    assert_int_equal(sk->ops->write(sk, m, false, &res), 0);
+    sl_msg_unref(m);
+    assert_int_equal(sk->ops->finish(sk, false, NULL, 0), 0);
+    sl_sink_destroy(sk);
+    expect_query("SELECT string_agg(id, ' ' ORDER BY id) FROM committed", "a");
+    sl_job_destroy(job);
+}
+
+static void exec_ok(const char *sql)
+{
+    PGresult *res = PQexec(db, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        print_error("%s: %s\n", sql, PQresultErrorMessage(res));
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+}
+
+static void test_existing_table(void **state)
+{
+    (void)state;
+    /* the user's own table: a primary key on the key, a column of its own,
+     * an attribute column of another type, one attribute column missing */
+    exec_ok("CREATE TABLE existing (id text PRIMARY KEY, n integer, "
+            "note text NOT NULL DEFAULT 'mine')");
+    exec_ok("INSERT INTO existing (id, n) VALUES ('a', 1)");
+    struct sl_job *job = load(SIMPLE_JOB("existing", ""));
+    const char *rows[] = {"a", "1", "x", "b", "2", "y"};
+    expect_counts(run_rows(job, "run-1", rows, 2), 1, 1, 0, 0);
+    expect_query("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' "
+                 "ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'existing'::regclass "
+                 "AND attnum > 0 AND NOT attisdropped",
+                 "id text, n integer, note text, s text, _sluice_run text");
+    /* the primary key serves as the key's unique index: none added */
+    expect_query("SELECT count(*) FROM pg_index WHERE indrelid = 'existing'::regclass", "1");
+    expect_query("SELECT string_agg(format('%s=%s/%s/%s', id, n, s, note), ' ' ORDER BY id) "
+                 "FROM existing",
+                 "a=1/x/mine b=2/y/mine");
+
+    /* a table whose rows repeat the key cannot get its unique index */
+    exec_ok("CREATE TABLE twice (id text, n bigint, s text)");
+    exec_ok("INSERT INTO twice VALUES ('a', 1, 'x'), ('a', 2, 'y')");
+    struct sl_job *job2 = load(SIMPLE_JOB("twice", ""));
+    char err[512] = "";
+    struct sl_sink *sk = sl_sink_postgres_open(srv.conninfo, job2, "run-1", err, sizeof(err));
+    assert_null(sk);
+    if (!strstr(err, "cannot prepare table twice at 127.0.0.1:") || !strstr(err, "unique index"))
+        print_error("got: %s\n", err);
+    assert_non_null(strstr(err, "cannot prepare table twice at 127.0.0.1:"));
+    assert_non_null(strstr(err, "unique index"));
+    sl_job_destroy(job2);
+    sl_job_destroy(job);
+}
+
+static void replace(char **p, const char *s)
+{
+    free(*p);
+    *p = strdup(s);
+    assert_non_null(*p);
+}
+
+static void test_nasty_names(void **state)
+{
+    (void)state;
+    /* the loader allows identifiers only; the sink must not rely on it */
+    struct sl_job *job = load(SIMPLE_JOB("placeholder", ""));
+    replace(&job->destination.table,
+            "we\"ird ta'ble; DROP TABLE ups; -- \xc3\xbcn\xc3\xaf \xe8\xa1\xa8");
+    replace(&job->attrs[2].name, "s \"q\" \xc3\xa9t\xc3\xa9");
+    const char *rows[] = {"a", "1", "x", "b", "2", "y"};
+    expect_counts(run_rows(job, "run-1", rows, 2), 2, 0, 0, 0);
+    const char *rows2[] = {"a", "1", "x", "b", "2", "changed"};
+    expect_counts(run_rows(job, "run-2", rows2, 2), 0, 1, 1, 0);
+    expect_query("SELECT string_agg(\"s \"\"q\"\" \xc3\xa9t\xc3\xa9\", ' ' ORDER BY id) FROM "
+                 "\"we\"\"ird ta'ble; DROP TABLE ups; -- \xc3\xbcn\xc3\xaf \xe8\xa1\xa8\"",
+                 "x changed");
+    expect_query("SELECT count(*) FROM ups", "4");
+    sl_job_destroy(job);
+}
+
+static void test_values_round_trip(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("vals", ""));
+    static const char *const nasty[] = {
+        "it's \"quoted\"",
+        "back\\slash \\N \\. \\\\",
+        "line1\nline2\r\nline3\tcol",
+        "\xc3\xbc\xc3\xb1\xc3\xaf\xc3\xa7\xc3\xb8"
+        "d\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 "
+        "\xe8\xa1\xa8",
+        "'); DROP TABLE vals; --",
+        "\\N",
+    };
+    size_t n = sizeof(nasty) / sizeof(nasty[0]);
+    const char *rows[3 * 6];
+    char ids[6][8];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "k%zu", i);
+        rows[3 * i] = ids[i];
+        rows[3 * i + 1] = NULL;
+        rows[3 * i + 2] = nasty[i];
+    }
+    expect_counts(run_rows(job, "run-1", rows, n), n, 0, 0, 0);
+    for (size_t i = 0; i < n; i++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "SELECT s FROM vals WHERE id = 'k%zu'", i);
+        expect_query(sql, nasty[i]);
+    }
+    expect_query("SELECT count(*) FROM vals WHERE n IS NULL", "6");
+    /* the same values again are unchanged */
+    expect_counts(run_rows(job, "run-2", rows, n), 0, 0, n, 0);
+    /* invalid UTF-8 cannot fail the batch: it becomes U+FFFD */
+    const char *bad[] = {"bad", "1",
+                         "a\xff"
+                         "b\xc3"};
+    expect_counts(run_rows(job, "run-3", bad, 1), 1, 0, 0, 0);
+    expect_query("SELECT s FROM vals WHERE id = 'bad'", "a\xef\xbf\xbd"
+                                                        "b\xef\xbf\xbd");
+    sl_job_destroy(job);
+}
+
+static void test_unreachable(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("nowhere", ""));
+    int port = pg_server_free_port();
+    char conninfo[128], err[512] = "", want[64];
+    snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres connect_timeout=5",
+             port);
+    struct sl_sink *sk = sl_sink_postgres_open(conninfo, job, "run-1", err, sizeof(err));
+    assert_null(sk);
+    snprintf(want, sizeof(want), "could not connect to postgresql at 127.0.0.1:%d: ", port);
+    if (strncmp(err, want, strlen(want)))
+        print_error("got: %s\n", err);
+    assert_true(strncmp(err, want, strlen(want)) == 0);
+    assert_true(strlen(err) > strlen(want));
+
+    /* a URI, too */
+    snprintf(conninfo, sizeof(conninfo), "postgresql://user:secret@127.0.0.1:%d/db", port);
+    sk = sl_sink_postgres_open(conninfo, job, "run-1", err, sizeof(err));
+    assert_null(sk);
+    assert_true(strncmp(err, want, strlen(want)) == 0);
+    assert_null(strstr(err, "secret"));
+    sl_job_destroy(job);
+}
+
+static void test_many_records(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("many", ""));
+    enum { N = 100000 };
+    for (int pass = 0; pass < 2; pass++) {
+        const char *run_id = pass ? "run-2" : "run-1";
+        struct sl_sink *sk = open_sink(job, run_id);
+        for (int i = 0; i < N; i++) {
+            char id[16], n[16];
+            snprintf(id, sizeof(id), "k%06d", i);
+            /* the second pass changes every fourth record */
+            snprintf(n, sizeof(n), "%d", pass && i % 4 == 0 ? -i - 1 : i);
+            const char *vals[] = {id, n, "some text"};
+            struct sl_msg *m = record(job, run_id, (uint64_t)i + 1, vals);
+            enum sl_write_result res;
+            int rc = sk->ops->write(sk, m, false, &res);
+            sl_msg_unref(m);
+            if (rc)
+                print_error("write: %s\n", sk->ops->last_error(sk));
+            assert_int_equal(rc, 0);
+        }
+        char err[512] = "";
+        assert_int_equal(sk->ops->finish(sk, true, err, sizeof(err)), 0);
+        struct sl_counts c = {0};
+        sk->ops->counts(sk, &c);
+        sl_sink_destroy(sk);
+        if (pass)
+            expect_counts(c, 0, N / 4, N - N / 4, 0);
+        else
+            expect_counts(c, N, 0, 0, 0);
+    }
+    expect_query("SELECT count(*) FROM many", "100000");
+    expect_query("SELECT count(*) FROM many WHERE n < 0", "25000");
+    sl_job_destroy(job);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_table),
+        cmocka_unit_test(test_upsert_counts),
+        cmocka_unit_test(test_last_wins_in_batch),
+        cmocka_unit_test(test_allow_create_false),
+        cmocka_unit_test(test_append),
+        cmocka_unit_test(test_mirror),
+        cmocka_unit_test(test_commit_keeps_batches),
+        cmocka_unit_test(test_existing_table),
+        cmocka_unit_test(test_nasty_names),
+        cmocka_unit_test(test_values_round_trip),
+        cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_many_records),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
