@@ -3,6 +3,7 @@
  *
  *   sluice run JOB.json [--out DIR] [--state DIR] [--input FILE] [--force]
  *   sluice check JOB.json [--input FILE]
+ *   sluice submit JOB.json          (the control plane at SLUICE_POSTGRES_URL)
  *
  * Exit status (JOBS.md): 0 succeeded, 3 completed_with_errors, 4 skipped,
  * 1 failed, 2 the job file or the command line is invalid.
@@ -16,9 +17,11 @@
 #include <unistd.h>
 
 #include "embedded.h"
+#include "sluice/control.h"
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/log.h"
+#include "sluice/pg.h"
 #include "sluice/reader.h"
 #include "sluice/util.h"
 
@@ -46,10 +49,13 @@ static const char usage_text[] =
     "      --quiet           no progress bar and no summary\n"
     "  check JOB.json    check the job file; with --input FILE, also that the file has\n"
     "                    every column the mapping reads\n"
+    "  submit JOB.json   check the job and store it in the control plane (PostgreSQL at\n"
+    "                    SLUICE_POSTGRES_URL) as its next version\n"
     "\n"
     "Options: --help, --version\n"
     "\n"
-    "Environment: SLUICE_HASH_KEY (key of the hash filter), SLUICE_LOG_LEVEL\n"
+    "Environment: SLUICE_HASH_KEY (key of the hash filter), SLUICE_POSTGRES_URL\n"
+    "(control plane), SLUICE_DESTINATION_URL (postgres destinations), SLUICE_LOG_LEVEL\n"
     "(debug, info, warn, error; default warn), SLUICE_LOG_FORMAT (text, json).\n"
     "\n"
     "Exit status: 0 succeeded, 3 completed with errors (rows rejected), 4 skipped\n"
@@ -132,6 +138,8 @@ static int parse_args(int argc, char **argv, const char *cmd, struct cli_args *a
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (!strcmp(cmd, "check") && (a->out || a->state || a->force))
         return usage_error("check takes only --input", "");
+    if (!strcmp(cmd, "submit") && (a->out || a->state || a->force || a->input))
+        return usage_error("submit takes no options", "");
     return 0;
 }
 
@@ -345,6 +353,47 @@ static int cmd_check(int argc, char **argv)
     return rc;
 }
 
+static int cmd_submit(int argc, char **argv)
+{
+    struct cli_args a = {0};
+    struct sl_job *job = NULL;
+    int rc = load_job(argc, argv, "submit", &a, &job);
+    if (!job)
+        return rc;
+    const char *url = getenv("SLUICE_POSTGRES_URL");
+    char err[1024] = "";
+    size_t len = 0;
+    char *text = NULL;
+    PGconn *conn = NULL;
+    if (!url || !url[0]) {
+        fprintf(stderr, "sluice: submit: SLUICE_POSTGRES_URL must name the control plane\n");
+        rc = EXIT_INVALID;
+        goto out;
+    }
+    if (!(text = sl_read_file(a.job_path, &len))) {
+        fprintf(stderr, "sluice: %s: %s\n", a.job_path, strerror(errno));
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    uint32_t version = 0;
+    int created = 0;
+    if (!(conn = sl_pg_connect(url, SL_PG_CONNECT_TIMEOUT, err, sizeof(err))) ||
+        sl_control_migrate(conn, err, sizeof(err)) ||
+        sl_control_put_job(conn, job, text, len, &version, &created, err, sizeof(err))) {
+        fprintf(stderr, "sluice: submit: %s\n", err);
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    printf(created ? "job '%s' stored as version %u\n" : "job '%s' is unchanged at version %u\n",
+           job->name, version);
+    rc = 0;
+out:
+    PQfinish(conn);
+    free(text);
+    sl_job_destroy(job);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *lvl = getenv("SLUICE_LOG_LEVEL");
@@ -367,5 +416,7 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "submit"))
+        return cmd_submit(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }

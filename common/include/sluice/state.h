@@ -35,6 +35,17 @@ struct sl_state {
  * per-run keys in memory. NULL with errbuf set on error. */
 struct sl_state *sl_state_local_new(const char *dir, char *errbuf, size_t errsz);
 
+/* State in Redis (distributed mode) at url: "redis://[[user]:password@]host[:port][/db]"
+ * or "unix://[[user]:password@]/path[?db=N]", both with optional query
+ * parameters connect_timeout, timeout, retry_for (seconds) and run_ttl
+ * (seconds a run's keys outlive its last new key). NULL url: SLUICE_REDIS_URL,
+ * else redis://127.0.0.1:6379/0. Connects once to fail fast; later outages
+ * block each call, reconnecting with backoff, for at most retry_for seconds,
+ * then the call returns SL_ERR_RETRY. NULL with errbuf set (never holding
+ * the password) on a bad url or when redis cannot be reached. The caller owns
+ * the store; every op may be called from any thread. */
+struct sl_state *sl_state_redis_new(const char *url, char *errbuf, size_t errsz);
+
 /* Destroys st; accepts NULL. */
 void sl_state_destroy(struct sl_state *st);
 

@@ -1,0 +1,289 @@
+/*
+ * The control plane in PostgreSQL (control.h): migrations, job versions, and
+ * the job registry over them.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/control.h"
+#include "sluice/err.h"
+#include "sluice/job.h"
+#include "sluice/log.h"
+#include "sluice/pg.h"
+
+/* Any number: the key of the advisory lock that serializes migrations. */
+#define MIGRATION_LOCK "7305147301"
+
+/* Each migration runs once, in order, in its own transaction. Only ever add
+ * at the end; never edit one that has shipped. */
+static const char *const migrations[] = {
+    /* 1: jobs, their versions, runs and their rejected rows */
+    "CREATE TABLE sluice_jobs ("
+    "  id text PRIMARY KEY,"
+    "  current_version integer NOT NULL,"
+    "  enabled boolean NOT NULL DEFAULT true,"
+    "  next_run_at timestamptz,"
+    "  created_at timestamptz NOT NULL DEFAULT now(),"
+    "  updated_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE sluice_job_versions ("
+    "  job_id text NOT NULL REFERENCES sluice_jobs (id) ON DELETE CASCADE,"
+    "  version integer NOT NULL,"
+    "  document text NOT NULL,"
+    "  created_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (job_id, version));"
+    "CREATE TABLE sluice_runs ("
+    "  id text PRIMARY KEY,"
+    "  job_id text NOT NULL,"
+    "  job_version integer NOT NULL,"
+    "  trigger text NOT NULL,"
+    "  status text NOT NULL,"
+    "  reason text,"
+    "  started_at timestamptz NOT NULL DEFAULT now(),"
+    "  finished_at timestamptz,"
+    "  source_sha256 text,"
+    "  source_bytes bigint,"
+    "  counts jsonb);"
+    "CREATE INDEX sluice_runs_job ON sluice_runs (job_id, started_at DESC);"
+    "CREATE TABLE sluice_rejected_rows ("
+    "  run_id text NOT NULL,"
+    "  row bigint NOT NULL,"
+    "  errors jsonb NOT NULL,"
+    "  source jsonb NOT NULL,"
+    "  PRIMARY KEY (run_id, row));",
+};
+
+#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+int sl_control_schema_version(void)
+{
+    return NMIGRATIONS;
+}
+
+static int exec0(PGconn *c, const char *what, const char *sql, char *errbuf, size_t errsz)
+{
+    return sl_pg_exec(c, what, sql, 0, NULL, NULL, errbuf, errsz);
+}
+
+/* Runs a script of several statements (PQexec: no parameters). */
+static int exec_script(PGconn *c, const char *what, const char *sql, char *errbuf, size_t errsz)
+{
+    PGresult *res = PQexec(c, sql);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    int rc = 0;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        char msg[400];
+        sl_pg_message(c, res, msg, sizeof(msg));
+        rc = sl_seterr(errbuf, errsz, sl_pg_error_class(c, res), "cannot %s: %s", what, msg);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int sl_control_migrate(PGconn *c, char *errbuf, size_t errsz)
+{
+    /* one migrating process at a time, from the first statement on: even
+     * CREATE TABLE IF NOT EXISTS collides when run concurrently */
+    int rc = exec0(c, "lock the migrations", "SELECT pg_advisory_lock(" MIGRATION_LOCK ")", errbuf,
+                   errsz);
+    if (rc)
+        return rc;
+    rc = exec0(c, "create the migrations table",
+               "CREATE TABLE IF NOT EXISTS sluice_schema_migrations ("
+               "  version integer PRIMARY KEY,"
+               "  applied_at timestamptz NOT NULL DEFAULT now())",
+               errbuf, errsz);
+    for (int v = 1; rc == 0 && v <= NMIGRATIONS; v++) {
+        char num[24];
+        snprintf(num, sizeof(num), "%d", v);
+        const char *params[] = {num};
+        PGresult *res = NULL;
+        rc = sl_pg_exec(c, "read the schema version",
+                        "SELECT 1 FROM sluice_schema_migrations WHERE version = $1::integer", 1,
+                        params, &res, errbuf, errsz);
+        bool applied = res && PQntuples(res) > 0;
+        PQclear(res);
+        if (rc || applied)
+            continue;
+        char what[64];
+        snprintf(what, sizeof(what), "apply migration %d", v);
+        if ((rc = exec0(c, "begin a migration", "BEGIN", errbuf, errsz)) != 0)
+            break;
+        rc = exec_script(c, what, migrations[v - 1], errbuf, errsz);
+        if (rc == 0)
+            rc = sl_pg_exec(c, "record the migration",
+                            "INSERT INTO sluice_schema_migrations (version) VALUES ($1::integer)",
+                            1, params, NULL, errbuf, errsz);
+        if (rc == 0)
+            rc = exec0(c, "commit a migration", "COMMIT", errbuf, errsz);
+        else
+            PQclear(PQexec(c, "ROLLBACK"));
+        if (rc == 0)
+            sl_info("control", "applied schema migration %d", v);
+    }
+    PQclear(PQexec(c, "SELECT pg_advisory_unlock(" MIGRATION_LOCK ")"));
+    return rc;
+}
+
+int sl_control_put_job(PGconn *c, const struct sl_job *job, const char *text, size_t len,
+                       uint32_t *version, int *created, char *errbuf, size_t errsz)
+{
+    char *doc = strndup(text, len);
+    if (!doc)
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    *created = 0;
+    PGresult *res = NULL;
+    int rc = exec0(c, "begin storing the job", "BEGIN", errbuf, errsz);
+    const char *p1[] = {job->name};
+    if (rc == 0)
+        rc = sl_pg_exec(c, "create the job",
+                        "INSERT INTO sluice_jobs (id, current_version) VALUES ($1, 0) "
+                        "ON CONFLICT (id) DO NOTHING",
+                        1, p1, NULL, errbuf, errsz);
+    if (rc == 0)
+        rc = sl_pg_exec(c, "read the job",
+                        "SELECT j.current_version, v.document FROM sluice_jobs j "
+                        "LEFT JOIN sluice_job_versions v "
+                        "  ON v.job_id = j.id AND v.version = j.current_version "
+                        "WHERE j.id = $1 FOR UPDATE OF j",
+                        1, p1, &res, errbuf, errsz);
+    if (rc == 0) {
+        long cur = atol(PQgetvalue(res, 0, 0));
+        bool same = !PQgetisnull(res, 0, 1) && !strcmp(PQgetvalue(res, 0, 1), doc);
+        PQclear(res);
+        res = NULL;
+        if (same) {
+            *version = (uint32_t)cur;
+        } else {
+            char next[24];
+            snprintf(next, sizeof(next), "%ld", cur + 1);
+            const char *p2[] = {job->name, next, doc};
+            rc = sl_pg_exec(c, "store the job version",
+                            "INSERT INTO sluice_job_versions (job_id, version, document) "
+                            "VALUES ($1, $2::integer, $3)",
+                            3, p2, NULL, errbuf, errsz);
+            if (rc == 0)
+                rc = sl_pg_exec(c, "update the job",
+                                "UPDATE sluice_jobs SET current_version = $2::integer, "
+                                "updated_at = now() WHERE id = $1",
+                                2, p2, NULL, errbuf, errsz);
+            *version = (uint32_t)(cur + 1);
+            *created = 1;
+        }
+    }
+    if (rc == 0)
+        rc = exec0(c, "commit the job", "COMMIT", errbuf, errsz);
+    else
+        PQclear(PQexec(c, "ROLLBACK"));
+    PQclear(res);
+    free(doc);
+    return rc;
+}
+
+/* The registry: one connection, a list of loaded versions, one lock. */
+struct cached {
+    struct cached *next;
+    struct sl_job *job;
+};
+
+struct pg_jobs {
+    struct sl_jobs base;
+    char *conninfo;
+    PGconn *conn;
+    pthread_mutex_t lock;
+    struct cached *jobs;
+};
+
+static const struct sl_job *pg_jobs_get(struct sl_jobs *jobs, const char *job_id, uint32_t version,
+                                        char *errbuf, size_t errsz)
+{
+    struct pg_jobs *pj = (struct pg_jobs *)jobs;
+    const struct sl_job *found = NULL;
+    pthread_mutex_lock(&pj->lock);
+    for (struct cached *k = pj->jobs; k && !found; k = k->next)
+        if (k->job->version == version && !strcmp(k->job->id, job_id))
+            found = k->job;
+    if (found)
+        goto out;
+    if (!pj->conn || PQstatus(pj->conn) != CONNECTION_OK) {
+        PQfinish(pj->conn);
+        if (!(pj->conn = sl_pg_connect(pj->conninfo, SL_PG_CONNECT_TIMEOUT, errbuf, errsz)))
+            goto out;
+    }
+    char ver[24];
+    snprintf(ver, sizeof(ver), "%u", version);
+    const char *params[] = {job_id, ver};
+    PGresult *res = NULL;
+    if (sl_pg_exec(pj->conn, "read the job version",
+                   "SELECT document FROM sluice_job_versions WHERE job_id = $1 AND version = "
+                   "$2::integer",
+                   2, params, &res, errbuf, errsz))
+        goto out;
+    if (PQntuples(res) == 0) {
+        sl_seterr(errbuf, errsz, SL_ERR_NOTFOUND, "job %s has no version %u", job_id, version);
+        PQclear(res);
+        goto out;
+    }
+    char err[512];
+    struct sl_job *job = sl_job_load_json(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0),
+                                          NULL, err, sizeof(err));
+    PQclear(res);
+    struct cached *k = job ? calloc(1, sizeof(*k)) : NULL;
+    char *id = job ? strdup(job_id) : NULL;
+    if (!job || !k || !id) {
+        sl_seterr(errbuf, errsz, SL_ERR_INVALID, "job %s version %u: %s", job_id, version,
+                  job ? "out of memory" : err);
+        sl_job_destroy(job);
+        free(k);
+        free(id);
+        goto out;
+    }
+    free(job->id);
+    job->id = id;
+    job->version = version;
+    k->job = job;
+    k->next = pj->jobs;
+    pj->jobs = k;
+    found = job;
+out:
+    pthread_mutex_unlock(&pj->lock);
+    return found;
+}
+
+static void pg_jobs_destroy(struct sl_jobs *jobs)
+{
+    struct pg_jobs *pj = (struct pg_jobs *)jobs;
+    while (pj->jobs) {
+        struct cached *k = pj->jobs;
+        pj->jobs = k->next;
+        sl_job_destroy(k->job);
+        free(k);
+    }
+    PQfinish(pj->conn);
+    pthread_mutex_destroy(&pj->lock);
+    free(pj->conninfo);
+    free(pj);
+}
+
+static const struct sl_jobs_ops pg_jobs_ops = {
+    .get = pg_jobs_get,
+    .destroy = pg_jobs_destroy,
+};
+
+struct sl_jobs *sl_jobs_pg_new(const char *conninfo, char *errbuf, size_t errsz)
+{
+    struct pg_jobs *pj = calloc(1, sizeof(*pj));
+    if (!pj || !(pj->conninfo = strdup(conninfo))) {
+        free(pj);
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    pj->base.ops = &pg_jobs_ops;
+    pthread_mutex_init(&pj->lock, NULL);
+    if (!(pj->conn = sl_pg_connect(conninfo, SL_PG_CONNECT_TIMEOUT, errbuf, errsz))) {
+        pg_jobs_destroy(&pj->base);
+        return NULL;
+    }
+    return &pj->base;
+}

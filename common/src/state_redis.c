@@ -1,0 +1,914 @@
+/*
+ * The Redis state store (state.h), distributed mode's memory between messages.
+ *
+ * The last successful hash of a job is one string, sluice:job:<id>:last_sha256,
+ * with no expiry. The keys seen in a run are the fields of one hash,
+ * sluice:run:<id>:keys: a key shorter than 32 bytes is its own field, a longer
+ * one its 32-byte SHA-256 (lengths differ, so the two never collide), which
+ * bounds memory per key. The value of each field is the token of the call that
+ * added it, so a call retried after its reply was lost (timeout, crash of the
+ * server after the write) recognizes its own earlier write and still answers
+ * "new": an outage neither loses a key nor counts one twice. An add that gave
+ * up with SL_ERR_RETRY parks its token (the last PENDING_MAX of them) for the
+ * stage's retry of the same run and key. (A message redelivered to another
+ * process after a crash cannot know the token: that needs a row identity from
+ * the caller.) The hash expires run_ttl seconds after its last new key, so
+ * abandoned runs do not leak.
+ *
+ * Threads share a small pool of connections (one per concurrent caller, at
+ * most POOL_MAX); a call that finds its connection broken reconnects with
+ * exponential backoff for at most retry_for seconds before it gives up with
+ * SL_ERR_RETRY, and the stage runner's own retry takes over. The password is
+ * kept for AUTH only: messages name the server by host and port.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+
+#include "sluice/err.h"
+#include "sluice/log.h"
+#include "sluice/state.h"
+#include "sluice/util.h"
+
+#define DEFAULT_URL         "redis://127.0.0.1:6379/0"
+#define DEFAULT_PORT        6379
+#define POOL_MAX            16
+#define JOB_ID_MAX          200
+#define RUN_ID_MAX          1024 /* any bytes: prefix + id + suffix is one-to-one */
+#define FIELD_RAW_MAX       31   /* longer keys are stored as their SHA-256 */
+#define PENDING_MAX         64   /* adds that gave up, remembered for the retry */
+#define BACKOFF_FIRST_MS    50
+#define BACKOFF_MAX_MS      2000
+#define DEFAULT_CONNECT_S   2.0
+#define DEFAULT_TIMEOUT_S   5.0
+#define DEFAULT_RETRY_FOR_S 30.0
+#define DEFAULT_RUN_TTL_S   (7 * 24 * 3600)
+
+/* KEYS[1] the run's hash, ARGV[1] the field, ARGV[2] this call's token,
+ * ARGV[3] the expiry. 0: new (or added by this very call before), 1: seen. */
+static const char ADD_SCRIPT[] =
+    "if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
+    "  return 0\n"
+    "end\n"
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end\n"
+    "return 1\n";
+
+struct conn {
+    struct conn *next;
+    redisContext *c; /* NULL: not connected */
+};
+
+/* An add that gave up with SL_ERR_RETRY may have reached Redis: its retry
+ * reuses the token so that it is not reported as its own duplicate. */
+struct pending {
+    uint64_t hash; /* of run id and field; 0: free slot */
+    uint64_t token;
+};
+
+struct state_redis {
+    struct sl_state base;
+    char *host; /* TCP, or NULL */
+    int port;
+    char *path; /* unix socket, or NULL */
+    char *user, *password;
+    long db;
+    double connect_s, timeout_s, retry_for_s;
+    long run_ttl_s;
+    char where[160]; /* "host:port" or "unix:/path", for messages */
+    char script_sha[41];
+
+    pthread_mutex_t mu; /* guards idle, nconn, pending */
+    pthread_cond_t cv;
+    struct conn *idle;
+    int nconn;
+    struct pending pend[PENDING_MAX];
+    unsigned pend_next;
+    _Atomic uint64_t token_next;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+}
+
+static struct timeval to_timeval(double s)
+{
+    struct timeval tv;
+    tv.tv_sec = (time_t)s;
+    tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
+    if (tv.tv_sec == 0 && tv.tv_usec == 0)
+        tv.tv_usec = 1000;
+    return tv;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* Mixes the token counter so that stores in different processes, seeded at
+ * random, do not walk the same sequence. */
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* Same rules as the local store, so both answer alike: [A-Za-z0-9_.-]{1,200},
+ * not "." or "..". */
+static bool id_ok(const char *id, size_t max)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > max || !strcmp(id, ".") || !strcmp(id, ".."))
+        return false;
+    return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+static bool sha_ok(const char *s, size_t n)
+{
+    return n == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+/* hiredis 0.14 writes with write(2): a server that went away must not kill
+ * the process with SIGPIPE. Block it around each command and swallow one
+ * raised by the command. */
+struct sigpipe_guard {
+    sigset_t old;
+    bool was_pending;
+};
+
+static void sigpipe_block(struct sigpipe_guard *g)
+{
+    sigset_t set, pend;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+    sigemptyset(&pend);
+    sigpending(&pend);
+    g->was_pending = sigismember(&pend, SIGPIPE) == 1;
+}
+
+static void sigpipe_restore(const struct sigpipe_guard *g)
+{
+    if (!g->was_pending) {
+        sigset_t set, pend;
+        sigemptyset(&pend);
+        sigpending(&pend);
+        if (sigismember(&pend, SIGPIPE) == 1) {
+            struct timespec zero = {0, 0};
+            sigemptyset(&set);
+            sigaddset(&set, SIGPIPE);
+            while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+                ;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* hiredis's message with a lowercase first letter, as our messages read. */
+static void lower_first(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src && src[0] ? src : "unknown error");
+    dst[0] = (char)tolower((unsigned char)dst[0]);
+}
+
+/* ---- the url ---------------------------------------------------------- */
+
+/* The url with any user information masked, for messages. */
+static void redact_url(const char *url, char *out, size_t n)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strrchr(scheme + 3, '@') : NULL;
+    if (at)
+        snprintf(out, n, "%.*s***%s", (int)(scheme + 3 - url), url, at);
+    else
+        snprintf(out, n, "%s", url);
+}
+
+/* Percent-decodes s[0..n) into a new string; NULL on a bad escape or no memory. */
+static char *pct_decode(const char *s, size_t n, bool *bad)
+{
+    char *out = malloc(n + 1), *o = out;
+    *bad = false;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            *o++ = s[i];
+            continue;
+        }
+        if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+            !isxdigit((unsigned char)s[i + 2])) {
+            *bad = true;
+            break;
+        }
+        char hex[3] = {s[i + 1], s[i + 2], '\0'};
+        *o++ = (char)strtol(hex, NULL, 16);
+        i += 2;
+    }
+    if (*bad) {
+        free(out);
+        return NULL;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* A positive number of seconds, at most a year. */
+static bool parse_seconds(const char *v, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(d) || d <= 0 || d > 366 * 86400.0)
+        return false;
+    *out = d;
+    return true;
+}
+
+static bool parse_long(const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    if (!isdigit((unsigned char)v[0]))
+        return false;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || x < lo || x > hi)
+        return false;
+    *out = x;
+    return true;
+}
+
+/* user:password or :password before the '@' of the url. */
+static int parse_userinfo(struct state_redis *sr, const char *s, size_t n, const char *safe,
+                          char *errbuf, size_t errsz)
+{
+    const char *colon = memchr(s, ':', n);
+    bool bad = false;
+    if (!colon)
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                         "invalid redis url \"%s\": the part before '@' must be :password or "
+                         "user:password",
+                         safe);
+    if (colon > s && !(sr->user = pct_decode(s, (size_t)(colon - s), &bad)))
+        goto fail;
+    if (!(sr->password = pct_decode(colon + 1, n - (size_t)(colon + 1 - s), &bad)))
+        goto fail;
+    return 0;
+fail:
+    if (bad)
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                         "invalid redis url \"%s\": bad %%-escape in the user information", safe);
+    return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "could not parse redis url: out of memory");
+}
+
+/* k=v&k=v after the '?'. */
+static int parse_params(struct state_redis *sr, const char *q, bool unix_sock, const char *safe,
+                        char *errbuf, size_t errsz)
+{
+    while (*q) {
+        size_t n = strcspn(q, "&");
+        char item[128];
+        if (n >= sizeof(item))
+            return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                             "invalid redis url \"%s\": query parameter too long", safe);
+        memcpy(item, q, n);
+        item[n] = '\0';
+        q += n + (q[n] == '&');
+        if (!n)
+            continue;
+        char *eq = strchr(item, '=');
+        if (!eq)
+            return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                             "invalid redis url \"%s\": query parameter \"%s\" has no value", safe,
+                             item);
+        *eq = '\0';
+        const char *k = item, *v = eq + 1;
+        bool ok;
+        if (!strcmp(k, "connect_timeout"))
+            ok = parse_seconds(v, &sr->connect_s);
+        else if (!strcmp(k, "timeout"))
+            ok = parse_seconds(v, &sr->timeout_s);
+        else if (!strcmp(k, "retry_for"))
+            ok = parse_seconds(v, &sr->retry_for_s);
+        else if (!strcmp(k, "run_ttl"))
+            ok = parse_long(v, 1, 366L * 86400, &sr->run_ttl_s);
+        else if (!strcmp(k, "db") && unix_sock)
+            ok = parse_long(v, 0, 1000000, &sr->db);
+        else
+            return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                             "invalid redis url \"%s\": unknown query parameter \"%s\" (known: "
+                             "%sconnect_timeout, timeout, retry_for, run_ttl)",
+                             safe, k, unix_sock ? "db, " : "");
+        if (!ok)
+            return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                             "invalid redis url \"%s\": %s must be %s", safe, k,
+                             !strcmp(k, "db")        ? "a whole number from 0"
+                             : !strcmp(k, "run_ttl") ? "a whole number of seconds from 1"
+                                                     : "a positive number of seconds");
+    }
+    return 0;
+}
+
+static int parse_url(struct state_redis *sr, const char *url, char *errbuf, size_t errsz)
+{
+    char safe[256];
+    redact_url(url, safe, sizeof(safe));
+    bool unix_sock;
+    const char *rest;
+    if (!strncmp(url, "redis://", 8)) {
+        unix_sock = false;
+        rest = url + 8;
+    } else if (!strncmp(url, "unix://", 7)) {
+        unix_sock = true;
+        rest = url + 7;
+    } else if (!strncmp(url, "rediss://", 9)) {
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                         "invalid redis url \"%s\": TLS (rediss://) is not supported", safe);
+    } else {
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                         "invalid redis url \"%s\": must start with redis:// or unix://", safe);
+    }
+    const char *at = strrchr(rest, '@');
+    if (at) {
+        int rc = parse_userinfo(sr, rest, (size_t)(at - rest), safe, errbuf, errsz);
+        if (rc)
+            return rc;
+        rest = at + 1;
+    }
+    const char *q = strchr(rest, '?');
+    size_t before_q = q ? (size_t)(q - rest) : strlen(rest);
+
+    if (unix_sock) {
+        if (before_q == 0 || rest[0] != '/')
+            return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                             "invalid redis url \"%s\": unix:// needs an absolute socket path",
+                             safe);
+        if (before_q >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                             "invalid redis url \"%s\": socket path too long", safe);
+        if (!(sr->path = strndup(rest, before_q)))
+            return sl_seterr(errbuf, errsz, SL_ERR_NOMEM,
+                             "could not parse redis url: out of memory");
+        snprintf(sr->where, sizeof(sr->where), "unix:%s", sr->path);
+    } else {
+        size_t alen = strcspn(rest, "/?");
+        const char *hs = rest, *he, *ps = NULL;
+        if (alen && rest[0] == '[') {
+            const char *close = memchr(rest, ']', alen);
+            if (!close)
+                return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                                 "invalid redis url \"%s\": unclosed '[' in the host", safe);
+            hs = rest + 1;
+            he = close;
+            if (close + 1 < rest + alen) {
+                if (close[1] != ':')
+                    return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                                     "invalid redis url \"%s\": text after the host", safe);
+                ps = close + 2;
+            }
+        } else {
+            const char *colon = memchr(rest, ':', alen);
+            he = colon ? colon : rest + alen;
+            ps = colon ? colon + 1 : NULL;
+        }
+        if (he == hs)
+            return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "invalid redis url \"%s\": no host",
+                             safe);
+        sr->port = DEFAULT_PORT;
+        if (ps) {
+            char port[16];
+            size_t pn = (size_t)(rest + alen - ps);
+            long p = 0;
+            if (pn >= sizeof(port))
+                pn = sizeof(port) - 1;
+            memcpy(port, ps, pn);
+            port[pn] = '\0';
+            if (!parse_long(port, 1, 65535, &p) || (size_t)(rest + alen - ps) >= sizeof(port))
+                return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                                 "invalid redis url \"%s\": the port must be a number from 1 to "
+                                 "65535",
+                                 safe);
+            sr->port = (int)p;
+        }
+        if (!(sr->host = strndup(hs, (size_t)(he - hs))))
+            return sl_seterr(errbuf, errsz, SL_ERR_NOMEM,
+                             "could not parse redis url: out of memory");
+        snprintf(sr->where, sizeof(sr->where), "%s%s%s:%d", strchr(sr->host, ':') ? "[" : "",
+                 sr->host, strchr(sr->host, ':') ? "]" : "", sr->port);
+        const char *dbs = rest + alen;
+        if (*dbs == '/' && dbs + 1 < rest + before_q) {
+            char db[16];
+            size_t dn = (size_t)(rest + before_q - dbs - 1);
+            if (dn < sizeof(db)) {
+                memcpy(db, dbs + 1, dn);
+                db[dn] = '\0';
+            }
+            if (dn >= sizeof(db) || !parse_long(db, 0, 1000000, &sr->db))
+                return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                                 "invalid redis url \"%s\": the database after '/' must be a "
+                                 "number",
+                                 safe);
+        }
+    }
+    if (q)
+        return parse_params(sr, q + 1, unix_sock, safe, errbuf, errsz);
+    return 0;
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+/* A new connection, authenticated and on the right database, or NULL with
+ * msg set (never holding the password). */
+static redisContext *conn_open(struct state_redis *sr, char *msg, size_t msz)
+{
+    char why[160];
+    redisReply *r = NULL;
+    struct timeval ctv = to_timeval(sr->connect_s);
+    redisContext *c = sr->path ? redisConnectUnixWithTimeout(sr->path, ctv)
+                               : redisConnectWithTimeout(sr->host, sr->port, ctv);
+    if (!c || c->err) {
+        lower_first(why, sizeof(why), c ? c->errstr : "out of memory");
+        snprintf(msg, msz, "could not connect to redis at %s: %s", sr->where, why);
+        goto fail;
+    }
+    if (redisSetTimeout(c, to_timeval(sr->timeout_s)) != REDIS_OK) {
+        snprintf(msg, msz, "could not set the timeout of the connection to redis at %s", sr->where);
+        goto fail;
+    }
+    if (!sr->path)
+        redisEnableKeepAlive(c);
+    struct sigpipe_guard g;
+    sigpipe_block(&g);
+    if (sr->password) {
+        const char *argv[3] = {"AUTH", sr->user ? sr->user : sr->password, sr->password};
+        r = redisCommandArgv(c, sr->user ? 3 : 2, argv, NULL);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            lower_first(why, sizeof(why), r ? r->str : c->errstr);
+            snprintf(msg, msz, "could not authenticate to redis at %s: %s", sr->where, why);
+            sigpipe_restore(&g);
+            goto fail;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (sr->db) {
+        char db[24];
+        snprintf(db, sizeof(db), "%ld", sr->db);
+        const char *argv[2] = {"SELECT", db};
+        r = redisCommandArgv(c, 2, argv, NULL);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            lower_first(why, sizeof(why), r ? r->str : c->errstr);
+            snprintf(msg, msz, "could not select database %ld of redis at %s: %s", sr->db,
+                     sr->where, why);
+            sigpipe_restore(&g);
+            goto fail;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    sigpipe_restore(&g);
+    return c;
+fail:
+    if (r)
+        freeReplyObject(r);
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+/* A connection for this caller alone: an idle one, a new slot, or the next
+ * one returned when POOL_MAX are busy. Its c may be NULL (connect lazily). */
+static struct conn *conn_get(struct state_redis *sr)
+{
+    struct conn *cn = NULL;
+    pthread_mutex_lock(&sr->mu);
+    for (;;) {
+        if (sr->idle) {
+            cn = sr->idle;
+            sr->idle = cn->next;
+            break;
+        }
+        if (sr->nconn < POOL_MAX) {
+            if ((cn = calloc(1, sizeof(*cn))))
+                sr->nconn++;
+            break;
+        }
+        pthread_cond_wait(&sr->cv, &sr->mu);
+    }
+    pthread_mutex_unlock(&sr->mu);
+    return cn;
+}
+
+static void conn_put(struct state_redis *sr, struct conn *cn)
+{
+    pthread_mutex_lock(&sr->mu);
+    cn->next = sr->idle;
+    sr->idle = cn;
+    pthread_cond_signal(&sr->cv);
+    pthread_mutex_unlock(&sr->mu);
+}
+
+/* Errors Redis gives while it cannot serve yet (loading its data after a
+ * restart, a busy script, a failover): wait and retry like a lost connection. */
+static bool reply_transient(const redisReply *r)
+{
+    static const char *const prefixes[] = {"LOADING",  "BUSY",        "MASTERDOWN",
+                                           "TRYAGAIN", "CLUSTERDOWN", "READONLY"};
+    if (r->type != REDIS_REPLY_ERROR || !r->str)
+        return false;
+    for (size_t i = 0; i < SL_ARRAY_LEN(prefixes); i++)
+        if (!strncmp(r->str, prefixes[i], strlen(prefixes[i])))
+            return true;
+    return false;
+}
+
+/* Runs one command, reconnecting with exponential backoff while Redis is
+ * unreachable, for at most retry_for seconds. The reply (the caller frees it;
+ * it may be an error reply), or NULL with *rc SL_ERR_RETRY (gave up) or
+ * SL_ERR_NOMEM. The command must be safe to send twice. Any thread. */
+static redisReply *run_cmd(struct state_redis *sr, int argc, const char **argv,
+                           const size_t *argvlen, int *rc)
+{
+    struct conn *cn = conn_get(sr);
+    if (!cn) {
+        *rc = SL_ERR_NOMEM;
+        return NULL;
+    }
+    double deadline = now_s() + sr->retry_for_s;
+    long delay = BACKOFF_FIRST_MS;
+    bool warned = false, fresh = true;
+    redisReply *r = NULL;
+    char msg[512];
+    for (;;) {
+        if (!cn->c)
+            cn->c = conn_open(sr, msg, sizeof(msg));
+        if (cn->c) {
+            struct sigpipe_guard g;
+            sigpipe_block(&g);
+            r = redisCommandArgv(cn->c, argc, argv, argvlen);
+            sigpipe_restore(&g);
+            if (r && !reply_transient(r))
+                break;
+            if (r) {
+                snprintf(msg, sizeof(msg), "redis at %s cannot serve yet: %.120s", sr->where,
+                         r->str);
+                freeReplyObject(r);
+                r = NULL;
+            } else {
+                char why[160];
+                lower_first(why, sizeof(why), cn->c->errstr);
+                snprintf(msg, sizeof(msg), "lost the connection to redis at %s: %s", sr->where,
+                         why);
+            }
+            redisFree(cn->c);
+            cn->c = NULL;
+            if (fresh) {
+                /* A pooled connection may just be stale (the server restarted
+                 * while it was idle): one new connection before backing off. */
+                fresh = false;
+                continue;
+            }
+        }
+        fresh = false;
+        if (!warned) {
+            sl_warn("state", "%s; retrying for up to %.0f s", msg, sr->retry_for_s);
+            warned = true;
+        }
+        double left = deadline - now_s();
+        if (left <= 0) {
+            sl_error("state", "%s; giving up after %.0f s", msg, sr->retry_for_s);
+            *rc = SL_ERR_RETRY;
+            break;
+        }
+        sleep_ms(delay < left * 1000 ? delay : (long)(left * 1000) + 1);
+        delay = delay * 2 < BACKOFF_MAX_MS ? delay * 2 : BACKOFF_MAX_MS;
+    }
+    if (r && warned)
+        sl_info("state", "redis at %s is back", sr->where);
+    conn_put(sr, cn);
+    return r;
+}
+
+/* ---- the ops ---------------------------------------------------------- */
+
+static void job_key(const char *job_id, char *out, size_t n)
+{
+    snprintf(out, n, "sluice:job:%s:last_sha256", job_id);
+}
+
+static void run_key(const char *run_id, char *out, size_t n)
+{
+    snprintf(out, n, "sluice:run:%s:keys", run_id);
+}
+
+static int redis_get_last_sha(struct sl_state *st, const char *job_id, char out[65])
+{
+    struct state_redis *sr = (struct state_redis *)st;
+    if (!id_ok(job_id, JOB_ID_MAX)) {
+        sl_warn("state", "cannot read last hash: job id \"%s\" is not a safe name",
+                job_id ? job_id : "(null)");
+        return SL_ERR_INVALID;
+    }
+    char key[JOB_ID_MAX + 64];
+    job_key(job_id, key, sizeof(key));
+    const char *argv[2] = {"GET", key};
+    int rc = 0;
+    redisReply *r = run_cmd(sr, 2, argv, NULL, &rc);
+    if (!r)
+        return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        rc = SL_ERR_NOTFOUND;
+    } else if (r->type == REDIS_REPLY_STRING && sha_ok(r->str, r->len)) {
+        memcpy(out, r->str, 64);
+        out[64] = '\0';
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        sl_error("state", "could not read %s from redis at %s: %s", key, sr->where, r->str);
+        rc = SL_ERR_FATAL;
+    } else {
+        /* Treating it as "never succeeded" would silently reprocess. */
+        sl_error("state", "could not read %s from redis at %s: not a hex SHA-256", key, sr->where);
+        rc = SL_ERR_PARSE;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int redis_set_last_sha(struct sl_state *st, const char *job_id, const char *sha256)
+{
+    struct state_redis *sr = (struct state_redis *)st;
+    if (!id_ok(job_id, JOB_ID_MAX)) {
+        sl_warn("state", "cannot store last hash: job id \"%s\" is not a safe name",
+                job_id ? job_id : "(null)");
+        return SL_ERR_INVALID;
+    }
+    if (!sha256 || !sha_ok(sha256, strlen(sha256))) {
+        sl_warn("state", "cannot store last hash of job %s: not a lowercase hex SHA-256", job_id);
+        return SL_ERR_INVALID;
+    }
+    char key[JOB_ID_MAX + 64];
+    job_key(job_id, key, sizeof(key));
+    const char *argv[3] = {"SET", key, sha256};
+    int rc = 0;
+    redisReply *r = run_cmd(sr, 3, argv, NULL, &rc);
+    if (!r)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR) {
+        sl_error("state", "could not write %s to redis at %s: %s", key, sr->where, r->str);
+        rc = SL_ERR_FATAL;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* The token of an earlier add of this run and field that gave up, taken off
+ * the list, or a fresh one. */
+static uint64_t token_take(struct state_redis *sr, uint64_t h)
+{
+    uint64_t tok = 0;
+    pthread_mutex_lock(&sr->mu);
+    for (unsigned i = 0; i < PENDING_MAX; i++) {
+        if (sr->pend[i].hash == h) {
+            tok = sr->pend[i].token;
+            sr->pend[i].hash = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sr->mu);
+    return tok ? tok : splitmix64(atomic_fetch_add(&sr->token_next, 1));
+}
+
+static void token_park(struct state_redis *sr, uint64_t h, uint64_t tok)
+{
+    pthread_mutex_lock(&sr->mu);
+    sr->pend[sr->pend_next].hash = h;
+    sr->pend[sr->pend_next].token = tok;
+    sr->pend_next = (sr->pend_next + 1) % PENDING_MAX;
+    pthread_mutex_unlock(&sr->mu);
+}
+
+static int redis_seen_key(struct sl_state *st, const char *run_id, const char *key, size_t keylen,
+                          bool add)
+{
+    struct state_redis *sr = (struct state_redis *)st;
+    if (!run_id || (!key && keylen))
+        return SL_ERR_INVALID;
+    if (strlen(run_id) > RUN_ID_MAX) {
+        sl_warn("state", "cannot look up a key: run id longer than %d bytes", RUN_ID_MAX);
+        return SL_ERR_INVALID;
+    }
+    char rkey[RUN_ID_MAX + 32];
+    run_key(run_id, rkey, sizeof(rkey));
+    unsigned char field[32];
+    size_t flen = keylen;
+    if (keylen <= FIELD_RAW_MAX) {
+        if (keylen)
+            memcpy(field, key, keylen);
+    } else {
+        unsigned int mdlen = 0;
+        if (!EVP_Digest(key, keylen, field, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
+            sl_error("state", "could not hash a key: SHA-256 failed");
+            return SL_ERR_FATAL;
+        }
+        flen = 32;
+    }
+    int rc = 0;
+    redisReply *r;
+    uint64_t h = 0, tok = 0;
+    if (!add) {
+        const char *argv[3] = {"HEXISTS", rkey, (const char *)field};
+        size_t lens[3] = {7, strlen(rkey), flen};
+        r = run_cmd(sr, 3, argv, lens, &rc);
+    } else {
+        h = fnv1a(fnv1a(0xcbf29ce484222325ULL, run_id, strlen(run_id) + 1), field, flen);
+        h |= !h;
+        tok = token_take(sr, h);
+        char tokbuf[24], ttl[24];
+        snprintf(tokbuf, sizeof(tokbuf), "%016llx", (unsigned long long)tok);
+        snprintf(ttl, sizeof(ttl), "%ld", sr->run_ttl_s);
+        const char *argv[7] = {"EVALSHA",           sr->script_sha, "1", rkey,
+                               (const char *)field, tokbuf,         ttl};
+        size_t lens[7] = {7, 40, 1, strlen(rkey), flen, strlen(tokbuf), strlen(ttl)};
+        r = run_cmd(sr, 7, argv, lens, &rc);
+        if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+            /* A restarted or flushed server forgot the script: EVAL loads it. */
+            freeReplyObject(r);
+            argv[0] = "EVAL";
+            argv[1] = ADD_SCRIPT;
+            lens[0] = 4;
+            lens[1] = sizeof(ADD_SCRIPT) - 1;
+            r = run_cmd(sr, 7, argv, lens, &rc);
+        }
+        if (!r && rc == SL_ERR_RETRY)
+            token_park(sr, h, tok);
+    }
+    if (!r)
+        return rc;
+    if (r->type == REDIS_REPLY_INTEGER && (r->integer == 0 || r->integer == 1)) {
+        rc = (int)r->integer;
+    } else {
+        sl_error("state", "could not look up a key of run %s in redis at %s: %s", run_id, sr->where,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        rc = SL_ERR_FATAL;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int redis_end_run(struct sl_state *st, const char *run_id)
+{
+    struct state_redis *sr = (struct state_redis *)st;
+    if (!run_id)
+        return SL_ERR_INVALID;
+    if (strlen(run_id) > RUN_ID_MAX)
+        return 0; /* seen_key never stored such a run */
+    char rkey[RUN_ID_MAX + 32];
+    run_key(run_id, rkey, sizeof(rkey));
+    /* UNLINK frees a big hash in the background instead of stalling Redis. */
+    const char *argv[2] = {"UNLINK", rkey};
+    int rc = 0;
+    redisReply *r = run_cmd(sr, 2, argv, NULL, &rc);
+    if (!r)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR) {
+        sl_error("state", "could not delete %s in redis at %s: %s", rkey, sr->where, r->str);
+        rc = SL_ERR_FATAL;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static void redis_destroy(struct sl_state *st)
+{
+    struct state_redis *sr = (struct state_redis *)st;
+    struct conn *cn, *next;
+    for (cn = sr->idle; cn; cn = next) {
+        next = cn->next;
+        if (cn->c)
+            redisFree(cn->c);
+        free(cn);
+    }
+    pthread_cond_destroy(&sr->cv);
+    pthread_mutex_destroy(&sr->mu);
+    free(sr->host);
+    free(sr->path);
+    free(sr->user);
+    if (sr->password) {
+        explicit_bzero(sr->password, strlen(sr->password));
+        free(sr->password);
+    }
+    free(sr);
+}
+
+static const struct sl_state_ops redis_ops = {
+    .name = "redis",
+    .get_last_sha = redis_get_last_sha,
+    .set_last_sha = redis_set_last_sha,
+    .seen_key = redis_seen_key,
+    .end_run = redis_end_run,
+    .destroy = redis_destroy,
+};
+
+/* A state store in Redis at url (NULL: SLUICE_REDIS_URL, else
+ * redis://127.0.0.1:6379/0); see state.h for the url's form. Connects once so
+ * that a wrong address or password fails at start. Returns NULL with errbuf
+ * set on a bad url, when redis cannot be reached, or out of memory. The caller
+ * owns the store (sl_state_destroy, once no op is running); every op may be
+ * called from any thread. */
+struct sl_state *sl_state_redis_new(const char *url, char *errbuf, size_t errsz)
+{
+    struct state_redis *sr = NULL;
+    bool mu_ok = false, cv_ok = false;
+    if (!url || !url[0])
+        url = getenv("SLUICE_REDIS_URL");
+    if (!url || !url[0])
+        url = DEFAULT_URL;
+    if (!(sr = calloc(1, sizeof(*sr)))) {
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "could not create redis state store: out of memory");
+        return NULL;
+    }
+    sr->connect_s = DEFAULT_CONNECT_S;
+    sr->timeout_s = DEFAULT_TIMEOUT_S;
+    sr->retry_for_s = DEFAULT_RETRY_FOR_S;
+    sr->run_ttl_s = DEFAULT_RUN_TTL_S;
+    if (parse_url(sr, url, errbuf, errsz))
+        goto fail;
+    if (!(mu_ok = !pthread_mutex_init(&sr->mu, NULL)) ||
+        !(cv_ok = !pthread_cond_init(&sr->cv, NULL))) {
+        sl_seterr(errbuf, errsz, SL_ERR_FATAL,
+                  "could not create redis state store: mutex init failed");
+        goto fail;
+    }
+    unsigned char md[20];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(ADD_SCRIPT, sizeof(ADD_SCRIPT) - 1, md, &mdlen, EVP_sha1(), NULL) ||
+        mdlen != 20) {
+        sl_seterr(errbuf, errsz, SL_ERR_FATAL, "could not create redis state store: SHA-1 failed");
+        goto fail;
+    }
+    sl_hex(md, 20, sr->script_sha);
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)sr;
+    atomic_init(&sr->token_next, seed);
+
+    struct conn *cn = calloc(1, sizeof(*cn));
+    if (!cn) {
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "could not create redis state store: out of memory");
+        goto fail;
+    }
+    if (!(cn->c = conn_open(sr, errbuf ? errbuf : (char[1]){0}, errbuf ? errsz : 1))) {
+        free(cn);
+        goto fail;
+    }
+    sr->idle = cn;
+    sr->nconn = 1;
+    sr->base.ops = &redis_ops;
+    return &sr->base;
+fail:
+    if (cv_ok)
+        pthread_cond_destroy(&sr->cv);
+    if (mu_ok)
+        pthread_mutex_destroy(&sr->mu);
+    free(sr->host);
+    free(sr->path);
+    free(sr->user);
+    if (sr->password)
+        explicit_bzero(sr->password, strlen(sr->password));
+    free(sr->password);
+    free(sr);
+    return NULL;
+}

@@ -1,0 +1,584 @@
+/*
+ * Integration tests of the Redis state store (state.h, sl_state_redis_new)
+ * against real redis-servers on loopback (redis_server.h): the same answers as
+ * the local store, per-run isolation and expiry, a server killed and restarted
+ * in the middle of a stream of calls, a reply lost to a timeout, bad urls, and
+ * threads sharing one store.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "redis_server.h"
+#include "sluice/err.h"
+#include "sluice/log.h"
+#include "sluice/state.h"
+
+#define SHA1 "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+#define SHA2 "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"
+
+struct fixture {
+    struct redis_server plain;   /* the brief's flags: no persistence */
+    struct redis_server durable; /* append-only file: survives a kill */
+};
+
+static struct fixture g_fx;
+
+static int group_setup(void **state)
+{
+    if (redis_server_start(&g_fx.plain, false) || redis_server_start(&g_fx.durable, true)) {
+        redis_server_stop(&g_fx.plain);
+        return -1;
+    }
+    *state = &g_fx;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_server_stop(&g_fx.plain);
+    redis_server_stop(&g_fx.durable);
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static struct sl_state *open_store(const struct redis_server *rs, int db, const char *extra)
+{
+    char url[256], err[512] = "";
+    redis_server_url(rs, db, extra, url, sizeof(url));
+    struct sl_state *st = sl_state_redis_new(url, err, sizeof(err));
+    if (!st)
+        fprintf(stderr, "sl_state_redis_new(%s): %s\n", url, err);
+    assert_non_null(st);
+    assert_string_equal(st->ops->name, "redis");
+    return st;
+}
+
+/* One command on a helper connection; the reply (caller frees). */
+static redisReply *helper_cmd(const struct redis_server *rs, int db, const char *fmt, ...)
+{
+    redisContext *c = redis_server_connect(rs);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "SELECT %d", db);
+    assert_non_null(r);
+    freeReplyObject(r);
+    va_list ap;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    redisFree(c);
+    return r;
+}
+
+static long long helper_int(const struct redis_server *rs, int db, const char *fmt, const char *arg)
+{
+    redisReply *r = helper_cmd(rs, db, fmt, arg);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static void test_last_sha(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->plain, 0, NULL);
+    char out[65];
+    assert_int_equal(st->ops->get_last_sha(st, "store-locations", out), SL_ERR_NOTFOUND);
+    assert_int_equal(st->ops->set_last_sha(st, "store-locations", SHA1), 0);
+    assert_int_equal(st->ops->get_last_sha(st, "store-locations", out), 0);
+    assert_string_equal(out, SHA1);
+    assert_int_equal(st->ops->set_last_sha(st, "store-locations", SHA2), 0);
+    assert_int_equal(st->ops->get_last_sha(st, "store-locations", out), 0);
+    assert_string_equal(out, SHA2);
+    assert_int_equal(st->ops->get_last_sha(st, "other", out), SL_ERR_NOTFOUND);
+
+    /* The documented key, with no expiry. */
+    redisReply *r = helper_cmd(&fx->plain, 0, "GET sluice:job:store-locations:last_sha256");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, SHA2);
+    freeReplyObject(r);
+    assert_int_equal(helper_int(&fx->plain, 0, "TTL %s", "sluice:job:store-locations:last_sha256"),
+                     -1);
+
+    /* A second store sees what the first wrote. */
+    struct sl_state *again = open_store(&fx->plain, 0, NULL);
+    assert_int_equal(again->ops->get_last_sha(again, "store-locations", out), 0);
+    assert_string_equal(out, SHA2);
+    sl_state_destroy(again);
+
+    /* The same bad input as the local store rejects. */
+    enum sl_log_level lvl = sl_log_get_level();
+    sl_log_set_level(SL_LOG_OFF);
+    static const char *bad_ids[] = {"", ".", "..", "../etc/passwd", "a/b", "job id", "a:b"};
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        assert_int_equal(st->ops->set_last_sha(st, bad_ids[i], SHA1), SL_ERR_INVALID);
+        assert_int_equal(st->ops->get_last_sha(st, bad_ids[i], out), SL_ERR_INVALID);
+    }
+    assert_int_equal(st->ops->set_last_sha(st, NULL, SHA1), SL_ERR_INVALID);
+    assert_int_equal(st->ops->set_last_sha(st, "j", "abc"), SL_ERR_INVALID);
+    assert_int_equal(st->ops->set_last_sha(st, "j", NULL), SL_ERR_INVALID);
+    assert_int_equal(st->ops->set_last_sha(st, "j", SHA1 "0"), SL_ERR_INVALID);
+    /* A value someone wrote by hand is an error, not "never succeeded". */
+    freeReplyObject(helper_cmd(&fx->plain, 0, "SET sluice:job:edited:last_sha256 %s", "junk"));
+    assert_int_equal(st->ops->get_last_sha(st, "edited", out), SL_ERR_PARSE);
+    sl_log_set_level(lvl);
+    sl_state_destroy(st);
+}
+
+static void test_seen_key(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->plain, 0, NULL);
+    /* The local store's unit test, answer for answer. */
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, false), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1\0x", 4, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1\0x", 4, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "", 0, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "", 0, true), 1);
+
+    /* Every run's keys expire, refreshed by new keys. */
+    long long ttl = helper_int(&fx->plain, 0, "TTL %s", "sluice:run:run-1:keys");
+    assert_true(ttl > 0 && ttl <= 7 * 24 * 3600);
+
+    /* end_run forgets the run, and only that run. */
+    assert_int_equal(st->ops->end_run(st, "run-1"), 0);
+    assert_int_equal(helper_int(&fx->plain, 0, "EXISTS %s", "sluice:run:run-1:keys"), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, false), 1);
+    assert_int_equal(st->ops->end_run(st, "run-1"), 0);
+    assert_int_equal(st->ops->end_run(st, "never"), 0);
+    assert_int_equal(st->ops->end_run(st, "run-2"), 0);
+    /* Run ids are any text, as in the local store. */
+    assert_int_equal(st->ops->seen_key(st, "run 1:keys", "k1", 2, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run 1", "k1", 2, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run 1:keys", "k1", 2, true), 1);
+    assert_int_equal(st->ops->end_run(st, "run 1:keys"), 0);
+
+    /* Long keys are stored as their SHA-256: exact, and 32 bytes each. */
+    char a[1000], b[1000];
+    memset(a, 'x', sizeof(a));
+    memcpy(b, a, sizeof(b));
+    b[999] = 'y';
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, sizeof(a), true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", b, sizeof(b), false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", b, sizeof(b), true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, sizeof(a), true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, 999, true), 0); /* a prefix differs */
+    /* A 31-byte key and a 32-byte one never meet. */
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, 31, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, 32, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, 32, true), 1);
+    redisReply *r = helper_cmd(&fx->plain, 0, "HKEYS sluice:run:run-long:keys");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 5);
+    for (size_t i = 0; i < r->elements; i++)
+        assert_true(r->element[i]->len <= 32);
+    freeReplyObject(r);
+    assert_int_equal(st->ops->end_run(st, "run-long"), 0);
+
+    enum sl_log_level lvl = sl_log_get_level();
+    sl_log_set_level(SL_LOG_OFF);
+    assert_int_equal(st->ops->seen_key(st, NULL, "k", 1, true), SL_ERR_INVALID);
+    char longrun[1100];
+    memset(longrun, 'r', sizeof(longrun) - 1);
+    longrun[sizeof(longrun) - 1] = '\0';
+    assert_int_equal(st->ops->seen_key(st, longrun, "k", 1, true), SL_ERR_INVALID);
+    assert_int_equal(st->ops->end_run(st, longrun), 0);
+    assert_int_equal(st->ops->seen_key(st, "r", NULL, 1, true), SL_ERR_INVALID);
+    sl_log_set_level(lvl);
+    sl_state_destroy(st);
+}
+
+#define MANY 100000
+
+static void test_many_keys(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->plain, 1, NULL);
+    char key[48];
+    double t0 = now_s();
+    for (int i = 0; i < MANY; i++) {
+        int n = snprintf(key, sizeof(key), "customer-%d@example.com", i);
+        assert_int_equal(st->ops->seen_key(st, "run-many", key, (size_t)n, true), 0);
+    }
+    /* Every key is there exactly once; re-adding a sample says seen. */
+    assert_int_equal(helper_int(&fx->plain, 1, "HLEN %s", "sluice:run:run-many:keys"), MANY);
+    for (int i = 0; i < MANY; i += 97) {
+        int n = snprintf(key, sizeof(key), "customer-%d@example.com", i);
+        assert_int_equal(st->ops->seen_key(st, "run-many", key, (size_t)n, false), 1);
+        assert_int_equal(st->ops->seen_key(st, "run-many", key, (size_t)n, true), 1);
+    }
+    assert_int_equal(st->ops->seen_key(st, "run-many", "customer-x", 10, false), 0);
+    fprintf(stderr, "# %d keys in %.2f s\n", MANY, now_s() - t0);
+    assert_int_equal(st->ops->end_run(st, "run-many"), 0);
+    assert_int_equal(helper_int(&fx->plain, 1, "EXISTS %s", "sluice:run:run-many:keys"), 0);
+    sl_state_destroy(st);
+}
+
+/* ---- a server killed and restarted during a stream of calls ---------- */
+
+#define STREAM_KEYS 3000
+
+struct streamer {
+    struct sl_state *st;
+    volatile int done;
+    int fresh, seen, bad, calls;
+    double slowest;
+};
+
+/* Adds keys 0..STREAM_KEYS-1, each followed by a re-add of an earlier key:
+ * every fresh add must answer 0 and every re-add 1, outage or not. */
+static void *streamer_main(void *arg)
+{
+    struct streamer *s = arg;
+    char key[32];
+    for (int i = 0; i < STREAM_KEYS; i++) {
+        int n = snprintf(key, sizeof(key), "key-%d", i);
+        double t = now_s();
+        int rc = s->st->ops->seen_key(s->st, "run-restart", key, (size_t)n, true);
+        double dt = now_s() - t;
+        if (dt > s->slowest)
+            s->slowest = dt;
+        if (rc == 0)
+            s->fresh++;
+        else
+            s->bad++;
+        n = snprintf(key, sizeof(key), "key-%d", i / 2);
+        rc = s->st->ops->seen_key(s->st, "run-restart", key, (size_t)n, true);
+        if (rc == 1)
+            s->seen++;
+        else
+            s->bad++;
+        s->calls = i + 1;
+        if (i % 8 == 0) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    s->done = 1;
+    return NULL;
+}
+
+static void test_restart(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->durable, 0, "?retry_for=30&timeout=2");
+    assert_int_equal(st->ops->set_last_sha(st, "job-r", SHA1), 0);
+    struct streamer s = {.st = st};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, streamer_main, &s), 0);
+    while (s.calls < STREAM_KEYS / 4 && !s.done) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    /* A crash in the middle: calls block until the server is back. */
+    redis_server_kill(&fx->durable);
+    struct timespec down = {1, 0};
+    nanosleep(&down, NULL);
+    int during = s.calls;
+    int restarted = redis_server_restart(&fx->durable);
+    pthread_join(th, NULL);
+    assert_int_equal(restarted, 0);
+    fprintf(stderr, "# %d calls before the restart was over, slowest call %.2f s\n", during,
+            s.slowest);
+    assert_true(during < STREAM_KEYS);
+    assert_true(s.slowest >= 0.8); /* some call did wait through the outage */
+    assert_int_equal(s.bad, 0);
+    assert_int_equal(s.fresh, STREAM_KEYS);
+    assert_int_equal(s.seen, STREAM_KEYS);
+    assert_int_equal(helper_int(&fx->durable, 0, "HLEN %s", "sluice:run:run-restart:keys"),
+                     STREAM_KEYS);
+    char out[65];
+    assert_int_equal(st->ops->get_last_sha(st, "job-r", out), 0);
+    assert_string_equal(out, SHA1);
+    assert_int_equal(st->ops->end_run(st, "run-restart"), 0);
+    sl_state_destroy(st);
+}
+
+/* An outage longer than retry_for: the call gives up with SL_ERR_RETRY after
+ * about retry_for, and the stage's retry later succeeds. */
+static void test_gives_up(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->durable, 0, "?retry_for=0.5&connect_timeout=0.2");
+    assert_int_equal(st->ops->seen_key(st, "run-gu", "a", 1, true), 0);
+    redis_server_kill(&fx->durable);
+    enum sl_log_level lvl = sl_log_get_level();
+    sl_log_set_level(SL_LOG_OFF);
+    double t = now_s();
+    int rc = st->ops->seen_key(st, "run-gu", "b", 1, true);
+    double dt = now_s() - t;
+    char out[65];
+    int rc2 = st->ops->get_last_sha(st, "job-r", out);
+    sl_log_set_level(lvl);
+    int restarted = redis_server_restart(&fx->durable);
+    assert_int_equal(restarted, 0);
+    assert_int_equal(rc, SL_ERR_RETRY);
+    assert_int_equal(rc2, SL_ERR_RETRY);
+    assert_true(dt >= 0.4 && dt < 5.0);
+    assert_int_equal(st->ops->seen_key(st, "run-gu", "b", 1, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-gu", "b", 1, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-gu", "a", 1, true), 1);
+    assert_int_equal(st->ops->end_run(st, "run-gu"), 0);
+    sl_state_destroy(st);
+}
+
+/* ---- a reply lost to the command timeout ----------------------------- */
+
+/* Sends DEBUG SLEEP secs on a new connection without waiting for the reply,
+ * and gives Redis a moment to start sleeping; debug_sleep_end reads the
+ * reply, that is, waits until Redis is awake again. */
+static redisContext *debug_sleep_begin(const struct redis_server *rs, const char *secs)
+{
+    redisContext *c = redis_server_connect(rs);
+    assert_non_null(c);
+    assert_int_equal(redisAppendCommand(c, "DEBUG SLEEP %s", secs), REDIS_OK);
+    int done = 0;
+    while (!done)
+        assert_int_equal(redisBufferWrite(c, &done), REDIS_OK);
+    struct timespec ts = {0, 100000000};
+    nanosleep(&ts, NULL);
+    return c;
+}
+
+static void debug_sleep_end(redisContext *c)
+{
+    void *reply = NULL;
+    assert_int_equal(redisGetReply(c, &reply), REDIS_OK);
+    assert_non_null(reply);
+    assert_int_equal(((redisReply *)reply)->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    redisFree(c);
+}
+
+static void test_lost_reply(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->plain, 0, "?timeout=0.3&retry_for=20");
+    /* Warm the pool's connection so the add goes out at once. */
+    assert_int_equal(st->ops->seen_key(st, "run-lost", "warm", 4, true), 0);
+    redisContext *c = debug_sleep_begin(&fx->plain, "1.5");
+    /* Redis is asleep: this add times out, is retried on a new connection,
+     * and both copies run once Redis wakes up. Still one new key. */
+    enum sl_log_level lvl = sl_log_get_level();
+    sl_log_set_level(SL_LOG_OFF);
+    int rc = st->ops->seen_key(st, "run-lost", "k", 1, true);
+    sl_log_set_level(lvl);
+    debug_sleep_end(c);
+    assert_int_equal(rc, 0);
+    assert_int_equal(st->ops->seen_key(st, "run-lost", "k", 1, true), 1);
+    assert_int_equal(helper_int(&fx->plain, 0, "HLEN %s", "sluice:run:run-lost:keys"), 2);
+    assert_int_equal(st->ops->end_run(st, "run-lost"), 0);
+    sl_state_destroy(st);
+}
+
+/* The add gives up (SL_ERR_RETRY) although its command did reach Redis and
+ * ran later: the stage's retry of the same key must still be the new one. */
+static void test_retry_after_lost_reply(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->plain, 0, "?timeout=0.3&retry_for=0.5");
+    assert_int_equal(st->ops->seen_key(st, "run-lost2", "warm", 4, true), 0);
+    redisContext *c = debug_sleep_begin(&fx->plain, "2");
+    enum sl_log_level lvl = sl_log_get_level();
+    sl_log_set_level(SL_LOG_OFF);
+    int rc = st->ops->seen_key(st, "run-lost2", "k", 1, true);
+    sl_log_set_level(lvl);
+    debug_sleep_end(c);
+    assert_int_equal(rc, SL_ERR_RETRY);
+    /* The write landed while nobody listened. */
+    assert_int_equal(helper_int(&fx->plain, 0, "HLEN %s", "sluice:run:run-lost2:keys"), 2);
+    assert_int_equal(st->ops->seen_key(st, "run-lost2", "k", 1, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-lost2", "k", 1, true), 1);
+    assert_int_equal(st->ops->end_run(st, "run-lost2"), 0);
+    sl_state_destroy(st);
+}
+
+/* ---- urls ------------------------------------------------------------- */
+
+static void expect_bad(const char *url, const char *needle)
+{
+    char err[512] = "";
+    struct sl_state *st = sl_state_redis_new(url, err, sizeof(err));
+    if (st || !strstr(err, needle))
+        fprintf(stderr, "url %s: got \"%s\", want \"%s\"\n", url, err, needle);
+    assert_null(st);
+    assert_non_null(strstr(err, needle));
+    assert_null(strstr(err, "s3cret"));
+}
+
+static void test_urls(void **state)
+{
+    struct fixture *fx = *state;
+    char url[512], err[512];
+    expect_bad("http://127.0.0.1:6379/0", "must start with redis:// or unix://");
+    expect_bad("rediss://127.0.0.1:6379/0", "TLS");
+    expect_bad("redis://:s3cret@127.0.0.1:notaport/0", "the port must be a number");
+    expect_bad("redis://:s3cret@127.0.0.1:70000/0", "the port must be a number");
+    expect_bad("redis://127.0.0.1:6379/x", "the database after '/' must be a number");
+    expect_bad("redis:///0", "no host");
+    expect_bad("redis://s3cret@127.0.0.1:6379/0", ":password or user:password");
+    expect_bad("redis://:s3cret%zz@127.0.0.1:6379/0", "bad %-escape");
+    expect_bad("redis://127.0.0.1:6379/0?timeout=-1",
+               "timeout must be a positive number of seconds");
+    expect_bad("redis://127.0.0.1:6379/0?colour=blue", "unknown query parameter \"colour\"");
+    expect_bad("unix://relative.sock", "absolute socket path");
+    expect_bad("unix:///tmp/x.sock?db=-1", "db must be a whole number from 0");
+    expect_bad("redis://127.0.0.1/0?run_ttl=1.5", "run_ttl must be a whole number of seconds");
+    expect_bad("redis://127.0.0.1/0?db=1", "unknown query parameter \"db\"");
+    expect_bad("redis://127.0.0.1/0?timeout", "query parameter \"timeout\" has no value");
+    int closed = redis_server_free_port();
+    snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d/0", closed);
+    char want[128];
+    snprintf(want, sizeof(want), "could not connect to redis at 127.0.0.1:%d: connection refused",
+             closed);
+    expect_bad(url, want);
+
+    /* A password (percent-encoded) and a database number. */
+    freeReplyObject(helper_cmd(&fx->plain, 0, "CONFIG SET requirepass %s", "p@ss/s3cret"));
+    snprintf(url, sizeof(url), "redis://:p%%40ss%%2Fs3cret@127.0.0.1:%d/3", fx->plain.port);
+    err[0] = '\0';
+    struct sl_state *st = sl_state_redis_new(url, err, sizeof(err));
+    if (!st)
+        fprintf(stderr, "%s\n", err);
+    assert_non_null(st);
+    assert_int_equal(st->ops->set_last_sha(st, "in-db-3", SHA1), 0);
+    sl_state_destroy(st);
+    snprintf(url, sizeof(url), "redis://default:wrong-s3cret@127.0.0.1:%d/3", fx->plain.port);
+    expect_bad(url, "could not authenticate to redis at 127.0.0.1");
+    /* The helper's new connections need the password now. */
+    redisContext *c = redis_server_connect(&fx->plain);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "AUTH %s", "p@ss/s3cret");
+    assert_non_null(r);
+    freeReplyObject(r);
+    r = redisCommand(c, "CONFIG SET requirepass %s", "");
+    assert_non_null(r);
+    freeReplyObject(r);
+    redisFree(c);
+    redisReply *got = helper_cmd(&fx->plain, 3, "GET sluice:job:in-db-3:last_sha256");
+    assert_int_equal(got->type, REDIS_REPLY_STRING);
+    assert_string_equal(got->str, SHA1);
+    freeReplyObject(got);
+    got = helper_cmd(&fx->plain, 0, "EXISTS sluice:job:in-db-3:last_sha256");
+    assert_int_equal(got->integer, 0);
+    freeReplyObject(got);
+
+    /* A unix socket, with its database as a parameter. */
+    snprintf(url, sizeof(url), "unix://%s?db=3&timeout=2", fx->plain.sock);
+    st = sl_state_redis_new(url, err, sizeof(err));
+    if (!st)
+        fprintf(stderr, "%s\n", err);
+    assert_non_null(st);
+    char out[65];
+    assert_int_equal(st->ops->get_last_sha(st, "in-db-3", out), 0);
+    assert_string_equal(out, SHA1);
+    sl_state_destroy(st);
+
+    /* NULL: SLUICE_REDIS_URL. */
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/3", fx->plain.port);
+    setenv("SLUICE_REDIS_URL", url, 1);
+    st = sl_state_redis_new(NULL, err, sizeof(err));
+    unsetenv("SLUICE_REDIS_URL");
+    assert_non_null(st);
+    assert_int_equal(st->ops->get_last_sha(st, "in-db-3", out), 0);
+    sl_state_destroy(st);
+    sl_state_destroy(NULL);
+}
+
+/* ---- threads ---------------------------------------------------------- */
+
+#define THREADS 4
+#define TKEYS   5000
+
+struct worker {
+    struct sl_state *st;
+    int id;
+    int fresh; /* shared keys that were new when this thread added them */
+    int bad;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    char key[32];
+    for (int i = 0; i < TKEYS; i++) {
+        /* Every thread adds the same shared keys: each is new exactly once. */
+        int n = snprintf(key, sizeof(key), "shared-%d", i);
+        int rc = w->st->ops->seen_key(w->st, "run-threads", key, (size_t)n, true);
+        if (rc == 0)
+            w->fresh++;
+        else if (rc != 1)
+            w->bad++;
+        /* And its own keys, which no one else has. */
+        n = snprintf(key, sizeof(key), "own-%d-%d", w->id, i);
+        if (w->st->ops->seen_key(w->st, "run-threads", key, (size_t)n, true) != 0)
+            w->bad++;
+        if (w->st->ops->seen_key(w->st, "run-threads", key, (size_t)n, false) != 1)
+            w->bad++;
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->plain, 2, NULL);
+    pthread_t th[THREADS];
+    struct worker w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (struct worker){.st = st, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    int fresh = 0, bad = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        fresh += w[i].fresh;
+        bad += w[i].bad;
+    }
+    assert_int_equal(bad, 0);
+    assert_int_equal(fresh, TKEYS);
+    assert_int_equal(helper_int(&fx->plain, 2, "HLEN %s", "sluice:run:run-threads:keys"),
+                     TKEYS * (THREADS + 1));
+    assert_int_equal(st->ops->end_run(st, "run-threads"), 0);
+    sl_state_destroy(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_last_sha),
+        cmocka_unit_test(test_seen_key),
+        cmocka_unit_test(test_many_keys),
+        cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_lost_reply),
+        cmocka_unit_test(test_retry_after_lost_reply),
+        cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_gives_up),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
