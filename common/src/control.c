@@ -52,6 +52,9 @@ static const char *const migrations[] = {
     "  errors jsonb NOT NULL,"
     "  source jsonb NOT NULL,"
     "  PRIMARY KEY (run_id, row));",
+    /* 2: what the error file of a run needs: the source's header and format */
+    "ALTER TABLE sluice_runs ADD COLUMN columns jsonb, ADD COLUMN delimiter text,"
+    "  ADD COLUMN encoding text;",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -4,6 +4,7 @@
  *   sluice run JOB.json [--out DIR] [--state DIR] [--input FILE] [--force]
  *   sluice check JOB.json [--input FILE]
  *   sluice submit JOB.json          (the control plane at SLUICE_POSTGRES_URL)
+ *   sluice runs [JOB]
  *
  * Exit status (JOBS.md): 0 succeeded, 3 completed_with_errors, 4 skipped,
  * 1 failed, 2 the job file or the command line is invalid.
@@ -51,6 +52,8 @@ static const char usage_text[] =
     "                    every column the mapping reads\n"
     "  submit JOB.json   check the job and store it in the control plane (PostgreSQL at\n"
     "                    SLUICE_POSTGRES_URL) as its next version\n"
+    "  runs [JOB]        the latest runs in the control plane, newest first, with status\n"
+    "                    and counts\n"
     "\n"
     "Options: --help, --version\n"
     "\n"
@@ -394,6 +397,44 @@ out:
     return rc;
 }
 
+static int cmd_runs(int argc, char **argv)
+{
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
+        return usage_error("%s", "usage: sluice runs [JOB]");
+    const char *url = getenv("SLUICE_POSTGRES_URL");
+    if (!url || !url[0]) {
+        fprintf(stderr, "sluice: runs: SLUICE_POSTGRES_URL must name the control plane\n");
+        return EXIT_INVALID;
+    }
+    char err[1024] = "";
+    PGconn *conn = sl_pg_connect(url, SL_PG_CONNECT_TIMEOUT, err, sizeof(err));
+    PGresult *res = NULL;
+    const char *params[] = {argc == 2 ? argv[1] : NULL};
+    if (!conn ||
+        sl_pg_exec(conn, "list the runs",
+                   "SELECT id, job_id, job_version, status, "
+                   "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                   "coalesce(counts->>'read', '-'), coalesce(counts->>'published', '-'), "
+                   "coalesce(counts->>'rejected', '-'), coalesce(reason, '') "
+                   "FROM sluice_runs WHERE $1::text IS NULL OR job_id = $1 "
+                   "ORDER BY started_at DESC LIMIT 50",
+                   1, params, &res, err, sizeof(err))) {
+        fprintf(stderr, "sluice: runs: %s\n", err);
+        PQfinish(conn);
+        return EXIT_FAILED;
+    }
+    printf("%-36s  %-20s %3s  %-21s  %-20s %9s %9s %9s  %s\n", "RUN", "JOB", "V", "STATUS",
+           "STARTED", "READ", "PUBLISHED", "REJECTED", "REASON");
+    for (int i = 0; i < PQntuples(res); i++)
+        printf("%-36s  %-20s %3s  %-21s  %-20s %9s %9s %9s  %s\n", PQgetvalue(res, i, 0),
+               PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+               PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 6),
+               PQgetvalue(res, i, 7), PQgetvalue(res, i, 8));
+    PQclear(res);
+    PQfinish(conn);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *lvl = getenv("SLUICE_LOG_LEVEL");
@@ -418,5 +459,7 @@ int main(int argc, char **argv)
         return cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "submit"))
         return cmd_submit(argc - 1, argv + 1);
+    if (!strcmp(cmd, "runs"))
+        return cmd_runs(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }

@@ -17,7 +17,9 @@
 #include "pg_server.h"
 #include "sluice/control.h"
 #include "sluice/job.h"
+#include "sluice/msg.h"
 #include "sluice/pg.h"
+#include "sluice/sink.h"
 
 static struct pg_server srv;
 
@@ -147,6 +149,71 @@ static void test_cli_submit(void **state)
     unlink("/tmp/sluice-submit.out");
 }
 
+static void test_ledger(void **state)
+{
+    char err[512];
+    const char *doc = JOB("");
+    struct sl_job *job = sl_job_load_json(doc, strlen(doc), NULL, err, sizeof(err));
+    assert_non_null(job);
+    struct sl_ledger *lg =
+        sl_ledger_postgres_open(srv.conninfo, job, "run-42", "test", err, sizeof(err));
+    if (!lg)
+        fail_msg("%s", err);
+    for (uint64_t row = 1; row <= 2500; row++) {
+        struct sl_msg *m = sl_msg_new(SL_MSG_REJECTION, "run-42", "stores", 1);
+        m->u.rec.row = row;
+        assert_int_equal(sl_msg_add_src(m, "ID", "x'\"\\\n\xc3\xa4", 8), 0);
+        assert_int_equal(sl_msg_add_src(m, "Other", NULL, 0), 0);
+        assert_int_equal(sl_msg_add_problem(m, "id", "type", "is bad", "x'"), 0);
+        assert_int_equal(lg->ops->reject(lg, m), 0);
+        if (row == 7) /* a redelivered rejection changes nothing */
+            assert_int_equal(lg->ops->reject(lg, m), 0);
+        sl_msg_unref(m);
+    }
+    const char *cols[] = {"ID", "Other"};
+    assert_int_equal(lg->ops->columns(lg, cols, 2, ';', 0), 0);
+    struct sl_run_summary sum = {
+        .run_id = "run-42",
+        .job = "stores",
+        .status = "completed_with_errors",
+        .started_at = 1700000000000000,
+        .finished_at = 1700000001000000,
+        .sha256 = "ab",
+        .bytes = 10,
+        .counts = {.read = 2600, .published = 100, .rejected = 2500},
+    };
+    assert_int_equal(lg->ops->finish(lg, &sum, err, sizeof(err)), 0);
+    sl_ledger_destroy(lg);
+    sl_job_destroy(job);
+
+    PGconn *c = connect_db();
+    PGresult *r = PQexec(c, "SELECT count(*), min(source->>'ID'), "
+                            "bool_and(source->'Other' = 'null'::jsonb) "
+                            "FROM sluice_rejected_rows WHERE run_id = 'run-42'");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "2500");
+    assert_string_equal(PQgetvalue(r, 0, 1), "x'\"\\\n\xc3\xa4");
+    assert_string_equal(PQgetvalue(r, 0, 2), "t");
+    PQclear(r);
+    r = PQexec(c, "SELECT status, counts->>'rejected', delimiter, columns->>1, trigger "
+                  "FROM sluice_runs WHERE id = 'run-42'");
+    assert_int_equal(PQntuples(r), 1);
+    assert_string_equal(PQgetvalue(r, 0, 0), "completed_with_errors");
+    assert_string_equal(PQgetvalue(r, 0, 1), "2500");
+    assert_string_equal(PQgetvalue(r, 0, 2), ";");
+    assert_string_equal(PQgetvalue(r, 0, 3), "Other");
+    assert_string_equal(PQgetvalue(r, 0, 4), "test");
+    PQclear(r);
+    PQfinish(c);
+
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "SLUICE_POSTGRES_URL='%s' %s/sluice runs stores | grep -q "
+             "'run-42 .*completed_with_errors .* 2600 .* 100 .* 2500'",
+             srv.conninfo, SLUICE_BUILD_DIR);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_unreachable(void **state)
 {
     char err[512];
@@ -161,6 +228,7 @@ int main(void)
         cmocka_unit_test(test_migrations_apply_once),
         cmocka_unit_test(test_job_versions),
         cmocka_unit_test(test_cli_submit),
+        cmocka_unit_test(test_ledger),
         cmocka_unit_test(test_unreachable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -123,6 +123,15 @@ struct sl_ledger *sl_ledger_local_open(const char *dir, const struct sl_job *job
                                        size_t errsz);
 void sl_ledger_destroy(struct sl_ledger *lg);
 
+/* Ledger in the control plane (ledger_postgres.c): records the run (status
+ * running) at once, its rejected rows in batches, the source header at the
+ * seal, and the summary at finish. The schema must be migrated
+ * (sl_control_migrate). NULL with errbuf set when the database cannot be
+ * reached. */
+struct sl_ledger *sl_ledger_postgres_open(const char *conninfo, const struct sl_job *job,
+                                          const char *run_id, const char *trigger, char *errbuf,
+                                          size_t errsz);
+
 /* One published record as a JSON object line (attributes typed as JOBS.md
  * says, in the job's attribute order, unset attributes left out) appended
  * to b, with a trailing newline. */

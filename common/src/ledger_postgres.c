@@ -1,0 +1,186 @@
+/*
+ * The run ledger in the control plane (sink.h): a run's rejected rows and its
+ * summary in PostgreSQL (sluice_runs, sluice_rejected_rows; control.c).
+ *
+ * Rejected rows are written in batches as one JSON array parameter
+ * (json_populate_recordset), keyed by run and row, so a redelivered rejection
+ * changes nothing. The run row is created when the ledger opens and updated
+ * once when the run is final; the source header and CSV delimiter are kept
+ * on it so that the error file can be rebuilt for download.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/buf.h"
+#include "sluice/err.h"
+#include "sluice/job.h"
+#include "sluice/pg.h"
+#include "sluice/reader.h"
+#include "sluice/sink.h"
+#include "sluice/util.h"
+
+#define BATCH_ROWS 1000
+
+struct pg_ledger {
+    struct sl_ledger base;
+    PGconn *conn;
+    char *run_id;
+    struct sl_buf rows; /* a JSON array of the rejected rows not yet written */
+    size_t nrows;
+    char err[512];
+};
+
+static int flush_rows(struct pg_ledger *pl)
+{
+    if (!pl->nrows)
+        return 0;
+    if (sl_buf_putc(&pl->rows, ']'))
+        return SL_ERR_NOMEM;
+    const char *params[] = {pl->rows.data};
+    int rc = sl_pg_exec(pl->conn, "store the rejected rows",
+                        "INSERT INTO sluice_rejected_rows (run_id, row, errors, source) "
+                        "SELECT run_id, row, errors, source FROM "
+                        "json_populate_recordset(NULL::sluice_rejected_rows, $1::json) "
+                        "ON CONFLICT (run_id, row) DO NOTHING",
+                        1, params, NULL, pl->err, sizeof(pl->err));
+    sl_buf_reset(&pl->rows);
+    pl->nrows = 0;
+    return rc;
+}
+
+static int pgl_reject(struct sl_ledger *lg, const struct sl_msg *m)
+{
+    struct pg_ledger *pl = (struct pg_ledger *)lg;
+    const struct sl_record *r = &m->u.rec;
+    struct sl_buf *b = &pl->rows;
+    int rc = sl_buf_putc(b, pl->nrows ? ',' : '[');
+    rc |= sl_buf_puts(b, "{\"run_id\":");
+    rc |= sl_buf_json_str(b, pl->run_id, strlen(pl->run_id));
+    rc |= sl_buf_printf(b, ",\"row\":%llu,\"errors\":[", (unsigned long long)r->row);
+    for (uint32_t i = 0; i < r->nprob; i++) {
+        const struct sl_problem *p = &r->prob[i];
+        rc |= sl_buf_puts(b, i ? ",{\"attribute\":" : "{\"attribute\":");
+        rc |= sl_buf_json_str(b, p->attribute, strlen(p->attribute));
+        rc |= sl_buf_puts(b, ",\"code\":");
+        rc |= sl_buf_json_str(b, p->code, strlen(p->code));
+        rc |= sl_buf_puts(b, ",\"message\":");
+        rc |= sl_buf_json_str(b, p->message, strlen(p->message));
+        rc |= sl_buf_puts(b, ",\"value\":");
+        rc |= p->value ? sl_buf_json_str(b, p->value, strlen(p->value)) : sl_buf_puts(b, "null");
+        rc |= sl_buf_putc(b, '}');
+    }
+    rc |= sl_buf_puts(b, "],\"source\":{");
+    for (uint32_t i = 0; i < r->nsrc; i++) {
+        if (i)
+            rc |= sl_buf_putc(b, ',');
+        rc |= sl_buf_json_str(b, r->src[i].name, strlen(r->src[i].name));
+        rc |= sl_buf_putc(b, ':');
+        rc |= r->src[i].value ? sl_buf_json_str(b, r->src[i].value, strlen(r->src[i].value))
+                              : sl_buf_puts(b, "null");
+    }
+    rc |= sl_buf_puts(b, "}}");
+    if (rc)
+        return SL_ERR_NOMEM;
+    pl->nrows++;
+    return pl->nrows >= BATCH_ROWS ? flush_rows(pl) : 0;
+}
+
+static int pgl_columns(struct sl_ledger *lg, const char *const *cols, size_t n, char delimiter,
+                       int encoding)
+{
+    struct pg_ledger *pl = (struct pg_ledger *)lg;
+    struct sl_buf b = SL_BUF_INIT;
+    int rc = sl_buf_putc(&b, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            rc |= sl_buf_putc(&b, ',');
+        rc |= sl_buf_json_str(&b, cols[i], strlen(cols[i]));
+    }
+    rc |= sl_buf_putc(&b, ']');
+    char delim[2] = {delimiter, '\0'};
+    const char *params[] = {pl->run_id, b.data, delimiter ? delim : NULL,
+                            sl_encoding_name((enum sl_encoding)encoding)};
+    if (rc == 0)
+        rc = sl_pg_exec(pl->conn, "store the run's columns",
+                        "UPDATE sluice_runs SET columns = $2::jsonb, delimiter = $3, "
+                        "encoding = $4 WHERE id = $1",
+                        4, params, NULL, pl->err, sizeof(pl->err));
+    sl_buf_cleanup(&b);
+    return rc;
+}
+
+static int pgl_finish(struct sl_ledger *lg, const struct sl_run_summary *s, char *errbuf,
+                      size_t errsz)
+{
+    struct pg_ledger *pl = (struct pg_ledger *)lg;
+    int rc = flush_rows(pl);
+    if (rc)
+        return sl_seterr(errbuf, errsz, rc, "%s", pl->err);
+    const struct sl_counts *c = &s->counts;
+    char counts[512], started[32], finished[32], bytes[24];
+    snprintf(counts, sizeof(counts),
+             "{\"read\":%llu,\"published\":%llu,\"created\":%llu,\"updated\":%llu,"
+             "\"unchanged\":%llu,\"rejected\":%llu,\"duplicates\":%llu,\"not_created\":%llu}",
+             (unsigned long long)c->read, (unsigned long long)c->published,
+             (unsigned long long)c->created, (unsigned long long)c->updated,
+             (unsigned long long)c->unchanged, (unsigned long long)c->rejected,
+             (unsigned long long)c->duplicates, (unsigned long long)c->not_created);
+    sl_format_utc(s->started_at, true, started);
+    sl_format_utc(s->finished_at, true, finished);
+    snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)s->bytes);
+    const char *params[] = {pl->run_id, s->status, s->reason, started,
+                            finished,   s->sha256, bytes,     counts};
+    rc = sl_pg_exec(pl->conn, "finish the run",
+                    "UPDATE sluice_runs SET status = $2, reason = $3, "
+                    "started_at = $4::timestamptz, finished_at = $5::timestamptz, "
+                    "source_sha256 = $6, source_bytes = $7::bigint, counts = $8::jsonb "
+                    "WHERE id = $1",
+                    8, params, NULL, errbuf, errsz);
+    return rc;
+}
+
+static void pgl_destroy(struct sl_ledger *lg)
+{
+    struct pg_ledger *pl = (struct pg_ledger *)lg;
+    PQfinish(pl->conn);
+    free(pl->run_id);
+    sl_buf_cleanup(&pl->rows);
+    free(pl);
+}
+
+static const struct sl_ledger_ops pg_ledger_ops = {
+    .name = "postgres",
+    .reject = pgl_reject,
+    .columns = pgl_columns,
+    .finish = pgl_finish,
+    .destroy = pgl_destroy,
+};
+
+struct sl_ledger *sl_ledger_postgres_open(const char *conninfo, const struct sl_job *job,
+                                          const char *run_id, const char *trigger, char *errbuf,
+                                          size_t errsz)
+{
+    struct pg_ledger *pl = calloc(1, sizeof(*pl));
+    if (!pl || !(pl->run_id = strdup(run_id))) {
+        free(pl);
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    pl->base.ops = &pg_ledger_ops;
+    pl->base.job = job;
+    if (!(pl->conn = sl_pg_connect(conninfo, SL_PG_CONNECT_TIMEOUT, errbuf, errsz)))
+        goto fail;
+    char ver[24];
+    snprintf(ver, sizeof(ver), "%u", job->version);
+    const char *params[] = {run_id, job->id, ver, trigger ? trigger : "unknown"};
+    if (sl_pg_exec(pl->conn, "record the run",
+                   "INSERT INTO sluice_runs (id, job_id, job_version, trigger, status) "
+                   "VALUES ($1, $2, $3::integer, $4, 'running') ON CONFLICT (id) DO NOTHING",
+                   4, params, NULL, errbuf, errsz))
+        goto fail;
+    return &pl->base;
+fail:
+    pgl_destroy(&pl->base);
+    return NULL;
+}
