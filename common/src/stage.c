@@ -140,9 +140,18 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             if (st->flush && (rc = st->flush(r->state, &r->em)) != 0 &&
                 sl_err_class(rc) == SL_ERRCLASS_FATAL)
                 return sl_seterr(errbuf, errsz, rc, "%s: flush failed", st->name);
-            r->bus->ops->commit(r->c);
+            if ((rc = r->bus->ops->commit(r->c)) != 0 && sl_err_class(rc) == SL_ERRCLASS_FATAL)
+                return sl_seterr(errbuf, errsz, rc, "%s: cannot commit: %s", st->name,
+                                 sl_err_str(rc));
+            rc = 0;
             uncommitted = 0;
         }
+    }
+    /* stopped (SIGTERM): what was processed is committed before we leave */
+    if (uncommitted) {
+        if (st->flush)
+            st->flush(r->state, &r->em);
+        r->bus->ops->commit(r->c);
     }
     return 0;
 }

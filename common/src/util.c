@@ -293,3 +293,26 @@ int sl_column_find(const char *ref, const char *const *names, size_t n)
             return (int)i;
     return -1;
 }
+
+bool sl_path_allowed(const char *path, const char *dirs)
+{
+    if (!dirs || !dirs[0])
+        return false;
+    char *real = realpath(path, NULL);
+    char *list = strdup(dirs);
+    bool ok = false;
+    char *save = NULL;
+    for (char *d = list && real ? strtok_r(list, ":", &save) : NULL; d && !ok;
+         d = strtok_r(NULL, ":", &save)) {
+        char *rd = realpath(d, NULL);
+        if (rd) {
+            size_t n = strlen(rd);
+            ok = !strncmp(real, rd, n) &&
+                 (real[n] == '/' || real[n] == '\0' || (n == 1 && rd[0] == '/'));
+            free(rd);
+        }
+    }
+    free(real);
+    free(list);
+    return ok;
+}

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "embedded.h"
+#include "sluice/bus.h"
 #include "sluice/control.h"
 #include "sluice/err.h"
 #include "sluice/job.h"
@@ -52,6 +53,8 @@ static const char usage_text[] =
     "                    every column the mapping reads\n"
     "  submit JOB.json   check the job and store it in the control plane (PostgreSQL at\n"
     "                    SLUICE_POSTGRES_URL) as its next version\n"
+    "      --run             and request a run of it from the services (Kafka at\n"
+    "                        SLUICE_KAFKA_BROKERS); --force ignores skip_unchanged\n"
     "  runs [JOB]        the latest runs in the control plane, newest first, with status\n"
     "                    and counts\n"
     "\n"
@@ -83,22 +86,19 @@ static int status_exit(const char *status)
     return EXIT_FAILED;
 }
 
-enum { OPT_OUT = 1, OPT_STATE, OPT_INPUT, OPT_FORCE, OPT_QUIET, OPT_HELP };
+enum { OPT_OUT = 1, OPT_STATE, OPT_INPUT, OPT_FORCE, OPT_QUIET, OPT_HELP, OPT_RUN };
 
 static const struct option run_opts[] = {
-    {"out", required_argument, NULL, OPT_OUT},
-    {"state", required_argument, NULL, OPT_STATE},
-    {"input", required_argument, NULL, OPT_INPUT},
-    {"force", no_argument, NULL, OPT_FORCE},
-    {"quiet", no_argument, NULL, OPT_QUIET},
-    {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0},
+    {"out", required_argument, NULL, OPT_OUT},     {"state", required_argument, NULL, OPT_STATE},
+    {"input", required_argument, NULL, OPT_INPUT}, {"force", no_argument, NULL, OPT_FORCE},
+    {"quiet", no_argument, NULL, OPT_QUIET},       {"help", no_argument, NULL, OPT_HELP},
+    {"run", no_argument, NULL, OPT_RUN},           {NULL, 0, NULL, 0},
 };
 
 struct cli_args {
     const char *job_path;
     const char *out, *state, *input;
-    bool force, quiet;
+    bool force, quiet, run;
 };
 
 /* Parses the options of run and check; returns -1 after printing help, or
@@ -125,6 +125,9 @@ static int parse_args(int argc, char **argv, const char *cmd, struct cli_args *a
         case OPT_QUIET:
             a->quiet = true;
             break;
+        case OPT_RUN:
+            a->run = true;
+            break;
         case OPT_HELP:
             fputs(usage_text, stdout);
             return -1;
@@ -141,8 +144,10 @@ static int parse_args(int argc, char **argv, const char *cmd, struct cli_args *a
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (!strcmp(cmd, "check") && (a->out || a->state || a->force))
         return usage_error("check takes only --input", "");
-    if (!strcmp(cmd, "submit") && (a->out || a->state || a->force || a->input))
-        return usage_error("submit takes no options", "");
+    if (!strcmp(cmd, "submit") && (a->out || a->state || a->input || (a->force && !a->run)))
+        return usage_error("submit takes only --run and --force", "");
+    if (strcmp(cmd, "submit") && a->run)
+        return usage_error("--run goes with submit", "");
     return 0;
 }
 
@@ -356,6 +361,52 @@ static int cmd_check(int argc, char **argv)
     return rc;
 }
 
+/* Records a queued run and sends its ticket through Kafka (the settings of
+ * the services: SLUICE_KAFKA_BROKERS, SLUICE_TOPIC_PREFIX, SLUICE_KAFKA_CONFIG). */
+static int request_run(PGconn *conn, const char *job_id, uint32_t version, bool force)
+{
+    char run_id[37], ver[24], err[1024] = "";
+    sl_new_run_id(run_id);
+    snprintf(ver, sizeof(ver), "%u", version);
+    const char *params[] = {run_id, job_id, ver};
+    if (sl_pg_exec(conn, "record the run",
+                   "INSERT INTO sluice_runs (id, job_id, job_version, trigger, status) "
+                   "VALUES ($1, $2, $3::integer, 'cli', 'queued')",
+                   3, params, NULL, err, sizeof(err))) {
+        fprintf(stderr, "sluice: submit: %s\n", err);
+        return EXIT_FAILED;
+    }
+    struct sl_kafka_conf kc = {
+        .brokers = getenv("SLUICE_KAFKA_BROKERS"),
+        .topic_prefix = getenv("SLUICE_TOPIC_PREFIX"),
+        .config = getenv("SLUICE_KAFKA_CONFIG"),
+        .client_id = "sluice-cli",
+    };
+    struct sl_bus *bus = sl_bus_kafka_new(&kc, err, sizeof(err));
+    struct sl_msg *t = sl_msg_new(SL_MSG_TICKET, run_id, job_id, version);
+    int rc = EXIT_FAILED;
+    if (!bus || !t) {
+        fprintf(stderr, "sluice: submit: %s\n", err[0] ? err : "out of memory");
+        sl_msg_unref(t);
+        goto out;
+    }
+    t->u.ticket.ticket_id = t->run_id;
+    t->u.ticket.trigger = "cli";
+    t->u.ticket.force = force;
+    t->u.ticket.scheduled_at = sl_now_us();
+    t->key = t->job_id;
+    if (sl_bus_send(bus, SL_TOPIC_TICKETS, t) || bus->ops->flush(bus, 30000)) {
+        fprintf(stderr, "sluice: submit: cannot send the ticket to Kafka at %s\n",
+                kc.brokers ? kc.brokers : "localhost:9092");
+        goto out;
+    }
+    printf("run %s requested\n", run_id);
+    rc = 0;
+out:
+    sl_bus_destroy(bus);
+    return rc;
+}
+
 static int cmd_submit(int argc, char **argv)
 {
     struct cli_args a = {0};
@@ -389,7 +440,7 @@ static int cmd_submit(int argc, char **argv)
     }
     printf(created ? "job '%s' stored as version %u\n" : "job '%s' is unchanged at version %u\n",
            job->name, version);
-    rc = 0;
+    rc = a.run ? request_run(conn, job->name, version, a.force) : 0;
 out:
     PQfinish(conn);
     free(text);

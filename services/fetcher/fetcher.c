@@ -78,9 +78,10 @@ static char *local_path(const struct fetcher *f, const struct sl_job *job, const
     if (colon) {
         size_t sl = (size_t)(colon - url);
         if (sl == 4 && !strncmp(url, "file", 4)) {
-            if (!f->env->embedded) {
+            if (!f->env->embedded && !sl_path_allowed(url + 7, f->env->file_dirs)) {
                 sl_seterr(errbuf, errsz, SL_ERR_INVALID,
-                          "file:// sources are only allowed in embedded mode");
+                          "file:// sources are only allowed in embedded mode or in the "
+                          "directories of SLUICE_FILE_DIRS");
                 return NULL;
             }
             return strdup(url + 7);

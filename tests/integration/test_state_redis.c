@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +246,8 @@ static void test_many_keys(void **state)
 struct streamer {
     struct sl_state *st;
     volatile int done;
+    atomic_int paused; /* 1: the streamer waits at a quarter for gate */
+    atomic_int gate;   /* set once the server is down */
     int fresh, seen, bad, calls;
     double slowest;
 };
@@ -256,6 +259,14 @@ static void *streamer_main(void *arg)
     struct streamer *s = arg;
     char key[32];
     for (int i = 0; i < STREAM_KEYS; i++) {
+        if (i == STREAM_KEYS / 4) {
+            /* the crash must come in the middle, however loaded the machine */
+            atomic_store(&s->paused, 1);
+            while (!atomic_load(&s->gate)) {
+                struct timespec ts = {0, 1000000};
+                nanosleep(&ts, NULL);
+            }
+        }
         int n = snprintf(key, sizeof(key), "key-%d", i);
         double t = now_s();
         int rc = s->st->ops->seen_key(s->st, "run-restart", key, (size_t)n, true);
@@ -290,12 +301,13 @@ static void test_restart(void **state)
     struct streamer s = {.st = st};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, streamer_main, &s), 0);
-    while (s.calls < STREAM_KEYS / 4 && !s.done) {
+    while (!atomic_load(&s.paused)) {
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
     }
     /* A crash in the middle: calls block until the server is back. */
     redis_server_kill(&fx->durable);
+    atomic_store(&s.gate, 1);
     struct timespec down = {1, 0};
     nanosleep(&down, NULL);
     int during = s.calls;

@@ -68,6 +68,30 @@ static inline int sl_bus_send(struct sl_bus *bus, const char *topic, struct sl_m
  * Returns NULL when out of memory. Thread-safe. */
 struct sl_bus *sl_bus_inproc_new(size_t capacity);
 
+/* Settings of the Kafka bus (docs/configuration.md). Strings are copied. */
+struct sl_kafka_conf {
+    const char *brokers;      /* bootstrap servers; NULL: "localhost:9092" */
+    const char *topic_prefix; /* prefix of every topic name; NULL: "sluice." */
+    const char *config;       /* extra librdkafka properties "k=v,k=v", or NULL */
+    const char *client_id;    /* client.id (the service's name), or NULL */
+};
+
+/* Kafka bus (bus_kafka.c): one idempotent producer (acks=all) shared by
+ * every thread, one consumer per subscribe() (use each from one thread).
+ * Messages travel protobuf-encoded (codec.h) on prefix + logical topic,
+ * keyed by msg->key or else the run id. A message that cannot be decoded is
+ * never handed out: it goes to the dead-letter topic and poll goes on. A
+ * message counts as processed once its consumer's thread calls poll() or
+ * commit() again; commit() first waits until every message sent on the bus
+ * is acknowledged and refuses (SL_ERR_FATAL) for ever once one could not be
+ * delivered, so a restarted service gets those inputs again. NULL with
+ * errbuf set on a bad setting. */
+struct sl_bus *sl_bus_kafka_new(const struct sl_kafka_conf *conf, char *errbuf, size_t errsz);
+
+/* Tests only: drops a Kafka consumer the way a crash would (no commit, no
+ * leave of the group; the group notices at its session timeout). */
+void sl_bus_kafka_abandon(struct sl_consumer *c);
+
 /* Destroys bus; accepts NULL. Consumers must be unsubscribed first. */
 void sl_bus_destroy(struct sl_bus *bus);
 

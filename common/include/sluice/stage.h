@@ -47,6 +47,8 @@ struct sl_stage_env {
     const char *job_dir;         /* embedded mode: relative source paths start here */
     const char *hash_key;        /* SLUICE_HASH_KEY or NULL */
     const char *allow_hosts;     /* SLUICE_ALLOW_HOSTS or NULL */
+    const char *file_dirs;       /* SLUICE_FILE_DIRS: where file:// sources may be */
+    const char *control_url;     /* services: the control plane (run ledger) */
     sl_sink_open_fn open_sink;
     sl_ledger_open_fn open_ledger;
     bool embedded; /* no servers: local files allowed as sources */

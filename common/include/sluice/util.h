@@ -16,6 +16,10 @@ int sl_mkdirs(const char *dir);
 char *sl_path_join(const char *a, const char *b);
 /* The directory part of path ("." when none); caller frees. */
 char *sl_path_dir(const char *path);
+/* Whether path lies inside one of the colon-separated directories of dirs,
+ * after both are resolved (symbolic links, ".."); false when path does not
+ * exist or dirs is NULL or empty. */
+bool sl_path_allowed(const char *path, const char *dirs);
 /* Reads a whole (small) file; caller frees; NULL with errno. */
 char *sl_read_file(const char *path, size_t *len);
 /* Writes data to path through path.tmp + rename; 0 or -1 with errno. */

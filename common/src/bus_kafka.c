@@ -1,0 +1,692 @@
+/*
+ * The Kafka bus (bus.h): the message bus of distributed mode, on librdkafka.
+ *
+ * One idempotent producer (acks=all) per bus, shared by every thread; one
+ * high-level consumer per subscription, used by one thread. Messages travel
+ * as their protobuf encoding (codec.h) on prefix + logical topic name, keyed
+ * by msg->key or else the run id, so one key stays on one partition in order.
+ *
+ * Offsets: auto-commit and auto offset store are off. A message handed out
+ * by poll() is "pending"; it counts as processed once the same thread calls
+ * poll() or commit() again (the stage runner processes one message at a time
+ * and calls commit() only after process() returned), and only then is its
+ * offset stored. commit() first waits until every message sent on the bus is
+ * acknowledged, then commits the stored offsets synchronously: an output is
+ * durable before the input that caused it is marked done. Once any delivery
+ * has failed, commit() refuses for ever (SL_ERR_FATAL): the service must
+ * stop, and its successor gets every input since the last commit again.
+ * A revoked partition (rebalance, close) commits what is stored the same way.
+ *
+ * A message that cannot be decoded is never handed to the stage: it is
+ * produced to the dead-letter topic (prefix + "dead") with the headers
+ * sluice-reason, sluice-topic, sluice-partition and sluice-offset, its
+ * offset is stored, and poll() goes on.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "sluice/bus.h"
+#include "sluice/codec.h"
+#include "sluice/err.h"
+#include "sluice/log.h"
+
+#define COMP            "kafka"
+#define TOPIC_MAX       249 /* Kafka's limit on a topic name */
+#define POLL_SLICE_MS   100 /* how soon poll() and a blocked send() notice close() */
+#define DESTROY_WAIT_MS 10000
+
+struct kafka_bus {
+    struct sl_bus base;
+    rd_kafka_t *rk; /* the producer */
+    char *prefix;
+    char *brokers;
+    char *config;
+    char *client_id;
+    atomic_bool closed;
+    atomic_ulong failed; /* deliveries that failed, ever */
+    pthread_mutex_t mu;  /* first_error */
+    char first_error[512];
+};
+
+struct sl_consumer {
+    struct kafka_bus *bus;
+    rd_kafka_t *rk;
+    char **topics; /* logical names, handed out by poll() */
+    size_t ntopics;
+    rd_kafka_message_t *pending; /* handed out, not yet known processed */
+    char group[128];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* prefix + logical into out; SL_ERR_INVALID when too long for Kafka. */
+static int topic_name(const struct kafka_bus *b, const char *logical, char *out, size_t outsz)
+{
+    int n = snprintf(out, outsz, "%s%s", b->prefix, logical);
+    return n < 0 || (size_t)n >= outsz || n > TOPIC_MAX ? SL_ERR_INVALID : 0;
+}
+
+/* The logical name of a physical topic (the prefix stripped). */
+static const char *logical_name(const struct kafka_bus *b, const char *physical)
+{
+    size_t pl = strlen(b->prefix);
+    return strncmp(physical, b->prefix, pl) ? physical : physical + pl;
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    /* syslog levels: 0-3 errors, 4 warning, 5-6 notice and info, 7 debug */
+    enum sl_log_level lvl = level <= 3   ? SL_LOG_ERROR
+                            : level == 4 ? SL_LOG_WARN
+                            : level <= 6 ? SL_LOG_INFO
+                                         : SL_LOG_DEBUG;
+    /* SLUICE_KAFKA_CONFIG goes to producer and consumers alike: that each
+     * ignores the other's properties is expected */
+    if (!strcmp(fac, "CONFWARN") &&
+        (strstr(buf, "is a consumer property") || strstr(buf, "is a producer property")))
+        lvl = SL_LOG_DEBUG;
+    if (!strcmp(fac, "FAIL") && lvl > SL_LOG_INFO)
+        lvl = SL_LOG_INFO; /* the error callback reports it */
+    sl_log(lvl, COMP, "%s: %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+static void note_failure(struct kafka_bus *b, const char *what)
+{
+    pthread_mutex_lock(&b->mu);
+    if (!b->first_error[0])
+        snprintf(b->first_error, sizeof(b->first_error), "%s", what);
+    pthread_mutex_unlock(&b->mu);
+    atomic_fetch_add(&b->failed, 1);
+}
+
+/* Producer errors. A fatal one (idempotence broken) fails every later send
+ * and every commit. */
+static void producer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct kafka_bus *b = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[200];
+        rd_kafka_fatal_error(rk, why, sizeof(why));
+        sl_error(COMP, "kafka producer failed for good: %s", why);
+        note_failure(b, why);
+        return;
+    }
+    sl_warn(COMP, "kafka producer: %s", reason);
+}
+
+static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct sl_consumer *c = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        sl_error(COMP, "kafka consumer of group %s failed for good: %s", c->group, reason);
+    else
+        sl_warn(COMP, "kafka consumer of group %s: %s", c->group, reason);
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+    struct kafka_bus *b = opaque;
+    if (!rkm->err)
+        return;
+    char what[256];
+    snprintf(what, sizeof(what), "could not deliver a message to %s: %s",
+             rd_kafka_topic_name(rkm->rkt), rd_kafka_err2str(rkm->err));
+    if (atomic_load(&b->failed) == 0)
+        sl_error(COMP, "%s", what);
+    note_failure(b, what);
+}
+
+/* Sets name=value on conf, or errbuf naming the setting. */
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, const char *origin,
+                    char *errbuf, size_t errsz)
+{
+    char why[256];
+    if (rd_kafka_conf_set(conf, name, value, why, sizeof(why)) != RD_KAFKA_CONF_OK)
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s", origin, why);
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+    return s;
+}
+
+/* Applies the "k=v,k=v" list of SLUICE_KAFKA_CONFIG to conf. */
+static int conf_apply_list(rd_kafka_conf_t *conf, const char *list, char *errbuf, size_t errsz)
+{
+    if (!list || !*list)
+        return 0;
+    char *copy = strdup(list), *save = NULL;
+    if (!copy)
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    int rc = 0;
+    for (char *item = strtok_r(copy, ",", &save); item && !rc; item = strtok_r(NULL, ",", &save)) {
+        item = trim(item);
+        if (!*item)
+            continue;
+        char *eq = strchr(item, '=');
+        if (!eq || eq == item) {
+            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                           "SLUICE_KAFKA_CONFIG: '%s' is not a key=value pair", item);
+            break;
+        }
+        *eq = '\0';
+        rc = conf_set(conf, trim(item), trim(eq + 1), "SLUICE_KAFKA_CONFIG", errbuf, errsz);
+    }
+    free(copy);
+    return rc;
+}
+
+/* The settings every client of the bus shares, then the user's. */
+static rd_kafka_conf_t *base_conf(const struct kafka_bus *b, char *errbuf, size_t errsz)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", b->brokers, "SLUICE_KAFKA_BROKERS", errbuf, errsz) ||
+        conf_set(conf, "client.id", b->client_id, "client id", errbuf, errsz) ||
+        conf_apply_list(conf, b->config, errbuf, errsz)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    return conf;
+}
+
+/* Waits until the producer's queue is empty. SL_ERR_FATAL once a delivery
+ * has failed, SL_ERR_TIMEOUT when timeout_ms (-1: until done) ran out. */
+static int wait_delivered(struct kafka_bus *b, int timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    rd_kafka_resp_err_t err;
+    for (;;) {
+        int slice = 1000;
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            slice = left < 0 ? 0 : left < slice ? (int)left : slice;
+        }
+        err = rd_kafka_flush(b->rk, slice);
+        if (atomic_load(&b->failed))
+            break;
+        if (err != RD_KAFKA_RESP_ERR__TIMED_OUT)
+            break;
+        if (deadline >= 0 && now_ms() >= deadline)
+            return SL_ERR_TIMEOUT;
+    }
+    return atomic_load(&b->failed) ? SL_ERR_FATAL : 0;
+}
+
+static int map_produce_err(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__FATAL:
+        return SL_ERR_FATAL;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return SL_ERR_LIMIT;
+    default:
+        return SL_ERR_RETRY;
+    }
+}
+
+/* Produces one message, waiting while the local queue is full
+ * (backpressure). msgflags: RD_KAFKA_MSG_F_FREE or _COPY; on error the
+ * payload and hdrs stay the caller's. */
+static rd_kafka_resp_err_t produce(struct kafka_bus *b, const char *name, void *payload, size_t len,
+                                   const void *key, size_t keylen, rd_kafka_headers_t *hdrs,
+                                   int msgflags)
+{
+    for (;;) {
+        rd_kafka_resp_err_t err;
+        if (hdrs)
+            err = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_MSGFLAGS(msgflags),
+                                    RD_KAFKA_V_VALUE(payload, len), RD_KAFKA_V_KEY(key, keylen),
+                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        else
+            err = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_MSGFLAGS(msgflags),
+                                    RD_KAFKA_V_VALUE(payload, len), RD_KAFKA_V_KEY(key, keylen),
+                                    RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(b->rk, 0); /* serve delivery reports */
+            return err;
+        }
+        if (atomic_load(&b->closed))
+            return RD_KAFKA_RESP_ERR__DESTROY;
+        rd_kafka_poll(b->rk, POLL_SLICE_MS);
+    }
+}
+
+static int kafka_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg)
+{
+    struct kafka_bus *b = (struct kafka_bus *)bus;
+    struct sl_buf buf = SL_BUF_INIT;
+    char name[TOPIC_MAX + 2];
+    int rc;
+    if (atomic_load(&b->closed)) {
+        rc = SL_ERR_CLOSED;
+        goto out;
+    }
+    if (topic_name(b, topic, name, sizeof(name))) {
+        sl_error(COMP, "topic name %s%s is longer than kafka allows", b->prefix, topic);
+        rc = SL_ERR_INVALID;
+        goto out;
+    }
+    if ((rc = sl_codec_encode(msg, &buf)) != 0)
+        goto out;
+    const char *key = msg->key ? msg->key : msg->run_id;
+    size_t len = buf.len;
+    char *payload = sl_buf_steal(&buf);
+    rd_kafka_resp_err_t err =
+        produce(b, name, payload, len, key, key ? strlen(key) : 0, NULL, RD_KAFKA_MSG_F_FREE);
+    if (err) {
+        free(payload);
+        if (err == RD_KAFKA_RESP_ERR__DESTROY) {
+            rc = SL_ERR_CLOSED;
+            goto out;
+        }
+        sl_warn(COMP, "could not send a %s message to %s: %s", sl_msg_kind_str(msg->kind), name,
+                rd_kafka_err2str(err));
+        rc = map_produce_err(err);
+    }
+out:
+    sl_buf_cleanup(&buf);
+    sl_msg_unref(msg);
+    return rc;
+}
+
+/* Stores the offset of the message handed out last: it has been processed. */
+static void store_pending(struct sl_consumer *c)
+{
+    rd_kafka_message_t *rkm = c->pending;
+    if (!rkm)
+        return;
+    c->pending = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_offset_store(rkm->rkt, rkm->partition, rkm->offset);
+    if (err && err != RD_KAFKA_RESP_ERR__STATE) /* __STATE: partition revoked meanwhile */
+        sl_warn(COMP, "could not store the offset of %s [%" PRId32 "] %" PRId64 ": %s",
+                rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset, rd_kafka_err2str(err));
+    rd_kafka_message_destroy(rkm);
+}
+
+/* Commits the stored offsets once every output is acknowledged. */
+static int commit_stored(struct sl_consumer *c)
+{
+    struct kafka_bus *b = c->bus;
+    int rc = wait_delivered(b, -1);
+    if (rc) {
+        pthread_mutex_lock(&b->mu);
+        sl_error(COMP, "group %s: not committing: %s", c->group, b->first_error);
+        pthread_mutex_unlock(&b->mu);
+        return rc;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
+    if (!err || err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return 0;
+    sl_warn(COMP, "could not commit the offsets of group %s: %s", c->group, rd_kafka_err2str(err));
+    return err == RD_KAFKA_RESP_ERR__FATAL ? SL_ERR_FATAL : SL_ERR_RETRY;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct sl_consumer *c = opaque;
+    bool coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t aerr = 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        sl_info(COMP, "group %s: %d partitions assigned", c->group, parts->cnt);
+        if (coop)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            aerr = rd_kafka_assign(rk, parts);
+    } else {
+        if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+            sl_warn(COMP, "group %s: rebalance failed: %s", c->group, rd_kafka_err2str(err));
+        else
+            sl_info(COMP, "group %s: %d partitions revoked", c->group, parts->cnt);
+        if (!rd_kafka_assignment_lost(rk))
+            commit_stored(c); /* what the stage finished; a refusal was logged */
+        if (coop)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            aerr = rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        sl_warn(COMP, "group %s: could not change the assignment: %s", c->group,
+                rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (aerr) {
+        sl_warn(COMP, "group %s: could not change the assignment: %s", c->group,
+                rd_kafka_err2str(aerr));
+    }
+}
+
+static void consumer_free(struct sl_consumer *c)
+{
+    for (size_t i = 0; i < c->ntopics; i++)
+        free(c->topics[i]);
+    free(c->topics);
+    free(c);
+}
+
+static struct sl_consumer *kafka_subscribe(struct sl_bus *bus, const char *group,
+                                           const char *const *topics, size_t ntopics, char *errbuf,
+                                           size_t errsz)
+{
+    struct kafka_bus *b = (struct kafka_bus *)bus;
+    rd_kafka_conf_t *conf = NULL;
+    rd_kafka_topic_partition_list_t *subs = NULL;
+    char why[512];
+    struct sl_consumer *c = calloc(1, sizeof(*c));
+    if (!c || !(c->topics = calloc(ntopics ? ntopics : 1, sizeof(*c->topics)))) {
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    c->bus = b;
+    snprintf(c->group, sizeof(c->group), "%s", group);
+    subs = rd_kafka_topic_partition_list_new((int)ntopics);
+    for (size_t i = 0; i < ntopics; i++) {
+        char name[TOPIC_MAX + 2];
+        if (topic_name(b, topics[i], name, sizeof(name))) {
+            sl_seterr(errbuf, errsz, SL_ERR_INVALID, "topic name %s%s is longer than kafka allows",
+                      b->prefix, topics[i]);
+            goto fail;
+        }
+        if (!(c->topics[i] = strdup(topics[i]))) {
+            sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        c->ntopics++;
+        rd_kafka_topic_partition_list_add(subs, name, RD_KAFKA_PARTITION_UA);
+    }
+    rd_kafka_conf_t *dflt = rd_kafka_conf_new();
+    /* our defaults first, so that SLUICE_KAFKA_CONFIG may override them */
+    if (conf_set(dflt, "group.id", group, "consumer group", errbuf, errsz) ||
+        conf_set(dflt, "enable.auto.commit", "false", "consumer", errbuf, errsz) ||
+        conf_set(dflt, "enable.auto.offset.store", "false", "consumer", errbuf, errsz) ||
+        conf_set(dflt, "auto.offset.reset", "earliest", "consumer", errbuf, errsz) ||
+        conf_set(dflt, "allow.auto.create.topics", "true", "consumer", errbuf, errsz) ||
+        conf_set(dflt, "bootstrap.servers", b->brokers, "SLUICE_KAFKA_BROKERS", errbuf, errsz) ||
+        conf_set(dflt, "client.id", b->client_id, "client id", errbuf, errsz) ||
+        conf_apply_list(dflt, b->config, errbuf, errsz)) {
+        rd_kafka_conf_destroy(dflt);
+        goto fail;
+    }
+    conf = dflt;
+    /* offsets are ours to store and commit, whatever the user set */
+    if (conf_set(conf, "enable.auto.commit", "false", "consumer", errbuf, errsz) ||
+        conf_set(conf, "enable.auto.offset.store", "false", "consumer", errbuf, errsz))
+        goto fail;
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, c);
+    if (!(c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why)))) {
+        sl_seterr(errbuf, errsz, SL_ERR_INVALID, "could not create a kafka consumer: %s", why);
+        goto fail;
+    }
+    conf = NULL; /* the consumer's now */
+    rd_kafka_poll_set_consumer(c->rk);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk, subs);
+    if (err) {
+        sl_seterr(errbuf, errsz, SL_ERR_RETRY, "could not subscribe group %s: %s", group,
+                  rd_kafka_err2str(err));
+        goto fail;
+    }
+    rd_kafka_topic_partition_list_destroy(subs);
+    return c;
+fail:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    if (subs)
+        rd_kafka_topic_partition_list_destroy(subs);
+    if (c && c->rk)
+        rd_kafka_destroy(c->rk);
+    if (c)
+        consumer_free(c);
+    return NULL;
+}
+
+/* Sends an undecodable message to the dead-letter topic as it came.
+ * Returns 0 when it is on its way (its offset may be stored). */
+static int dead_letter(struct sl_consumer *c, const rd_kafka_message_t *rkm, const char *reason)
+{
+    struct kafka_bus *b = c->bus;
+    const char *src = rd_kafka_topic_name(rkm->rkt);
+    char name[TOPIC_MAX + 2], num[32];
+    topic_name(b, SL_TOPIC_DEAD, name, sizeof(name)); /* shorter than any valid name */
+    sl_warn(COMP, "undecodable message at %s [%" PRId32 "] offset %" PRId64 " skipped: %s", src,
+            rkm->partition, rkm->offset, reason);
+    if (!strcmp(src, name))
+        return 0; /* never back into itself */
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+    rd_kafka_header_add(hdrs, "sluice-reason", -1, reason, -1);
+    rd_kafka_header_add(hdrs, "sluice-topic", -1, src, -1);
+    snprintf(num, sizeof(num), "%" PRId32, rkm->partition);
+    rd_kafka_header_add(hdrs, "sluice-partition", -1, num, -1);
+    snprintf(num, sizeof(num), "%" PRId64, rkm->offset);
+    rd_kafka_header_add(hdrs, "sluice-offset", -1, num, -1);
+    rd_kafka_resp_err_t err =
+        produce(b, name, rkm->payload, rkm->len, rkm->key, rkm->key_len, hdrs, RD_KAFKA_MSG_F_COPY);
+    if (err) {
+        rd_kafka_headers_destroy(hdrs);
+        if (err == RD_KAFKA_RESP_ERR__DESTROY)
+            return SL_ERR_CLOSED;
+        char what[TOPIC_MAX + 300];
+        snprintf(what, sizeof(what), "could not send an undecodable message to %s: %s", name,
+                 rd_kafka_err2str(err));
+        sl_error(COMP, "%s", what);
+        note_failure(b, what); /* the offset is stored: do not commit it */
+    }
+    return 0;
+}
+
+/* Turns one consumed message into a decoded one, or dead-letters it (NULL). */
+static struct sl_msg *decode(struct sl_consumer *c, rd_kafka_message_t *rkm, const char **topic,
+                             int *rc)
+{
+    const char *logical = logical_name(c->bus, rd_kafka_topic_name(rkm->rkt));
+    char why[256];
+    *rc = 0;
+    *topic = NULL;
+    for (size_t i = 0; i < c->ntopics && !*topic; i++)
+        if (!strcmp(c->topics[i], logical))
+            *topic = c->topics[i];
+    enum sl_msg_kind kind = sl_codec_topic_kind(logical);
+    struct sl_msg *m = NULL;
+    if (!*topic)
+        snprintf(why, sizeof(why), "not a topic of the subscription");
+    else if (!kind)
+        snprintf(why, sizeof(why), "topic %s carries no known record kind", logical);
+    else if ((m = sl_codec_decode(kind, rkm->payload, rkm->len, why, sizeof(why))) != NULL) {
+        if (rkm->key && rkm->key_len)
+            m->key = sl_arena_strndup(&m->arena, rkm->key, rkm->key_len);
+        return m;
+    }
+    *rc = dead_letter(c, rkm, why);
+    return NULL;
+}
+
+static int kafka_poll(struct sl_consumer *c, struct sl_msg **msg, const char **topic,
+                      int timeout_ms)
+{
+    store_pending(c); /* the previous message was processed */
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    for (;;) {
+        if (atomic_load(&c->bus->closed))
+            return SL_ERR_CLOSED;
+        int slice = POLL_SLICE_MS;
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            slice = left < 0 ? 0 : left < slice ? (int)left : slice;
+        }
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, slice);
+        if (!rkm) {
+            if (deadline >= 0 && now_ms() >= deadline)
+                return SL_ERR_TIMEOUT;
+            continue;
+        }
+        if (rkm->err) {
+            rd_kafka_resp_err_t err = rkm->err;
+            if (err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                sl_warn(COMP, "group %s: %s", c->group, rd_kafka_message_errstr(rkm));
+            rd_kafka_message_destroy(rkm);
+            if (err == RD_KAFKA_RESP_ERR__FATAL)
+                return SL_ERR_FATAL;
+            continue;
+        }
+        const char *name = NULL;
+        int rc;
+        struct sl_msg *m = decode(c, rkm, &name, &rc);
+        if (!m) {
+            if (rc == 0)
+                rd_kafka_offset_store(rkm->rkt, rkm->partition, rkm->offset);
+            rd_kafka_message_destroy(rkm);
+            if (rc)
+                return rc;
+            continue;
+        }
+        c->pending = rkm;
+        *msg = m;
+        if (topic)
+            *topic = name;
+        return 0;
+    }
+}
+
+static int kafka_commit(struct sl_consumer *c)
+{
+    store_pending(c);
+    return commit_stored(c);
+}
+
+static void kafka_unsubscribe(struct sl_consumer *c)
+{
+    if (!c)
+        return;
+    if (c->pending) /* not known to be processed: its successor gets it again */
+        rd_kafka_message_destroy(c->pending);
+    c->pending = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk); /* revoke: commit stored */
+    if (err)
+        sl_warn(COMP, "group %s: could not leave cleanly: %s", c->group, rd_kafka_err2str(err));
+    rd_kafka_destroy(c->rk);
+    consumer_free(c);
+}
+
+void sl_bus_kafka_abandon(struct sl_consumer *c)
+{
+    if (!c)
+        return;
+    if (c->pending)
+        rd_kafka_message_destroy(c->pending);
+    rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    consumer_free(c);
+}
+
+static int kafka_flush(struct sl_bus *bus, int timeout_ms)
+{
+    return wait_delivered((struct kafka_bus *)bus, timeout_ms);
+}
+
+static void kafka_close(struct sl_bus *bus)
+{
+    atomic_store(&((struct kafka_bus *)bus)->closed, true);
+}
+
+static void kafka_destroy(struct sl_bus *bus)
+{
+    struct kafka_bus *b = (struct kafka_bus *)bus;
+    if (b->rk) {
+        rd_kafka_flush(b->rk, DESTROY_WAIT_MS);
+        int left = rd_kafka_outq_len(b->rk);
+        if (left > 0)
+            sl_error(COMP, "%d messages were not delivered before the bus was destroyed", left);
+        rd_kafka_destroy(b->rk);
+    }
+    pthread_mutex_destroy(&b->mu);
+    free(b->prefix);
+    free(b->brokers);
+    free(b->config);
+    free(b->client_id);
+    free(b);
+}
+
+static const struct sl_bus_ops kafka_ops = {
+    .name = "kafka",
+    .send = kafka_send,
+    .subscribe = kafka_subscribe,
+    .poll = kafka_poll,
+    .commit = kafka_commit,
+    .unsubscribe = kafka_unsubscribe,
+    .flush = kafka_flush,
+    .close = kafka_close,
+    .destroy = kafka_destroy,
+};
+
+struct sl_bus *sl_bus_kafka_new(const struct sl_kafka_conf *kc, char *errbuf, size_t errsz)
+{
+    static const struct sl_kafka_conf none;
+    if (!kc)
+        kc = &none;
+    rd_kafka_conf_t *conf = NULL;
+    char why[512];
+    struct kafka_bus *b = calloc(1, sizeof(*b));
+    if (!b) {
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    b->base.ops = &kafka_ops;
+    pthread_mutex_init(&b->mu, NULL);
+    b->prefix = strdup(kc->topic_prefix ? kc->topic_prefix : "sluice.");
+    b->brokers = strdup(kc->brokers && *kc->brokers ? kc->brokers : "localhost:9092");
+    b->config = kc->config ? strdup(kc->config) : NULL;
+    b->client_id = strdup(kc->client_id && *kc->client_id ? kc->client_id : "sluice");
+    if (!b->prefix || !b->brokers || !b->client_id || (kc->config && !b->config)) {
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (strspn(b->prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+            strlen(b->prefix) ||
+        strlen(b->prefix) > 200) {
+        sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                  "SLUICE_TOPIC_PREFIX: '%s' is not a valid start of a kafka topic name "
+                  "(letters, digits, '.', '_', '-'; at most 200)",
+                  b->prefix);
+        goto fail;
+    }
+    if (!(conf = base_conf(b, errbuf, errsz)))
+        goto fail;
+    if (conf_set(conf, "enable.idempotence", "true", "producer", errbuf, errsz) ||
+        conf_set(conf, "acks", "all", "producer", errbuf, errsz))
+        goto fail;
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    rd_kafka_conf_set_error_cb(conf, producer_error_cb);
+    rd_kafka_conf_set_opaque(conf, b);
+    if (!(b->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
+        sl_seterr(errbuf, errsz, SL_ERR_INVALID, "could not create the kafka producer: %s", why);
+        goto fail;
+    }
+    return &b->base;
+fail:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    kafka_destroy(&b->base);
+    return NULL;
+}

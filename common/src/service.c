@@ -1,0 +1,235 @@
+/*
+ * A stage as a distributed service (service.h).
+ *
+ * Configuration: every setting is an environment variable with a matching
+ * flag (SLUICE_KAFKA_BROKERS = --kafka-brokers VALUE or --kafka-brokers=VALUE);
+ * a flag wins over the environment. An unknown flag or a malformed value
+ * stops the service with a message that names it (exit 2).
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/bus.h"
+#include "sluice/control.h"
+#include "sluice/err.h"
+#include "sluice/job.h"
+#include "sluice/log.h"
+#include "sluice/pg.h"
+#include "sluice/service.h"
+#include "sluice/sink.h"
+#include "sluice/stage.h"
+#include "sluice/state.h"
+#include "sluice/util.h"
+
+enum {
+    CFG_BROKERS,
+    CFG_PREFIX,
+    CFG_KAFKA_CONFIG,
+    CFG_REDIS,
+    CFG_POSTGRES,
+    CFG_DESTINATION,
+    CFG_BLOB_DIR,
+    CFG_FILE_DIRS,
+    CFG_HASH_KEY,
+    CFG_ALLOW_HOSTS,
+    CFG_GROUP,
+    CFG_LOG_LEVEL,
+    CFG_LOG_FORMAT,
+    NCFG
+};
+
+struct setting {
+    const char *env;
+    const char *flag;
+    const char *def; /* NULL: none */
+    const char *help;
+};
+
+static const struct setting settings[NCFG] = {
+    [CFG_BROKERS] = {"SLUICE_KAFKA_BROKERS", "--kafka-brokers", "localhost:9092",
+                     "Kafka bootstrap servers"},
+    [CFG_PREFIX] = {"SLUICE_TOPIC_PREFIX", "--topic-prefix", "sluice.",
+                    "prefix of every topic name"},
+    [CFG_KAFKA_CONFIG] = {"SLUICE_KAFKA_CONFIG", "--kafka-config", NULL,
+                          "extra librdkafka properties k=v,k=v"},
+    [CFG_REDIS] = {"SLUICE_REDIS_URL", "--redis-url", "redis://127.0.0.1:6379/0", "Redis"},
+    [CFG_POSTGRES] = {"SLUICE_POSTGRES_URL", "--postgres-url", NULL,
+                      "control-plane PostgreSQL (required)"},
+    [CFG_DESTINATION] = {"SLUICE_DESTINATION_URL", "--destination-url", NULL,
+                         "destination PostgreSQL (default: the control plane's)"},
+    [CFG_BLOB_DIR] = {"SLUICE_BLOB_DIR", "--blob-dir", "./blobs", "raw files of every run"},
+    [CFG_FILE_DIRS] = {"SLUICE_FILE_DIRS", "--file-dirs", NULL,
+                       "directories file:// sources may read (colon-separated)"},
+    [CFG_HASH_KEY] = {"SLUICE_HASH_KEY", "--hash-key", NULL, "HMAC key of the hash filter"},
+    [CFG_ALLOW_HOSTS] = {"SLUICE_ALLOW_HOSTS", "--allow-hosts", NULL,
+                         "hosts/CIDRs the fetcher may reach despite the SSRF guard"},
+    [CFG_GROUP] = {"SLUICE_GROUP", "--group", NULL, "consumer group (default: sluice-<stage>)"},
+    [CFG_LOG_LEVEL] = {"SLUICE_LOG_LEVEL", "--log-level", "info", "debug, info, warn, error"},
+    [CFG_LOG_FORMAT] = {"SLUICE_LOG_FORMAT", "--log-format", "text", "text or json"},
+};
+
+static atomic_bool stopping;
+
+static void on_signal(int sig)
+{
+    atomic_store(&stopping, true);
+}
+
+static void usage(const char *name, FILE *out)
+{
+    fprintf(out, "usage: %s [--setting VALUE]...\n\nSettings (flag, environment, default):\n",
+            name);
+    for (int i = 0; i < NCFG; i++)
+        fprintf(out, "  %-20s %-24s %s%s%s\n", settings[i].flag, settings[i].env, settings[i].help,
+                settings[i].def ? "; default " : "", settings[i].def ? settings[i].def : "");
+}
+
+/* Fills val[] from the environment, then the flags. 0, or the exit status. */
+static int read_settings(const char *name, int argc, char **argv, const char *val[NCFG])
+{
+    for (int i = 0; i < NCFG; i++) {
+        const char *e = getenv(settings[i].env);
+        val[i] = e && e[0] ? e : settings[i].def;
+    }
+    for (int a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+            usage(name, stdout);
+            return -1;
+        }
+        int i;
+        const char *v = NULL;
+        for (i = 0; i < NCFG; i++) {
+            size_t fl = strlen(settings[i].flag);
+            if (!strncmp(argv[a], settings[i].flag, fl) &&
+                (argv[a][fl] == '\0' || argv[a][fl] == '=')) {
+                v = argv[a][fl] == '=' ? argv[a] + fl + 1 : (a + 1 < argc ? argv[++a] : NULL);
+                break;
+            }
+        }
+        if (i == NCFG) {
+            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", name, argv[a]);
+            return 2;
+        }
+        if (!v) {
+            fprintf(stderr, "%s: option '%s' needs a value\n", name, settings[i].flag);
+            return 2;
+        }
+        val[i] = v;
+    }
+    if (sl_log_setup(val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT])) {
+        fprintf(stderr, "%s: SLUICE_LOG_LEVEL '%s' or SLUICE_LOG_FORMAT '%s' is not valid\n", name,
+                val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT]);
+        return 2;
+    }
+    if (!val[CFG_POSTGRES]) {
+        fprintf(stderr, "%s: SLUICE_POSTGRES_URL (--postgres-url) is required\n", name);
+        return 2;
+    }
+    if (!val[CFG_DESTINATION])
+        val[CFG_DESTINATION] = val[CFG_POSTGRES];
+    return 0;
+}
+
+static struct sl_sink *open_sink(const struct sl_job *job, const char *run_id,
+                                 const struct sl_stage_env *env, char *errbuf, size_t errsz)
+{
+    switch (job->destination.type) {
+    case SL_DEST_POSTGRES:
+        return sl_sink_postgres_open(env->destination_url, job, run_id, errbuf, errsz);
+    case SL_DEST_FILE:
+        if (job->destination.given && job->destination.path)
+            return sl_sink_file_open(job->destination.path, job, errbuf, errsz);
+        sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                  "a job without a destination publishes only in embedded mode");
+        return NULL;
+    default:
+        sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                  "http destinations are not supported by this version of the publisher");
+        return NULL;
+    }
+}
+
+static struct sl_ledger *open_ledger(const struct sl_job *job, const char *run_id,
+                                     const struct sl_stage_env *env, char *errbuf, size_t errsz)
+{
+    return sl_ledger_postgres_open(env->control_url, job, run_id, NULL, errbuf, errsz);
+}
+
+int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
+{
+    char name[64], group[80], err[1024] = "";
+    snprintf(name, sizeof(name), "sluice-%s", stage->name);
+    const char *val[NCFG];
+    int rc = read_settings(name, argc, argv, val);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    snprintf(group, sizeof(group), "%s", val[CFG_GROUP] ? val[CFG_GROUP] : name);
+
+    struct sl_jobs *jobs = NULL;
+    struct sl_state *st = NULL;
+    struct sl_bus *bus = NULL;
+    struct sl_stage_runner *runner = NULL;
+    PGconn *conn = sl_pg_connect(val[CFG_POSTGRES], SL_PG_CONNECT_TIMEOUT, err, sizeof(err));
+    rc = 1;
+    if (!conn || sl_control_migrate(conn, err, sizeof(err)))
+        goto fail;
+    PQfinish(conn);
+    conn = NULL;
+    if (!(jobs = sl_jobs_pg_new(val[CFG_POSTGRES], err, sizeof(err))) ||
+        !(st = sl_state_redis_new(val[CFG_REDIS], err, sizeof(err))))
+        goto fail;
+    struct sl_kafka_conf kc = {
+        .brokers = val[CFG_BROKERS],
+        .topic_prefix = val[CFG_PREFIX],
+        .config = val[CFG_KAFKA_CONFIG],
+        .client_id = name,
+    };
+    if (!(bus = sl_bus_kafka_new(&kc, err, sizeof(err)))) {
+        rc = 2;
+        goto fail;
+    }
+    if (sl_mkdirs(val[CFG_BLOB_DIR])) {
+        snprintf(err, sizeof(err), "cannot create SLUICE_BLOB_DIR %s", val[CFG_BLOB_DIR]);
+        goto fail;
+    }
+    struct sl_stage_env env = {
+        .jobs = jobs,
+        .st = st,
+        .blob_dir = val[CFG_BLOB_DIR],
+        .control_url = val[CFG_POSTGRES],
+        .destination_url = val[CFG_DESTINATION],
+        .hash_key = val[CFG_HASH_KEY],
+        .allow_hosts = val[CFG_ALLOW_HOSTS],
+        .file_dirs = val[CFG_FILE_DIRS],
+        .open_sink = open_sink,
+        .open_ledger = open_ledger,
+        .embedded = false,
+    };
+    if (!(runner = sl_stage_runner_new(stage, bus, group, &env, err, sizeof(err))))
+        goto fail;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sl_info(name, "started: group %s, brokers %s, topics %s*", group, val[CFG_BROKERS],
+            val[CFG_PREFIX]);
+    rc = sl_stage_runner_run(runner, &stopping, err, sizeof(err)) ? 1 : 0;
+    if (rc == 0) {
+        bus->ops->flush(bus, 10000);
+        sl_info(name, "stopped");
+    }
+fail:
+    if (rc)
+        sl_error(name, "%s", err[0] ? err : "cannot start");
+    sl_stage_runner_destroy(runner);
+    sl_bus_destroy(bus);
+    sl_state_destroy(st);
+    if (jobs)
+        sl_jobs_destroy(jobs);
+    PQfinish(conn);
+    return rc;
+}

@@ -1,0 +1,11 @@
+/*
+ * sluice-fetcher: the fetcher stage as a distributed service (service.h wires it to
+ * Kafka, Redis and PostgreSQL; the stage itself is services/fetcher/fetcher.c).
+ */
+#include "sluice/service.h"
+#include "sluice/stage.h"
+
+int main(int argc, char **argv)
+{
+    return sl_service_main(&sl_stage_fetcher, argc, argv);
+}

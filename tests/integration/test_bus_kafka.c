@@ -1,0 +1,518 @@
+/*
+ * Integration tests of the Kafka bus (bus_kafka.c) over a real
+ * Kafka-protocol broker: librdkafka's mock cluster, started as its own
+ * process (sluice-test-mock_kafka) on loopback and stopped by PID.
+ *
+ * 10,000 records go through the bus and come back field for field with
+ * per-key order kept; two groups each get everything; a committed position
+ * survives both a crashed and a cleanly closed consumer (processed messages
+ * are not delivered again, unprocessed ones are); garbage on a topic goes to
+ * the dead-letter topic instead of the stage; a full producer queue blocks
+ * the sender instead of failing; an output that cannot be delivered (every
+ * broker down) makes every later commit refuse; and what the bus writes is
+ * plain protobuf that kcat and protoc read. SLUICE_TEST_FILTER="test_commit*"
+ * runs some of the tests only.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "sluice/bus.h"
+#include "sluice/err.h"
+#include "sluice/log.h"
+#include "sluice/msg.h"
+
+#define MOCK     SLUICE_BUILD_DIR "/tests/sluice-test-mock_kafka"
+#define REPO     SLUICE_FIXTURES "/../.."
+#define NRECS    10000
+#define NRUNS    8
+#define JOB      "job-kafka"
+#define WAIT_S   40 /* the longest a test waits for messages */
+#define CRASH_CF "session.timeout.ms=6000,heartbeat.interval.ms=500"
+
+static pid_t mock_pid = -1;
+static int mock_in = -1;  /* the mock's control channel (its stdin) */
+static int mock_out = -1; /* its answers (its stdout) */
+static char bootstrap[512];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void run_id(int k, char out[37])
+{
+    snprintf(out, 37, "00000000-0000-4000-8000-%012d", k);
+}
+
+/* Starts the mock and reads its bootstrap line. */
+static int start_mock(void **state)
+{
+    int in[2], out[2];
+    if (pipe(in) || pipe(out))
+        return -1;
+    mock_pid = fork();
+    if (mock_pid < 0)
+        return -1;
+    if (mock_pid == 0) {
+        dup2(in[0], STDIN_FILENO);
+        dup2(out[1], STDOUT_FILENO);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execl(MOCK, MOCK, "--topic", "sluice.records.raw:4", "--topic", "sluice.records.mapped:2",
+              "--topic", "sluice.records.valid:2", "--topic", "sluice.dead:1", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    mock_in = in[1];
+    size_t len = 0;
+    double until = now_s() + 15;
+    while (len < sizeof(bootstrap) - 1 && !memchr(bootstrap, '\n', len)) {
+        struct pollfd pfd = {.fd = out[0], .events = POLLIN};
+        if (now_s() > until || poll(&pfd, 1, 500) < 0)
+            break;
+        if (!(pfd.revents & (POLLIN | POLLHUP)))
+            continue;
+        ssize_t n = read(out[0], bootstrap + len, sizeof(bootstrap) - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    mock_out = out[0];
+    bootstrap[len] = '\0';
+    char *nl = strchr(bootstrap, '\n');
+    if (!nl) {
+        fprintf(stderr, "the mock kafka cluster did not start\n");
+        return -1;
+    }
+    *nl = '\0';
+    return 0;
+}
+
+static int stop_mock(void **state)
+{
+    if (mock_in >= 0)
+        close(mock_in);
+    if (mock_out >= 0)
+        close(mock_out);
+    if (mock_pid > 0) {
+        kill(mock_pid, SIGTERM);
+        int st;
+        for (int i = 0; i < 100 && waitpid(mock_pid, &st, WNOHANG) == 0; i++)
+            usleep(50000);
+        if (waitpid(mock_pid, &st, WNOHANG) == 0) {
+            kill(mock_pid, SIGKILL);
+            waitpid(mock_pid, &st, 0);
+        }
+    }
+    return 0;
+}
+
+/* Sends one control line to the mock and expects "ok". */
+static void mock_cmd(const char *line)
+{
+    char reply[256];
+    size_t len = 0;
+    assert_int_equal(write(mock_in, line, strlen(line)), (ssize_t)strlen(line));
+    assert_int_equal(write(mock_in, "\n", 1), 1);
+    double until = now_s() + 10;
+    while (len < sizeof(reply) - 1 && now_s() < until) {
+        struct pollfd pfd = {.fd = mock_out, .events = POLLIN};
+        if (poll(&pfd, 1, 500) <= 0)
+            continue;
+        if (read(mock_out, reply + len, 1) != 1)
+            break;
+        if (reply[len] == '\n')
+            break;
+        len++;
+    }
+    reply[len] = '\0';
+    if (strcmp(reply, "ok"))
+        fail_msg("mock_kafka answered '%s' to '%s'", reply, line);
+}
+
+static struct sl_bus *new_bus(const char *config)
+{
+    char err[512] = "";
+    struct sl_kafka_conf kc = {.brokers = bootstrap, .config = config, .client_id = "test"};
+    struct sl_bus *bus = sl_bus_kafka_new(&kc, err, sizeof(err));
+    if (!bus)
+        fail_msg("cannot create the kafka bus: %s", err);
+    return bus;
+}
+
+static struct sl_consumer *subscribe(struct sl_bus *bus, const char *group, const char *topic)
+{
+    char err[512] = "";
+    const char *topics[] = {topic};
+    struct sl_consumer *c = bus->ops->subscribe(bus, group, topics, 1, err, sizeof(err));
+    if (!c)
+        fail_msg("cannot subscribe %s: %s", group, err);
+    return c;
+}
+
+/* Record i of the big batch: key run NRUNS-wise, row = sequence in its run. */
+static struct sl_msg *make_record(int i)
+{
+    char run[37], id[16], name[32], attr[32];
+    run_id(i % NRUNS, run);
+    struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, run, JOB, 3);
+    assert_non_null(m);
+    m->u.rec.row = (uint64_t)(i / NRUNS + 1);
+    snprintf(id, sizeof(id), "%d", i);
+    snprintf(name, sizeof(name), "n\xc3\xa4me %d", i);
+    assert_int_equal(sl_msg_add_src(m, "id", id, strlen(id)), 0);
+    assert_int_equal(sl_msg_add_src(m, "name", name, strlen(name)), 0);
+    assert_int_equal(sl_msg_add_src(m, "gone", NULL, 0), 0);
+    snprintf(attr, sizeof(attr), "a-%d", i);
+    assert_int_equal(sl_msg_add_attr(m, "store_id", attr), 0);
+    if (i % 7 == 0)
+        assert_int_equal(sl_msg_add_problem(m, "revenue", "type", "not a number", "12,x"), 0);
+    return m;
+}
+
+/* Checks a received record against make_record; returns its index. */
+static int check_record(const struct sl_msg *m)
+{
+    assert_int_equal(m->kind, SL_MSG_RECORD);
+    assert_string_equal(m->job_id, JOB);
+    assert_int_equal(m->job_version, 3);
+    assert_int_equal(m->u.rec.nsrc, 3);
+    assert_string_equal(m->u.rec.src[0].name, "id");
+    int i = atoi(m->u.rec.src[0].value);
+    assert_in_range(i, 0, NRECS - 1);
+    char run[37], name[32], attr[32];
+    run_id(i % NRUNS, run);
+    assert_string_equal(m->run_id, run);
+    assert_non_null(m->key);
+    assert_string_equal(m->key, run); /* the run id was the bus key */
+    assert_int_equal(m->u.rec.row, (uint64_t)(i / NRUNS + 1));
+    snprintf(name, sizeof(name), "n\xc3\xa4me %d", i);
+    assert_string_equal(m->u.rec.src[1].name, "name");
+    assert_string_equal(m->u.rec.src[1].value, name);
+    assert_string_equal(m->u.rec.src[2].name, "gone");
+    assert_null(m->u.rec.src[2].value);
+    assert_int_equal(m->u.rec.nattr, 1);
+    snprintf(attr, sizeof(attr), "a-%d", i);
+    assert_string_equal(m->u.rec.attr[0].name, "store_id");
+    assert_string_equal(m->u.rec.attr[0].value, attr);
+    if (i % 7 == 0) {
+        assert_int_equal(m->u.rec.nprob, 1);
+        assert_string_equal(m->u.rec.prob[0].attribute, "revenue");
+        assert_string_equal(m->u.rec.prob[0].code, "type");
+        assert_string_equal(m->u.rec.prob[0].message, "not a number");
+        assert_string_equal(m->u.rec.prob[0].value, "12,x");
+    } else {
+        assert_int_equal(m->u.rec.nprob, 0);
+    }
+    return i;
+}
+
+/* Consumes the big batch in group until every record came; checks each. */
+static void consume_all(struct sl_bus *bus, const char *group)
+{
+    struct sl_consumer *c = subscribe(bus, group, "records.raw");
+    static unsigned char seen[NRECS];
+    uint64_t last_row[NRUNS] = {0};
+    memset(seen, 0, sizeof(seen));
+    int got = 0;
+    double until = now_s() + WAIT_S;
+    while (got < NRECS && now_s() < until) {
+        struct sl_msg *m = NULL;
+        const char *topic = NULL;
+        int rc = bus->ops->poll(c, &m, &topic, 500);
+        if (rc == SL_ERR_TIMEOUT)
+            continue;
+        assert_int_equal(rc, 0);
+        assert_string_equal(topic, "records.raw");
+        int i = check_record(m);
+        assert_int_equal(seen[i], 0); /* nothing twice */
+        seen[i] = 1;
+        assert_true(m->u.rec.row > last_row[i % NRUNS]); /* per-key order */
+        last_row[i % NRUNS] = m->u.rec.row;
+        sl_msg_unref(m);
+        got++;
+    }
+    assert_int_equal(got, NRECS);
+    assert_int_equal(bus->ops->commit(c), 0);
+    bus->ops->unsubscribe(c);
+}
+
+static void test_roundtrip_10k(void **state)
+{
+    struct sl_bus *bus = new_bus(NULL);
+    double t0 = now_s();
+    for (int i = 0; i < NRECS; i++)
+        assert_int_equal(sl_bus_send(bus, "records.raw", make_record(i)), 0);
+    assert_int_equal(bus->ops->flush(bus, 30000), 0);
+    double t1 = now_s();
+    consume_all(bus, "g-roundtrip");
+    sl_info("test", "produced 10k in %.2fs, consumed in %.2fs", t1 - t0, now_s() - t1);
+    sl_bus_destroy(bus);
+}
+
+static void test_two_groups(void **state)
+{
+    struct sl_bus *bus = new_bus(NULL);
+    consume_all(bus, "g-second"); /* the records of test_roundtrip_10k */
+    sl_bus_destroy(bus);
+}
+
+/* Polls n messages of topic in c; returns the first row, checks sequence. */
+static uint64_t take(struct sl_bus *bus, struct sl_consumer *c, int n, uint64_t expect_first)
+{
+    uint64_t first = 0, prev = 0;
+    double until = now_s() + WAIT_S;
+    for (int k = 0; k < n; k++) {
+        struct sl_msg *m = NULL;
+        int rc;
+        while ((rc = bus->ops->poll(c, &m, NULL, 500)) == SL_ERR_TIMEOUT && now_s() < until)
+            ;
+        if (rc)
+            fail_msg("message %d of %d (rows from %" PRIu64 ", last %" PRIu64 "): %s", k + 1, n,
+                     first, prev, sl_err_str(rc));
+        if (k == 0)
+            first = m->u.rec.row;
+        else
+            assert_int_equal(m->u.rec.row, prev + 1);
+        prev = m->u.rec.row;
+        sl_msg_unref(m);
+    }
+    if (expect_first)
+        assert_int_equal(first, expect_first);
+    return prev;
+}
+
+static void assert_nothing_more(struct sl_bus *bus, struct sl_consumer *c)
+{
+    struct sl_msg *m = NULL;
+    int rc = bus->ops->poll(c, &m, NULL, 1500);
+    if (rc == 0)
+        fail_msg("unexpected row %" PRIu64, m->u.rec.row);
+    assert_int_equal(rc, SL_ERR_TIMEOUT);
+}
+
+static void test_commit_and_resume(void **state)
+{
+    struct sl_bus *bus = new_bus(CRASH_CF);
+    for (int i = 1; i <= 100; i++) {
+        struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, "run-commit", JOB, 1);
+        assert_non_null(m);
+        m->u.rec.row = (uint64_t)i;
+        assert_int_equal(sl_bus_send(bus, "records.mapped", m), 0);
+    }
+    assert_int_equal(bus->ops->flush(bus, 30000), 0);
+
+    /* A processes 1..40 and commits, takes 41..60, then crashes. */
+    struct sl_consumer *c = subscribe(bus, "g-commit", "records.mapped");
+    take(bus, c, 40, 1);
+    assert_int_equal(bus->ops->commit(c), 0);
+    take(bus, c, 20, 41);
+    sl_bus_kafka_abandon(c);
+
+    /* B starts after the commit: 41.. again, nothing of 1..40. It processes
+     * 41..70 and stops cleanly without a commit of its own: leaving the
+     * group commits what it finished (41..69; 70 was still in its hands). */
+    c = subscribe(bus, "g-commit", "records.mapped");
+    take(bus, c, 30, 41);
+    bus->ops->unsubscribe(c);
+
+    /* C resumes at 70 and gets the rest, each once. */
+    c = subscribe(bus, "g-commit", "records.mapped");
+    assert_int_equal(take(bus, c, 31, 70), 100);
+    assert_nothing_more(bus, c);
+    assert_int_equal(bus->ops->commit(c), 0);
+    bus->ops->unsubscribe(c);
+    sl_bus_destroy(bus);
+}
+
+static void test_garbage_goes_to_dead(void **state)
+{
+    static const char garbage[] = "\xff\xfe not protobuf \x01";
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("sluice.records.valid"),
+                                       RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_KEY("k", 1),
+                                       RD_KAFKA_V_VALUE((void *)garbage, sizeof(garbage) - 1),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(rk, 10000), 0);
+    rd_kafka_destroy(rk);
+
+    struct sl_bus *bus = new_bus(NULL);
+    struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, "run-dead", JOB, 1);
+    m->u.rec.row = 7;
+    m->key = "k";
+    assert_int_equal(sl_bus_send(bus, "records.valid", m), 0);
+    struct sl_consumer *c = subscribe(bus, "g-dead", "records.valid");
+    take(bus, c, 1, 7); /* the garbage before it never reaches the stage */
+    assert_nothing_more(bus, c);
+    assert_int_equal(bus->ops->commit(c), 0);
+    bus->ops->unsubscribe(c);
+    sl_bus_destroy(bus);
+
+    /* The dead-letter topic holds the bytes as they came, with the reason. */
+    conf = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    assert_int_equal(rd_kafka_conf_set(conf, "group.id", "dead-reader", err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, "sluice.dead", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(rk, parts), 0);
+    rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_message_t *rkm = NULL;
+    double until = now_s() + WAIT_S;
+    while (now_s() < until) {
+        rkm = rd_kafka_consumer_poll(rk, 500);
+        if (rkm && !rkm->err)
+            break;
+        if (rkm)
+            rd_kafka_message_destroy(rkm);
+        rkm = NULL;
+    }
+    assert_non_null(rkm);
+    assert_int_equal(rkm->len, sizeof(garbage) - 1);
+    assert_memory_equal(rkm->payload, garbage, rkm->len);
+    rd_kafka_headers_t *hdrs = NULL;
+    assert_int_equal(rd_kafka_message_headers(rkm, &hdrs), 0);
+    const void *val;
+    size_t vlen;
+    assert_int_equal(rd_kafka_header_get_last(hdrs, "sluice-reason", &val, &vlen), 0);
+    assert_true(vlen > 0);
+    assert_int_equal(rd_kafka_header_get_last(hdrs, "sluice-topic", &val, &vlen), 0);
+    assert_int_equal(vlen, strlen("sluice.records.valid"));
+    assert_memory_equal(val, "sluice.records.valid", vlen);
+    rd_kafka_message_destroy(rkm);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+/* A producer queue of 10 messages: send() blocks until there is room
+ * instead of failing, and nothing is lost. */
+static void test_backpressure(void **state)
+{
+    struct sl_bus *bus = new_bus("queue.buffering.max.messages=10,linger.ms=20");
+    for (int i = 1; i <= 2000; i++) {
+        struct sl_msg *m = sl_msg_new(SL_MSG_REJECTION, "run-bp", JOB, 1);
+        assert_non_null(m);
+        m->u.rec.row = (uint64_t)i;
+        assert_int_equal(sl_bus_send(bus, "records.rejected", m), 0);
+    }
+    assert_int_equal(bus->ops->flush(bus, 30000), 0);
+    struct sl_consumer *c = subscribe(bus, "g-bp", "records.rejected");
+    assert_int_equal(take(bus, c, 2000, 1), 2000); /* one key: one partition, in order */
+    assert_nothing_more(bus, c);
+    bus->ops->unsubscribe(c);
+    sl_bus_destroy(bus);
+}
+
+/* An output that cannot be delivered makes every later commit refuse: the
+ * inputs that caused it must come again to a successor. */
+static void test_failed_delivery_blocks_commit(void **state)
+{
+    struct sl_bus *bus = new_bus("message.timeout.ms=1500");
+    struct sl_consumer *c = subscribe(bus, "g-fail", "records.valid");
+    mock_cmd("down 1");
+    mock_cmd("down 2");
+    mock_cmd("down 3");
+    struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, "run-fail", JOB, 1);
+    assert_non_null(m);
+    assert_int_equal(sl_bus_send(bus, "records.valid", m), 0); /* queued */
+    assert_int_equal(bus->ops->flush(bus, 20000), SL_ERR_FATAL);
+    assert_int_equal(bus->ops->commit(c), SL_ERR_FATAL);
+    mock_cmd("up 1");
+    mock_cmd("up 2");
+    mock_cmd("up 3");
+    m = sl_msg_new(SL_MSG_RECORD, "run-fail", JOB, 1);
+    assert_non_null(m);
+    assert_int_equal(sl_bus_send(bus, "records.valid", m), 0);
+    assert_int_equal(bus->ops->commit(c), SL_ERR_FATAL); /* for ever */
+    bus->ops->unsubscribe(c);
+    sl_bus_destroy(bus);
+}
+
+/* What the bus writes is plain protobuf: kcat reads it from the broker and
+ * protoc decodes it with proto/sluice.proto alone. */
+static void test_kcat_and_protoc(void **state)
+{
+    char cmd[2048], text[8192];
+    /* -f %s: the payload alone, without kcat's newline after it */
+    snprintf(cmd, sizeof(cmd),
+             "kcat -C -b '%s' -t sluice.records.raw -o beginning -e -c 1 -f %%s 2>/dev/null | "
+             "protoc --decode=sluice.Record -I '%s/proto' '%s/proto/sluice.proto'",
+             bootstrap, REPO, REPO);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(text, 1, sizeof(text) - 1, p);
+    text[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(text, "job_id: \"" JOB "\""));
+    assert_non_null(strstr(text, "job_version: 3"));
+    assert_non_null(strstr(text, "run_id: \"00000000-0000-4000-8000-"));
+    assert_non_null(strstr(text, "name: \"id\""));
+    assert_non_null(strstr(text, "name: \"store_id\""));
+    assert_non_null(strstr(text, "value: \"a-"));
+    assert_non_null(strstr(text, "missing: true"));
+}
+
+static void test_bad_settings(void **state)
+{
+    char err[512] = "";
+    struct sl_kafka_conf kc = {.brokers = bootstrap, .config = "linger.ms"};
+    assert_null(sl_bus_kafka_new(&kc, err, sizeof(err)));
+    assert_non_null(strstr(err, "SLUICE_KAFKA_CONFIG"));
+    kc.config = "no.such.property=1";
+    assert_null(sl_bus_kafka_new(&kc, err, sizeof(err)));
+    assert_non_null(strstr(err, "no.such.property"));
+    kc.config = NULL;
+    kc.topic_prefix = "bad prefix/";
+    assert_null(sl_bus_kafka_new(&kc, err, sizeof(err)));
+    assert_non_null(strstr(err, "SLUICE_TOPIC_PREFIX"));
+}
+
+int main(void)
+{
+    if (!getenv("SLUICE_LOG_LEVEL"))
+        sl_log_set_level(SL_LOG_ERROR);
+    signal(SIGPIPE, SIG_IGN);
+    if (getenv("SLUICE_TEST_FILTER")) /* e.g. "test_commit*" */
+        cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_settings),
+        cmocka_unit_test(test_roundtrip_10k),
+        cmocka_unit_test(test_two_groups),
+        cmocka_unit_test(test_kcat_and_protoc),
+        cmocka_unit_test(test_commit_and_resume),
+        cmocka_unit_test(test_garbage_goes_to_dead),
+        cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_failed_delivery_blocks_commit), // takes the brokers down
+    };
+    return cmocka_run_group_tests(tests, start_mock, stop_mock);
+}
