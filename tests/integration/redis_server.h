@@ -67,7 +67,7 @@ static int redis_server_free_port(void)
 }
 
 /* A new connection to the server (the caller frees it), or NULL. */
-static redisContext *redis_server_connect(const struct redis_server *rs)
+static __attribute__((unused)) redisContext *redis_server_connect(const struct redis_server *rs)
 {
     struct timeval tv = {1, 0};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", rs->port, tv);
@@ -189,7 +189,7 @@ static void redis_server_kill(struct redis_server *rs)
 }
 
 /* Starts the server again on the same port and directory. 0 or -1. */
-static int redis_server_restart(struct redis_server *rs)
+static __attribute__((unused)) int redis_server_restart(struct redis_server *rs)
 {
     redis_server_kill(rs);
     for (int attempt = 0; attempt < 5; attempt++) {
