@@ -106,8 +106,12 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 static void note_failure(struct kafka_bus *b, const char *what)
 {
     pthread_mutex_lock(&b->mu);
-    if (!b->first_error[0])
-        snprintf(b->first_error, sizeof(b->first_error), "%s", what);
+    if (!b->first_error[0]) {
+        /* cut to fit: the first failure is what the operator needs */
+        size_t n = strnlen(what, sizeof(b->first_error) - 1);
+        memcpy(b->first_error, what, n);
+        b->first_error[n] = '\0';
+    }
     pthread_mutex_unlock(&b->mu);
     atomic_fetch_add(&b->failed, 1);
 }

@@ -119,7 +119,9 @@ PG_SERVER_FN void pg_server_log_tail(const struct pg_server *s, char *out, size_
     fclose(f);
     buf[n] = '\0';
     const char *t = n > 300 ? buf + n - 300 : buf;
-    snprintf(out, outsz, "%s", t);
+    size_t len = strlen(t) < outsz - 1 ? strlen(t) : outsz - 1;
+    memcpy(out, t, len);
+    out[len] = '\0';
 }
 
 PG_SERVER_FN pid_t pg_server_read_pid(const struct pg_server *s)
