@@ -6,7 +6,9 @@ set -eu
 cd "$(dirname "$0")/../.."
 SECS=${1:-30}
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-fuzz -j"$(nproc)" >/dev/null
+targets=$(for src in tests/fuzz/fuzz_*.c; do basename "$src" .c; done)
+# shellcheck disable=SC2086
+cmake --build build-fuzz -j"$(nproc)" --target $targets >/dev/null
 status=0
 for src in tests/fuzz/fuzz_*.c; do
     name=$(basename "$src" .c)

@@ -420,8 +420,8 @@ static void test_values_round_trip(void **state)
     expect_counts(run_rows(job, "run-2", rows, n), 0, 0, n, 0);
     /* invalid UTF-8 cannot fail the batch: it becomes U+FFFD */
     const char *bad[] = {"bad", "1",
-                         "a\xff"
-                         "b\xc3"};
+                         ("a\xff"
+                          "b\xc3")};
     expect_counts(run_rows(job, "run-3", bad, 1), 1, 0, 0, 0);
     expect_query("SELECT s FROM vals WHERE id = 'bad'", "a\xef\xbf\xbd"
                                                         "b\xef\xbf\xbd");
