@@ -19,6 +19,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "kafka_mock.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -37,7 +39,6 @@
 #include "sluice/log.h"
 #include "sluice/msg.h"
 
-#define MOCK     SLUICE_BUILD_DIR "/tests/sluice-test-mock_kafka"
 #define REPO     SLUICE_FIXTURES "/../.."
 #define NRECS    10000
 #define NRUNS    8
@@ -45,10 +46,8 @@
 #define WAIT_S   40 /* the longest a test waits for messages */
 #define CRASH_CF "session.timeout.ms=6000,heartbeat.interval.ms=500"
 
-static pid_t mock_pid = -1;
-static int mock_in = -1;  /* the mock's control channel (its stdin) */
-static int mock_out = -1; /* its answers (its stdout) */
-static char bootstrap[512];
+static struct kafka_mock km;
+#define bootstrap km.bootstrap
 
 static double now_s(void)
 {
@@ -62,69 +61,16 @@ static void run_id(int k, char out[37])
     snprintf(out, 37, "00000000-0000-4000-8000-%012d", k);
 }
 
-/* Starts the mock and reads its bootstrap line. */
 static int start_mock(void **state)
 {
-    int in[2], out[2];
-    if (pipe(in) || pipe(out))
-        return -1;
-    mock_pid = fork();
-    if (mock_pid < 0)
-        return -1;
-    if (mock_pid == 0) {
-        dup2(in[0], STDIN_FILENO);
-        dup2(out[1], STDOUT_FILENO);
-        close(in[0]);
-        close(in[1]);
-        close(out[0]);
-        close(out[1]);
-        execl(MOCK, MOCK, "--topic", "sluice.records.raw:4", "--topic", "sluice.records.mapped:2",
-              "--topic", "sluice.records.valid:2", "--topic", "sluice.dead:1", (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    mock_in = in[1];
-    size_t len = 0;
-    double until = now_s() + 15;
-    while (len < sizeof(bootstrap) - 1 && !memchr(bootstrap, '\n', len)) {
-        struct pollfd pfd = {.fd = out[0], .events = POLLIN};
-        if (now_s() > until || poll(&pfd, 1, 500) < 0)
-            break;
-        if (!(pfd.revents & (POLLIN | POLLHUP)))
-            continue;
-        ssize_t n = read(out[0], bootstrap + len, sizeof(bootstrap) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    mock_out = out[0];
-    bootstrap[len] = '\0';
-    char *nl = strchr(bootstrap, '\n');
-    if (!nl) {
-        fprintf(stderr, "the mock kafka cluster did not start\n");
-        return -1;
-    }
-    *nl = '\0';
-    return 0;
+    static const char *const topics[] = {"sluice.records.raw:4", "sluice.records.mapped:2",
+                                         "sluice.records.valid:2", "sluice.dead:1", NULL};
+    return kafka_mock_start(&km, topics);
 }
 
 static int stop_mock(void **state)
 {
-    if (mock_in >= 0)
-        close(mock_in);
-    if (mock_out >= 0)
-        close(mock_out);
-    if (mock_pid > 0) {
-        kill(mock_pid, SIGTERM);
-        int st;
-        for (int i = 0; i < 100 && waitpid(mock_pid, &st, WNOHANG) == 0; i++)
-            usleep(50000);
-        if (waitpid(mock_pid, &st, WNOHANG) == 0) {
-            kill(mock_pid, SIGKILL);
-            waitpid(mock_pid, &st, 0);
-        }
-    }
+    kafka_mock_stop(&km);
     return 0;
 }
 
@@ -133,14 +79,14 @@ static void mock_cmd(const char *line)
 {
     char reply[256];
     size_t len = 0;
-    assert_int_equal(write(mock_in, line, strlen(line)), (ssize_t)strlen(line));
-    assert_int_equal(write(mock_in, "\n", 1), 1);
+    assert_int_equal(write(km.in, line, strlen(line)), (ssize_t)strlen(line));
+    assert_int_equal(write(km.in, "\n", 1), 1);
     double until = now_s() + 10;
     while (len < sizeof(reply) - 1 && now_s() < until) {
-        struct pollfd pfd = {.fd = mock_out, .events = POLLIN};
+        struct pollfd pfd = {.fd = km.out, .events = POLLIN};
         if (poll(&pfd, 1, 500) <= 0)
             continue;
-        if (read(mock_out, reply + len, 1) != 1)
+        if (read(km.out, reply + len, 1) != 1)
             break;
         if (reply[len] == '\n')
             break;
