@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/sha.h>
+
+#include "sluice/bus.h"
 #include "sluice/control.h"
 #include "sluice/err.h"
 #include "sluice/job.h"
@@ -166,11 +169,21 @@ int sl_control_put_job(PGconn *c, const struct sl_job *job, const char *text, si
                             "INSERT INTO sluice_job_versions (job_id, version, document) "
                             "VALUES ($1, $2::integer, $3)",
                             3, p2, NULL, errbuf, errsz);
+            /* the schedule: minute cadences are fired by sluice-scheduler from
+             * next_run_at; run_on_save fires at once */
+            const struct sl_schedule *s = &job->schedule;
+            char every[24];
+            snprintf(every, sizeof(every), "%d", s->every == SL_EVERY_MINUTES ? s->minutes : 0);
+            const char *p3[] = {job->name, next, s->enabled ? "true" : "false", every,
+                                s->run_on_save ? "true" : "false"};
             if (rc == 0)
                 rc = sl_pg_exec(c, "update the job",
                                 "UPDATE sluice_jobs SET current_version = $2::integer, "
-                                "updated_at = now() WHERE id = $1",
-                                2, p2, NULL, errbuf, errsz);
+                                "updated_at = now(), enabled = $3::boolean, next_run_at = CASE "
+                                "WHEN $4::integer = 0 THEN NULL WHEN $5::boolean THEN now() "
+                                "ELSE now() + make_interval(mins => $4::integer) END "
+                                "WHERE id = $1",
+                                5, p3, NULL, errbuf, errsz);
             *version = (uint32_t)(cur + 1);
             *created = 1;
         }
@@ -289,4 +302,104 @@ struct sl_jobs *sl_jobs_pg_new(const char *conninfo, char *errbuf, size_t errsz)
         return NULL;
     }
     return &pj->base;
+}
+
+/* The run id of a scheduled slot: a UUID made of SHA-256(job, version,
+ * slot), the same for every replica. */
+static void slot_run_id(const char *job_id, const char *version, int64_t slot_us, char out[37])
+{
+    char text[512];
+    snprintf(text, sizeof(text), "%s\x1f%s\x1f%lld", job_id, version, (long long)slot_us);
+    unsigned char d[32];
+    SHA256((const unsigned char *)text, strlen(text), d);
+    d[6] = (unsigned char)((d[6] & 0x0f) | 0x50);
+    d[8] = (unsigned char)((d[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", d[0],
+             d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13],
+             d[14], d[15]);
+}
+
+int sl_scheduler_tick(PGconn *c, struct sl_bus *bus, int64_t now_us, int *fired, char *errbuf,
+                      size_t errsz)
+{
+    *fired = 0;
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)now_us);
+    const char *p1[] = {now};
+    PGresult *res = NULL;
+    int rc = exec0(c, "begin a scheduler tick", "BEGIN", errbuf, errsz);
+    if (rc == 0)
+        rc = sl_pg_exec(c, "read the due jobs",
+                        "SELECT j.id, j.current_version, "
+                        "  (extract(epoch FROM j.next_run_at) * 1000000)::bigint, v.document "
+                        "FROM sluice_jobs j JOIN sluice_job_versions v "
+                        "  ON v.job_id = j.id AND v.version = j.current_version "
+                        "WHERE j.enabled AND j.next_run_at <= to_timestamp($1::bigint / 1e6) "
+                        "ORDER BY j.next_run_at LIMIT 100 FOR UPDATE OF j SKIP LOCKED",
+                        1, p1, &res, errbuf, errsz);
+    int sent = 0;
+    for (int i = 0; rc == 0 && res && i < PQntuples(res); i++) {
+        const char *job_id = PQgetvalue(res, i, 0), *ver = PQgetvalue(res, i, 1);
+        int64_t slot = atoll(PQgetvalue(res, i, 2));
+        char err[512];
+        struct sl_job *job = sl_job_load_json(PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3),
+                                              NULL, err, sizeof(err));
+        int64_t step = job && job->schedule.every == SL_EVERY_MINUTES
+                           ? (int64_t)job->schedule.minutes * 60 * 1000000
+                           : 0;
+        sl_job_destroy(job);
+        if (step <= 0) { /* not a cadence this scheduler fires: stop looking at it */
+            const char *p[] = {job_id};
+            rc = sl_pg_exec(c, "park the job",
+                            "UPDATE sluice_jobs SET next_run_at = NULL WHERE id = $1", 1, p, NULL,
+                            errbuf, errsz);
+            continue;
+        }
+        char run_id[37];
+        slot_run_id(job_id, ver, slot, run_id);
+        const char *p2[] = {run_id, job_id, ver};
+        rc = sl_pg_exec(c, "record the scheduled run",
+                        "INSERT INTO sluice_runs (id, job_id, job_version, trigger, status) "
+                        "VALUES ($1, $2, $3::integer, 'schedule', 'queued') "
+                        "ON CONFLICT (id) DO NOTHING",
+                        3, p2, NULL, errbuf, errsz);
+        struct sl_msg *t =
+            rc ? NULL : sl_msg_new(SL_MSG_TICKET, run_id, job_id, (uint32_t)atol(ver));
+        if (rc == 0 && !t)
+            rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+        if (rc)
+            break;
+        t->u.ticket.ticket_id = t->run_id;
+        t->u.ticket.trigger = "schedule";
+        t->u.ticket.scheduled_at = slot;
+        t->key = t->job_id;
+        if ((rc = sl_bus_send(bus, SL_TOPIC_TICKETS, t)) != 0) {
+            sl_seterr(errbuf, errsz, rc, "cannot send the ticket of job %s: %s", job_id,
+                      sl_err_str(rc));
+            break;
+        }
+        /* the first slot after now: missed slots fire once, not each */
+        int64_t next = slot + step;
+        if (next <= now_us)
+            next += ((now_us - next) / step + 1) * step;
+        char nx[32];
+        snprintf(nx, sizeof(nx), "%lld", (long long)next);
+        const char *p3[] = {job_id, nx};
+        rc = sl_pg_exec(c, "move the job's next run",
+                        "UPDATE sluice_jobs SET next_run_at = to_timestamp($2::bigint / 1e6) "
+                        "WHERE id = $1",
+                        2, p3, NULL, errbuf, errsz);
+        sent++;
+    }
+    PQclear(res);
+    /* the tickets are acknowledged before the slots are moved for good */
+    if (rc == 0 && sent && (rc = bus->ops->flush(bus, 30000)) != 0)
+        sl_seterr(errbuf, errsz, rc, "cannot deliver the tickets: %s", sl_err_str(rc));
+    if (rc == 0)
+        rc = exec0(c, "commit the scheduler tick", "COMMIT", errbuf, errsz);
+    else
+        PQclear(PQexec(c, "ROLLBACK"));
+    if (rc == 0)
+        *fired = sent;
+    return rc;
 }

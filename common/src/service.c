@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sluice/bus.h"
 #include "sluice/control.h"
@@ -232,4 +233,50 @@ fail:
         sl_jobs_destroy(jobs);
     PQfinish(conn);
     return rc;
+}
+
+int sl_service_scheduler_main(int argc, char **argv)
+{
+    const char *name = "sluice-scheduler";
+    const char *val[NCFG];
+    int rc = read_settings(name, argc, argv, val);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    char err[1024] = "";
+    struct sl_kafka_conf kc = {
+        .brokers = val[CFG_BROKERS],
+        .topic_prefix = val[CFG_PREFIX],
+        .config = val[CFG_KAFKA_CONFIG],
+        .client_id = name,
+    };
+    struct sl_bus *bus = sl_bus_kafka_new(&kc, err, sizeof(err));
+    PGconn *conn =
+        bus ? sl_pg_connect(val[CFG_POSTGRES], SL_PG_CONNECT_TIMEOUT, err, sizeof(err)) : NULL;
+    if (!bus || !conn || sl_control_migrate(conn, err, sizeof(err))) {
+        sl_error(name, "%s", err);
+        PQfinish(conn);
+        sl_bus_destroy(bus);
+        return bus ? 1 : 2;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sl_info(name, "started: brokers %s", val[CFG_BROKERS]);
+    while (!atomic_load(&stopping)) {
+        int fired = 0;
+        if (PQstatus(conn) != CONNECTION_OK)
+            PQreset(conn);
+        if (sl_scheduler_tick(conn, bus, sl_now_us(), &fired, err, sizeof(err)))
+            sl_warn(name, "%s", err); /* the slot stays due: the next tick tries again */
+        else if (fired)
+            sl_info(name, "fired %d scheduled run(s)", fired);
+        for (int i = 0; i < 10 && !atomic_load(&stopping); i++)
+            usleep(100000);
+    }
+    sl_info(name, "stopped");
+    PQfinish(conn);
+    sl_bus_destroy(bus);
+    return 0;
 }

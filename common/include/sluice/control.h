@@ -34,6 +34,17 @@ int sl_control_schema_version(void);
 int sl_control_put_job(PGconn *conn, const struct sl_job *job, const char *text, size_t len,
                        uint32_t *version, int *created, char *errbuf, size_t errsz);
 
+/* Fires every enabled job whose next_run_at has come (now_us, unix
+ * microseconds): records a queued run and sends its ticket on bus, then moves
+ * next_run_at to the first slot after now, so that a scheduler that was down
+ * fires a missed job once, not once per missed slot. Due jobs are locked
+ * FOR UPDATE SKIP LOCKED and a ticket's run id is derived from the job and
+ * the slot, so replicas never fire a slot twice. *fired: tickets sent.
+ * Returns 0 or an sl_err with errbuf set. */
+struct sl_bus;
+int sl_scheduler_tick(PGconn *conn, struct sl_bus *bus, int64_t now_us, int *fired, char *errbuf,
+                      size_t errsz);
+
 /* A registry of the jobs stored in the control plane at conninfo. Versions
  * are loaded on first use and cached (a stored version never changes).
  * Thread-safe. NULL with errbuf set when the database cannot be reached. */

@@ -17,4 +17,8 @@ struct sl_stage;
  * status (0 after a graceful stop, 1 on a fatal error, 2 on a bad setting). */
 int sl_service_main(const struct sl_stage *stage, int argc, char **argv);
 
+/* sluice-scheduler: fires due jobs (sl_scheduler_tick) once a second until
+ * SIGTERM or SIGINT. Same settings, same exit statuses. */
+int sl_service_scheduler_main(int argc, char **argv);
+
 #endif
