@@ -42,13 +42,10 @@ static char *path_in(const char *dir, const char *name)
     return sl_path_join(dir, name);
 }
 
-static int ledger_reject(struct sl_ledger *lg, const struct sl_msg *m)
+int sl_rejection_json(struct sl_buf *b, const struct sl_msg *m)
 {
-    struct local_ledger *ll = (struct local_ledger *)lg;
     const struct sl_record *r = &m->u.rec;
-    struct sl_buf *b = &ll->line;
-    sl_buf_reset(b);
-    int rc = sl_buf_printf(b, "{\"row\":%llu,\"errors\":[", (unsigned long long)r->row);
+    int rc = sl_buf_printf(b, "\"row\":%llu,\"errors\":[", (unsigned long long)r->row);
     for (uint32_t i = 0; i < r->nprob; i++) {
         const struct sl_problem *p = &r->prob[i];
         rc |= sl_buf_puts(b, i ? ",{\"attribute\":" : "{\"attribute\":");
@@ -75,8 +72,16 @@ static int ledger_reject(struct sl_ledger *lg, const struct sl_msg *m)
         else
             rc |= sl_buf_puts(b, "null");
     }
-    rc |= sl_buf_puts(b, "}}\n");
-    if (rc)
+    rc |= sl_buf_putc(b, '}');
+    return rc ? SL_ERR_NOMEM : 0;
+}
+
+static int ledger_reject(struct sl_ledger *lg, const struct sl_msg *m)
+{
+    struct local_ledger *ll = (struct local_ledger *)lg;
+    struct sl_buf *b = &ll->line;
+    sl_buf_reset(b);
+    if (sl_buf_putc(b, '{') || sl_rejection_json(b, m) || sl_buf_puts(b, "}\n"))
         return SL_ERR_NOMEM;
     if (fwrite(b->data, 1, b->len, ll->rej) != b->len) {
         ll->failed = true;

@@ -52,35 +52,11 @@ static int flush_rows(struct pg_ledger *pl)
 static int pgl_reject(struct sl_ledger *lg, const struct sl_msg *m)
 {
     struct pg_ledger *pl = (struct pg_ledger *)lg;
-    const struct sl_record *r = &m->u.rec;
     struct sl_buf *b = &pl->rows;
-    int rc = sl_buf_putc(b, pl->nrows ? ',' : '[');
-    rc |= sl_buf_puts(b, "{\"run_id\":");
+    int rc = sl_buf_puts(b, pl->nrows ? ",{\"run_id\":" : "[{\"run_id\":");
     rc |= sl_buf_json_str(b, pl->run_id, strlen(pl->run_id));
-    rc |= sl_buf_printf(b, ",\"row\":%llu,\"errors\":[", (unsigned long long)r->row);
-    for (uint32_t i = 0; i < r->nprob; i++) {
-        const struct sl_problem *p = &r->prob[i];
-        rc |= sl_buf_puts(b, i ? ",{\"attribute\":" : "{\"attribute\":");
-        rc |= sl_buf_json_str(b, p->attribute, strlen(p->attribute));
-        rc |= sl_buf_puts(b, ",\"code\":");
-        rc |= sl_buf_json_str(b, p->code, strlen(p->code));
-        rc |= sl_buf_puts(b, ",\"message\":");
-        rc |= sl_buf_json_str(b, p->message, strlen(p->message));
-        rc |= sl_buf_puts(b, ",\"value\":");
-        rc |= p->value ? sl_buf_json_str(b, p->value, strlen(p->value)) : sl_buf_puts(b, "null");
-        rc |= sl_buf_putc(b, '}');
-    }
-    rc |= sl_buf_puts(b, "],\"source\":{");
-    for (uint32_t i = 0; i < r->nsrc; i++) {
-        if (i)
-            rc |= sl_buf_putc(b, ',');
-        rc |= sl_buf_json_str(b, r->src[i].name, strlen(r->src[i].name));
-        rc |= sl_buf_putc(b, ':');
-        rc |= r->src[i].value ? sl_buf_json_str(b, r->src[i].value, strlen(r->src[i].value))
-                              : sl_buf_puts(b, "null");
-    }
-    rc |= sl_buf_puts(b, "}}");
-    if (rc)
+    rc |= sl_buf_putc(b, ',');
+    if (rc || sl_rejection_json(b, m) || sl_buf_putc(b, '}'))
         return SL_ERR_NOMEM;
     pl->nrows++;
     return pl->nrows >= BATCH_ROWS ? flush_rows(pl) : 0;

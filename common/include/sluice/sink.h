@@ -132,6 +132,11 @@ struct sl_ledger *sl_ledger_postgres_open(const char *conninfo, const struct sl_
                                           const char *run_id, const char *trigger, char *errbuf,
                                           size_t errsz);
 
+/* The members of a rejected row's JSON object, without the braces:
+ * "row":N,"errors":[{"attribute","code","message","value"}],"source":{...}
+ * (JOBS.md's rejected.ndjson), appended to b. 0 or SL_ERR_NOMEM. */
+int sl_rejection_json(struct sl_buf *b, const struct sl_msg *rej);
+
 /* One published record as a JSON object line (attributes typed as JOBS.md
  * says, in the job's attribute order, unset attributes left out) appended
  * to b, with a trailing newline. */
