@@ -4,7 +4,9 @@
  * all on loopback. `sluice submit --run` of the demo job (a file:// source,
  * a postgres destination) must give the same run status, counts and
  * destination rows as embedded mode gives for the same file; a second run of
- * the unchanged file is skipped.
+ * the unchanged file is skipped; records that are no protobuf, on the tickets
+ * and the raw records topics, go to the dead-letter topic and the services
+ * go on.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -196,8 +198,36 @@ static json_t *embedded_records(void)
     return by_key;
 }
 
+/* Produces text that is no protobuf record onto topic with kcat. */
+static void produce_garbage(const char *topic)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "printf 'not a record at all' | kcat -P -b %s -t %s", km.bootstrap,
+             topic);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Messages on the dead-letter topic, counted with kcat. */
+static int dead_letters(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "kcat -C -b %s -t sluice.dead -o beginning -e -q -f '%%o\\n' 2>/dev/null | wc -l",
+             km.bootstrap);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int n = -1;
+    if (fscanf(p, "%d", &n) != 1)
+        n = -1;
+    pclose(p);
+    return n;
+}
+
 static void test_demo_equals_embedded(void **state)
 {
+    /* poison first: the services must set it aside and go on */
+    produce_garbage("sluice.tickets");
+    produce_garbage("sluice.records.raw");
     write_job();
     const char *run_id = submit_run();
     PGconn *c = PQconnectdb(pg.conninfo);
@@ -242,6 +272,12 @@ static void test_demo_equals_embedded(void **state)
                      &run_id, NULL, NULL, 0);
     assert_string_equal(PQgetvalue(r, 0, 0), "6");
     PQclear(r);
+
+    /* both poison messages were set aside, and the run above went through */
+    int dead = 0;
+    for (int i = 0; i < 100 && (dead = dead_letters()) < 2; i++)
+        usleep(100000);
+    assert_int_equal(dead, 2);
 
     /* the same file again: skipped */
     const char *again = submit_run();
