@@ -361,6 +361,25 @@ static int key_index(struct setup *su, char *errbuf, size_t errsz)
 /* The statement that applies a batch and answers one row: absent keys,
  * their replaced duplicates, changed rows, unchanged rows, the present
  * keys' replaced duplicates. */
+
+/* "col = <from>col, " for every column but the key's: the SET list of an
+ * upsert (from "excluded.") or of an update from the batch (from "s."). */
+static int put_assignments(struct pg_sink *ps, struct sl_buf *b, const char *from)
+{
+    const struct sl_job *job = ps->base.job;
+    int rc = 0;
+    for (size_t i = 0; i < ps->ncol && rc == 0; i++) {
+        if (is_key(job, ps->col[i]->name))
+            continue;
+        rc |= sl_pg_put_ident(b, ps->conn, ps->col[i]->name);
+        rc |= sl_buf_puts(b, " = ");
+        rc |= sl_buf_puts(b, from);
+        rc |= sl_pg_put_ident(b, ps->conn, ps->col[i]->name);
+        rc |= sl_buf_puts(b, ", ");
+    }
+    return rc;
+}
+
 static int build_apply(struct setup *su, struct sl_buf *b)
 {
     struct pg_sink *ps = su->ps;
@@ -386,14 +405,7 @@ static int build_apply(struct setup *su, struct sl_buf *b)
         rc |= sl_buf_puts(b, ", $1::text FROM " BATCH_TABLE " ON CONFLICT (");
         rc |= put_cols(ps, b, "", 1);
         rc |= sl_buf_puts(b, ") DO UPDATE SET ");
-        for (size_t i = 0; i < ps->ncol && rc == 0; i++) {
-            if (is_key(job, ps->col[i]->name))
-                continue;
-            rc |= sl_pg_put_ident(b, ps->conn, ps->col[i]->name);
-            rc |= sl_buf_puts(b, " = excluded.");
-            rc |= sl_pg_put_ident(b, ps->conn, ps->col[i]->name);
-            rc |= sl_buf_puts(b, ", ");
-        }
+        rc |= put_assignments(ps, b, "excluded.");
         rc |= sl_buf_puts(b, RUN_COL " = excluded." RUN_COL " WHERE ROW(");
         rc |= put_cols(ps, b, "t.", -1);
         rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
@@ -404,14 +416,7 @@ static int build_apply(struct setup *su, struct sl_buf *b)
         rc |= sl_buf_puts(b, " RETURNING 1) ");
     } else {
         rc |= sl_buf_printf(b, "WITH w AS (UPDATE %s AS t SET ", tq);
-        for (size_t i = 0; i < ps->ncol && rc == 0; i++) {
-            if (is_key(job, ps->col[i]->name))
-                continue;
-            rc |= sl_pg_put_ident(b, ps->conn, ps->col[i]->name);
-            rc |= sl_buf_puts(b, " = s.");
-            rc |= sl_pg_put_ident(b, ps->conn, ps->col[i]->name);
-            rc |= sl_buf_puts(b, ", ");
-        }
+        rc |= put_assignments(ps, b, "s.");
         rc |= sl_buf_puts(b, RUN_COL " = $1::text FROM " BATCH_TABLE " s WHERE ");
         for (size_t k = 0; k < job->nkey && rc == 0; k++) {
             rc |= sl_buf_puts(b, k ? " AND t." : "t.");
