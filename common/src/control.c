@@ -72,6 +72,16 @@ static int exec0(PGconn *c, const char *what, const char *sql, char *errbuf, siz
     return sl_pg_exec(c, what, sql, 0, NULL, NULL, errbuf, errsz);
 }
 
+/* Ends the open transaction: commits it when rc is 0, else rolls it back
+ * (keeping rc and its message). Returns the resulting sl_err. */
+static int end_tx(PGconn *c, int rc, const char *what, char *errbuf, size_t errsz)
+{
+    if (rc == 0)
+        return exec0(c, what, "COMMIT", errbuf, errsz);
+    PQclear(PQexec(c, "ROLLBACK"));
+    return rc;
+}
+
 /* Runs a script of several statements (PQexec: no parameters). */
 static int exec_script(PGconn *c, const char *what, const char *sql, char *errbuf, size_t errsz)
 {
@@ -121,10 +131,7 @@ int sl_control_migrate(PGconn *c, char *errbuf, size_t errsz)
             rc = sl_pg_exec(c, "record the migration",
                             "INSERT INTO sluice_schema_migrations (version) VALUES ($1::integer)",
                             1, params, NULL, errbuf, errsz);
-        if (rc == 0)
-            rc = exec0(c, "commit a migration", "COMMIT", errbuf, errsz);
-        else
-            PQclear(PQexec(c, "ROLLBACK"));
+        rc = end_tx(c, rc, "commit a migration", errbuf, errsz);
         if (rc == 0)
             sl_info("control", "applied schema migration %d", v);
     }
@@ -188,10 +195,7 @@ int sl_control_put_job(PGconn *c, const struct sl_job *job, const char *text, si
             *created = 1;
         }
     }
-    if (rc == 0)
-        rc = exec0(c, "commit the job", "COMMIT", errbuf, errsz);
-    else
-        PQclear(PQexec(c, "ROLLBACK"));
+    rc = end_tx(c, rc, "commit the job", errbuf, errsz);
     PQclear(res);
     free(doc);
     return rc;
@@ -395,10 +399,7 @@ int sl_scheduler_tick(PGconn *c, struct sl_bus *bus, int64_t now_us, int *fired,
     /* the tickets are acknowledged before the slots are moved for good */
     if (rc == 0 && sent && (rc = bus->ops->flush(bus, 30000)) != 0)
         sl_seterr(errbuf, errsz, rc, "cannot deliver the tickets: %s", sl_err_str(rc));
-    if (rc == 0)
-        rc = exec0(c, "commit the scheduler tick", "COMMIT", errbuf, errsz);
-    else
-        PQclear(PQexec(c, "ROLLBACK"));
+    rc = end_tx(c, rc, "commit the scheduler tick", errbuf, errsz);
     if (rc == 0)
         *fired = sent;
     return rc;
