@@ -154,9 +154,24 @@ void sl_hex(const uint8_t *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-int sl_sha256_file(const char *path, char out[65], uint64_t *bytes)
+/* Writes all n bytes of p to fd; 0 or -1 with errno. */
+static int write_all(int fd, const char *p, size_t n)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int sl_sha256_copy(const char *path, const char *dst, char out[65], uint64_t *bytes)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), ofd = -1;
     if (fd < 0)
         return -1;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -167,6 +182,8 @@ int sl_sha256_file(const char *path, char out[65], uint64_t *bytes)
         errno = ENOMEM;
         goto out;
     }
+    if (dst && (ofd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        goto out;
     for (;;) {
         ssize_t r = read(fd, buf, 1 << 20);
         if (r < 0 && errno == EINTR)
@@ -176,7 +193,15 @@ int sl_sha256_file(const char *path, char out[65], uint64_t *bytes)
         if (r == 0)
             break;
         EVP_DigestUpdate(md, buf, (size_t)r);
+        if (ofd >= 0 && write_all(ofd, buf, (size_t)r))
+            goto out;
         total += (uint64_t)r;
+    }
+    if (ofd >= 0) {
+        int c = close(ofd);
+        ofd = -1;
+        if (c)
+            goto out;
     }
     unsigned char dig[32];
     unsigned dl = 0;
@@ -190,9 +215,16 @@ out : {
     EVP_MD_CTX_free(md);
     free(buf);
     close(fd);
+    if (ofd >= 0)
+        close(ofd);
     errno = e;
 }
     return rc;
+}
+
+int sl_sha256_file(const char *path, char out[65], uint64_t *bytes)
+{
+    return sl_sha256_copy(path, NULL, out, bytes);
 }
 
 bool sl_utf8_valid(const char *str, size_t n)

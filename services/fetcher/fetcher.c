@@ -21,8 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/log.h"
@@ -100,65 +98,6 @@ static char *local_path(const struct fetcher *f, const struct sl_job *job, const
     return sl_path_join(dir, url);
 }
 
-/* Copies src into the blob store while hashing it. */
-static int copy_to_blob(const char *src, const char *dst, char sha[65], uint64_t *bytes,
-                        char *errbuf, size_t errsz)
-{
-    int in = -1, out = -1, rc = SL_ERR_IO;
-    char *buf = malloc(1 << 20);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!buf || !md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0) {
-        sl_seterr(errbuf, errsz, rc, "cannot open %s: %s", src, strerror(errno));
-        goto out;
-    }
-    if ((out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-        sl_seterr(errbuf, errsz, rc, "cannot create %s: %s", dst, strerror(errno));
-        goto out;
-    }
-    uint64_t total = 0;
-    for (;;) {
-        ssize_t r = read(in, buf, 1 << 20);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            sl_seterr(errbuf, errsz, rc, "cannot read %s: %s", src, strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        EVP_DigestUpdate(md, buf, (size_t)r);
-        for (ssize_t off = 0; off < r;) {
-            ssize_t w = write(out, buf + off, (size_t)(r - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                sl_seterr(errbuf, errsz, rc, "cannot write %s: %s", dst, strerror(errno));
-                goto out;
-            }
-            off += w;
-        }
-        total += (uint64_t)r;
-    }
-    unsigned char dig[32];
-    unsigned dl;
-    EVP_DigestFinal_ex(md, dig, &dl);
-    sl_hex(dig, 32, sha);
-    *bytes = total;
-    rc = 0;
-out:
-    if (in >= 0)
-        close(in);
-    if (out >= 0 && close(out) && rc == 0)
-        rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot write %s: %s", dst, strerror(errno));
-    EVP_MD_CTX_free(md);
-    free(buf);
-    return rc;
-}
-
 static int fetcher_process(void *state, const char *topic, struct sl_msg *t, struct sl_emitter *em)
 {
     struct fetcher *f = state;
@@ -208,7 +147,9 @@ static int fetcher_process(void *state, const char *topic, struct sl_msg *t, str
         }
         free(dir);
         free(rundir);
-        if (copy_to_blob(path, blob, sha, &bytes, err, sizeof(err))) {
+        if (sl_sha256_copy(path, blob, sha, &bytes)) {
+            snprintf(err, sizeof(err), "cannot copy source %s to %s: %s", path, blob,
+                     strerror(errno));
             rc = emit_failed(em, t, err);
             goto out;
         }

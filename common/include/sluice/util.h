@@ -27,6 +27,9 @@ int sl_write_file_atomic(const char *path, const void *data, size_t len);
 
 /* SHA-256 of a file as hex into out[65]; *bytes its size. 0 or -1 errno. */
 int sl_sha256_file(const char *path, char out[65], uint64_t *bytes);
+/* The same while copying the file to dst (created or truncated) in the same
+ * pass; 0 or -1 with errno (of the read or of the write). */
+int sl_sha256_copy(const char *path, const char *dst, char out[65], uint64_t *bytes);
 /* Hex of n bytes into out (2n+1). */
 void sl_hex(const uint8_t *p, size_t n, char *out);
 
