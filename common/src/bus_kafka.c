@@ -4,7 +4,8 @@
  * One idempotent producer (acks=all) per bus, shared by every thread; one
  * high-level consumer per subscription, used by one thread. Messages travel
  * as their protobuf encoding (codec.h) on prefix + logical topic name, keyed
- * by msg->key or else the run id, so one key stays on one partition in order.
+ * by msg->key or else the run id (records: run id and row), so one key stays
+ * on one partition in order.
  *
  * Offsets: auto-commit and auto offset store are off. A message handed out
  * by poll() is "pending"; it counts as processed once the same thread calls
@@ -63,6 +64,8 @@ struct sl_consumer {
     size_t ntopics;
     rd_kafka_message_t *pending; /* handed out, not yet known processed */
     char group[128];
+    int (*revoke_hook)(void *arg); /* see sl_bus_ops.set_revoke_hook */
+    void *revoke_arg;
 };
 
 static int64_t now_ms(void)
@@ -293,7 +296,14 @@ static int kafka_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg)
     }
     if ((rc = sl_codec_encode(msg, &buf)) != 0)
         goto out;
+    /* a record without a target key (a raw record) is keyed by run and row,
+     * so that one big run spreads over every partition */
     const char *key = msg->key ? msg->key : msg->run_id;
+    char rowkey[128];
+    if (!msg->key && msg->run_id && (msg->kind == SL_MSG_RECORD || msg->kind == SL_MSG_REJECTION) &&
+        snprintf(rowkey, sizeof(rowkey), "%s/%llu", msg->run_id,
+                 (unsigned long long)msg->u.rec.row) < (int)sizeof(rowkey))
+        key = rowkey;
     size_t len = buf.len;
     char *payload = sl_buf_steal(&buf);
     rd_kafka_resp_err_t err =
@@ -364,7 +374,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             sl_warn(COMP, "group %s: rebalance failed: %s", c->group, rd_kafka_err2str(err));
         else
             sl_info(COMP, "group %s: %d partitions revoked", c->group, parts->cnt);
-        if (!rd_kafka_assignment_lost(rk))
+        if (rd_kafka_assignment_lost(rk))
+            ; /* another member owns them already: nothing of ours to commit */
+        else if (c->revoke_hook && c->revoke_hook(c->revoke_arg) != 0)
+            sl_warn(COMP, "group %s: the stage could not flush: not committing", c->group);
+        else
             commit_stored(c); /* what the stage finished; a refusal was logged */
         if (coop)
             error = rd_kafka_incremental_unassign(rk, parts);
@@ -574,6 +588,12 @@ static int kafka_poll(struct sl_consumer *c, struct sl_msg **msg, const char **t
     }
 }
 
+static void kafka_set_revoke_hook(struct sl_consumer *c, int (*fn)(void *arg), void *arg)
+{
+    c->revoke_hook = fn;
+    c->revoke_arg = arg;
+}
+
 static int kafka_commit(struct sl_consumer *c)
 {
     store_pending(c);
@@ -638,6 +658,7 @@ static const struct sl_bus_ops kafka_ops = {
     .subscribe = kafka_subscribe,
     .poll = kafka_poll,
     .commit = kafka_commit,
+    .set_revoke_hook = kafka_set_revoke_hook,
     .unsubscribe = kafka_unsubscribe,
     .flush = kafka_flush,
     .close = kafka_close,

@@ -107,13 +107,24 @@ static int pgl_finish(struct sl_ledger *lg, const struct sl_run_summary *s, char
     snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)s->bytes);
     const char *params[] = {pl->run_id, s->status, s->reason, started,
                             finished,   s->sha256, bytes,     counts};
+    PGresult *res = NULL;
     rc = sl_pg_exec(pl->conn, "finish the run",
                     "UPDATE sluice_runs SET status = $2, reason = $3, "
                     "started_at = $4::timestamptz, finished_at = $5::timestamptz, "
                     "source_sha256 = $6, source_bytes = $7::bigint, counts = $8::jsonb "
-                    "WHERE id = $1",
-                    8, params, NULL, errbuf, errsz);
+                    "WHERE id = $1 AND status IN ('queued', 'running')",
+                    8, params, &res, errbuf, errsz);
+    if (rc == 0 && strcmp(PQcmdTuples(res), "1") != 0)
+        rc = 1; /* final already: the first finish stays */
+    PQclear(res);
     return rc;
+}
+
+static int pgl_flush(struct sl_ledger *lg, char *errbuf, size_t errsz)
+{
+    struct pg_ledger *pl = (struct pg_ledger *)lg;
+    int rc = flush_rows(pl);
+    return rc ? sl_seterr(errbuf, errsz, rc, "%s", pl->err) : 0;
 }
 
 static void pgl_destroy(struct sl_ledger *lg)
@@ -131,6 +142,7 @@ static const struct sl_ledger_ops pg_ledger_ops = {
     .columns = pgl_columns,
     .finish = pgl_finish,
     .destroy = pgl_destroy,
+    .flush = pgl_flush,
 };
 
 struct sl_ledger *sl_ledger_postgres_open(const char *conninfo, const struct sl_job *job,

@@ -10,21 +10,27 @@
  * no unique index covers exactly the key. Other columns of an existing table
  * are left alone (they must be nullable or have defaults).
  *
- * write() buffers records as COPY text; a batch (BATCH_ROWS records or
- * BATCH_BYTES) is COPYed into a temporary table and applied with one
- * statement that also counts, against the table as it was before the
- * statement, which keys were absent, changed or unchanged. A key seen again in
- * the same batch replaces the earlier record there (ON CONFLICT cannot touch
- * one row twice); the earlier one is counted as an update, as the file sink
- * does. Because results are only known when a batch is applied, write() says
- * SL_WRITE_CREATED provisionally and counts() gives the real tallies.
+ * A run's records are staged, then applied all at once when the run is
+ * final, so that a failed run publishes nothing and readers of the table
+ * never see half a run. sync() (publisher) and commit() (standalone) COPY
+ * the buffered records into the run's staging table (_sluice_stage_<hash of
+ * the run id>) in one transaction with the run's progress (sluice_progress:
+ * the facts of the runs topic and the counts of staged and rejected rows)
+ * and a bitmap of the rows recorded so far (sluice_progress_rows, chunks of
+ * 65536 rows), so that a row redelivered by Kafka, or sent twice by a stage
+ * that crashed before committing its input, is counted and staged once,
+ * whichever publisher gets it. Every transaction of a run first locks its
+ * progress row: publishers serialize per run and cannot deadlock.
  *
- * Every batch of a run goes into one transaction: commit() and
- * finish(success) commit it, finish(false) rolls back what is not yet
- * committed. Batches that commit() already committed stay (the publisher's
- * exactly-once bookkeeping will join the same transaction in a later step).
- * With sync mirror, finish(success) deletes the rows that this run did not
- * write (_sluice_run differs) in the same transaction as the last batch.
+ * finalize() (once per run among all publishers: the progress row says
+ * final) applies the staging table with one statement that also counts,
+ * against the table as it was before, which keys were absent, changed or
+ * unchanged; when the validator flagged a key seen twice (last_wins), the
+ * last record of each key by source row is applied and the earlier ones are
+ * counted as updates, as the file sink does. With sync mirror it deletes the
+ * rows this run did not write (_sluice_run differs), then drops the staging
+ * table and stores the counts, all in one transaction. A destination that
+ * refuses the data fails the run (nothing applied).
  *
  * Identifiers are always quoted with PQescapeIdentifier; values only travel
  * as COPY data or statement parameters.
@@ -41,20 +47,63 @@
 #include "sluice/pg.h"
 #include "sluice/sink.h"
 
+#include <openssl/evp.h>
+
 #define BATCH_ROWS  5000
 #define BATCH_BYTES (8u << 20)
-#define NSLOT       16384 /* hash slots of a batch's keys: > 3 * BATCH_ROWS, a power of two */
 #define RUN_COL     "_sluice_run"
 #define DUPS_COL    "_sluice_dups"
+#define ROW_COL     "_sluice_row"
 #define BATCH_TABLE "pg_temp._sluice_batch"
 #define APPLY_STMT  "sluice_apply"
+#define CHUNK_SHIFT 16 /* rows per bitmap chunk: 65536 (8 KiB) */
+#define CHUNK_BYTES ((1u << CHUNK_SHIFT) / 8)
+#define ROW_MAX     (1ull << 40) /* row numbers beyond are refused */
 
-/* One buffered record: its COPY text and its key in the batch buffers. */
+/* The run progress of every run written to this database: the facts of the
+ * runs topic, the rows recorded (staged valid rows, rejected rows), and the
+ * final counts; one row per run, locked by whoever changes the run. */
+#define PROGRESS_DDL                                                                               \
+    "CREATE TABLE IF NOT EXISTS sluice_progress ("                                                 \
+    "  run_id text PRIMARY KEY,"                                                                   \
+    "  job_id text,"                                                                               \
+    "  final boolean NOT NULL DEFAULT false,"                                                      \
+    "  fetched boolean NOT NULL DEFAULT false,"                                                    \
+    "  sealed bigint,"                                                                             \
+    "  failed boolean NOT NULL DEFAULT false,"                                                     \
+    "  skipped boolean NOT NULL DEFAULT false,"                                                    \
+    "  reason text,"                                                                               \
+    "  sha256 text,"                                                                               \
+    "  bytes bigint,"                                                                              \
+    "  started_at bigint,"                                                                         \
+    "  staged bigint NOT NULL DEFAULT 0,"                                                          \
+    "  rejected bigint NOT NULL DEFAULT 0,"                                                        \
+    "  duplicates bigint NOT NULL DEFAULT 0,"                                                      \
+    "  dupflags bigint NOT NULL DEFAULT 0,"                                                        \
+    "  published bigint, created bigint, updated bigint, unchanged bigint,"                        \
+    "  not_created bigint, replaced bigint,"                                                       \
+    "  updated_at timestamptz NOT NULL DEFAULT now())"
+/* Which rows of a run are recorded: bitmaps of 2^CHUNK_SHIFT rows. */
+#define PROGRESS_ROWS_DDL                                                                          \
+    "CREATE TABLE IF NOT EXISTS sluice_progress_rows ("                                            \
+    "  run_id text NOT NULL,"                                                                      \
+    "  chunk integer NOT NULL,"                                                                    \
+    "  bits bytea NOT NULL,"                                                                       \
+    "  PRIMARY KEY (run_id, chunk))"
+
+/* One buffered record: its COPY text, its source row, whether the validator
+ * saw its key before in the run (last_wins). */
 struct brow {
-    size_t off, len;   /* in rows */
-    size_t koff, klen; /* in keys; klen 0: no key (append, or a key value missing) */
-    uint32_t dups;     /* earlier records of the batch this one replaced */
-    bool dead;         /* replaced by a later record of the same key */
+    size_t off, len; /* in rows */
+    uint64_t srow;
+    bool dup;
+};
+
+/* A bitmap chunk of the run's recorded rows, as read in a sync. */
+struct chunk {
+    int32_t no;
+    bool dirty;
+    unsigned char bits[CHUNK_BYTES];
 };
 
 struct pg_sink {
@@ -63,15 +112,19 @@ struct pg_sink {
     char *run_id;
     char where[256];            /* host:port for messages */
     char *what;                 /* "write to table \"t\" at host:port" */
+    char *tq;                   /* the destination table, quoted */
+    char stage[64];             /* the run's staging table, quoted */
     const struct sl_attr **col; /* the attributes written: mapped, defaulted or key */
     size_t ncol;
-    bool keyed; /* upsert or mirror: applied by key, deduplicated per batch */
-    bool in_tx, failed, finished;
-    struct sl_buf rows, keys;
+    bool keyed;       /* upsert or mirror: applied by key */
+    bool stage_ready; /* the staging table exists */
+    struct sl_buf rows;
     struct brow *row;
-    size_t nrow, crow, nlive;
-    uint32_t *slot; /* row index + 1; 0: empty */
-    struct sl_counts counts;
+    size_t nrow, crow;
+    struct chunk *chunk;
+    size_t nchunk, cchunk;
+    struct sl_counts counts; /* the run's results once final */
+    struct sl_buf reason;    /* the stored reason of the last sync */
     char err[512];
 };
 
@@ -175,16 +228,6 @@ static int copy_value(struct sl_buf *b, const char *v)
     return rc ? SL_ERR_NOMEM : 0;
 }
 
-static uint64_t hash_bytes(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* Whether name is one of the job's key attributes. */
 static bool is_key(const struct sl_job *job, const char *name)
 {
@@ -212,20 +255,6 @@ static int put_cols(struct pg_sink *ps, struct sl_buf *b, const char *prefix, in
         first = false;
     }
     return 0;
-}
-
-/* ps->err = "cannot WHAT: reason" (from sl_pg_exec) and the sink failed. */
-static int fail(struct pg_sink *ps, int err)
-{
-    ps->failed = true;
-    sl_error("postgres", "%s", ps->err);
-    return err ? err : SL_ERR_FATAL;
-}
-
-static int exec_simple(struct pg_sink *ps, const char *sql)
-{
-    int rc = sl_pg_exec(ps->conn, ps->what, sql, 0, NULL, NULL, ps->err, sizeof(ps->err));
-    return rc ? fail(ps, rc) : 0;
 }
 
 /* ---- preparing the table ------------------------------------------------ */
@@ -380,12 +409,15 @@ static int put_assignments(struct pg_sink *ps, struct sl_buf *b, const char *fro
     return rc;
 }
 
-static int build_apply(struct setup *su, struct sl_buf *b)
+/* The statement that applies the rows of table src (the written columns and
+ * DUPS_COL) to the destination and counts what it did: absent keys, their
+ * replaced duplicates, changed rows, unchanged rows, replaced duplicates of
+ * present keys. $1 is the run id. */
+static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src)
 {
-    struct pg_sink *ps = su->ps;
     const struct sl_job *job = ps->base.job;
     bool mirror = job->options.sync == SL_SYNC_MIRROR;
-    const char *tq = su->tq.data;
+    const char *tq = ps->tq;
     int rc = 0;
     sl_buf_reset(b);
     if (!ps->keyed) {
@@ -393,8 +425,10 @@ static int build_apply(struct setup *su, struct sl_buf *b)
         rc |= put_cols(ps, b, "", -1);
         rc |= sl_buf_puts(b, ", " RUN_COL ") SELECT ");
         rc |= put_cols(ps, b, "", -1);
-        rc |= sl_buf_puts(b, ", $1::text FROM " BATCH_TABLE " RETURNING 1) "
-                             "SELECT count(*), 0, 0, 0, 0 FROM w");
+        rc |= sl_buf_printf(b,
+                            ", $1::text FROM %s RETURNING 1) "
+                            "SELECT count(*), 0, 0, 0, 0 FROM w",
+                            src);
         return rc ? SL_ERR_NOMEM : 0;
     }
     if (job->options.allow_create) {
@@ -402,7 +436,7 @@ static int build_apply(struct setup *su, struct sl_buf *b)
         rc |= put_cols(ps, b, "", -1);
         rc |= sl_buf_puts(b, ", " RUN_COL ") SELECT ");
         rc |= put_cols(ps, b, "", -1);
-        rc |= sl_buf_puts(b, ", $1::text FROM " BATCH_TABLE " ON CONFLICT (");
+        rc |= sl_buf_printf(b, ", $1::text FROM %s ON CONFLICT (", src);
         rc |= put_cols(ps, b, "", 1);
         rc |= sl_buf_puts(b, ") DO UPDATE SET ");
         rc |= put_assignments(ps, b, "excluded.");
@@ -417,7 +451,7 @@ static int build_apply(struct setup *su, struct sl_buf *b)
     } else {
         rc |= sl_buf_printf(b, "WITH w AS (UPDATE %s AS t SET ", tq);
         rc |= put_assignments(ps, b, "s.");
-        rc |= sl_buf_puts(b, RUN_COL " = $1::text FROM " BATCH_TABLE " s WHERE ");
+        rc |= sl_buf_printf(b, RUN_COL " = $1::text FROM %s s WHERE ", src);
         for (size_t k = 0; k < job->nkey && rc == 0; k++) {
             rc |= sl_buf_puts(b, k ? " AND t." : "t.");
             rc |= sl_pg_put_ident(b, ps->conn, job->key[k]);
@@ -446,7 +480,9 @@ static int build_apply(struct setup *su, struct sl_buf *b)
     rc |= sl_buf_puts(b, ") IS NOT DISTINCT FROM ROW(");
     rc |= put_cols(ps, b, "s.", -1);
     rc |= sl_buf_puts(b, ")), coalesce(sum(s." DUPS_COL ") FILTER (WHERE o.ctid IS NOT NULL), 0) "
-                         "FROM " BATCH_TABLE " s LEFT JOIN ");
+                         "FROM ");
+    rc |= sl_buf_puts(b, src);
+    rc |= sl_buf_puts(b, " s LEFT JOIN ");
     rc |= sl_buf_puts(b, tq);
     rc |= sl_buf_puts(b, " o ON ");
     for (size_t k = 0; k < job->nkey && rc == 0; k++) {
@@ -456,6 +492,38 @@ static int build_apply(struct setup *su, struct sl_buf *b)
         rc |= sl_pg_put_ident(b, ps->conn, job->key[k]);
     }
     return rc ? SL_ERR_NOMEM : 0;
+}
+
+/* Prepares what a session needs: the batch table (temporary) and the apply
+ * statement; again after a reconnection. */
+static int prepare_session(struct pg_sink *ps, char *errbuf, size_t errsz)
+{
+    struct sl_buf sql = SL_BUF_INIT;
+    int rc = 0;
+    rc |= sl_buf_puts(&sql, "CREATE TEMP TABLE IF NOT EXISTS _sluice_batch AS SELECT ");
+    rc |= put_cols(ps, &sql, "", -1);
+    rc |= sl_buf_puts(&sql, ", 0::integer AS " DUPS_COL " FROM ");
+    rc |= sl_buf_puts(&sql, ps->tq);
+    rc |= sl_buf_puts(&sql, " WITH NO DATA");
+    if (rc) {
+        sl_buf_cleanup(&sql);
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    }
+    rc = sl_pg_exec(ps->conn, ps->what, sql.data, 0, NULL, NULL, errbuf, errsz);
+    if (rc == 0 && build_apply(ps, &sql, BATCH_TABLE))
+        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    if (rc == 0) {
+        PGresult *res = PQprepare(ps->conn, APPLY_STMT, sql.data, 1, NULL);
+        if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+            char msg[400];
+            sl_pg_message(ps->conn, res, msg, sizeof(msg));
+            rc = sl_seterr(errbuf, errsz, res ? sl_pg_error_class(ps->conn, res) : SL_ERR_NOMEM,
+                           "cannot %s: %s", ps->what, msg);
+        }
+        PQclear(res);
+    }
+    sl_buf_cleanup(&sql);
+    return rc;
 }
 
 /* Prepares the table, the session's batch table and the apply statement. */
@@ -481,15 +549,24 @@ static int setup_table(struct pg_sink *ps, const char *table, char *errbuf, size
                       rc == SL_ERR_NOMEM ? "out of memory" : "is not valid UTF-8");
             goto done;
         }
-        if (!strcmp(job->attrs[i].name, RUN_COL) || !strcmp(job->attrs[i].name, DUPS_COL)) {
+        if (!strcmp(job->attrs[i].name, RUN_COL) || !strcmp(job->attrs[i].name, DUPS_COL) ||
+            !strcmp(job->attrs[i].name, ROW_COL)) {
             rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
                            "cannot %s: attribute %s has the name of sluice's bookkeeping column",
                            su.what, job->attrs[i].name);
             goto done;
         }
     }
+    if (!(ps->tq = strdup(su.tq.data))) {
+        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     const char *lock[] = {su.tq.data};
     if ((rc = setup_exec(&su, "BEGIN", 0, NULL, NULL, errbuf, errsz)) ||
+        (rc = setup_exec(&su, "SELECT pg_advisory_xact_lock(hashtext('sluice progress'))", 0, NULL,
+                         NULL, errbuf, errsz)) ||
+        (rc = setup_exec(&su, PROGRESS_DDL, 0, NULL, NULL, errbuf, errsz)) ||
+        (rc = setup_exec(&su, PROGRESS_ROWS_DDL, 0, NULL, NULL, errbuf, errsz)) ||
         (rc = setup_exec(&su, "SELECT pg_advisory_xact_lock(hashtext('sluice ' || $1))", 1, lock,
                          NULL, errbuf, errsz)) ||
         (rc = create_table(&su, errbuf, errsz)) || (rc = add_columns(&su, errbuf, errsz)) ||
@@ -497,153 +574,619 @@ static int setup_table(struct pg_sink *ps, const char *table, char *errbuf, size
         (rc = setup_exec(&su, "COMMIT", 0, NULL, NULL, errbuf, errsz)))
         goto done;
 
-    sl_buf_reset(&su.sql);
-    rc |= sl_buf_puts(&su.sql, "CREATE TEMP TABLE _sluice_batch AS SELECT ");
-    rc |= put_cols(ps, &su.sql, "", -1);
-    rc |= sl_buf_puts(&su.sql, ", 0::integer AS " DUPS_COL " FROM ");
-    rc |= sl_buf_puts(&su.sql, su.tq.data);
-    rc |= sl_buf_puts(&su.sql, " WITH NO DATA");
-    if (rc) {
-        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    if ((rc = setup_exec(&su, su.sql.data, 0, NULL, NULL, errbuf, errsz)))
-        goto done;
-    if ((rc = build_apply(&su, &su.sql))) {
-        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    PGresult *res = PQprepare(ps->conn, APPLY_STMT, su.sql.data, 1, NULL);
-    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-        char msg[400];
-        sl_pg_message(ps->conn, res, msg, sizeof(msg));
-        rc = sl_seterr(errbuf, errsz, res ? sl_pg_error_class(ps->conn, res) : SL_ERR_NOMEM,
-                       "cannot %s: %s", su.what, msg);
-    }
-    PQclear(res);
+    rc = prepare_session(ps, errbuf, errsz);
 done:
     sl_buf_cleanup(&su.tq);
     sl_buf_cleanup(&su.sql);
     return rc;
 }
 
-/* ---- batches ------------------------------------------------------------ */
+/* ---- sessions and transactions ----------------------------------------- */
+
+/* ps->err = "cannot WHAT: MSG" from res (or the connection); the error's
+ * class; the open transaction, if any, rolled back. */
+static int failed_with(struct pg_sink *ps, const PGresult *res, const char *what)
+{
+    char msg[400];
+    sl_pg_message(ps->conn, res, msg, sizeof(msg));
+    snprintf(ps->err, sizeof(ps->err), "cannot %s: %s", what ? what : ps->what, msg);
+    int err = res ? sl_pg_error_class(ps->conn, res) : SL_ERR_RETRY;
+    if (PQstatus(ps->conn) == CONNECTION_OK)
+        PQclear(PQexec(ps->conn, "ROLLBACK"));
+    sl_error("postgres", "run %s: %s", ps->run_id, ps->err);
+    return err;
+}
+
+/* Runs sql with text parameters inside the current transaction; on failure
+ * rolls back and returns the error's class with ps->err set. */
+static int run(struct pg_sink *ps, const char *sql, int n, const char *const *params,
+               PGresult **out)
+{
+    PGresult *res = PQexecParams(ps->conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        int err = failed_with(ps, res, NULL);
+        PQclear(res);
+        return err;
+    }
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return 0;
+}
+
+/* A lost connection is opened again (with its session's batch table and
+ * statement) before the next transaction. */
+static int ensure_session(struct pg_sink *ps)
+{
+    if (PQstatus(ps->conn) == CONNECTION_OK)
+        return 0;
+    PQreset(ps->conn);
+    if (PQstatus(ps->conn) != CONNECTION_OK)
+        return failed_with(ps, NULL, NULL);
+    char err[512];
+    int rc = prepare_session(ps, err, sizeof(err));
+    if (rc) {
+        snprintf(ps->err, sizeof(ps->err), "%s", err);
+        return rc;
+    }
+    sl_info("postgres", "run %s: reconnected to %s", ps->run_id, ps->where);
+    return 0;
+}
+
+static uint64_t num(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0 : strtoull(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static bool truth(const PGresult *res, int row, int col)
+{
+    return !PQgetisnull(res, row, col) && PQgetvalue(res, row, col)[0] == 't';
+}
+
+/* Reads the progress columns of PROGRESS_COLS at col 0.. of res into pr. */
+#define PROGRESS_COLS                                                                              \
+    "final, fetched, sealed, failed, skipped, reason, sha256, bytes, started_at, staged, "         \
+    "rejected, duplicates, dupflags, published, created, updated, unchanged, not_created, "        \
+    "replaced"
+
+static uint64_t read_progress(struct pg_sink *ps, const PGresult *res, struct sl_run_progress *pr)
+{
+    *pr = (struct sl_run_progress){0};
+    pr->final = truth(res, 0, 0);
+    pr->f.fetched = truth(res, 0, 1);
+    pr->f.sealed = !PQgetisnull(res, 0, 2);
+    pr->f.sealed_count = num(res, 0, 2);
+    pr->f.failed = truth(res, 0, 3);
+    pr->f.skipped = truth(res, 0, 4);
+    sl_buf_reset(&ps->reason);
+    if (!PQgetisnull(res, 0, 5) && sl_buf_puts(&ps->reason, PQgetvalue(res, 0, 5)) == 0)
+        pr->f.reason = ps->reason.data;
+    if (!PQgetisnull(res, 0, 6))
+        snprintf(pr->f.sha256, sizeof(pr->f.sha256), "%s", PQgetvalue(res, 0, 6));
+    pr->f.bytes = num(res, 0, 7);
+    pr->f.started_at = (int64_t)num(res, 0, 8);
+    pr->staged = num(res, 0, 9);
+    pr->rejected = num(res, 0, 10);
+    pr->duplicates = num(res, 0, 11);
+    if (pr->final) {
+        struct sl_counts *c = &ps->counts;
+        c->published = num(res, 0, 13);
+        c->created = num(res, 0, 14);
+        c->updated = num(res, 0, 15);
+        c->unchanged = num(res, 0, 16);
+        c->not_created = num(res, 0, 17);
+        c->duplicates = num(res, 0, 18);
+    }
+    return num(res, 0, 12); /* dupflags */
+}
+
+/* Starts the run's transaction: its progress row exists and is locked (every
+ * change of a run's progress, staging and finalizing takes this lock first,
+ * so publishers serialize per run and never deadlock). */
+static int begin_run(struct pg_sink *ps, PGresult **progress)
+{
+    int rc = ensure_session(ps);
+    if (rc)
+        return rc;
+    const char *params[] = {ps->run_id, ps->base.job->id};
+    if ((rc = run(ps, "BEGIN", 0, NULL, NULL)) ||
+        (rc = run(ps,
+                  "INSERT INTO sluice_progress (run_id, job_id) VALUES ($1, $2) "
+                  "ON CONFLICT (run_id) DO NOTHING",
+                  2, params, NULL)))
+        return rc;
+    return run(ps, "SELECT " PROGRESS_COLS " FROM sluice_progress WHERE run_id = $1 FOR UPDATE", 1,
+               params, progress);
+}
+
+/* ---- the bitmap of recorded rows ---------------------------------------- */
+
+static struct chunk *chunk_of(struct pg_sink *ps, uint64_t row)
+{
+    int32_t no = (int32_t)(row >> CHUNK_SHIFT);
+    for (size_t i = 0; i < ps->nchunk; i++)
+        if (ps->chunk[i].no == no)
+            return &ps->chunk[i];
+    return NULL;
+}
+
+static int add_chunk(struct pg_sink *ps, int32_t no)
+{
+    for (size_t i = 0; i < ps->nchunk; i++)
+        if (ps->chunk[i].no == no)
+            return 0;
+    if (ps->nchunk == ps->cchunk) {
+        size_t n = ps->cchunk ? ps->cchunk * 2 : 4;
+        struct chunk *nc = realloc(ps->chunk, n * sizeof(*nc));
+        if (!nc)
+            return SL_ERR_NOMEM;
+        ps->chunk = nc;
+        ps->cchunk = n;
+    }
+    struct chunk *c = &ps->chunk[ps->nchunk++];
+    c->no = no;
+    c->dirty = false;
+    memset(c->bits, 0, sizeof(c->bits));
+    return 0;
+}
+
+/* Whether row is recorded for the first time (and records it). */
+static bool first_time(struct pg_sink *ps, uint64_t row)
+{
+    struct chunk *c = chunk_of(ps, row);
+    size_t bit = row & ((1u << CHUNK_SHIFT) - 1);
+    unsigned char mask = (unsigned char)(1u << (bit & 7));
+    if (c->bits[bit >> 3] & mask)
+        return false;
+    c->bits[bit >> 3] |= mask;
+    c->dirty = true;
+    return true;
+}
+
+/* Reads the chunks that the buffered rows and rej fall into. */
+static int load_chunks(struct pg_sink *ps, const struct sl_rejected_row *rej, size_t nrej)
+{
+    ps->nchunk = 0;
+    int rc = 0;
+    for (size_t i = 0; i < ps->nrow && rc == 0; i++)
+        rc = add_chunk(ps, (int32_t)(ps->row[i].srow >> CHUNK_SHIFT));
+    for (size_t i = 0; i < nrej && rc == 0; i++)
+        rc = add_chunk(ps, (int32_t)(rej[i].row >> CHUNK_SHIFT));
+    if (rc || !ps->nchunk)
+        return rc;
+    struct sl_buf list = SL_BUF_INIT;
+    rc = sl_buf_putc(&list, '{');
+    for (size_t i = 0; i < ps->nchunk; i++)
+        rc |= sl_buf_printf(&list, "%s%d", i ? "," : "", (int)ps->chunk[i].no);
+    rc |= sl_buf_putc(&list, '}');
+    if (rc) {
+        sl_buf_cleanup(&list);
+        return SL_ERR_NOMEM;
+    }
+    const char *params[] = {ps->run_id, list.data};
+    PGresult *res = PQexecParams(ps->conn,
+                                 "SELECT chunk, bits FROM sluice_progress_rows "
+                                 "WHERE run_id = $1 AND chunk = ANY($2::integer[])",
+                                 2, NULL, params, NULL, NULL, 1);
+    sl_buf_cleanup(&list);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = failed_with(ps, res, "read the run's recorded rows");
+        PQclear(res);
+        return rc;
+    }
+    for (int t = 0; t < PQntuples(res); t++) {
+        const unsigned char *no = (const unsigned char *)PQgetvalue(res, t, 0);
+        int32_t n =
+            (int32_t)((uint32_t)no[0] << 24 | (uint32_t)no[1] << 16 | (uint32_t)no[2] << 8 | no[3]);
+        struct chunk *c = chunk_of(ps, (uint64_t)n << CHUNK_SHIFT);
+        size_t len = (size_t)PQgetlength(res, t, 1);
+        if (c && PQgetlength(res, t, 0) == 4)
+            memcpy(c->bits, PQgetvalue(res, t, 1), len < CHUNK_BYTES ? len : CHUNK_BYTES);
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int store_chunks(struct pg_sink *ps)
+{
+    for (size_t i = 0; i < ps->nchunk; i++) {
+        struct chunk *c = &ps->chunk[i];
+        if (!c->dirty)
+            continue;
+        char no[16];
+        snprintf(no, sizeof(no), "%d", (int)c->no);
+        const char *values[] = {ps->run_id, no, (const char *)c->bits};
+        const int lengths[] = {0, 0, CHUNK_BYTES}, formats[] = {0, 0, 1};
+        PGresult *res = PQexecParams(ps->conn,
+                                     "INSERT INTO sluice_progress_rows (run_id, chunk, bits) "
+                                     "VALUES ($1, $2::integer, $3::bytea) ON CONFLICT "
+                                     "(run_id, chunk) DO UPDATE SET bits = excluded.bits",
+                                     3, NULL, values, lengths, formats, 0);
+        if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+            int rc = failed_with(ps, res, "record the run's rows");
+            PQclear(res);
+            return rc;
+        }
+        PQclear(res);
+    }
+    return 0;
+}
+
+/* ---- staging ------------------------------------------------------------ */
 
 static void batch_reset(struct pg_sink *ps)
 {
     sl_buf_reset(&ps->rows);
-    sl_buf_reset(&ps->keys);
-    ps->nrow = ps->nlive = 0;
-    memset(ps->slot, 0, NSLOT * sizeof(*ps->slot));
+    ps->nrow = 0;
 }
 
-static int copy_rows(struct pg_sink *ps)
+/* The run's staging table: the written columns, DUPS_COL and ROW_COL. */
+static int ensure_stage(struct pg_sink *ps)
 {
-    PGresult *res = PQexec(ps->conn, "COPY " BATCH_TABLE " FROM STDIN");
+    if (ps->stage_ready)
+        return 0;
+    struct sl_buf sql = SL_BUF_INIT;
+    int rc = sl_buf_printf(&sql, "CREATE TABLE IF NOT EXISTS %s AS SELECT ", ps->stage);
+    rc |= put_cols(ps, &sql, "", -1);
+    rc |= sl_buf_printf(
+        &sql, ", 0::integer AS " DUPS_COL ", 0::bigint AS " ROW_COL " FROM %s WITH NO DATA",
+        ps->tq);
+    if (rc == 0)
+        rc = run(ps, sql.data, 0, NULL, NULL);
+    else
+        rc = SL_ERR_NOMEM;
+    sl_buf_cleanup(&sql);
+    ps->stage_ready = rc == 0;
+    return rc;
+}
+
+/* COPYs the buffered rows marked new[i] into the staging table. */
+static int copy_rows(struct pg_sink *ps, const bool *fresh)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "COPY %s FROM STDIN", ps->stage);
+    PGresult *res = PQexec(ps->conn, sql);
     if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
-        char msg[400];
-        sl_pg_message(ps->conn, res, msg, sizeof(msg));
-        snprintf(ps->err, sizeof(ps->err), "cannot %s: %s", ps->what, msg);
-        int err = res ? sl_pg_error_class(ps->conn, res) : SL_ERR_RETRY;
+        int err = failed_with(ps, res, NULL);
         PQclear(res);
-        return fail(ps, err);
+        return err;
     }
     PQclear(res);
     bool ok = true;
-    char tail[24];
+    char tail[40];
     for (size_t i = 0; i < ps->nrow && ok; i++) {
         const struct brow *r = &ps->row[i];
-        if (r->dead)
+        if (!fresh[i])
             continue;
-        int n = snprintf(tail, sizeof(tail), "\t%u\n", r->dups);
+        int n = snprintf(tail, sizeof(tail), "\t0\t%llu\n", (unsigned long long)r->srow);
         ok = PQputCopyData(ps->conn, ps->rows.data + r->off, (int)r->len) == 1 &&
              PQputCopyData(ps->conn, tail, n) == 1;
     }
     ok = PQputCopyEnd(ps->conn, ok ? NULL : "sluice could not send the batch") == 1 && ok;
     int err = 0;
     while ((res = PQgetResult(ps->conn))) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && !err) {
-            char msg[400];
-            sl_pg_message(ps->conn, res, msg, sizeof(msg));
-            snprintf(ps->err, sizeof(ps->err), "cannot %s: %s", ps->what, msg);
-            err = sl_pg_error_class(ps->conn, res);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && !err)
+            err = failed_with(ps, res, NULL);
+        PQclear(res);
+    }
+    if (!err && !ok)
+        err = failed_with(ps, NULL, NULL);
+    return err;
+}
+
+static int pg_sync(struct sl_sink *sk, const struct sl_run_facts *fx,
+                   const struct sl_rejected_row *rej, size_t nrej, struct sl_run_progress *out,
+                   char *errbuf, size_t errsz)
+{
+    struct pg_sink *ps = (struct pg_sink *)sk;
+    static const struct sl_run_facts none;
+    struct sl_run_progress scratch;
+    if (!fx)
+        fx = &none;
+    if (!out)
+        out = &scratch;
+    bool *fresh = NULL;
+    PGresult *res = NULL;
+    int rc = begin_run(ps, &res);
+    if (rc)
+        goto done;
+    read_progress(ps, res, out);
+    PQclear(res);
+    res = NULL;
+    uint64_t staged = 0, rejected = 0, dups = 0, dupflags = 0;
+    if (!out->final && (ps->nrow || nrej)) {
+        if ((rc = load_chunks(ps, rej, nrej)))
+            goto done;
+        if (!(fresh = calloc(ps->nrow + 1, sizeof(*fresh)))) {
+            rc = SL_ERR_NOMEM;
+            snprintf(ps->err, sizeof(ps->err), "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < nrej; i++) {
+            if (first_time(ps, rej[i].row)) {
+                rejected++;
+                dups += rej[i].duplicate;
+            }
+        }
+        for (size_t i = 0; i < ps->nrow; i++) {
+            if ((fresh[i] = first_time(ps, ps->row[i].srow))) {
+                staged++;
+                dupflags += ps->row[i].dup;
+            }
+        }
+        if (staged + rejected < ps->nrow + nrej)
+            sl_info("postgres", "run %s: %zu rows were recorded before (redelivered): skipped",
+                    ps->run_id, ps->nrow + nrej - (size_t)(staged + rejected));
+        if (staged && ((rc = ensure_stage(ps)) || (rc = copy_rows(ps, fresh))))
+            goto done;
+        if ((rc = store_chunks(ps)))
+            goto done;
+    }
+    char n_staged[24], n_rej[24], n_dups[24], n_flags[24], sealed[24], bytes[24], started[24];
+    snprintf(n_staged, sizeof(n_staged), "%llu", (unsigned long long)staged);
+    snprintf(n_rej, sizeof(n_rej), "%llu", (unsigned long long)rejected);
+    snprintf(n_dups, sizeof(n_dups), "%llu", (unsigned long long)dups);
+    snprintf(n_flags, sizeof(n_flags), "%llu", (unsigned long long)dupflags);
+    snprintf(sealed, sizeof(sealed), "%llu", (unsigned long long)fx->sealed_count);
+    snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)fx->bytes);
+    snprintf(started, sizeof(started), "%lld", (long long)fx->started_at);
+    const char *params[] = {
+        ps->run_id,
+        n_staged,
+        n_rej,
+        n_dups,
+        n_flags,
+        fx->fetched ? "t" : "f",
+        fx->sealed ? sealed : NULL,
+        fx->failed ? "t" : "f",
+        fx->skipped ? "t" : "f",
+        fx->failed || fx->skipped ? fx->reason : NULL,
+        fx->fetched && fx->sha256[0] ? fx->sha256 : NULL,
+        fx->fetched ? bytes : NULL,
+        fx->fetched && fx->started_at ? started : NULL,
+    };
+    rc = run(ps,
+             "UPDATE sluice_progress SET staged = staged + $2::bigint, "
+             "rejected = rejected + $3::bigint, duplicates = duplicates + $4::bigint, "
+             "dupflags = dupflags + $5::bigint, fetched = fetched OR $6::boolean, "
+             "sealed = coalesce(sealed, $7::bigint), failed = failed OR $8::boolean, "
+             "skipped = skipped OR $9::boolean, reason = coalesce(reason, $10), "
+             "sha256 = coalesce(sha256, $11), bytes = coalesce(bytes, $12::bigint), "
+             "started_at = coalesce(started_at, $13::bigint), updated_at = now() "
+             "WHERE run_id = $1 RETURNING " PROGRESS_COLS,
+             13, params, &res);
+    if (rc)
+        goto done;
+    read_progress(ps, res, out);
+    rc = run(ps, "COMMIT", 0, NULL, NULL);
+done:
+    PQclear(res);
+    free(fresh);
+    if (rc == 0)
+        batch_reset(ps); /* staged, or dropped when the run is final */
+    else
+        sl_seterr(errbuf, errsz, rc, "%s", ps->err);
+    return rc;
+}
+
+/* ---- finalizing --------------------------------------------------------- */
+
+/* Applies the staged rows; fills ps->counts. The caller's transaction stays
+ * open (or is rolled back on error). */
+static int apply_staged(struct pg_sink *ps, uint64_t dupflags)
+{
+    const struct sl_job *job = ps->base.job;
+    const char *params[] = {ps->run_id};
+    struct sl_buf sql = SL_BUF_INIT;
+    PGresult *res = NULL;
+    int rc = 0;
+    bool direct = !ps->keyed || (dupflags == 0 && job->options.allow_create);
+    if (direct) {
+        /* one statement straight from the staging table; a key there twice
+         * (the validator did not flag it) falls back to the distinct path */
+        if (build_apply(ps, &sql, ps->stage) || (rc = run(ps, "SAVEPOINT direct", 0, NULL, NULL)))
+            goto done;
+        res = PQexecParams(ps->conn, sql.data, 1, NULL, params, NULL, NULL, 0);
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            rc = run(ps, "RELEASE SAVEPOINT direct", 0, NULL, NULL);
+            goto counted;
+        }
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (!ps->keyed || !state || strcmp(state, "21000") != 0) {
+            rc = failed_with(ps, res, NULL);
+            goto done;
         }
         PQclear(res);
+        res = NULL;
+        if ((rc = run(ps, "ROLLBACK TO SAVEPOINT direct", 0, NULL, NULL)))
+            goto done;
     }
-    if (!err && !ok) {
-        char msg[400];
-        sl_pg_message(ps->conn, NULL, msg, sizeof(msg));
-        snprintf(ps->err, sizeof(ps->err), "cannot %s: %s", ps->what, msg);
-        err = SL_ERR_RETRY;
+    /* the last record of each key (by source row), with how many it replaced */
+    sl_buf_reset(&sql);
+    rc = sl_buf_puts(&sql, "INSERT INTO " BATCH_TABLE " SELECT DISTINCT ON (");
+    rc |= put_cols(ps, &sql, "", 1);
+    rc |= sl_buf_puts(&sql, ") ");
+    rc |= put_cols(ps, &sql, "", -1);
+    rc |= sl_buf_puts(&sql, ", (count(*) OVER (PARTITION BY ");
+    rc |= put_cols(ps, &sql, "", 1);
+    rc |= sl_buf_printf(&sql, ") - 1)::integer FROM %s ORDER BY ", ps->stage);
+    rc |= put_cols(ps, &sql, "", 1);
+    rc |= sl_buf_puts(&sql, ", " ROW_COL " DESC");
+    if (rc) {
+        rc = SL_ERR_NOMEM;
+        snprintf(ps->err, sizeof(ps->err), "out of memory");
+        goto done;
     }
-    return err ? fail(ps, err) : 0;
-}
-
-static uint64_t num(const PGresult *res, int col)
-{
-    return strtoull(PQgetvalue(res, 0, col), NULL, 10);
-}
-
-/* Applies the buffered batch inside the run's transaction. */
-static int flush(struct pg_sink *ps)
-{
-    if (ps->failed)
-        return SL_ERR_FATAL;
-    if (!ps->nlive) {
-        batch_reset(ps);
-        return 0;
+    if ((rc = run(ps, "TRUNCATE " BATCH_TABLE, 0, NULL, NULL)) ||
+        (rc = run(ps, sql.data, 0, NULL, NULL)))
+        goto done;
+    res = PQexecPrepared(ps->conn, APPLY_STMT, 1, params, NULL, NULL, 0);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = failed_with(ps, res, NULL);
+        goto done;
     }
-    int rc;
-    if (!ps->in_tx) {
-        if ((rc = exec_simple(ps, "BEGIN")))
-            return rc;
-        ps->in_tx = true;
+counted:
+    if (PQntuples(res) != 1 || PQnfields(res) != 5) {
+        rc = failed_with(ps, res, NULL);
+        goto done;
     }
-    if ((rc = copy_rows(ps)))
-        return rc;
-    const char *params[] = {ps->run_id};
-    PGresult *res = PQexecPrepared(ps->conn, APPLY_STMT, 1, params, NULL, NULL, 0);
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-        PQnfields(res) != 5) {
-        char msg[400];
-        sl_pg_message(ps->conn, res, msg, sizeof(msg));
-        snprintf(ps->err, sizeof(ps->err), "cannot %s: %s", ps->what, msg);
-        int err = res ? sl_pg_error_class(ps->conn, res) : SL_ERR_RETRY;
-        PQclear(res);
-        return fail(ps, err);
-    }
-    uint64_t absent = num(res, 0), absent_dups = num(res, 1), changed = num(res, 2),
-             same = num(res, 3), present_dups = num(res, 4);
-    PQclear(res);
+    uint64_t absent = num(res, 0, 0), absent_dups = num(res, 0, 1), changed = num(res, 0, 2),
+             same = num(res, 0, 3), present_dups = num(res, 0, 4);
     struct sl_counts *c = &ps->counts;
-    if (ps->base.job->options.allow_create || !ps->keyed) {
-        c->created += absent;
-        c->updated += absent_dups;
+    *c = (struct sl_counts){0};
+    if (job->options.allow_create || !ps->keyed) {
+        c->created = absent;
+        c->updated = absent_dups;
     } else {
-        c->not_created += absent + absent_dups;
+        c->not_created = absent + absent_dups;
     }
     c->updated += changed + present_dups;
-    c->unchanged += same;
+    c->unchanged = same;
     c->published = c->created + c->updated + c->unchanged;
-    if ((rc = exec_simple(ps, "TRUNCATE " BATCH_TABLE)))
-        return rc;
-    batch_reset(ps);
-    return 0;
+    c->duplicates = absent_dups + present_dups;
+done:
+    PQclear(res);
+    sl_buf_cleanup(&sql);
+    return rc;
 }
 
-/* Finds the live row of the batch with key (klen bytes at keys+koff);
- * returns its slot (empty when none). */
-static size_t find_slot(struct pg_sink *ps, size_t koff, size_t klen)
+/* Deletes the rows of the table that this run did not write. */
+static int mirror_delete(struct pg_sink *ps)
 {
-    const char *key = ps->keys.data + koff;
-    size_t s = hash_bytes(key, klen) & (NSLOT - 1);
-    while (ps->slot[s]) {
-        const struct brow *r = &ps->row[ps->slot[s] - 1];
-        if (r->klen == klen && !memcmp(ps->keys.data + r->koff, key, klen))
-            break;
-        s = (s + 1) & (NSLOT - 1);
+    struct sl_buf sql = SL_BUF_INIT;
+    const char *params[] = {ps->run_id};
+    PGresult *res = NULL;
+    int rc =
+        sl_buf_printf(&sql, "DELETE FROM %s WHERE " RUN_COL " IS DISTINCT FROM $1::text", ps->tq);
+    if (rc == 0 && (rc = run(ps, sql.data, 1, params, &res)) == 0)
+        sl_info("postgres", "run %s: mirror deleted %s rows", ps->run_id, PQcmdTuples(res));
+    PQclear(res);
+    sl_buf_cleanup(&sql);
+    return rc;
+}
+
+/* Marks the run final with ps->counts (zero unless applied) and drops what
+ * was staged; commits. */
+static int close_run(struct pg_sink *ps, bool failed, const char *reason,
+                     struct sl_run_progress *pr)
+{
+    const struct sl_counts *c = &ps->counts;
+    char v[6][24];
+    const uint64_t n[6] = {c->published, c->created,     c->updated,
+                           c->unchanged, c->not_created, c->duplicates};
+    for (int i = 0; i < 6; i++)
+        snprintf(v[i], sizeof(v[i]), "%llu", (unsigned long long)n[i]);
+    const char *params[] = {ps->run_id, failed ? "t" : "f", reason, v[0], v[1], v[2], v[3], v[4],
+                            v[5]};
+    char drop[128];
+    snprintf(drop, sizeof(drop), "DROP TABLE IF EXISTS %s", ps->stage);
+    PGresult *res = NULL;
+    int rc = run(ps,
+                 "UPDATE sluice_progress SET final = true, failed = failed OR $2::boolean, "
+                 "reason = coalesce(reason, $3), published = $4::bigint, created = $5::bigint, "
+                 "updated = $6::bigint, unchanged = $7::bigint, not_created = $8::bigint, "
+                 "replaced = $9::bigint, updated_at = now() WHERE run_id = $1 "
+                 "RETURNING " PROGRESS_COLS,
+                 9, params, &res);
+    if (rc == 0) {
+        read_progress(ps, res, pr);
+        PQclear(res);
+        if ((rc = run(ps, drop, 0, NULL, NULL)) == 0 &&
+            (rc = run(ps, "DELETE FROM sluice_progress_rows WHERE run_id = $1", 1, params, NULL)) ==
+                0)
+            rc = run(ps, "COMMIT", 0, NULL, NULL);
     }
-    return s;
+    ps->stage_ready = false;
+    return rc;
+}
+
+/* Whether the run's staging table exists (some publisher staged rows). */
+static int stage_exists(struct pg_sink *ps, bool *exists)
+{
+    if (ps->stage_ready) {
+        *exists = true;
+        return 0;
+    }
+    const char *params[] = {ps->stage};
+    PGresult *res = NULL;
+    int rc = run(ps, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
+    if (rc == 0)
+        *exists = truth(res, 0, 0);
+    PQclear(res);
+    return rc;
+}
+
+static void copy_counts(const struct pg_sink *ps, struct sl_counts *c)
+{
+    if (!c)
+        return;
+    c->published = ps->counts.published;
+    c->created = ps->counts.created;
+    c->updated = ps->counts.updated;
+    c->unchanged = ps->counts.unchanged;
+    c->not_created = ps->counts.not_created;
+    c->duplicates = ps->counts.duplicates;
+}
+
+static int pg_finalize(struct sl_sink *sk, bool success, bool keep_unseen,
+                       struct sl_run_progress *out, struct sl_counts *c, char *errbuf, size_t errsz)
+{
+    struct pg_sink *ps = (struct pg_sink *)sk;
+    struct sl_run_progress scratch;
+    if (!out)
+        out = &scratch;
+    PGresult *res = NULL;
+    int rc = begin_run(ps, &res);
+    if (rc)
+        return sl_seterr(errbuf, errsz, rc, "%s", ps->err);
+    ps->counts = (struct sl_counts){0};
+    uint64_t dupflags = read_progress(ps, res, out);
+    PQclear(res);
+    if (out->final) { /* finalized before: by another publisher, or by us before a crash */
+        rc = run(ps, "COMMIT", 0, NULL, NULL);
+        copy_counts(ps, c);
+        return rc ? sl_seterr(errbuf, errsz, rc, "%s", ps->err) : 1;
+    }
+    bool failed = !success && !out->f.skipped; /* a skipped run discards, not fails */
+    char reason[512] = "";
+    if (success) {
+        bool staged = false;
+        rc = stage_exists(ps, &staged);
+        if (rc == 0 && staged)
+            rc = apply_staged(ps, dupflags);
+        if (rc == 0 && sk->job->options.sync == SL_SYNC_MIRROR) {
+            if (keep_unseen)
+                sl_warn("postgres",
+                        "run %s: rows were rejected: mirror keeps the rows it did "
+                        "not see",
+                        ps->run_id);
+            else
+                rc = mirror_delete(ps);
+        }
+        if (rc && sl_err_class(rc) != SL_ERRCLASS_RETRIABLE) {
+            /* the destination refused the run: it fails, and publishes nothing */
+            snprintf(reason, sizeof(reason), "%s", ps->err);
+            failed = true;
+            ps->counts = (struct sl_counts){0};
+            if ((rc = begin_run(ps, &res)) == 0) {
+                read_progress(ps, res, out);
+                PQclear(res);
+                if (out->final) {
+                    rc = run(ps, "COMMIT", 0, NULL, NULL);
+                    copy_counts(ps, c);
+                    return rc ? sl_seterr(errbuf, errsz, rc, "%s", ps->err) : 1;
+                }
+            }
+        }
+        if (rc)
+            return sl_seterr(errbuf, errsz, rc, "%s", ps->err);
+    }
+    if ((rc = close_run(ps, failed, reason[0] ? reason : NULL, out)))
+        return sl_seterr(errbuf, errsz, rc, "%s", ps->err);
+    copy_counts(ps, c);
+    return 0;
 }
 
 /* ---- sink ops ----------------------------------------------------------- */
@@ -653,13 +1196,10 @@ static int pg_write(struct sl_sink *sk, const struct sl_msg *rec, bool duplicate
 {
     struct pg_sink *ps = (struct pg_sink *)sk;
     const struct sl_job *job = sk->job;
-    *res = SL_WRITE_CREATED;
-    (void)duplicate; /* a repeated key is found in the batch or by the table */
-    if (ps->failed)
-        return SL_ERR_FATAL;
-    if (ps->finished || rec->kind != SL_MSG_RECORD) {
+    *res = SL_WRITE_CREATED; /* provisional: the results come at the end of the run */
+    if (rec->kind != SL_MSG_RECORD || rec->u.rec.row >= ROW_MAX) {
         snprintf(ps->err, sizeof(ps->err), "cannot %s: %s", ps->what,
-                 ps->finished ? "the run is finished" : "not a record");
+                 rec->kind != SL_MSG_RECORD ? "not a record" : "row number out of range");
         return SL_ERR_INVALID;
     }
     const struct sl_record *r = &rec->u.rec;
@@ -672,7 +1212,7 @@ static int pg_write(struct sl_sink *sk, const struct sl_msg *rec, bool duplicate
         ps->crow = n;
     }
     struct brow *br = &ps->row[ps->nrow];
-    *br = (struct brow){.off = ps->rows.len, .koff = ps->keys.len};
+    *br = (struct brow){.off = ps->rows.len, .srow = r->row, .dup = duplicate};
     for (size_t i = 0; i < ps->ncol; i++) {
         const struct sl_attr *a = ps->col[i];
         if ((i && sl_buf_putc(&ps->rows, '\t')) ||
@@ -680,101 +1220,34 @@ static int pg_write(struct sl_sink *sk, const struct sl_msg *rec, bool duplicate
             return SL_ERR_NOMEM;
     }
     br->len = ps->rows.len - br->off;
-    if (ps->keyed) {
-        bool whole = true;
-        for (size_t k = 0; k < job->nkey && whole; k++) {
-            const struct sl_attr *a = &job->attrs[job->key_idx[k]];
-            const char *v = value_of(r, a, job->key_idx[k]);
-            whole = v != NULL;
-            if (v && sl_buf_printf(&ps->keys, "%zu:%s", strlen(v), v))
-                return SL_ERR_NOMEM;
-        }
-        br->klen = whole ? ps->keys.len - br->koff : 0;
-        if (!whole)
-            ps->keys.len = br->koff;
-    }
-    if (br->klen) {
-        size_t s = find_slot(ps, br->koff, br->klen);
-        if (ps->slot[s]) {
-            struct brow *old = &ps->row[ps->slot[s] - 1];
-            old->dead = true;
-            br->dups = old->dups + 1;
-            ps->nlive--;
-        }
-        ps->slot[s] = (uint32_t)(ps->nrow + 1);
-    }
     ps->nrow++;
-    ps->nlive++;
-    if (ps->nlive >= BATCH_ROWS || ps->nrow >= 4 * BATCH_ROWS || ps->rows.len >= BATCH_BYTES)
-        return flush(ps);
+    if (ps->nrow >= 4 * BATCH_ROWS || ps->rows.len >= BATCH_BYTES) {
+        char err[512];
+        return pg_sync(sk, NULL, NULL, 0, NULL, err, sizeof(err));
+    }
     return 0;
 }
 
 static int pg_commit(struct sl_sink *sk, char *errbuf, size_t errsz)
 {
-    struct pg_sink *ps = (struct pg_sink *)sk;
-    int rc = flush(ps);
-    if (!rc && ps->in_tx) {
-        rc = exec_simple(ps, "COMMIT");
-        ps->in_tx = false;
-    }
-    if (rc)
-        return sl_seterr(errbuf, errsz, rc, "%s", ps->err);
-    return 0;
+    return pg_sync(sk, NULL, NULL, 0, NULL, errbuf, errsz);
 }
 
+/* Standalone use (no publisher): stages what is left and finalizes. */
 static int pg_finish(struct sl_sink *sk, bool success, char *errbuf, size_t errsz)
 {
     struct pg_sink *ps = (struct pg_sink *)sk;
-    if (ps->finished)
-        return 0;
-    ps->finished = true;
-    int rc = 0;
-    if (success) {
-        rc = flush(ps);
-        if (!rc && sk->job->options.sync == SL_SYNC_MIRROR && sk->keep_unseen)
-            sl_warn("postgres", "run %s: rows were rejected: mirror keeps the rows it did not see",
-                    ps->run_id);
-        else if (!rc && sk->job->options.sync == SL_SYNC_MIRROR) {
-            if (!ps->in_tx && !(rc = exec_simple(ps, "BEGIN")))
-                ps->in_tx = true;
-            if (!rc) {
-                struct sl_buf sql = SL_BUF_INIT;
-                const char *params[] = {ps->run_id};
-                PGresult *res = NULL;
-                if (sl_buf_puts(&sql, "DELETE FROM ") ||
-                    sl_pg_put_ident(&sql, ps->conn,
-                                    sk->job->destination.table ? sk->job->destination.table
-                                                               : sk->job->object) ||
-                    sl_buf_puts(&sql, " WHERE " RUN_COL " IS DISTINCT FROM $1::text"))
-                    rc = SL_ERR_NOMEM;
-                else
-                    rc = sl_pg_exec(ps->conn, ps->what, sql.data, 1, params, &res, ps->err,
-                                    sizeof(ps->err));
-                if (rc == SL_ERR_NOMEM)
-                    snprintf(ps->err, sizeof(ps->err), "out of memory");
-                if (!rc)
-                    sl_info("postgres", "run %s: mirror deleted %s rows", ps->run_id,
-                            PQcmdTuples(res));
-                else
-                    fail(ps, rc);
-                PQclear(res);
-                sl_buf_cleanup(&sql);
-            }
-        }
-        if (!rc && ps->in_tx) {
-            rc = exec_simple(ps, "COMMIT");
-            ps->in_tx = false;
-        }
-    }
-    if (ps->in_tx) {
-        PGresult *res = PQexec(ps->conn, "ROLLBACK");
-        PQclear(res);
-        ps->in_tx = false;
-    }
-    batch_reset(ps);
+    struct sl_run_progress pr;
+    int rc = pg_sync(sk, NULL, NULL, 0, NULL, errbuf, errsz);
     if (rc)
-        return sl_seterr(errbuf, errsz, rc, "%s", ps->err);
+        return rc;
+    rc = pg_finalize(sk, success, sk->keep_unseen, &pr, NULL, errbuf, errsz);
+    if (rc < 0)
+        return rc;
+    if (success && pr.f.failed)
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s",
+                         pr.f.reason ? pr.f.reason : "the run failed");
+    (void)ps;
     return 0;
 }
 
@@ -804,11 +1277,12 @@ static void pg_destroy(struct sl_sink *sk)
         PQfinish(ps->conn);
     free(ps->run_id);
     free(ps->what);
+    free(ps->tq);
     free(ps->col);
     free(ps->row);
-    free(ps->slot);
+    free(ps->chunk);
     sl_buf_cleanup(&ps->rows);
-    sl_buf_cleanup(&ps->keys);
+    sl_buf_cleanup(&ps->reason);
     free(ps);
 }
 
@@ -820,7 +1294,24 @@ static const struct sl_sink_ops pg_ops = {
     .destroy = pg_destroy,
     .counts = pg_counts,
     .last_error = pg_last_error,
+    .sync = pg_sync,
+    .finalize = pg_finalize,
 };
+
+/* "_sluice_stage_" and the first 32 hex digits of SHA-256(run id), quoted:
+ * any run id gives a valid, distinct table name. */
+static int stage_name(const char *run_id, char out[64])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(run_id, strlen(run_id), md, &mdlen, EVP_sha256(), NULL) || mdlen < 16)
+        return SL_ERR_FATAL;
+    int n = snprintf(out, 64, "\"_sluice_stage_");
+    for (int i = 0; i < 16; i++)
+        n += snprintf(out + n, (size_t)(64 - n), "%02x", md[i]);
+    snprintf(out + n, (size_t)(64 - n), "\"");
+    return 0;
+}
 
 struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job *job,
                                       const char *run_id, char *errbuf, size_t errsz)
@@ -835,18 +1326,21 @@ struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job 
     ps->base.job = job;
     ps->keyed = job->options.sync != SL_SYNC_APPEND;
     sl_buf_init(&ps->rows);
-    sl_buf_init(&ps->keys);
+    sl_buf_init(&ps->reason);
     sl_pg_where(conninfo, ps->where, sizeof(ps->where));
-    size_t wn = strlen(table) + strlen(ps->where) + 32;
+    size_t wn = (table ? strlen(table) : 0) + strlen(ps->where) + 32;
     ps->run_id = strdup(run_id ? run_id : "");
     ps->what = malloc(wn);
     ps->col = calloc(job->nattrs + 1, sizeof(*ps->col));
-    ps->slot = calloc(NSLOT, sizeof(*ps->slot));
-    if (!ps->run_id || !ps->what || !ps->col || !ps->slot) {
+    if (!ps->run_id || !ps->what || !ps->col) {
         sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    snprintf(ps->what, wn, "write to table %s at %s", table, ps->where);
+    snprintf(ps->what, wn, "write to table %s at %s", table ? table : "", ps->where);
+    if (stage_name(ps->run_id, ps->stage)) {
+        sl_seterr(errbuf, errsz, SL_ERR_FATAL, "cannot %s: SHA-256 failed", ps->what);
+        goto fail;
+    }
     if (!table || !*table) {
         sl_seterr(errbuf, errsz, SL_ERR_INVALID, "destination.table: no table name");
         goto fail;

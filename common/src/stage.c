@@ -29,11 +29,25 @@ struct sl_stage_runner {
     void *state;
     struct sl_emitter em;
     atomic_ullong count;
+    bool unflushed; /* processed messages whose outputs a failed flush holds */
+    bool gone;      /* the stage state is destroyed */
 };
 
 int sl_emit(struct sl_emitter *em, const char *topic, struct sl_msg *msg)
 {
     return sl_bus_send(em->bus, topic, msg);
+}
+
+/* Before the bus commits on its own (rebalance, close): the stage sends
+ * what it holds back, or the offsets stay uncommitted. */
+static int revoke_hook(void *arg)
+{
+    struct sl_stage_runner *r = arg;
+    if (r->gone)
+        return r->unflushed ? SL_ERR_RETRY : 0;
+    int rc = r->stage->flush(r->state, &r->em);
+    r->unflushed = rc != 0;
+    return rc;
 }
 
 struct sl_stage_runner *sl_stage_runner_new(const struct sl_stage *stage, struct sl_bus *bus,
@@ -58,6 +72,8 @@ struct sl_stage_runner *sl_stage_runner_new(const struct sl_stage *stage, struct
         goto fail;
     if (stage->init && stage->init(&r->state, env, errbuf, errsz))
         goto fail;
+    if (stage->flush && bus->ops->set_revoke_hook)
+        bus->ops->set_revoke_hook(r->c, revoke_hook, r);
     return r;
 fail:
     sl_stage_runner_destroy(r);
@@ -85,6 +101,7 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
     const struct sl_stage *st = r->stage;
     unsigned uncommitted = 0;
     bool idle_flushed = true;
+    long flush_backoff = 100;
     int rc = 0;
     while (!stop || !atomic_load(stop)) {
         struct sl_msg *msg = NULL;
@@ -94,7 +111,18 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             bool closed = rc == SL_ERR_CLOSED;
             rc = 0;
             if (!idle_flushed && st->flush)
-                rc = st->flush(r->state, &r->em);
+                r->unflushed = (rc = st->flush(r->state, &r->em)) != 0;
+            if (rc == SL_ERR_CLOSED)
+                return 0; /* as when process() meets a closed bus */
+            if (rc && sl_err_class(rc) == SL_ERRCLASS_RETRIABLE && !closed) {
+                /* nothing is committed until the flush went through */
+                sl_warn(st->name, "flush failed (%s): retrying", sl_err_str(rc));
+                sleep_ms(flush_backoff);
+                if (flush_backoff < 5000)
+                    flush_backoff *= 2;
+                continue;
+            }
+            flush_backoff = 100;
             idle_flushed = true;
             if (rc == 0 && uncommitted) {
                 rc = r->bus->ops->commit(r->c);
@@ -136,10 +164,16 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
         if (rc)
             return sl_seterr(errbuf, errsz, rc, "%s: %s", st->name, sl_err_str(rc));
         atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
+        r->unflushed = st->flush != NULL;
         if (++uncommitted >= COMMIT_EVERY) {
-            if (st->flush && (rc = st->flush(r->state, &r->em)) != 0 &&
-                sl_err_class(rc) == SL_ERRCLASS_FATAL)
-                return sl_seterr(errbuf, errsz, rc, "%s: flush failed", st->name);
+            if (st->flush && (r->unflushed = (rc = st->flush(r->state, &r->em)) != 0)) {
+                if (rc == SL_ERR_CLOSED)
+                    return 0;
+                if (sl_err_class(rc) == SL_ERRCLASS_FATAL)
+                    return sl_seterr(errbuf, errsz, rc, "%s: flush failed", st->name);
+                rc = 0; /* not committed: the idle path retries the flush */
+                continue;
+            }
             if ((rc = r->bus->ops->commit(r->c)) != 0 && sl_err_class(rc) == SL_ERRCLASS_FATAL)
                 return sl_seterr(errbuf, errsz, rc, "%s: cannot commit: %s", st->name,
                                  sl_err_str(rc));
@@ -147,12 +181,12 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             uncommitted = 0;
         }
     }
-    /* stopped (SIGTERM): what was processed is committed before we leave */
-    if (uncommitted) {
-        if (st->flush)
-            st->flush(r->state, &r->em);
+    /* stopped (SIGTERM): what was processed is committed before we leave,
+     * unless its outputs could not be flushed (they come again) */
+    if (uncommitted && st->flush)
+        r->unflushed = st->flush(r->state, &r->em) != 0;
+    if (uncommitted && !r->unflushed)
         r->bus->ops->commit(r->c);
-    }
     return 0;
 }
 
@@ -167,6 +201,7 @@ void sl_stage_runner_destroy(struct sl_stage_runner *r)
         return;
     if (r->state && r->stage->destroy)
         r->stage->destroy(r->state);
+    r->gone = true; /* unsubscribing may revoke: the state is no more */
     if (r->c)
         r->bus->ops->unsubscribe(r->c);
     free(r);

@@ -2,14 +2,26 @@
  * The publisher stage: valid records to the destination, rejections to the
  * run ledger, and each run finalized exactly once.
  *
- * Per run it keeps the counters and what the run events said (fetched,
- * sealed with the record count, failed, skipped). A run is complete when it
- * failed or was skipped, or when published + rejected + not_created rows
- * equal the sealed count, whatever order the topics delivered them in. Then
- * the sink is finished (the writes become visible, or are discarded when the
- * run failed), the ledger writes the summary, the last-success hash is kept
- * for skip_unchanged, and a FINAL event goes to the runs topic. Records of a
- * run that is already final (a failed run's stragglers) are dropped.
+ * A run is complete when it failed or was skipped, or when its published (or
+ * staged) + rejected rows reach the parser's sealed count, whatever order
+ * the topics delivered them in. Then the destination's writes become
+ * visible (or are discarded when the run failed), the ledger writes the
+ * summary, the last-success hash is kept for skip_unchanged, and a FINAL
+ * event goes to the runs topic.
+ *
+ * Two ways to keep the count:
+ * - durable (a sink with sync/finalize: postgres): the run's progress lives
+ *   in the destination database beside the staged rows (sink.h), so that any
+ *   number of publishers share a run, a redelivered or repeated row counts
+ *   once, and a publisher killed at any point loses nothing: the messages
+ *   after its last Kafka commit come again, and syncing them changes nothing
+ *   but lets the completion check run again. Records and rejected rows are
+ *   buffered and synced every SYNC_ROWS and before each commit (flush);
+ *   the ledger's rejected rows are written before their sync counts them.
+ * - in memory (the NDJSON file sink of embedded mode): counted here.
+ *
+ * Records of a run that is already final (a failed run's stragglers) are
+ * dropped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +34,8 @@
 #include "sluice/stage.h"
 #include "sluice/state.h"
 
-#define MAX_DONE 64
+#define MAX_DONE  64
+#define SYNC_ROWS 5000 /* records and rejections buffered per run before a sync */
 
 struct run {
     struct run *next;
@@ -32,6 +45,9 @@ struct run {
     const struct sl_job *job;
     struct sl_sink *sink;
     struct sl_ledger *lg;
+    bool sink_tried; /* open_sink was called (it may have failed) */
+    bool durable;    /* the sink keeps the progress (sync/finalize) */
+    /* in memory: everything; durable: the facts not yet synced */
     struct sl_counts counts;
     bool sealed, failed, skipped, fetched;
     uint64_t sealed_count;
@@ -39,6 +55,11 @@ struct run {
     char sha256[65];
     uint64_t bytes;
     int64_t started_at;
+    /* durable: what the next sync records */
+    bool facts;                  /* some fact above is new */
+    struct sl_rejected_row *rej; /* rejected rows (already given to the ledger) */
+    size_t nrej, crej;
+    size_t pending; /* records and rejections since the last sync */
 };
 
 struct publisher {
@@ -67,6 +88,7 @@ static void run_free(struct run *r)
     free(r->run_id);
     free(r->job_id);
     free(r->reason);
+    free(r->rej);
     free(r);
 }
 
@@ -78,7 +100,9 @@ static void publisher_destroy(void *state)
     while (p->runs) {
         struct run *r = p->runs;
         p->runs = r->next;
-        if (r->sink)
+        /* a durable run goes on in the database (another publisher, or this
+         * one restarted, finishes it); an in-memory one is lost: discard */
+        if (r->sink && !r->durable)
             r->sink->ops->finish(r->sink, false, NULL, 0);
         run_free(r);
     }
@@ -121,7 +145,13 @@ static struct run *find_run(struct publisher *p, const struct sl_msg *m, char *e
     return r;
 }
 
-/* Opens the sink and the ledger of a run on its first record. */
+static void set_reason(struct run *r, const char *why)
+{
+    free(r->reason);
+    r->reason = why ? strdup(why) : NULL;
+}
+
+/* Opens the ledger and the sink of a run on its first message. */
 static int open_outputs(struct publisher *p, struct run *r)
 {
     char err[512] = "";
@@ -134,16 +164,89 @@ static int open_outputs(struct publisher *p, struct run *r)
             return SL_ERR_IO;
         }
     }
-    if (!r->sink && !r->failed && !r->skipped && p->env->open_sink) {
+    if (!r->sink && !r->sink_tried && p->env->open_sink) {
+        r->sink_tried = true;
         r->sink = p->env->open_sink(r->job, r->run_id, p->env, err, sizeof(err));
         if (!r->sink) {
+            if (!r->failed)
+                set_reason(r, err);
             r->failed = true;
-            free(r->reason);
-            r->reason = strdup(err);
+            r->facts = true;
+        } else {
+            r->durable = r->sink->ops->sync && r->sink->ops->finalize;
         }
     }
     return 0;
 }
+
+static void remember_done(struct publisher *p, const char *run_id)
+{
+    size_t slot = p->ndone++ % MAX_DONE;
+    free(p->done[slot]);
+    p->done[slot] = strdup(run_id);
+}
+
+/* Forgets r (finalized) and sends its FINAL event ev, if any. */
+static int retire(struct publisher *p, struct run *r, struct sl_msg *ev, struct sl_emitter *em)
+{
+    /* unlink and free the run before emitting: emit may block */
+    for (struct run **pp = &p->runs; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    }
+    remember_done(p, r->run_id);
+    run_free(r);
+    return ev ? sl_emit(em, SL_TOPIC_RUNS, ev) : 0;
+}
+
+/* Writes the summary to the ledger, keeps the last-success hash, and builds
+ * the FINAL event when this call finished the run (*ev NULL otherwise). */
+static int conclude(struct publisher *p, struct run *r, struct sl_run_summary *sum,
+                    struct sl_msg **ev)
+{
+    char err[512] = "";
+    *ev = NULL;
+    int lr = 0;
+    if (r->lg && (lr = r->lg->ops->finish(r->lg, sum, err, sizeof(err))) < 0) {
+        sl_error("publisher", "run %s: %s", r->run_id, err);
+        if (sl_err_class(lr) == SL_ERRCLASS_RETRIABLE)
+            return lr;
+        sum->status = "failed";
+        if (!sum->reason)
+            sum->reason = err;
+    }
+    bool ok = strcmp(sum->status, "failed") != 0 && strcmp(sum->status, "skipped") != 0;
+    if (ok && sum->sha256 && r->job)
+        p->env->st->ops->set_last_sha(p->env->st, r->job->id, sum->sha256);
+    p->env->st->ops->end_run(p->env->st, r->run_id);
+    if (lr == 1)
+        return 0; /* finished before (another publisher, or us before a crash) */
+
+    const struct sl_counts *c = &sum->counts;
+    sl_info("publisher", "run %s %s: %llu read, %llu published, %llu rejected%s%s", r->run_id,
+            sum->status, (unsigned long long)c->read, (unsigned long long)c->published,
+            (unsigned long long)c->rejected, sum->reason ? ": " : "",
+            sum->reason ? sum->reason : "");
+    struct sl_msg *m = sl_msg_new(SL_MSG_RUN_EVENT, r->run_id, r->job_id, r->job_version);
+    if (!m)
+        return SL_ERR_NOMEM;
+    m->u.ev.kind = SL_EV_FINAL;
+    m->u.ev.stage = "publisher";
+    m->u.ev.status = sl_arena_strdup(&m->arena, sum->status);
+    m->u.ev.reason = sum->reason ? sl_arena_strdup(&m->arena, sum->reason) : NULL;
+    m->u.ev.counts = *c;
+    m->u.ev.record_count = c->read;
+    if (sum->sha256)
+        snprintf(m->u.ev.sha256, sizeof(m->u.ev.sha256), "%s", sum->sha256);
+    m->u.ev.bytes = sum->bytes;
+    m->u.ev.at = sum->finished_at;
+    *ev = m;
+    return 0;
+}
+
+/* ---- in memory ---------------------------------------------------------- */
 
 static const char *run_status(const struct run *r)
 {
@@ -152,13 +255,6 @@ static const char *run_status(const struct run *r)
     if (r->skipped)
         return "skipped";
     return r->counts.rejected ? "completed_with_errors" : "succeeded";
-}
-
-static void remember_done(struct publisher *p, const char *run_id)
-{
-    size_t slot = p->ndone++ % MAX_DONE;
-    free(p->done[slot]);
-    p->done[slot] = strdup(run_id);
 }
 
 static int finalize(struct publisher *p, struct run *r, struct sl_emitter *em)
@@ -172,13 +268,11 @@ static int finalize(struct publisher *p, struct run *r, struct sl_emitter *em)
         r->sink->keep_unseen = r->counts.rejected > 0;
         if (r->sink->ops->finish(r->sink, ok, err, sizeof(err)) && ok) {
             r->failed = true;
-            free(r->reason);
-            r->reason = strdup(err);
+            set_reason(r, err);
         } else if (ok && r->sink->ops->counts) {
             r->sink->ops->counts(r->sink, &r->counts); /* the batches' real results */
         }
     }
-    const char *status = run_status(r);
     if (r->failed) {
         /* the sink discarded the run's writes: nothing was published */
         r->counts.published = r->counts.created = r->counts.updated = 0;
@@ -188,7 +282,7 @@ static int finalize(struct publisher *p, struct run *r, struct sl_emitter *em)
     struct sl_run_summary sum = {
         .run_id = r->run_id,
         .job = r->job ? r->job->name : r->job_id,
-        .status = status,
+        .status = run_status(r),
         .reason = r->reason,
         .started_at = r->started_at,
         .finished_at = sl_now_us(),
@@ -196,45 +290,10 @@ static int finalize(struct publisher *p, struct run *r, struct sl_emitter *em)
         .bytes = r->bytes,
         .counts = r->counts,
     };
-    if (r->lg && r->lg->ops->finish(r->lg, &sum, err, sizeof(err))) {
-        sl_error("publisher", "run %s: %s", r->run_id, err);
-        status = sum.status = "failed";
-        r->failed = true;
-        if (!r->reason)
-            r->reason = strdup(err);
-        sum.reason = r->reason;
-    }
-    if (!r->failed && !r->skipped && r->sha256[0] && r->job)
-        p->env->st->ops->set_last_sha(p->env->st, r->job->id, r->sha256);
-    p->env->st->ops->end_run(p->env->st, r->run_id);
-
-    sl_info("publisher", "run %s %s: %llu read, %llu published, %llu rejected%s%s", r->run_id,
-            status, (unsigned long long)r->counts.read, (unsigned long long)r->counts.published,
-            (unsigned long long)r->counts.rejected, r->reason ? ": " : "",
-            r->reason ? r->reason : "");
-    struct sl_msg *ev = sl_msg_new(SL_MSG_RUN_EVENT, r->run_id, r->job_id, r->job_version);
-    if (!ev)
-        return SL_ERR_NOMEM;
-    ev->u.ev.kind = SL_EV_FINAL;
-    ev->u.ev.stage = "publisher";
-    ev->u.ev.status = sl_arena_strdup(&ev->arena, status);
-    ev->u.ev.reason = r->reason ? sl_arena_strdup(&ev->arena, r->reason) : NULL;
-    ev->u.ev.counts = r->counts;
-    ev->u.ev.record_count = r->counts.read;
-    memcpy(ev->u.ev.sha256, r->sha256, sizeof(r->sha256));
-    ev->u.ev.bytes = r->bytes;
-    ev->u.ev.at = sum.finished_at;
-
-    /* unlink and free the run before emitting: emit may block */
-    for (struct run **pp = &p->runs; *pp; pp = &(*pp)->next) {
-        if (*pp == r) {
-            *pp = r->next;
-            break;
-        }
-    }
-    remember_done(p, r->run_id);
-    run_free(r);
-    return sl_emit(em, SL_TOPIC_RUNS, ev);
+    struct sl_msg *ev = NULL;
+    if ((rc = conclude(p, r, &sum, &ev)))
+        return rc;
+    return retire(p, r, ev, em);
 }
 
 static bool complete(const struct run *r)
@@ -245,6 +304,104 @@ static bool complete(const struct run *r)
            r->counts.published + r->counts.rejected + r->counts.not_created >= r->sealed_count;
 }
 
+/* ---- durable ------------------------------------------------------------ */
+
+static bool durable_complete(const struct sl_run_progress *pr)
+{
+    if (pr->final || pr->f.failed || pr->f.skipped)
+        return true;
+    return pr->f.sealed && pr->staged + pr->rejected >= pr->f.sealed_count;
+}
+
+static int finalize_durable(struct publisher *p, struct run *r, const struct sl_run_progress *pr,
+                            struct sl_emitter *em)
+{
+    char err[512] = "";
+    struct sl_run_progress fin;
+    struct sl_counts c = {0};
+    bool success = !pr->f.failed && !pr->f.skipped;
+    int rc = r->sink->ops->finalize(r->sink, success, pr->rejected > 0, &fin, &c, err, sizeof(err));
+    if (rc < 0) {
+        sl_error("publisher", "run %s: cannot finalize: %s", r->run_id, err);
+        return rc;
+    }
+    const char *status = fin.f.failed    ? "failed"
+                         : fin.f.skipped ? "skipped"
+                         : fin.rejected  ? "completed_with_errors"
+                                         : "succeeded";
+    bool failed = fin.f.failed;
+    struct sl_run_summary sum = {
+        .run_id = r->run_id,
+        .job = r->job->name,
+        .status = status,
+        .reason = fin.f.reason,
+        .started_at = fin.f.started_at ? fin.f.started_at : r->started_at,
+        .finished_at = sl_now_us(),
+        .sha256 = fin.f.sha256[0] ? fin.f.sha256 : NULL,
+        .bytes = fin.f.bytes,
+        .counts =
+            {
+                .read = fin.f.sealed ? fin.f.sealed_count : fin.staged + fin.rejected,
+                .published = failed ? 0 : c.published,
+                .created = failed ? 0 : c.created,
+                .updated = failed ? 0 : c.updated,
+                .unchanged = failed ? 0 : c.unchanged,
+                .not_created = failed ? 0 : c.not_created,
+                .rejected = fin.rejected,
+                .duplicates = fin.duplicates + c.duplicates,
+            },
+    };
+    struct sl_msg *ev = NULL;
+    if ((rc = conclude(p, r, &sum, &ev)))
+        return rc;
+    return retire(p, r, ev, em);
+}
+
+/* Records what r buffered (rejected rows into the ledger first, then the
+ * sink's sync) and finalizes the run when it is complete. */
+static int sync_run(struct publisher *p, struct run *r, struct sl_emitter *em)
+{
+    char err[512] = "";
+    int rc;
+    if (r->lg && r->lg->ops->flush && (rc = r->lg->ops->flush(r->lg, err, sizeof(err)))) {
+        sl_error("publisher", "run %s: %s", r->run_id, err);
+        return rc;
+    }
+    struct sl_run_facts fx = {
+        .fetched = r->fetched,
+        .sealed = r->sealed,
+        .failed = r->failed,
+        .skipped = r->skipped,
+        .sealed_count = r->sealed_count,
+        .bytes = r->bytes,
+        .started_at = r->started_at,
+        .reason = r->reason,
+    };
+    memcpy(fx.sha256, r->sha256, sizeof(fx.sha256));
+    struct sl_run_progress pr;
+    rc = r->sink->ops->sync(r->sink, r->facts ? &fx : NULL, r->rej, r->nrej, &pr, err, sizeof(err));
+    if (rc) {
+        sl_error("publisher", "run %s: %s", r->run_id, err);
+        return rc;
+    }
+    r->nrej = 0;
+    r->pending = 0;
+    r->facts = false;
+    return durable_complete(&pr) ? finalize_durable(p, r, &pr, em) : 0;
+}
+
+static int publisher_flush(void *state, struct sl_emitter *em)
+{
+    struct publisher *p = state;
+    int rc = 0;
+    for (struct run *r = p->runs, *next; r && rc == 0; r = next) {
+        next = r->next; /* sync_run may retire r */
+        if (r->durable && (r->pending || r->facts))
+            rc = sync_run(p, r, em);
+    }
+    return rc;
+}
+
 static bool has_code(const struct sl_record *rec, const char *code)
 {
     for (uint32_t i = 0; i < rec->nprob; i++)
@@ -253,15 +410,107 @@ static bool has_code(const struct sl_record *rec, const char *code)
     return false;
 }
 
+static int add_rejected(struct run *r, const struct sl_msg *m)
+{
+    if (r->nrej == r->crej) {
+        size_t n = r->crej ? r->crej * 2 : 256;
+        struct sl_rejected_row *nr = realloc(r->rej, n * sizeof(*nr));
+        if (!nr)
+            return SL_ERR_NOMEM;
+        r->rej = nr;
+        r->crej = n;
+    }
+    r->rej[r->nrej++] = (struct sl_rejected_row){
+        .row = m->u.rec.row,
+        .duplicate = has_code(&m->u.rec, "duplicate_key"),
+    };
+    return 0;
+}
+
+static int process_record(struct run *r, const struct sl_msg *m)
+{
+    enum sl_write_result res = SL_WRITE_CREATED;
+    int rc = r->sink ? r->sink->ops->write(r->sink, m, m->u.rec.duplicate, &res) : 0;
+    if (rc) {
+        const char *why = r->sink->ops->last_error ? r->sink->ops->last_error(r->sink) : NULL;
+        if (r->durable && sl_err_class(rc) != SL_ERRCLASS_FATAL && rc != SL_ERR_NOMEM)
+            return rc; /* e.g. a row number out of range: poison */
+        r->failed = r->facts = true;
+        set_reason(r, why ? why : "cannot write to the destination");
+        return 0;
+    }
+    r->pending++;
+    if (r->durable)
+        return 0;
+    if (m->u.rec.duplicate)
+        r->counts.duplicates++;
+    switch (res) {
+    case SL_WRITE_CREATED:
+        r->counts.published++;
+        r->counts.created++;
+        break;
+    case SL_WRITE_UPDATED:
+        r->counts.published++;
+        r->counts.updated++;
+        break;
+    case SL_WRITE_UNCHANGED:
+        r->counts.published++;
+        r->counts.unchanged++;
+        break;
+    case SL_WRITE_NOT_CREATED:
+        r->counts.not_created++;
+        break;
+    }
+    return 0;
+}
+
+static int process_event(struct publisher *p, struct run *r, const struct sl_run_event *ev)
+{
+    int rc = 0;
+    switch (ev->kind) {
+    case SL_EV_FETCHED:
+    case SL_EV_SKIPPED:
+        r->fetched = true;
+        memcpy(r->sha256, ev->sha256, sizeof(r->sha256));
+        r->bytes = ev->bytes;
+        if (ev->at)
+            r->started_at = ev->at;
+        if (ev->kind == SL_EV_SKIPPED) {
+            r->skipped = true;
+            set_reason(r, ev->reason);
+        }
+        break;
+    case SL_EV_SEALED:
+        r->sealed = true;
+        r->sealed_count = ev->record_count;
+        if ((rc = open_outputs(p, r)) == 0 && r->lg && r->lg->ops->columns)
+            rc = r->lg->ops->columns(r->lg, ev->columns, ev->ncolumns, ev->delimiter, ev->encoding);
+        break;
+    case SL_EV_FAILED:
+        r->failed = true;
+        set_reason(r, ev->reason ? ev->reason : "the run failed");
+        if (ev->at && !r->fetched)
+            r->started_at = ev->at;
+        break;
+    default:
+        return 0;
+    }
+    r->facts = true;
+    return rc;
+}
+
 static int publisher_process(void *state, const char *topic, struct sl_msg *m,
                              struct sl_emitter *em)
 {
     struct publisher *p = state;
+    (void)topic;
     if (!m->run_id)
         return 0;
     if (m->kind == SL_MSG_RUN_EVENT &&
         (m->u.ev.kind == SL_EV_FINAL || m->u.ev.kind == SL_EV_PROGRESS))
         return 0;
+    if (m->kind != SL_MSG_RECORD && m->kind != SL_MSG_REJECTION && m->kind != SL_MSG_RUN_EVENT)
+        return SL_ERR_INVALID;
     struct run *r = p->runs && !strcmp(p->runs->run_id, m->run_id) ? p->runs : NULL;
     if (!r) {
         if (is_done(p, m->run_id))
@@ -270,94 +519,45 @@ static int publisher_process(void *state, const char *topic, struct sl_msg *m,
         if (!(r = find_run(p, m, err, sizeof(err))))
             return SL_ERR_NOMEM;
     }
-    int rc = 0;
-    switch (m->kind) {
-    case SL_MSG_RECORD: {
-        if ((rc = open_outputs(p, r)) != 0 || r->failed)
-            break;
-        enum sl_write_result res = SL_WRITE_CREATED;
-        rc = r->sink ? r->sink->ops->write(r->sink, m, m->u.rec.duplicate, &res) : 0;
-        if (rc) {
-            const char *why = r->sink->ops->last_error ? r->sink->ops->last_error(r->sink) : NULL;
-            r->failed = true;
-            free(r->reason);
-            r->reason = strdup(why ? why : "cannot write to the destination");
-            rc = 0;
-            break;
-        }
-        if (m->u.rec.duplicate)
-            r->counts.duplicates++;
-        switch (res) {
-        case SL_WRITE_CREATED:
-            r->counts.published++;
-            r->counts.created++;
-            break;
-        case SL_WRITE_UPDATED:
-            r->counts.published++;
-            r->counts.updated++;
-            break;
-        case SL_WRITE_UNCHANGED:
-            r->counts.published++;
-            r->counts.unchanged++;
-            break;
-        case SL_WRITE_NOT_CREATED:
-            r->counts.not_created++;
-            break;
-        }
-        break;
+    int rc = open_outputs(p, r);
+    if (rc)
+        return rc;
+    /* a full buffer is synced before this message joins it, so that a
+     * failed sync retried with this message buffers it only once */
+    if (r->durable && r->pending >= SYNC_ROWS) {
+        if ((rc = sync_run(p, r, em)))
+            return rc;
+        if (is_done(p, m->run_id))
+            return 0; /* that sync finalized the run */
     }
+    switch (m->kind) {
+    case SL_MSG_RECORD:
+        if (!r->failed || r->durable)
+            rc = process_record(r, m);
+        break;
     case SL_MSG_REJECTION:
-        if ((rc = open_outputs(p, r)) != 0 || r->failed)
+        if (r->failed && !r->durable)
             break;
         if (r->lg && (rc = r->lg->ops->reject(r->lg, m)) != 0)
             break;
+        r->pending++;
+        if (r->durable) {
+            rc = add_rejected(r, m);
+            break;
+        }
         r->counts.rejected++;
         if (has_code(&m->u.rec, "duplicate_key"))
             r->counts.duplicates++;
         break;
-    case SL_MSG_RUN_EVENT: {
-        const struct sl_run_event *ev = &m->u.ev;
-        switch (ev->kind) {
-        case SL_EV_FETCHED:
-        case SL_EV_SKIPPED:
-            r->fetched = true;
-            memcpy(r->sha256, ev->sha256, sizeof(r->sha256));
-            r->bytes = ev->bytes;
-            if (ev->at)
-                r->started_at = ev->at;
-            if (ev->kind == SL_EV_SKIPPED) {
-                r->skipped = true;
-                free(r->reason);
-                r->reason = ev->reason ? strdup(ev->reason) : NULL;
-            }
-            break;
-        case SL_EV_SEALED:
-            r->sealed = true;
-            r->sealed_count = ev->record_count;
-            if ((rc = open_outputs(p, r)) == 0 && r->lg && r->lg->ops->columns)
-                rc = r->lg->ops->columns(r->lg, ev->columns, ev->ncolumns, ev->delimiter,
-                                         ev->encoding);
-            break;
-        case SL_EV_FAILED:
-            r->failed = true;
-            free(r->reason);
-            r->reason = ev->reason ? strdup(ev->reason) : strdup("the run failed");
-            if (ev->at && !r->fetched)
-                r->started_at = ev->at;
-            break;
-        default:
-            break;
-        }
+    default:
+        rc = process_event(p, r, &m->u.ev);
+        if (rc == 0 && r->durable)
+            return sync_run(p, r, em); /* facts are few: record them at once */
         break;
     }
-    default:
-        return SL_ERR_INVALID;
-    }
-    if (rc)
+    if (rc || r->durable)
         return rc;
-    if (complete(r))
-        return finalize(p, r, em);
-    return 0;
+    return complete(r) ? finalize(p, r, em) : 0;
 }
 
 static const char *const publisher_inputs[] = {SL_TOPIC_VALID, SL_TOPIC_REJECTED, SL_TOPIC_RUNS,
@@ -368,5 +568,6 @@ const struct sl_stage sl_stage_publisher = {
     .inputs = publisher_inputs,
     .init = publisher_init,
     .process = publisher_process,
+    .flush = publisher_flush,
     .destroy = publisher_destroy,
 };

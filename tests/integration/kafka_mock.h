@@ -90,6 +90,29 @@ static __attribute__((unused)) int kafka_mock_start(struct kafka_mock *km,
     return 0;
 }
 
+/* Sends one control command ("down 2", see tool_mock_kafka.c) and reads the
+ * answer line into reply; 0 when the answer is "ok". */
+static __attribute__((unused)) int kafka_mock_cmd(struct kafka_mock *km, const char *line,
+                                                  char *reply, size_t replysz)
+{
+    size_t len = 0;
+    if (write(km->in, line, strlen(line)) != (ssize_t)strlen(line) || write(km->in, "\n", 1) != 1)
+        return -1;
+    double until = kafka_mock_now() + 10;
+    while (len < replysz - 1 && kafka_mock_now() < until) {
+        struct pollfd pfd = {.fd = km->out, .events = POLLIN};
+        if (poll(&pfd, 1, 500) <= 0)
+            continue;
+        if (read(km->out, reply + len, 1) != 1)
+            break;
+        if (reply[len] == '\n')
+            break;
+        len++;
+    }
+    reply[len] = '\0';
+    return strcmp(reply, "ok") ? -1 : 0;
+}
+
 /* Stops the mock by PID (SIGTERM, then SIGKILL after 5 s). */
 static __attribute__((unused)) void kafka_mock_stop(struct kafka_mock *km)
 {

@@ -78,22 +78,7 @@ static int stop_mock(void **state)
 static void mock_cmd(const char *line)
 {
     char reply[256];
-    size_t len = 0;
-    assert_int_equal(write(km.in, line, strlen(line)), (ssize_t)strlen(line));
-    assert_int_equal(write(km.in, "\n", 1), 1);
-    double until = now_s() + 10;
-    while (len < sizeof(reply) - 1 && now_s() < until) {
-        struct pollfd pfd = {.fd = km.out, .events = POLLIN};
-        if (poll(&pfd, 1, 500) <= 0)
-            continue;
-        if (read(km.out, reply + len, 1) != 1)
-            break;
-        if (reply[len] == '\n')
-            break;
-        len++;
-    }
-    reply[len] = '\0';
-    if (strcmp(reply, "ok"))
+    if (kafka_mock_cmd(&km, line, reply, sizeof(reply)))
         fail_msg("mock_kafka answered '%s' to '%s'", reply, line);
 }
 

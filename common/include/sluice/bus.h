@@ -53,6 +53,12 @@ struct sl_bus_ops {
     /* From now on poll() drains and then answers SL_ERR_CLOSED; send() fails. */
     void (*close)(struct sl_bus *bus);
     void (*destroy)(struct sl_bus *bus);
+    /* Optional: fn(arg) is called on the consumer's thread before the bus
+     * commits on its own (partitions revoked by a rebalance, or the consumer
+     * closing), so that a stage holding outputs back sends them first; a
+     * non-zero return keeps the offsets uncommitted (the messages come
+     * again to the next owner). fn NULL removes the hook. */
+    void (*set_revoke_hook)(struct sl_consumer *c, int (*fn)(void *arg), void *arg);
 };
 
 struct sl_bus {
@@ -79,7 +85,7 @@ struct sl_kafka_conf {
 /* Kafka bus (bus_kafka.c): one idempotent producer (acks=all) shared by
  * every thread, one consumer per subscribe() (use each from one thread).
  * Messages travel protobuf-encoded (codec.h) on prefix + logical topic,
- * keyed by msg->key or else the run id. A message that cannot be decoded is
+ * keyed by msg->key or else the run id (and row, for records). A message that cannot be decoded is
  * never handed out: it goes to the dead-letter topic and poll goes on. A
  * message counts as processed once its consumer's thread calls poll() or
  * commit() again; commit() first waits until every message sent on the bus

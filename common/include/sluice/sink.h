@@ -30,6 +30,32 @@ enum sl_write_result {
 
 struct sl_sink;
 
+/* What a publisher learned of a run from the runs topic (sl_sink_ops.sync).
+ * Each fact is kept once stored: the first reason, sha256 and start win. */
+struct sl_run_facts {
+    bool fetched; /* sha256, bytes, started_at are set */
+    bool sealed;  /* the parser's record count is sealed_count */
+    bool failed, skipped;
+    uint64_t sealed_count, bytes;
+    int64_t started_at; /* unix microseconds */
+    char sha256[65];
+    const char *reason; /* why the run failed or was skipped, or NULL */
+};
+
+/* A rejected row as run progress counts it. */
+struct sl_rejected_row {
+    uint64_t row;
+    bool duplicate; /* rejected as a duplicate key */
+};
+
+/* A run's progress as a durable sink stored it. */
+struct sl_run_progress {
+    struct sl_run_facts f; /* f.reason is borrowed until the sink's next call */
+    uint64_t staged;       /* valid rows recorded (applied when final) */
+    uint64_t rejected, duplicates;
+    bool final; /* some publisher finalized the run */
+};
+
 struct sl_sink_ops {
     const char *name;
     /* Writes one valid record (SL_MSG_RECORD, attributes normalized). A
@@ -54,6 +80,33 @@ struct sl_sink_ops {
      * table items at 127.0.0.1:5432: ..."), or NULL. Borrowed until the next
      * call on sk. */
     const char *(*last_error)(struct sl_sink *sk);
+
+    /* Optional, both or neither: durable run progress (the postgres sink).
+     * Such a sink stages a run's records and applies them all at once when
+     * the run is final, and keeps the run's progress beside them, so that
+     * any number of publishers, each getting some of the run's messages,
+     * any of them redelivered, count every row exactly once.
+     *
+     * sync() makes the records written since the last sync, the rejected rows
+     * rej[0..nrej) (already stored in the ledger) and the facts fx durable in
+     * one transaction, counting only rows that no sync recorded before (by
+     * run and row number), and fills *out with the run's progress as stored.
+     * Records of a run that is final already are dropped. */
+    int (*sync)(struct sl_sink *sk, const struct sl_run_facts *fx,
+                const struct sl_rejected_row *rej, size_t nrej, struct sl_run_progress *out,
+                char *errbuf, size_t errsz);
+    /* Finalizes the run once among all publishers: with success, applies
+     * the staged records to the destination (and mirror deletes unless
+     * keep_unseen), else discards them; fills c's published, created,
+     * updated, unchanged, not_created and duplicates (records replaced by a
+     * later one of the same key), and *out with the run's final progress
+     * (out->f.failed and f.reason say when the destination refused the
+     * run: it then failed and published nothing). 0 when this call
+     * finalized the run, 1 when some call did before (c and out then hold
+     * what that call stored), or an error (nothing changed; retriable ones
+     * may be retried). */
+    int (*finalize)(struct sl_sink *sk, bool success, bool keep_unseen, struct sl_run_progress *out,
+                    struct sl_counts *c, char *errbuf, size_t errsz);
 };
 
 struct sl_sink {
@@ -106,10 +159,15 @@ struct sl_ledger_ops {
      * keeps the source's columns and comes back as the source came. */
     int (*columns)(struct sl_ledger *lg, const char *const *cols, size_t n, char delimiter,
                    int encoding);
-    /* Writes the run summary and closes the run's files. */
+    /* Writes the run summary and closes the run's files. 0, or 1 when the
+     * run was final in the ledger already (another publisher, or this one
+     * before a crash, finished it: nothing is changed), or an error. */
     int (*finish)(struct sl_ledger *lg, const struct sl_run_summary *sum, char *errbuf,
                   size_t errsz);
     void (*destroy)(struct sl_ledger *lg);
+    /* Optional: makes every rejected row so far durable (a durable sink's
+     * sync() counts them next). */
+    int (*flush)(struct sl_ledger *lg, char *errbuf, size_t errsz);
 };
 
 struct sl_ledger {

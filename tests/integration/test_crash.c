@@ -1,0 +1,354 @@
+/*
+ * Crashes in distributed mode: a 100,000-row run (tests/bench/gen_stores,
+ * the demo's shape with its bad rows) through the five services over the
+ * mock Kafka cluster, Redis and PostgreSQL, while
+ *   - the mapper is killed with SIGKILL mid-run and started again,
+ *   - the publisher is killed with SIGKILL mid-run and started again,
+ *   - a broker of the mock cluster goes down for a while and comes back.
+ * Each time the run must end with exactly the counts that embedded mode
+ * gives for the same file, the destination table must hold every valid row
+ * once (its unique key makes twice impossible, so its row count is the
+ * check), and the ledger every rejected row once. A consumer that fell
+ * behind the mock broker's retention would see its offsets reset: any reset
+ * in a service log fails the test.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kafka_mock.h"
+#include "pg_server.h"
+#include "redis_server.h"
+
+#define REPO  SLUICE_FIXTURES "/../.."
+#define NROWS 100000
+
+enum { FETCHER, PARSER, MAPPER, VALIDATOR, PUBLISHER, NSERVICES };
+static const char *const services[NSERVICES] = {"fetcher", "parser", "mapper", "validator",
+                                                "publisher"};
+
+static struct pg_server pg;
+static struct redis_server rs;
+static struct kafka_mock km;
+static pid_t svc_pid[NSERVICES];
+static char tmp[64];
+static json_t *expected; /* embedded mode's run.json counts */
+static long expected_rows;
+
+static int __attribute__((format(printf, 1, 2))) shell(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int start_service(int i)
+{
+    char bin[512], log[256];
+    snprintf(bin, sizeof(bin), "%s/sluice-%s", SLUICE_BUILD_DIR, services[i]);
+    snprintf(log, sizeof(log), "%s/%s.log", tmp, services[i]);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        execl(bin, bin, (char *)NULL);
+        _exit(127);
+    }
+    svc_pid[i] = pid;
+    return 0;
+}
+
+static void kill9(int i)
+{
+    fprintf(stderr, "# kill -9 sluice-%s (pid %d)\n", services[i], (int)svc_pid[i]);
+    kill(svc_pid[i], SIGKILL);
+    waitpid(svc_pid[i], NULL, 0);
+    svc_pid[i] = 0;
+}
+
+static PGconn *connect_pg(void)
+{
+    PGconn *c = PQconnectdb(pg.conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    return c;
+}
+
+static long query_long(PGconn *c, const char *sql, const char *param)
+{
+    const char *params[] = {param};
+    PGresult *r = PQexecParams(c, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+    long v = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        v = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+/* The demo job over the generated file, as job NAME into table NAME. */
+static void write_job(const char *name)
+{
+    assert_int_equal(shell("sed -e 's|\"url\": *\"stores.csv\"|\"url\": "
+                           "\"file://%s/inputs/stores.csv\"|' "
+                           "-e 's|\"name\": \"store-locations\"|\"name\": \"%s\"|' "
+                           "-e 's|^}$|,\"destination\": {\"type\": \"postgres\", \"table\": "
+                           "\"%s\"}}|' %s/examples/stores/job.json > %s/%s.json",
+                           tmp, name, name, REPO, tmp, name),
+                     0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmp, sizeof(tmp), "/tmp/sluice-crash-XXXXXX");
+    if (!mkdtemp(tmp))
+        return -1;
+    /* enough partitions that no consumer falls behind the mock's ~5 MiB */
+    static const char *const topics[] = {
+        "sluice.tickets:1",
+        "sluice.files:2",
+        "sluice.records.raw:16",
+        "sluice.records.mapped:16",
+        "sluice.records.valid:16",
+        "sluice.records.rejected:4",
+        "sluice.runs:4",
+        "sluice.dead:1",
+        NULL,
+    };
+    if (pg_server_start(&pg)) {
+        fprintf(stderr, "cannot start postgresql: %s\n", pg.err);
+        return -1;
+    }
+    if (redis_server_start(&rs, false) || kafka_mock_start(&km, topics))
+        return -1;
+    char redis_url[256], dir[256];
+    redis_server_url(&rs, 0, NULL, redis_url, sizeof(redis_url));
+    snprintf(dir, sizeof(dir), "%s/inputs", tmp);
+    if (mkdir(dir, 0755))
+        return -1;
+    if (shell("%s/tests/bench/gen_stores %d > %s/stores.csv 2>/dev/null", SLUICE_BUILD_DIR, NROWS,
+              dir))
+        return -1;
+    setenv("SLUICE_KAFKA_BROKERS", km.bootstrap, 1);
+    setenv("SLUICE_REDIS_URL", redis_url, 1);
+    setenv("SLUICE_POSTGRES_URL", pg.conninfo, 1);
+    snprintf(dir, sizeof(dir), "%s/blobs", tmp);
+    setenv("SLUICE_BLOB_DIR", dir, 1);
+    snprintf(dir, sizeof(dir), "%s/inputs", tmp);
+    setenv("SLUICE_FILE_DIRS", dir, 1);
+    setenv("SLUICE_LOG_LEVEL", "info", 1);
+    /* a killed member leaves the group after 6 s instead of 45 s */
+    setenv("SLUICE_KAFKA_CONFIG", "session.timeout.ms=6000,heartbeat.interval.ms=500", 1);
+
+    /* the reference: embedded mode on the same file */
+    write_job("crash_embedded");
+    if (shell("env -u SLUICE_POSTGRES_URL %s/sluice run %s/crash_embedded.json --out %s/emb "
+              "--state %s/estate --quiet",
+              SLUICE_BUILD_DIR, tmp, tmp, tmp) != 3)
+        return -1;
+    char path[256];
+    snprintf(path, sizeof(path), "%s/emb/run.json", tmp);
+    json_t *run = json_load_file(path, 0, NULL);
+    if (!run)
+        return -1;
+    expected = json_incref(json_object_get(run, "counts"));
+    json_decref(run);
+    expected_rows = (long)json_integer_value(json_object_get(expected, "published"));
+    fprintf(stderr, "# embedded: %s\n", json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS));
+    if (expected_rows < NROWS / 2)
+        return -1;
+
+    for (int i = 0; i < NSERVICES; i++)
+        if (start_service(i))
+            return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int bad = 0;
+    for (int i = 0; i < NSERVICES; i++) {
+        if (svc_pid[i] <= 0)
+            continue;
+        kill(svc_pid[i], SIGTERM);
+        int st = 0;
+        pid_t done = 0;
+        for (int k = 0; k < 300 && (done = waitpid(svc_pid[i], &st, WNOHANG)) == 0; k++)
+            usleep(50000);
+        if (done == 0) {
+            fprintf(stderr, "sluice-%s did not stop on SIGTERM\n", services[i]);
+            kill(svc_pid[i], SIGKILL);
+            waitpid(svc_pid[i], &st, 0);
+            bad = 1;
+        } else if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            fprintf(stderr, "sluice-%s stopped with %s %d\n", services[i],
+                    WIFSIGNALED(st) ? "signal" : "exit status",
+                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+            bad = 1;
+        }
+    }
+    json_decref(expected);
+    kafka_mock_stop(&km);
+    redis_server_stop(&rs);
+    pg_server_stop(&pg);
+    if (bad || getenv("SLUICE_KEEP_TMP")) {
+        fprintf(stderr, "service logs are in %s\n", tmp);
+        return bad ? -1 : 0;
+    }
+    return shell("rm -rf %s", tmp) == 0 ? 0 : -1;
+}
+
+/* sluice submit JOB --run: the run id into run_id (37 bytes). */
+static void submit_run(const char *name, char *run_id)
+{
+    char line[512];
+    snprintf(line, sizeof(line), "%s/sluice submit %s/%s.json --run 2>&1", SLUICE_BUILD_DIR, tmp,
+             name);
+    FILE *p = popen(line, "r");
+    assert_non_null(p);
+    run_id[0] = '\0';
+    while (fgets(line, sizeof(line), p)) {
+        fprintf(stderr, "# %s", line);
+        sscanf(line, "run %36s requested", run_id);
+    }
+    assert_int_equal(pclose(p), 0);
+    assert_int_equal(strlen(run_id), 36);
+}
+
+/* Waits until the publishers recorded at least n rows of the run. */
+static void wait_rows(PGconn *c, const char *run_id, long n)
+{
+    for (int i = 0; i < 1200; i++) {
+        long got = query_long(c, "SELECT staged + rejected FROM sluice_progress WHERE run_id = $1",
+                              run_id);
+        if (got >= n) {
+            fprintf(stderr, "# %ld rows recorded\n", got);
+            return;
+        }
+        usleep(50000);
+    }
+    fail_msg("run %s did not reach %ld rows in a minute (logs in %s)", run_id, n, tmp);
+}
+
+/* Waits (up to 3 minutes) until the run is final, then checks it against
+ * embedded mode. */
+static void check_run(PGconn *c, const char *run_id, const char *table)
+{
+    const char *params[] = {run_id};
+    PGresult *r = NULL;
+    for (int i = 0; i < 1800; i++) {
+        r = PQexecParams(c, "SELECT status, counts::text FROM sluice_runs WHERE id = $1", 1, NULL,
+                         params, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "queued") &&
+            strcmp(PQgetvalue(r, 0, 0), "running"))
+            break;
+        PQclear(r);
+        r = NULL;
+        usleep(100000);
+    }
+    if (!r)
+        fail_msg("run %s did not finish in 3 minutes (logs in %s)", run_id, tmp);
+    fprintf(stderr, "# %s: %s %s\n", table, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    assert_string_equal(PQgetvalue(r, 0, 0), "completed_with_errors");
+    json_t *got = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
+    PQclear(r);
+    assert_non_null(got);
+    if (!json_equal(got, expected)) {
+        char *a = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
+        char *b = json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS);
+        fail_msg("counts differ: distributed %s, embedded %s (logs in %s)", a, b, tmp);
+    }
+    json_decref(got);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+    assert_int_equal(query_long(c, sql, NULL), expected_rows);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE _sluice_run = $1", table);
+    assert_int_equal(query_long(c, sql, run_id), expected_rows);
+    assert_int_equal(
+        query_long(c, "SELECT count(*) FROM sluice_rejected_rows WHERE run_id = $1", run_id),
+        json_integer_value(json_object_get(expected, "rejected")));
+    /* a consumer that fell behind the broker would have been reset */
+    assert_int_not_equal(shell("grep -il 'offset reset\\|out of range' %s/*.log", tmp), 0);
+}
+
+static void test_kill_mapper(void **state)
+{
+    (void)state;
+    PGconn *c = connect_pg();
+    char run_id[64];
+    write_job("crash_mapper");
+    submit_run("crash_mapper", run_id);
+    wait_rows(c, run_id, NROWS / 5);
+    kill9(MAPPER);
+    usleep(500000);
+    assert_int_equal(start_service(MAPPER), 0);
+    check_run(c, run_id, "crash_mapper");
+    PQfinish(c);
+}
+
+static void test_kill_publisher(void **state)
+{
+    (void)state;
+    PGconn *c = connect_pg();
+    char run_id[64];
+    write_job("crash_publisher");
+    submit_run("crash_publisher", run_id);
+    wait_rows(c, run_id, NROWS / 3);
+    kill9(PUBLISHER);
+    usleep(500000);
+    assert_int_equal(start_service(PUBLISHER), 0);
+    check_run(c, run_id, "crash_publisher");
+    PQfinish(c);
+}
+
+static void test_broker_down_and_up(void **state)
+{
+    (void)state;
+    PGconn *c = connect_pg();
+    char run_id[64];
+    write_job("crash_broker");
+    submit_run("crash_broker", run_id);
+    wait_rows(c, run_id, NROWS / 5);
+    char answer[256];
+    fprintf(stderr, "# broker 2 down\n");
+    assert_int_equal(kafka_mock_cmd(&km, "down 2", answer, sizeof(answer)), 0);
+    sleep(3);
+    fprintf(stderr, "# broker 2 up\n");
+    assert_int_equal(kafka_mock_cmd(&km, "up 2", answer, sizeof(answer)), 0);
+    check_run(c, run_id, "crash_broker");
+    PQfinish(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kill_mapper),
+        cmocka_unit_test(test_kill_publisher),
+        cmocka_unit_test(test_broker_down_and_up),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
