@@ -176,7 +176,9 @@ static int setup(void **state)
     expected = json_incref(json_object_get(run, "counts"));
     json_decref(run);
     expected_rows = (long)json_integer_value(json_object_get(expected, "published"));
-    fprintf(stderr, "# embedded: %s\n", json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS));
+    char *shown = json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS);
+    fprintf(stderr, "# embedded: %s\n", shown ? shown : "?");
+    free(shown);
     if (expected_rows < NROWS / 2)
         return -1;
 
