@@ -10,7 +10,8 @@
  * once (its unique key makes twice impossible, so its row count is the
  * check), and the ledger every rejected row once. A consumer that fell
  * behind the mock broker's retention would see its offsets reset: any reset
- * in a service log fails the test.
+ * in a service log fails the test. Last, kcat reads a record of every topic
+ * and protoc decodes it with proto/sluice.proto alone.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -345,12 +346,42 @@ static void test_broker_down_and_up(void **state)
     PQfinish(c);
 }
 
+/* Every topic the runs went through is plain protobuf: kcat takes a record
+ * of each from the broker and protoc decodes it with proto/sluice.proto. */
+static void test_topics_readable_by_kcat_and_protoc(void **state)
+{
+    (void)state;
+    static const char *const topic_type[][2] = {
+        {"tickets", "JobTicket"},    {"files", "FileFetched"},
+        {"records.raw", "Record"},   {"records.mapped", "Record"},
+        {"records.valid", "Record"}, {"records.rejected", "Rejection"},
+        {"runs", "RunEvent"},
+    };
+    for (size_t i = 0; i < sizeof(topic_type) / sizeof(topic_type[0]); i++) {
+        char cmd[2048], text[16384];
+        /* -f %s: the payload alone, without kcat's newline after it */
+        snprintf(cmd, sizeof(cmd),
+                 "kcat -C -b '%s' -t sluice.%s -o beginning -e -c 1 -f %%s 2>/dev/null | "
+                 "protoc --decode=sluice.%s -I '%s/proto' '%s/proto/sluice.proto'",
+                 km.bootstrap, topic_type[i][0], topic_type[i][1], REPO, REPO);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        size_t n = fread(text, 1, sizeof(text) - 1, p);
+        text[n] = '\0';
+        int st = pclose(p);
+        if (st != 0 || !strstr(text, "run_id: \"") || !strstr(text, "job_id: \"crash"))
+            fail_msg("sluice.%s as sluice.%s: exit %d, got:\n%s", topic_type[i][0],
+                     topic_type[i][1], st, text);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_mapper),
         cmocka_unit_test(test_kill_publisher),
         cmocka_unit_test(test_broker_down_and_up),
+        cmocka_unit_test(test_topics_readable_by_kcat_and_protoc),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
