@@ -17,11 +17,14 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "sluice/buf.h"
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/log.h"
 #include "sluice/reader.h"
 #include "sluice/stage.h"
+#include "sluice/template.h"
+#include "sluice/util.h"
 
 #define PROGRESS_US 200000
 
@@ -41,6 +44,12 @@ struct parse_run {
     struct sl_names *names;       /* shared by the records of the file */
     const char *const *names_src; /* the reader's array they were made from */
     int send_rc;
+    /* distributed mode: records are keyed by their target key (below) */
+    const struct sl_job *job; /* NULL: no key wanted */
+    const struct sl_stage_env *env;
+    int *ref_col;             /* job->nrefs: the column of each ref, or -1 */
+    const char **vals;        /* job->nrefs */
+    const char *const *bound; /* the names ref_col was computed for */
 };
 
 static int parser_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
@@ -144,6 +153,52 @@ static int on_header(void *ud, const char *const *names, size_t n)
     return 0;
 }
 
+/* Keys m by its target key: the job's key attributes mapped from the row
+ * as the mapper maps them, joined by SL_KEY_SEP (none when a key value is
+ * missing or does not map). The bus then keeps every row of one key on one
+ * partition in file order, through the mapper and the validator, so that
+ * "the later row of a key" means the same in distributed mode as in the
+ * file, however many partitions and mappers there are. */
+static int set_key(struct parse_run *pr, const struct sl_row *row, struct sl_msg *m)
+{
+    const struct sl_job *job = pr->job;
+    if (pr->bound != row->names) {
+        for (size_t k = 0; k < job->nrefs; k++)
+            pr->ref_col[k] = sl_column_find(job->refs[k].name, row->names, row->n);
+        pr->bound = row->names;
+    }
+    for (size_t k = 0; k < job->nrefs; k++) {
+        int c = pr->ref_col[k];
+        pr->vals[k] = c >= 0 && (size_t)c < row->n && row->values[c] && row->values[c][0]
+                          ? row->values[c]
+                          : NULL;
+    }
+    struct sl_eval_ctx ctx = {
+        .job = job,
+        .hash_key = pr->env->hash_key,
+        .hash_key_len = pr->env->hash_key ? strlen(pr->env->hash_key) : 0,
+        .arena = &m->arena,
+    };
+    struct sl_buf key = SL_BUF_INIT;
+    int rc = 0;
+    for (size_t k = 0; k < job->nkey && rc == 0; k++) {
+        const struct sl_attr *a = &job->attrs[job->key_idx[k]];
+        const char *v = NULL, *msg = NULL;
+        if (a->map && sl_template_eval(a->map, pr->vals, &ctx, &v, &msg) != 0)
+            v = NULL;
+        if (!v || !v[0]) {
+            sl_buf_cleanup(&key);
+            return 0; /* the validator rejects it: any partition will do */
+        }
+        if ((k && sl_buf_putc(&key, SL_KEY_SEP)) || sl_buf_puts(&key, v))
+            rc = SL_ERR_NOMEM;
+    }
+    if (rc == 0 && !(m->key = sl_arena_strndup(&m->arena, key.data, key.len)))
+        rc = SL_ERR_NOMEM;
+    sl_buf_cleanup(&key);
+    return rc;
+}
+
 static int on_row(void *ud, const struct sl_row *row)
 {
     struct parse_run *pr = ud;
@@ -167,6 +222,10 @@ static int on_row(void *ud, const struct sl_row *row)
         return SL_ERR_NOMEM;
     }
     if (row->error && sl_msg_add_problem(m, "_row", "format", row->error, NULL)) {
+        sl_msg_unref(m);
+        return SL_ERR_NOMEM;
+    }
+    if (pr->job && set_key(pr, row, m)) {
         sl_msg_unref(m);
         return SL_ERR_NOMEM;
     }
@@ -200,6 +259,15 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
     if (!job)
         return emit_failed(em, f, err);
     const char *name = f->u.file.file_name ? f->u.file.file_name : f->u.file.blob;
+    /* a service reads only what the fetcher stored: a file message naming
+     * any other path (/etc/passwd) is refused */
+    if (!p->env->embedded &&
+        (!f->u.file.blob || !sl_path_allowed(f->u.file.blob, p->env->blob_dir))) {
+        snprintf(err, sizeof(err), "cannot open %s: not a file of the blob store %s",
+                 f->u.file.blob ? f->u.file.blob : "(none)",
+                 p->env->blob_dir ? p->env->blob_dir : "(none)");
+        return emit_failed(em, f, err);
+    }
     int fd = open(f->u.file.blob, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, sizeof(err), "cannot open %s: %s", f->u.file.blob, strerror(errno));
@@ -211,8 +279,17 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
     if (fmt == SL_FORMAT_AUTO)
         fmt = format_from_content(fd);
 
-    struct parse_run pr = {.file = f, .em = em, .last_progress = sl_now_us()};
+    struct parse_run pr = {.file = f, .em = em, .last_progress = sl_now_us(), .env = p->env};
     int rc = 0;
+    if (!p->env->embedded && job->nkey) { /* in process, keys mean nothing */
+        pr.ref_col = calloc(job->nrefs + 1, sizeof(*pr.ref_col));
+        pr.vals = calloc(job->nrefs + 1, sizeof(*pr.vals));
+        if (!pr.ref_col || !pr.vals) {
+            rc = SL_ERR_NOMEM;
+            goto out;
+        }
+        pr.job = job;
+    }
     if (fmt == SL_FORMAT_CSV) {
         struct sl_csv_opts o = {
             .delimiter = job->source.csv_delimiter,
@@ -261,6 +338,8 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
     sl_debug("parser", "run %s: %llu rows sealed", f->run_id, (unsigned long long)pr.rows);
     rc = sl_emit(em, SL_TOPIC_RUNS, ev);
 out:
+    free(pr.ref_col);
+    free(pr.vals);
     sl_names_unref(pr.names);
     for (size_t i = 0; i < pr.ncolumns; i++)
         free(pr.columns[i]);

@@ -198,6 +198,10 @@ struct sl_ref {
     char *name; /* as written: "Name", "address.city", row['E-Mail'] -> "E-Mail" */
 };
 
+/* Joins the values of a composite key (the validator's duplicate check and
+ * the bus's partitioning key). */
+#define SL_KEY_SEP '\x1f'
+
 struct sl_job {
     char *id;   /* the name, unless the control plane assigns one */
     char *name; /* [A-Za-z0-9_.-]{1,128} */
