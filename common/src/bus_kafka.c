@@ -279,6 +279,38 @@ static rd_kafka_resp_err_t produce(struct kafka_bus *b, const char *name, void *
     }
 }
 
+static int kafka_send_dead(struct sl_bus *bus, const char *from_topic, struct sl_msg *msg,
+                           const char *reason)
+{
+    struct kafka_bus *b = (struct kafka_bus *)bus;
+    struct sl_buf buf = SL_BUF_INIT;
+    char name[TOPIC_MAX + 2], src[TOPIC_MAX + 2];
+    int rc = 0;
+    topic_name(b, SL_TOPIC_DEAD, name, sizeof(name)); /* shorter than any valid name */
+    if (topic_name(b, from_topic, src, sizeof(src)))
+        snprintf(src, sizeof(src), "%s", from_topic);
+    if ((rc = sl_codec_encode(msg, &buf)) != 0)
+        goto out;
+    const char *key = msg->key ? msg->key : msg->run_id;
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+    rd_kafka_header_add(hdrs, "sluice-reason", -1, reason ? reason : "", -1);
+    rd_kafka_header_add(hdrs, "sluice-topic", -1, src, -1);
+    size_t len = buf.len;
+    char *payload = sl_buf_steal(&buf);
+    rd_kafka_resp_err_t err =
+        produce(b, name, payload, len, key, key ? strlen(key) : 0, hdrs, RD_KAFKA_MSG_F_FREE);
+    if (err) {
+        free(payload);
+        rd_kafka_headers_destroy(hdrs);
+        rc = err == RD_KAFKA_RESP_ERR__DESTROY ? SL_ERR_CLOSED : map_produce_err(err);
+        sl_warn(COMP, "could not send a message to %s: %s", name, rd_kafka_err2str(err));
+    }
+out:
+    sl_buf_cleanup(&buf);
+    sl_msg_unref(msg);
+    return rc;
+}
+
 static int kafka_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg)
 {
     struct kafka_bus *b = (struct kafka_bus *)bus;
@@ -659,6 +691,7 @@ static const struct sl_bus_ops kafka_ops = {
     .poll = kafka_poll,
     .commit = kafka_commit,
     .set_revoke_hook = kafka_set_revoke_hook,
+    .send_dead = kafka_send_dead,
     .unsubscribe = kafka_unsubscribe,
     .flush = kafka_flush,
     .close = kafka_close,

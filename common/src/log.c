@@ -55,8 +55,29 @@ enum sl_log_level sl_log_get_level(void)
     return log_level;
 }
 
+static _Thread_local char last_msg[512];
+
+const char *sl_log_last(void)
+{
+    return last_msg;
+}
+
+void sl_log_last_clear(void)
+{
+    last_msg[0] = '\0';
+}
+
 void sl_log(enum sl_log_level lvl, const char *component, const char *fmt, ...)
 {
+    if (lvl >= SL_LOG_WARN && lvl < SL_LOG_OFF) {
+        int n = snprintf(last_msg, sizeof(last_msg), "%s: ", component);
+        if (n > 0 && (size_t)n < sizeof(last_msg)) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(last_msg + n, sizeof(last_msg) - (size_t)n, fmt, ap);
+            va_end(ap);
+        }
+    }
     if (lvl < log_level || lvl >= SL_LOG_OFF)
         return;
     char ts[32];

@@ -87,13 +87,20 @@ static void sleep_ms(long ms)
 }
 
 /* Sends a message that the stage could not process to the dead-letter
- * topic, with the reason in the log. */
+ * topic, with the reason: the last warning or error the stage logged while
+ * processing it, else the error's name. */
 static void dead_letter(struct sl_stage_runner *r, const char *topic, struct sl_msg *msg, int rc)
 {
+    const char *why = sl_log_last()[0] ? sl_log_last() : sl_err_str(rc);
+    char reason[600];
+    snprintf(reason, sizeof(reason), "%s", why);
     sl_warn(r->stage->name, "%s message from %s of run %s is poison (%s): sent to %s",
-            sl_msg_kind_str(msg->kind), topic, msg->run_id ? msg->run_id : "-", sl_err_str(rc),
+            sl_msg_kind_str(msg->kind), topic, msg->run_id ? msg->run_id : "-", reason,
             SL_TOPIC_DEAD);
-    sl_bus_send(r->bus, SL_TOPIC_DEAD, sl_msg_ref(msg));
+    if (r->bus->ops->send_dead)
+        r->bus->ops->send_dead(r->bus, topic, sl_msg_ref(msg), reason);
+    else
+        sl_bus_send(r->bus, SL_TOPIC_DEAD, sl_msg_ref(msg));
 }
 
 int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errbuf, size_t errsz)
@@ -144,6 +151,7 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
         }
         idle_flushed = false;
         long backoff = 50;
+        sl_log_last_clear();
         for (;;) {
             rc = st->process(r->state, topic, msg, &r->em);
             if (rc == 0 || sl_err_class(rc) != SL_ERRCLASS_RETRIABLE || (stop && atomic_load(stop)))

@@ -887,7 +887,7 @@ static void send_poison(void)
 
 /* Every poisoned message that is set aside is on the dead-letter topic: the
  * undecodable ones with their reason and topic as headers, the ones a
- * stage refused with the reason in the stage's log. */
+ * stage refused with the reason it logged as a header and in its log. */
 static void assert_poison_set_aside(void)
 {
     static const char *const keys[] = {
@@ -930,8 +930,21 @@ static void assert_poison_set_aside(void)
             fail_msg("dead letter without its reason: %s", line);
         free(line);
     }
+    /* refused by a stage: the reason it logged, and the topic, as headers */
+    static const char *const refused[][3] = {
+        {"raw-nojob", "sluice.records.raw", "mapper: record of run phantom-raw-nojob: job "},
+        {"mapped-nojob", "sluice.records.mapped",
+         "validator: record of run phantom-mapped-nojob: job "},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char *line = line_of(dead_letter(dl, refused[i][0]));
+        snprintf(want, sizeof(want), "sluice-topic=%s", refused[i][1]);
+        if (!strstr(line, want) || !strstr(line, refused[i][2]))
+            fail_msg("dead letter without the stage's reason or topic: %s", line);
+        free(line);
+    }
     free(dl);
-    /* refused by a stage: the reason is in the stage's log */
+    /* ... and the reason is in the stage's log */
     assert_log_has("fetcher", "run id '../../escape' is not");
     assert_log_has("fetcher", "run id '' is not");
     assert_log_has("fetcher", "run phantom-ticket failed: job no-such-job");

@@ -59,6 +59,12 @@ struct sl_bus_ops {
      * non-zero return keeps the offsets uncommitted (the messages come
      * again to the next owner). fn NULL removes the hook. */
     void (*set_revoke_hook)(struct sl_consumer *c, int (*fn)(void *arg), void *arg);
+    /* Optional (NULL: send() to SL_TOPIC_DEAD): sends msg, which a stage
+     * could not process, to the dead-letter topic with the topic it came
+     * from and the reason (Kafka: the headers sluice-topic and
+     * sluice-reason). Takes over one reference of msg. */
+    int (*send_dead)(struct sl_bus *bus, const char *from_topic, struct sl_msg *msg,
+                     const char *reason);
 };
 
 struct sl_bus {

@@ -15,6 +15,13 @@ enum sl_log_level sl_log_get_level(void);
 void sl_log(enum sl_log_level lvl, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The last warning or error this thread logged ("component: message", kept
+ * even when the level filters it out), or "" when none since
+ * sl_log_last_clear(): the stage runner gives it as the reason of a message
+ * it sends to the dead-letter topic. */
+const char *sl_log_last(void);
+void sl_log_last_clear(void);
+
 #define sl_debug(comp, ...) sl_log(SL_LOG_DEBUG, comp, __VA_ARGS__)
 #define sl_info(comp, ...)  sl_log(SL_LOG_INFO, comp, __VA_ARGS__)
 #define sl_warn(comp, ...)  sl_log(SL_LOG_WARN, comp, __VA_ARGS__)
