@@ -5,15 +5,15 @@
  * with no expiry. The keys seen in a run are the fields of one hash,
  * sluice:run:<id>:keys: a key shorter than 32 bytes is its own field, a longer
  * one its 32-byte SHA-256 (lengths differ, so the two never collide), which
- * bounds memory per key. The value of each field is the token of the call that
- * added it, so a call retried after its reply was lost (timeout, crash of the
- * server after the write) recognizes its own earlier write and still answers
- * "new": an outage neither loses a key nor counts one twice. An add that gave
- * up with SL_ERR_RETRY parks its token (the last PENDING_MAX of them) for the
- * stage's retry of the same run and key. (A message redelivered to another
- * process after a crash cannot know the token: that needs a row identity from
- * the caller.) The hash expires run_ttl seconds after its last new key, so
- * abandoned runs do not leak.
+ * bounds memory per key. The value of each field is the source row that first
+ * had the key (decimal), so the same row asking again, be it a call retried
+ * after its reply was lost (timeout, crash of the server after the write) or
+ * a message redelivered to another process after a crash, is recognized and
+ * still answered "new": an outage neither loses a key nor counts one twice.
+ * One Lua script answers a whole batch of keys in order, atomically, and a
+ * batch bigger than SCRIPT_KEYS_MAX is several scripts sent in one pipeline:
+ * one round trip either way. The hash expires run_ttl seconds after its last
+ * new key, so abandoned runs do not leak.
  *
  * Threads share a small pool of connections (one per concurrent caller, at
  * most POOL_MAX); a call that finds its connection broken reconnects with
@@ -26,12 +26,10 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,7 +48,7 @@
 #define JOB_ID_MAX          200
 #define RUN_ID_MAX          1024 /* any bytes: prefix + id + suffix is one-to-one */
 #define FIELD_RAW_MAX       31   /* longer keys are stored as their SHA-256 */
-#define PENDING_MAX         64   /* adds that gave up, remembered for the retry */
+#define SCRIPT_KEYS_MAX     1024 /* questions per script call; more: pipelined calls */
 #define BACKOFF_FIRST_MS    50
 #define BACKOFF_MAX_MS      2000
 #define DEFAULT_CONNECT_S   2.0
@@ -58,26 +56,34 @@
 #define DEFAULT_RETRY_FOR_S 30.0
 #define DEFAULT_RUN_TTL_S   (7 * 24 * 3600)
 
-/* KEYS[1] the run's hash, ARGV[1] the field, ARGV[2] this call's token,
- * ARGV[3] the expiry. 0: new (or added by this very call before), 1: seen. */
-static const char ADD_SCRIPT[] =
-    "if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then\n"
-    "  redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
-    "  return 0\n"
+/* KEYS[1] the run's hash, ARGV[1] its expiry, then three arguments per
+ * question: the field, the asking row (decimal) and "1" to add or "0" to
+ * check. Answers each in order as state.h says: with add, 1 when the field's
+ * first row is another one; without, when it is an earlier one (rows compare
+ * as numbers: shorter decimal first, then by text). */
+static const char SEEN_SCRIPT[] =
+    "local function before(a, b) return #a < #b or (#a == #b and a < b) end\n"
+    "local out, new = {}, false\n"
+    "for i = 2, #ARGV, 3 do\n"
+    "  local first = redis.call('HGET', KEYS[1], ARGV[i])\n"
+    "  if not first then\n"
+    "    if ARGV[i + 2] == '1' then\n"
+    "      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+    "      new = true\n"
+    "    end\n"
+    "    out[#out + 1] = 0\n"
+    "  elseif ARGV[i + 2] == '1' then\n"
+    "    out[#out + 1] = first == ARGV[i + 1] and 0 or 1\n"
+    "  else\n"
+    "    out[#out + 1] = before(first, ARGV[i + 1]) and 1 or 0\n"
+    "  end\n"
     "end\n"
-    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end\n"
-    "return 1\n";
+    "if new then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
+    "return out\n";
 
 struct conn {
     struct conn *next;
     redisContext *c; /* NULL: not connected */
-};
-
-/* An add that gave up with SL_ERR_RETRY may have reached Redis: its retry
- * reuses the token so that it is not reported as its own duplicate. */
-struct pending {
-    uint64_t hash; /* of run id and field; 0: free slot */
-    uint64_t token;
 };
 
 struct state_redis {
@@ -92,13 +98,10 @@ struct state_redis {
     char where[160]; /* "host:port" or "unix:/path", for messages */
     char script_sha[41];
 
-    pthread_mutex_t mu; /* guards idle, nconn, pending */
+    pthread_mutex_t mu; /* guards idle, nconn */
     pthread_cond_t cv;
     struct conn *idle;
     int nconn;
-    struct pending pend[PENDING_MAX];
-    unsigned pend_next;
-    _Atomic uint64_t token_next;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -125,26 +128,6 @@ static struct timeval to_timeval(double s)
     if (tv.tv_sec == 0 && tv.tv_usec == 0)
         tv.tv_usec = 1000;
     return tv;
-}
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-/* Mixes the token counter so that stores in different processes, seeded at
- * random, do not walk the same sequence. */
-static uint64_t splitmix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
 }
 
 /* Same rules as the local store, so both answer alike: [A-Za-z0-9_.-]{1,200},
@@ -556,44 +539,81 @@ static bool reply_transient(const redisReply *r)
     return false;
 }
 
-/* Runs one command, reconnecting with exponential backoff while Redis is
- * unreachable, for at most retry_for seconds. The reply (the caller frees it;
- * it may be an error reply), or NULL with *rc SL_ERR_RETRY (gave up) or
- * SL_ERR_NOMEM. The command must be safe to send twice. Any thread. */
-static redisReply *run_cmd(struct state_redis *sr, int argc, const char **argv,
-                           const size_t *argvlen, int *rc)
+/* One command of a pipeline: argc arguments of lens[i] bytes (lens NULL:
+ * NUL-terminated). */
+struct cmd {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+};
+
+static void free_replies(redisReply **rep, size_t n)
 {
-    struct conn *cn = conn_get(sr);
-    if (!cn) {
-        *rc = SL_ERR_NOMEM;
-        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (rep[i])
+            freeReplyObject(rep[i]);
+        rep[i] = NULL;
     }
+}
+
+/* Writes the ncmd commands at once and reads their replies into rep: one
+ * round trip. True when every reply came; false with msg set when the
+ * connection failed or Redis cannot serve yet (every reply freed). */
+static bool pipeline_once(struct state_redis *sr, redisContext *c, const struct cmd *cmds,
+                          size_t ncmd, redisReply **rep, char *msg, size_t msz)
+{
+    struct sigpipe_guard g;
+    bool ok = true;
+    sigpipe_block(&g);
+    for (size_t i = 0; i < ncmd && ok; i++)
+        ok = redisAppendCommandArgv(c, cmds[i].argc, cmds[i].argv, cmds[i].lens) == REDIS_OK;
+    for (size_t i = 0; i < ncmd && ok; i++) {
+        void *r = NULL;
+        ok = redisGetReply(c, &r) == REDIS_OK && r;
+        rep[i] = r;
+    }
+    sigpipe_restore(&g);
+    if (!ok) {
+        char why[160];
+        lower_first(why, sizeof(why), c->errstr);
+        snprintf(msg, msz, "lost the connection to redis at %s: %s", sr->where, why);
+        free_replies(rep, ncmd);
+        return false;
+    }
+    for (size_t i = 0; i < ncmd; i++) {
+        if (reply_transient(rep[i])) {
+            snprintf(msg, msz, "redis at %s cannot serve yet: %.120s", sr->where, rep[i]->str);
+            free_replies(rep, ncmd);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Runs ncmd commands in one pipeline, reconnecting with exponential backoff
+ * while Redis is unreachable or cannot serve yet, for at most retry_for
+ * seconds; every retry sends all of them again, so each must be safe to run
+ * twice. 0 with rep[0..ncmd) set (the caller frees them; any may be an error
+ * reply), else SL_ERR_RETRY (gave up) or SL_ERR_NOMEM with none set. Any
+ * thread. */
+static int run_pipeline(struct state_redis *sr, const struct cmd *cmds, size_t ncmd,
+                        redisReply **rep)
+{
+    memset(rep, 0, ncmd * sizeof(*rep));
+    struct conn *cn = conn_get(sr);
+    if (!cn)
+        return SL_ERR_NOMEM;
     double deadline = now_s() + sr->retry_for_s;
     long delay = BACKOFF_FIRST_MS;
     bool warned = false, fresh = true;
-    redisReply *r = NULL;
+    int rc = 0;
     char msg[512];
     for (;;) {
         if (!cn->c)
             cn->c = conn_open(sr, msg, sizeof(msg));
         if (cn->c) {
-            struct sigpipe_guard g;
-            sigpipe_block(&g);
-            r = redisCommandArgv(cn->c, argc, argv, argvlen);
-            sigpipe_restore(&g);
-            if (r && !reply_transient(r))
+            if (pipeline_once(sr, cn->c, cmds, ncmd, rep, msg, sizeof(msg)))
                 break;
-            if (r) {
-                snprintf(msg, sizeof(msg), "redis at %s cannot serve yet: %.120s", sr->where,
-                         r->str);
-                freeReplyObject(r);
-                r = NULL;
-            } else {
-                char why[160];
-                lower_first(why, sizeof(why), cn->c->errstr);
-                snprintf(msg, sizeof(msg), "lost the connection to redis at %s: %s", sr->where,
-                         why);
-            }
             redisFree(cn->c);
             cn->c = NULL;
             if (fresh) {
@@ -611,15 +631,26 @@ static redisReply *run_cmd(struct state_redis *sr, int argc, const char **argv,
         double left = deadline - now_s();
         if (left <= 0) {
             sl_error("state", "%s; giving up after %.0f s", msg, sr->retry_for_s);
-            *rc = SL_ERR_RETRY;
+            rc = SL_ERR_RETRY;
             break;
         }
         sleep_ms(delay < left * 1000 ? delay : (long)(left * 1000) + 1);
         delay = delay * 2 < BACKOFF_MAX_MS ? delay * 2 : BACKOFF_MAX_MS;
     }
-    if (r && warned)
+    if (rc == 0 && warned)
         sl_info("state", "redis at %s is back", sr->where);
     conn_put(sr, cn);
+    return rc;
+}
+
+/* run_pipeline() of one command: its reply (the caller frees it; it may be
+ * an error reply), or NULL with *rc SL_ERR_RETRY or SL_ERR_NOMEM. */
+static redisReply *run_cmd(struct state_redis *sr, int argc, const char **argv,
+                           const size_t *argvlen, int *rc)
+{
+    struct cmd cmd = {argc, argv, argvlen};
+    redisReply *r = NULL;
+    *rc = run_pipeline(sr, &cmd, 1, &r);
     return r;
 }
 
@@ -694,98 +725,143 @@ static int redis_set_last_sha(struct sl_state *st, const char *job_id, const cha
     return rc;
 }
 
-/* The token of an earlier add of this run and field that gave up, taken off
- * the list, or a fresh one. */
-static uint64_t token_take(struct state_redis *sr, uint64_t h)
+/* The hash field of a key into field, *flen bytes: the key itself up to
+ * FIELD_RAW_MAX bytes, else its SHA-256. False when hashing failed. */
+static bool key_field(const char *key, size_t keylen, unsigned char field[32], size_t *flen)
 {
-    uint64_t tok = 0;
-    pthread_mutex_lock(&sr->mu);
-    for (unsigned i = 0; i < PENDING_MAX; i++) {
-        if (sr->pend[i].hash == h) {
-            tok = sr->pend[i].token;
-            sr->pend[i].hash = 0;
-            break;
-        }
+    if (keylen <= FIELD_RAW_MAX) {
+        if (keylen)
+            memcpy(field, key, keylen);
+        *flen = keylen;
+        return true;
     }
-    pthread_mutex_unlock(&sr->mu);
-    return tok ? tok : splitmix64(atomic_fetch_add(&sr->token_next, 1));
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(key, keylen, field, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+        return false;
+    *flen = 32;
+    return true;
 }
 
-static void token_park(struct state_redis *sr, uint64_t h, uint64_t tok)
+static void put_arg(const char **argv, size_t *lens, size_t *a, const char *arg, size_t len)
 {
-    pthread_mutex_lock(&sr->mu);
-    sr->pend[sr->pend_next].hash = h;
-    sr->pend[sr->pend_next].token = tok;
-    sr->pend_next = (sr->pend_next + 1) % PENDING_MAX;
-    pthread_mutex_unlock(&sr->mu);
+    argv[*a] = arg;
+    lens[(*a)++] = len;
 }
 
-static int redis_seen_key(struct sl_state *st, const char *run_id, const char *key, size_t keylen,
-                          bool add)
+/* What one script call answers: an array of n integers, each 0 or 1. */
+static bool script_reply_ok(const redisReply *r, size_t n)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (r->element[i]->type != REDIS_REPLY_INTEGER ||
+            (r->element[i]->integer != 0 && r->element[i]->integer != 1))
+            return false;
+    return true;
+}
+
+static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct sl_seen_query *q,
+                           size_t n, int *out)
 {
     struct state_redis *sr = (struct state_redis *)st;
-    if (!run_id || (!key && keylen))
+    if (!run_id || (n && (!q || !out)))
         return SL_ERR_INVALID;
+    for (size_t i = 0; i < n; i++)
+        if (!q[i].key && q[i].keylen)
+            return SL_ERR_INVALID;
     if (strlen(run_id) > RUN_ID_MAX) {
         sl_warn("state", "cannot look up a key: run id longer than %d bytes", RUN_ID_MAX);
         return SL_ERR_INVALID;
     }
-    char rkey[RUN_ID_MAX + 32];
+    if (n == 0)
+        return 0;
+    char rkey[RUN_ID_MAX + 32], ttl[24];
     run_key(run_id, rkey, sizeof(rkey));
-    unsigned char field[32];
-    size_t flen = keylen;
-    if (keylen <= FIELD_RAW_MAX) {
-        if (keylen)
-            memcpy(field, key, keylen);
-    } else {
-        unsigned int mdlen = 0;
-        if (!EVP_Digest(key, keylen, field, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
-            sl_error("state", "could not hash a key: SHA-256 failed");
-            return SL_ERR_FATAL;
-        }
-        flen = 32;
-    }
+    snprintf(ttl, sizeof(ttl), "%ld", sr->run_ttl_s);
+    size_t ncmd = (n + SCRIPT_KEYS_MAX - 1) / SCRIPT_KEYS_MAX;
+    size_t nargv = 5 * ncmd + 3 * n;
+    /* every argument, its length, each question's field and row text, the
+     * commands and their replies: one allocation */
+    struct item {
+        unsigned char field[32];
+        char row[24];
+    };
+    size_t bytes = nargv * (sizeof(char *) + sizeof(size_t)) + n * sizeof(struct item) +
+                   ncmd * (sizeof(struct cmd) + sizeof(redisReply *));
+    void *mem = malloc(bytes);
+    if (!mem)
+        return SL_ERR_NOMEM;
+    const char **argv = mem;
+    size_t *lens = (size_t *)(argv + nargv);
+    struct cmd *cmds = (struct cmd *)(lens + nargv);
+    redisReply **rep = (redisReply **)(cmds + ncmd);
+    struct item *items = (struct item *)(rep + ncmd);
     int rc = 0;
-    redisReply *r;
-    uint64_t h = 0, tok = 0;
-    if (!add) {
-        const char *argv[3] = {"HEXISTS", rkey, (const char *)field};
-        size_t lens[3] = {7, strlen(rkey), flen};
-        r = run_cmd(sr, 3, argv, lens, &rc);
-    } else {
-        h = fnv1a(fnv1a(0xcbf29ce484222325ULL, run_id, strlen(run_id) + 1), field, flen);
-        h |= !h;
-        tok = token_take(sr, h);
-        char tokbuf[24], ttl[24];
-        snprintf(tokbuf, sizeof(tokbuf), "%016llx", (unsigned long long)tok);
-        snprintf(ttl, sizeof(ttl), "%ld", sr->run_ttl_s);
-        const char *argv[7] = {"EVALSHA",           sr->script_sha, "1", rkey,
-                               (const char *)field, tokbuf,         ttl};
-        size_t lens[7] = {7, 40, 1, strlen(rkey), flen, strlen(tokbuf), strlen(ttl)};
-        r = run_cmd(sr, 7, argv, lens, &rc);
-        if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
-            /* A restarted or flushed server forgot the script: EVAL loads it. */
-            freeReplyObject(r);
-            argv[0] = "EVAL";
-            argv[1] = ADD_SCRIPT;
-            lens[0] = 4;
-            lens[1] = sizeof(ADD_SCRIPT) - 1;
-            r = run_cmd(sr, 7, argv, lens, &rc);
+    size_t a = 0;
+    for (size_t c = 0; c < ncmd; c++) {
+        size_t from = c * SCRIPT_KEYS_MAX,
+               to = from + SCRIPT_KEYS_MAX < n ? from + SCRIPT_KEYS_MAX : n;
+        cmds[c] = (struct cmd){(int)(5 + 3 * (to - from)), argv + a, lens + a};
+        put_arg(argv, lens, &a, "EVALSHA", 7);
+        put_arg(argv, lens, &a, sr->script_sha, 40);
+        put_arg(argv, lens, &a, "1", 1);
+        put_arg(argv, lens, &a, rkey, strlen(rkey));
+        put_arg(argv, lens, &a, ttl, strlen(ttl));
+        for (size_t i = from; i < to; i++) {
+            struct item *it = &items[i];
+            size_t flen = 0;
+            if (!key_field(q[i].key, q[i].keylen, it->field, &flen)) {
+                sl_error("state", "could not hash a key: SHA-256 failed");
+                rc = SL_ERR_FATAL;
+                goto out;
+            }
+            int rlen = snprintf(it->row, sizeof(it->row), "%llu", (unsigned long long)q[i].row);
+            put_arg(argv, lens, &a, (const char *)it->field, flen);
+            put_arg(argv, lens, &a, it->row, (size_t)rlen);
+            put_arg(argv, lens, &a, q[i].add ? "1" : "0", 1);
         }
-        if (!r && rc == SL_ERR_RETRY)
-            token_park(sr, h, tok);
     }
-    if (!r)
-        return rc;
-    if (r->type == REDIS_REPLY_INTEGER && (r->integer == 0 || r->integer == 1)) {
-        rc = (int)r->integer;
-    } else {
-        sl_error("state", "could not look up a key of run %s in redis at %s: %s", run_id, sr->where,
-                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        rc = SL_ERR_FATAL;
+    for (int attempt = 0;; attempt++) {
+        if ((rc = run_pipeline(sr, cmds, ncmd, rep)) != 0)
+            goto out;
+        bool noscript = false;
+        for (size_t c = 0; c < ncmd; c++)
+            noscript |= rep[c]->type == REDIS_REPLY_ERROR && !strncmp(rep[c]->str, "NOSCRIPT", 8);
+        if (!noscript || attempt)
+            break;
+        /* A restarted or flushed server forgot the script: the first command
+         * loads it with EVAL, the ones behind it in the pipeline find it. */
+        free_replies(rep, ncmd);
+        cmds[0].argv[0] = "EVAL";
+        cmds[0].argv[1] = SEEN_SCRIPT;
+        lens[0] = 4;
+        lens[1] = sizeof(SEEN_SCRIPT) - 1;
     }
-    freeReplyObject(r);
+    for (size_t c = 0; c < ncmd && rc == 0; c++) {
+        size_t from = c * SCRIPT_KEYS_MAX, k = (size_t)(cmds[c].argc - 5) / 3;
+        if (!script_reply_ok(rep[c], k)) {
+            sl_error("state", "could not look up %zu keys of run %s in redis at %s: %s", n, run_id,
+                     sr->where,
+                     rep[c]->type == REDIS_REPLY_ERROR ? rep[c]->str : "unexpected reply");
+            rc = SL_ERR_FATAL;
+            break;
+        }
+        for (size_t i = 0; i < k; i++)
+            out[from + i] = (int)rep[c]->element[i]->integer;
+    }
+    free_replies(rep, ncmd);
+out:
+    free(mem);
     return rc;
+}
+
+static int redis_seen_key(struct sl_state *st, const char *run_id, const char *key, size_t keylen,
+                          uint64_t row, bool add)
+{
+    struct sl_seen_query q = {.key = key, .keylen = keylen, .row = row, .add = add};
+    int seen = 0;
+    int rc = redis_seen_keys(st, run_id, &q, 1, &seen);
+    return rc ? rc : seen;
 }
 
 static int redis_end_run(struct sl_state *st, const char *run_id)
@@ -840,6 +916,7 @@ static const struct sl_state_ops redis_ops = {
     .seen_key = redis_seen_key,
     .end_run = redis_end_run,
     .destroy = redis_destroy,
+    .seen_keys = redis_seen_keys,
 };
 
 /* A state store in Redis at url (NULL: SLUICE_REDIS_URL, else
@@ -874,16 +951,12 @@ struct sl_state *sl_state_redis_new(const char *url, char *errbuf, size_t errsz)
     }
     unsigned char md[20];
     unsigned int mdlen = 0;
-    if (!EVP_Digest(ADD_SCRIPT, sizeof(ADD_SCRIPT) - 1, md, &mdlen, EVP_sha1(), NULL) ||
+    if (!EVP_Digest(SEEN_SCRIPT, sizeof(SEEN_SCRIPT) - 1, md, &mdlen, EVP_sha1(), NULL) ||
         mdlen != 20) {
         sl_seterr(errbuf, errsz, SL_ERR_FATAL, "could not create redis state store: SHA-1 failed");
         goto fail;
     }
     sl_hex(md, 20, sr->script_sha);
-    uint64_t seed;
-    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
-        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)sr;
-    atomic_init(&sr->token_next, seed);
 
     struct conn *cn = calloc(1, sizeof(*cn));
     if (!cn) {

@@ -7,6 +7,10 @@
  * file has one), not once per row: every field a template reads is a ref of
  * the job (struct sl_ref), and ref_col[] says where each ref sits in the
  * current header. Evaluation then reads vals[ref] directly.
+ *
+ * The mapped row is keyed on the bus by its target key, the key attributes'
+ * values joined as the validator joins them, so that one key's rows stay in
+ * order on one partition (a row missing a key value goes by its run).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +21,8 @@
 #include "sluice/stage.h"
 #include "sluice/template.h"
 #include "sluice/util.h"
+
+/* Between the values of a key of several attributes, as in the validator. */
 
 struct mapper {
     const struct sl_stage_env *env;
@@ -115,6 +121,43 @@ static int bind_header(struct mapper *m, const struct sl_job *job, const struct 
     return 0;
 }
 
+/* Sets out's bus key to its key attributes' values as mapped, joined by
+ * SL_KEY_SEP; none when the job has no key or a key value is missing, empty or
+ * failed to map. out's attributes are the job's, in job order. */
+static int set_key(struct sl_msg *out, const struct sl_job *job)
+{
+    const struct sl_record *r = &out->u.rec;
+    const struct sl_field *attr = r->attr;
+    size_t len = 0;
+    out->key = NULL;
+    if (job->nkey == 0)
+        return 0;
+    for (size_t k = 0; k < job->nkey; k++) {
+        const char *v = attr[job->key_idx[k]].value;
+        if (!v || !v[0])
+            return 0;
+        for (uint32_t i = 0; i < r->nprob; i++)
+            if (!strcmp(r->prob[i].attribute, job->attrs[job->key_idx[k]].name))
+                return 0;
+        len += strlen(v) + 1;
+    }
+    char *key = sl_arena_alloc(&out->arena, len);
+    if (!key)
+        return SL_ERR_NOMEM;
+    char *p = key;
+    for (size_t k = 0; k < job->nkey; k++) {
+        const char *v = attr[job->key_idx[k]].value;
+        size_t n = strlen(v);
+        if (k)
+            *p++ = SL_KEY_SEP;
+        memcpy(p, v, n);
+        p += n;
+    }
+    *p = '\0';
+    out->key = key;
+    return 0;
+}
+
 static int mapper_process(void *state, const char *topic, struct sl_msg *in, struct sl_emitter *em)
 {
     struct mapper *m = state;
@@ -163,6 +206,8 @@ static int mapper_process(void *state, const char *topic, struct sl_msg *in, str
         if (rc == 0)
             rc = sl_msg_add_attr_ref(out, a->name, val);
     }
+    if (rc == 0)
+        rc = set_key(out, job);
     if (rc) {
         sl_msg_unref(out);
         return rc;

@@ -4,9 +4,18 @@
  *
  * Missing values take the attribute's default, then face `required`; present
  * values are checked and normalized by their type (types.h). The key of a row
- * without problems is remembered for the run in the state store; a key seen
- * before is a duplicate: rejected, or with `duplicates: last_wins` passed on
- * marked as replacing the earlier row.
+ * without problems is remembered for the run in the state store, with the
+ * row's number; a key that another row had before is a duplicate: rejected,
+ * or with `duplicates: last_wins` passed on marked as replacing the earlier
+ * row. The same row coming again (a redelivery) is no duplicate of itself.
+ *
+ * Rows are not asked about one by one: a validated row is held, and the held
+ * rows' keys are resolved with one seen_keys() call (one round trip to Redis)
+ * when BATCH_MAX rows are held or the runner calls flush(), which it does
+ * before every commit and whenever the input runs dry, so holding loses
+ * nothing. Then every held row goes out in the order it came, valid ones to
+ * records.valid and rejections to records.rejected, whether it had a key to
+ * ask about or not. A row with no key goes out at once when nothing is held.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,29 +28,60 @@
 #include "sluice/state.h"
 #include "sluice/types.h"
 
-#define KEY_SEP '\x1f'
+#define BATCH_MAX 1024 /* rows held before their keys are resolved */
+
+/* A validated row waiting for its key's answer and its turn to go out. */
+struct held {
+    struct sl_msg *out;       /* owned; NULL once it went out */
+    const struct sl_job *job; /* borrowed: the registry outlives the stage */
+    bool ask;                 /* its key (rec.key) must be looked up */
+    bool add;                 /* ... and claimed: the row has no problem */
+    bool answered;            /* seen holds the answer */
+    bool finished;            /* duplicate handled, kind set: ready to go */
+    bool dead;                /* the store refused its question: dead letter */
+    int seen;
+};
 
 struct validator {
     const struct sl_stage_env *env;
     struct sl_buf key;
+    struct held *held; /* BATCH_MAX of them */
+    size_t nheld;
+    size_t nsent;            /* held[0..nsent) went out already */
+    struct sl_seen_query *q; /* BATCH_MAX each: one seen_keys() call */
+    size_t *qi;              /* the held row of each question */
+    int *ans;
 };
-
-static int validator_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
-{
-    struct validator *v = calloc(1, sizeof(*v));
-    if (!v)
-        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-    v->env = env;
-    *state = v;
-    return 0;
-}
 
 static void validator_destroy(void *state)
 {
     struct validator *v = state;
-    if (v)
-        sl_buf_cleanup(&v->key);
+    if (!v)
+        return;
+    /* rows still held never went out: their inputs are not committed either */
+    for (size_t i = 0; i < v->nheld; i++)
+        sl_msg_unref(v->held[i].out);
+    free(v->held);
+    free(v->q);
+    free(v->qi);
+    free(v->ans);
+    sl_buf_cleanup(&v->key);
     free(v);
+}
+
+static int validator_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
+{
+    struct validator *v = calloc(1, sizeof(*v));
+    if (!v || !(v->held = calloc(BATCH_MAX, sizeof(*v->held))) ||
+        !(v->q = calloc(BATCH_MAX, sizeof(*v->q))) ||
+        !(v->qi = calloc(BATCH_MAX, sizeof(*v->qi))) ||
+        !(v->ans = calloc(BATCH_MAX, sizeof(*v->ans)))) {
+        validator_destroy(v);
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    }
+    v->env = env;
+    *state = v;
+    return 0;
 }
 
 static bool has_problem(const struct sl_record *r, const char *attr)
@@ -77,7 +117,7 @@ static bool build_key(struct validator *v, const struct sl_job *job, struct sl_r
         struct sl_field *f = attr_of(r, job, job->key_idx[k]);
         if (!f || !f->value || has_problem(r, a->name))
             return false;
-        if ((k && sl_buf_putc(&v->key, KEY_SEP)) || sl_buf_puts(&v->key, f->value))
+        if ((k && sl_buf_putc(&v->key, SL_KEY_SEP)) || sl_buf_puts(&v->key, f->value))
             return false;
     }
     return true;
@@ -99,12 +139,144 @@ static void sort_problems(const struct sl_job *job, struct sl_record *r)
     }
 }
 
+static bool same_run(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+/* Answers every held row's question, one seen_keys() call per run among
+ * them (a batch is almost always of one run). A run the store refuses as bad
+ * input (poison) marks its rows for the dead-letter topic. 0, or the store's
+ * error; what was answered stays answered for the retry. */
+static int resolve(struct validator *v)
+{
+    struct sl_state *st = v->env->st;
+    for (size_t i = v->nsent; i < v->nheld; i++) {
+        struct held *h = &v->held[i];
+        if (!h->ask || h->answered || h->dead)
+            continue;
+        const char *run = h->out->run_id;
+        size_t n = 0;
+        for (size_t k = i; k < v->nheld; k++) {
+            struct held *o = &v->held[k];
+            if (!o->ask || o->answered || o->dead || (o != h && !same_run(o->out->run_id, run)))
+                continue;
+            const struct sl_record *r = &o->out->u.rec;
+            v->q[n] = (struct sl_seen_query){
+                .key = r->key, .keylen = strlen(r->key), .row = r->row, .add = o->add};
+            v->qi[n++] = k;
+        }
+        int rc = st->ops->seen_keys(st, run, v->q, n, v->ans);
+        if (rc && sl_err_class(rc) == SL_ERRCLASS_POISON) {
+            sl_warn("validator", "cannot look up the keys of %zu records of run %s: %s", n,
+                    run ? run : "-", sl_err_str(rc));
+            for (size_t j = 0; j < n; j++)
+                v->held[v->qi[j]].dead = true;
+            continue;
+        }
+        if (rc)
+            return rc;
+        for (size_t j = 0; j < n; j++) {
+            v->held[v->qi[j]].seen = v->ans[j];
+            v->held[v->qi[j]].answered = true;
+        }
+    }
+    return 0;
+}
+
+/* Applies the answer to a held row: a duplicate_key problem (duplicates:
+ * reject) or the duplicate flag (last_wins, a row without problems), then
+ * makes a row with problems a rejection. Once per row. */
+static int finish(struct held *h)
+{
+    struct sl_msg *out = h->out;
+    struct sl_record *r = &out->u.rec;
+    const struct sl_job *job = h->job;
+    if (h->ask && h->seen && job->options.duplicates == SL_DUPS_REJECT) {
+        const char *attr = job->nkey == 1 ? job->key[0] : "_key";
+        char *shown = sl_arena_strdup(&out->arena, r->key);
+        for (char *p = shown; p && *p; p++)
+            if (*p == SL_KEY_SEP)
+                *p = ',';
+        char *msg = shown
+                        ? sl_arena_printf(&out->arena,
+                                          "duplicate key: '%s' was already seen in this run", shown)
+                        : NULL;
+        if (!msg || sl_msg_add_problem(out, attr, "duplicate_key", msg, shown))
+            return SL_ERR_NOMEM;
+    } else if (h->ask && h->seen && r->nprob == 0) {
+        r->duplicate = true;
+    }
+    if (r->nprob) {
+        sort_problems(job, r);
+        out->kind = SL_MSG_REJECTION;
+    }
+    h->finished = true;
+    return 0;
+}
+
+/* Sends one held row to its topic; a row that cannot be sent (poison) or
+ * whose question the store refused goes to the dead-letter topic instead,
+ * as the runner does with a poison input. 0 once it is out of our hands,
+ * else the error with the row still held. */
+static int send_held(struct held *h, struct sl_emitter *em)
+{
+    int rc = 0;
+    if (!h->dead) {
+        if (!h->finished && (rc = finish(h)) != 0)
+            return rc;
+        const char *topic = h->out->kind == SL_MSG_REJECTION ? SL_TOPIC_REJECTED : SL_TOPIC_VALID;
+        rc = sl_emit(em, topic, sl_msg_ref(h->out));
+        if (rc == 0) {
+            sl_msg_unref(h->out);
+            h->out = NULL;
+            return 0;
+        }
+        if (sl_err_class(rc) != SL_ERRCLASS_POISON)
+            return rc;
+    }
+    sl_warn("validator", "record of run %s, row %llu is poison (%s): sent to %s",
+            h->out->run_id ? h->out->run_id : "-", (unsigned long long)h->out->u.rec.row,
+            h->dead ? "its key cannot be looked up" : sl_err_str(rc), SL_TOPIC_DEAD);
+    sl_emit(em, SL_TOPIC_DEAD, h->out);
+    h->out = NULL;
+    return 0;
+}
+
+/* Resolves the held rows' keys and sends every held row, in order. 0 with
+ * nothing held any more, or the error with what did not go out still held
+ * (a retry goes on where this stopped, asking nothing twice). */
+static int drain(struct validator *v, struct sl_emitter *em)
+{
+    int rc = resolve(v);
+    for (; rc == 0 && v->nsent < v->nheld; v->nsent++)
+        rc = send_held(&v->held[v->nsent], em);
+    if (rc)
+        return rc;
+    v->nheld = v->nsent = 0;
+    return 0;
+}
+
+/* Sends everything held. An error (Redis away for longer than its
+ * retry_for) leaves the rest held for the next call, and the runner must
+ * not commit their inputs meanwhile. */
+static int validator_flush(void *state, struct sl_emitter *em)
+{
+    return drain(state, em);
+}
+
 static int validator_process(void *state, const char *topic, struct sl_msg *in,
                              struct sl_emitter *em)
 {
     struct validator *v = state;
     if (in->kind != SL_MSG_RECORD)
         return SL_ERR_INVALID;
+    /* make room first: a retriable error here gets this same input again */
+    if (v->nheld == BATCH_MAX) {
+        int rc = drain(v, em);
+        if (rc)
+            return rc;
+    }
     char err[256];
     const struct sl_job *job =
         sl_jobs_get(v->env->jobs, in->job_id, in->job_version, err, sizeof(err));
@@ -152,36 +324,19 @@ static int validator_process(void *state, const char *topic, struct sl_msg *in,
         return rc;
     }
 
-    if (build_key(v, job, r)) {
-        r->key = out->key = sl_arena_strndup(&out->arena, v->key.data, v->key.len);
-        bool add = r->nprob == 0;
-        int seen = v->env->st->ops->seen_key(v->env->st, out->run_id, v->key.data, v->key.len, add);
-        if (seen < 0) {
-            sl_msg_unref(out);
-            return seen;
-        }
-        if (seen && job->options.duplicates == SL_DUPS_REJECT) {
-            const char *attr = job->nkey == 1 ? job->key[0] : "_key";
-            char *shown = sl_arena_strndup(&out->arena, v->key.data, v->key.len);
-            for (char *p = shown; p && *p; p++)
-                if (*p == KEY_SEP)
-                    *p = ',';
-            char *msg = sl_arena_printf(&out->arena,
-                                        "duplicate key: '%s' was already seen in this run", shown);
-            if (!msg || sl_msg_add_problem(out, attr, "duplicate_key", msg, shown)) {
-                sl_msg_unref(out);
-                return SL_ERR_NOMEM;
-            }
-        } else if (seen && r->nprob == 0) {
-            r->duplicate = true;
-        }
+    bool ask = build_key(v, job, r);
+    if (ask && !(r->key = out->key = sl_arena_strndup(&out->arena, v->key.data, v->key.len))) {
+        sl_msg_unref(out);
+        return SL_ERR_NOMEM;
     }
-    if (r->nprob) {
-        sort_problems(job, r);
-        out->kind = SL_MSG_REJECTION;
-        return sl_emit(em, SL_TOPIC_REJECTED, out);
-    }
-    return sl_emit(em, SL_TOPIC_VALID, out);
+    v->held[v->nheld++] =
+        (struct held){.out = out, .job = job, .ask = ask, .add = ask && !r->nprob};
+    if (ask || v->nheld > 1)
+        return 0;
+    /* nothing to ask and nothing ahead of it: out at once. When that fails
+     * for now the row stays held for the next drain; this input is done. */
+    rc = drain(v, em);
+    return sl_err_class(rc) == SL_ERRCLASS_RETRIABLE ? 0 : rc;
 }
 
 static const char *const validator_inputs[] = {SL_TOPIC_MAPPED, NULL};
@@ -191,5 +346,6 @@ const struct sl_stage sl_stage_validator = {
     .inputs = validator_inputs,
     .init = validator_init,
     .process = validator_process,
+    .flush = validator_flush,
     .destroy = validator_destroy,
 };

@@ -1,9 +1,11 @@
 /*
  * Integration tests of the Redis state store (state.h, sl_state_redis_new)
  * against real redis-servers on loopback (redis_server.h): the same answers as
- * the local store, per-run isolation and expiry, a server killed and restarted
- * in the middle of a stream of calls, a reply lost to a timeout, bad urls, and
- * threads sharing one store.
+ * the local store (a row asking again is no duplicate of itself; a batch
+ * answers as its questions one by one; both stores alike), per-run isolation
+ * and expiry, a server killed and restarted in the middle of a stream of
+ * calls, a reply lost to a timeout, bad urls, threads sharing one store, and
+ * the rows a second of one call at a time and of batches of 1024.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -148,34 +150,39 @@ static void test_seen_key(void **state)
     struct fixture *fx = *state;
     struct sl_state *st = open_store(&fx->plain, 0, NULL);
     /* The local store's unit test, answer for answer. */
-    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, false), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, true), 1);
-    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, false), 1);
-    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, false), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, true), 1);
-    assert_int_equal(st->ops->seen_key(st, "run-1", "k1\0x", 4, true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-1", "k1\0x", 4, true), 1);
-    assert_int_equal(st->ops->seen_key(st, "run-1", "", 0, true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-1", "", 0, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, 1, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, 1, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, 2, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, 2, false), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, 2, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, 2, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, 3, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1\0x", 4, 5, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1\0y", 4, 6, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "", 0, 7, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-1", NULL, 0, 8, true), 1);
 
-    /* Every run's keys expire, refreshed by new keys. */
+    /* Every run's keys expire, refreshed by new keys; a key's value is the
+     * row that first had it. */
     long long ttl = helper_int(&fx->plain, 0, "TTL %s", "sluice:run:run-1:keys");
     assert_true(ttl > 0 && ttl <= 7 * 24 * 3600);
+    redisReply *r = helper_cmd(&fx->plain, 0, "HGET sluice:run:run-1:keys k1");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "1");
+    freeReplyObject(r);
 
     /* end_run forgets the run, and only that run. */
     assert_int_equal(st->ops->end_run(st, "run-1"), 0);
     assert_int_equal(helper_int(&fx->plain, 0, "EXISTS %s", "sluice:run:run-1:keys"), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, false), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, false), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-1", "k1", 2, 9, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-2", "k1", 2, 9, false), 1);
     assert_int_equal(st->ops->end_run(st, "run-1"), 0);
     assert_int_equal(st->ops->end_run(st, "never"), 0);
     assert_int_equal(st->ops->end_run(st, "run-2"), 0);
     /* Run ids are any text, as in the local store. */
-    assert_int_equal(st->ops->seen_key(st, "run 1:keys", "k1", 2, true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run 1", "k1", 2, false), 0);
-    assert_int_equal(st->ops->seen_key(st, "run 1:keys", "k1", 2, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run 1:keys", "k1", 2, 1, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run 1", "k1", 2, 2, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run 1:keys", "k1", 2, 2, true), 1);
     assert_int_equal(st->ops->end_run(st, "run 1:keys"), 0);
 
     /* Long keys are stored as their SHA-256: exact, and 32 bytes each. */
@@ -183,16 +190,17 @@ static void test_seen_key(void **state)
     memset(a, 'x', sizeof(a));
     memcpy(b, a, sizeof(b));
     b[999] = 'y';
-    assert_int_equal(st->ops->seen_key(st, "run-long", a, sizeof(a), true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-long", b, sizeof(b), false), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-long", b, sizeof(b), true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-long", a, sizeof(a), true), 1);
-    assert_int_equal(st->ops->seen_key(st, "run-long", a, 999, true), 0); /* a prefix differs */
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, sizeof(a), 1, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", b, sizeof(b), 2, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", b, sizeof(b), 2, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, sizeof(a), 3, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, sizeof(a), 1, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, 999, 4, true), 0); /* a prefix differs */
     /* A 31-byte key and a 32-byte one never meet. */
-    assert_int_equal(st->ops->seen_key(st, "run-long", a, 31, true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-long", a, 32, true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-long", a, 32, true), 1);
-    redisReply *r = helper_cmd(&fx->plain, 0, "HKEYS sluice:run:run-long:keys");
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, 31, 5, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, 32, 6, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-long", a, 32, 7, true), 1);
+    r = helper_cmd(&fx->plain, 0, "HKEYS sluice:run:run-long:keys");
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_int_equal(r->elements, 5);
     for (size_t i = 0; i < r->elements; i++)
@@ -202,18 +210,141 @@ static void test_seen_key(void **state)
 
     enum sl_log_level lvl = sl_log_get_level();
     sl_log_set_level(SL_LOG_OFF);
-    assert_int_equal(st->ops->seen_key(st, NULL, "k", 1, true), SL_ERR_INVALID);
+    assert_int_equal(st->ops->seen_key(st, NULL, "k", 1, 1, true), SL_ERR_INVALID);
     char longrun[1100];
     memset(longrun, 'r', sizeof(longrun) - 1);
     longrun[sizeof(longrun) - 1] = '\0';
-    assert_int_equal(st->ops->seen_key(st, longrun, "k", 1, true), SL_ERR_INVALID);
+    assert_int_equal(st->ops->seen_key(st, longrun, "k", 1, 1, true), SL_ERR_INVALID);
     assert_int_equal(st->ops->end_run(st, longrun), 0);
-    assert_int_equal(st->ops->seen_key(st, "r", NULL, 1, true), SL_ERR_INVALID);
+    assert_int_equal(st->ops->seen_key(st, "r", NULL, 1, 1, true), SL_ERR_INVALID);
+    int out[1];
+    struct sl_seen_query bad = {.key = NULL, .keylen = 1, .row = 1, .add = true};
+    assert_int_equal(st->ops->seen_keys(st, "r", &bad, 1, out), SL_ERR_INVALID);
+    assert_int_equal(st->ops->seen_keys(st, NULL, NULL, 0, NULL), SL_ERR_INVALID);
+    assert_int_equal(st->ops->seen_keys(st, "r", NULL, 0, NULL), 0);
     sl_log_set_level(lvl);
     sl_state_destroy(st);
 }
 
-#define MANY 100000
+/* As the local store's test_same_row: a row asking again is no duplicate of
+ * itself and changes nothing; another row is. */
+static void test_same_row(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->plain, 0, NULL);
+    assert_int_equal(st->ops->seen_key(st, "run", "k", 1, 5, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run", "k", 1, 5, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run", "k", 1, 5, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run", "k", 1, 6, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run", "k", 1, 6, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run", "k", 1, 5, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run", "k", 1, 6, false), 1);
+    assert_int_equal(st->ops->seen_key(st, "run", "k", 1, 4, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run", "k", 1, 4, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run", "n", 1, 9, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run", "n", 1, 10, false), 1);
+    assert_int_equal(st->ops->seen_key(st, "run", "n", 1, 8, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run", "big", 3, UINT64_MAX, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run", "big", 3, UINT64_MAX, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run", "big", 3, UINT64_MAX - 1, false), 0);
+    assert_int_equal(st->ops->seen_key(st, "run", "big", 3, 0, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-b", "k", 1, 5, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-b", "k", 1, 5, true), 0);
+    assert_int_equal(helper_int(&fx->plain, 0, "HLEN %s", "sluice:run:run:keys"), 3);
+    assert_int_equal(st->ops->end_run(st, "run"), 0);
+    assert_int_equal(st->ops->end_run(st, "run-b"), 0);
+    sl_state_destroy(st);
+}
+
+#define Q(k, r, a)                                                                                 \
+    {                                                                                              \
+        .key = k, .keylen = sizeof(k) - 1, .row = r, .add = a                                      \
+    }
+
+/* As the local store's test_batch. */
+static void test_batch(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->plain, 0, NULL);
+    const struct sl_seen_query q[] = {
+        Q("a", 1, true),  Q("b", 2, true),  Q("a", 3, true), Q("c", 4, false), Q("c", 5, true),
+        Q("b", 6, false), Q("d", 8, false), Q("d", 7, true), Q("a", 1, true),
+    };
+    const int want[] = {0, 0, 1, 0, 0, 1, 0, 0, 0};
+    const size_t n = sizeof(q) / sizeof(q[0]);
+    int out[sizeof(q) / sizeof(q[0])];
+    for (int pass = 0; pass < 3; pass++) {
+        memset(out, 0xff, sizeof(out));
+        assert_int_equal(st->ops->seen_keys(st, "run-batch", q, n, out), 0);
+        for (size_t i = 0; i < n; i++) {
+            int w = pass && i == 6 ? 1 : want[i];
+            if (out[i] != w)
+                fail_msg("pass %d, question %zu: %d, want %d", pass, i, out[i], w);
+        }
+    }
+    assert_int_equal(st->ops->seen_key(st, "run-batch", "a", 1, 1, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-batch", "a", 1, 3, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-batch", "c", 1, 5, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-batch", "c", 1, 4, false), 0);
+    assert_int_equal(st->ops->end_run(st, "run-batch"), 0);
+    sl_state_destroy(st);
+}
+
+/* Random questions, many long keys among them, asked in batches of random
+ * sizes (some bigger than one script call: several in one pipeline) answer
+ * as the local store answers them; so does the whole list asked again, after
+ * the server forgot the script. */
+static void test_batch_matches_local(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->plain, 4, NULL);
+    char dir[] = "/tmp/sluice-state-XXXXXX", err[256] = "";
+    assert_non_null(mkdtemp(dir));
+    struct sl_state *loc = sl_state_local_new(dir, err, sizeof(err));
+    assert_non_null(loc);
+    enum { N = 30000 };
+    struct sl_seen_query *q = calloc(N, sizeof(*q));
+    char(*keys)[48] = calloc(N, 48);
+    int *a = calloc(N, sizeof(int)), *b = calloc(N, sizeof(int));
+    assert_true(q && keys && a && b);
+    unsigned seed = 4242;
+    for (size_t i = 0; i < N; i++) {
+        unsigned k = rand_r(&seed) % 5000;
+        int len = snprintf(keys[i], 48, k % 3 ? "key-%u" : "a-key-longer-than-31-bytes-%u", k);
+        q[i] = (struct sl_seen_query){.key = keys[i],
+                                      .keylen = (size_t)len,
+                                      .row = 1 + i / 2 + rand_r(&seed) % 3,
+                                      .add = rand_r(&seed) % 4 != 0};
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass)
+            freeReplyObject(helper_cmd(&fx->plain, 4, "SCRIPT FLUSH"));
+        for (size_t i = 0; i < N;) {
+            size_t n = 1 + rand_r(&seed) % 2500;
+            if (n > N - i)
+                n = N - i;
+            assert_int_equal(st->ops->seen_keys(st, "run-x", q + i, n, a + i), 0);
+            assert_int_equal(loc->ops->seen_keys(loc, "run-x", q + i, n, b + i), 0);
+            i += n;
+        }
+        for (size_t i = 0; i < N; i++)
+            if (a[i] != b[i])
+                fail_msg("pass %d, question %zu: redis %d, local %d", pass, i, a[i], b[i]);
+    }
+    assert_int_equal(st->ops->end_run(st, "run-x"), 0);
+    sl_state_destroy(loc);
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    free(q);
+    free(keys);
+    free(a);
+    free(b);
+    sl_state_destroy(st);
+}
+
+#define MANY  100000
+#define BATCH 1024
 
 static void test_many_keys(void **state)
 {
@@ -223,19 +354,51 @@ static void test_many_keys(void **state)
     double t0 = now_s();
     for (int i = 0; i < MANY; i++) {
         int n = snprintf(key, sizeof(key), "customer-%d@example.com", i);
-        assert_int_equal(st->ops->seen_key(st, "run-many", key, (size_t)n, true), 0);
+        assert_int_equal(st->ops->seen_key(st, "run-many", key, (size_t)n, (uint64_t)i + 1, true),
+                         0);
     }
+    double single = now_s() - t0;
     /* Every key is there exactly once; re-adding a sample says seen. */
     assert_int_equal(helper_int(&fx->plain, 1, "HLEN %s", "sluice:run:run-many:keys"), MANY);
     for (int i = 0; i < MANY; i += 97) {
         int n = snprintf(key, sizeof(key), "customer-%d@example.com", i);
-        assert_int_equal(st->ops->seen_key(st, "run-many", key, (size_t)n, false), 1);
-        assert_int_equal(st->ops->seen_key(st, "run-many", key, (size_t)n, true), 1);
+        assert_int_equal(st->ops->seen_key(st, "run-many", key, (size_t)n, MANY + 1, false), 1);
+        assert_int_equal(st->ops->seen_key(st, "run-many", key, (size_t)n, MANY + 1, true), 1);
+        assert_int_equal(st->ops->seen_key(st, "run-many", key, (size_t)n, (uint64_t)i + 1, true),
+                         0);
     }
-    assert_int_equal(st->ops->seen_key(st, "run-many", "customer-x", 10, false), 0);
-    fprintf(stderr, "# %d keys in %.2f s\n", MANY, now_s() - t0);
+    assert_int_equal(st->ops->seen_key(st, "run-many", "customer-x", 10, 1, false), 0);
     assert_int_equal(st->ops->end_run(st, "run-many"), 0);
     assert_int_equal(helper_int(&fx->plain, 1, "EXISTS %s", "sluice:run:run-many:keys"), 0);
+
+    /* The same keys in batches of BATCH, as the validator asks: one round
+     * trip each. Then every one again, as a redelivery would: no duplicate. */
+    static char keys[BATCH][48];
+    struct sl_seen_query q[BATCH];
+    int out[BATCH];
+    double batched = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        t0 = now_s();
+        for (int i = 0; i < MANY; i += BATCH) {
+            size_t n = MANY - i < BATCH ? (size_t)(MANY - i) : BATCH;
+            for (size_t k = 0; k < n; k++) {
+                int len = snprintf(keys[k], sizeof(keys[k]), "customer-%zu@example.com", i + k);
+                q[k] = (struct sl_seen_query){keys[k], (size_t)len, i + k + 1, true};
+            }
+            assert_int_equal(st->ops->seen_keys(st, "run-many", q, n, out), 0);
+            for (size_t k = 0; k < n; k++)
+                if (out[k] != 0)
+                    fail_msg("pass %d, key %zu: a duplicate", pass, i + k);
+        }
+        if (!pass)
+            batched = now_s() - t0;
+    }
+    assert_int_equal(helper_int(&fx->plain, 1, "HLEN %s", "sluice:run:run-many:keys"), MANY);
+    fprintf(stderr,
+            "# %d keys one by one in %.2f s (%.0f rows/s); in batches of %d in %.2f s "
+            "(%.0f rows/s)\n",
+            MANY, single, MANY / single, BATCH, batched, MANY / batched);
+    assert_int_equal(st->ops->end_run(st, "run-many"), 0);
     sl_state_destroy(st);
 }
 
@@ -252,8 +415,9 @@ struct streamer {
     double slowest;
 };
 
-/* Adds keys 0..STREAM_KEYS-1, each followed by a re-add of an earlier key:
- * every fresh add must answer 0 and every re-add 1, outage or not. */
+/* Adds keys 0..STREAM_KEYS-1 (key i as row i), each followed by an add of an
+ * earlier key by another row (and every other time both in one batch):
+ * every fresh add must answer 0 and every later row 1, outage or not. */
 static void *streamer_main(void *arg)
 {
     struct streamer *s = arg;
@@ -267,9 +431,25 @@ static void *streamer_main(void *arg)
                 nanosleep(&ts, NULL);
             }
         }
+        char old[32];
         int n = snprintf(key, sizeof(key), "key-%d", i);
+        int n2 = snprintf(old, sizeof(old), "key-%d", i / 2);
+        uint64_t row = (uint64_t)i, later = STREAM_KEYS + (uint64_t)i;
+        int rc, rc2;
         double t = now_s();
-        int rc = s->st->ops->seen_key(s->st, "run-restart", key, (size_t)n, true);
+        if (i % 2) {
+            struct sl_seen_query q[2] = {{key, (size_t)n, row, true},
+                                         {old, (size_t)n2, later, true}};
+            int out[2] = {-1, -1};
+            rc = rc2 = s->st->ops->seen_keys(s->st, "run-restart", q, 2, out);
+            if (rc == 0) {
+                rc = out[0];
+                rc2 = out[1];
+            }
+        } else {
+            rc = s->st->ops->seen_key(s->st, "run-restart", key, (size_t)n, row, true);
+            rc2 = s->st->ops->seen_key(s->st, "run-restart", old, (size_t)n2, later, true);
+        }
         double dt = now_s() - t;
         if (dt > s->slowest)
             s->slowest = dt;
@@ -277,9 +457,7 @@ static void *streamer_main(void *arg)
             s->fresh++;
         else
             s->bad++;
-        n = snprintf(key, sizeof(key), "key-%d", i / 2);
-        rc = s->st->ops->seen_key(s->st, "run-restart", key, (size_t)n, true);
-        if (rc == 1)
+        if (rc2 == 1)
             s->seen++;
         else
             s->bad++;
@@ -336,24 +514,37 @@ static void test_gives_up(void **state)
 {
     struct fixture *fx = *state;
     struct sl_state *st = open_store(&fx->durable, 0, "?retry_for=0.5&connect_timeout=0.2");
-    assert_int_equal(st->ops->seen_key(st, "run-gu", "a", 1, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-gu", "a", 1, 1, true), 0);
     redis_server_kill(&fx->durable);
     enum sl_log_level lvl = sl_log_get_level();
     sl_log_set_level(SL_LOG_OFF);
     double t = now_s();
-    int rc = st->ops->seen_key(st, "run-gu", "b", 1, true);
+    int rc = st->ops->seen_key(st, "run-gu", "b", 1, 2, true);
     double dt = now_s() - t;
     char out[65];
     int rc2 = st->ops->get_last_sha(st, "job-r", out);
+    const struct sl_seen_query q[] = {Q("c", 3, true), Q("a", 4, true), Q("c", 5, true)};
+    int ans[3];
+    int rc3 = st->ops->seen_keys(st, "run-gu", q, 3, ans);
     sl_log_set_level(lvl);
     int restarted = redis_server_restart(&fx->durable);
     assert_int_equal(restarted, 0);
     assert_int_equal(rc, SL_ERR_RETRY);
     assert_int_equal(rc2, SL_ERR_RETRY);
+    assert_int_equal(rc3, SL_ERR_RETRY);
     assert_true(dt >= 0.4 && dt < 5.0);
-    assert_int_equal(st->ops->seen_key(st, "run-gu", "b", 1, true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-gu", "b", 1, true), 1);
-    assert_int_equal(st->ops->seen_key(st, "run-gu", "a", 1, true), 1);
+    /* the stage's retries, as the same rows */
+    assert_int_equal(st->ops->seen_key(st, "run-gu", "b", 1, 2, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-gu", "b", 1, 2, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-gu", "b", 1, 3, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-gu", "a", 1, 2, true), 1);
+    for (int pass = 0; pass < 2; pass++) {
+        memset(ans, 0xff, sizeof(ans));
+        assert_int_equal(st->ops->seen_keys(st, "run-gu", q, 3, ans), 0);
+        assert_int_equal(ans[0], 0);
+        assert_int_equal(ans[1], 1);
+        assert_int_equal(ans[2], 1);
+    }
     assert_int_equal(st->ops->end_run(st, "run-gu"), 0);
     sl_state_destroy(st);
 }
@@ -391,18 +582,47 @@ static void test_lost_reply(void **state)
     struct fixture *fx = *state;
     struct sl_state *st = open_store(&fx->plain, 0, "?timeout=0.3&retry_for=20");
     /* Warm the pool's connection so the add goes out at once. */
-    assert_int_equal(st->ops->seen_key(st, "run-lost", "warm", 4, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-lost", "warm", 4, 1, true), 0);
     redisContext *c = debug_sleep_begin(&fx->plain, "1.5");
     /* Redis is asleep: this add times out, is retried on a new connection,
      * and both copies run once Redis wakes up. Still one new key. */
     enum sl_log_level lvl = sl_log_get_level();
     sl_log_set_level(SL_LOG_OFF);
-    int rc = st->ops->seen_key(st, "run-lost", "k", 1, true);
+    int rc = st->ops->seen_key(st, "run-lost", "k", 1, 2, true);
     sl_log_set_level(lvl);
     debug_sleep_end(c);
     assert_int_equal(rc, 0);
-    assert_int_equal(st->ops->seen_key(st, "run-lost", "k", 1, true), 1);
+    assert_int_equal(st->ops->seen_key(st, "run-lost", "k", 1, 3, true), 1);
     assert_int_equal(helper_int(&fx->plain, 0, "HLEN %s", "sluice:run:run-lost:keys"), 2);
+
+    /* The same with a batch of several script calls in one pipeline, a key
+     * twice in it: sent twice, answered as once. */
+    enum { N = 2500 };
+    struct sl_seen_query *q = calloc(N, sizeof(*q));
+    char(*keys)[16] = calloc(N, 16);
+    int *out = calloc(N, sizeof(int));
+    assert_true(q && keys && out);
+    for (size_t i = 0; i < N; i++) {
+        int len = snprintf(keys[i], 16, "b-%zu", i < N - 1 ? i : 0);
+        q[i] = (struct sl_seen_query){keys[i], (size_t)len, 100 + i, true};
+    }
+    c = debug_sleep_begin(&fx->plain, "1.5");
+    sl_log_set_level(SL_LOG_OFF);
+    rc = st->ops->seen_keys(st, "run-lost", q, N, out);
+    sl_log_set_level(lvl);
+    debug_sleep_end(c);
+    assert_int_equal(rc, 0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < N; i++)
+            if (out[i] != (i == N - 1))
+                fail_msg("pass %d, question %zu: %d", pass, i, out[i]);
+        memset(out, 0xff, N * sizeof(int));
+        assert_int_equal(st->ops->seen_keys(st, "run-lost", q, N, out), 0);
+    }
+    assert_int_equal(helper_int(&fx->plain, 0, "HLEN %s", "sluice:run:run-lost:keys"), N + 1);
+    free(q);
+    free(keys);
+    free(out);
     assert_int_equal(st->ops->end_run(st, "run-lost"), 0);
     sl_state_destroy(st);
 }
@@ -413,18 +633,22 @@ static void test_retry_after_lost_reply(void **state)
 {
     struct fixture *fx = *state;
     struct sl_state *st = open_store(&fx->plain, 0, "?timeout=0.3&retry_for=0.5");
-    assert_int_equal(st->ops->seen_key(st, "run-lost2", "warm", 4, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-lost2", "warm", 4, 1, true), 0);
     redisContext *c = debug_sleep_begin(&fx->plain, "2");
     enum sl_log_level lvl = sl_log_get_level();
     sl_log_set_level(SL_LOG_OFF);
-    int rc = st->ops->seen_key(st, "run-lost2", "k", 1, true);
+    int rc = st->ops->seen_key(st, "run-lost2", "k", 1, 2, true);
     sl_log_set_level(lvl);
     debug_sleep_end(c);
     assert_int_equal(rc, SL_ERR_RETRY);
-    /* The write landed while nobody listened. */
+    /* The write landed while nobody listened. The retry, in this process or
+     * (after a crash) another, is the same row: still the new one. */
     assert_int_equal(helper_int(&fx->plain, 0, "HLEN %s", "sluice:run:run-lost2:keys"), 2);
-    assert_int_equal(st->ops->seen_key(st, "run-lost2", "k", 1, true), 0);
-    assert_int_equal(st->ops->seen_key(st, "run-lost2", "k", 1, true), 1);
+    struct sl_state *other = open_store(&fx->plain, 0, NULL);
+    assert_int_equal(other->ops->seen_key(other, "run-lost2", "k", 1, 2, true), 0);
+    sl_state_destroy(other);
+    assert_int_equal(st->ops->seen_key(st, "run-lost2", "k", 1, 2, true), 0);
+    assert_int_equal(st->ops->seen_key(st, "run-lost2", "k", 1, 3, true), 1);
     assert_int_equal(st->ops->end_run(st, "run-lost2"), 0);
     sl_state_destroy(st);
 }
@@ -540,16 +764,17 @@ static void *worker_main(void *arg)
     for (int i = 0; i < TKEYS; i++) {
         /* Every thread adds the same shared keys: each is new exactly once. */
         int n = snprintf(key, sizeof(key), "shared-%d", i);
-        int rc = w->st->ops->seen_key(w->st, "run-threads", key, (size_t)n, true);
+        uint64_t row = (uint64_t)i * THREADS + (uint64_t)w->id;
+        int rc = w->st->ops->seen_key(w->st, "run-threads", key, (size_t)n, row, true);
         if (rc == 0)
             w->fresh++;
         else if (rc != 1)
             w->bad++;
         /* And its own keys, which no one else has. */
         n = snprintf(key, sizeof(key), "own-%d-%d", w->id, i);
-        if (w->st->ops->seen_key(w->st, "run-threads", key, (size_t)n, true) != 0)
+        if (w->st->ops->seen_key(w->st, "run-threads", key, (size_t)n, row, true) != 0)
             w->bad++;
-        if (w->st->ops->seen_key(w->st, "run-threads", key, (size_t)n, false) != 1)
+        if (w->st->ops->seen_key(w->st, "run-threads", key, (size_t)n, row + 1, false) != 1)
             w->bad++;
     }
     return NULL;
@@ -584,6 +809,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_last_sha),
         cmocka_unit_test(test_seen_key),
+        cmocka_unit_test(test_same_row),
+        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_batch_matches_local),
         cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_threads),

@@ -6,10 +6,14 @@
  *
  * Covers required, default, normalization by type, the problems of a row
  * all reported at once, and duplicate keys: reject (a later row is rejected
- * with duplicate_key) versus last_wins (passed on, marked duplicate), and a
- * row with other problems never claiming its key.
+ * with duplicate_key) versus last_wins (passed on, marked duplicate), a row
+ * with other problems never claiming its key, a redelivered row (the same
+ * row again) being no duplicate of itself, and outputs leaving in the order
+ * their rows came although their keys are looked up in batches.
  */
 #include "stage_harness.h"
+
+#include <pthread.h>
 
 #define JOB_HEAD                                                                                   \
     "{\"name\":\"valjob\",\"source\":{\"url\":\"in.csv\"},"                                        \
@@ -141,6 +145,9 @@ static void test_duplicate_reject(void **state)
             assert_int_equal(d, 0);
             assert_string_equal(m->u.rec.prob[0].value, "S1");
         }
+        /* valid and rejected rows alike go by their key on the bus */
+        assert_non_null(m->key);
+        assert_string_equal(m->key, row == 2 ? "S2" : "S1");
     }
 }
 
@@ -223,6 +230,146 @@ static void test_keys_are_per_run(void **state)
     }
 }
 
+/* A stage that crashed before its commit gets its inputs again: the same
+ * rows, asking about their keys a second time, within one batch or later. */
+static void test_redelivered_row_is_no_duplicate(void **state)
+{
+    struct sh *h = start(state, job_reject);
+    /* rows 1 and 2, row 1 again at once (one batch, most likely), */
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", "a", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 2, "S2", "b", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", "a", NULL, NULL, NULL, NULL, NULL));
+    static const uint64_t rows[] = {1, 2, 1};
+    for (int i = 0; i < 3; i++) {
+        struct sl_msg *m = sh_next(h, SL_TOPIC_VALID);
+        assert_int_equal(m->u.rec.row, rows[i]);
+        assert_int_equal(m->u.rec.nprob, 0);
+        assert_false(m->u.rec.duplicate);
+    }
+    /* then both again after they went out, and a real duplicate of S1 */
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 2, "S2", "b", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", "a", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 3, "S1", "c", NULL, NULL, NULL, NULL, NULL));
+    struct sl_msg *m = sh_next(h, SL_TOPIC_VALID);
+    assert_int_equal(m->u.rec.row, 2);
+    m = sh_next(h, SL_TOPIC_VALID);
+    assert_int_equal(m->u.rec.row, 1);
+    m = sh_next(h, SL_TOPIC_REJECTED);
+    assert_int_equal(m->u.rec.row, 3);
+    assert_int_equal(sh_problem(m, "id", "duplicate_key"), 0);
+    /* and the duplicate itself redelivered: still a duplicate, of row 1 */
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 3, "S1", "c", NULL, NULL, NULL, NULL, NULL));
+    m = sh_next(h, SL_TOPIC_REJECTED);
+    assert_int_equal(m->u.rec.row, 3);
+    assert_int_equal(m->u.rec.nprob, 1);
+    sh_expect_none(h, 0, 0);
+}
+
+static void test_redelivered_row_last_wins(void **state)
+{
+    struct sh *h = start(state, job_last_wins);
+    static const uint64_t rows[] = {1, 1, 2, 2, 1};
+    for (int i = 0; i < 5; i++)
+        sh_send(h, SL_TOPIC_MAPPED, mapped(h, rows[i], "S1", "a", NULL, NULL, NULL, NULL, NULL));
+    for (int i = 0; i < 5; i++) {
+        struct sl_msg *m = sh_next(h, SL_TOPIC_VALID);
+        assert_int_equal(m->u.rec.row, rows[i]);
+        /* only row 2 replaces an earlier row; row 1 again replaces nothing */
+        assert_int_equal(m->u.rec.duplicate, rows[i] == 2);
+    }
+}
+
+/* A row rejected for another reason checks its key without claiming it; its
+ * redelivery after a later row claimed the key answers as the first time. */
+static void test_redelivered_rejected_row(void **state)
+{
+    struct sh *h = start(state, job_reject);
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", NULL, NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 2, "S1", "b", NULL, NULL, NULL, NULL, NULL));
+    sh_send(h, SL_TOPIC_MAPPED, mapped(h, 1, "S1", NULL, NULL, NULL, NULL, NULL, NULL));
+    for (int i = 0; i < 3; i++) {
+        const char *topic = NULL;
+        struct sl_msg *m = sh_next_within(h, &topic, SH_WAIT_MS);
+        assert_non_null(m);
+        assert_int_equal(m->u.rec.row, i == 1 ? 2 : 1);
+        assert_string_equal(topic, i == 1 ? SL_TOPIC_VALID : SL_TOPIC_REJECTED);
+        if (i != 1) {
+            assert_int_equal(m->u.rec.nprob, 1);
+            assert_true(sh_problem(m, "name", "required") >= 0);
+        }
+    }
+}
+
+#define MANY_ROWS 3000
+
+struct sender {
+    struct sh *h;
+    int rows;
+};
+
+/* Row i (from 1) of test_order: which of the cases below it is. */
+enum row_case { ROW_VALID, ROW_NO_KEY, ROW_INVALID, ROW_DUPLICATE, ROW_INVALID_NO_KEY };
+
+static enum row_case row_case(int i)
+{
+    if (i % 7 == 3)
+        return ROW_INVALID; /* no name: rejected, its key only checked */
+    if (i % 11 == 5)
+        return ROW_NO_KEY; /* no id: rejected (a key is required), no key */
+    if (i % 17 == 9)
+        return ROW_INVALID_NO_KEY; /* an id too long: rejected, no key */
+    if (i % 13 == 0)
+        return ROW_DUPLICATE; /* the key of row i - 1 */
+    return ROW_VALID;
+}
+
+static void *sender_main(void *arg)
+{
+    struct sender *s = arg;
+    for (int i = 1; i <= s->rows; i++) {
+        char id[16];
+        enum row_case c = row_case(i);
+        if (c == ROW_INVALID_NO_KEY)
+            snprintf(id, sizeof(id), "LONG-%07d", i);
+        else
+            snprintf(id, sizeof(id), "K%d", c == ROW_DUPLICATE ? i - 1 : i);
+        struct sl_msg *m = mapped(s->h, (uint64_t)i, c == ROW_NO_KEY ? NULL : id,
+                                  c == ROW_INVALID ? NULL : "n", NULL, NULL, NULL, NULL, NULL);
+        if (sl_bus_send(s->h->bus, SL_TOPIC_MAPPED, m))
+            break;
+    }
+    return NULL;
+}
+
+/* Rows of every kind, more than one batch of them, leave in the order they
+ * came, each on its topic with its answer. */
+static void test_order(void **state)
+{
+    struct sh *h = start(state, job_reject);
+    struct sender s = {.h = h, .rows = MANY_ROWS};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, sender_main, &s), 0);
+    for (int i = 1; i <= MANY_ROWS; i++) {
+        const char *topic = NULL;
+        struct sl_msg *m = sh_next_within(h, &topic, SH_WAIT_MS);
+        if (!m)
+            fail_msg("row %d did not come", i);
+        if (m->u.rec.row != (uint64_t)i)
+            fail_msg("row %llu came where row %d was due", (unsigned long long)m->u.rec.row, i);
+        enum row_case c = row_case(i);
+        bool valid = c == ROW_VALID || (c == ROW_DUPLICATE && row_case(i - 1) != ROW_VALID);
+        if (strcmp(topic, valid ? SL_TOPIC_VALID : SL_TOPIC_REJECTED))
+            fail_msg("row %d (case %d) went to %s", i, (int)c, topic);
+        bool dup = c == ROW_DUPLICATE && !valid;
+        if ((sh_problem(m, "id", "duplicate_key") >= 0) != dup)
+            fail_msg("row %d (case %d): duplicate_key %s", i, (int)c, dup ? "missing" : "wrong");
+        if ((c == ROW_NO_KEY || c == ROW_INVALID_NO_KEY) != !m->u.rec.key)
+            fail_msg("row %d (case %d): key %s", i, (int)c, m->u.rec.key ? m->u.rec.key : "none");
+    }
+    pthread_join(th, NULL);
+    sh_expect_none(h, 0, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +382,10 @@ int main(void)
         SH_TEST(test_rejected_row_does_not_claim_its_key_last_wins),
         SH_TEST(test_last_wins_invalid_duplicate_has_only_its_own_problems),
         SH_TEST(test_keys_are_per_run),
+        SH_TEST(test_redelivered_row_is_no_duplicate),
+        SH_TEST(test_redelivered_row_last_wins),
+        SH_TEST(test_redelivered_rejected_row),
+        SH_TEST(test_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,8 +9,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sl_state;
+
+/* One question of seen_keys(): was key seen in the run by another row? */
+struct sl_seen_query {
+    const char *key; /* keylen bytes, any (NUL included); NULL only when keylen is 0 */
+    size_t keylen;
+    uint64_t row; /* the source row asking (struct sl_record.row) */
+    bool add;     /* a new key is remembered as first seen by row */
+};
 
 struct sl_state_ops {
     const char *name;
@@ -18,13 +27,29 @@ struct sl_state_ops {
      * SL_ERR_NOTFOUND when the job never succeeded. */
     int (*get_last_sha)(struct sl_state *st, const char *job_id, char out[65]);
     int (*set_last_sha)(struct sl_state *st, const char *job_id, const char *sha256);
-    /* Whether key was seen in run: 1 seen before, 0 not. With add, key is
-     * remembered from now on. Negative on error. */
+    /* Whether key is a duplicate in run for source row row: the store
+     * remembers, per run, each key with the row that first had it. 1 when
+     * that row is another one, 0 when the key is new or its first row is row
+     * itself (a redelivered message asks again: same answer, nothing
+     * changes). With add, a new key is remembered as first seen by row;
+     * without add nothing is remembered, and a key first seen by a later row
+     * (a greater number) is no duplicate either: the asking row came first in
+     * the source and only failed for another reason, so a redelivery of it
+     * answers as it did the first time. Negative on error. */
     int (*seen_key)(struct sl_state *st, const char *run_id, const char *key, size_t keylen,
-                    bool add);
+                    uint64_t row, bool add);
     /* The run is over: forget its per-run state. */
     int (*end_run)(struct sl_state *st, const char *run_id);
     void (*destroy)(struct sl_state *st);
+    /* n questions of run at once, answered into out[0..n) (0 or 1) exactly
+     * as n seen_key() calls in order would (the second row of a key in the
+     * batch is a duplicate of the first), in one round trip to Redis. 0, or
+     * negative on error: then out is undefined and some of the adds may have
+     * been made, which is harmless, since asking the same batch again gives
+     * the same answers (for checks without add, as long as a key's rows are
+     * asked in their source order). q and out are the caller's; any thread. */
+    int (*seen_keys)(struct sl_state *st, const char *run_id, const struct sl_seen_query *q,
+                     size_t n, int *out);
 };
 
 struct sl_state {
