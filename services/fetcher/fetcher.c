@@ -197,7 +197,8 @@ static int record_source(struct fetcher *f, const struct sl_msg *t, const char *
     snprintf(num, sizeof(num), "%llu", (unsigned long long)bytes);
     const char *params[] = {t->run_id, sha, num};
     int rc = sl_pg_exec(f->conn, "record the run's source",
-                        "UPDATE sluice_runs SET source_sha256 = $2, source_bytes = $3::bigint "
+                        "UPDATE sluice_runs SET source_sha256 = $2, source_bytes = $3::bigint, "
+                        "status = CASE status WHEN 'queued' THEN 'running' ELSE status END "
                         "WHERE id = $1",
                         3, params, NULL, err, sizeof(err));
     if (rc) {

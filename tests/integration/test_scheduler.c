@@ -140,7 +140,7 @@ static void test_missed_slot_fires_once(void **state)
     assert_string_equal(one(c, "SELECT next_run_at > now() AND next_run_at <= now() + "
                                "interval '5 minutes' FROM sluice_jobs WHERE id = 'every5'"),
                         "t");
-    char run_id[64];
+    char run_id[256];
     snprintf(run_id, sizeof(run_id), "%s",
              one(c, "SELECT id FROM sluice_runs WHERE job_id = 'every5'"));
 
