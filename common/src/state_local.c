@@ -4,15 +4,28 @@
  * The SHA-256 of a job's last successful run is one small file,
  * <dir>/jobs/<job_id>.sha256, replaced atomically, so it survives the process
  * and a crash never leaves half a hash. The keys seen in a run live only in
- * memory, one table per run on a short list behind one mutex: embedded runs
- * are few and the validator's threads may ask at once. A table maps each key's
- * 64-bit keyed fingerprint (SipHash-2-4 under a random key of the store, as
- * sl_keyset does) to the row that first had the key, in open addressing with
- * linear probing: 16 bytes a slot, at most 3/4 of them used, so 21 to 43
- * bytes a key (128 MiB for 5 million keys, 192 while the table doubles):
- * more than a compact sl_keyset, but the row is what lets the same row asking
- * twice (a redelivery) not count as its own duplicate, and a key set cannot
- * hold it.
+ * memory, one entry per run on a short list behind one mutex: embedded runs
+ * are few and the validator's threads may ask at once.
+ *
+ * A run's keys are kept compact, since a run may have millions: every key in
+ * an sl_keyset (keyed 64-bit fingerprints, 6 to 9 bytes a key), and, beside
+ * it, the row that first had a key only for keys first had by recent rows,
+ * in a window of two small tables (fingerprint -> row) that take turns. hi
+ * is the highest row asked in the run. A key goes into the current table
+ * when it is added; when hi has moved WINDOW_ROWS past the current table's
+ * start, the other table is emptied and becomes the current one (both, when
+ * hi jumped twice that far). So a table is emptied only of keys whose first
+ * row is below hi - WINDOW_ROWS, and a key in the set but in neither table
+ * has a first row below hi - WINDOW_ROWS: for any row r >= hi - WINDOW_ROWS
+ * it is another, earlier row, and the answer is 1 whether r adds or checks.
+ * Every question of such a row is thus answered exactly as state.h says,
+ * in any order: rows in file order, a batch asked again after a failure
+ * (at most the validator's 1024 rows), a row redelivered soon after itself.
+ * A row further below hi asking again about a key first had by a row that
+ * left the window gets 1 even when it is that row, or only checks and came
+ * before it (state.h, sl_state_local_new, says why embedded mode never asks
+ * so). With rows in order, one key each, the window is at most two tables
+ * of 2^15 slots (1 MiB).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -32,7 +45,11 @@
 
 /* Longest job id kept as a file name: room for ".sha256.tmp" under NAME_MAX. */
 #define JOB_ID_MAX 200
-/* Slots of a run's table when it gets its first key. */
+/* Rows a window table covers; state.h's comment of sl_state_local_new
+ * names this number. At least the validator's batch (BATCH_MAX, 1024 rows),
+ * so that a batch asked again after a failure is answered as the first time. */
+#define WINDOW_ROWS 16384
+/* Slots of a window table when it gets its first key. */
 #define SLOTS_MIN 1024
 
 /* A key's fingerprint (0: a free slot) and the row that first had it. */
@@ -41,18 +58,27 @@ struct slot {
     uint64_t row;
 };
 
-struct run_keys {
-    struct run_keys *next;
+/* Open addressing with linear probing, at most 3/4 full. */
+struct table {
     struct slot *slots; /* cap of them, a power of two; NULL until the first key */
     size_t cap, n;
-    char run_id[]; /* NUL-terminated */
+};
+
+struct run_keys {
+    struct run_keys *next;
+    struct sl_keyset *ks; /* every key of the run */
+    struct table win[2];  /* keys first had by recent rows; win[cur] gets new ones */
+    unsigned cur;
+    uint64_t hi;    /* the highest row asked */
+    uint64_t start; /* win[cur] takes keys while hi < start + WINDOW_ROWS; start <= hi */
+    char run_id[];  /* NUL-terminated */
 };
 
 struct state_local {
     struct sl_state base;
     char *jobs_dir;
-    uint8_t sipkey[16];
-    pthread_mutex_t mu; /* guards runs and each run's table */
+    uint8_t sipkey[16]; /* the window's fingerprints (the key set has its own key) */
+    pthread_mutex_t mu; /* guards runs and everything of each run */
     struct run_keys *runs;
 };
 
@@ -148,6 +174,14 @@ static int local_set_last_sha(struct sl_state *st, const char *job_id, const cha
     return rc;
 }
 
+static void run_free(struct run_keys *r)
+{
+    sl_keyset_destroy(r->ks);
+    free(r->win[0].slots);
+    free(r->win[1].slots);
+    free(r);
+}
+
 /* The run's entry, or NULL; with create, a new one (NULL when out of memory).
  * Called with mu held. */
 static struct run_keys *find_run(struct state_local *sl, const char *run_id, bool create)
@@ -161,67 +195,114 @@ static struct run_keys *find_run(struct state_local *sl, const char *run_id, boo
     struct run_keys *r = calloc(1, sizeof(*r) + n + 1);
     if (!r)
         return NULL;
+    if (!(r->ks = sl_keyset_new())) {
+        free(r);
+        return NULL;
+    }
     memcpy(r->run_id, run_id, n + 1);
     r->next = sl->runs;
     sl->runs = r;
     return r;
 }
 
-static void run_free(struct run_keys *r)
-{
-    free(r->slots);
-    free(r);
-}
-
-/* The slot of fp in r: its own, or the free one where it would go. r has
+/* The slot of fp in t: its own, or the free one where it would go. t has
  * slots. */
-static struct slot *slot_of(const struct run_keys *r, uint64_t fp)
+static struct slot *slot_of(const struct table *t, uint64_t fp)
 {
-    size_t mask = r->cap - 1, i = (size_t)fp & mask;
-    while (r->slots[i].fp && r->slots[i].fp != fp)
+    size_t mask = t->cap - 1, i = (size_t)fp & mask;
+    while (t->slots[i].fp && t->slots[i].fp != fp)
         i = (i + 1) & mask;
-    return &r->slots[i];
+    return &t->slots[i];
 }
 
-/* Doubles r's table (or makes its first); SL_ERR_NOMEM leaves it as it was. */
-static int run_grow(struct run_keys *r)
+/* fp's slot in t, or NULL when t does not have it. */
+static const struct slot *table_find(const struct table *t, uint64_t fp)
 {
-    size_t cap = r->cap ? 2 * r->cap : SLOTS_MIN;
+    if (!t->n)
+        return NULL;
+    const struct slot *s = slot_of(t, fp);
+    return s->fp ? s : NULL;
+}
+
+/* Makes room in t for one more key, doubling it (or making its first slots)
+ * when it would be more than 3/4 full; SL_ERR_NOMEM leaves it as it was. */
+static int table_reserve(struct table *t)
+{
+    if (4 * (t->n + 1) <= 3 * t->cap)
+        return 0;
+    size_t cap = t->cap ? 2 * t->cap : SLOTS_MIN;
     if (cap > SIZE_MAX / sizeof(struct slot))
         return SL_ERR_NOMEM;
-    struct slot *old = r->slots;
-    size_t oldcap = r->cap;
-    if (!(r->slots = calloc(cap, sizeof(struct slot)))) {
-        r->slots = old;
+    struct table nt = {.slots = calloc(cap, sizeof(struct slot)), .cap = cap, .n = t->n};
+    if (!nt.slots)
         return SL_ERR_NOMEM;
-    }
-    r->cap = cap;
-    for (size_t i = 0; i < oldcap; i++)
-        if (old[i].fp)
-            *slot_of(r, old[i].fp) = old[i];
-    free(old);
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].fp)
+            *slot_of(&nt, t->slots[i].fp) = t->slots[i];
+    free(t->slots);
+    *t = nt;
     return 0;
 }
 
+/* Forgets t's keys; its slots stay for the next ones. */
+static void table_clear(struct table *t)
+{
+    if (t->n)
+        memset(t->slots, 0, t->cap * sizeof(struct slot));
+    t->n = 0;
+}
+
+/* row is asked: moves hi, and the window with it. A table is emptied only
+ * of keys that went in while hi was below a bound that the move leaves at
+ * most hi - WINDOW_ROWS, so each was first had by a row below that. */
+static void run_advance(struct run_keys *r, uint64_t row)
+{
+    if (row <= r->hi)
+        return;
+    r->hi = row;
+    if (row - r->start < WINDOW_ROWS)
+        return;
+    table_clear(&r->win[!r->cur]);
+    if (row - r->start >= 2 * WINDOW_ROWS) {
+        table_clear(&r->win[r->cur]); /* its keys came while hi < start + WINDOW_ROWS */
+        r->start = row;
+    } else {
+        r->cur = !r->cur;
+        r->start += WINDOW_ROWS;
+    }
+}
+
 /* One question (state.h) about run r, which may be NULL when q->add is
- * false. Called with mu held. */
+ * false (the run has no key yet). Exact for q->row >= hi - WINDOW_ROWS (the
+ * file comment says why). On error no key is remembered. Called with mu
+ * held. */
 static int ask(struct state_local *sl, struct run_keys *r, const struct sl_seen_query *q)
 {
-    uint64_t fp = sl_siphash(sl->sipkey, q->keylen ? q->key : "", q->keylen);
-    fp |= !fp; /* 0 marks a free slot */
-    struct slot *s = r && r->slots ? slot_of(r, fp) : NULL;
-    if (s && s->fp)
-        return q->add ? s->row != q->row : s->row < q->row;
-    if (!q->add)
+    if (!r)
         return 0;
-    if (4 * (r->n + 1) > 3 * r->cap) {
-        if (run_grow(r))
-            return SL_ERR_NOMEM;
-        s = slot_of(r, fp);
+    run_advance(r, q->row);
+    const char *key = q->keylen ? q->key : "";
+    uint64_t fp = sl_siphash(sl->sipkey, key, q->keylen);
+    fp |= !fp; /* 0 marks a free slot */
+    for (int i = 0; i < 2; i++) {
+        const struct slot *s = table_find(&r->win[i], fp);
+        if (s)
+            return q->add ? s->row != q->row : s->row < q->row;
     }
-    s->fp = fp;
-    s->row = q->row;
-    r->n++;
+    /* Room first: a key in the set but not in the window would be taken
+     * for an old row's, and this row asking again would be its duplicate. */
+    struct table *t = &r->win[r->cur];
+    if (q->add && table_reserve(t))
+        return SL_ERR_NOMEM;
+    int seen = sl_keyset_test(r->ks, key, q->keylen, q->add);
+    if (seen)
+        return seen < 0 ? seen : 1; /* first had by a row that left the window */
+    if (q->add) {
+        struct slot *s = slot_of(t, fp);
+        s->fp = fp;
+        s->row = q->row;
+        t->n++;
+    }
     return 0;
 }
 

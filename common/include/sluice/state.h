@@ -57,7 +57,19 @@ struct sl_state {
 };
 
 /* State in directory dir (created when missing): jobs/<job>.sha256 files;
- * per-run keys in memory. NULL with errbuf set on error. */
+ * per-run keys in memory, compact (6 to 9 bytes a key): a set of the keys,
+ * and the row that first had a key only for keys first had by the last
+ * 16384 rows or more. So seen_key() and seen_keys() answer as above every
+ * question of a row no more than 16384 below the highest row asked in the
+ * run so far, whatever the order; a row further below that asks again about
+ * a key whose first row is also that far below gets 1, a duplicate, even
+ * when it is that first row (a late redelivery) or only checks and came
+ * before it (redis answers 0 to both). Embedded mode never asks so: its one
+ * validator gets each row of a run once, in file order (the parser numbers
+ * them so, the in-process bus keeps the order and never redelivers), and
+ * asks no row twice, since this store fails only for lack of memory, which
+ * stops the run; a batch (at most 1024 rows) asked again right after it
+ * failed would still be answered exactly. NULL with errbuf set on error. */
 struct sl_state *sl_state_local_new(const char *dir, char *errbuf, size_t errsz);
 
 /* State in Redis (distributed mode) at url: "redis://[[user]:password@]host[:port][/db]"
