@@ -472,6 +472,8 @@ static struct sl_consumer *kafka_subscribe(struct sl_bus *bus, const char *group
         conf_set(dflt, "enable.auto.offset.store", "false", "consumer", errbuf, errsz) ||
         conf_set(dflt, "auto.offset.reset", "earliest", "consumer", errbuf, errsz) ||
         conf_set(dflt, "allow.auto.create.topics", "true", "consumer", errbuf, errsz) ||
+        /* prefetch at most 16 MiB (librdkafka: 64 MiB): memory stays bounded */
+        conf_set(dflt, "queued.max.messages.kbytes", "16384", "consumer", errbuf, errsz) ||
         conf_set(dflt, "bootstrap.servers", b->brokers, "SLUICE_KAFKA_BROKERS", errbuf, errsz) ||
         conf_set(dflt, "client.id", b->client_id, "client id", errbuf, errsz) ||
         conf_apply_list(dflt, b->config, errbuf, errsz)) {

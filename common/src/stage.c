@@ -18,7 +18,13 @@
 #include "sluice/log.h"
 #include "sluice/stage.h"
 
+/* A commit waits until every output sent so far is acknowledged: doing it
+ * every 1000 messages stalls a busy stage, so it is done at most every
+ * COMMIT_MS (and always when idle, and after COMMIT_MAX messages). A crash
+ * redelivers at most that much, which every effect downstream tolerates. */
 #define COMMIT_EVERY 1000
+#define COMMIT_MAX   50000
+#define COMMIT_MS    1000
 #define IDLE_POLL_MS 100
 
 struct sl_stage_runner {
@@ -80,6 +86,13 @@ fail:
     return NULL;
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -109,6 +122,7 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
     unsigned uncommitted = 0;
     bool idle_flushed = true;
     long flush_backoff = 100;
+    int64_t last_commit = mono_ms();
     int rc = 0;
     while (!stop || !atomic_load(stop)) {
         struct sl_msg *msg = NULL;
@@ -173,7 +187,9 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             return sl_seterr(errbuf, errsz, rc, "%s: %s", st->name, sl_err_str(rc));
         atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
         r->unflushed = st->flush != NULL;
-        if (++uncommitted >= COMMIT_EVERY) {
+        if (++uncommitted >= COMMIT_EVERY &&
+            (uncommitted >= COMMIT_MAX || mono_ms() - last_commit >= COMMIT_MS)) {
+            last_commit = mono_ms();
             if (st->flush && (r->unflushed = (rc = st->flush(r->state, &r->em)) != 0)) {
                 if (rc == SL_ERR_CLOSED)
                     return 0;
