@@ -14,10 +14,10 @@
 #                 broker keeps only about 5 MiB a partition, and a consumer lagging further
 #                 loses records; the parser can be done with a file before the mapper has
 #                 read a tenth of it, so a raw topic must hold the whole file, ~200 B a row)
-#   --partitioner librdkafka's partitioner for every producer (SLUICE_KAFKA_CONFIG), or
-#                 `keyed`: the services' own keys. Default random: raw records are keyed
-#                 by their run, so a run's records share one partition, which the mock
-#                 cannot hold beyond ~5 MiB (docs/BENCHMARKS.md)
+#   --partitioner `keyed` (default): the services' own keys (records by target key), or
+#                 one of librdkafka's partitioners for every producer (SLUICE_KAFKA_CONFIG);
+#                 `random` loses the per-key order, so `duplicates: reject` may keep
+#                 another row of a key than embedded mode does
 #   --kafka-config more librdkafka properties for every service (SLUICE_KAFKA_CONFIG),
 #                 e.g. linger.ms=50; default none
 #   --strict      exit 1 when a target is missed or a count is wrong (default: report only)
@@ -33,7 +33,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=./build
 ROWS=1000000
 PARTS=
-PARTITIONER=random
+PARTITIONER=keyed
 KAFKA_EXTRA=
 STRICT=0
 TIMEOUT=${BENCH_TIMEOUT:-1800}
@@ -349,8 +349,7 @@ check_services() {
         alive "${SVC_PID[$s]}" || fail "sluice-$s (PID ${SVC_PID[$s]}) exited"
         lost=$(grep -m 1 'Offset out of range' "$TMP/$s.log" || true)
         [[ -z "$lost" ]] || fail "the mock broker dropped records before sluice-$s read them (it keeps" \
-            "only ~5 MiB a partition; with --partitioner keyed a run's raw records share one;" \
-            "else try more --partitions): $lost"
+            "only ~5 MiB a partition; try more --partitions): $lost"
     done
 }
 
