@@ -208,6 +208,9 @@ static rd_kafka_conf_t *base_conf(const struct kafka_bus *b, char *errbuf, size_
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (conf_set(conf, "bootstrap.servers", b->brokers, "SLUICE_KAFKA_BROKERS", errbuf, errsz) ||
         conf_set(conf, "client.id", b->client_id, "client id", errbuf, errsz) ||
+        /* a bounded send queue (librdkafka: 100,000 messages): a stage
+         * blocks sooner, and memory stays small (may be overridden) */
+        conf_set(conf, "queue.buffering.max.messages", "20000", "producer", errbuf, errsz) ||
         conf_apply_list(conf, b->config, errbuf, errsz)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
