@@ -282,57 +282,21 @@ static rd_kafka_resp_err_t produce(struct kafka_bus *b, const char *name, void *
     }
 }
 
-static int kafka_send_dead(struct sl_bus *bus, const char *from_topic, struct sl_msg *msg,
-                           const char *reason)
+/* Encodes msg and produces it to the physical topic name with hdrs (NULL:
+ * none; taken over). Keyed by msg->key, else the run id (records: run and
+ * row, so that one big run spreads over every partition). msg stays the
+ * caller's. */
+static int produce_msg(struct kafka_bus *b, const char *name, const struct sl_msg *msg,
+                       rd_kafka_headers_t *hdrs)
 {
-    struct kafka_bus *b = (struct kafka_bus *)bus;
     struct sl_buf buf = SL_BUF_INIT;
-    char name[TOPIC_MAX + 2], src[TOPIC_MAX + 2];
-    int rc = 0;
-    topic_name(b, SL_TOPIC_DEAD, name, sizeof(name)); /* shorter than any valid name */
-    if (topic_name(b, from_topic, src, sizeof(src)))
-        snprintf(src, sizeof(src), "%s", from_topic);
-    if ((rc = sl_codec_encode(msg, &buf)) != 0)
-        goto out;
-    const char *key = msg->key ? msg->key : msg->run_id;
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
-    rd_kafka_header_add(hdrs, "sluice-reason", -1, reason ? reason : "", -1);
-    rd_kafka_header_add(hdrs, "sluice-topic", -1, src, -1);
-    size_t len = buf.len;
-    char *payload = sl_buf_steal(&buf);
-    rd_kafka_resp_err_t err =
-        produce(b, name, payload, len, key, key ? strlen(key) : 0, hdrs, RD_KAFKA_MSG_F_FREE);
-    if (err) {
-        free(payload);
-        rd_kafka_headers_destroy(hdrs);
-        rc = err == RD_KAFKA_RESP_ERR__DESTROY ? SL_ERR_CLOSED : map_produce_err(err);
-        sl_warn(COMP, "could not send a message to %s: %s", name, rd_kafka_err2str(err));
+    int rc = sl_codec_encode(msg, &buf);
+    if (rc) {
+        sl_buf_cleanup(&buf);
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        return rc;
     }
-out:
-    sl_buf_cleanup(&buf);
-    sl_msg_unref(msg);
-    return rc;
-}
-
-static int kafka_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg)
-{
-    struct kafka_bus *b = (struct kafka_bus *)bus;
-    struct sl_buf buf = SL_BUF_INIT;
-    char name[TOPIC_MAX + 2];
-    int rc;
-    if (atomic_load(&b->closed)) {
-        rc = SL_ERR_CLOSED;
-        goto out;
-    }
-    if (topic_name(b, topic, name, sizeof(name))) {
-        sl_error(COMP, "topic name %s%s is longer than kafka allows", b->prefix, topic);
-        rc = SL_ERR_INVALID;
-        goto out;
-    }
-    if ((rc = sl_codec_encode(msg, &buf)) != 0)
-        goto out;
-    /* a record without a target key (a raw record) is keyed by run and row,
-     * so that one big run spreads over every partition */
     const char *key = msg->key ? msg->key : msg->run_id;
     char rowkey[128];
     if (!msg->key && msg->run_id && (msg->kind == SL_MSG_RECORD || msg->kind == SL_MSG_REJECTION) &&
@@ -342,19 +306,48 @@ static int kafka_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg)
     size_t len = buf.len;
     char *payload = sl_buf_steal(&buf);
     rd_kafka_resp_err_t err =
-        produce(b, name, payload, len, key, key ? strlen(key) : 0, NULL, RD_KAFKA_MSG_F_FREE);
-    if (err) {
-        free(payload);
-        if (err == RD_KAFKA_RESP_ERR__DESTROY) {
-            rc = SL_ERR_CLOSED;
-            goto out;
-        }
-        sl_warn(COMP, "could not send a %s message to %s: %s", sl_msg_kind_str(msg->kind), name,
-                rd_kafka_err2str(err));
-        rc = map_produce_err(err);
+        produce(b, name, payload, len, key, key ? strlen(key) : 0, hdrs, RD_KAFKA_MSG_F_FREE);
+    if (!err)
+        return 0;
+    free(payload);
+    if (hdrs)
+        rd_kafka_headers_destroy(hdrs);
+    if (err == RD_KAFKA_RESP_ERR__DESTROY)
+        return SL_ERR_CLOSED;
+    sl_warn(COMP, "could not send a %s message to %s: %s", sl_msg_kind_str(msg->kind), name,
+            rd_kafka_err2str(err));
+    return map_produce_err(err);
+}
+
+static int kafka_send_dead(struct sl_bus *bus, const char *from_topic, struct sl_msg *msg,
+                           const char *reason)
+{
+    struct kafka_bus *b = (struct kafka_bus *)bus;
+    char name[TOPIC_MAX + 2], src[TOPIC_MAX + 2];
+    topic_name(b, SL_TOPIC_DEAD, name, sizeof(name)); /* shorter than any valid name */
+    if (topic_name(b, from_topic, src, sizeof(src)))
+        snprintf(src, sizeof(src), "%s", from_topic);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+    rd_kafka_header_add(hdrs, "sluice-reason", -1, reason ? reason : "", -1);
+    rd_kafka_header_add(hdrs, "sluice-topic", -1, src, -1);
+    int rc = produce_msg(b, name, msg, hdrs);
+    sl_msg_unref(msg);
+    return rc;
+}
+
+static int kafka_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg)
+{
+    struct kafka_bus *b = (struct kafka_bus *)bus;
+    char name[TOPIC_MAX + 2];
+    int rc;
+    if (atomic_load(&b->closed)) {
+        rc = SL_ERR_CLOSED;
+    } else if (topic_name(b, topic, name, sizeof(name))) {
+        sl_error(COMP, "topic name %s%s is longer than kafka allows", b->prefix, topic);
+        rc = SL_ERR_INVALID;
+    } else {
+        rc = produce_msg(b, name, msg, NULL);
     }
-out:
-    sl_buf_cleanup(&buf);
     sl_msg_unref(msg);
     return rc;
 }
