@@ -33,6 +33,7 @@
 #include "kafka_mock.h"
 #include "pg_server.h"
 #include "redis_server.h"
+#include "services.h"
 
 #define REPO  SLUICE_FIXTURES "/../.."
 #define NROWS 100000
@@ -62,24 +63,8 @@ static int __attribute__((format(printf, 1, 2))) shell(const char *fmt, ...)
 
 static int start_service(int i)
 {
-    char bin[512], log[256];
-    snprintf(bin, sizeof(bin), "%s/sluice-%s", SLUICE_BUILD_DIR, services[i]);
-    snprintf(log, sizeof(log), "%s/%s.log", tmp, services[i]);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, STDOUT_FILENO);
-            dup2(fd, STDERR_FILENO);
-            close(fd);
-        }
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    svc_pid[i] = pid;
-    return 0;
+    svc_pid[i] = svc_start(services[i], tmp);
+    return svc_pid[i] > 0 ? 0 : -1;
 }
 
 static void kill9(int i)
@@ -194,24 +179,9 @@ static int teardown(void **state)
     (void)state;
     int bad = 0;
     for (int i = 0; i < NSERVICES; i++) {
-        if (svc_pid[i] <= 0)
-            continue;
-        kill(svc_pid[i], SIGTERM);
-        int st = 0;
-        pid_t done = 0;
-        for (int k = 0; k < 300 && (done = waitpid(svc_pid[i], &st, WNOHANG)) == 0; k++)
-            usleep(50000);
-        if (done == 0) {
-            fprintf(stderr, "sluice-%s did not stop on SIGTERM\n", services[i]);
-            kill(svc_pid[i], SIGKILL);
-            waitpid(svc_pid[i], &st, 0);
+        if (svc_stop(svc_pid[i], services[i]))
             bad = 1;
-        } else if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-            fprintf(stderr, "sluice-%s stopped with %s %d\n", services[i],
-                    WIFSIGNALED(st) ? "signal" : "exit status",
-                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-            bad = 1;
-        }
+        svc_pid[i] = 0;
     }
     json_decref(expected);
     kafka_mock_stop(&km);
