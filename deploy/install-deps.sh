@@ -10,11 +10,12 @@ PACKAGES="
     build-essential cmake pkg-config
     libjansson-dev libcsv-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
     libssl-dev libcurl4-openssl-dev libcmocka-dev tzdata
+    libxml2-dev
     librdkafka-dev libhiredis-dev libpq-dev
 "
 # the fuzzers (clang -fsanitize=fuzzer), the benchmark's reference tools, and
 # the real servers and clients of the integration tests
-EXTRA="clang libclang-rt-14-dev miller time redis-server postgresql kcat"
+EXTRA="clang libclang-rt-14-dev miller time libxml2-utils redis-server postgresql kcat"
 if [ "${SLUICE_MINIMAL:-0}" = 1 ]; then
     EXTRA=""
 fi

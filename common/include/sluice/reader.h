@@ -119,4 +119,104 @@ enum sl_encoding sl_decoder_encoding(const struct sl_decoder *d);
 int sl_encoding_parse(const char *name, enum sl_encoding *enc);
 const char *sl_encoding_name(enum sl_encoding enc);
 
+/* XML options as the job gives them (source.xml_records). */
+struct sl_xml_opts {
+    const char *records; /* "/Stores/Store"; NULL: every child element of the root */
+    size_t max_value;    /* bytes of one field's value; 0: 16 MiB */
+    size_t max_depth;    /* nesting of elements; 0: 256 (libxml2 stops at 256 anyway) */
+    size_t max_fields;   /* fields of one record; 0: 16384 */
+};
+
+/* Reads XML from fd to the end (libxml2's xmlTextReader, streaming), calling
+ * fn for each record; call from one thread, fd is read with read(2) and not
+ * closed. The encoding comes from the BOM or the XML declaration (UTF-8,
+ * UTF-16, ISO-8859-1, ...); values are handed out in UTF-8.
+ *
+ * A record is an element whose path of local names is records (namespace
+ * prefixes ignored: "/Stores/Store" matches <s:Stores><s:Store>; a prefix in
+ * records is ignored too). Its fields, in order of first appearance: its
+ * attributes "@id"; the text of child elements "City", of nested ones
+ * "Address/City", their attributes "Address/@type"; its own text "#text".
+ * A repeated child element is numbered like a repeated CSV header name:
+ * "Phone", "Phone_2", "Phone_3" (also in paths: "Phone_2/@type"). Text is
+ * kept exactly (CDATA included, entities and character references decoded,
+ * pieces of mixed content joined); whitespace-only text between element
+ * tags (indentation) is ignored, between text pieces kept; an empty
+ * element without attributes (<Fax/>) gives an empty value; namespace
+ * declarations are no fields. Every row has row->error NULL and no NULL
+ * value. A row and its names and values are borrowed for the callback only.
+ *
+ * Entities: DTDs and external entities are never loaded (XML_PARSE_NONET, a
+ * deny-all loader, no entity substitution by libxml2); a reference to an
+ * external entity fails the file ("external entities are not allowed
+ * (&xxe;)"); an internal one is expanded only when its text holds no
+ * markup and no other reference, otherwise the file fails (so billion
+ * laughs fails at once).
+ *
+ * Returns 0, the callback's non-zero value (reading stops), or a negative
+ * sl_err with errbuf set: SL_ERR_PARSE for malformed XML ("malformed XML at
+ * line 3, column 7: <libxml2's message>"), for a root element that does not
+ * match records ("no element matches /Stores/Store: the root element is
+ * <Shops>"), or when nothing matches the parent of the records path either
+ * ("no element matches /Stores/Store"; a matching but empty <Stores/> gives
+ * 0 rows); SL_ERR_LIMIT ("record 12: the value of 'Note' is longer than N
+ * bytes", "... more than N fields", "... elements nested deeper than N";
+ * libxml2 itself refuses a text node over 10 MB as malformed); SL_ERR_IO,
+ * SL_ERR_NOMEM, SL_ERR_INVALID for a records path that does not start with
+ * '/'. stats, when not NULL, is updated as the file is read (bytes, rows;
+ * encoding: the document's, when sluice has a name for it, else UTF-8). */
+int sl_xml_read_fd(int fd, const struct sl_xml_opts *o, sl_row_fn fn, void *ud,
+                   struct sl_reader_stats *stats, char *errbuf, size_t errsz);
+
+/* JSON and NDJSON options as the job gives them (source.json). */
+struct sl_json_opts {
+    /* the array of records: "$.data.items" (or "data.items"); NULL, "" or
+     * "$": the top-level array, or a top-level object as the one record */
+    const char *records;
+    bool ndjson; /* one record a line; records is not used */
+    enum sl_encoding encoding;
+    size_t max_value;  /* bytes of one record (NDJSON: one line); 0: 16 MiB */
+    size_t max_depth;  /* nesting levels of one record; 0: 64 (at most 10000) */
+    size_t max_fields; /* fields of one flattened record; 0: 16384 */
+    size_t block_size; /* tests: raw bytes read at a time; 0: 64 KiB */
+};
+
+/* Reads JSON or NDJSON from fd to the end, calling fn for each record; call
+ * from one thread, fd is read with read(2) and not closed. The text is
+ * decoded to UTF-8 first (encoding; a BOM wins and is dropped). The document
+ * is never held whole: the array at records is found by a scanner and each
+ * element is cut out and parsed alone, so memory is one block and one record.
+ *
+ * A record object becomes a row: nested objects flattened with "."
+ * (address.city), arrays by index (tags.0), names in order of first
+ * appearance (a repeated name keeps its place and its last value); values are
+ * text: strings decoded, numbers in their exact spelling from the input
+ * ("1.50", "1e3"), "true" / "false"; null is a missing value (NULL, len 0);
+ * empty objects and arrays give no field. Rows are numbered 1-based in input
+ * order (JSON: the record's index in the array; NDJSON: non-blank lines).
+ *
+ * A bad row is still handed over, with row->error and no values: "record 7
+ * is not an object (a number)"; NDJSON: "line 12: not an object (an array)",
+ * "line 12: invalid JSON: expected ':' after a name (column 9)", "line 12:
+ * invalid UTF-8 at byte offset N (0xff)" (blank lines are skipped). A
+ * string holding \u0000 gives its row with its values and the error "record
+ * 7: a NUL character (\u0000) in a string". A row and its names and values
+ * are borrowed for the callback only.
+ *
+ * Returns 0, the callback's non-zero value (reading stops), or a negative
+ * sl_err with errbuf set: SL_ERR_PARSE for a JSON document that is invalid
+ * ("invalid JSON at byte N: ...", N an offset in the decoded UTF-8 text; a
+ * file cut off, text after the value), "the file is empty (no JSON value)",
+ * "no array at $.data.items" (the path is absent or holds no array), "the
+ * top-level JSON value is a number, not an array of records or an object",
+ * "invalid UTF-8 at byte offset N (0xff)" (JSON; reported once everything
+ * before it has been read); SL_ERR_LIMIT for a record over a limit
+ * ("record 7 is larger than N bytes (max_value)", "... nested deeper than 64
+ * levels (max_depth)", "... has more than N fields (max_fields)"; NDJSON:
+ * "line 12 ..."), SL_ERR_IO, SL_ERR_NOMEM, SL_ERR_INVALID for bad options
+ * (a records path with an empty name). stats, when not NULL, is updated as
+ * the file is read (bytes, rows, encoding; delimiter stays 0). */
+int sl_json_read_fd(int fd, const struct sl_json_opts *opts, sl_row_fn fn, void *ud,
+                    struct sl_reader_stats *stats, char *errbuf, size_t errsz);
+
 #endif
