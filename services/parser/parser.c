@@ -290,15 +290,31 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
         }
         pr.job = job;
     }
-    if (fmt == SL_FORMAT_CSV) {
-        struct sl_csv_opts o = {
-            .delimiter = job->source.csv_delimiter,
-            .quote = job->source.csv_quote,
-            .header = job->source.csv_header,
-            .encoding = job->source.encoding,
-        };
+    if (fmt == SL_FORMAT_CSV || fmt == SL_FORMAT_JSON || fmt == SL_FORMAT_NDJSON ||
+        fmt == SL_FORMAT_XML) {
         char rerr[400] = "";
-        rc = sl_csv_read_fd(fd, &o, on_header, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
+        if (fmt == SL_FORMAT_CSV) {
+            struct sl_csv_opts o = {
+                .delimiter = job->source.csv_delimiter,
+                .quote = job->source.csv_quote,
+                .header = job->source.csv_header,
+                .encoding = job->source.encoding,
+            };
+            rc = sl_csv_read_fd(fd, &o, on_header, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
+        } else if (fmt == SL_FORMAT_XML) {
+            struct sl_xml_opts o = {
+                .records = job->source.xml_records ? job->source.xml_records : job->source.records,
+            };
+            rc = sl_xml_read_fd(fd, &o, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
+        } else {
+            struct sl_json_opts o = {
+                .records =
+                    job->source.json_records ? job->source.json_records : job->source.records,
+                .ndjson = fmt == SL_FORMAT_NDJSON,
+                .encoding = job->source.encoding,
+            };
+            rc = sl_json_read_fd(fd, &o, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
+        }
         if (rc < 0 && !pr.send_rc) {
             snprintf(err, sizeof(err), "%s: %s", name, rerr[0] ? rerr : sl_err_str(rc));
             rc = emit_failed(em, f, err);
