@@ -364,7 +364,7 @@ int sl_decoder_feed(struct sl_decoder *d, const char *in, size_t inlen, bool las
         d->off += bomlen - from_pend;
     }
 
-    if (d->npend) {
+    while (d->npend) {
         /* finish the carried-over character with the first new bytes */
         unsigned char tmp[2 * PEND_MAX];
         size_t k = inlen < PEND_MAX ? inlen : PEND_MAX;
@@ -374,9 +374,17 @@ int sl_decoder_feed(struct sl_decoder *d, const char *in, size_t inlen, bool las
                            errbuf, errsz);
         if (c < 0)
             return (int)c;
-        if ((size_t)c < d->npend) {
+        if (c > 0 && (size_t)c < d->npend) {
+            /* the first c carried-over bytes were converted (in lenient
+             * mode, e.g. a lone surrogate replaced): drop them, retry */
+            memmove(d->pend, d->pend + c, d->npend - (size_t)c);
+            d->npend -= (size_t)c;
+            d->off += (uint64_t)c;
+            continue;
+        }
+        if (c == 0) {
             /* still incomplete: only possible when all input is in tmp */
-            if (d->npend + k > PEND_MAX)
+            if (d->npend + k > PEND_MAX || k < inlen)
                 return sl_seterr(errbuf, errsz, SL_ERR_FATAL, "decoder carry-over overflow");
             memcpy(d->pend + d->npend, s, k);
             d->npend += k;

@@ -162,6 +162,31 @@ static void test_lenient(void **state)
     }
 }
 
+/* Lone UTF-16 high surrogates fed a byte at a time (a pipe delivering tiny
+ * pieces): each is replaced once, exactly as when fed whole. */
+static void test_lenient_utf16_bytewise(void **state)
+{
+    (void)state;
+    static const char in[] = "\xd9\xd9\xd9\xd9\xd9\xd9\xd9\xd9\xd9\xd9\xd9\xd9\x39\x00";
+    size_t n = sizeof(in) - 1;
+    char *whole = NULL, *bytes = NULL, err[128] = "";
+    size_t wl = 0, wc = 0, bl = 0, bc = 0;
+    struct sl_decoder *d = sl_decoder_new(SL_ENC_UTF16);
+    sl_decoder_set_lenient(d, NULL, NULL);
+    assert_int_equal(sl_decoder_feed(d, in, n, true, &whole, &wl, &wc, err, sizeof(err)), 0);
+    sl_decoder_destroy(d);
+    d = sl_decoder_new(SL_ENC_UTF16);
+    sl_decoder_set_lenient(d, NULL, NULL);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(
+            sl_decoder_feed(d, in + i, 1, i + 1 == n, &bytes, &bl, &bc, err, sizeof(err)), 0);
+    sl_decoder_destroy(d);
+    assert_int_equal(bl, wl);
+    assert_memory_equal(bytes, whole, wl);
+    free(whole);
+    free(bytes);
+}
+
 static void test_latin1_cp1252(void **state)
 {
     (void)state;
@@ -296,10 +321,10 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8),    cmocka_unit_test(test_utf8_invalid),
-        cmocka_unit_test(test_lenient), cmocka_unit_test(test_latin1_cp1252),
-        cmocka_unit_test(test_utf16),   cmocka_unit_test(test_big_input),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_utf8),          cmocka_unit_test(test_utf8_invalid),
+        cmocka_unit_test(test_lenient),       cmocka_unit_test(test_lenient_utf16_bytewise),
+        cmocka_unit_test(test_latin1_cp1252), cmocka_unit_test(test_utf16),
+        cmocka_unit_test(test_big_input),     cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
