@@ -61,6 +61,7 @@ static void test_column_copy_and_templates(void **state)
     for (size_t i = 0; i < h->job->nattrs; i++)
         assert_string_equal(m->u.rec.attr[i].name, h->job->attrs[i].name);
     assert_string_equal(sh_attr(m, "id"), "S1");       /* exact name */
+    assert_string_equal(m->key, "S1");                 /* partitioned by target key */
     assert_string_equal(sh_attr(m, "loose"), "Ann");   /* case and spaces ignored */
     assert_string_equal(sh_attr(m, "exact"), "lower"); /* exact wins over loose */
     assert_string_equal(sh_attr(m, "greeting"), "Hello BOB!");
@@ -82,6 +83,7 @@ static void test_empty_cell_is_missing(void **state)
     struct sl_msg *m = sh_next(h, SL_TOPIC_MAPPED);
     assert_int_equal(m->u.rec.nprob, 0);
     assert_null(sh_attr(m, "id"));
+    assert_null(m->key); /* no key value: no partitioning key */
     assert_null(sh_attr(m, "amount"));
 }
 
