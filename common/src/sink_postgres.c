@@ -1236,7 +1236,6 @@ static int pg_commit(struct sl_sink *sk, char *errbuf, size_t errsz)
 /* Standalone use (no publisher): stages what is left and finalizes. */
 static int pg_finish(struct sl_sink *sk, bool success, char *errbuf, size_t errsz)
 {
-    struct pg_sink *ps = (struct pg_sink *)sk;
     struct sl_run_progress pr;
     int rc = pg_sync(sk, NULL, NULL, 0, NULL, errbuf, errsz);
     if (rc)
@@ -1247,7 +1246,6 @@ static int pg_finish(struct sl_sink *sk, bool success, char *errbuf, size_t errs
     if (success && pr.f.failed)
         return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s",
                          pr.f.reason ? pr.f.reason : "the run failed");
-    (void)ps;
     return 0;
 }
 
