@@ -1,16 +1,30 @@
 /*
  * The sluice services of the integration tests as processes: each started
  * from SLUICE_BUILD_DIR with its output appended to DIR/<name>.log, and
- * stopped by PID. Header-only.
+ * stopped by PID; and the shell commands the tests run. Header-only.
  */
 #ifndef SLUICE_TEST_SERVICES_H
 #define SLUICE_TEST_SERVICES_H
 
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Runs the shell command made from fmt; its exit status, or -1. */
+static __attribute__((unused, format(printf, 1, 2))) int shell(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 /* Starts sluice-NAME with its output in logdir/NAME.log; its PID, or -1. */
 static __attribute__((unused)) pid_t svc_start(const char *name, const char *logdir)

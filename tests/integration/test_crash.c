@@ -50,17 +50,6 @@ static char tmp[64];
 static json_t *expected; /* embedded mode's run.json counts */
 static long expected_rows;
 
-static int __attribute__((format(printf, 1, 2))) shell(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int start_service(int i)
 {
     svc_pid[i] = svc_start(services[i], tmp);

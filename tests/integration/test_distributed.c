@@ -61,18 +61,6 @@ static PGconn *db;                /* the control plane and destination, for the 
 static struct sl_job *loaded[32]; /* the example jobs loaded, freed by teardown */
 static size_t nloaded;
 
-/* Runs the shell command made from fmt; its exit status, or -1. */
-static int __attribute__((format(printf, 1, 2))) shell(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* The whole output of the shell command made from fmt (caller frees). */
 static char *__attribute__((format(printf, 1, 2))) shell_out(const char *fmt, ...)
 {
