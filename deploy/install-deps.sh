@@ -10,17 +10,26 @@ PACKAGES="
     build-essential cmake pkg-config
     libjansson-dev libcsv-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
     libssl-dev libcurl4-openssl-dev libcmocka-dev tzdata
-    libxml2-dev
+    libxml2-dev libzip-dev libfreexl-dev libmicrohttpd-dev libgmime-3.0-dev libxlsxwriter-dev
     librdkafka-dev libhiredis-dev libpq-dev
 "
 # the fuzzers (clang -fsanitize=fuzzer), the benchmark's reference tools, and
 # the real servers and clients of the integration tests
-EXTRA="clang libclang-rt-14-dev miller time libxml2-utils redis-server postgresql kcat"
+EXTRA="clang libclang-rt-14-dev miller time libxml2-utils jq redis-server postgresql kcat
+    nginx-light vsftpd openssh-server openssh-client dovecot-imapd python3-openpyxl python3-xlwt"
 if [ "${SLUICE_MINIMAL:-0}" = 1 ]; then
     EXTRA=""
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# the servers the tests start themselves (nginx, vsftpd, sshd, dovecot) must
+# not be started by their packages: deny service starts while installing
+POLICY=/usr/sbin/policy-rc.d
+if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+    $SUDO chmod 755 "$POLICY"
+    trap '$SUDO rm -f "$POLICY"' EXIT
+fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $PACKAGES $EXTRA >/dev/null
 echo "sluice: build dependencies installed"
