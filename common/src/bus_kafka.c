@@ -7,6 +7,19 @@
  * by msg->key or else the run id (records: run id and row), so one key stays
  * on one partition in order.
  *
+ * Records travel in batches: a Kafka message on a records topic is a
+ * RecordBatch (RejectionBatch) of the records sent to one partition within
+ * a short while (up to BATCH_BYTES / BATCH_RECORDS, or LINGER_MS old). The
+ * bus picks the partition itself, with librdkafka's consistent_random
+ * partitioner over the record's key and the topic's partition count, so a
+ * key still stays on one partition in order; per-message costs (librdkafka,
+ * the broker, delivery reports) are paid once a batch instead of once a
+ * record. Partial batches go out before any other message is sent (a run
+ * event never overtakes the records sent before it), before a commit and on
+ * flush(). The consumer hands out a batch's records one by one; the batch's
+ * offset is stored once its last record has been processed, so a crash in
+ * the middle of a batch redelivers the whole batch.
+ *
  * Offsets: auto-commit and auto offset store are off. A message handed out
  * by poll() is "pending"; it counts as processed once the same thread calls
  * poll() or commit() again (the stage runner processes one message at a time
@@ -43,6 +56,28 @@
 #define TOPIC_MAX       249 /* Kafka's limit on a topic name */
 #define POLL_SLICE_MS   100 /* how soon poll() and a blocked send() notice close() */
 #define DESTROY_WAIT_MS 10000
+#define BATCH_BYTES     (64 * 1024) /* a batch is sent once this big */
+#define BATCH_RECORDS   1000        /* or holding this many records */
+#define LINGER_MS       50          /* or this old */
+#define META_WAIT_MS    5000        /* waiting for a topic's partition count */
+#define META_REFRESH_MS 60000       /* partitions may be added to a topic */
+#define BATCH_TOPICS    8
+
+/* The partial batch of one partition. */
+struct part_batch {
+    struct sl_buf buf;
+    uint32_t n;       /* records in buf */
+    int64_t first_ms; /* when the first of them was added */
+};
+
+/* A records topic the bus sends batches to. */
+struct batch_topic {
+    char name[TOPIC_MAX + 2]; /* physical */
+    rd_kafka_topic_t *rkt;
+    int32_t nparts;           /* 0: not known yet */
+    int64_t meta_ms;          /* when nparts was asked for */
+    struct part_batch *parts; /* nparts */
+};
 
 struct kafka_bus {
     struct sl_bus base;
@@ -55,6 +90,11 @@ struct kafka_bus {
     atomic_ulong failed; /* deliveries that failed, ever */
     pthread_mutex_t mu;  /* first_error */
     char first_error[512];
+    pthread_mutex_t bmu; /* everything below: the partial batches */
+    struct batch_topic btopics[BATCH_TOPICS];
+    size_t nbtopics;
+    size_t nbatched;   /* partial batches holding records */
+    int64_t oldest_ms; /* first_ms of the oldest of them (0: none) */
 };
 
 struct sl_consumer {
@@ -63,6 +103,12 @@ struct sl_consumer {
     char **topics; /* logical names, handed out by poll() */
     size_t ntopics;
     rd_kafka_message_t *pending; /* handed out, not yet known processed */
+    /* pending is a batch: its logical topic, its records' kind, and where
+     * its next record starts (pending->len: all handed out) */
+    const char *btopic;
+    enum sl_msg_kind bkind;
+    size_t bpos;
+    unsigned bindex; /* of the next record, from 0 */
     char group[128];
     int (*revoke_hook)(void *arg); /* see sl_bus_ops.set_revoke_hook */
     void *revoke_arg;
@@ -219,12 +265,17 @@ static rd_kafka_conf_t *base_conf(const struct kafka_bus *b, char *errbuf, size_
     return conf;
 }
 
-/* Waits until the producer's queue is empty. SL_ERR_FATAL once a delivery
- * has failed, SL_ERR_TIMEOUT when timeout_ms (-1: until done) ran out. */
+static int batch_flush(struct kafka_bus *b, bool stale_only);
+
+/* Sends the partial batches, then waits until the producer's queue is empty. SL_ERR_FATAL once a
+ * delivery has failed, SL_ERR_TIMEOUT when timeout_ms (-1: until done) ran out. */
 static int wait_delivered(struct kafka_bus *b, int timeout_ms)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     rd_kafka_resp_err_t err;
+    int rc = batch_flush(b, false);
+    if (rc == SL_ERR_CLOSED)
+        return rc;
     for (;;) {
         int slice = 1000;
         if (deadline >= 0) {
@@ -255,23 +306,25 @@ static int map_produce_err(rd_kafka_resp_err_t err)
     }
 }
 
-/* Produces one message, waiting while the local queue is full
+/* Produces one message to partition (RD_KAFKA_PARTITION_UA: the
+ * partitioner's choice by key), waiting while the local queue is full
  * (backpressure). msgflags: RD_KAFKA_MSG_F_FREE or _COPY; on error the
  * payload and hdrs stay the caller's. */
-static rd_kafka_resp_err_t produce(struct kafka_bus *b, const char *name, void *payload, size_t len,
-                                   const void *key, size_t keylen, rd_kafka_headers_t *hdrs,
-                                   int msgflags)
+static rd_kafka_resp_err_t produce(struct kafka_bus *b, const char *name, int32_t partition,
+                                   void *payload, size_t len, const void *key, size_t keylen,
+                                   rd_kafka_headers_t *hdrs, int msgflags)
 {
     for (;;) {
         rd_kafka_resp_err_t err;
         if (hdrs)
-            err = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_MSGFLAGS(msgflags),
-                                    RD_KAFKA_V_VALUE(payload, len), RD_KAFKA_V_KEY(key, keylen),
-                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-        else
-            err = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_MSGFLAGS(msgflags),
-                                    RD_KAFKA_V_VALUE(payload, len), RD_KAFKA_V_KEY(key, keylen),
+            err = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_PARTITION(partition),
+                                    RD_KAFKA_V_MSGFLAGS(msgflags), RD_KAFKA_V_VALUE(payload, len),
+                                    RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_HEADERS(hdrs),
                                     RD_KAFKA_V_END);
+        else
+            err = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_PARTITION(partition),
+                                    RD_KAFKA_V_MSGFLAGS(msgflags), RD_KAFKA_V_VALUE(payload, len),
+                                    RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(b->rk, 0); /* serve delivery reports */
             return err;
@@ -282,10 +335,21 @@ static rd_kafka_resp_err_t produce(struct kafka_bus *b, const char *name, void *
     }
 }
 
+/* The bus key of msg: msg->key, else the run id; a record or rejection
+ * without a key: run id and row, so that one big run spreads over every
+ * partition. rowkey[128] is the room for the latter. */
+static const char *msg_key(const struct sl_msg *msg, char *rowkey)
+{
+    if (msg->key)
+        return msg->key;
+    if (msg->run_id && (msg->kind == SL_MSG_RECORD || msg->kind == SL_MSG_REJECTION) &&
+        snprintf(rowkey, 128, "%s/%llu", msg->run_id, (unsigned long long)msg->u.rec.row) < 128)
+        return rowkey;
+    return msg->run_id;
+}
+
 /* Encodes msg and produces it to the physical topic name with hdrs (NULL:
- * none; taken over). Keyed by msg->key, else the run id (records: run and
- * row, so that one big run spreads over every partition). msg stays the
- * caller's. */
+ * none; taken over), keyed by msg_key(). msg stays the caller's. */
 static int produce_msg(struct kafka_bus *b, const char *name, const struct sl_msg *msg,
                        rd_kafka_headers_t *hdrs)
 {
@@ -297,16 +361,12 @@ static int produce_msg(struct kafka_bus *b, const char *name, const struct sl_ms
             rd_kafka_headers_destroy(hdrs);
         return rc;
     }
-    const char *key = msg->key ? msg->key : msg->run_id;
     char rowkey[128];
-    if (!msg->key && msg->run_id && (msg->kind == SL_MSG_RECORD || msg->kind == SL_MSG_REJECTION) &&
-        snprintf(rowkey, sizeof(rowkey), "%s/%llu", msg->run_id,
-                 (unsigned long long)msg->u.rec.row) < (int)sizeof(rowkey))
-        key = rowkey;
+    const char *key = msg_key(msg, rowkey);
     size_t len = buf.len;
     char *payload = sl_buf_steal(&buf);
-    rd_kafka_resp_err_t err =
-        produce(b, name, payload, len, key, key ? strlen(key) : 0, hdrs, RD_KAFKA_MSG_F_FREE);
+    rd_kafka_resp_err_t err = produce(b, name, RD_KAFKA_PARTITION_UA, payload, len, key,
+                                      key ? strlen(key) : 0, hdrs, RD_KAFKA_MSG_F_FREE);
     if (!err)
         return 0;
     free(payload);
@@ -317,6 +377,177 @@ static int produce_msg(struct kafka_bus *b, const char *name, const struct sl_ms
     sl_warn(COMP, "could not send a %s message to %s: %s", sl_msg_kind_str(msg->kind), name,
             rd_kafka_err2str(err));
     return map_produce_err(err);
+}
+
+/* ---- record batches (see the top of the file); bmu held throughout ---- */
+
+/* The batch topic of the physical name, added when new; NULL when out of
+ * room or memory. */
+static struct batch_topic *batch_topic(struct kafka_bus *b, const char *name)
+{
+    for (size_t i = 0; i < b->nbtopics; i++)
+        if (!strcmp(b->btopics[i].name, name))
+            return &b->btopics[i];
+    if (b->nbtopics == BATCH_TOPICS)
+        return NULL;
+    struct batch_topic *t = &b->btopics[b->nbtopics];
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    if (!(t->rkt = rd_kafka_topic_new(b->rk, name, NULL)))
+        return NULL;
+    b->nbtopics++;
+    return t;
+}
+
+/* The partition count of t, asked of the cluster when not known (waiting
+ * up to META_WAIT_MS: a new topic is being created) or when it is older
+ * than META_REFRESH_MS (partitions may have been added). 0: unknown. */
+static int32_t topic_partitions(struct kafka_bus *b, struct batch_topic *t)
+{
+    int64_t now = now_ms();
+    if (t->nparts && now - t->meta_ms < META_REFRESH_MS)
+        return t->nparts;
+    int64_t deadline = now + (t->nparts ? 0 : META_WAIT_MS);
+    int32_t n = 0;
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(b->rk, 0, t->rkt, &md, 1000);
+        if (!err && md->topic_cnt == 1 && !md->topics[0].err)
+            n = md->topics[0].partition_cnt;
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (n > 0 || atomic_load(&b->closed) || now_ms() >= deadline)
+            break;
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    t->meta_ms = now_ms();
+    if (n > t->nparts) { /* partitions are only ever added */
+        struct part_batch *parts = realloc(t->parts, (size_t)n * sizeof(*parts));
+        if (!parts)
+            return t->nparts;
+        for (int32_t i = t->nparts; i < n; i++)
+            parts[i] = (struct part_batch){.buf = SL_BUF_INIT};
+        if (t->nparts)
+            sl_info(COMP, "topic %s has %" PRId32 " partitions now (was %" PRId32 ")", t->name, n,
+                    t->nparts);
+        t->parts = parts;
+        t->nparts = n;
+    }
+    return t->nparts;
+}
+
+/* Sends the partial batch of partition p of t. A batch that librdkafka
+ * does not take counts as a failed delivery: its records were accepted
+ * from their senders, so no commit may pass any more. */
+static int batch_send(struct kafka_bus *b, struct batch_topic *t, int32_t p)
+{
+    struct part_batch *pb = &t->parts[p];
+    if (!pb->n)
+        return 0;
+    size_t len = pb->buf.len;
+    uint32_t n = pb->n;
+    char *payload = sl_buf_steal(&pb->buf);
+    pb->n = 0;
+    pb->first_ms = 0;
+    b->nbatched--;
+    rd_kafka_resp_err_t err =
+        produce(b, t->name, p, payload, len, NULL, 0, NULL, RD_KAFKA_MSG_F_FREE);
+    if (!err)
+        return 0;
+    free(payload);
+    char what[TOPIC_MAX + 200];
+    snprintf(what, sizeof(what),
+             "could not send a batch of %" PRIu32 " records to %s [%" PRId32 "]: %s", n, t->name, p,
+             rd_kafka_err2str(err));
+    sl_error(COMP, "%s", what);
+    note_failure(b, what);
+    return err == RD_KAFKA_RESP_ERR__DESTROY ? SL_ERR_CLOSED : SL_ERR_FATAL;
+}
+
+/* Sends every partial batch, or (stale_only) those at least LINGER_MS old. */
+static int batch_flush_locked(struct kafka_bus *b, bool stale_only)
+{
+    int64_t now = now_ms();
+    if (!b->nbatched || (stale_only && now - b->oldest_ms < LINGER_MS))
+        return 0;
+    int rc = 0;
+    int64_t oldest = 0;
+    for (size_t i = 0; i < b->nbtopics; i++) {
+        struct batch_topic *t = &b->btopics[i];
+        for (int32_t p = 0; p < t->nparts; p++) {
+            struct part_batch *pb = &t->parts[p];
+            if (!pb->n)
+                continue;
+            if (!stale_only || now - pb->first_ms >= LINGER_MS) {
+                int r = batch_send(b, t, p);
+                rc = rc ? rc : r;
+            } else if (!oldest || pb->first_ms < oldest) {
+                oldest = pb->first_ms;
+            }
+        }
+    }
+    b->oldest_ms = oldest;
+    return rc;
+}
+
+static int batch_flush(struct kafka_bus *b, bool stale_only)
+{
+    pthread_mutex_lock(&b->bmu);
+    int rc = batch_flush_locked(b, stale_only);
+    pthread_mutex_unlock(&b->bmu);
+    return rc;
+}
+
+/* Adds a record or rejection to the batch of its partition of the physical
+ * topic name; sends that batch when full, and any other gone stale. */
+static int batch_add(struct kafka_bus *b, const char *name, const struct sl_msg *msg)
+{
+    char rowkey[128];
+    const char *key = msg_key(msg, rowkey);
+    size_t keylen = key ? strlen(key) : 0;
+    int rc;
+    pthread_mutex_lock(&b->bmu);
+    struct batch_topic *t = batch_topic(b, name);
+    int32_t nparts = t ? topic_partitions(b, t) : 0;
+    if (nparts <= 0) {
+        /* partitions unknown (the cluster is unreachable): a batch of one,
+         * partitioned by librdkafka by key once it knows them */
+        struct sl_buf one = SL_BUF_INIT;
+        if ((rc = sl_codec_batch_add(msg, &one)) == 0) {
+            size_t len = one.len;
+            char *payload = sl_buf_steal(&one);
+            rd_kafka_resp_err_t err = produce(b, name, RD_KAFKA_PARTITION_UA, payload, len, key,
+                                              keylen, NULL, RD_KAFKA_MSG_F_FREE);
+            if (err) {
+                free(payload);
+                rc = err == RD_KAFKA_RESP_ERR__DESTROY ? SL_ERR_CLOSED : map_produce_err(err);
+            }
+        }
+        sl_buf_cleanup(&one);
+        pthread_mutex_unlock(&b->bmu);
+        return rc;
+    }
+    int32_t p = rd_kafka_msg_partitioner_consistent_random(t->rkt, key, keylen, nparts, NULL, NULL);
+    if (p < 0 || p >= nparts)
+        p = 0;
+    struct part_batch *pb = &t->parts[p];
+    if (!pb->n && sl_buf_reserve(&pb->buf, BATCH_BYTES + BATCH_BYTES / 4)) {
+        pthread_mutex_unlock(&b->bmu);
+        return SL_ERR_NOMEM;
+    }
+    if ((rc = sl_codec_batch_add(msg, &pb->buf)) == 0) {
+        if (pb->n++ == 0) {
+            pb->first_ms = now_ms();
+            if (b->nbatched++ == 0)
+                b->oldest_ms = pb->first_ms;
+        }
+        if (pb->buf.len >= BATCH_BYTES || pb->n >= BATCH_RECORDS)
+            rc = batch_send(b, t, p);
+        if (!rc)
+            rc = batch_flush_locked(b, true);
+    }
+    pthread_mutex_unlock(&b->bmu);
+    return rc;
 }
 
 static int kafka_send_dead(struct sl_bus *bus, const char *from_topic, struct sl_msg *msg,
@@ -345,20 +576,24 @@ static int kafka_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg)
     } else if (topic_name(b, topic, name, sizeof(name))) {
         sl_error(COMP, "topic name %s%s is longer than kafka allows", b->prefix, topic);
         rc = SL_ERR_INVALID;
-    } else {
+    } else if (msg->kind == SL_MSG_RECORD || msg->kind == SL_MSG_REJECTION) {
+        rc = batch_add(b, name, msg);
+    } else if ((rc = batch_flush(b, false)) == 0) { /* the records sent before go first */
         rc = produce_msg(b, name, msg, NULL);
     }
     sl_msg_unref(msg);
     return rc;
 }
 
-/* Stores the offset of the message handed out last: it has been processed. */
+/* Stores the offset of the message handed out last (a batch: all of its
+ * records): it has been processed. */
 static void store_pending(struct sl_consumer *c)
 {
     rd_kafka_message_t *rkm = c->pending;
     if (!rkm)
         return;
     c->pending = NULL;
+    c->btopic = NULL;
     rd_kafka_resp_err_t err = rd_kafka_offset_store(rkm->rkt, rkm->partition, rkm->offset);
     if (err && err != RD_KAFKA_RESP_ERR__STATE) /* __STATE: partition revoked meanwhile */
         sl_warn(COMP, "could not store the offset of %s [%" PRId32 "] %" PRId64 ": %s",
@@ -511,27 +746,39 @@ fail:
     return NULL;
 }
 
-/* Sends an undecodable message to the dead-letter topic as it came.
- * Returns 0 when it is on its way (its offset may be stored). */
-static int dead_letter(struct sl_consumer *c, const rd_kafka_message_t *rkm, const char *reason)
+/* Sends an undecodable message (or, index >= 0, the undecodable record
+ * data[0..len) at that index of its batch) to the dead-letter topic as it
+ * came. Returns 0 when it is on its way (its offset may be stored). */
+static int dead_letter(struct sl_consumer *c, const rd_kafka_message_t *rkm, const void *data,
+                       size_t len, long index, const char *reason)
 {
     struct kafka_bus *b = c->bus;
     const char *src = rd_kafka_topic_name(rkm->rkt);
     char name[TOPIC_MAX + 2], num[32];
     topic_name(b, SL_TOPIC_DEAD, name, sizeof(name)); /* shorter than any valid name */
-    sl_warn(COMP, "undecodable message at %s [%" PRId32 "] offset %" PRId64 " skipped: %s", src,
-            rkm->partition, rkm->offset, reason);
+    if (index < 0)
+        sl_warn(COMP, "undecodable message at %s [%" PRId32 "] offset %" PRId64 " skipped: %s", src,
+                rkm->partition, rkm->offset, reason);
+    else
+        sl_warn(COMP,
+                "undecodable record %ld of the batch at %s [%" PRId32 "] offset %" PRId64
+                " skipped: %s",
+                index + 1, src, rkm->partition, rkm->offset, reason);
     if (!strcmp(src, name))
         return 0; /* never back into itself */
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5);
     rd_kafka_header_add(hdrs, "sluice-reason", -1, reason, -1);
     rd_kafka_header_add(hdrs, "sluice-topic", -1, src, -1);
     snprintf(num, sizeof(num), "%" PRId32, rkm->partition);
     rd_kafka_header_add(hdrs, "sluice-partition", -1, num, -1);
     snprintf(num, sizeof(num), "%" PRId64, rkm->offset);
     rd_kafka_header_add(hdrs, "sluice-offset", -1, num, -1);
-    rd_kafka_resp_err_t err =
-        produce(b, name, rkm->payload, rkm->len, rkm->key, rkm->key_len, hdrs, RD_KAFKA_MSG_F_COPY);
+    if (index >= 0) {
+        snprintf(num, sizeof(num), "%ld", index);
+        rd_kafka_header_add(hdrs, "sluice-batch-index", -1, num, -1);
+    }
+    rd_kafka_resp_err_t err = produce(b, name, RD_KAFKA_PARTITION_UA, (void *)data, len, rkm->key,
+                                      rkm->key_len, hdrs, RD_KAFKA_MSG_F_COPY);
     if (err) {
         rd_kafka_headers_destroy(hdrs);
         if (err == RD_KAFKA_RESP_ERR__DESTROY)
@@ -545,9 +792,12 @@ static int dead_letter(struct sl_consumer *c, const rd_kafka_message_t *rkm, con
     return 0;
 }
 
-/* Turns one consumed message into a decoded one, or dead-letters it (NULL). */
-static struct sl_msg *decode(struct sl_consumer *c, rd_kafka_message_t *rkm, const char **topic,
-                             int *rc)
+/* Takes on a consumed message: a batch becomes the pending one (NULL,
+ * *rc 0); a single message is decoded and pending (returned); one that
+ * cannot be decoded goes to the dead-letter topic (NULL). A batch's framing
+ * is checked whole before any of its records is handed out. */
+static struct sl_msg *take(struct sl_consumer *c, rd_kafka_message_t *rkm, const char **topic,
+                           int *rc)
 {
     const char *logical = logical_name(c->bus, rd_kafka_topic_name(rkm->rkt));
     char why[256];
@@ -558,27 +808,94 @@ static struct sl_msg *decode(struct sl_consumer *c, rd_kafka_message_t *rkm, con
             *topic = c->topics[i];
     enum sl_msg_kind kind = sl_codec_topic_kind(logical);
     struct sl_msg *m = NULL;
-    if (!*topic)
+    if (!*topic) {
         snprintf(why, sizeof(why), "not a topic of the subscription");
-    else if (!kind)
+    } else if (!kind) {
         snprintf(why, sizeof(why), "topic %s carries no known record kind", logical);
-    else if ((m = sl_codec_decode(kind, rkm->payload, rkm->len, why, sizeof(why))) != NULL) {
+    } else if (kind == SL_MSG_RECORD || kind == SL_MSG_REJECTION) {
+        size_t pos = 0, elen;
+        const void *e;
+        int r;
+        while ((r = sl_codec_batch_next(rkm->payload, rkm->len, &pos, &e, &elen, why,
+                                        sizeof(why))) == 1)
+            ;
+        if (r < 0) {
+            char what[160];
+            snprintf(what, sizeof(what), "%.150s", why);
+            snprintf(why, sizeof(why), "cannot decode %s batch: %s: not a valid sluice.%s",
+                     sl_msg_kind_str(kind), what,
+                     kind == SL_MSG_RECORD ? "RecordBatch" : "RejectionBatch");
+        } else {
+            c->pending = rkm;
+            c->btopic = *topic;
+            c->bkind = kind;
+            c->bpos = 0;
+            c->bindex = 0;
+            return NULL;
+        }
+    } else if ((m = sl_codec_decode(kind, rkm->payload, rkm->len, why, sizeof(why))) != NULL) {
         if (rkm->key && rkm->key_len)
             m->key = sl_arena_strndup(&m->arena, rkm->key, rkm->key_len);
+        c->pending = rkm;
         return m;
     }
-    *rc = dead_letter(c, rkm, why);
+    if ((*rc = dead_letter(c, rkm, rkm->payload, rkm->len, -1, why)) == 0)
+        rd_kafka_offset_store(rkm->rkt, rkm->partition, rkm->offset);
+    rd_kafka_message_destroy(rkm);
     return NULL;
+}
+
+/* The next record of the pending batch; NULL when none is left (or, *rc
+ * set, the bus closed while a bad one was being dead-lettered). */
+static struct sl_msg *batch_next(struct sl_consumer *c, int *rc)
+{
+    rd_kafka_message_t *rkm = c->pending;
+    const void *e;
+    size_t elen;
+    char why[256];
+    *rc = 0;
+    while (sl_codec_batch_next(rkm->payload, rkm->len, &c->bpos, &e, &elen, why, sizeof(why)) ==
+           1) {
+        long index = (long)c->bindex++;
+        struct sl_msg *m = sl_codec_decode(c->bkind, e, elen, why, sizeof(why));
+        if (m && rkm->key_len) /* the bus sends batches without; another client may not */
+            m->key = sl_arena_strndup(&m->arena, rkm->key, rkm->key_len);
+        if (m)
+            return m;
+        if ((*rc = dead_letter(c, rkm, e, elen, index, why)) != 0)
+            return NULL;
+    }
+    c->bpos = rkm->len;
+    return NULL;
+}
+
+/* True when a batch is pending with records not yet handed out. */
+static bool batch_open(const struct sl_consumer *c)
+{
+    return c->pending && c->btopic && c->bpos < c->pending->len;
 }
 
 static int kafka_poll(struct sl_consumer *c, struct sl_msg **msg, const char **topic,
                       int timeout_ms)
 {
-    store_pending(c); /* the previous message was processed */
+    batch_flush(c->bus, true); /* outputs that waited long enough (a failure was noted) */
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     for (;;) {
         if (atomic_load(&c->bus->closed))
             return SL_ERR_CLOSED;
+        if (batch_open(c)) {
+            int rc;
+            struct sl_msg *m = batch_next(c, &rc);
+            if (rc)
+                return rc;
+            if (m) {
+                *msg = m;
+                if (topic)
+                    *topic = c->btopic;
+                return 0;
+            }
+        }
+        store_pending(c); /* the previous message (every record of it) was processed */
         int slice = POLL_SLICE_MS;
         if (deadline >= 0) {
             int64_t left = deadline - now_ms();
@@ -601,20 +918,15 @@ static int kafka_poll(struct sl_consumer *c, struct sl_msg **msg, const char **t
         }
         const char *name = NULL;
         int rc;
-        struct sl_msg *m = decode(c, rkm, &name, &rc);
-        if (!m) {
-            if (rc == 0)
-                rd_kafka_offset_store(rkm->rkt, rkm->partition, rkm->offset);
-            rd_kafka_message_destroy(rkm);
-            if (rc)
-                return rc;
-            continue;
+        struct sl_msg *m = take(c, rkm, &name, &rc);
+        if (rc)
+            return rc;
+        if (m) {
+            *msg = m;
+            if (topic)
+                *topic = name;
+            return 0;
         }
-        c->pending = rkm;
-        *msg = m;
-        if (topic)
-            *topic = name;
-        return 0;
     }
 }
 
@@ -626,7 +938,8 @@ static void kafka_set_revoke_hook(struct sl_consumer *c, int (*fn)(void *arg), v
 
 static int kafka_commit(struct sl_consumer *c)
 {
-    store_pending(c);
+    if (!batch_open(c)) /* else the rest of the batch is still to come */
+        store_pending(c);
     return commit_stored(c);
 }
 
@@ -668,6 +981,14 @@ static void kafka_destroy(struct sl_bus *bus)
 {
     struct kafka_bus *b = (struct kafka_bus *)bus;
     if (b->rk) {
+        batch_flush(b, false);
+        for (size_t i = 0; i < b->nbtopics; i++) {
+            struct batch_topic *t = &b->btopics[i];
+            for (int32_t p = 0; p < t->nparts; p++)
+                sl_buf_cleanup(&t->parts[p].buf);
+            free(t->parts);
+            rd_kafka_topic_destroy(t->rkt);
+        }
         rd_kafka_flush(b->rk, DESTROY_WAIT_MS);
         int left = rd_kafka_outq_len(b->rk);
         if (left > 0)
@@ -675,6 +996,7 @@ static void kafka_destroy(struct sl_bus *bus)
         rd_kafka_destroy(b->rk);
     }
     pthread_mutex_destroy(&b->mu);
+    pthread_mutex_destroy(&b->bmu);
     free(b->prefix);
     free(b->brokers);
     free(b->config);
@@ -710,6 +1032,7 @@ struct sl_bus *sl_bus_kafka_new(const struct sl_kafka_conf *kc, char *errbuf, si
     }
     b->base.ops = &kafka_ops;
     pthread_mutex_init(&b->mu, NULL);
+    pthread_mutex_init(&b->bmu, NULL);
     b->prefix = strdup(kc->topic_prefix ? kc->topic_prefix : "sluice.");
     b->brokers = strdup(kc->brokers && *kc->brokers ? kc->brokers : "localhost:9092");
     b->config = kc->config ? strdup(kc->config) : NULL;

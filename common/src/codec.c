@@ -104,11 +104,23 @@ static Sluice__Problem **encode_problems(struct sl_arena *a, const struct sl_pro
     return p;
 }
 
-static int pack(const ProtobufCMessage *pm, struct sl_buf *out)
+/* Packs pm at the end of out; field > 0: as that length-delimited field of
+ * an enclosing message (tag, length, then the message: a batch entry). */
+static int pack(const ProtobufCMessage *pm, struct sl_buf *out, unsigned field)
 {
     size_t size = protobuf_c_message_get_packed_size(pm);
-    if (sl_buf_reserve(out, size))
+    if (sl_buf_reserve(out, size + 16))
         return SL_ERR_NOMEM;
+    if (field) {
+        uint8_t *p = (uint8_t *)out->data + out->len;
+        size_t n = 0;
+        p[n++] = (uint8_t)(field << 3 | 2);
+        size_t v = size;
+        for (; v >= 0x80; v >>= 7)
+            p[n++] = (uint8_t)(v | 0x80);
+        p[n++] = (uint8_t)v;
+        out->len += n;
+    }
     size_t n = protobuf_c_message_pack(pm, (uint8_t *)out->data + out->len);
     out->len += n;
     out->data[out->len] = '\0';
@@ -123,7 +135,8 @@ static void copy_sha(char dst[65], const char src[65])
     dst[n] = '\0';
 }
 
-int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
+/* sl_codec_encode, or as field `field` of an enclosing message (> 0). */
+static int encode(const struct sl_msg *m, struct sl_buf *out, unsigned field)
 {
     struct sl_arena scratch;
     const char *bad = NULL;
@@ -148,7 +161,7 @@ int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
         utf8_ok(t->trigger, "trigger", &bad);
         utf8_ok(t->input, "input", &bad);
         if (!bad)
-            rc = pack(&w.base, out);
+            rc = pack(&w.base, out, field);
         break;
     }
     case SL_MSG_FILE: {
@@ -170,7 +183,7 @@ int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
         utf8_ok(f->content_type, "content_type", &bad);
         utf8_ok(f->file_name, "file_name", &bad);
         if (!bad)
-            rc = pack(&w.base, out);
+            rc = pack(&w.base, out, field);
         break;
     }
     case SL_MSG_RECORD: {
@@ -193,7 +206,7 @@ int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
         }
         utf8_ok(r->key, "key", &bad);
         if (!bad)
-            rc = pack(&w.base, out);
+            rc = pack(&w.base, out, field);
         break;
     }
     case SL_MSG_REJECTION: {
@@ -213,7 +226,7 @@ int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
         }
         utf8_ok(r->key, "key", &bad);
         if (!bad)
-            rc = pack(&w.base, out);
+            rc = pack(&w.base, out, field);
         break;
     }
     case SL_MSG_RUN_EVENT: {
@@ -271,7 +284,7 @@ int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
             utf8_ok(ev->columns[i], "column name", &bad);
         }
         if (!bad)
-            rc = pack(&w.base, out);
+            rc = pack(&w.base, out, field);
         break;
     }
     default:
@@ -289,6 +302,51 @@ int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
 done:
     sl_arena_cleanup(&scratch);
     return rc;
+}
+
+int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
+{
+    return encode(m, out, 0);
+}
+
+int sl_codec_batch_add(const struct sl_msg *m, struct sl_buf *batch)
+{
+    if (m->kind != SL_MSG_RECORD && m->kind != SL_MSG_REJECTION) {
+        sl_warn("codec", "cannot batch a %s message", sl_msg_kind_str(m->kind));
+        return SL_ERR_INVALID;
+    }
+    return encode(m, batch, 1); /* RecordBatch.records, RejectionBatch.rejections */
+}
+
+int sl_codec_batch_next(const void *data, size_t len, size_t *pos, const void **entry,
+                        size_t *entry_len, char *errbuf, size_t errsz)
+{
+    const uint8_t *p = data;
+    size_t at = *pos;
+    if (at >= len)
+        return 0;
+    if (p[at] != (1 << 3 | 2))
+        return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "byte %zu is 0x%02x, not the tag of an entry",
+                         at, p[at]);
+    uint64_t v = 0;
+    size_t i = at + 1;
+    for (unsigned shift = 0;; shift += 7, i++) {
+        if (i >= len || shift > 28)
+            return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "bad length of the entry at byte %zu",
+                             at);
+        v |= (uint64_t)(p[i] & 0x7f) << shift;
+        if (!(p[i] & 0x80))
+            break;
+    }
+    i++;
+    if (v > len - i)
+        return sl_seterr(errbuf, errsz, SL_ERR_PARSE,
+                         "the entry at byte %zu says %llu bytes, %zu are left", at,
+                         (unsigned long long)v, len - i);
+    *entry = p + i;
+    *entry_len = (size_t)v;
+    *pos = i + (size_t)v;
+    return 1;
 }
 
 /* ---- decoding ---- */

@@ -35,6 +35,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "sluice/bus.h"
+#include "sluice/codec.h"
 #include "sluice/err.h"
 #include "sluice/log.h"
 #include "sluice/msg.h"
@@ -136,8 +137,7 @@ static int check_record(const struct sl_msg *m)
     char run[37], name[32], attr[32];
     run_id(i % NRUNS, run);
     assert_string_equal(m->run_id, run);
-    assert_non_null(m->key);
-    assert_string_equal(m->key, run); /* the bus key came through */
+    assert_null(m->key); /* a record of a batch: the stage sets its outputs' keys */
     assert_int_equal(m->u.rec.row, (uint64_t)(i / NRUNS + 1));
     snprintf(name, sizeof(name), "n\xc3\xa4me %d", i);
     assert_string_equal(m->u.rec.src[1].name, "name");
@@ -244,17 +244,28 @@ static void assert_nothing_more(struct sl_bus *bus, struct sl_consumer *c)
     assert_int_equal(rc, SL_ERR_TIMEOUT);
 }
 
-static void test_commit_and_resume(void **state)
+/* Sends rows from..to of run-commit to records.mapped as one batch. */
+static void send_batch(struct sl_bus *bus, int from, int to)
 {
-    struct sl_bus *bus = new_bus(CRASH_CF);
-    for (int i = 1; i <= 100; i++) {
+    for (int i = from; i <= to; i++) {
         struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, "run-commit", JOB, 1);
         assert_non_null(m);
         m->u.rec.row = (uint64_t)i;
         m->key = "run-commit"; /* one partition: the rows stay in order */
         assert_int_equal(sl_bus_send(bus, "records.mapped", m), 0);
     }
-    assert_int_equal(bus->ops->flush(bus, 30000), 0);
+    assert_int_equal(bus->ops->flush(bus, 30000), 0); /* the batch goes out */
+}
+
+/* Offsets are per Kafka message, i.e. per batch: a batch counts as
+ * processed once its last record is, and a consumer that stops in the
+ * middle of one leaves all of it to its successor. */
+static void test_commit_and_resume(void **state)
+{
+    struct sl_bus *bus = new_bus(CRASH_CF);
+    send_batch(bus, 1, 40);
+    send_batch(bus, 41, 60);
+    send_batch(bus, 61, 100);
 
     /* A processes 1..40 and commits, takes 41..60, then crashes. */
     struct sl_consumer *c = subscribe(bus, "g-commit", "records.mapped");
@@ -265,14 +276,15 @@ static void test_commit_and_resume(void **state)
 
     /* B starts after the commit: 41.. again, nothing of 1..40. It processes
      * 41..70 and stops cleanly without a commit of its own: leaving the
-     * group commits what it finished (41..69; 70 was still in its hands). */
+     * group commits the batches it finished (41..60), not the one still in
+     * its hands (61..100). */
     c = subscribe(bus, "g-commit", "records.mapped");
     take(bus, c, 30, 41);
     bus->ops->unsubscribe(c);
 
-    /* C resumes at 70 and gets the rest, each once. */
+    /* C resumes at 61 and gets the rest, each once. */
     c = subscribe(bus, "g-commit", "records.mapped");
-    assert_int_equal(take(bus, c, 31, 70), 100);
+    assert_int_equal(take(bus, c, 40, 61), 100);
     assert_nothing_more(bus, c);
     assert_int_equal(bus->ops->commit(c), 0);
     bus->ops->unsubscribe(c);
@@ -347,6 +359,101 @@ static void test_garbage_goes_to_dead(void **state)
     rd_kafka_destroy(rk);
 }
 
+/* A batch whose framing is sound but one record of which is not: that
+ * record goes to the dead-letter topic (with its index in the batch), the
+ * others reach the stage. */
+static void test_bad_record_in_batch(void **state)
+{
+    struct sl_buf batch = SL_BUF_INIT;
+    struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, "run-badrec", JOB, 1);
+    m->u.rec.row = 8;
+    assert_int_equal(sl_codec_batch_add(m, &batch), 0);
+    static const char bad[] = "\x0a\x03\xff\xfe\xfd"; /* run_id: not UTF-8 */
+    assert_int_equal(sl_buf_putc(&batch, 0x0a), 0);
+    assert_int_equal(sl_buf_putc(&batch, (char)(sizeof(bad) - 1)), 0);
+    assert_int_equal(sl_buf_append(&batch, bad, sizeof(bad) - 1), 0);
+    m->u.rec.row = 9;
+    assert_int_equal(sl_codec_batch_add(m, &batch), 0);
+    sl_msg_unref(m);
+
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("sluice.records.mapped"),
+                                       RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_KEY("kb", 2),
+                                       RD_KAFKA_V_VALUE(batch.data, batch.len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(rk, 10000), 0);
+    rd_kafka_destroy(rk);
+    sl_buf_cleanup(&batch);
+
+    struct sl_bus *bus = new_bus(NULL);
+    struct sl_consumer *c = subscribe(bus, "g-badrec", "records.mapped");
+    struct sl_msg *got = NULL;
+    int rc;
+    uint64_t rows[2];
+    for (int k = 0; k < 2; k++) {
+        double until = now_s() + WAIT_S;
+        while ((rc = bus->ops->poll(c, &got, NULL, 500)) == SL_ERR_TIMEOUT && now_s() < until)
+            ;
+        assert_int_equal(rc, 0);
+        /* the topic also holds test_commit_and_resume's rows: skip them */
+        if (strcmp(got->run_id, "run-badrec")) {
+            sl_msg_unref(got);
+            k--;
+            continue;
+        }
+        rows[k] = got->u.rec.row;
+        sl_msg_unref(got);
+    }
+    assert_int_equal(rows[0], 8);
+    assert_int_equal(rows[1], 9);
+    assert_int_equal(bus->ops->commit(c), 0);
+    bus->ops->unsubscribe(c);
+    sl_bus_destroy(bus);
+
+    /* the dead-letter topic holds the bad record alone, with its index */
+    conf = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    assert_int_equal(rd_kafka_conf_set(conf, "group.id", "dead-reader-2", err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, "sluice.dead", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(rk, parts), 0);
+    rd_kafka_topic_partition_list_destroy(parts);
+    bool found = false;
+    double until = now_s() + WAIT_S;
+    while (!found && now_s() < until) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(rk, 500);
+        if (!rkm)
+            continue;
+        rd_kafka_headers_t *hdrs = NULL;
+        const void *val;
+        size_t vlen;
+        if (!rkm->err && rd_kafka_message_headers(rkm, &hdrs) == 0 &&
+            rd_kafka_header_get_last(hdrs, "sluice-batch-index", &val, &vlen) == 0) {
+            assert_int_equal(vlen, 1);
+            assert_memory_equal(val, "1", 1);
+            assert_int_equal(rkm->len, sizeof(bad) - 1);
+            assert_memory_equal(rkm->payload, bad, rkm->len);
+            assert_int_equal(rd_kafka_header_get_last(hdrs, "sluice-reason", &val, &vlen), 0);
+            assert_true(vlen > 0);
+            found = true;
+        }
+        rd_kafka_message_destroy(rkm);
+    }
+    assert_true(found);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
 /* A producer queue of 10 messages: send() blocks until there is room
  * instead of failing, and nothing is lost. */
 static void test_backpressure(void **state)
@@ -400,13 +507,17 @@ static void test_kcat_and_protoc(void **state)
     /* -f %s: the payload alone, without kcat's newline after it */
     snprintf(cmd, sizeof(cmd),
              "kcat -C -b '%s' -t sluice.records.raw -o beginning -e -c 1 -f %%s 2>/dev/null | "
-             "protoc --decode=sluice.Record -I '%s/proto' '%s/proto/sluice.proto'",
+             "protoc --decode=sluice.RecordBatch -I '%s/proto' '%s/proto/sluice.proto'",
              bootstrap, REPO, REPO);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(text, 1, sizeof(text) - 1, p);
     text[n] = '\0';
+    char rest[4096]; /* a batch decodes to more than we look at: read it all */
+    while (fread(rest, 1, sizeof(rest), p) > 0)
+        ;
     assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(text, "records {"));
     assert_non_null(strstr(text, "job_id: \"" JOB "\""));
     assert_non_null(strstr(text, "job_version: 3"));
     assert_non_null(strstr(text, "run_id: \"00000000-0000-4000-8000-"));
@@ -445,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_kcat_and_protoc),
         cmocka_unit_test(test_commit_and_resume),
         cmocka_unit_test(test_garbage_goes_to_dead),
+        cmocka_unit_test(test_bad_record_in_batch),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_failed_delivery_blocks_commit), // takes the brokers down
     };

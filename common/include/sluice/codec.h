@@ -26,6 +26,20 @@ int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out);
 struct sl_msg *sl_codec_decode(enum sl_msg_kind kind, const void *data, size_t len, char *errbuf,
                                size_t errsz);
 
+/* Record batches: a Kafka message on a records topic carries a RecordBatch
+ * (records.raw, .mapped, .valid) or RejectionBatch (records.rejected) of
+ * proto/sluice.proto, i.e. its records' encodings as field 1 one after the
+ * other. sl_codec_batch_add appends m (a record or rejection) to batch.
+ * Returns as sl_codec_encode. */
+int sl_codec_batch_add(const struct sl_msg *m, struct sl_buf *batch);
+
+/* The next entry of a batch data[0..len) from *pos (start at 0): 1 with
+ * *entry / *entry_len (the encoding of one record, for sl_codec_decode) and
+ * *pos advanced, 0 at the end, or SL_ERR_PARSE with errbuf set when the
+ * bytes at *pos are not a batch entry. */
+int sl_codec_batch_next(const void *data, size_t len, size_t *pos, const void **entry,
+                        size_t *entry_len, char *errbuf, size_t errsz);
+
 /* The kind carried by a topic name ("records.valid" -> SL_MSG_RECORD), or 0
  * ("dead", unknown). A prefixed name ("prod.records.valid", separator '.',
  * '-' or '_') maps as its logical name. */
