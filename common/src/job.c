@@ -1192,10 +1192,159 @@ static int parse_sheet(struct ld *ld, json_t *src)
     return 0;
 }
 
+/* A query parameter name of source.pagination (default def when absent). */
+static int pag_param(struct ld *ld, json_t *o, const char *key, const char *def, char **out)
+{
+    char p[PATHSZ];
+    const char *s;
+    if (get_str(ld, o, key, "source.pagination", true, &s))
+        return -1;
+    if (!s)
+        s = def;
+    if (!s)
+        return 0;
+    if (strlen(s) > 128 || strpbrk(s, "&=#? \t\r\n"))
+        return bad(ld, sub(p, "source.pagination", key),
+                   "'" SHOW "' is not a query parameter name (at most 128 characters, none of "
+                   "& = # ? or spaces)",
+                   s);
+    if (!(*out = strdup(s)))
+        return nomem(ld);
+    return 0;
+}
+
+/* A body path of source.pagination ("$.meta.next"): required or not. */
+static int pag_path(struct ld *ld, json_t *o, const char *key, bool required, char **out)
+{
+    char p[PATHSZ];
+    const char *s;
+    sub(p, "source.pagination", key);
+    if (get_str(ld, o, key, "source.pagination", true, &s))
+        return -1;
+    if (!s)
+        return required ? bad(ld, p, "required (a path like $.meta.next)") : 0;
+    if (!records_ok(s, false))
+        return bad(ld, p, "'" SHOW "' is not a path like $.meta.next", s);
+    if (!(*out = strdup(s)))
+        return nomem(ld);
+    return 0;
+}
+
+/* source.pagination, whose type is already known (t): its options by type. */
+static int parse_pagination(struct ld *ld, json_t *o, const char *scheme, enum sl_pag_type t)
+{
+    static const char *const page_keys[] = {
+        "type", "page_param", "start_page", "page_size", "page_size_param", "max_pages", NULL};
+    static const char *const offset_keys[] = {
+        "type", "offset_param", "start_offset", "limit", "limit_param", "max_pages", NULL};
+    static const char *const cursor_keys[] = {"type", "cursor_path", "cursor_param", "max_pages",
+                                              NULL};
+    static const char *const link_keys[] = {"type", "next_path", "max_pages", NULL};
+    static const char *const *const keys[] = {NULL, page_keys, offset_keys, cursor_keys, link_keys};
+    struct sl_source *so = &ld->job->source;
+    struct sl_pagination *pg = &so->pag;
+    long n;
+    int r;
+    pg->type = t;
+    pg->max_pages = 1000;
+    if (check_keys(ld, o, "source.pagination", keys[t]))
+        return -1;
+    if (scheme[0] && strcmp(scheme, "http") && strcmp(scheme, "https"))
+        return bad(ld, "source.pagination", "only used with http:// and https:// sources");
+    if (so->format != SL_FORMAT_AUTO && so->format != SL_FORMAT_JSON)
+        return bad(ld, "source.pagination",
+                   "pages are read as JSON: not used with source.format '%s'",
+                   sl_format_name(so->format));
+    if ((r = get_int(ld, o, "max_pages", "source.pagination", 1, 1000000, &n)) < 0)
+        return -1;
+    if (r)
+        pg->max_pages = n;
+    switch (t) {
+    case SL_PAG_PAGE:
+        pg->start = 1;
+        if (pag_param(ld, o, "page_param", "page", &pg->param) ||
+            pag_param(ld, o, "page_size_param", NULL, &pg->size_param) ||
+            get_int(ld, o, "start_page", "source.pagination", 0, 1000000000, &pg->start) < 0 ||
+            get_int(ld, o, "page_size", "source.pagination", 1, 1000000, &pg->size) < 0)
+            return -1;
+        if (pg->size_param && !pg->size)
+            return bad(ld, "source.pagination.page_size",
+                       "required with source.pagination.page_size_param");
+        return 0;
+    case SL_PAG_OFFSET:
+        pg->size = 100;
+        if (pag_param(ld, o, "offset_param", "offset", &pg->param) ||
+            pag_param(ld, o, "limit_param", "limit", &pg->size_param) ||
+            get_int(ld, o, "start_offset", "source.pagination", 0, LONG_MAX, &pg->start) < 0 ||
+            get_int(ld, o, "limit", "source.pagination", 1, 1000000, &pg->size) < 0)
+            return -1;
+        return 0;
+    case SL_PAG_CURSOR:
+        if (pag_path(ld, o, "cursor_path", true, &pg->path) ||
+            pag_param(ld, o, "cursor_param", "cursor", &pg->param))
+            return -1;
+        return 0;
+    case SL_PAG_LINK:
+        return pag_path(ld, o, "next_path", false, &pg->path);
+    default:
+        return 0;
+    }
+}
+
+/* The limits of a remote fetch: source.timeout, connect_timeout, retries,
+ * retry_delay, max_bytes. */
+static int parse_limits(struct ld *ld, json_t *src)
+{
+    struct sl_source *so = &ld->job->source;
+    long n;
+    int r;
+    so->connect_timeout = 10;
+    so->timeout = 300;
+    so->retries = 3;
+    so->retry_delay_ms = 1000;
+    so->max_bytes = 1ull << 30;
+    int given = get_int(ld, src, "connect_timeout", "source", 1, 600, &so->connect_timeout);
+    if (given < 0 || get_int(ld, src, "timeout", "source", 1, 86400, &so->timeout) < 0 ||
+        get_int(ld, src, "retries", "source", 0, 10, &so->retries) < 0)
+        return -1;
+    if ((r = get_int(ld, src, "max_bytes", "source", 1, LONG_MAX, &n)) < 0)
+        return -1;
+    if (r)
+        so->max_bytes = (uint64_t)n;
+    json_t *d = member(src, "retry_delay");
+    if (d) {
+        double s = json_is_number(d) ? json_number_value(d) : -1;
+        if (!(s >= 0 && s <= 600))
+            return bad(ld, "source.retry_delay", "must be a number of seconds from 0 to 600");
+        so->retry_delay_ms = (long)(s * 1000 + 0.5);
+    }
+    if (so->connect_timeout > so->timeout && given)
+        return bad(ld, "source.connect_timeout",
+                   "must not be longer than source.timeout (%ld seconds)", so->timeout);
+    if (so->connect_timeout > so->timeout)
+        so->connect_timeout = so->timeout; /* the default, within a short timeout */
+    return 0;
+}
+
 static int parse_source(struct ld *ld, json_t *root)
 {
-    static const char *const keys[] = {"url", "headers", "auth", "format",     "csv",        "json",
-                                       "xml", "xlsx",    "xls",  "pagination", "attachment", NULL};
+    static const char *const keys[] = {"url",
+                                       "headers",
+                                       "auth",
+                                       "format",
+                                       "csv",
+                                       "json",
+                                       "xml",
+                                       "xlsx",
+                                       "xls",
+                                       "pagination",
+                                       "attachment",
+                                       "timeout",
+                                       "connect_timeout",
+                                       "retries",
+                                       "retry_delay",
+                                       "max_bytes",
+                                       NULL};
     static const char *const pag_types[] = {"page", "offset", "cursor", "link", NULL};
     struct sl_source *so = &ld->job->source;
     json_t *src, *o;
@@ -1237,7 +1386,11 @@ static int parse_source(struct ld *ld, json_t *root)
         if (r == 0)
             return bad(ld, "source.pagination.type", "required (page, offset, cursor or link)");
         so->pagination = json_incref(o);
+        if (parse_pagination(ld, o, scheme, (enum sl_pag_type)(v + 1)))
+            return -1;
     }
+    if (parse_limits(ld, src))
+        return -1;
 
     if (get_str(ld, src, "attachment", "source", true, &s))
         return -1;
@@ -2034,6 +2187,9 @@ void sl_job_destroy(struct sl_job *job)
     free(so->sheet);
     json_decref(so->pagination);
     free(so->attachment);
+    free(so->pag.param);
+    free(so->pag.size_param);
+    free(so->pag.path);
 
     free(job->object);
     for (size_t i = 0; i < job->nkey; i++)

@@ -21,6 +21,7 @@
 #include "sluice/pg.h"
 #include "sluice/service.h"
 #include "sluice/sink.h"
+#include "sluice/source.h"
 #include "sluice/stage.h"
 #include "sluice/state.h"
 #include "sluice/util.h"
@@ -66,7 +67,8 @@ static const struct setting settings[NCFG] = {
                        "directories file:// sources may read (colon-separated)"},
     [CFG_HASH_KEY] = {"SLUICE_HASH_KEY", "--hash-key", NULL, "HMAC key of the hash filter"},
     [CFG_ALLOW_HOSTS] = {"SLUICE_ALLOW_HOSTS", "--allow-hosts", NULL,
-                         "hosts/CIDRs the fetcher may reach despite the SSRF guard"},
+                         "hosts/CIDRs the fetcher may reach despite the SSRF guard, "
+                         "comma-separated (e.g. 10.1.0.0/16,::1,files.internal)"},
     [CFG_GROUP] = {"SLUICE_GROUP", "--group", NULL, "consumer group (default: sluice-<stage>)"},
     [CFG_LOG_LEVEL] = {"SLUICE_LOG_LEVEL", "--log-level", "info", "debug, info, warn, error"},
     [CFG_LOG_FORMAT] = {"SLUICE_LOG_FORMAT", "--log-format", "text", "text or json"},
@@ -125,6 +127,13 @@ static int read_settings(const char *name, int argc, char **argv, const char *va
                 val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT]);
         return 2;
     }
+    char gerr[256];
+    struct sl_fetch_guard *guard = sl_fetch_guard_new(val[CFG_ALLOW_HOSTS], gerr, sizeof(gerr));
+    if (!guard) {
+        fprintf(stderr, "%s: %s (--allow-hosts)\n", name, gerr);
+        return 2;
+    }
+    sl_fetch_guard_destroy(guard);
     if (!val[CFG_POSTGRES]) {
         fprintf(stderr, "%s: SLUICE_POSTGRES_URL (--postgres-url) is required\n", name);
         return 2;

@@ -3,7 +3,9 @@
  *
  * The SHA-256 of a job's last successful run is one small file,
  * <dir>/jobs/<job_id>.sha256, replaced atomically, so it survives the process
- * and a crash never leaves half a hash. The keys seen in a run live only in
+ * and a crash never leaves half a hash; the validators of the job's source
+ * (state.h) are <dir>/jobs/<job_id>.validators, a small JSON object written
+ * the same way. The keys seen in a run live only in
  * memory, one entry per run on a short list behind one mutex: embedded runs
  * are few and the validator's threads may ask at once.
  *
@@ -36,6 +38,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "sluice/err.h"
 #include "sluice/keyset.h"
@@ -171,6 +175,123 @@ static int local_set_last_sha(struct sl_state *st, const char *job_id, const cha
         rc = SL_ERR_IO;
     }
     free(path);
+    return rc;
+}
+
+/* ---- source validators -------------------------------------------------- */
+
+/* Whether s is text of at most max - 1 bytes without control characters. */
+static bool field_ok(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    if (n == max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static bool validators_ok(const struct sl_source_validators *v)
+{
+    return sha_ok(v->url_sha256, strnlen(v->url_sha256, 65)) &&
+           sha_ok(v->sha256, strnlen(v->sha256, 65)) && field_ok(v->etag, sizeof(v->etag)) &&
+           field_ok(v->last_modified, sizeof(v->last_modified));
+}
+
+/* <jobs_dir>/<job_id>.validators, or NULL when out of memory. */
+static char *validators_path(const struct state_local *sl, const char *job_id)
+{
+    size_t n = strlen(sl->jobs_dir) + strlen(job_id) + sizeof("/.validators");
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s.validators", sl->jobs_dir, job_id);
+    return p;
+}
+
+/* Copies the string member key of o into out[n]; false when it is missing,
+ * no string or too long. */
+static bool copy_member(json_t *o, const char *key, char *out, size_t n)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_string(v) || json_string_length(v) >= n)
+        return false;
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return true;
+}
+
+static int local_get_validators(struct sl_state *st, const char *job_id,
+                                struct sl_source_validators *out)
+{
+    struct state_local *sl = (struct state_local *)st;
+    if (!job_id_ok(job_id)) {
+        sl_warn("state", "cannot read source validators: job id \"%s\" is not a safe file name",
+                job_id ? job_id : "(null)");
+        return SL_ERR_INVALID;
+    }
+    char *path = validators_path(sl, job_id);
+    if (!path)
+        return SL_ERR_NOMEM;
+    size_t len = 0;
+    char *text = sl_read_file(path, &len);
+    if (!text) {
+        int e = errno;
+        int rc = e == ENOENT ? SL_ERR_NOTFOUND : e == ENOMEM ? SL_ERR_NOMEM : SL_ERR_IO;
+        if (e != ENOENT)
+            sl_error("state", "could not read %s: %s", path, strerror(e));
+        free(path);
+        return rc;
+    }
+    json_error_t jerr;
+    json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *bytes = json_object_get(o, "bytes");
+    int rc = 0;
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(o) || !copy_member(o, "url_sha256", out->url_sha256, 65) ||
+        !copy_member(o, "etag", out->etag, sizeof(out->etag)) ||
+        !copy_member(o, "last_modified", out->last_modified, sizeof(out->last_modified)) ||
+        !copy_member(o, "sha256", out->sha256, 65) || !json_is_integer(bytes) ||
+        json_integer_value(bytes) < 0 || !validators_ok(out)) {
+        /* a hand edit: the next fetch is simply unconditional */
+        sl_warn("state", "ignoring %s: not a validators record", path);
+        rc = SL_ERR_PARSE;
+    } else {
+        out->bytes = (uint64_t)json_integer_value(bytes);
+    }
+    json_decref(o);
+    free(text);
+    free(path);
+    return rc;
+}
+
+static int local_set_validators(struct sl_state *st, const char *job_id,
+                                const struct sl_source_validators *v)
+{
+    struct state_local *sl = (struct state_local *)st;
+    if (!job_id_ok(job_id)) {
+        sl_warn("state", "cannot store source validators: job id \"%s\" is not a safe file name",
+                job_id ? job_id : "(null)");
+        return SL_ERR_INVALID;
+    }
+    if (!v || !validators_ok(v) || v->bytes > (uint64_t)INT64_MAX) {
+        sl_warn("state", "cannot store source validators of job %s: malformed", job_id);
+        return SL_ERR_INVALID;
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "url_sha256", v->url_sha256, "etag", v->etag,
+                          "last_modified", v->last_modified, "sha256", v->sha256, "bytes",
+                          (json_int_t)v->bytes);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *path = validators_path(sl, job_id);
+    int rc = 0;
+    if (!text || !path) {
+        rc = SL_ERR_NOMEM;
+    } else if (sl_write_file_atomic(path, text, strlen(text))) {
+        sl_error("state", "could not write %s: %s", path, strerror(errno));
+        rc = SL_ERR_IO;
+    }
+    free(path);
+    free(text);
+    json_decref(o);
     return rc;
 }
 
@@ -382,6 +503,8 @@ static const struct sl_state_ops local_ops = {
     .end_run = local_end_run,
     .destroy = local_destroy,
     .seen_keys = local_seen_keys,
+    .get_validators = local_get_validators,
+    .set_validators = local_set_validators,
 };
 
 /* A state store in dir, which is created with its jobs/ subdirectory when

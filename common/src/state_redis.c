@@ -2,8 +2,9 @@
  * The Redis state store (state.h), distributed mode's memory between messages.
  *
  * The last successful hash of a job is one string, sluice:job:<id>:last_sha256,
- * with no expiry. The keys seen in a run are the fields of one hash,
- * sluice:run:<id>:keys: a key shorter than 32 bytes is its own field, a longer
+ * with no expiry; the validators of its source (state.h) one hash,
+ * sluice:job:<id>:source_validators, written whole by one HSET. The keys seen in a run are the
+ * fields of one hash, sluice:run:<id>:keys: a key shorter than 32 bytes is its own field, a longer
  * one its 32-byte SHA-256 (lengths differ, so the two never collide), which
  * bounds memory per key. The value of each field is the source row that first
  * had the key (decimal), so the same row asking again, be it a call retried
@@ -887,6 +888,117 @@ static int redis_end_run(struct sl_state *st, const char *run_id)
     return rc;
 }
 
+/* ---- source validators -------------------------------------------------- */
+
+static const char *const VALIDATOR_FIELDS[5] = {"url_sha256", "etag", "last_modified", "sha256",
+                                                "bytes"};
+
+static void validators_key(const char *job_id, char *out, size_t n)
+{
+    snprintf(out, n, "sluice:job:%s:source_validators", job_id);
+}
+
+/* Whether s (n bytes) fits out[max] as text without control characters. */
+static bool text_ok(const char *s, size_t n, size_t max)
+{
+    if (n >= max || memchr(s, '\0', n))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static int redis_get_validators(struct sl_state *st, const char *job_id,
+                                struct sl_source_validators *out)
+{
+    struct state_redis *sr = (struct state_redis *)st;
+    if (!id_ok(job_id, JOB_ID_MAX)) {
+        sl_warn("state", "cannot read source validators: job id \"%s\" is not a safe name",
+                job_id ? job_id : "(null)");
+        return SL_ERR_INVALID;
+    }
+    char key[JOB_ID_MAX + 64];
+    validators_key(job_id, key, sizeof(key));
+    const char *argv[7] = {"HMGET", key};
+    for (int i = 0; i < 5; i++)
+        argv[2 + i] = VALIDATOR_FIELDS[i];
+    int rc = 0;
+    redisReply *r = run_cmd(sr, 7, argv, NULL, &rc);
+    if (!r)
+        return rc;
+    memset(out, 0, sizeof(*out));
+    if (r->type == REDIS_REPLY_ERROR) {
+        sl_error("state", "could not read %s from redis at %s: %s", key, sr->where, r->str);
+        rc = SL_ERR_FATAL;
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+        rc = SL_ERR_PARSE;
+    } else if (r->element[0]->type == REDIS_REPLY_NIL) {
+        rc = SL_ERR_NOTFOUND;
+    } else {
+        redisReply **e = r->element;
+        char *dst[4] = {out->url_sha256, out->etag, out->last_modified, out->sha256};
+        size_t max[4] = {65, sizeof(out->etag), sizeof(out->last_modified), 65};
+        for (int i = 0; i < 5 && rc == 0; i++)
+            if (e[i]->type != REDIS_REPLY_STRING ||
+                (i < 4 && !text_ok(e[i]->str, e[i]->len, max[i])))
+                rc = SL_ERR_PARSE;
+        for (int i = 0; i < 4 && rc == 0; i++)
+            memcpy(dst[i], e[i]->str, e[i]->len + 1);
+        char *end = NULL;
+        errno = 0;
+        unsigned long long b = rc == 0 ? strtoull(e[4]->str, &end, 10) : 0;
+        if (rc == 0 && (errno || end == e[4]->str || *end || e[4]->str[0] == '-' ||
+                        !sha_ok(out->url_sha256, strlen(out->url_sha256)) ||
+                        !sha_ok(out->sha256, strlen(out->sha256))))
+            rc = SL_ERR_PARSE;
+        out->bytes = b;
+        if (rc == SL_ERR_PARSE)
+            sl_warn("state", "ignoring %s in redis at %s: not a validators record", key, sr->where);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int redis_set_validators(struct sl_state *st, const char *job_id,
+                                const struct sl_source_validators *v)
+{
+    struct state_redis *sr = (struct state_redis *)st;
+    if (!id_ok(job_id, JOB_ID_MAX)) {
+        sl_warn("state", "cannot store source validators: job id \"%s\" is not a safe name",
+                job_id ? job_id : "(null)");
+        return SL_ERR_INVALID;
+    }
+    if (!v || !sha_ok(v->url_sha256, strnlen(v->url_sha256, 65)) ||
+        !sha_ok(v->sha256, strnlen(v->sha256, 65)) ||
+        !text_ok(v->etag, strnlen(v->etag, sizeof(v->etag)), sizeof(v->etag)) ||
+        !text_ok(v->last_modified, strnlen(v->last_modified, sizeof(v->last_modified)),
+                 sizeof(v->last_modified))) {
+        sl_warn("state", "cannot store source validators of job %s: malformed", job_id);
+        return SL_ERR_INVALID;
+    }
+    char key[JOB_ID_MAX + 64], bytes[24];
+    validators_key(job_id, key, sizeof(key));
+    snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)v->bytes);
+    /* one HSET of every field: atomic, and no field of an older record stays */
+    const char *argv[12] = {"HSET", key};
+    const char *vals[5] = {v->url_sha256, v->etag, v->last_modified, v->sha256, bytes};
+    for (int i = 0; i < 5; i++) {
+        argv[2 + 2 * i] = VALIDATOR_FIELDS[i];
+        argv[3 + 2 * i] = vals[i];
+    }
+    int rc = 0;
+    redisReply *r = run_cmd(sr, 12, argv, NULL, &rc);
+    if (!r)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR) {
+        sl_error("state", "could not write %s to redis at %s: %s", key, sr->where, r->str);
+        rc = SL_ERR_FATAL;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 static void redis_destroy(struct sl_state *st)
 {
     struct state_redis *sr = (struct state_redis *)st;
@@ -917,6 +1029,8 @@ static const struct sl_state_ops redis_ops = {
     .end_run = redis_end_run,
     .destroy = redis_destroy,
     .seen_keys = redis_seen_keys,
+    .get_validators = redis_get_validators,
+    .set_validators = redis_set_validators,
 };
 
 /* A state store in Redis at url (NULL: SLUICE_REDIS_URL, else

@@ -20,8 +20,15 @@
  * control plane and fetches every ticket.
  *
  * Sources of this version: local files (a path relative to the job file, or
- * file://) in embedded mode. Remote sources (http, ftp, sftp, imap, s3) are
- * refused with a clear reason until the fetcher learns them.
+ * file://) in embedded mode, and http(s) URLs (source.h, source_http.c),
+ * behind the SSRF guard with the operator's allow-list (SLUICE_ALLOW_HOSTS).
+ * A remote source is downloaded into the run's blob directory, or in
+ * embedded mode into <out>/source/. With skip_unchanged, the fetch is
+ * conditional when the state store holds the validators (ETag,
+ * Last-Modified) of a body whose SHA-256 is that of the last successful
+ * run: the server's "not modified" skips the run without a download. Other
+ * remote schemes (ftp, sftp, imap, s3) are refused with a clear reason until
+ * their source is written: each is one more line in SOURCES.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,24 +37,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include <openssl/evp.h>
 
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/log.h"
 #include "sluice/pg.h"
+#include "sluice/source.h"
 #include "sluice/stage.h"
 #include "sluice/state.h"
 #include "sluice/util.h"
 
 #define RUN_ID_MAX 64
+#define SHOWN_MAX  200 /* bytes of a source URL in a message */
+
+/* Remote sources by URL scheme (source.h): a new kind is one more line. */
+static const struct sl_source_ops *const SOURCES[] = {&sl_source_http, NULL};
 
 struct fetcher {
     const struct sl_stage_env *env;
-    PGconn *conn; /* the control plane (services only), connected on first use */
+    PGconn *conn;                 /* the control plane (services only), connected on first use */
+    struct sl_fetch_guard *guard; /* SLUICE_ALLOW_HOSTS */
 };
 
 /* What the control plane holds of a run when its ticket comes. */
@@ -63,6 +78,10 @@ static int fetcher_init(void **state, const struct sl_stage_env *env, char *errb
     if (!f)
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     f->env = env;
+    if (!(f->guard = sl_fetch_guard_new(env->allow_hosts, errbuf, errsz))) {
+        free(f);
+        return SL_ERR_INVALID;
+    }
     *state = f;
     return 0;
 }
@@ -73,6 +92,7 @@ static void fetcher_destroy(void *state)
     if (!f)
         return;
     PQfinish(f->conn);
+    sl_fetch_guard_destroy(f->guard);
     free(f);
 }
 
@@ -299,16 +319,185 @@ static char *local_path(const struct fetcher *f, const struct sl_job *job, const
 
 /* The fetched source of a run. */
 struct fetched {
-    char *path; /* where the source was read */
+    char *path; /* where the source was read (a remote source: its URL as written) */
     char *blob; /* where the parser reads it */
     char sha256[65];
     uint64_t bytes;
+    char *file_name;    /* remote: the server's name for it, NULL: path's last part */
+    char *content_type; /* remote: the response's, or NULL */
+    bool not_modified;  /* remote: the server confirmed the last run's body; no blob */
 };
 
 static void fetched_cleanup(struct fetched *fx)
 {
     free(fx->path);
     free(fx->blob);
+    free(fx->file_name);
+    free(fx->content_type);
+}
+
+/* The remote source that reads url, or NULL (a local path, file://, or a
+ * scheme no source reads). */
+static const struct sl_source_ops *source_for(const char *url)
+{
+    const char *sep = strstr(url, "://");
+    if (!sep)
+        return NULL;
+    size_t n = (size_t)(sep - url);
+    for (size_t i = 0; SOURCES[i]; i++)
+        for (const char *const *sc = SOURCES[i]->schemes; *sc; sc++)
+            if (strlen(*sc) == n && !strncasecmp(url, *sc, n))
+                return SOURCES[i];
+    return NULL;
+}
+
+/* The directory a remote source of the run is downloaded into (caller
+ * frees): the run's in the blob store; embedded, <out>/source (kept next to
+ * what the run wrote); else a new temporary directory. NULL with errbuf. */
+static char *download_dir(const struct fetcher *f, const struct sl_msg *t, char *err, size_t errsz)
+{
+    char *dir = NULL;
+    if (f->env->blob_dir) {
+        char *jd = sl_path_join(f->env->blob_dir, t->job_id);
+        dir = jd ? sl_path_join(jd, t->run_id) : NULL;
+        free(jd);
+    } else if (f->env->out_dir) {
+        dir = sl_path_join(f->env->out_dir, "source");
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        char tmpl[512];
+        snprintf(tmpl, sizeof(tmpl), "%s/sluice-fetch-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+        if (!mkdtemp(tmpl)) {
+            snprintf(err, errsz, "cannot create a directory for the download in %s: %s",
+                     tmp && tmp[0] ? tmp : "/tmp", strerror(errno));
+            return NULL;
+        }
+        dir = strdup(tmpl);
+    }
+    if (!dir) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    if (sl_mkdirs(dir)) {
+        snprintf(err, errsz, "cannot create directory %s for the download: %s", dir,
+                 strerror(errno));
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+/* The validators to send with the fetch of the source written as written:
+ * those saved for the job when they belong to that URL and to the body of
+ * the last successful run (else the body must come anyway). */
+static bool conditional(const struct fetcher *f, const struct sl_msg *t, const struct sl_job *job,
+                        const char *url_sha, struct sl_source_validators *v)
+{
+    struct sl_state *st = f->env->st;
+    char last[65];
+    if (!job->options.skip_unchanged || t->u.ticket.force || job->source.pag.type ||
+        !st->ops->get_validators)
+        return false;
+    return st->ops->get_validators(st, job->id, v) == 0 && !strcmp(v->url_sha256, url_sha) &&
+           (v->etag[0] || v->last_modified[0]) && st->ops->get_last_sha(st, job->id, last) == 0 &&
+           !strcmp(last, v->sha256);
+}
+
+/* Fetches a remote source (url expanded from written) with ops into the
+ * run's download directory. 0; 1 when the run fails, with the reason in err;
+ * or an sl_err. */
+static int fetch_remote(const struct fetcher *f, const struct sl_msg *t, const struct sl_job *job,
+                        const struct sl_source_ops *ops, const char *written, const char *url,
+                        struct fetched *fx, char *err, size_t errsz)
+{
+    char shown[1024], url_sha[65];
+    unsigned char dig[EVP_MAX_MD_SIZE];
+    unsigned dl = 0;
+    sl_url_redact(written, shown, sizeof(shown));
+    if (strlen(shown) > SHOWN_MAX) /* messages name it: the reason must still fit */
+        memcpy(shown + SHOWN_MAX - 3, "...", 4);
+    if (!EVP_Digest(written, strlen(written), dig, &dl, EVP_sha256(), NULL))
+        return SL_ERR_NOMEM;
+    sl_hex(dig, 32, url_sha);
+    if (!(fx->path = strdup(shown)))
+        return SL_ERR_NOMEM;
+    char *dir = download_dir(f, t, err, errsz);
+    char *part = dir ? sl_path_join(dir, ".fetch.part") : NULL;
+    int fd = part ? open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+    int rc = 1;
+    if (fd < 0) {
+        if (dir && part)
+            snprintf(err, errsz, "cannot create %s: %s", part, strerror(errno));
+        else if (dir)
+            snprintf(err, errsz, "out of memory");
+        goto out;
+    }
+    struct sl_source_validators v;
+    bool cond = conditional(f, t, job, url_sha, &v);
+    struct sl_fetch_req req = {
+        .url = url,
+        .shown = shown,
+        .src = &job->source,
+        .guard = f->guard,
+        .etag = cond ? v.etag : NULL,
+        .last_modified = cond ? v.last_modified : NULL,
+        .fd = fd,
+    };
+    struct sl_fetch_res res;
+    int frc = ops->fetch(&req, &res, err, errsz);
+    if (close(fd) && frc == 0) {
+        snprintf(err, errsz, "cannot write %s: %s", part, strerror(errno));
+        frc = SL_ERR_IO;
+    }
+    if (frc) {
+        unlink(part);
+        rc = frc == SL_ERR_NOMEM ? frc : 1;
+        goto out;
+    }
+    if (res.not_modified) {
+        unlink(part);
+        sl_info("fetcher", "run %s: %s is not modified (HTTP %ld): not downloaded", t->run_id,
+                shown, res.status);
+        fx->not_modified = true;
+        memcpy(fx->sha256, v.sha256, sizeof(fx->sha256));
+        fx->bytes = v.bytes;
+        rc = 0;
+        goto out;
+    }
+    fx->blob = sl_path_join(dir, res.file_name[0] ? res.file_name : "source");
+    fx->file_name = strdup(res.file_name[0] ? res.file_name : "source");
+    fx->content_type = res.content_type[0] ? strdup(res.content_type) : NULL;
+    if (!fx->blob || !fx->file_name || (res.content_type[0] && !fx->content_type)) {
+        unlink(part);
+        rc = SL_ERR_NOMEM;
+        goto out;
+    }
+    if (rename(part, fx->blob)) {
+        snprintf(err, errsz, "cannot move the download to %s: %s", fx->blob, strerror(errno));
+        unlink(part);
+        goto out;
+    }
+    memcpy(fx->sha256, res.sha256, sizeof(fx->sha256));
+    fx->bytes = res.bytes;
+    if (!job->source.pag.type && f->env->st->ops->set_validators) {
+        /* remembered whatever the run's fate: only a match with the last
+         * successful run's SHA-256 makes the next fetch conditional */
+        struct sl_source_validators nv = {.bytes = res.bytes};
+        memcpy(nv.url_sha256, url_sha, sizeof(nv.url_sha256));
+        memcpy(nv.etag, res.etag, sizeof(nv.etag));
+        memcpy(nv.last_modified, res.last_modified, sizeof(nv.last_modified));
+        memcpy(nv.sha256, res.sha256, sizeof(nv.sha256));
+        if (f->env->st->ops->set_validators(f->env->st, job->id, &nv))
+            sl_warn("fetcher",
+                    "run %s: could not remember the validators of %s: the next fetch "
+                    "is unconditional",
+                    t->run_id, shown);
+    }
+    rc = 0;
+out:
+    free(part);
+    free(dir);
+    return rc;
 }
 
 /* Reads the source of the ticket's run into the blob store (or, without
@@ -324,6 +513,11 @@ static int fetch(const struct fetcher *f, const struct sl_msg *t, const struct s
         if (!err[0])
             snprintf(err, errsz, "out of memory");
         return 1;
+    }
+    const struct sl_source_ops *ops = source_for(url);
+    if (ops) {
+        rc = fetch_remote(f, t, job, ops, src_url, url, fx, err, errsz);
+        goto out;
     }
     if (!(fx->path = local_path(f, job, url, err, errsz)))
         goto out;
@@ -366,6 +560,7 @@ static int fetch(const struct fetcher *f, const struct sl_msg *t, const struct s
     }
     rc = 0;
 out:
+    explicit_bzero(url, strlen(url)); /* it may hold an expanded secret */
     free(url);
     return rc;
 }
@@ -376,20 +571,22 @@ out:
 static int announce(const struct fetcher *f, const struct sl_msg *t, const struct sl_job *job,
                     const struct fetched *fx, int64_t started, struct sl_emitter *em)
 {
-    if (job->options.skip_unchanged && !t->u.ticket.force) {
-        char last[65];
-        if (f->env->st->ops->get_last_sha(f->env->st, job->id, last) == 0 &&
-            !strcmp(last, fx->sha256)) {
-            struct sl_msg *ev = run_event(t, SL_EV_SKIPPED);
-            if (!ev)
-                return SL_ERR_NOMEM;
-            memcpy(ev->u.ev.sha256, fx->sha256, 65);
-            ev->u.ev.bytes = fx->bytes;
-            ev->u.ev.at = started;
-            ev->u.ev.reason = "the source file is unchanged since the last successful run";
-            ev->u.ev.source_name = sl_arena_strdup(&ev->arena, fx->path);
-            return sl_emit(em, SL_TOPIC_RUNS, ev);
-        }
+    char last[65];
+    if (fx->not_modified || (job->options.skip_unchanged && !t->u.ticket.force &&
+                             f->env->st->ops->get_last_sha(f->env->st, job->id, last) == 0 &&
+                             !strcmp(last, fx->sha256))) {
+        struct sl_msg *ev = run_event(t, SL_EV_SKIPPED);
+        if (!ev)
+            return SL_ERR_NOMEM;
+        memcpy(ev->u.ev.sha256, fx->sha256, 65);
+        ev->u.ev.bytes = fx->bytes;
+        ev->u.ev.at = started;
+        ev->u.ev.reason = fx->not_modified
+                              ? "the source is unchanged since the last successful run (the "
+                                "server answered not modified: nothing was downloaded)"
+                              : "the source file is unchanged since the last successful run";
+        ev->u.ev.source_name = sl_arena_strdup(&ev->arena, fx->path);
+        return sl_emit(em, SL_TOPIC_RUNS, ev);
     }
     struct sl_msg *ev = run_event(t, SL_EV_FETCHED);
     struct sl_msg *fm = sl_msg_new(SL_MSG_FILE, t->run_id, t->job_id, t->job_version);
@@ -406,7 +603,9 @@ static int announce(const struct fetcher *f, const struct sl_msg *t, const struc
     memcpy(fm->u.file.sha256, fx->sha256, 65);
     fm->u.file.bytes = fx->bytes;
     const char *base = strrchr(fx->path, '/') ? strrchr(fx->path, '/') + 1 : fx->path;
-    fm->u.file.file_name = sl_arena_strdup(&fm->arena, base);
+    fm->u.file.file_name = sl_arena_strdup(&fm->arena, fx->file_name ? fx->file_name : base);
+    if (fx->content_type)
+        fm->u.file.content_type = sl_arena_strdup(&fm->arena, fx->content_type);
     fm->u.file.fetched_at = sl_now_us();
     fm->key = fm->job_id;
     int rc = sl_emit(em, SL_TOPIC_RUNS, ev);
@@ -447,7 +646,7 @@ static int fetcher_process(void *state, const char *topic, struct sl_msg *t, str
                 t->job_id ? t->job_id : "-", t->run_id ? t->run_id : "", RUN_ID_MAX);
         return SL_ERR_INVALID;
     }
-    char err[512] = "";
+    char err[1024] = "";
     const struct sl_job *job =
         sl_jobs_get(f->env->jobs, t->job_id, t->job_version, err, sizeof(err));
     if (!job)
@@ -474,7 +673,8 @@ static int fetcher_process(void *state, const char *topic, struct sl_msg *t, str
     if (claim) {
         /* the source is on record before anything announces it, so that a
          * ticket that comes again finds it */
-        int crc = rc == 0 ? record_source(f, t, fx.sha256, fx.bytes) : end_claim(f, t);
+        int crc = rc == 0 && !fx.not_modified ? record_source(f, t, fx.sha256, fx.bytes)
+                                              : end_claim(f, t);
         if (crc && rc >= 0)
             rc = crc;
     }

@@ -102,6 +102,23 @@ struct sl_header_kv {
     char *value; /* may hold ${env:NAME}: expanded only when used */
 };
 
+/* source.pagination, checked (docs/sources.md). Every page of a run is read
+ * as JSON; their records become one source. */
+enum sl_pag_type { SL_PAG_NONE = 0, SL_PAG_PAGE, SL_PAG_OFFSET, SL_PAG_CURSOR, SL_PAG_LINK };
+
+struct sl_pagination {
+    enum sl_pag_type type;
+    char *param;      /* query parameter: page: page_param ("page"); offset: offset_param
+                         ("offset"); cursor: cursor_param ("cursor"); link: NULL */
+    char *size_param; /* page: page_size_param (NULL: the size is not sent); offset:
+                         limit_param ("limit"); else NULL */
+    long size;        /* page: page_size (0: unknown); offset: limit (default 100) */
+    long start;       /* page: start_page (default 1); offset: start_offset (default 0) */
+    char *path;       /* cursor: cursor_path, the next cursor in the body (required);
+                         link: next_path, the next URL in the body (NULL: the Link header) */
+    long max_pages;   /* more pages fail the run; default 1000 */
+};
+
 struct sl_source {
     char *url; /* as written (may hold ${env:NAME}) */
     struct sl_header_kv *headers;
@@ -127,6 +144,13 @@ struct sl_source {
     /* "pagination" as given (an object with a checked "type"); NULL: none */
     json_t *pagination;
     char *attachment; /* imap: glob of the attachment name */
+    /* remote sources (source.h): limits of one fetch */
+    long connect_timeout;     /* seconds to connect, default 10 */
+    long timeout;             /* seconds one request (one page) may take in all, default 300 */
+    long retries;             /* more attempts after a transient failure, default 3 */
+    long retry_delay_ms;      /* before the first retry, doubling (with jitter), default 1000 */
+    uint64_t max_bytes;       /* bytes of the source (all pages together), default 1 GiB */
+    struct sl_pagination pag; /* pagination checked; type SL_PAG_NONE when none */
 };
 
 enum sl_sync { SL_SYNC_UPSERT = 0, SL_SYNC_APPEND, SL_SYNC_MIRROR };

@@ -3,6 +3,8 @@
  *
  * local (a directory, embedded mode) and redis (distributed mode) behind one
  * struct sl_state_ops. Keys are the job id and the run id; values small.
+ * Per job: the SHA-256 of the last successful run, and the validators (ETag,
+ * Last-Modified) of the source's last fetch.
  */
 #ifndef SLUICE_STATE_H
 #define SLUICE_STATE_H
@@ -19,6 +21,18 @@ struct sl_seen_query {
     size_t keylen;
     uint64_t row; /* the source row asking (struct sl_record.row) */
     bool add;     /* a new key is remembered as first seen by row */
+};
+
+/* What a job remembers of its source's last complete fetch, for a
+ * conditional request the next time (HTTP: If-None-Match, If-Modified-Since).
+ * Strings are NUL-terminated, "" when the server sent none. */
+#define SL_VALIDATOR_MAX 256
+struct sl_source_validators {
+    char url_sha256[65]; /* hex SHA-256 of the source URL as written (never expanded) */
+    char etag[SL_VALIDATOR_MAX];
+    char last_modified[64];
+    char sha256[65]; /* hex SHA-256 of the body that came with them */
+    uint64_t bytes;  /* its size */
 };
 
 struct sl_state_ops {
@@ -50,26 +64,34 @@ struct sl_state_ops {
      * asked in their source order). q and out are the caller's; any thread. */
     int (*seen_keys)(struct sl_state *st, const char *run_id, const struct sl_seen_query *q,
                      size_t n, int *out);
+    /* The validators of job's source as last saved, into *out: 0, or
+     * SL_ERR_NOTFOUND when none were saved, or another negative sl_err (a
+     * record that is not one reads as SL_ERR_PARSE: fetch unconditionally). */
+    int (*get_validators)(struct sl_state *st, const char *job_id,
+                          struct sl_source_validators *out);
+    /* Replaces job's validators with *v (every string NUL-terminated within
+     * its array, no line break; sha256 lowercase hex). 0 or a negative
+     * sl_err; any thread. */
+    int (*set_validators)(struct sl_state *st, const char *job_id,
+                          const struct sl_source_validators *v);
 };
 
 struct sl_state {
     const struct sl_state_ops *ops;
 };
 
-/* State in directory dir (created when missing): jobs/<job>.sha256 files;
- * per-run keys in memory, compact (6 to 9 bytes a key): a set of the keys,
- * and the row that first had a key only for keys first had by the last
- * 16384 rows or more. So seen_key() and seen_keys() answer as above every
- * question of a row no more than 16384 below the highest row asked in the
- * run so far, whatever the order; a row further below that asks again about
- * a key whose first row is also that far below gets 1, a duplicate, even
- * when it is that first row (a late redelivery) or only checks and came
- * before it (redis answers 0 to both). Embedded mode never asks so: its one
- * validator gets each row of a run once, in file order (the parser numbers
- * them so, the in-process bus keeps the order and never redelivers), and
- * asks no row twice, since this store fails only for lack of memory, which
- * stops the run; a batch (at most 1024 rows) asked again right after it
- * failed would still be answered exactly. NULL with errbuf set on error. */
+/* State in directory dir (created when missing): jobs/<job>.sha256 and
+ * jobs/<job>.validators (JSON) files; per-run keys in memory, compact (6 to 9 bytes a key): a set
+ * of the keys, and the row that first had a key only for keys first had by the last 16384 rows or
+ * more. So seen_key() and seen_keys() answer as above every question of a row no more than 16384
+ * below the highest row asked in the run so far, whatever the order; a row further below that asks
+ * again about a key whose first row is also that far below gets 1, a duplicate, even when it is
+ * that first row (a late redelivery) or only checks and came before it (redis answers 0 to both).
+ * Embedded mode never asks so: its one validator gets each row of a run once, in file order (the
+ * parser numbers them so, the in-process bus keeps the order and never redelivers), and asks no row
+ * twice, since this store fails only for lack of memory, which stops the run; a batch (at most 1024
+ * rows) asked again right after it failed would still be answered exactly. NULL with errbuf set on
+ * error. */
 struct sl_state *sl_state_local_new(const char *dir, char *errbuf, size_t errsz);
 
 /* State in Redis (distributed mode) at url: "redis://[[user]:password@]host[:port][/db]"

@@ -1,0 +1,1043 @@
+/*
+ * HTTP(S) sources end to end, against real servers on loopback: Debian's
+ * nginx serving files (ETag, Last-Modified, 304 on a conditional GET) and
+ * sluice-test-http_api (tool_http_api.c, libmicrohttpd): every pagination
+ * style, 429 and 5xx with Retry-After, a body that never ends, a server that
+ * stalls, redirects, auth. Both are started by the group setup in a
+ * temporary directory, on ports the kernel picks, and stopped by PID.
+ *
+ * The fetcher stage runs alone (stage_harness.h, with an allow-list for
+ * loopback: every test source is on 127.0.0.1), and `sluice run` runs whole
+ * jobs with an http:// source (embedded mode). Without the allow-list,
+ * loopback, private, metadata and IPv4-mapped addresses and a redirect to
+ * loopback are refused with the guard's reason. Every bad case must end in
+ * a failed run with a clear reason in bounded time. Also: the validators
+ * records of the local and the Redis state store, and the job's new source
+ * options.
+ */
+#include "../stage/stage_harness.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "redis_server.h"
+#include "services.h"
+#include "sluice/source.h"
+
+#define API_BIN  SLUICE_BUILD_DIR "/tests/sluice-test-http_api"
+#define SLUICE   SLUICE_BUILD_DIR "/sluice"
+#define FETCHER  SLUICE_BUILD_DIR "/sluice-fetcher"
+#define LOOPBACK "127.0.0.1/32"
+
+static char tmp[64]; /* the group's temporary directory */
+static pid_t api_pid, nginx_pid;
+static int api_port, nginx_port;
+static char www[128]; /* nginx's root */
+static char access_log[128];
+
+static const char stores_csv[] = "id,name\n1,Berlin\n2,Hamburg\n3,Wien\n";
+
+/* ---- the servers ---------------------------------------------------------- */
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int port = -1;
+    if (fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof(sa)) &&
+        !getsockname(fd, (struct sockaddr *)&sa, &len))
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static bool port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)port)};
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static void stop_pid(pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGTERM);
+        for (int i = 0; i < 100 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
+            usleep(50000);
+        kill(*pid, SIGKILL);
+        waitpid(*pid, NULL, 0);
+    }
+    *pid = 0;
+}
+
+/* Starts the API server and reads its port from its first line. */
+static int start_api(void)
+{
+    int fds[2];
+    if (pipe(fds))
+        return -1;
+    pid_t parent = getpid();
+    api_pid = fork();
+    if (api_pid < 0)
+        return -1;
+    if (api_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execl(API_BIN, API_BIN, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char line[32] = "";
+    size_t n = 0;
+    struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+    while (n < sizeof(line) - 1 && !strchr(line, '\n') && poll(&pfd, 1, 10000) == 1) {
+        ssize_t r = read(fds[0], line + n, sizeof(line) - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        line[n] = '\0';
+    }
+    close(fds[0]);
+    api_port = atoi(line);
+    return api_port > 0 ? 0 : -1;
+}
+
+/* Starts nginx (no daemon, one process) serving www on a free port. */
+static int start_nginx(void)
+{
+    char conf[256], path[256];
+    snprintf(www, sizeof(www), "%s/www", tmp);
+    snprintf(access_log, sizeof(access_log), "%s/nginx/access.log", tmp);
+    snprintf(path, sizeof(path), "%s/nginx", tmp);
+    if (sl_mkdirs(www) || sl_mkdirs(path))
+        return -1;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        nginx_port = free_port();
+        snprintf(conf, sizeof(conf), "%s/nginx/nginx.conf", tmp);
+        FILE *f = fopen(conf, "w");
+        if (!f)
+            return -1;
+        fprintf(f,
+                "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+                "pid %s/nginx/nginx.pid;\nerror_log %s/nginx/error.log;\n"
+                "events { worker_connections 64; }\n"
+                "http {\n"
+                "  access_log %s;\n"
+                "  client_body_temp_path %s/nginx/body;\n  proxy_temp_path %s/nginx/proxy;\n"
+                "  fastcgi_temp_path %s/nginx/fastcgi;\n  uwsgi_temp_path %s/nginx/uwsgi;\n"
+                "  scgi_temp_path %s/nginx/scgi;\n"
+                "  types { text/csv csv; application/json json; }\n"
+                "  default_type application/octet-stream;\n"
+                "  server { listen 127.0.0.1:%d; root %s; }\n"
+                "}\n",
+                tmp, tmp, access_log, tmp, tmp, tmp, tmp, tmp, nginx_port, www);
+        fclose(f);
+        snprintf(path, sizeof(path), "%s/nginx/error.log", tmp);
+        pid_t parent = getpid();
+        nginx_pid = fork();
+        if (nginx_pid < 0)
+            return -1;
+        if (nginx_pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(127);
+            int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) {
+                dup2(fd, STDOUT_FILENO);
+                dup2(fd, STDERR_FILENO);
+                close(fd);
+            }
+            char prefix[128];
+            snprintf(prefix, sizeof(prefix), "%s/nginx/", tmp);
+            execl("/usr/sbin/nginx", "nginx", "-p", prefix, "-c", conf, "-e", path, (char *)NULL);
+            _exit(127);
+        }
+        for (int i = 0; i < 200; i++) {
+            if (port_open(nginx_port))
+                return 0;
+            if (waitpid(nginx_pid, NULL, WNOHANG) == nginx_pid)
+                break;
+            usleep(25000);
+        }
+        stop_pid(&nginx_pid);
+    }
+    return -1;
+}
+
+static int group_setup(void **state)
+{
+    snprintf(tmp, sizeof(tmp), "/tmp/sluice-http-XXXXXX");
+    if (!mkdtemp(tmp))
+        return -1;
+    if (start_api()) {
+        fprintf(stderr, "cannot start %s\n", API_BIN);
+        return -1;
+    }
+    if (start_nginx()) {
+        fprintf(stderr, "cannot start nginx (see %s/nginx/error.log)\n", tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    stop_pid(&api_pid);
+    stop_pid(&nginx_pid);
+    if (tmp[0] && !getenv("SLUICE_KEEP_TMP"))
+        shell("rm -rf '%s'", tmp);
+    return 0;
+}
+
+/* Writes data to www/name. */
+static void serve(const char *name, const char *data)
+{
+    free(sh_write(www, name, data, strlen(data)));
+}
+
+/* The HTTP status of nginx's last logged request. */
+static int last_status(void)
+{
+    size_t len = 0;
+    char *log = sl_read_file(access_log, &len);
+    assert_non_null(log);
+    while (len && log[len - 1] == '\n')
+        log[--len] = '\0';
+    char *line = strrchr(log, '\n') ? strrchr(log, '\n') + 1 : log;
+    char *q = strstr(line, "\" "); /* after the request line */
+    int st = q ? atoi(q + 2) : -1;
+    free(log);
+    return st;
+}
+
+/* ---- the fetcher stage with an allow-list ------------------------------ */
+
+/* sh_start() with SLUICE_ALLOW_HOSTS allow (the guard is made when the
+ * stage starts). */
+static struct sh *fstart(void **state, const char *job_json, const char *allow)
+{
+    static const char *const topics[] = {SL_TOPIC_FILES, SL_TOPIC_RUNS, NULL};
+    struct sh *h = *state;
+    sh_stop(h);
+    memset(h, 0, sizeof(*h));
+    atomic_init(&h->stop, false);
+    snprintf(h->dir, sizeof(h->dir), "/tmp/sluice-stage-XXXXXX");
+    assert_non_null(mkdtemp(h->dir));
+    snprintf(h->state_dir, sizeof(h->state_dir), "%s/state", h->dir);
+    snprintf(h->out_dir, sizeof(h->out_dir), "%s/out", h->dir);
+    char err[512] = "";
+    h->job = sl_job_load_json(job_json, strlen(job_json), h->dir, err, sizeof(err));
+    if (!h->job)
+        fail_msg("job: %s", err);
+    snprintf(h->sink_path, sizeof(h->sink_path), "%s/%s.ndjson", h->out_dir, h->job->object);
+    assert_non_null(h->jobs = sl_jobs_single_new(h->job));
+    if (!(h->st = sl_state_local_new(h->state_dir, err, sizeof(err))))
+        fail_msg("state: %s", err);
+    h->env = (struct sl_stage_env){
+        .jobs = h->jobs,
+        .st = h->st,
+        .out_dir = h->out_dir,
+        .sink_path = h->sink_path,
+        .job_dir = h->dir,
+        .allow_hosts = allow,
+        .open_sink = sh_open_sink,
+        .open_ledger = sh_open_ledger,
+        .embedded = true,
+    };
+    assert_non_null(h->bus = sl_bus_inproc_new(1024));
+    if (!(h->watch = h->bus->ops->subscribe(h->bus, "test", topics, 2, err, sizeof(err))))
+        fail_msg("subscribe: %s", err);
+    if (!(h->runner =
+              sl_stage_runner_new(&sl_stage_fetcher, h->bus, NULL, &h->env, err, sizeof(err))))
+        fail_msg("runner: %s", err);
+    assert_int_equal(pthread_create(&h->tid, NULL, sh_thread, h), 0);
+    h->running = true;
+    return h;
+}
+
+/* A job of the http source given by the source object's inner text. */
+static char *job_of(const char *source_fmt, ...)
+{
+    char src[2048];
+    va_list ap;
+    va_start(ap, source_fmt);
+    vsnprintf(src, sizeof(src), source_fmt, ap);
+    va_end(ap);
+    char *job = malloc(4096);
+    assert_non_null(job);
+    snprintf(job, 4096,
+             "{\"name\":\"httpjob\",\"source\":{%s},"
+             "\"target\":{\"object\":\"things\",\"key\":[\"id\"],\"attributes\":{"
+             "\"id\":{\"type\":\"text\"}}},\"mapping\":{\"id\":\"id\"}}",
+             src);
+    return job;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void ticket(struct sh *h, const char *input, bool force)
+{
+    struct sl_msg *t = sh_msg(h, SL_MSG_TICKET);
+    t->u.ticket.trigger = "test";
+    t->u.ticket.force = force;
+    t->u.ticket.input = input ? sl_arena_strdup(&t->arena, input) : NULL;
+    sh_send(h, SL_TOPIC_TICKETS, t);
+}
+
+/* The next runs event, within ms. */
+static struct sl_msg *next_event(struct sh *h, int ms)
+{
+    const char *topic = NULL;
+    struct sl_msg *m = sh_next_within(h, &topic, ms);
+    if (!m)
+        fail_msg("no run event within %d ms", ms);
+    if (strcmp(topic, SL_TOPIC_RUNS))
+        fail_msg("expected a run event, got a %s on %s", sl_msg_kind_str(m->kind), topic);
+    return m;
+}
+
+/* Expects FAILED within ms whose reason holds every part (NULL-ended). */
+static const char *expect_failed(struct sh *h, int ms, ...)
+{
+    struct sl_msg *m = next_event(h, ms);
+    if (m->u.ev.kind != SL_EV_FAILED)
+        fail_msg("expected FAILED, got %s", sl_run_event_kind_str(m->u.ev.kind));
+    assert_non_null(m->u.ev.reason);
+    va_list ap;
+    va_start(ap, ms);
+    for (const char *part; (part = va_arg(ap, const char *)) != NULL;)
+        if (!strstr(m->u.ev.reason, part)) {
+            va_end(ap);
+            fail_msg("the reason '%s' does not say '%s'", m->u.ev.reason, part);
+        }
+    va_end(ap);
+    sh_expect_none(h, SL_MSG_FILE, 0);
+    return m->u.ev.reason;
+}
+
+/* Expects FETCHED and the file; returns the file message (held). */
+static struct sl_msg *expect_file(struct sh *h, int ms)
+{
+    struct sl_msg *m = next_event(h, ms);
+    if (m->u.ev.kind != SL_EV_FETCHED)
+        fail_msg("expected FETCHED, got %s (%s)", sl_run_event_kind_str(m->u.ev.kind),
+                 m->u.ev.reason ? m->u.ev.reason : "");
+    struct sl_msg *f = sh_next(h, SL_TOPIC_FILES);
+    assert_int_equal(f->kind, SL_MSG_FILE);
+    assert_string_equal(f->u.file.sha256, m->u.ev.sha256);
+    char sha[65];
+    uint64_t bytes = 0;
+    assert_int_equal(sl_sha256_file(f->u.file.blob, sha, &bytes), 0);
+    assert_string_equal(sha, f->u.file.sha256);
+    assert_int_equal(bytes, f->u.file.bytes);
+    return f;
+}
+
+static char *url_of(int port, const char *path)
+{
+    char *u = malloc(512);
+    assert_non_null(u);
+    snprintf(u, 512, "http://127.0.0.1:%d%s", port, path);
+    return u;
+}
+
+/* ---- tests: files on nginx, conditional GET ---------------------------- */
+
+static void test_nginx_file_and_conditional_get(void **state)
+{
+    serve("stores.csv", stores_csv);
+    char *job = job_of("\"url\":\"http://127.0.0.1:%d/stores.csv\"", nginx_port);
+    struct sh *h = fstart(state, job, LOOPBACK);
+    free(job);
+
+    ticket(h, NULL, false);
+    struct sl_msg *f = expect_file(h, 5000);
+    assert_int_equal(f->u.file.bytes, strlen(stores_csv));
+    assert_string_equal(f->u.file.file_name, "stores.csv");
+    assert_string_equal(f->u.file.content_type, "text/csv");
+    char *body = sh_read(f->u.file.blob);
+    assert_string_equal(body, stores_csv);
+    free(body);
+    assert_non_null(strstr(f->u.file.blob, "/out/source/stores.csv"));
+    assert_int_equal(last_status(), 200);
+    struct sl_source_validators v;
+    assert_int_equal(h->st->ops->get_validators(h->st, "httpjob", &v), 0);
+    assert_true(v.etag[0] != '\0');
+    assert_true(v.last_modified[0] != '\0');
+    assert_string_equal(v.sha256, f->u.file.sha256);
+
+    /* not the last successful run's body: unconditional, fetched again */
+    ticket(h, NULL, false);
+    struct sl_msg *f2 = expect_file(h, 5000);
+    assert_int_equal(last_status(), 200);
+
+    /* the run succeeded: the next fetch is conditional, 304, skipped */
+    assert_int_equal(h->st->ops->set_last_sha(h->st, "httpjob", f2->u.file.sha256), 0);
+    ticket(h, NULL, false);
+    struct sl_msg *m = next_event(h, 5000);
+    if (m->u.ev.kind != SL_EV_SKIPPED)
+        fail_msg("expected SKIPPED, got %s (%s)", sl_run_event_kind_str(m->u.ev.kind),
+                 m->u.ev.reason ? m->u.ev.reason : "");
+    assert_non_null(strstr(m->u.ev.reason, "not modified"));
+    assert_string_equal(m->u.ev.sha256, f2->u.file.sha256);
+    assert_int_equal(m->u.ev.bytes, strlen(stores_csv));
+    sh_expect_none(h, SL_MSG_FILE, 0);
+    assert_int_equal(last_status(), 304);
+
+    /* --force: unconditional */
+    ticket(h, NULL, true);
+    expect_file(h, 5000);
+    assert_int_equal(last_status(), 200);
+
+    /* a changed file: the server answers 200 with the new body */
+    sleep(1); /* a new Last-Modified second, so that nginx's ETag changes too */
+    serve("stores.csv", "id,name\n9,Graz\n");
+    ticket(h, NULL, false);
+    f = expect_file(h, 5000);
+    assert_int_equal(last_status(), 200);
+    assert_int_equal(f->u.file.bytes, strlen("id,name\n9,Graz\n"));
+    serve("stores.csv", stores_csv);
+
+    /* a missing file */
+    char *u = url_of(nginx_port, "/nosuch.csv");
+    ticket(h, u, false);
+    expect_failed(h, 5000, "HTTP 404", "/nosuch.csv", NULL);
+    free(u);
+}
+
+/* ---- tests: the SSRF guard ---------------------------------------------- */
+
+static void test_guard_refuses_without_allow_list(void **state)
+{
+    char *job = job_of("\"url\":\"http://127.0.0.1:%d/cd\",\"timeout\":5", api_port);
+    struct sh *h = fstart(state, job, NULL);
+    free(job);
+    char u[512];
+    double t0 = now_s();
+    ticket(h, NULL, false);
+    expect_failed(h, 5000, "refused to connect to 127.0.0.1", "loopback", "SLUICE_ALLOW_HOSTS",
+                  NULL);
+    ticket(h, "http://10.1.2.3/export.csv", false);
+    expect_failed(h, 5000, "refused to connect to 10.1.2.3", "private (10.0.0.0/8)", NULL);
+    ticket(h, "http://169.254.169.254/latest/meta-data/iam/", false);
+    expect_failed(h, 5000, "169.254.169.254", "cloud metadata", NULL);
+    snprintf(u, sizeof(u), "http://[::ffff:127.0.0.1]:%d/cd", api_port);
+    ticket(h, u, false);
+    expect_failed(h, 5000, "::ffff:127.0.0.1", "IPv4-mapped", NULL);
+    ticket(h, "http://localhost:1/x.csv", false);
+    expect_failed(h, 5000, "loopback", NULL);
+    /* refused before any connection: no waiting for timeouts */
+    assert_true(now_s() - t0 < 4);
+}
+
+static void test_guard_refuses_redirect_to_loopback(void **state)
+{
+    char *job = job_of("\"url\":\"http://127.0.0.1:%d/cd\"", api_port);
+    struct sh *h = fstart(state, job, LOOPBACK);
+    free(job);
+    char u[512];
+    /* the allowed server redirects to loopback addresses the list lacks */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/redirect?to=http://127.0.0.2:%d/cd", api_port,
+             api_port);
+    ticket(h, u, false);
+    expect_failed(h, 5000, "refused to connect to 127.0.0.2", "loopback", NULL);
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/redirect?to=http://%%5B::1%%5D:%d/cd", api_port,
+             api_port);
+    ticket(h, u, false);
+    expect_failed(h, 5000, "refused to connect to ::1", "loopback", NULL);
+    ticket(h, NULL, false); /* the allowed one itself works */
+    struct sl_msg *f = expect_file(h, 5000);
+    assert_string_equal(f->u.file.file_name, "report 2024.csv");
+    assert_string_equal(f->u.file.content_type, "text/csv; charset=utf-8");
+    /* redirects to other protocols and too many redirects */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/redirect?to=file:///etc/passwd", api_port);
+    ticket(h, u, false);
+    expect_failed(h, 5000, "redirect to 'file:///etc/passwd' refused", NULL);
+    char chain[2048];
+    snprintf(chain, sizeof(chain), "http://127.0.0.1:%d/redirect?to=", api_port);
+    for (int i = 0; i < 6; i++) {
+        char next[2048];
+        char *esc = curl_easy_escape(NULL, chain, 0);
+        snprintf(next, sizeof(next), "http://127.0.0.1:%d/redirect?to=%s", api_port, esc);
+        curl_free(esc);
+        snprintf(chain, sizeof(chain), "%s", next);
+    }
+    ticket(h, chain, false);
+    expect_failed(h, 5000, "more than 5 redirects", NULL);
+}
+
+/* ---- tests: pagination -------------------------------------------------- */
+
+/* Checks that the blob is one JSON document with items 1..n at path (NULL:
+ * the top level), in order, their numbers spelt as the server did. */
+static void expect_items(const struct sl_msg *f, const char *path, int n)
+{
+    char *text = sh_read(f->u.file.blob);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"price\":21.50"));
+    json_error_t jerr;
+    json_t *doc = json_loads(text, 0, &jerr);
+    if (!doc)
+        fail_msg("the assembled pages are no JSON: %s", jerr.text);
+    json_t *a = doc;
+    for (const char *p = path; p && *p;) {
+        size_t l = strcspn(p, ".");
+        char key[64];
+        snprintf(key, sizeof(key), "%.*s", (int)l, p);
+        a = json_object_get(a, key);
+        p += l + (p[l] == '.');
+    }
+    assert_true(json_is_array(a));
+    assert_int_equal(json_array_size(a), (size_t)n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(a, (size_t)i), "id")),
+                         i + 1);
+    json_decref(doc);
+    free(text);
+}
+
+static void test_pagination_styles(void **state)
+{
+    static const struct {
+        const char *url, *records, *pagination;
+    } cases[] = {
+        {"/page", "data.items",
+         "{\"type\":\"page\",\"page_size\":10,\"page_size_param\":\"per_page\"}"},
+        {"/page?per_page=10", "data.items", "{\"type\":\"page\"}"}, /* to the empty page */
+        {"/offset", "results", "{\"type\":\"offset\",\"limit\":10}"},
+        {"/cursor", "items", "{\"type\":\"cursor\",\"cursor_path\":\"$.meta.next\"}"},
+        {"/link", NULL, "{\"type\":\"link\"}"},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
+        char rec[128] = "";
+        if (cases[i].records)
+            snprintf(rec, sizeof(rec), ",\"json\":{\"records\":\"$.%s\"}", cases[i].records);
+        char *job = job_of("\"url\":\"http://127.0.0.1:%d%s\",\"pagination\":%s%s", api_port,
+                           cases[i].url, cases[i].pagination, rec);
+        struct sh *h = fstart(state, job, LOOPBACK);
+        free(job);
+        ticket(h, NULL, false);
+        struct sl_msg *f = expect_file(h, 5000);
+        expect_items(f, cases[i].records, 25);
+        assert_string_equal(f->u.file.content_type, "application/json");
+        assert_non_null(strstr(f->u.file.file_name, ".json"));
+        /* the same pages again: the same SHA-256, skipped once it succeeded */
+        assert_int_equal(h->st->ops->set_last_sha(h->st, "httpjob", f->u.file.sha256), 0);
+        ticket(h, NULL, false);
+        struct sl_msg *m = next_event(h, 5000);
+        assert_int_equal(m->u.ev.kind, SL_EV_SKIPPED);
+    }
+}
+
+static void test_pagination_failures(void **state)
+{
+    char *job = job_of("\"url\":\"http://127.0.0.1:%d/cursor_loop\",\"json\":{\"records\":"
+                       "\"$.items\"},\"pagination\":{\"type\":\"cursor\",\"cursor_path\":"
+                       "\"$.meta.next\"}",
+                       api_port);
+    struct sh *h = fstart(state, job, LOOPBACK);
+    free(job);
+    ticket(h, NULL, false);
+    expect_failed(h, 5000, "page 2 of", "repeats an earlier one", NULL);
+
+    job = job_of("\"url\":\"http://127.0.0.1:%d/page?n=1000\",\"json\":{\"records\":"
+                 "\"$.data.items\"},\"pagination\":{\"type\":\"page\",\"max_pages\":2}",
+                 api_port);
+    h = fstart(state, job, LOOPBACK);
+    free(job);
+    ticket(h, NULL, false);
+    expect_failed(h, 5000, "more than source.pagination.max_pages (2) pages", NULL);
+
+    job = job_of("\"url\":\"http://127.0.0.1:%d/cd\",\"pagination\":{\"type\":\"link\"}", api_port);
+    h = fstart(state, job, LOOPBACK);
+    free(job);
+    ticket(h, NULL, false);
+    expect_failed(h, 5000, "page 1 of", "not valid JSON", NULL);
+
+    job = job_of("\"url\":\"http://127.0.0.1:%d/offset\",\"pagination\":{\"type\":\"offset\"}",
+                 api_port);
+    h = fstart(state, job, LOOPBACK);
+    free(job);
+    ticket(h, NULL, false);
+    expect_failed(h, 5000, "the page is an object, not an array of records",
+                  "give source.json.records", NULL);
+
+    /* a page that never ends: bounded by max_bytes */
+    job = job_of("\"url\":\"http://127.0.0.1:%d/forever\",\"max_bytes\":200000,"
+                 "\"pagination\":{\"type\":\"link\"}",
+                 api_port);
+    h = fstart(state, job, LOOPBACK);
+    free(job);
+    ticket(h, NULL, false);
+    expect_failed(h, 10000, "larger than source.max_bytes for all pages together (200000 bytes)",
+                  NULL);
+}
+
+/* ---- tests: retries, limits --------------------------------------------- */
+
+static long hits(const char *id)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "curl -s 'http://127.0.0.1:%d/hits?id=%s'", api_port, id);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    long n = -1;
+    if (fscanf(p, "%ld", &n) != 1)
+        n = -1;
+    pclose(p);
+    return n;
+}
+
+static void test_retries(void **state)
+{
+    char *job =
+        job_of("\"url\":\"http://127.0.0.1:%d/cd\",\"retries\":3,\"retry_delay\":0.05", api_port);
+    struct sh *h = fstart(state, job, LOOPBACK);
+    free(job);
+    char u[512];
+
+    /* two 503s, then the file */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/flaky?id=a&fail=2&code=503", api_port);
+    ticket(h, u, false);
+    struct sl_msg *f = expect_file(h, 5000);
+    char *body = sh_read(f->u.file.blob);
+    assert_string_equal(body, "id\n1\n2\n");
+    free(body);
+    assert_int_equal(hits("a"), 3);
+
+    /* 429 with Retry-After: 1 is waited for, not the 50 ms backoff */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/flaky?id=b&fail=1&code=429&retry_after=1",
+             api_port);
+    double t0 = now_s();
+    ticket(h, u, false);
+    expect_file(h, 5000);
+    assert_true(now_s() - t0 >= 0.95);
+    assert_int_equal(hits("b"), 2);
+
+    /* always 500: fails after the retries, saying so */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/flaky?id=c&fail=100&code=500", api_port);
+    ticket(h, u, false);
+    expect_failed(h, 5000, "HTTP 500", "try again later", "after 4 attempts", NULL);
+    assert_int_equal(hits("c"), 4);
+
+    /* 404 is not retried */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/flaky?id=d&fail=100&code=404", api_port);
+    ticket(h, u, false);
+    expect_failed(h, 5000, "HTTP 404", NULL);
+    assert_int_equal(hits("d"), 1);
+
+    /* a Retry-After longer than sluice waits fails at once */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/flaky?id=e&fail=100&code=503&retry_after=3600",
+             api_port);
+    t0 = now_s();
+    ticket(h, u, false);
+    expect_failed(h, 5000, "HTTP 503", "retry after 3600 s", NULL);
+    assert_true(now_s() - t0 < 3);
+
+    /* nobody listens: connection refused, retried, then failed */
+    int port = free_port();
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/x.csv", port);
+    ticket(h, u, false);
+    expect_failed(h, 5000, "after 4 attempts", NULL);
+}
+
+static void test_limits(void **state)
+{
+    char *job = job_of("\"url\":\"http://127.0.0.1:%d/forever\",\"max_bytes\":100000,"
+                       "\"timeout\":20,\"retries\":1,\"retry_delay\":0",
+                       api_port);
+    struct sh *h = fstart(state, job, LOOPBACK);
+    free(job);
+    char u[512];
+    double t0 = now_s();
+    ticket(h, NULL, false);
+    expect_failed(h, 10000, "larger than source.max_bytes (100000 bytes)", NULL);
+    assert_true(now_s() - t0 < 5);
+
+    /* a declared size over the limit: refused before the body */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/big?bytes=5000000", api_port);
+    ticket(h, u, false);
+    expect_failed(h, 5000, "larger than source.max_bytes", NULL);
+
+    /* within it: fine */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/big?bytes=99999", api_port);
+    ticket(h, u, false);
+    struct sl_msg *f = expect_file(h, 5000);
+    assert_int_equal(f->u.file.bytes, 99999);
+
+    /* a server that stalls: timeout, one retry, failed in bounded time */
+    job = job_of("\"url\":\"http://127.0.0.1:%d/stall\",\"timeout\":1,\"connect_timeout\":1,"
+                 "\"retries\":1,\"retry_delay\":0",
+                 api_port);
+    h = fstart(state, job, LOOPBACK);
+    free(job);
+    t0 = now_s();
+    ticket(h, NULL, false);
+    expect_failed(h, 10000, "timed out", "source.timeout", "after 2 attempts", NULL);
+    double took = now_s() - t0;
+    assert_true(took >= 1.9 && took < 6);
+}
+
+/* ---- tests: headers, auth, secrets -------------------------------------- */
+
+static void test_headers_auth_and_secrets(void **state)
+{
+    setenv("SLUICE_TEST_TOKEN", "s3cret", 1);
+    setenv("SLUICE_TEST_KEY", "k3y", 1);
+    char *job =
+        job_of("\"url\":\"http://127.0.0.1:%d/auth\",\"headers\":{\"X-Api-Key\":"
+               "\"${env:SLUICE_TEST_KEY}\"},\"auth\":{\"bearer\":\"${env:SLUICE_TEST_TOKEN}\"}",
+               api_port);
+    struct sh *h = fstart(state, job, LOOPBACK ",localhost");
+    free(job);
+    char u[512];
+
+    ticket(h, NULL, false);
+    struct sl_msg *f = expect_file(h, 5000);
+    char *body = sh_read(f->u.file.blob);
+    assert_string_equal(body, "id\nsecret-1\n");
+    free(body);
+    assert_string_equal(f->u.file.file_name, "auth");
+
+    /* same origin: the job's headers go along */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/redirect?to=/echo", api_port);
+    ticket(h, u, false);
+    f = expect_file(h, 5000);
+    body = sh_read(f->u.file.blob);
+    assert_non_null(strstr(body, "X-Api-Key: k3y"));
+    assert_non_null(strstr(body, "Authorization: Bearer s3cret"));
+    assert_non_null(strstr(body, "User-Agent: sluice/"));
+    free(body);
+
+    /* another origin (localhost is another host name): neither header */
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/redirect?to=http://localhost:%d/echo", api_port,
+             api_port);
+    ticket(h, u, false);
+    f = expect_file(h, 5000);
+    body = sh_read(f->u.file.blob);
+    assert_null(strstr(body, "k3y"));
+    assert_null(strstr(body, "s3cret"));
+    assert_null(strstr(body, "Authorization"));
+    free(body);
+
+    /* a wrong secret: 401, and the secret is in no message */
+    setenv("SLUICE_TEST_TOKEN", "wr0ng-t0ken", 1);
+    ticket(h, NULL, false);
+    const char *reason = expect_failed(h, 5000, "HTTP 401", "who are you?", NULL);
+    assert_null(strstr(reason, "wr0ng-t0ken"));
+    assert_null(strstr(reason, "k3y"));
+
+    /* an unset one: named, the run fails */
+    unsetenv("SLUICE_TEST_TOKEN");
+    ticket(h, NULL, false);
+    expect_failed(h, 5000, "source.auth.bearer", "SLUICE_TEST_TOKEN is not set", NULL);
+    unsetenv("SLUICE_TEST_KEY");
+
+    /* basic auth: "u:p" */
+    setenv("SLUICE_TEST_PW", "p", 1);
+    job = job_of("\"url\":\"http://127.0.0.1:%d/echo\",\"auth\":{\"basic\":{\"user\":\"u\","
+                 "\"password\":\"${env:SLUICE_TEST_PW}\"}}",
+                 api_port);
+    h = fstart(state, job, LOOPBACK);
+    free(job);
+    ticket(h, NULL, false);
+    f = expect_file(h, 5000);
+    body = sh_read(f->u.file.blob);
+    assert_non_null(strstr(body, "Authorization: Basic dTpw"));
+    free(body);
+    unsetenv("SLUICE_TEST_PW");
+}
+
+/* ---- tests: the state stores' validators -------------------------------- */
+
+static void validators_roundtrip(struct sl_state *st)
+{
+    struct sl_source_validators v = {.bytes = 1234}, out;
+    assert_int_equal(st->ops->get_validators(st, "vjob", &out), SL_ERR_NOTFOUND);
+    memset(v.url_sha256, 'a', 64);
+    memset(v.sha256, 'b', 64);
+    snprintf(v.etag, sizeof(v.etag), "W/\"5f-abc\"");
+    snprintf(v.last_modified, sizeof(v.last_modified), "Tue, 03 Mar 2026 10:00:00 GMT");
+    assert_int_equal(st->ops->set_validators(st, "vjob", &v), 0);
+    assert_int_equal(st->ops->get_validators(st, "vjob", &out), 0);
+    assert_memory_equal(&v, &out, sizeof(v));
+    /* replaced whole: no field of the older record stays */
+    v.etag[0] = '\0';
+    v.bytes = 7;
+    assert_int_equal(st->ops->set_validators(st, "vjob", &v), 0);
+    assert_int_equal(st->ops->get_validators(st, "vjob", &out), 0);
+    assert_string_equal(out.etag, "");
+    assert_int_equal(out.bytes, 7);
+    /* malformed records are refused */
+    snprintf(v.etag, sizeof(v.etag), "a\nb");
+    assert_int_equal(st->ops->set_validators(st, "vjob", &v), SL_ERR_INVALID);
+    v.etag[0] = '\0';
+    v.sha256[3] = 'X';
+    assert_int_equal(st->ops->set_validators(st, "vjob", &v), SL_ERR_INVALID);
+    assert_int_equal(st->ops->set_validators(st, "../x", &v), SL_ERR_INVALID);
+}
+
+static void test_state_validators(void **state)
+{
+    char err[512], dir[128];
+    snprintf(dir, sizeof(dir), "%s/vstate", tmp);
+    struct sl_state *st = sl_state_local_new(dir, err, sizeof(err));
+    assert_non_null(st);
+    validators_roundtrip(st);
+    /* a hand-edited file reads as no record (SL_ERR_PARSE), never a crash */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/jobs/vjob.validators", dir);
+    free(sh_write(dir, "jobs/vjob.validators", "{\"etag\":1}", 10));
+    struct sl_source_validators out;
+    assert_int_equal(st->ops->get_validators(st, "vjob", &out), SL_ERR_PARSE);
+    sl_state_destroy(st);
+
+    struct redis_server rs;
+    if (redis_server_start(&rs, false))
+        fail_msg("cannot start redis-server");
+    char url[128];
+    redis_server_url(&rs, 0, NULL, url, sizeof(url));
+    st = sl_state_redis_new(url, err, sizeof(err));
+    if (!st) {
+        redis_server_stop(&rs);
+        fail_msg("%s", err);
+    }
+    validators_roundtrip(st);
+    sl_state_destroy(st);
+    redis_server_stop(&rs);
+}
+
+/* ---- tests: job options ------------------------------------------------- */
+
+static void expect_bad_job(const char *source, const char *part)
+{
+    char err[512] = "", *job = job_of("%s", source);
+    struct sl_job *j = sl_job_load_json(job, strlen(job), NULL, err, sizeof(err));
+    free(job);
+    if (j) {
+        sl_job_destroy(j);
+        fail_msg("accepted: %s", source);
+    }
+    if (!strstr(err, part))
+        fail_msg("'%s' does not say '%s'", err, part);
+}
+
+static void test_job_source_options(void **state)
+{
+    char err[512] = "";
+    char *job = job_of("\"url\":\"https://api.example.com/v1/x\",\"timeout\":60,"
+                       "\"connect_timeout\":5,\"retries\":0,\"retry_delay\":0.25,"
+                       "\"max_bytes\":1000,\"json\":{\"records\":\"$.data\"},"
+                       "\"pagination\":{\"type\":\"offset\",\"limit\":50,"
+                       "\"offset_param\":\"skip\",\"limit_param\":\"take\",\"max_pages\":7}");
+    struct sl_job *j = sl_job_load_json(job, strlen(job), NULL, err, sizeof(err));
+    free(job);
+    if (!j)
+        fail_msg("%s", err);
+    const struct sl_source *so = &j->source;
+    assert_int_equal(so->timeout, 60);
+    assert_int_equal(so->connect_timeout, 5);
+    assert_int_equal(so->retries, 0);
+    assert_int_equal(so->retry_delay_ms, 250);
+    assert_int_equal(so->max_bytes, 1000);
+    assert_int_equal(so->pag.type, SL_PAG_OFFSET);
+    assert_string_equal(so->pag.param, "skip");
+    assert_string_equal(so->pag.size_param, "take");
+    assert_int_equal(so->pag.size, 50);
+    assert_int_equal(so->pag.max_pages, 7);
+    sl_job_destroy(j);
+
+    job = job_of("\"url\":\"https://h/x\"");
+    j = sl_job_load_json(job, strlen(job), NULL, err, sizeof(err));
+    free(job);
+    assert_non_null(j);
+    assert_int_equal(j->source.timeout, 300);
+    assert_int_equal(j->source.connect_timeout, 10);
+    assert_int_equal(j->source.retries, 3);
+    assert_int_equal(j->source.retry_delay_ms, 1000);
+    assert_int_equal(j->source.max_bytes, 1ull << 30);
+    assert_int_equal(j->source.pag.type, SL_PAG_NONE);
+    sl_job_destroy(j);
+
+    expect_bad_job("\"url\":\"https://h/x\",\"format\":\"csv\",\"pagination\":{\"type\":\"page\"}",
+                   "source.pagination: pages are read as JSON: not used with source.format 'csv'");
+    expect_bad_job("\"url\":\"sftp://h/x\",\"pagination\":{\"type\":\"link\"}",
+                   "source.pagination: only used with http:// and https:// sources");
+    expect_bad_job("\"url\":\"https://h/x\",\"pagination\":{\"type\":\"cursor\"}",
+                   "source.pagination.cursor_path: required");
+    expect_bad_job("\"url\":\"https://h/x\",\"pagination\":{\"type\":\"offset\",\"limt\":5}",
+                   "source.pagination: unknown field 'limt' (did you mean 'limit'?)");
+    expect_bad_job("\"url\":\"https://h/x\",\"pagination\":{\"type\":\"page\","
+                   "\"page_size_param\":\"per_page\"}",
+                   "source.pagination.page_size: required with");
+    expect_bad_job("\"url\":\"https://h/x\",\"pagination\":{\"type\":\"cursor\","
+                   "\"cursor_path\":\"next\"}",
+                   "source.pagination.cursor_path: 'next' is not a path like $.meta.next");
+    expect_bad_job("\"url\":\"https://h/x\",\"pagination\":{\"type\":\"page\","
+                   "\"page_param\":\"a&b\"}",
+                   "source.pagination.page_param: 'a&b' is not a query parameter name");
+    expect_bad_job("\"url\":\"https://h/x\",\"retries\":11",
+                   "source.retries: must be an integer from 0 to 10");
+    expect_bad_job("\"url\":\"https://h/x\",\"retry_delay\":-1", "source.retry_delay: must be");
+    expect_bad_job("\"url\":\"https://h/x\",\"timeout\":5,\"connect_timeout\":6",
+                   "source.connect_timeout: must not be longer than source.timeout");
+    expect_bad_job("\"url\":\"https://h/x\",\"max_bytes\":0",
+                   "source.max_bytes: must be an integer of at least 1");
+    expect_bad_job("\"url\":\"https://h/x\",\"timout\":5",
+                   "source: unknown field 'timout' (did you mean 'timeout'?)");
+}
+
+/* ---- tests: `sluice run` ------------------------------------------------ */
+
+/* Runs `sluice run` of job in dir with the environment prefix env; its
+ * exit status, its output in out. */
+static int sluice_run(const char *env, const char *dir, char *out, size_t n)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "cd %s && %s %s run job.json --out out --state state 2>&1", dir, env,
+             SLUICE);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t len = fread(out, 1, n - 1, p);
+    out[len] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void write_job(const char *dir, const char *source)
+{
+    char *job = malloc(4096);
+    assert_non_null(job);
+    snprintf(job, 4096,
+             "{\"name\":\"e2e\",\"source\":{%s},"
+             "\"target\":{\"object\":\"things\",\"key\":[\"id\"],\"attributes\":{"
+             "\"id\":{\"type\":\"integer\"},\"name\":{\"type\":\"text\"},"
+             "\"price\":{\"type\":\"decimal\"}}},"
+             "\"mapping\":{\"id\":\"id\",\"name\":\"name\",\"price\":\"price\"}}",
+             source);
+    free(sh_write(dir, "job.json", job, strlen(job)));
+    free(job);
+}
+
+static size_t count_lines(const char *path)
+{
+    char *text = sh_read(path);
+    assert_non_null(text);
+    size_t n = 0;
+    for (const char *p = text; *p; p++)
+        n += *p == '\n';
+    free(text);
+    return n;
+}
+
+static void test_sluice_run_end_to_end(void **state)
+{
+    char dir[128], src[512], out[8192], path[256];
+    snprintf(dir, sizeof(dir), "%s/e2e", tmp);
+    assert_int_equal(sl_mkdirs(dir), 0);
+    serve("e2e.csv", "id,name,price\n1,Berlin,1.50\n2,Hamburg,2.25\n");
+    snprintf(src, sizeof(src), "\"url\":\"http://127.0.0.1:%d/e2e.csv\"", nginx_port);
+    write_job(dir, src);
+    const char *allow = "SLUICE_ALLOW_HOSTS=127.0.0.1/32,::1";
+
+    int rc = sluice_run(allow, dir, out, sizeof(out));
+    if (rc != 0)
+        fail_msg("sluice run exited %d: %s", rc, out);
+    snprintf(path, sizeof(path), "%s/out/things.ndjson", dir);
+    assert_int_equal(count_lines(path), 2);
+    char *text = sh_read(path);
+    assert_non_null(strstr(text, "\"price\":\"2.25\""));
+    free(text);
+    snprintf(path, sizeof(path), "%s/out/source/e2e.csv", dir);
+    assert_true(sh_exists(path));
+    snprintf(path, sizeof(path), "%s/out/run.json", dir);
+    text = sh_read(path);
+    assert_non_null(strstr(text, "\"succeeded\""));
+    free(text);
+
+    /* unchanged: a conditional GET, 304, skipped (exit 4) */
+    rc = sluice_run(allow, dir, out, sizeof(out));
+    if (rc != 4)
+        fail_msg("the second run exited %d (expected 4, skipped): %s", rc, out);
+    assert_int_equal(last_status(), 304);
+
+    /* no allow-list: the guard refuses loopback, the run fails (exit 1) */
+    rc = sluice_run("env -u SLUICE_ALLOW_HOSTS", dir, out, sizeof(out));
+    if (rc != 1 || !strstr(out, "refused to connect to 127.0.0.1") || !strstr(out, "loopback"))
+        fail_msg("without an allow-list: exit %d: %s", rc, out);
+
+    /* a malformed allow-list stops the run and names it */
+    rc = sluice_run("SLUICE_ALLOW_HOSTS=10.0.0.0/99", dir, out, sizeof(out));
+    if (rc == 0 || !strstr(out, "SLUICE_ALLOW_HOSTS"))
+        fail_msg("a malformed allow-list: exit %d: %s", rc, out);
+
+    /* and the service refuses to start with it (exit 2), naming the setting */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "SLUICE_POSTGRES_URL=postgresql://nobody@127.0.0.1:1/x %s --allow-hosts 10.0.0.0/99 "
+             ">%s/fetcher.out 2>&1",
+             FETCHER, dir);
+    assert_int_equal(shell("%s", cmd), 2);
+    snprintf(path, sizeof(path), "%s/fetcher.out", dir);
+    text = sh_read(path);
+    if (!strstr(text, "SLUICE_ALLOW_HOSTS") || !strstr(text, "at most 32 bits"))
+        fail_msg("sluice-fetcher said: %s", text);
+    free(text);
+
+    /* a paginated API: every page's records in one run, exact numbers */
+    snprintf(src, sizeof(src),
+             "\"url\":\"http://127.0.0.1:%d/cursor\",\"json\":{\"records\":\"$.items\"},"
+             "\"pagination\":{\"type\":\"cursor\",\"cursor_path\":\"$.meta.next\"}",
+             api_port);
+    write_job(dir, src);
+    rc = sluice_run(allow, dir, out, sizeof(out));
+    if (rc != 0)
+        fail_msg("the paginated run exited %d: %s", rc, out);
+    snprintf(path, sizeof(path), "%s/out/things.ndjson", dir);
+    assert_int_equal(count_lines(path), 25);
+    text = sh_read(path);
+    assert_non_null(strstr(text, "\"price\":\"21.50\""));
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        SH_TEST(test_nginx_file_and_conditional_get),
+        SH_TEST(test_guard_refuses_without_allow_list),
+        SH_TEST(test_guard_refuses_redirect_to_loopback),
+        SH_TEST(test_pagination_styles),
+        SH_TEST(test_pagination_failures),
+        SH_TEST(test_retries),
+        SH_TEST(test_limits),
+        SH_TEST(test_headers_auth_and_secrets),
+        cmocka_unit_test(test_state_validators),
+        cmocka_unit_test(test_job_source_options),
+        cmocka_unit_test(test_sluice_run_end_to_end),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
