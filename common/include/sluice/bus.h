@@ -91,9 +91,12 @@ struct sl_kafka_conf {
 /* Kafka bus (bus_kafka.c): one idempotent producer (acks=all) shared by
  * every thread, one consumer per subscribe() (use each from one thread).
  * Messages travel protobuf-encoded (codec.h) on prefix + logical topic,
- * keyed by msg->key or else the run id (and row, for records). A message that cannot be decoded is
- * never handed out: it goes to the dead-letter topic and poll goes on. A
- * message counts as processed once its consumer's thread calls poll() or
+ * keyed by msg->key or else the run id (and row, for records); records and
+ * rejections travel in batches of one partition (docs/architecture.md), and
+ * a record polled from a batch has no msg->key unless its Kafka message had
+ * one. A message that cannot be decoded is never handed out: it goes to
+ * the dead-letter topic and poll goes on. A message (a batch: its last
+ * record) counts as processed once its consumer's thread calls poll() or
  * commit() again; commit() first waits until every message sent on the bus
  * is acknowledged and refuses (SL_ERR_FATAL) for ever once one could not be
  * delivered, so a restarted service gets those inputs again. NULL with
