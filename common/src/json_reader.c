@@ -579,7 +579,8 @@ static const char *kind_of(char c)
     case 'n':
         return "null";
     default:
-        return "a number";
+        /* NULL: no JSON value starts so */
+        return c == '-' || (c >= '0' && c <= '9') ? "a number" : NULL;
     }
 }
 
@@ -858,6 +859,10 @@ static void value_start(struct jsonr *r, unsigned char c)
                 push(r, false, true, true);
             } else if (c == '{') {
                 begin_capture(r, c); /* a single record */
+            } else if (!kind) {
+                stop(r, SL_ERR_PARSE,
+                     "not JSON: the file starts with byte 0x%02x ('%c'), not a JSON value", c,
+                     c >= 0x20 && c < 0x7f ? c : '?');
             } else {
                 stop(r, SL_ERR_PARSE,
                      "the top-level JSON value is %s, not an array of records or an object", kind);

@@ -228,9 +228,7 @@ for f in csv json xml; do
     try gzip_$f "$d"
 done
 expect_failed gzip_csv "$TMP/gzip_csv" "s.csv: the file looks binary (NUL byte at offset"
-# (the JSON reason is checked for the file name only: it says "the
-# top-level JSON value is a number" for any byte that starts no JSON value)
-expect_failed gzip_json "$TMP/gzip_json" "s.json: "
+expect_failed gzip_json "$TMP/gzip_json" "s.json: not JSON: the file starts with byte 0x1f"
 expect_failed gzip_xml "$TMP/gzip_xml" "s.xml: malformed XML at line 1"
 
 # JSON with garbage in the middle: failed at that byte

@@ -284,6 +284,8 @@ static void test_bad_files(void **state)
                 "invalid JSON at byte 9: expected ',' or ']' after a value in an array");
     expect_fail("42", NULL, SL_ERR_PARSE,
                 "the top-level JSON value is a number, not an array of records or an object");
+    expect_fail("<html>502</html>", NULL, SL_ERR_PARSE,
+                "not JSON: the file starts with byte 0x3c ('<'), not a JSON value");
     struct sl_json_opts o = {.records = "$.a"};
     expect_fail("{\"x\": [1, 2,], \"a\": []}", &o, SL_ERR_PARSE,
                 "invalid JSON at byte 12: unexpected ']'");
