@@ -226,6 +226,8 @@ static int send_held(struct held *h, struct sl_emitter *em)
         if (!h->finished && (rc = finish(h)) != 0)
             return rc;
         const char *topic = h->out->kind == SL_MSG_REJECTION ? SL_TOPIC_REJECTED : SL_TOPIC_VALID;
+        if (h->out->kind == SL_MSG_RECORD)
+            h->out->u.rec.nsrc = 0; /* the publisher writes attributes: half the bytes */
         rc = sl_emit(em, topic, sl_msg_ref(h->out));
         if (rc == 0) {
             sl_msg_unref(h->out);

@@ -74,6 +74,7 @@ static void test_normalizes_and_defaults(void **state)
     assert_non_null(m->u.rec.key);
     assert_string_equal(m->u.rec.key, "S1");
     assert_false(m->u.rec.duplicate);
+    assert_int_equal(m->u.rec.nsrc, 0); /* valid records travel without their source row */
 }
 
 static void test_required(void **state)
