@@ -274,8 +274,16 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
         return emit_failed(em, f, err);
     }
     enum sl_format fmt = job->source.format;
-    if (fmt == SL_FORMAT_AUTO)
+    if (fmt == SL_FORMAT_AUTO) {
         fmt = format_from_name(name);
+        /* book.xls that is an XLSX workbook (or the other way round): the
+         * content wins, both spreadsheet readers check what they get */
+        if (fmt == SL_FORMAT_XLSX || fmt == SL_FORMAT_XLS) {
+            enum sl_format by_content = format_from_content(fd);
+            if (by_content == SL_FORMAT_XLSX || by_content == SL_FORMAT_XLS)
+                fmt = by_content;
+        }
+    }
     if (fmt == SL_FORMAT_AUTO)
         fmt = format_from_content(fd);
 
@@ -291,7 +299,7 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
         pr.job = job;
     }
     if (fmt == SL_FORMAT_CSV || fmt == SL_FORMAT_JSON || fmt == SL_FORMAT_NDJSON ||
-        fmt == SL_FORMAT_XML) {
+        fmt == SL_FORMAT_XML || fmt == SL_FORMAT_XLSX || fmt == SL_FORMAT_XLS) {
         char rerr[400] = "";
         if (fmt == SL_FORMAT_CSV) {
             struct sl_csv_opts o = {
@@ -306,6 +314,14 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
                 .records = job->source.xml_records ? job->source.xml_records : job->source.records,
             };
             rc = sl_xml_read_fd(fd, &o, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
+        } else if (fmt == SL_FORMAT_XLSX || fmt == SL_FORMAT_XLS) {
+            struct sl_sheet_opts o = {
+                .sheet = job->source.sheet,
+                .sheet_index = job->source.sheet_index,
+                .header_row = job->source.header_row,
+            };
+            rc = (fmt == SL_FORMAT_XLSX ? sl_xlsx_read_fd : sl_xls_read_fd)(
+                fd, &o, on_header, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
         } else {
             struct sl_json_opts o = {
                 .records =

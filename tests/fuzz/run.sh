@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds the libFuzzer harnesses with clang and runs each for a bounded time
-# on a copy of its seed corpus.   tests/fuzz/run.sh [SECONDS]   (default 30)
+# on a copy of its seed corpus (and with tests/fuzz/<kind>.dict when there is
+# one).   tests/fuzz/run.sh [SECONDS]   (default 30)
 # A crash, leak or timeout fails the script and leaves the input in build-fuzz/.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -18,9 +19,14 @@ for src in tests/fuzz/fuzz_*.c; do
         cp -r "tests/fuzz/corpus/$kind/." "$work/"
     fi
     log="build-fuzz/$name.log"
+    dict=""
+    if [ -f "tests/fuzz/$kind.dict" ]; then
+        dict="-dict=../tests/fuzz/$kind.dict"
+    fi
     set +e
+    # shellcheck disable=SC2086
     (cd build-fuzz && "tests/$name" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 \
-        -print_final_stats=1 "$work" >"$name.log" 2>&1)
+        -print_final_stats=1 $dict "$work" >"$name.log" 2>&1)
     rc=$?
     set -e
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")

@@ -219,4 +219,182 @@ struct sl_json_opts {
 int sl_json_read_fd(int fd, const struct sl_json_opts *opts, sl_row_fn fn, void *ud,
                     struct sl_reader_stats *stats, char *errbuf, size_t errsz);
 
+/* Spreadsheet options as the job gives them (source.sheet, source.header_row)
+ * and the limits of the XLSX and XLS readers. */
+struct sl_sheet_opts {
+    const char *sheet; /* the sheet's name; NULL: by sheet_index */
+    int sheet_index;   /* 1-based; 0: the first sheet (when sheet is NULL) */
+    int header_row;    /* 1-based row of the column names; 0: 1 */
+    size_t max_row;    /* bytes of one row's values; 0: 16 MiB */
+    /* XLSX only: limits counted while the zip archive inflates */
+    size_t max_strings;    /* bytes of the shared strings table; 0: 64 MiB */
+    uint64_t max_inflated; /* bytes inflated from the archive in all; 0: 1 GiB */
+    size_t max_entries;    /* entries of the archive; 0: 10000 */
+    unsigned max_ratio;    /* inflated:compressed bytes of an entry over 1 MiB; 0: 200 */
+    /* XLS only: FreeXL runs in a child process */
+    unsigned timeout_s; /* seconds it may go without handing over a cell; 0: 60 */
+    size_t max_memory;  /* address space it may add; 0: 2 GiB (not under sanitizers) */
+};
+
+/* Reads one worksheet of an XLSX workbook from fd (libzip reads it with
+ * pread(2): fd is neither closed nor moved), calling hdr_fn (when not NULL)
+ * with the column names once and fn for each data row; call from one
+ * thread. The sheet XML is streamed through libxml2's xmlTextReader as it
+ * inflates, never loaded whole; the shared strings table and the styles are
+ * loaded first (max_strings). The XML parser runs as the XML reader's does
+ * (no entity substitution, no DTD loading, XML_PARSE_NONET, a deny-all
+ * entity loader); comments, processing instructions and CDATA sections are
+ * filtered out before it (CDATA kept as text), and a DTD fails the file.
+ *
+ * The sheet is opts->sheet by name (exact, else ASCII case-insensitive), or
+ * the sheet_index-th in workbook order (hidden sheets count), or the first.
+ * Rows above header_row are skipped; the header row's cells name the
+ * columns as CSV headers do ("Name", "Name_2", an empty one "_3"), up to its
+ * last non-empty cell. Each later row that has a non-empty cell is a data
+ * row, numbered 1, 2, ... (blank rows are skipped, wherever they are); a
+ * cell that is absent or empty in the file is a missing value (NULL). Cell
+ * values follow sl_sheet_cell_text: shared and inline strings (rich text
+ * runs joined, phonetic runs dropped, _xHHHH_ escapes decoded), booleans
+ * "true" / "false", error values as shown ("#N/A"), formulas as their cached
+ * result (none: missing), numbers by the cell's number format.
+ *
+ * A bad row is still handed over, with row->error naming the cell: "cell
+ * C7: 'abc' is not a number", "cell B3: shared string 99 does not exist
+ * (the table has 12)", "cell F7: 'x' is right of the header's last column
+ * E" (the value is dropped). A row and its values are borrowed for the
+ * callback only; the names stay valid until the function returns.
+ *
+ * Returns 0, the callback's non-zero value (reading stops), or a negative
+ * sl_err with errbuf set: SL_ERR_PARSE for a file that is no XLSX workbook
+ * or is truncated or corrupt ("not an XLSX file: ...", "xl/worksheets/
+ * sheet1.xml: malformed XML at line 3, column 7: ...", "... CRC error"), a
+ * sheet that does not exist ("no sheet named 'Stors' (the workbook has
+ * 'Stores', 'Notes')", "no sheet 3: the workbook has 2 sheets"), a sheet
+ * without its header row ("sheet 'Stores' is empty", "sheet 'Stores': the
+ * header row 2 is empty"); SL_ERR_LIMIT for a zip bomb ("xl/worksheets/
+ * sheet1.xml inflates to more than 200 times its compressed size",
+ * "... more than N bytes in all", "the archive has N entries, more than
+ * 10000"), shared strings over max_strings, a row over max_row; SL_ERR_IO,
+ * SL_ERR_NOMEM, SL_ERR_INVALID for bad options. stats, when not NULL, is
+ * updated as the sheet is read (bytes: the part of the file the inflated
+ * sheet stands for, the file's size at the end; rows; encoding UTF-8). */
+int sl_xlsx_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, sl_row_fn fn,
+                    void *ud, struct sl_reader_stats *stats, char *errbuf, size_t errsz);
+
+/* Reads one worksheet of an XLS (BIFF5/BIFF8) workbook from fd with FreeXL,
+ * like sl_xlsx_read_fd (same sheet choice, header, naming, blank rows and
+ * errors; max_row applies, the XLSX limits do not). FreeXL parses untrusted
+ * bytes with known memory-safety bugs and a date conversion whose time
+ * grows with the date's serial, so it runs in a child process (fork, no
+ * exec) that hands the cells over a pipe: a crash there fails the file, not
+ * the caller; the child is killed (by its PID) when it goes timeout_s
+ * seconds without handing over a cell, and it may use max_memory bytes.
+ * FreeXL opens the file by path, /proc/self/fd/<fd>, so fd needs no name
+ * and is not moved. It loads the chosen sheet whole (it refuses one over
+ * 256 MB of cells; an XLS sheet has at most 65536 rows).
+ *
+ * Cell values: text as is, numbers as sl_sheet_number_text, dates and
+ * times FreeXL recognised by the cell's format re-computed from their
+ * serial by sl_sheet_serial_text (so the 1900 and 1904 date systems and
+ * years after 2100 come out right), booleans "1" / "0" (FreeXL reads them
+ * as numbers). FreeXL 1.0 does not read formula results: a formula cell is
+ * a missing value. Returns as sl_xlsx_read_fd ("not an XLS file: ...",
+ * "the XLS file is corrupt: ...", "the XLS file is password-protected",
+ * "FreeXL crashed reading the file (signal 11): it is corrupt", "FreeXL
+ * took more than 60 s without a cell: a corrupt or crafted file"). */
+int sl_xls_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, sl_row_fn fn,
+                   void *ud, struct sl_reader_stats *stats, char *errbuf, size_t errsz);
+
+/* The cell rules both spreadsheet readers share (sheet_cell.c). */
+
+/* What a number format shows a number as. */
+enum sl_cell_kind {
+    SL_CELL_NUMBER = 0, /* a number (General, 0.00, @, currencies, ...) */
+    SL_CELL_DATE,       /* a date: y, d or month letters */
+    SL_CELL_DATETIME,   /* a date and a time of day */
+    SL_CELL_TIME,       /* a time of day: h, s, minutes, AM/PM */
+    SL_CELL_DURATION,   /* elapsed time: [h]:mm:ss, [mm]:ss */
+};
+
+/* The kind of number format id with format code (NULL: the built-in one):
+ * built-in 14-17 dates, 18-21 and 45, 47 times, 22 date and time, 46
+ * elapsed time, every other built-in id a number. A code is read from its
+ * first section (up to ';'), skipping quoted text, \x escapes, _x and *x,
+ * and [colors], [$-409] locales and [>100] conditions ([h], [mm], [ss] are
+ * elapsed time); "m" is minutes after "h" or before "s", else the month. */
+enum sl_cell_kind sl_sheet_numfmt_kind(unsigned id, const char *code);
+
+/* The shortest decimal that reads back as v exactly (the first of "%.1e"
+ * .. "%.17e" that strtod returns as v), written out in plain notation:
+ * "1234.5", "0.30000000000000004", "1e21" as "1000000000000000000000",
+ * -0 as "0". Returns its length, or 0 for NaN and infinities (nothing
+ * written). out needs SL_SHEET_NUM_MAX bytes. */
+#define SL_SHEET_NUM_MAX 400
+size_t sl_sheet_number_text(double v, char *out);
+
+/* An Excel date serial as ISO text by kind: SL_CELL_DATE "YYYY-MM-DD",
+ * SL_CELL_DATETIME "YYYY-MM-DDTHH:MM:SS", SL_CELL_TIME "HH:MM:SS" (the time
+ * of day), SL_CELL_DURATION "HH:MM:SS" with hours past 24 ("36:00:00");
+ * times get ".mmm" when the serial has milliseconds (rounded to the
+ * millisecond). date1904: day 0 is 1904-01-01, else day 1 is 1900-01-01
+ * with Excel's fictitious 1900-02-29 as day 60; a date-kind serial below 1
+ * in the 1900 system has no day and is given as its time of day. Returns the
+ * length, or 0 (nothing written) for SL_CELL_NUMBER, a negative or
+ * non-finite serial, or one after 9999-12-31: such a number is given as
+ * sl_sheet_number_text. out needs SL_SHEET_DATE_MAX bytes. */
+#define SL_SHEET_DATE_MAX 40
+size_t sl_sheet_serial_text(double serial, bool date1904, enum sl_cell_kind kind, char *out);
+
+/* The cell text of a number under a number format of kind: the date text
+ * when there is one, else the number text. Returns the length; 0 and ""
+ * for NaN and infinities. out needs SL_SHEET_NUM_MAX bytes. */
+size_t sl_sheet_cell_text(double v, bool date1904, enum sl_cell_kind kind, char *out);
+
+/* The letters of 0-based column col ("A", "Z", "AA", "XFD") into out[8]. */
+void sl_sheet_col_name(uint32_t col, char out[8]);
+
+/* Assembles rows from a sheet's cells for both readers: skips the rows
+ * above the header row, names the columns from it, skips blank rows,
+ * numbers and hands over the data rows, keeps the first problem of a row as
+ * its error. A reader calls sl_sheet_rows_begin for each sheet row in
+ * ascending order, sl_sheet_rows_cell for its cells (any column order; a
+ * column given twice keeps the last value), sl_sheet_rows_bad for a cell it
+ * cannot read, and sl_sheet_rows_finish at the end of the sheet. */
+struct sl_sheet_rows;
+
+struct sl_sheet_rows_cfg {
+    const char *sheet;   /* the sheet's name, for messages (copied) */
+    uint32_t header_row; /* 1-based; 0: 1 */
+    size_t max_row;      /* 0: 16 MiB */
+    sl_header_fn hdr_fn; /* may be NULL */
+    sl_row_fn fn;
+    void *ud;
+    struct sl_reader_stats *stats; /* rows updated; may be NULL */
+    char *errbuf;
+    size_t errsz;
+};
+
+/* NULL when out of memory. Destroy with sl_sheet_rows_destroy (accepts NULL). */
+struct sl_sheet_rows *sl_sheet_rows_new(const struct sl_sheet_rows_cfg *cfg);
+void sl_sheet_rows_destroy(struct sl_sheet_rows *sr);
+/* Starts sheet row row (1-based), handing over the one before it. Returns 0,
+ * the callback's value, or a negative sl_err (errbuf set): SL_ERR_PARSE for
+ * a row number not above the last one ("sheet 'S': row 4 comes after row
+ * 7") or out of 1..1048576, or a header row that is blank or unreadable. */
+int sl_sheet_rows_begin(struct sl_sheet_rows *sr, uint32_t row);
+/* Sets the value of column col (0-based, below 16384) of the current row
+ * to v[0..n) (copied). 0, SL_ERR_LIMIT (max_row), SL_ERR_PARSE (col out of
+ * range) or SL_ERR_NOMEM, errbuf set. */
+int sl_sheet_rows_cell(struct sl_sheet_rows *sr, uint32_t col, const char *v, size_t n);
+/* Records a problem of cell col of the current row ("cell C7: " and the
+ * formatted text); the row keeps its first problem. */
+void sl_sheet_rows_bad(struct sl_sheet_rows *sr, uint32_t col, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The current sheet row, 0 before the first. */
+uint32_t sl_sheet_rows_current(const struct sl_sheet_rows *sr);
+/* Hands over the last row and checks that the header was found. Returns
+ * as sl_sheet_rows_begin ("sheet 'S' is empty", "sheet 'S': the header row
+ * 2 is empty"). */
+int sl_sheet_rows_finish(struct sl_sheet_rows *sr);
+
 #endif
