@@ -785,25 +785,39 @@ static int sbuf_add(struct sbuf *b, const char *s, size_t n)
     return 0;
 }
 
+/* regexec costs about the length of the value per call (glibc walks the
+ * multibyte text up to the start again), so a pattern matching at every
+ * character of a long value would take quadratic time: the calls of one
+ * substitution may cost at most REGEX_WORK_MAX value bytes in total. */
+#define REGEX_WORK_MAX ((size_t)64 << 20)
+
+/* -2: the result is too long; -3: too much work (REGEX_WORK_MAX). */
 static int regex_subst(const regex_t *re, const char *in, const char *rep, struct sbuf *b)
 {
     regmatch_t m[10];
-    size_t n = strlen(in), pos = 0;
+    size_t n = strlen(in), pos = 0, work = 0;
     size_t nm = re->re_nsub + 1 < 10 ? re->re_nsub + 1 : 10;
     int eflags = 0, rc;
     if ((rc = sbuf_add(b, "", 0)))
         return rc;
     while (pos <= n) {
-        if (regexec(re, in + pos, nm, m, eflags))
+        if ((work += n + 1) > REGEX_WORK_MAX)
+            return -3;
+        /* REG_STARTEND: the search starts at pos without regexec measuring
+         * the rest of the string again (quadratic on a long value); the
+         * offsets it gives are from in */
+        m[0].rm_so = (regoff_t)pos;
+        m[0].rm_eo = (regoff_t)n;
+        if (regexec(re, in, nm, m, eflags | REG_STARTEND))
             break;
-        size_t so = (size_t)m[0].rm_so, eo = (size_t)m[0].rm_eo;
+        size_t so = (size_t)m[0].rm_so - pos, eo = (size_t)m[0].rm_eo - pos;
         if ((rc = sbuf_add(b, in + pos, so)))
             return rc;
         for (const char *r = rep; *r; r++) {
             if (*r == '\\' && r[1] >= '0' && r[1] <= '9') {
                 size_t g = (size_t)(r[1] - '0');
                 if (g < nm && m[g].rm_so >= 0 &&
-                    (rc = sbuf_add(b, in + pos + m[g].rm_so, (size_t)(m[g].rm_eo - m[g].rm_so))))
+                    (rc = sbuf_add(b, in + m[g].rm_so, (size_t)(m[g].rm_eo - m[g].rm_so))))
                     return rc;
                 r++;
             } else if (*r == '\\' && r[1] == '\\') {
@@ -863,6 +877,11 @@ static int f_regex_replace(const struct sl_fcall *fc, const char *in, const char
     if (rc == -2)
         return fail(ctx, errmsg, "regex_replace: the result would be longer than %d bytes",
                     VALUE_MAX);
+    if (rc == -3)
+        return fail(ctx, errmsg,
+                    "regex_replace: the pattern matches too often in this %zu-byte value "
+                    "(more than %zu bytes of searching)",
+                    strlen(in), REGEX_WORK_MAX);
     if (rc)
         return nomem(errmsg);
     *out = b.p;

@@ -158,6 +158,14 @@ static void test_replace(void **state)
     assert_has(err, "replace: the result would be longer than");
     assert_int_equal(eval_row("{{ x | regex_replace('a', y) }}", row, &out, &err), SL_ERR_INVALID);
     assert_has(err, "regex_replace: the result would be longer than");
+    /* and the search is bounded: a pattern matching at every character of
+     * a long value fails instead of taking quadratic time */
+    static char longv[1 << 20];
+    memset(longv, 'z', sizeof(longv) - 1);
+    const char *row2[] = {"x", longv, NULL};
+    assert_int_equal(eval_row("{{ x | regex_replace('a*', '-') }}", row2, &out, &err),
+                     SL_ERR_INVALID);
+    assert_has(err, "regex_replace: the pattern matches too often in this 1048575-byte value");
 }
 
 static void test_regex_replace(void **state)
