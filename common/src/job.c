@@ -1326,6 +1326,144 @@ static int parse_limits(struct ld *ld, json_t *src)
     return 0;
 }
 
+/* A string option of a source block that may hold ${env:NAME} (*out
+ * untouched when absent). */
+static int env_str(struct ld *ld, json_t *o, const char *key, const char *parent, char **out)
+{
+    char p[PATHSZ];
+    if (dup_str(ld, o, key, parent, true, out))
+        return -1;
+    return *out ? check_env(ld, sub(p, parent, key), *out) : 0;
+}
+
+/* Whether the source block key fits the URL's scheme (a or b; any when the
+ * URL starts with ${env:...}); which names them for the message. */
+static int block_scheme(struct ld *ld, const char *key, const char *scheme, const char *a,
+                        const char *b, const char *which)
+{
+    char p[PATHSZ];
+    if (!scheme[0] || !strcmp(scheme, a) || (b && !strcmp(scheme, b)))
+        return 0;
+    return bad(ld, sub(p, "source", key), "only used with %s sources", which);
+}
+
+/* source.ftp, source.sftp, source.imap and source.s3: the options of the
+ * non-HTTP sources (docs/sources.md), each only with its scheme. */
+static int parse_remote(struct ld *ld, json_t *src, const char *scheme)
+{
+    static const char *const ftp_keys[] = {"tls", "ca_file", NULL};
+    static const char *const imap_keys[] = {"tls", "ca_file", "max_messages", NULL};
+    static const char *const sftp_keys[] = {"known_hosts", "host_key_sha256", "private_key",
+                                            "public_key",  "passphrase",      NULL};
+    static const char *const s3_keys[] = {
+        "region",        "endpoint", "path_style", "access_key_id", "secret_access_key",
+        "session_token", NULL};
+    struct sl_source *so = &ld->job->source;
+    json_t *o;
+    so->max_messages = 100;
+    so->s3.path_style = -1;
+
+    if (get_obj(ld, src, "ftp", "source", &o))
+        return -1;
+    if (o && (block_scheme(ld, "ftp", scheme, "ftp", NULL, "ftp://") ||
+              check_keys(ld, o, "source.ftp", ftp_keys) ||
+              get_bool(ld, o, "tls", "source.ftp", &so->tls) ||
+              env_str(ld, o, "ca_file", "source.ftp", &so->ca_file)))
+        return -1;
+
+    if (get_obj(ld, src, "imap", "source", &o))
+        return -1;
+    if (o) {
+        if (block_scheme(ld, "imap", scheme, "imap", "imaps", "imap:// and imaps://") ||
+            check_keys(ld, o, "source.imap", imap_keys) ||
+            get_bool(ld, o, "tls", "source.imap", &so->tls) ||
+            env_str(ld, o, "ca_file", "source.imap", &so->ca_file) ||
+            get_int(ld, o, "max_messages", "source.imap", 1, 100000, &so->max_messages) < 0)
+            return -1;
+        if (so->tls && !strcmp(scheme, "imaps"))
+            return bad(ld, "source.imap.tls",
+                       "imaps:// is TLS already (tls is STARTTLS on imap://)");
+    }
+
+    if (get_obj(ld, src, "sftp", "source", &o))
+        return -1;
+    if (o) {
+        struct sl_source_sftp *sf = &so->sftp;
+        if (block_scheme(ld, "sftp", scheme, "sftp", NULL, "sftp://") ||
+            check_keys(ld, o, "source.sftp", sftp_keys) ||
+            env_str(ld, o, "known_hosts", "source.sftp", &sf->known_hosts) ||
+            dup_str(ld, o, "host_key_sha256", "source.sftp", true, &sf->host_key_sha256) ||
+            env_str(ld, o, "private_key", "source.sftp", &sf->private_key) ||
+            env_str(ld, o, "public_key", "source.sftp", &sf->public_key) ||
+            env_str(ld, o, "passphrase", "source.sftp", &sf->passphrase))
+            return -1;
+        if (sf->host_key_sha256) {
+            /* as ssh-keygen -l prints it: "SHA256:" and 43 base64 characters */
+            char *k = sf->host_key_sha256;
+            const char *b = !strncmp(k, "SHA256:", 7) ? k + 7 : k;
+            size_t n = strlen(b);
+            while (n && b[n - 1] == '=')
+                n--;
+            if (n != 43 || strspn(b, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789+/") != n)
+                return bad(ld, "source.sftp.host_key_sha256",
+                           "'" SHOW "' is not a SHA-256 fingerprint like ssh-keygen -l prints "
+                           "(SHA256: and 43 base64 characters)",
+                           k);
+            memmove(k, b, n);
+            k[n] = '\0';
+        }
+        if ((sf->public_key || sf->passphrase) && !sf->private_key)
+            return bad(ld, sf->passphrase ? "source.sftp.passphrase" : "source.sftp.public_key",
+                       "only used with source.sftp.private_key");
+    }
+
+    if (get_obj(ld, src, "s3", "source", &o))
+        return -1;
+    if (o) {
+        struct sl_source_s3 *s3 = &so->s3;
+        bool path_style = false;
+        if (block_scheme(ld, "s3", scheme, "s3", NULL, "s3://") ||
+            check_keys(ld, o, "source.s3", s3_keys) ||
+            env_str(ld, o, "region", "source.s3", &s3->region) ||
+            env_str(ld, o, "endpoint", "source.s3", &s3->endpoint) ||
+            get_bool(ld, o, "path_style", "source.s3", &path_style) ||
+            env_str(ld, o, "access_key_id", "source.s3", &s3->access_key_id) ||
+            env_str(ld, o, "secret_access_key", "source.s3", &s3->secret_access_key) ||
+            env_str(ld, o, "session_token", "source.s3", &s3->session_token))
+            return -1;
+        if (member(o, "path_style"))
+            s3->path_style = path_style;
+        if (s3->region && !strstr(s3->region, "${") &&
+            strspn(s3->region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(s3->region))
+            return bad(ld, "source.s3.region", "'" SHOW "' is not a region like eu-central-1",
+                       s3->region);
+        if (s3->endpoint && !strstr(s3->endpoint, "${") && !is_http_url(s3->endpoint))
+            return bad(ld, "source.s3.endpoint",
+                       "'" SHOW "' is not an http:// or https:// URL with a host", s3->endpoint);
+        if (!s3->access_key_id != !s3->secret_access_key)
+            return bad(
+                ld, s3->access_key_id ? "source.s3.secret_access_key" : "source.s3.access_key_id",
+                "required with source.s3.%s (give both, or neither for "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                s3->access_key_id ? "access_key_id" : "secret_access_key");
+    }
+
+    if (!strcmp(scheme, "s3")) {
+        const char *key = strchr(so->url + 5, '/');
+        if (!key || !key[1])
+            return bad(ld, "source.url", "'" SHOW "' names no object (s3://bucket/key)", so->url);
+    }
+    if (!strcmp(scheme, "s3") && (so->auth_user || so->auth_bearer))
+        return bad(ld, "source.auth",
+                   "not used with s3:// sources (give source.s3.access_key_id and "
+                   "secret_access_key)");
+    if (so->auth_bearer && scheme[0] && strcmp(scheme, "http") && strcmp(scheme, "https"))
+        return bad(ld, "source.auth.bearer",
+                   "only used with http:// and https:// sources (give source.auth.basic)");
+    return 0;
+}
+
 static int parse_source(struct ld *ld, json_t *root)
 {
     static const char *const keys[] = {"url",
@@ -1344,6 +1482,10 @@ static int parse_source(struct ld *ld, json_t *root)
                                        "retries",
                                        "retry_delay",
                                        "max_bytes",
+                                       "ftp",
+                                       "sftp",
+                                       "imap",
+                                       "s3",
                                        NULL};
     static const char *const pag_types[] = {"page", "offset", "cursor", "link", NULL};
     struct sl_source *so = &ld->job->source;
@@ -1389,7 +1531,7 @@ static int parse_source(struct ld *ld, json_t *root)
         if (parse_pagination(ld, o, scheme, (enum sl_pag_type)(v + 1)))
             return -1;
     }
-    if (parse_limits(ld, src))
+    if (parse_limits(ld, src) || parse_remote(ld, src, scheme))
         return -1;
 
     if (get_str(ld, src, "attachment", "source", true, &s))
@@ -2190,6 +2332,17 @@ void sl_job_destroy(struct sl_job *job)
     free(so->pag.param);
     free(so->pag.size_param);
     free(so->pag.path);
+    free(so->ca_file);
+    free(so->sftp.known_hosts);
+    free(so->sftp.host_key_sha256);
+    free(so->sftp.private_key);
+    free(so->sftp.public_key);
+    free(so->sftp.passphrase);
+    free(so->s3.region);
+    free(so->s3.endpoint);
+    free(so->s3.access_key_id);
+    free(so->s3.secret_access_key);
+    free(so->s3.session_token);
 
     free(job->object);
     for (size_t i = 0; i < job->nkey; i++)

@@ -26,9 +26,9 @@
  * embedded mode into <out>/source/. With skip_unchanged, the fetch is
  * conditional when the state store holds the validators (ETag,
  * Last-Modified) of a body whose SHA-256 is that of the last successful
- * run: the server's "not modified" skips the run without a download. Other
- * remote schemes (ftp, sftp, imap, s3) are refused with a clear reason until
- * their source is written: each is one more line in SOURCES.
+ * run: the server's "not modified" skips the run without a download. FTP
+ * and SFTP (source_ftp.c), IMAP attachments (source_imap.c) and S3 objects
+ * (source_s3.c) are sources of the same kind: each is one line in SOURCES.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -57,7 +57,12 @@
 #define SHOWN_MAX  200 /* bytes of a source URL in a message */
 
 /* Remote sources by URL scheme (source.h): a new kind is one more line. */
-static const struct sl_source_ops *const SOURCES[] = {&sl_source_http, NULL};
+extern const struct sl_source_ops sl_source_ftp;  /* ftp (source_ftp.c) */
+extern const struct sl_source_ops sl_source_sftp; /* sftp (source_ftp.c) */
+extern const struct sl_source_ops sl_source_imap; /* imap, imaps (source_imap.c) */
+extern const struct sl_source_ops sl_source_s3;   /* s3 (source_s3.c) */
+static const struct sl_source_ops *const SOURCES[] = {
+    &sl_source_http, &sl_source_ftp, &sl_source_sftp, &sl_source_imap, &sl_source_s3, NULL};
 
 struct fetcher {
     const struct sl_stage_env *env;

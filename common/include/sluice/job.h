@@ -151,6 +151,30 @@ struct sl_source {
     long retry_delay_ms;      /* before the first retry, doubling (with jitter), default 1000 */
     uint64_t max_bytes;       /* bytes of the source (all pages together), default 1 GiB */
     struct sl_pagination pag; /* pagination checked; type SL_PAG_NONE when none */
+    /* ftp (source.ftp) and imap(s) (source.imap): tls requires TLS on a
+     * plain URL (ftp://: explicit AUTH TLS; imap://: STARTTLS); ca_file
+     * verifies the server (NULL: the system's CAs; may hold ${env:NAME}) */
+    bool tls;
+    char *ca_file;
+    long max_messages; /* imap: the newest messages looked at, default 100 */
+    /* sftp (source.sftp); each string may hold ${env:NAME} */
+    struct sl_source_sftp {
+        char *known_hosts;     /* OpenSSH known_hosts; NULL: ~/.ssh/known_hosts */
+        char *host_key_sha256; /* base64 SHA-256 of the host key (no "SHA256:"); NULL none */
+        char *private_key;     /* key file of public-key auth; NULL: password auth */
+        char *public_key;      /* NULL: derived from the private key */
+        char *passphrase;      /* of the private key; NULL none */
+    } sftp;
+    /* s3 (source.s3); each string may hold ${env:NAME} */
+    struct sl_source_s3 {
+        char *region;            /* NULL: $AWS_REGION, $AWS_DEFAULT_REGION, else us-east-1 */
+        char *endpoint;          /* http(s)://host[:port] of an S3-compatible store; NULL: AWS */
+        int path_style;          /* 1: the bucket in the path; 0: in the host; -1: path with
+                                    an endpoint, host on AWS (dotted buckets: path) */
+        char *access_key_id;     /* NULL: ${env:AWS_ACCESS_KEY_ID} */
+        char *secret_access_key; /* NULL: ${env:AWS_SECRET_ACCESS_KEY} */
+        char *session_token;     /* NULL: $AWS_SESSION_TOKEN when set (with the default keys) */
+    } s3;
 };
 
 enum sl_sync { SL_SYNC_UPSERT = 0, SL_SYNC_APPEND, SL_SYNC_MIRROR };
