@@ -14,10 +14,10 @@
 #                 broker keeps only about 5 MiB a partition, and a consumer lagging further
 #                 loses records; the parser can be done with a file before the mapper has
 #                 read a tenth of it, so a raw topic must hold the whole file, ~200 B a row)
-#   --partitioner `keyed` (default): the services' own keys (records by target key), or
-#                 one of librdkafka's partitioners for every producer (SLUICE_KAFKA_CONFIG);
-#                 `random` loses the per-key order, so `duplicates: reject` may keep
-#                 another row of a key than embedded mode does
+#   --partitioner `keyed` (default): the services' own keys, or one of librdkafka's
+#                 partitioners for every producer (SLUICE_KAFKA_CONFIG); it applies to
+#                 tickets, files and runs only: the bus partitions record batches itself,
+#                 by target key
 #   --kafka-config more librdkafka properties for every service (SLUICE_KAFKA_CONFIG),
 #                 e.g. linger.ms=50; default none
 #   --strict      exit 1 when a target is missed or a count is wrong (default: report only)
@@ -486,6 +486,23 @@ for s in "${SERVICES[@]}"; do
     stop_pid "${SVC_PID[$s]}" TERM 10
     unset "SVC_PID[$s]"
 done
+
+# ---- how full the record batches were: Kafka messages per records topic ----
+# (every record of the warm-up and both runs; a message is one RecordBatch)
+declare -A KMSGS=()
+if command -v kcat >/dev/null; then
+    for t in records.raw records.mapped records.valid records.rejected; do
+        KMSGS[$t]=$(timeout 120 kcat -C -b "$BROKERS" -t "sluice.$t" -o beginning -e -q \
+            -f 'x\n' 2>/dev/null | wc -l || echo "?")
+    done
+    RAW_RECS=$((2 * ROWS + 25))
+    echo "== Kafka messages: records.raw ${KMSGS[records.raw]}, records.mapped" \
+        "${KMSGS[records.mapped]}, records.valid ${KMSGS[records.valid]}, records.rejected" \
+        "${KMSGS[records.rejected]}; $RAW_RECS records each on raw and mapped:" \
+        "$(awk -v r="$RAW_RECS" -v m="${KMSGS[records.raw]}" 'BEGIN { if (m > 0) printf "%.0f", r / m; else print "?" }')" \
+        "and $(awk -v r="$RAW_RECS" -v m="${KMSGS[records.mapped]}" 'BEGIN { if (m > 0) printf "%.0f", r / m; else print "?" }')" \
+        "records a message"
+fi
 
 # ---- the baselines: the same rows, typed as the destination, as one CSV -----
 # the demo job's attributes (examples/stores/job.json), store_id its key
