@@ -291,15 +291,40 @@ static void test_commit_and_resume(void **state)
     sl_bus_destroy(bus);
 }
 
-static void test_garbage_goes_to_dead(void **state)
+/* A plain librdkafka producer on the mock cluster (no sluice code). */
+static rd_kafka_t *raw_producer(void)
 {
-    static const char garbage[] = "\xff\xfe not protobuf \x01";
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)),
                      RD_KAFKA_CONF_OK);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     assert_non_null(rk);
+    return rk;
+}
+
+/* A plain librdkafka consumer of sluice.dead from its beginning. */
+static rd_kafka_t *dead_reader(const char *group)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    assert_int_equal(rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, "sluice.dead", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(rk, parts), 0);
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rk;
+}
+
+static void test_garbage_goes_to_dead(void **state)
+{
+    static const char garbage[] = "\xff\xfe not protobuf \x01";
+    rd_kafka_t *rk = raw_producer();
     assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("sluice.records.valid"),
                                        RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_KEY("k", 1),
                                        RD_KAFKA_V_VALUE((void *)garbage, sizeof(garbage) - 1),
@@ -321,17 +346,7 @@ static void test_garbage_goes_to_dead(void **state)
     sl_bus_destroy(bus);
 
     /* The dead-letter topic holds the bytes as they came, with the reason. */
-    conf = rd_kafka_conf_new();
-    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)),
-                     RD_KAFKA_CONF_OK);
-    assert_int_equal(rd_kafka_conf_set(conf, "group.id", "dead-reader", err, sizeof(err)),
-                     RD_KAFKA_CONF_OK);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    assert_non_null(rk);
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(parts, "sluice.dead", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    assert_int_equal(rd_kafka_assign(rk, parts), 0);
-    rd_kafka_topic_partition_list_destroy(parts);
+    rk = dead_reader("dead-reader");
     rd_kafka_message_t *rkm = NULL;
     double until = now_s() + WAIT_S;
     while (now_s() < until) {
@@ -376,12 +391,7 @@ static void test_bad_record_in_batch(void **state)
     assert_int_equal(sl_codec_batch_add(m, &batch), 0);
     sl_msg_unref(m);
 
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)),
-                     RD_KAFKA_CONF_OK);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    assert_non_null(rk);
+    rd_kafka_t *rk = raw_producer();
     assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("sluice.records.mapped"),
                                        RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_KEY("kb", 2),
                                        RD_KAFKA_V_VALUE(batch.data, batch.len),
@@ -417,17 +427,7 @@ static void test_bad_record_in_batch(void **state)
     sl_bus_destroy(bus);
 
     /* the dead-letter topic holds the bad record alone, with its index */
-    conf = rd_kafka_conf_new();
-    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)),
-                     RD_KAFKA_CONF_OK);
-    assert_int_equal(rd_kafka_conf_set(conf, "group.id", "dead-reader-2", err, sizeof(err)),
-                     RD_KAFKA_CONF_OK);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    assert_non_null(rk);
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(parts, "sluice.dead", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    assert_int_equal(rd_kafka_assign(rk, parts), 0);
-    rd_kafka_topic_partition_list_destroy(parts);
+    rk = dead_reader("dead-reader-2");
     bool found = false;
     double until = now_s() + WAIT_S;
     while (!found && now_s() < until) {
