@@ -1,14 +1,20 @@
 /*
  * Wire codec (codec.h): struct sl_msg <-> the protobuf records of
- * proto/sluice.proto, through protobuf-c. The Kafka bus encodes what it sends
- * and decodes what it polls; the in-process bus passes messages as they are.
+ * proto/sluice.proto. The Kafka bus encodes what it sends and decodes what it
+ * polls; the in-process bus passes messages as they are.
  *
- * Encoding builds the protobuf-c structs over the message's own strings, with
- * the few arrays it needs (repeated Field and Problem) in a scratch arena on
- * the stack, and packs straight into the caller's buffer. Decoding unpacks
- * with an allocator that takes memory from the new message's arena, so the
- * decoded strings are used where protobuf-c put them: one malloc per small
- * message, no copies, and everything freed with the message.
+ * Records and rejections, nearly all of the traffic, are written and read by
+ * hand (encode_record, decode_record_wire: one pass for the sizes, one for
+ * the bytes, every decoded string in one arena block). The other kinds go
+ * through protobuf-c, and so do records and rejections in
+ * sl_codec_encode_reference / sl_codec_decode_reference, the reference the
+ * tests hold the hand-written path to (tests/unit/codec_reference.h).
+ *
+ * protobuf-c encoding builds the protobuf-c structs over the message's own
+ * strings, with the few arrays it needs (repeated Field and Problem) in a
+ * scratch arena on the stack, and packs straight into the caller's buffer.
+ * Its decoding unpacks with an allocator that takes memory from the new
+ * message's arena, so the decoded strings are used where protobuf-c put them.
  *
  * Mapping rules: a missing field value (NULL) is Field.missing = true; a
  * problem without a value is has_value = false; an optional string (ticket
@@ -17,8 +23,10 @@
  * as the empty string and comes back as NULL. sl_msg.key is the bus key, not
  * part of the record. Strings must be UTF-8, as proto3 requires.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sluice.pb-c.h"
@@ -29,6 +37,13 @@
 #include "sluice/err.h"
 #include "sluice/log.h"
 #include "sluice/util.h"
+
+/* The protobuf-c path for every kind, records and rejections included: the
+ * reference of the tests and benchmarks (tests/unit/codec_reference.h);
+ * field > 0 encodes as that field of an enclosing message (a batch entry). */
+int sl_codec_encode_reference(const struct sl_msg *m, struct sl_buf *out, unsigned field);
+struct sl_msg *sl_codec_decode_reference(enum sl_msg_kind kind, const void *data, size_t len,
+                                         char *errbuf, size_t errsz);
 
 /* The kind each logical topic carries; "dead" carries any. */
 static const struct {
@@ -135,8 +150,10 @@ static void copy_sha(char dst[65], const char src[65])
     dst[n] = '\0';
 }
 
-/* sl_codec_encode, or as field `field` of an enclosing message (> 0). */
-static int encode(const struct sl_msg *m, struct sl_buf *out, unsigned field)
+/* sl_codec_encode through protobuf-c, or as field `field` of an enclosing
+ * message (> 0): every kind but records and rejections, which encode_record
+ * writes by hand (this path stays as their reference, for the tests). */
+static int encode_pb(const struct sl_msg *m, struct sl_buf *out, unsigned field)
 {
     struct sl_arena scratch;
     const char *bad = NULL;
@@ -302,6 +319,317 @@ static int encode(const struct sl_msg *m, struct sl_buf *out, unsigned field)
 done:
     sl_arena_cleanup(&scratch);
     return rc;
+}
+
+/* ---- records and rejections, by hand ----
+ *
+ * Records and rejections are nearly all of the traffic (every row crosses
+ * Kafka three times), and protobuf-c's descriptor-driven packing and
+ * unpacking, with its strlen calls and allocations, was the largest CPU cost
+ * of the mapper and the validator. So these two are written and read here
+ * directly. The encoder writes exactly the bytes protobuf-c writes (fields in
+ * number order, proto3 defaults omitted, the mapping rules above); the
+ * decoder accepts and refuses exactly what protobuf-c 1.4 followed by
+ * decode_record / decode_rejection does, with the same messages, and skips
+ * unknown fields of every wire type but groups, so that fields added later
+ * stay compatible. tests/unit/test_codec_fast.c and tests/fuzz/fuzz_codec.c
+ * hold both paths to that. */
+
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
+/* What a field number of a Record or Rejection is. */
+enum rec_role {
+    R_UNKNOWN,
+    R_RUN_ID,
+    R_JOB_ID,
+    R_JOB_VERSION,
+    R_ROW,
+    R_SOURCE,
+    R_ATTRIBUTES,
+    R_PROBLEMS,
+    R_KEY,
+    R_DUPLICATE,
+};
+
+/* The layout of a Record or a Rejection (proto/sluice.proto). */
+struct rec_wire {
+    const char *kind;                                     /* in messages */
+    const char *pb_name;                                  /* sluice.<pb_name> */
+    uint8_t source, attributes, problems, key, duplicate; /* field numbers, 0: none */
+    uint8_t role[16];                                     /* enum rec_role by field number */
+};
+
+static const struct rec_wire record_wire = {
+    .kind = "record",
+    .pb_name = "Record",
+    .source = 5,
+    .attributes = 6,
+    .problems = 7,
+    .key = 8,
+    .duplicate = 9,
+    .role = {[1] = R_RUN_ID,
+             [2] = R_JOB_ID,
+             [3] = R_JOB_VERSION,
+             [4] = R_ROW,
+             [5] = R_SOURCE,
+             [6] = R_ATTRIBUTES,
+             [7] = R_PROBLEMS,
+             [8] = R_KEY,
+             [9] = R_DUPLICATE},
+};
+
+static const struct rec_wire rejection_wire = {
+    .kind = "rejection",
+    .pb_name = "Rejection",
+    .source = 5,
+    .problems = 6,
+    .key = 7,
+    .role = {[1] = R_RUN_ID,
+             [2] = R_JOB_ID,
+             [3] = R_JOB_VERSION,
+             [4] = R_ROW,
+             [5] = R_SOURCE,
+             [6] = R_PROBLEMS,
+             [7] = R_KEY},
+};
+
+static const struct rec_wire *rec_wire_of(enum sl_msg_kind kind)
+{
+    return kind == SL_MSG_RECORD ? &record_wire : &rejection_wire;
+}
+
+/* Whether s[0..n) is UTF-8: eight ASCII bytes at a time, sl_utf8_valid from
+ * the first byte that is not ASCII (always the start of a character). */
+static bool utf8_valid(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080u)
+            break;
+    }
+    while (i < n && !(s[i] & 0x80))
+        i++;
+    return i == n || sl_utf8_valid(s + i, n - i);
+}
+
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7)
+        n++;
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    for (; v >= 0x80; v >>= 7)
+        *p++ = (uint8_t)(v | 0x80);
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* The bytes of a string field of n bytes: none when it is empty (proto3). */
+static size_t str_size(size_t n)
+{
+    return n ? 1 + varint_size(n) + n : 0;
+}
+
+static uint8_t *put_str(uint8_t *p, unsigned field, const char *s, size_t n)
+{
+    if (!n)
+        return p;
+    *p++ = (uint8_t)(field << 3 | WT_LEN);
+    p = put_varint(p, n);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* The length of s (0 for NULL, which goes on the wire as ""); names s in
+ * *bad when it is the first string that is not UTF-8. */
+static size_t enc_len(const char *s, const char *what, const char **bad)
+{
+    if (!s)
+        return 0;
+    size_t n = strlen(s);
+    if (!*bad && !utf8_valid(s, n))
+        *bad = what;
+    return n;
+}
+
+/* The size of a Field of name and value lengths l[0], l[1]: a NULL value is
+ * missing = true, no value. */
+static size_t field_size(const struct sl_field *f, const size_t *l)
+{
+    return str_size(l[0]) + (f->value ? str_size(l[1]) : 2);
+}
+
+static size_t problem_size(const struct sl_problem *p, const size_t *l)
+{
+    return str_size(l[0]) + str_size(l[1]) + str_size(l[2]) + str_size(l[3]) + (p->value ? 2 : 0);
+}
+
+/* The bytes of n fields as a repeated Field, their string lengths (name,
+ * value) stored at *lp onwards. */
+static size_t fields_size(const struct sl_field *f, uint32_t n, size_t **lp, const char **bad)
+{
+    size_t size = 0, *l = *lp;
+    for (uint32_t i = 0; i < n; i++, l += 2) {
+        l[0] = enc_len(f[i].name, "field name", bad);
+        l[1] = enc_len(f[i].value, "field value", bad);
+        size_t fs = field_size(&f[i], l);
+        size += 1 + varint_size(fs) + fs;
+    }
+    *lp = l;
+    return size;
+}
+
+static size_t problems_size(const struct sl_problem *p, uint32_t n, size_t **lp, const char **bad)
+{
+    size_t size = 0, *l = *lp;
+    for (uint32_t i = 0; i < n; i++, l += 4) {
+        l[0] = enc_len(p[i].attribute, "problem attribute", bad);
+        l[1] = enc_len(p[i].code, "problem code", bad);
+        l[2] = enc_len(p[i].message, "problem message", bad);
+        l[3] = enc_len(p[i].value, "problem value", bad);
+        size_t ps = problem_size(&p[i], l);
+        size += 1 + varint_size(ps) + ps;
+    }
+    *lp = l;
+    return size;
+}
+
+static uint8_t *put_fields(uint8_t *o, unsigned field, const struct sl_field *f, uint32_t n,
+                           const size_t **lp)
+{
+    const size_t *l = *lp;
+    for (uint32_t i = 0; i < n; i++, l += 2) {
+        *o++ = (uint8_t)(field << 3 | WT_LEN);
+        o = put_varint(o, field_size(&f[i], l));
+        o = put_str(o, 1, f[i].name, l[0]);
+        if (f[i].value) {
+            o = put_str(o, 2, f[i].value, l[1]);
+        } else {
+            *o++ = 3 << 3 | WT_VARINT;
+            *o++ = 1;
+        }
+    }
+    *lp = l;
+    return o;
+}
+
+static uint8_t *put_problems(uint8_t *o, unsigned field, const struct sl_problem *p, uint32_t n,
+                             const size_t **lp)
+{
+    const size_t *l = *lp;
+    for (uint32_t i = 0; i < n; i++, l += 4) {
+        *o++ = (uint8_t)(field << 3 | WT_LEN);
+        o = put_varint(o, problem_size(&p[i], l));
+        o = put_str(o, 1, p[i].attribute, l[0]);
+        o = put_str(o, 2, p[i].code, l[1]);
+        o = put_str(o, 3, p[i].message, l[2]);
+        o = put_str(o, 4, p[i].value, l[3]);
+        if (p[i].value) {
+            *o++ = 5 << 3 | WT_VARINT;
+            *o++ = 1;
+        }
+    }
+    *lp = l;
+    return o;
+}
+
+/* Strings whose lengths fit on the stack (a row of 128 fields); longer rows
+ * take one malloc. */
+#define LENS_STACK 256
+
+/* encode_pb for a record or a rejection, in two passes: the lengths of every
+ * string (strlen and the UTF-8 check, once), hence the exact size, then the
+ * bytes straight into out. */
+static int encode_record(const struct sl_msg *m, struct sl_buf *out, unsigned field)
+{
+    const struct sl_record *r = &m->u.rec;
+    const struct rec_wire *w = rec_wire_of(m->kind);
+    uint32_t nattr = w->attributes ? r->nattr : 0;
+    size_t nlens = 2 * ((size_t)r->nsrc + nattr) + 4 * (size_t)r->nprob;
+    size_t stack_lens[LENS_STACK];
+    size_t *lens = nlens <= LENS_STACK ? stack_lens : malloc(nlens * sizeof(*lens));
+    const char *bad = NULL;
+    int rc = 0;
+
+    if (!lens)
+        return SL_ERR_NOMEM;
+    size_t *l = lens;
+    size_t nrun = enc_len(m->run_id, "run_id", &bad);
+    size_t njob = enc_len(m->job_id, "job_id", &bad);
+    size_t size = str_size(nrun) + str_size(njob);
+    if (m->job_version)
+        size += 1 + varint_size(m->job_version);
+    if (r->row)
+        size += 1 + varint_size(r->row);
+    size += fields_size(r->src, r->nsrc, &l, &bad);
+    size += fields_size(r->attr, nattr, &l, &bad);
+    size += problems_size(r->prob, r->nprob, &l, &bad);
+    size_t nkey = enc_len(r->key, "key", &bad);
+    size += str_size(nkey);
+    bool dup = w->duplicate && r->duplicate;
+    if (dup)
+        size += 2;
+    if (bad) {
+        /* as encode_pb */
+        sl_warn("codec", "cannot encode %s of run %s: %s is not valid UTF-8",
+                sl_msg_kind_str(m->kind), m->run_id ? m->run_id : "(none)", bad);
+        rc = SL_ERR_INVALID;
+        goto done;
+    }
+    /* 16: the entry's tag and length (at most 11 bytes) and the NUL */
+    if (sl_buf_reserve(out, size + 16)) {
+        rc = SL_ERR_NOMEM;
+        goto done;
+    }
+    uint8_t *start = (uint8_t *)out->data + out->len, *o = start;
+    if (field) {
+        *o++ = (uint8_t)(field << 3 | WT_LEN);
+        o = put_varint(o, size);
+    }
+    o = put_str(o, 1, m->run_id, nrun);
+    o = put_str(o, 2, m->job_id, njob);
+    if (m->job_version) {
+        *o++ = 3 << 3 | WT_VARINT;
+        o = put_varint(o, m->job_version);
+    }
+    if (r->row) {
+        *o++ = 4 << 3 | WT_VARINT;
+        o = put_varint(o, r->row);
+    }
+    const size_t *cl = lens;
+    o = put_fields(o, w->source, r->src, r->nsrc, &cl);
+    o = put_fields(o, w->attributes, r->attr, nattr, &cl);
+    o = put_problems(o, w->problems, r->prob, r->nprob, &cl);
+    o = put_str(o, w->key, r->key, nkey);
+    if (dup) {
+        *o++ = (uint8_t)(w->duplicate << 3 | WT_VARINT);
+        *o++ = 1;
+    }
+    out->len += (size_t)(o - start);
+    out->data[out->len] = '\0';
+done:
+    if (lens != stack_lens)
+        free(lens);
+    return rc;
+}
+
+/* sl_codec_encode, or as field `field` of an enclosing message (> 0). */
+static int encode(const struct sl_msg *m, struct sl_buf *out, unsigned field)
+{
+    if (m->kind == SL_MSG_RECORD || m->kind == SL_MSG_REJECTION)
+        return encode_record(m, out, field);
+    return encode_pb(m, out, field);
+}
+
+int sl_codec_encode_reference(const struct sl_msg *m, struct sl_buf *out, unsigned field)
+{
+    return encode_pb(m, out, field);
 }
 
 int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
@@ -587,8 +915,11 @@ static bool decode_run_event(struct sl_msg *m, const Sluice__RunEvent *w, char *
     return true;
 }
 
-struct sl_msg *sl_codec_decode(enum sl_msg_kind kind, const void *data, size_t len, char *errbuf,
-                               size_t errsz)
+/* sl_codec_decode through protobuf-c: every kind but records and rejections,
+ * which decode_record_wire reads by hand (this path stays as their reference,
+ * for the tests). */
+static struct sl_msg *decode_pb(enum sl_msg_kind kind, const void *data, size_t len, char *errbuf,
+                                size_t errsz)
 {
     static const struct {
         const ProtobufCMessageDescriptor *desc;
@@ -647,6 +978,458 @@ struct sl_msg *sl_codec_decode(enum sl_msg_kind kind, const void *data, size_t l
 fail:
     sl_msg_unref(m);
     return NULL;
+}
+
+/* Bytes of the input; n may be 0. */
+struct slice {
+    const uint8_t *p;
+    size_t n;
+};
+
+/* One field of a message being read: its number, wire type, and its bytes
+ * as protobuf-c scans them (v[0..n), for WT_LEN the length prefix of hdr
+ * bytes included). */
+struct wire_item {
+    uint32_t tag;
+    unsigned wt;
+    const uint8_t *v;
+    size_t n, hdr;
+};
+
+static uint64_t varint_value(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) /* n <= 10: bits past 64 drop, as protobuf-c */
+        v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    return v;
+}
+
+/* protobuf-c reads a bool of any wire type: true when any of its bytes
+ * (for WT_LEN, the length prefix too) has a low bit set. */
+static bool wire_bool(const struct wire_item *it)
+{
+    for (size_t i = 0; i < it->n; i++)
+        if (it->v[i] & 0x7f)
+            return true;
+    return false;
+}
+
+static struct slice wire_payload(const struct wire_item *it)
+{
+    return (struct slice){it->v + it->hdr, it->n - it->hdr};
+}
+
+/* The field of p[*at..len) (*at < len) into *it, *at past it; false when the
+ * bytes are not a field as protobuf-c reads them: a tag of more than 5 bytes
+ * or of field number 0 in one byte, a varint of more than 10 bytes, a length
+ * of more than 5 bytes or past the end, a value cut short, a group (wire
+ * types 3 and 4) or wire type 6 or 7. */
+static bool next_item_any(const uint8_t *p, size_t len, size_t *at, struct wire_item *it)
+{
+    size_t i = *at, rem = len - i;
+    uint8_t b = p[i];
+    it->wt = b & 7;
+    if (!(b & 0x80)) {
+        it->tag = b >> 3;
+        if (!it->tag)
+            return false;
+        i++;
+    } else {
+        /* protobuf-c takes a longer tag of number 0 for an unknown field */
+        uint32_t tag = (b & 0x7f) >> 3;
+        size_t max = rem < 5 ? rem : 5, k = 1;
+        for (unsigned shift = 4; k < max; k++, shift += 7) {
+            tag |= (uint32_t)(p[i + k] & 0x7f) << shift;
+            if (!(p[i + k] & 0x80))
+                break;
+        }
+        if (k >= max)
+            return false;
+        it->tag = tag;
+        i += k + 1;
+    }
+    rem = len - i;
+    it->v = p + i;
+    it->hdr = 0;
+    switch (it->wt) {
+    case WT_VARINT: {
+        size_t max = rem < 10 ? rem : 10, k = 0;
+        while (k < max && (p[i + k] & 0x80))
+            k++;
+        if (k >= max)
+            return false;
+        it->n = k + 1;
+        break;
+    }
+    case WT_I64:
+    case WT_I32:
+        it->n = it->wt == WT_I64 ? 8 : 4;
+        if (rem < it->n)
+            return false;
+        break;
+    case WT_LEN: {
+        size_t max = rem < 5 ? rem : 5, k = 0;
+        uint64_t v = 0;
+        for (; k < max; k++) {
+            v |= (uint64_t)(p[i + k] & 0x7f) << (7 * k);
+            if (!(p[i + k] & 0x80))
+                break;
+        }
+        if (k >= max || v > INT_MAX || v > rem - (k + 1))
+            return false;
+        it->hdr = k + 1;
+        it->n = k + 1 + (size_t)v;
+        break;
+    }
+    default:
+        return false;
+    }
+    *at = i + it->n;
+    return true;
+}
+
+/* next_item_any, inline for what nearly every field is: a tag of one byte
+ * and a length (under 128) or a varint of one byte. */
+static inline bool next_item(const uint8_t *p, size_t len, size_t *at, struct wire_item *it)
+{
+    size_t i = *at;
+    if (len - i >= 2 && p[i] >= 8 && p[i] < 0x80 && p[i + 1] < 0x80) {
+        unsigned wt = p[i] & 7;
+        size_t n = wt == WT_LEN ? 1 + (size_t)p[i + 1] : 1;
+        if ((wt == WT_LEN || wt == WT_VARINT) && n <= len - i - 1) {
+            it->tag = p[i] >> 3;
+            it->wt = wt;
+            it->v = p + i + 1;
+            it->n = n;
+            it->hdr = wt == WT_LEN;
+            *at = i + 1 + n;
+            return true;
+        }
+    }
+    return next_item_any(p, len, at, it);
+}
+
+/* Whether the C string the bytes make (up to a NUL, as decode_pb sees them)
+ * is UTF-8. */
+static bool utf8_cstr(struct slice s)
+{
+    if (utf8_valid((const char *)s.p, s.n))
+        return true;
+    const uint8_t *z = memchr(s.p, 0, s.n);
+    return z && utf8_valid((const char *)s.p, (size_t)(z - s.p));
+}
+
+/* Whether the C string the bytes make is "". */
+static bool cstr_empty(struct slice s)
+{
+    return !s.n || !s.p[0];
+}
+
+/* Where a decoded message's strings go: one arena block of len + 1 bytes for
+ * an input of len. That is enough: each non-empty string of n bytes takes
+ * n + 1 here and at least n + 2 of the input (tag, length, bytes), and the
+ * strings kept are in disjoint parts of the input (the last of a repeated
+ * field only). Empty strings are the constant "". */
+struct str_space {
+    char *p, *end;
+};
+
+/* A NUL-terminated copy of s; NULL only if the space were too small, which
+ * the sizing above rules out. */
+static const char *take_str(struct str_space *sp, struct slice s)
+{
+    if (!s.n)
+        return "";
+    if ((size_t)(sp->end - sp->p) <= s.n)
+        return NULL;
+    char *d = sp->p;
+    memcpy(d, s.p, s.n);
+    d[s.n] = '\0';
+    sp->p += s.n + 1;
+    return d;
+}
+
+/* take_str and utf8_cstr in one pass: the copy, eight bytes at a time,
+ * notes any byte that is not ASCII, and only a string with one is checked by
+ * utf8_cstr. *utf8: whether the string is UTF-8. */
+static const char *take_str_utf8(struct str_space *sp, struct slice s, bool *utf8)
+{
+    *utf8 = true;
+    if (!s.n)
+        return "";
+    if ((size_t)(sp->end - sp->p) <= s.n)
+        return NULL;
+    char *d = sp->p;
+    uint64_t bits = 0;
+    size_t i = 0;
+    for (; s.n - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, s.p + i, 8);
+        memcpy(d + i, &w, 8);
+        bits |= w;
+    }
+    for (; i < s.n; i++) {
+        d[i] = (char)s.p[i];
+        bits |= s.p[i];
+    }
+    d[s.n] = '\0';
+    sp->p += s.n + 1;
+    if (bits & 0x8080808080808080u)
+        *utf8 = utf8_cstr(s);
+    return d;
+}
+
+static const uint8_t no_bytes[1];
+
+struct wire_field {
+    struct slice name, value;
+    bool missing;
+};
+
+/* A Field message in; false when it is not one. Plain locals, not slices
+ * stored and reloaded whole: that costs a store-forwarding stall a field. */
+static bool read_field(struct slice in, struct wire_field *f)
+{
+    const uint8_t *np = no_bytes, *vp = no_bytes;
+    size_t nn = 0, vn = 0;
+    bool missing = false;
+    for (size_t at = 0; at < in.n;) {
+        struct wire_item it;
+        if (!next_item(in.p, in.n, &at, &it))
+            return false;
+        if (it.tag == 1 || it.tag == 2) {
+            if (it.wt != WT_LEN)
+                return false;
+            if (it.tag == 1) {
+                np = it.v + it.hdr;
+                nn = it.n - it.hdr;
+            } else {
+                vp = it.v + it.hdr;
+                vn = it.n - it.hdr;
+            }
+        } else if (it.tag == 3) {
+            missing = wire_bool(&it);
+        }
+    }
+    f->name.p = np;
+    f->name.n = nn;
+    f->value.p = vp;
+    f->value.n = vn;
+    f->missing = missing;
+    return true;
+}
+
+struct wire_problem {
+    struct slice s[4]; /* attribute, code, message, value */
+    bool has_value;
+};
+
+static bool read_problem(struct slice in, struct wire_problem *pr)
+{
+    const uint8_t *sp[4] = {no_bytes, no_bytes, no_bytes, no_bytes};
+    size_t sn[4] = {0, 0, 0, 0};
+    bool has_value = false;
+    for (size_t at = 0; at < in.n;) {
+        struct wire_item it;
+        if (!next_item(in.p, in.n, &at, &it))
+            return false;
+        if (it.tag >= 1 && it.tag <= 4) {
+            if (it.wt != WT_LEN)
+                return false;
+            sp[it.tag - 1] = it.v + it.hdr;
+            sn[it.tag - 1] = it.n - it.hdr;
+        } else if (it.tag == 5) {
+            has_value = wire_bool(&it);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        pr->s[i].p = sp[i];
+        pr->s[i].n = sn[i];
+    }
+    pr->has_value = has_value;
+    return true;
+}
+
+static enum rec_role role_of(const struct rec_wire *w, uint32_t tag)
+{
+    return tag < 16 ? (enum rec_role)w->role[tag] : R_UNKNOWN;
+}
+
+/* decode_pb for a record or a rejection, in two passes over the bytes: the
+ * record's own fields and the number of entries of each list, then, into one
+ * arena block for the lists and every string, the entries. The checks are
+ * decode_record's, in its order, after those of the wire (protobuf-c reads
+ * the whole message before decode_record looks at it). */
+static struct sl_msg *decode_record_wire(enum sl_msg_kind kind, const uint8_t *data, size_t len,
+                                         char *errbuf, size_t errsz)
+{
+    const struct rec_wire *w = rec_wire_of(kind);
+    const char *k = w->kind;
+    struct slice run = {no_bytes, 0}, job = run, key = run;
+    uint32_t job_version = 0;
+    uint64_t row = 0;
+    bool dup = false;
+    size_t nsrc = 0, nattr = 0, nprob = 0, lists_at = len;
+    struct wire_item it;
+    struct sl_msg *m = NULL;
+
+    if (!len)
+        data = no_bytes;
+    for (size_t at = 0; at < len;) {
+        size_t here = at;
+        if (!next_item(data, len, &at, &it))
+            goto bad_wire;
+        enum rec_role ro = role_of(w, it.tag);
+        switch (ro) {
+        case R_RUN_ID:
+        case R_JOB_ID:
+        case R_KEY:
+            if (it.wt != WT_LEN)
+                goto bad_wire;
+            *(ro == R_RUN_ID ? &run : ro == R_JOB_ID ? &job : &key) = wire_payload(&it);
+            break;
+        case R_JOB_VERSION:
+        case R_ROW:
+            if (it.wt != WT_VARINT)
+                goto bad_wire;
+            if (ro == R_ROW)
+                row = varint_value(it.v, it.n);
+            else
+                job_version = (uint32_t)varint_value(it.v, it.n);
+            break;
+        case R_SOURCE:
+        case R_ATTRIBUTES:
+        case R_PROBLEMS:
+            if (it.wt != WT_LEN)
+                goto bad_wire;
+            (*(ro == R_SOURCE ? &nsrc : ro == R_ATTRIBUTES ? &nattr : &nprob))++;
+            if (lists_at == len)
+                lists_at = here;
+            break;
+        case R_DUPLICATE:
+            dup = wire_bool(&it);
+            break;
+        case R_UNKNOWN:
+            break;
+        }
+    }
+    if (nsrc > UINT32_MAX || nattr > UINT32_MAX || nprob > UINT32_MAX) {
+        sl_seterr(errbuf, errsz, SL_ERR_PARSE, "cannot decode %s: too many %s", k,
+                  nprob > UINT32_MAX ? "problems" : "fields");
+        return NULL;
+    }
+
+    m = sl_msg_new(kind, NULL, NULL, 0);
+    size_t need = (nsrc + nattr) * sizeof(struct sl_field) + nprob * sizeof(struct sl_problem);
+    char *block = m ? sl_arena_alloc(&m->arena, need + len + 1) : NULL;
+    if (!block) {
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "cannot decode %s: out of memory", k);
+        goto fail;
+    }
+    struct sl_field *src = (struct sl_field *)(void *)block, *attr = src + nsrc;
+    struct sl_problem *prob = (struct sl_problem *)(void *)(attr + nattr);
+    struct str_space sp = {(char *)(prob + nprob), block + need + len + 1};
+    const char *bad[3] = {NULL, NULL, NULL}; /* the first of source, attributes, problems */
+    size_t is = 0, ia = 0, ip = 0;
+    for (size_t at = lists_at; at < len;) {
+        if (!next_item(data, len, &at, &it))
+            goto bad_wire;
+        enum rec_role ro = role_of(w, it.tag);
+        if (ro == R_SOURCE || ro == R_ATTRIBUTES) {
+            struct wire_field f;
+            if (!read_field(wire_payload(&it), &f) || (ro == R_SOURCE ? is >= nsrc : ia >= nattr))
+                goto bad_wire;
+            struct sl_field *o = ro == R_SOURCE ? &src[is++] : &attr[ia++];
+            bool nu, vu;
+            o->name = take_str_utf8(&sp, f.name, &nu);
+            if (f.missing) {
+                o->value = NULL;
+                vu = utf8_cstr(f.value); /* checked all the same */
+            } else if (!(o->value = take_str_utf8(&sp, f.value, &vu))) {
+                goto bad_wire;
+            }
+            if (!o->name)
+                goto bad_wire;
+            const char **b = &bad[ro == R_SOURCE ? 0 : 1];
+            if (!*b && !(nu && vu))
+                *b = nu ? "a field value" : "a field name";
+        } else if (ro == R_PROBLEMS) {
+            static const char *const pwhat[4] = {"a problem attribute", "a problem code",
+                                                 "a problem message", "a problem value"};
+            struct wire_problem pr;
+            if (!read_problem(wire_payload(&it), &pr) || ip >= nprob)
+                goto bad_wire;
+            struct sl_problem *o = &prob[ip++];
+            bool u[4] = {true, true, true, true};
+            /* an attribute "" as a C string is UTF-8 and means the row */
+            o->attribute = cstr_empty(pr.s[0]) ? "_row" : take_str_utf8(&sp, pr.s[0], &u[0]);
+            o->code = take_str_utf8(&sp, pr.s[1], &u[1]);
+            o->message = take_str_utf8(&sp, pr.s[2], &u[2]);
+            if (pr.has_value) {
+                o->value = take_str_utf8(&sp, pr.s[3], &u[3]);
+            } else {
+                o->value = NULL;
+                u[3] = utf8_cstr(pr.s[3]); /* checked all the same */
+            }
+            if (!o->attribute || !o->code || !o->message || (pr.has_value && !o->value))
+                goto bad_wire;
+            for (int i = 0; i < 4 && !bad[2]; i++)
+                if (!u[i])
+                    bad[2] = pwhat[i];
+        }
+    }
+
+    /* decode_ids, then the key, then the lists in order */
+    const char *what = !utf8_cstr(run) ? "run_id" : !utf8_cstr(job) ? "job_id" : NULL;
+    if (!what && (cstr_empty(job) || cstr_empty(run))) {
+        sl_seterr(errbuf, errsz, SL_ERR_PARSE, "cannot decode %s: it has no %s", k,
+                  cstr_empty(job) ? "job_id" : "run_id");
+        goto fail;
+    }
+    if (!what && !utf8_cstr(key))
+        what = "key";
+    for (int i = 0; i < 3 && !what; i++)
+        what = bad[i];
+    if (what) {
+        sl_seterr(errbuf, errsz, SL_ERR_PARSE, "cannot decode %s: %s is not valid UTF-8", k, what);
+        goto fail;
+    }
+    struct sl_record *r = &m->u.rec;
+    m->run_id = take_str(&sp, run);
+    m->job_id = take_str(&sp, job);
+    m->job_version = job_version;
+    r->row = row;
+    r->key = cstr_empty(key) ? NULL : take_str(&sp, key);
+    r->duplicate = dup;
+    if (!m->run_id || !m->job_id || (!cstr_empty(key) && !r->key))
+        goto bad_wire;
+    r->src = nsrc ? src : NULL;
+    r->nsrc = r->csrc = (uint32_t)nsrc;
+    r->attr = nattr ? attr : NULL;
+    r->nattr = r->cattr = (uint32_t)nattr;
+    r->prob = nprob ? prob : NULL;
+    r->nprob = r->cprob = (uint32_t)nprob;
+    return m;
+bad_wire:
+    sl_seterr(errbuf, errsz, SL_ERR_PARSE,
+              "cannot decode %s: %zu bytes are not a valid sluice.%s protobuf", k, len, w->pb_name);
+fail:
+    sl_msg_unref(m);
+    return NULL;
+}
+
+struct sl_msg *sl_codec_decode(enum sl_msg_kind kind, const void *data, size_t len, char *errbuf,
+                               size_t errsz)
+{
+    if ((kind == SL_MSG_RECORD || kind == SL_MSG_REJECTION) && (data || !len))
+        return decode_record_wire(kind, data, len, errbuf, errsz);
+    return decode_pb(kind, data, len, errbuf, errsz);
+}
+
+struct sl_msg *sl_codec_decode_reference(enum sl_msg_kind kind, const void *data, size_t len,
+                                         char *errbuf, size_t errsz)
+{
+    return decode_pb(kind, data, len, errbuf, errsz);
 }
 
 enum sl_msg_kind sl_codec_topic_kind(const char *topic)
