@@ -38,13 +38,6 @@
 #include "sluice/log.h"
 #include "sluice/util.h"
 
-/* The protobuf-c path for every kind, records and rejections included: the
- * reference of the tests and benchmarks (tests/unit/codec_reference.h);
- * field > 0 encodes as that field of an enclosing message (a batch entry). */
-int sl_codec_encode_reference(const struct sl_msg *m, struct sl_buf *out, unsigned field);
-struct sl_msg *sl_codec_decode_reference(enum sl_msg_kind kind, const void *data, size_t len,
-                                         char *errbuf, size_t errsz);
-
 /* The kind each logical topic carries; "dead" carries any. */
 static const struct {
     const char *topic;

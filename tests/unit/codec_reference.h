@@ -13,15 +13,8 @@
 #include <string.h>
 
 #include "sluice/buf.h"
+#include "sluice/codec.h" /* sl_codec_encode_reference, sl_codec_decode_reference */
 #include "sluice/msg.h"
-
-/* sl_codec_encode (field 0) or sl_codec_batch_add (field 1) through
- * protobuf-c, for any kind. */
-int sl_codec_encode_reference(const struct sl_msg *m, struct sl_buf *out, unsigned field);
-
-/* sl_codec_decode through protobuf-c, for any kind. */
-struct sl_msg *sl_codec_decode_reference(enum sl_msg_kind kind, const void *data, size_t len,
-                                         char *errbuf, size_t errsz);
 
 /* Whether two strings are both NULL or equal. */
 static inline int codec_ref_str_same(const char *a, const char *b)

@@ -45,4 +45,11 @@ int sl_codec_batch_next(const void *data, size_t len, size_t *pos, const void **
  * '-' or '_') maps as its logical name. */
 enum sl_msg_kind sl_codec_topic_kind(const char *topic);
 
+/* Tests and benchmarks only: the protobuf-c path, which the hand-written
+ * record and rejection codec must match byte for byte (field as in
+ * sl_codec_batch_add: 0 plain, 1 a batch entry). */
+int sl_codec_encode_reference(const struct sl_msg *m, struct sl_buf *out, unsigned field);
+struct sl_msg *sl_codec_decode_reference(enum sl_msg_kind kind, const void *data, size_t len,
+                                         char *errbuf, size_t errsz);
+
 #endif
