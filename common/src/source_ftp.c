@@ -31,8 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -42,8 +40,6 @@
 #include "sluice/log.h"
 #include "sluice/source.h"
 #include "sluice/util.h"
-
-#define BACKOFF_MAX_MS 60000
 
 /* One fetch: the handle, the expanded settings, the sink. */
 struct xfer {
@@ -57,109 +53,10 @@ struct xfer {
     /* expanded at use (wiped after) */
     char *user, *password, *passphrase;
     char *known_hosts, *private_key, *public_key, *ca_file;
-    /* the sink */
-    int fd;
-    EVP_MD_CTX *md;
-    uint64_t bytes;
-    bool over; /* passed source.max_bytes */
-    int werr;  /* errno of a failed write, 0 none */
+    struct sl_source_body body; /* into req->fd, hashed, within source.max_bytes */
 };
 
-/* ---- small helpers ------------------------------------------------------ */
-
-static void msleep(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) && errno == EINTR)
-        ;
-}
-
-/* The wait before retry n+1 (n from 0): retry_delay doubling up to a
- * minute, a random time between half and all of it. */
-static long backoff_ms(long first, long n)
-{
-    long delay = first;
-    for (long i = 0; i < n && delay < BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    if (delay > BACKOFF_MAX_MS)
-        delay = BACKOFF_MAX_MS;
-    uint32_t r = 0;
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-        r = (uint32_t)time(NULL) * 2654435761u;
-    return delay / 2 + (delay > 1 ? (long)(r % (uint32_t)(delay - delay / 2 + 1)) : 0);
-}
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
-/* Expands the option s (may be NULL) of field into *out. 0, or
- * SL_ERR_INVALID naming the field. */
-static int expand(const char *s, const char *field, char **out, char *errbuf, size_t errsz)
-{
-    char err[256] = "";
-    *out = NULL;
-    if (!s)
-        return 0;
-    if (!(*out = sl_env_expand(s, err, sizeof(err))))
-        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s", field, err);
-    return 0;
-}
-
-/* The last path segment of url, percent-decoded, as a plain file name (no
- * control characters, no leading dots, valid UTF-8) into out ("" none). */
-static void name_from_url(const char *url, char *out, size_t sz)
-{
-    CURLU *u = curl_url();
-    char *path = NULL;
-    out[0] = '\0';
-    if (u && !curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) &&
-        !curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE)) {
-        const char *seg = strrchr(path, '/');
-        seg = seg ? seg + 1 : path;
-        size_t o = 0;
-        for (; *seg && o + 1 < sz && o < 200; seg++) {
-            unsigned char c = (unsigned char)*seg;
-            if (c < 0x20 || c == 0x7f || c == '\\' || ((c == '.' || c == ' ') && o == 0))
-                continue;
-            out[o++] = (char)c;
-        }
-        while (o && !sl_utf8_valid(out, o))
-            o--;
-        out[o] = '\0';
-    }
-    curl_free(path);
-    curl_url_cleanup(u);
-}
-
-/* ---- libcurl callbacks -------------------------------------------------- */
-
-static size_t on_data(char *data, size_t size, size_t nmemb, void *ud)
-{
-    struct xfer *x = ud;
-    size_t n = size * nmemb;
-    if (n > x->src->max_bytes - x->bytes) {
-        x->over = true;
-        return 0;
-    }
-    for (size_t off = 0; off < n;) {
-        ssize_t w = write(x->fd, data + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            x->werr = w < 0 ? errno : EIO;
-            return 0;
-        }
-        off += (size_t)w;
-    }
-    EVP_DigestUpdate(x->md, data, n);
-    x->bytes += n;
-    return n;
-}
+/* ---- the SSH host key -------------------------------------------------- */
 
 static const char *key_type(enum curl_khtype t)
 {
@@ -261,10 +158,14 @@ static int setup_sftp(struct xfer *x, char *errbuf, size_t errsz)
 {
     const struct sl_source_sftp *sf = &x->src->sftp;
     int rc;
-    if ((rc = expand(sf->known_hosts, "source.sftp.known_hosts", &x->known_hosts, errbuf, errsz)) ||
-        (rc = expand(sf->private_key, "source.sftp.private_key", &x->private_key, errbuf, errsz)) ||
-        (rc = expand(sf->public_key, "source.sftp.public_key", &x->public_key, errbuf, errsz)) ||
-        (rc = expand(sf->passphrase, "source.sftp.passphrase", &x->passphrase, errbuf, errsz)))
+    if ((rc = sl_source_expand(sf->known_hosts, NULL, "source.sftp.known_hosts", &x->known_hosts,
+                               errbuf, errsz)) ||
+        (rc = sl_source_expand(sf->private_key, NULL, "source.sftp.private_key", &x->private_key,
+                               errbuf, errsz)) ||
+        (rc = sl_source_expand(sf->public_key, NULL, "source.sftp.public_key", &x->public_key,
+                               errbuf, errsz)) ||
+        (rc = sl_source_expand(sf->passphrase, NULL, "source.sftp.passphrase", &x->passphrase,
+                               errbuf, errsz)))
         return rc;
     if (!x->known_hosts && !sf->host_key_sha256) {
         const char *home = getenv("HOME");
@@ -321,14 +222,15 @@ static int setup(struct xfer *x, char *errbuf, size_t errsz)
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "cannot create a libcurl handle");
     if ((rc = sl_curl_setup(x->c, &o, &x->ctx, errbuf, errsz)))
         return rc;
-    if ((rc = expand(src->auth_user, "source.auth.basic.user", &x->user, errbuf, errsz)) ||
-        (rc =
-             expand(src->auth_password, "source.auth.basic.password", &x->password, errbuf, errsz)))
+    if ((rc = sl_source_expand(src->auth_user, NULL, "source.auth.basic.user", &x->user, errbuf,
+                               errsz)) ||
+        (rc = sl_source_expand(src->auth_password, NULL, "source.auth.basic.password", &x->password,
+                               errbuf, errsz)))
         return rc;
     SET(CURLOPT_URL, x->req->url);
     SET(CURLOPT_ERRORBUFFER, x->curl_err);
-    SET(CURLOPT_WRITEFUNCTION, on_data);
-    SET(CURLOPT_WRITEDATA, x);
+    SET(CURLOPT_WRITEFUNCTION, sl_source_body_write);
+    SET(CURLOPT_WRITEDATA, &x->body);
     /* a transfer that stalls for a minute is dead, whatever source.timeout says */
     SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
     SET(CURLOPT_LOW_SPEED_TIME, 60L);
@@ -346,7 +248,8 @@ static int setup(struct xfer *x, char *errbuf, size_t errsz)
         SET(CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
         SET(CURLOPT_FTPSSLAUTH, (long)CURLFTPAUTH_TLS);
     }
-    if ((rc = expand(src->ca_file, "source.ftp.ca_file", &x->ca_file, errbuf, errsz)))
+    if ((rc = sl_source_expand(src->ca_file, NULL, "source.ftp.ca_file", &x->ca_file, errbuf,
+                               errsz)))
         return rc;
     if (x->ca_file) {
         if ((rc = readable(x->ca_file, "source.ftp.ca_file", errbuf, errsz)))
@@ -358,33 +261,22 @@ static int setup(struct xfer *x, char *errbuf, size_t errsz)
 
 /* ---- the transfer ------------------------------------------------------- */
 
-/* One attempt. 0, or an sl_err with errbuf set and *transient telling
- * whether another attempt may do better. */
-static int attempt(struct xfer *x, bool *transient, char *errbuf, size_t errsz)
+/* One attempt (sl_source_attempt_fn of a struct xfer). */
+static int attempt(void *ud, bool *transient, long *wait_ms, char *errbuf, size_t errsz)
 {
+    struct xfer *x = ud;
     const char *shown = x->req->shown;
-    *transient = false;
-    x->bytes = 0;
-    x->over = false;
-    x->werr = 0;
+    int rrc;
     x->curl_err[0] = x->ctx.refused[0] = x->hostkey[0] = '\0';
-    if (ftruncate(x->fd, 0) || lseek(x->fd, 0, SEEK_SET) < 0 ||
-        !EVP_DigestInit_ex(x->md, EVP_sha256(), NULL))
-        return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot reset the download file: %s",
-                         strerror(errno));
+    if ((rrc = sl_source_body_reset(&x->body, "the download file", errbuf, errsz)))
+        return rrc;
     CURLcode rc = curl_easy_perform(x->c);
     if (rc == CURLE_OK)
         return 0;
     const char *detail = sl_curl_error(rc, &x->ctx, x->curl_err);
-    if (x->werr)
-        return sl_seterr(errbuf, errsz, SL_ERR_IO, "%s: cannot store the download: %s", shown,
-                         strerror(x->werr));
-    if (x->over || rc == CURLE_FILESIZE_EXCEEDED)
-        return sl_seterr(errbuf, errsz, SL_ERR_LIMIT,
-                         "%s: larger than source.max_bytes (%llu bytes)", shown,
-                         (unsigned long long)x->src->max_bytes);
-    if (x->ctx.refused[0])
-        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s", shown, x->ctx.refused);
+    if ((rrc = sl_source_local_failure(&x->body, &x->ctx, rc, shown, "download", "source.max_bytes",
+                                       x->src->max_bytes, errbuf, errsz)))
+        return rrc;
     if (x->hostkey[0])
         return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s", shown, x->hostkey);
     switch (rc) {
@@ -411,32 +303,15 @@ static int attempt(struct xfer *x, bool *transient, char *errbuf, size_t errsz)
         return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
                          "%s: the server does not offer TLS, which source.ftp.tls requires (%s)",
                          shown, detail);
-    case CURLE_OPERATION_TIMEDOUT:
-        *transient = true;
-        return sl_seterr(errbuf, errsz, SL_ERR_TIMEOUT, "%s: %s (source.timeout)", shown, detail);
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_FTP_ACCEPT_TIMEOUT:
-    case CURLE_FTP_CANT_GET_HOST:
-    case CURLE_FTP_WEIRD_PASV_REPLY:
-    case CURLE_FTP_WEIRD_227_FORMAT:
-        *transient = true;
-        return sl_seterr(errbuf, errsz, SL_ERR_RETRY, "%s: %s", shown, detail);
     default:
-        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s", shown, detail);
+        return sl_source_curl_failure(rc, &x->ctx, x->curl_err, shown, transient, errbuf, errsz);
     }
 }
 
 static int ftp_fetch(const struct sl_fetch_req *req, struct sl_fetch_res *res, char *errbuf,
                      size_t errsz)
 {
-    struct xfer x = {.req = req, .src = req->src, .fd = req->fd};
-    char msg[1024];
+    struct xfer x = {.req = req, .src = req->src};
     int rc = 0;
     memset(res, 0, sizeof(*res));
     x.ctx.guard = req->guard;
@@ -446,52 +321,26 @@ static int ftp_fetch(const struct sl_fetch_req *req, struct sl_fetch_res *res, c
                        req->shown);
         goto out;
     }
-    if (!(x.md = EVP_MD_CTX_new())) {
+    if (sl_source_body_init(&x.body, req->fd, true, req->src->max_bytes)) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = setup(&x, errbuf, errsz)))
+    if ((rc = setup(&x, errbuf, errsz)) ||
+        (rc = sl_source_attempts(x.src, attempt, &x, errbuf, errsz)))
         goto out;
-    for (long n = 0;; n++) {
-        bool transient;
-        rc = attempt(&x, &transient, msg, sizeof(msg));
-        if (rc == 0)
-            break;
-        if (!transient || n >= x.src->retries) {
-            if (n > 0 && transient)
-                sl_seterr(errbuf, errsz, rc, "%s (after %ld attempts)", msg, n + 1);
-            else
-                sl_seterr(errbuf, errsz, rc, "%s", msg);
-            goto out;
-        }
-        long delay = backoff_ms(x.src->retry_delay_ms, n);
-        sl_info("fetcher", "%s; retrying in %ld ms (attempt %ld of %ld)", msg, delay, n + 2,
-                x.src->retries + 1);
-        msleep(delay);
-    }
-    unsigned char dig[EVP_MAX_MD_SIZE];
-    unsigned dl = 0;
-    EVP_DigestFinal_ex(x.md, dig, &dl);
-    sl_hex(dig, 32, res->sha256);
-    res->bytes = x.bytes;
+    sl_source_body_result(&x.body, res);
     res->pages = 1;
-    name_from_url(req->url, res->file_name, sizeof(res->file_name));
+    sl_source_name_from_url(req->url, res->file_name, sizeof(res->file_name));
 out:
-    if (x.c) {
-        /* libcurl keeps copies of the credentials in the handle until here */
-        curl_easy_setopt(x.c, CURLOPT_USERNAME, NULL);
-        curl_easy_setopt(x.c, CURLOPT_PASSWORD, NULL);
-        curl_easy_setopt(x.c, CURLOPT_KEYPASSWD, NULL);
-        curl_easy_cleanup(x.c);
-    }
-    wipe_free(x.user);
-    wipe_free(x.password);
-    wipe_free(x.passphrase);
+    sl_source_curl_free(x.c);
+    sl_source_wipe_free(x.user);
+    sl_source_wipe_free(x.password);
+    sl_source_wipe_free(x.passphrase);
     free(x.known_hosts);
     free(x.private_key);
     free(x.public_key);
     free(x.ca_file);
-    EVP_MD_CTX_free(x.md);
+    sl_source_body_cleanup(&x.body);
     return rc;
 }
 

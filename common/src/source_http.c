@@ -26,17 +26,13 @@
  * and more than max_pages pages fail the run.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "sluice/buf.h"
 #include "sluice/err.h"
@@ -52,14 +48,8 @@
 #define MAX_REDIRECTS     5
 #define PAGE_MAX          (64u << 20) /* bytes of one page, held in memory */
 #define RETRY_AFTER_MAX_S 300         /* longer Retry-After: the run fails */
-#define BACKOFF_MAX_MS    60000
-#define ERRBODY_MAX       160   /* bytes of an error answer quoted in a message */
-#define DISCARD_MAX       65536 /* bytes of an error or redirect body read at all */
 #define JSON_DEPTH_MAX    512
 #define LINK_MAX          8192
-
-/* What one attempt came to. */
-enum outcome { OK, RETRY, FAIL };
 
 /* A fetch: the handle, the request's headers, and the response being read. */
 struct http {
@@ -74,76 +64,31 @@ struct http {
     char origin[512];         /* scheme://host:port of the source URL */
     char *cur_url;            /* the URL of the last request (after redirects) */
 
+    /* the request being made (request()) */
+    const char *url;
+    bool cond;        /* with the validators */
+    const char *what; /* names it in messages */
+
     /* the response */
-    long status;
-    char reason[64];
-    char etag[SL_VALIDATOR_MAX];
-    char last_modified[64];
-    char content_type[128];
+    struct sl_source_head head;
     char disposition[512];
     char retry_after[64];
     char *link_next; /* Link: rel="next" (malloc'ed), NULL none */
 
-    /* the body: into fd (fd >= 0) or mem */
-    int fd;
-    struct sl_buf mem;
-    EVP_MD_CTX *md;
-    uint64_t bytes, cap;
+    /* the body: into the file (a single fetch) or memory (a page), within
+     * body.cap */
+    struct sl_source_body body;
     const char *cap_what; /* the limit's name and size, for the message */
     uint64_t cap_shown;
-    bool over; /* the body passed cap */
-    int werr;  /* errno of a failed write, 0 none */
-    char errbody[ERRBODY_MAX + 1];
-    size_t nerrbody, discarded;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static void msleep(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) && errno == EINTR)
-        ;
-}
 
 static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t rnd32(void)
-{
-    uint32_t r = 0;
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-        r = (uint32_t)now_ms() * 2654435761u;
-    return r;
-}
-
-/* Copies header value v (n bytes, trimmed) into out[sz]; control
- * characters become nothing. */
-static void copy_value(char *out, size_t sz, const char *v, size_t n)
-{
-    while (n && (*v == ' ' || *v == '\t')) {
-        v++;
-        n--;
-    }
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n'))
-        n--;
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < sz; i++)
-        if ((unsigned char)v[i] >= 0x20 && v[i] != 0x7f)
-            out[o++] = v[i];
-    out[o] = '\0';
-}
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
 }
 
 /* "scheme://host:port" of url into out (lowercase), or "" when it does not
@@ -167,59 +112,6 @@ static void origin_of(const char *url, char *out, size_t n)
     curl_url_cleanup(u);
 }
 
-/* A plain file name from s (n bytes): its last path segment, without
- * control characters, leading dots or spaces, at most 200 bytes of valid
- * UTF-8; "" when nothing is left. */
-static void plain_name(const char *s, size_t n, char *out, size_t sz)
-{
-    for (size_t i = n; i > 0; i--) {
-        if (s[i - 1] == '/' || s[i - 1] == '\\') {
-            s += i;
-            n -= i;
-            break;
-        }
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < sz && o < 200; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || ((c == '.' || c == ' ') && o == 0))
-            continue;
-        out[o++] = (char)c;
-    }
-    while (o && !sl_utf8_valid(out, o))
-        o--; /* a character cut at the end */
-    while (o && out[o - 1] == ' ')
-        o--;
-    out[o] = '\0';
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Percent-decodes s[0..n) into out[sz] ("%2F" stays a '/': plain_name drops
- * what comes before). */
-static size_t pct_decode(const char *s, size_t n, char *out, size_t sz)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < sz; i++) {
-        int h, l;
-        if (s[i] == '%' && i + 2 < n && (h = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (l = hexval((unsigned char)s[i + 2])) >= 0) {
-            out[o++] = (char)(h * 16 + l);
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    return o;
-}
-
 /* The file name of Content-Disposition d (filename*= first, then
  * filename=), or "" into out. */
 static void name_from_disposition(const char *d, char *out, size_t sz)
@@ -232,9 +124,9 @@ static void name_from_disposition(const char *d, char *out, size_t sz)
         const char *q1 = strchr(p, '\''), *q2 = q1 ? strchr(q1 + 1, '\'') : NULL;
         if (q1 && q2 && (!strncasecmp(p, "utf-8'", 6) || !strncasecmp(p, "iso-8859-1'", 11))) {
             size_t n = strcspn(q2 + 1, "; \t");
-            n = pct_decode(q2 + 1, n, raw, sizeof(raw));
+            n = sl_source_pct_decode(q2 + 1, n, raw, sizeof(raw));
             if (!strncasecmp(p, "utf-8'", 6) && sl_utf8_valid(raw, n)) {
-                plain_name(raw, n, out, sz);
+                sl_source_plain_name(raw, n, out, sz);
                 if (out[0])
                     return;
             }
@@ -258,28 +150,9 @@ static void name_from_disposition(const char *d, char *out, size_t sz)
         }
         raw[o] = '\0';
         if (sl_utf8_valid(raw, o))
-            plain_name(raw, o, out, sz);
+            sl_source_plain_name(raw, o, out, sz);
         return;
     }
-}
-
-/* The last path segment of url, percent-decoded, into out ("" none). */
-static void name_from_url(const char *url, char *out, size_t sz)
-{
-    CURLU *u = curl_url();
-    char *path = NULL;
-    out[0] = '\0';
-    if (u && !curl_url_set(u, CURLUPART_URL, url, 0) &&
-        !curl_url_get(u, CURLUPART_PATH, &path, 0)) {
-        const char *seg = strrchr(path, '/');
-        seg = seg ? seg + 1 : path;
-        char raw[512];
-        size_t n = pct_decode(seg, strlen(seg), raw, sizeof(raw));
-        if (sl_utf8_valid(raw, n))
-            plain_name(raw, n, out, sz);
-    }
-    curl_free(path);
-    curl_url_cleanup(u);
 }
 
 /* Resolves ref against base (an absolute URL, or one relative to base) into
@@ -378,45 +251,21 @@ static char *link_next(const char *v)
 static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
 {
     struct http *h = ud;
-    size_t n = size * nitems;
-    if (n >= 5 && !strncmp(line, "HTTP/", 5)) {
-        h->status = 0;
-        h->reason[0] = h->etag[0] = h->last_modified[0] = h->content_type[0] = '\0';
+    size_t n = size * nitems, vl = 0;
+    const char *v;
+    if (sl_source_head_line(&h->head, line, n)) {
         h->disposition[0] = h->retry_after[0] = '\0';
         free(h->link_next);
         h->link_next = NULL;
-        const char *sp = memchr(line, ' ', n);
-        if (sp) {
-            h->status = strtol(sp + 1, NULL, 10);
-            const char *rs = memchr(sp + 1, ' ', n - (size_t)(sp + 1 - line));
-            if (rs)
-                copy_value(h->reason, sizeof(h->reason), rs + 1, n - (size_t)(rs + 1 - line));
-        }
-        return n;
-    }
-    const char *colon = memchr(line, ':', n);
-    if (!colon)
-        return n;
-    size_t kl = (size_t)(colon - line), vl = n - kl - 1;
-    const char *v = colon + 1;
-#define IS(name) (kl == sizeof(name) - 1 && !strncasecmp(line, name, kl))
-    /* a validator too long to keep whole is not kept at all */
-    if (IS("etag") && vl < sizeof(h->etag))
-        copy_value(h->etag, sizeof(h->etag), v, vl);
-    else if (IS("last-modified") && vl < sizeof(h->last_modified))
-        copy_value(h->last_modified, sizeof(h->last_modified), v, vl);
-    else if (IS("content-type"))
-        copy_value(h->content_type, sizeof(h->content_type), v, vl);
-    else if (IS("content-disposition"))
-        copy_value(h->disposition, sizeof(h->disposition), v, vl);
-    else if (IS("retry-after"))
-        copy_value(h->retry_after, sizeof(h->retry_after), v, vl);
-    else if (IS("link") && !h->link_next && vl < LINK_MAX) {
+    } else if ((v = sl_source_header(line, n, "content-disposition", &vl))) {
+        sl_source_copy_value(h->disposition, sizeof(h->disposition), v, vl);
+    } else if ((v = sl_source_header(line, n, "retry-after", &vl))) {
+        sl_source_copy_value(h->retry_after, sizeof(h->retry_after), v, vl);
+    } else if ((v = sl_source_header(line, n, "link", &vl)) && !h->link_next && vl < LINK_MAX) {
         char buf[LINK_MAX];
-        copy_value(buf, sizeof(buf), v, vl);
+        sl_source_copy_value(buf, sizeof(buf), v, vl);
         h->link_next = link_next(buf);
     }
-#undef IS
     return n;
 }
 
@@ -426,138 +275,74 @@ static bool ok_status(long s)
 }
 
 /* The body: a 2xx answer's into the sink (hashed, within cap), any other's
- * first bytes kept for the message and the rest read up to DISCARD_MAX. */
+ * first bytes kept for the message. */
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     struct http *h = ud;
-    size_t n = size * nmemb;
-    if (!ok_status(h->status)) {
-        size_t k = ERRBODY_MAX - h->nerrbody < n ? ERRBODY_MAX - h->nerrbody : n;
-        memcpy(h->errbody + h->nerrbody, data, k);
-        h->nerrbody += k;
-        h->errbody[h->nerrbody] = '\0';
-        h->discarded += n;
-        return h->discarded > DISCARD_MAX ? 0 : n;
-    }
-    if (n > h->cap - h->bytes) {
-        h->over = true;
-        return 0;
-    }
-    if (h->fd >= 0) {
-        for (size_t off = 0; off < n;) {
-            ssize_t w = write(h->fd, data + off, n - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                h->werr = w < 0 ? errno : EIO;
-                return 0;
-            }
-            off += (size_t)w;
-        }
-        EVP_DigestUpdate(h->md, data, n);
-    } else if (sl_buf_append(&h->mem, data, n)) {
-        h->werr = ENOMEM;
-        return 0;
-    }
-    h->bytes += n;
-    return n;
+    return ok_status(h->head.status) ? sl_source_body_put(&h->body, data, size * nmemb)
+                                     : sl_source_body_error(&h->body, data, size * nmemb);
 }
 
 /* ---- requests ----------------------------------------------------------- */
+
+/* Appends the header "name: PREFIXvalue" ("name;" when that is empty) to
+ * the origin's list, value being the option of field with ${env:NAME}
+ * expanded. 0 or an sl_err with errbuf naming the field. */
+static int add_header(struct http *h, const char *field, const char *name, const char *prefix,
+                      const char *value, char *errbuf, size_t errsz)
+{
+    char line[8192], *v = NULL;
+    int rc = sl_source_expand(value, NULL, field, &v, errbuf, errsz);
+    if (rc)
+        return rc;
+    if (strpbrk(v, "\r\n"))
+        rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: the expanded value has a line break",
+                       field);
+    /* "Name;" sends an empty header; "Name:" would remove it */
+    else if (snprintf(line, sizeof(line), prefix[0] || v[0] ? "%s: %s%s" : "%s;%s%s", name, prefix,
+                      v) >= (int)sizeof(line))
+        rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: too long", field);
+    else {
+        struct curl_slist *l = curl_slist_append(h->own, line);
+        if (l)
+            h->own = l;
+        else
+            rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    }
+    explicit_bzero(line, sizeof(line));
+    sl_source_wipe_free(v);
+    return rc;
+}
 
 /* Expands the job's headers and credentials into h (the origin's header list
  * and the one for others). 0 or an sl_err with errbuf set. */
 static int build_headers(struct http *h, char *errbuf, size_t errsz)
 {
     const struct sl_source *src = h->src;
-    char line[8192], err[256] = "";
+    char field[1024];
     int rc = 0;
     static const char ua[] = "User-Agent: sluice/" SLUICE_VERSION;
     if (!(h->own = curl_slist_append(NULL, ua)) || !(h->other = curl_slist_append(NULL, ua)))
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < src->nheaders && rc == 0; i++) {
-        char *v = sl_env_expand(src->headers[i].value, err, sizeof(err));
-        if (!v) {
-            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "source.headers.%s: %s",
-                           src->headers[i].name, err);
-            break;
-        }
-        if (strpbrk(v, "\r\n"))
-            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
-                           "source.headers.%s: the expanded value has a line break",
-                           src->headers[i].name);
-        /* "Name;" sends an empty header; "Name:" would remove it */
-        else if (snprintf(line, sizeof(line), v[0] ? "%s: %s" : "%s;", src->headers[i].name, v) >=
-                 (int)sizeof(line))
-            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "source.headers.%s: too long",
-                           src->headers[i].name);
-        else {
-            struct curl_slist *l = curl_slist_append(h->own, line);
-            if (l)
-                h->own = l;
-            else
-                rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-        }
-        explicit_bzero(line, sizeof(line));
-        wipe_free(v);
+        snprintf(field, sizeof(field), "source.headers.%s", src->headers[i].name);
+        rc = add_header(h, field, src->headers[i].name, "", src->headers[i].value, errbuf, errsz);
     }
-    if (rc == 0 && src->auth_bearer) {
-        char *v = sl_env_expand(src->auth_bearer, err, sizeof(err));
-        if (!v)
-            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "source.auth.bearer: %s", err);
-        else if (strpbrk(v, "\r\n"))
-            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
-                           "source.auth.bearer: the expanded value has a line break");
-        else if (snprintf(line, sizeof(line), "Authorization: Bearer %s", v) >= (int)sizeof(line))
-            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "source.auth.bearer: too long");
-        else {
-            struct curl_slist *l = curl_slist_append(h->own, line);
-            if (l)
-                h->own = l;
-            else
-                rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-        }
-        explicit_bzero(line, sizeof(line));
-        wipe_free(v);
-    }
-    if (rc == 0 && src->auth_user) {
-        if (!(h->user = sl_env_expand(src->auth_user, err, sizeof(err))))
-            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "source.auth.basic.user: %s", err);
-        else if (!(h->password = sl_env_expand(src->auth_password, err, sizeof(err))))
-            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "source.auth.basic.password: %s", err);
-    }
+    if (rc == 0 && src->auth_bearer)
+        rc = add_header(h, "source.auth.bearer", "Authorization", "Bearer ", src->auth_bearer,
+                        errbuf, errsz);
+    if (rc == 0 && src->auth_user &&
+        (rc = sl_source_expand(src->auth_user, NULL, "source.auth.basic.user", &h->user, errbuf,
+                               errsz)) == 0)
+        rc = sl_source_expand(src->auth_password, NULL, "source.auth.basic.password", &h->password,
+                              errbuf, errsz);
     return rc;
 }
-
-/* Resets the sink for a new body. */
-static int sink_reset(struct http *h, char *errbuf, size_t errsz)
-{
-    h->bytes = 0;
-    h->over = false;
-    h->werr = 0;
-    h->nerrbody = h->discarded = 0;
-    h->errbody[0] = '\0';
-    if (h->fd < 0) {
-        sl_buf_reset(&h->mem);
-        return 0;
-    }
-    if (ftruncate(h->fd, 0) || lseek(h->fd, 0, SEEK_SET) < 0 ||
-        !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL))
-        return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot reset the download file: %s",
-                         strerror(errno));
-    return 0;
-}
-
-/* Why an attempt failed, into errbuf; *rc its sl_err. */
-struct fail {
-    int rc;
-    long retry_after_ms; /* the server's wish, -1 none */
-};
 
 /* The error answer's first line, printable, for a message ("" none). */
 static const char *errbody_line(struct http *h)
 {
-    char *p = h->errbody;
+    char *p = h->body.errbody;
     size_t n = strcspn(p, "\r\n");
     p[n] = '\0';
     for (char *q = p; *q; q++)
@@ -583,31 +368,32 @@ static long retry_after_s(const char *v)
     return t > now ? (long)(t - now) : 0;
 }
 
-/* One attempt at url: a GET that follows up to MAX_REDIRECTS redirects,
- * with the job's headers only for the source's origin and the validators
- * (cond) only on the first request. The body goes to the sink. OK with
- * h->status 2xx or 304; RETRY or FAIL with errbuf and f set. what names the
- * request in messages ("https://x/a.csv", "page 3 of https://..."). */
-static enum outcome attempt(struct http *h, const char *url, bool cond, const char *what,
-                            struct fail *f, char *errbuf, size_t errsz)
+/* One attempt at h->url (sl_source_attempt_fn of a struct http): a GET
+ * that follows up to MAX_REDIRECTS redirects, with the job's headers only
+ * for the source's origin and the validators (h->cond) only on the first
+ * request. The body goes to the sink. 0 with h->head.status 2xx or 304.
+ * h->what names the request in messages ("https://x/a.csv", "page 3 of
+ * https://..."). */
+static int attempt(void *ud, bool *transient, long *wait_ms, char *errbuf, size_t errsz)
 {
+    struct http *h = ud;
     const struct sl_source *src = h->src;
-    char *cur = strdup(url);
+    const char *what = h->what;
+    int rc = sl_source_body_reset(&h->body, "the download file", errbuf, errsz);
+    if (rc)
+        return rc;
+    char *cur = strdup(h->url);
     int64_t deadline = now_ms() + src->timeout * 1000;
-    enum outcome out = FAIL;
-    f->rc = SL_ERR_INVALID;
-    f->retry_after_ms = -1;
-    if (!cur) {
-        f->rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-        return FAIL;
-    }
+    rc = SL_ERR_INVALID;
+    if (!cur)
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     for (int hop = 0;; hop++) {
         char origin[512];
         origin_of(cur, origin, sizeof(origin));
         bool own = origin[0] && !strcmp(origin, h->origin);
         struct curl_slist *cl = NULL, *hdrs = own ? h->own : h->other;
         char line[SL_VALIDATOR_MAX + 32];
-        if (cond && hop == 0) {
+        if (h->cond && hop == 0) {
             /* copies of the list's head: the conditional lines go in front */
             if (h->req->etag && h->req->etag[0]) {
                 snprintf(line, sizeof(line), "If-None-Match: %s", h->req->etag);
@@ -620,7 +406,7 @@ static enum outcome attempt(struct http *h, const char *url, bool cond, const ch
             for (struct curl_slist *s = hdrs; s && cl; s = s->next)
                 cl = curl_slist_append(cl, s->data);
             if (!cl) {
-                f->rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+                rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
                 break;
             }
             hdrs = cl;
@@ -628,12 +414,12 @@ static enum outcome attempt(struct http *h, const char *url, bool cond, const ch
         long left = (long)(deadline - now_ms());
         if (left <= 0) {
             curl_slist_free_all(cl);
-            f->rc = sl_seterr(errbuf, errsz, SL_ERR_TIMEOUT,
-                              "%s: no answer within source.timeout (%ld s)", what, src->timeout);
-            out = RETRY;
+            rc = sl_seterr(errbuf, errsz, SL_ERR_TIMEOUT,
+                           "%s: no answer within source.timeout (%ld s)", what, src->timeout);
+            *transient = true;
             break;
         }
-        h->status = 0;
+        h->head.status = 0;
         h->curl_err[0] = '\0';
         h->ctx.refused[0] = '\0';
         curl_easy_setopt(h->c, CURLOPT_URL, cur);
@@ -642,49 +428,31 @@ static enum outcome attempt(struct http *h, const char *url, bool cond, const ch
         curl_easy_setopt(h->c, CURLOPT_PASSWORD, own && h->password ? h->password : NULL);
         curl_easy_setopt(h->c, CURLOPT_HTTPAUTH, own && h->user ? CURLAUTH_BASIC : CURLAUTH_NONE);
         curl_easy_setopt(h->c, CURLOPT_TIMEOUT_MS, left);
-        CURLcode rc = curl_easy_perform(h->c);
+        CURLcode crc = curl_easy_perform(h->c);
         curl_slist_free_all(cl);
         free(h->cur_url);
         h->cur_url = cur;
         cur = NULL;
-        if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && !ok_status(h->status) && h->status &&
-                                !h->werr && !h->over)) {
-            if (h->werr) {
-                f->rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "%s: cannot store the body: %s", what,
-                                  strerror(h->werr));
-            } else if (h->over || rc == CURLE_FILESIZE_EXCEEDED) {
-                f->rc = sl_seterr(errbuf, errsz, SL_ERR_LIMIT, "%s: larger than %s (%llu bytes)",
-                                  what, h->cap_what, (unsigned long long)h->cap_shown);
-            } else if (h->ctx.refused[0]) {
-                f->rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s", what, h->ctx.refused);
-            } else {
-                bool transient = rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT ||
-                                 rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_RECV_ERROR ||
-                                 rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
-                                 rc == CURLE_PARTIAL_FILE || rc == CURLE_HTTP2 ||
-                                 rc == CURLE_HTTP2_STREAM || rc == CURLE_SSL_CONNECT_ERROR;
-                f->rc = sl_seterr(errbuf, errsz,
-                                  rc == CURLE_OPERATION_TIMEDOUT ? SL_ERR_TIMEOUT
-                                  : transient                    ? SL_ERR_RETRY
-                                                                 : SL_ERR_INVALID,
-                                  "%s: %s%s", what, sl_curl_error(rc, &h->ctx, h->curl_err),
-                                  rc == CURLE_OPERATION_TIMEDOUT ? " (source.timeout)" : "");
-                out = transient ? RETRY : FAIL;
-            }
+        if (crc != CURLE_OK && !(crc == CURLE_WRITE_ERROR && !ok_status(h->head.status) &&
+                                 h->head.status && !h->body.werr && !h->body.over)) {
+            if (!(rc = sl_source_local_failure(&h->body, &h->ctx, crc, what, "body", h->cap_what,
+                                               h->cap_shown, errbuf, errsz)))
+                rc = sl_source_curl_failure(crc, &h->ctx, h->curl_err, what, transient, errbuf,
+                                            errsz);
             break;
         }
-        long st = h->status;
+        long st = h->head.status;
         if (st == 301 || st == 302 || st == 303 || st == 307 || st == 308) {
             char *loc = NULL;
             curl_easy_getinfo(h->c, CURLINFO_REDIRECT_URL, &loc);
             if (!loc) {
-                f->rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
-                                  "%s: HTTP %ld redirect without a Location", what, st);
+                rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                               "%s: HTTP %ld redirect without a Location", what, st);
                 break;
             }
             if (hop + 1 > MAX_REDIRECTS) {
-                f->rc = sl_seterr(errbuf, errsz, SL_ERR_LIMIT, "%s: more than %d redirects", what,
-                                  MAX_REDIRECTS);
+                rc = sl_seterr(errbuf, errsz, SL_ERR_LIMIT, "%s: more than %d redirects", what,
+                               MAX_REDIRECTS);
                 break;
             }
             char lo[512];
@@ -692,40 +460,38 @@ static enum outcome attempt(struct http *h, const char *url, bool cond, const ch
             if (strncmp(lo, "http://", 7) && strncmp(lo, "https://", 8)) {
                 char shown[256];
                 sl_url_redact(loc, shown, sizeof(shown));
-                f->rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
-                                  "%s: redirect to '%.200s' refused (only http and https)", what,
-                                  shown);
+                rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                               "%s: redirect to '%.200s' refused (only http and https)", what,
+                               shown);
                 break;
             }
             if (!strncmp(h->cur_url, "https:", 6) && !strncmp(lo, "http://", 7)) {
-                f->rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
-                                  "%s: redirect from https to plain http (%s) refused", what, lo);
+                rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                               "%s: redirect from https to plain http (%s) refused", what, lo);
                 break;
             }
             if (!(cur = strdup(loc))) {
-                f->rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+                rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
                 break;
             }
-            if ((f->rc = sink_reset(h, errbuf, errsz)) != 0)
+            if ((rc = sl_source_body_reset(&h->body, "the download file", errbuf, errsz)) != 0)
                 break;
             continue;
         }
-        if (ok_status(st) || (st == 304 && cond)) {
-            out = OK;
-            f->rc = 0;
+        if (ok_status(st) || (st == 304 && h->cond)) {
+            rc = 0;
             break;
         }
         const char *body = errbody_line(h);
         long ra = retry_after_s(h->retry_after);
-        bool transient =
-            st == 408 || st == 429 || (st >= 500 && st <= 599 && st != 501 && st != 505);
-        f->rc = sl_seterr(errbuf, errsz, transient ? SL_ERR_RETRY : SL_ERR_INVALID,
-                          "%s: HTTP %ld%s%s%s%.120s%s", what, st, h->reason[0] ? " " : "",
-                          h->reason, body[0] ? " (" : "", body, body[0] ? ")" : "");
+        bool again = st == 408 || st == 429 || (st >= 500 && st <= 599 && st != 501 && st != 505);
+        rc = sl_seterr(errbuf, errsz, again ? SL_ERR_RETRY : SL_ERR_INVALID,
+                       "%s: HTTP %ld%s%s%s%.120s%s", what, st, h->head.reason[0] ? " " : "",
+                       h->head.reason, body[0] ? " (" : "", body, body[0] ? ")" : "");
         if (st == 304)
             sl_seterr(errbuf, errsz, SL_ERR_INVALID,
                       "%s: HTTP 304 Not Modified to a request that asked for no validators", what);
-        if (transient && ra >= 0) {
+        if (again && ra >= 0) {
             if (ra > RETRY_AFTER_MAX_S) {
                 size_t l = strlen(errbuf);
                 snprintf(errbuf + l, errsz - l,
@@ -733,48 +499,25 @@ static enum outcome attempt(struct http *h, const char *url, bool cond, const ch
                          ra, RETRY_AFTER_MAX_S);
                 break;
             }
-            f->retry_after_ms = ra * 1000;
+            *wait_ms = ra * 1000;
         }
-        out = transient ? RETRY : FAIL;
+        *transient = again;
         break;
     }
     free(cur);
-    return out;
+    return rc;
 }
 
-/* attempt() with the job's retries: backoff from retry_delay, doubling, a
- * random share of it (full jitter in its upper half), or the server's
- * Retry-After. 0 (h->status 2xx or 304), or the last failure's sl_err. */
+/* attempt() with the job's retries (sl_source_attempts: backoff, or the
+ * server's Retry-After): url with the validators when cond, what naming it
+ * in messages. 0 (h->head.status 2xx or 304), or the last failure's sl_err. */
 static int request(struct http *h, const char *url, bool cond, const char *what, char *errbuf,
                    size_t errsz)
 {
-    const struct sl_source *src = h->src;
-    char msg[1024];
-    for (long n = 0;; n++) {
-        struct fail f;
-        int rc = sink_reset(h, errbuf, errsz);
-        if (rc)
-            return rc;
-        enum outcome o = attempt(h, url, cond, what, &f, msg, sizeof(msg));
-        if (o == OK)
-            return 0;
-        if (o == FAIL || n >= src->retries) {
-            if (n > 0 && o == RETRY)
-                return sl_seterr(errbuf, errsz, f.rc, "%s (after %ld attempts)", msg, n + 1);
-            return sl_seterr(errbuf, errsz, f.rc, "%s", msg);
-        }
-        long delay = src->retry_delay_ms;
-        for (long i = 0; i < n && delay < BACKOFF_MAX_MS; i++)
-            delay *= 2;
-        if (delay > BACKOFF_MAX_MS)
-            delay = BACKOFF_MAX_MS;
-        delay = delay / 2 + (delay > 1 ? (long)(rnd32() % (uint32_t)(delay - delay / 2 + 1)) : 0);
-        if (f.retry_after_ms >= 0)
-            delay = f.retry_after_ms;
-        sl_info("fetcher", "%s; retrying in %ld ms (attempt %ld of %ld)", msg, delay, n + 2,
-                src->retries + 1);
-        msleep(delay);
-    }
+    h->url = url;
+    h->cond = cond;
+    h->what = what;
+    return sl_source_attempts(h->src, attempt, h, errbuf, errsz);
 }
 
 /* ---- pages: a small JSON scanner ---------------------------------------- */
@@ -801,7 +544,7 @@ static const char *scan_string(const char *p, const char *e)
                 return NULL;
             if (*p == 'u') {
                 for (int i = 1; i <= 4; i++)
-                    if (p + i >= e || hexval((unsigned char)p[i]) < 0)
+                    if (p + i >= e || !isxdigit((unsigned char)p[i]))
                         return NULL;
                 p += 4;
             } else if (!strchr("\"\\/bfnrt", *p)) {
@@ -954,30 +697,19 @@ static const char *json_kind(char c)
 /* ---- pages: the assembled document -------------------------------------- */
 
 struct blob {
-    int fd;
-    EVP_MD_CTX *md;
-    uint64_t bytes, cap;
+    struct sl_source_body out; /* req->fd, hashed, within source.max_bytes */
     uint64_t records;
 };
 
 static int blob_put(struct blob *b, const char *p, size_t n, char *errbuf, size_t errsz)
 {
-    if (n > b->cap - b->bytes)
+    if (sl_source_body_put(&b->out, p, n) == n)
+        return 0;
+    if (b->out.over)
         return sl_seterr(errbuf, errsz, SL_ERR_LIMIT,
                          "the pages together are larger than source.max_bytes (%llu bytes)",
-                         (unsigned long long)b->cap);
-    for (size_t off = 0; off < n;) {
-        ssize_t w = write(b->fd, p + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot store the pages: %s",
-                             strerror(w < 0 ? errno : EIO));
-        off += (size_t)w;
-    }
-    EVP_DigestUpdate(b->md, p, n);
-    b->bytes += n;
-    return 0;
+                         (unsigned long long)b->out.cap);
+    return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot store the pages: %s", strerror(b->out.werr));
 }
 
 /* The opening (or closing) of the document around the records: one object
@@ -1104,20 +836,19 @@ static int fetch_pages(struct http *h, struct sl_fetch_res *res, char *errbuf, s
     const struct sl_source *src = h->src;
     const struct sl_pagination *pg = &src->pag;
     const char *records = src->json_records ? src->json_records : src->records;
-    struct blob b = {.fd = h->req->fd, .cap = src->max_bytes};
+    struct blob b = {.records = 0};
     char what[400];
     char *next = NULL;     /* the URL of the next page */
     uint64_t *seen = NULL; /* hashes of the cursors or links followed */
     long page_no = pg->start, offset = pg->start;
     int rc = 0;
-    if (!(b.md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(b.md, EVP_sha256(), NULL) ||
+    if (sl_source_body_init(&b.out, h->req->fd, true, src->max_bytes) ||
         !(seen = calloc((size_t)pg->max_pages + 1, sizeof(*seen)))) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         goto out;
     }
     if ((rc = blob_frame(&b, records, true, errbuf, errsz)))
         goto out;
-    h->fd = -1; /* pages go to memory first */
     next = pg->type == SL_PAG_PAGE || pg->type == SL_PAG_OFFSET ? numbered_url(h, pg->start)
                                                                 : strdup(h->req->url);
     if (!next) {
@@ -1134,21 +865,21 @@ static int fetch_pages(struct http *h, struct sl_fetch_res *res, char *errbuf, s
             goto out;
         }
         snprintf(what, sizeof(what), "page %ld of %s", i + 1, h->req->shown);
-        uint64_t left = src->max_bytes - b.bytes;
-        h->cap = left < PAGE_MAX ? left : PAGE_MAX;
+        uint64_t left = src->max_bytes - b.out.bytes;
+        h->body.cap = left < PAGE_MAX ? left : PAGE_MAX;
         h->cap_what = left < PAGE_MAX ? "source.max_bytes for all pages together" : "a page may be";
         h->cap_shown = left < PAGE_MAX ? src->max_bytes : PAGE_MAX;
         if ((rc = request(h, next, false, what, errbuf, errsz)))
             goto out;
         res->pages++;
-        res->status = h->status;
-        const char *p = h->mem.data ? h->mem.data : "", *e = p + h->mem.len;
+        res->status = h->head.status;
+        const char *p = h->body.mem.data ? h->body.mem.data : "", *e = p + h->body.mem.len;
         const char *ve = scan_value(p, e, 0);
         if (!ve || ws(ve, e) != e) {
             rc = sl_seterr(errbuf, errsz, SL_ERR_PARSE, "%s: the page is not valid JSON%s%.60s",
-                           what, h->content_type[0] ? " (content type " : "",
-                           h->content_type[0] ? h->content_type : "");
-            if (h->content_type[0]) {
+                           what, h->head.content_type[0] ? " (content type " : "",
+                           h->head.content_type[0] ? h->head.content_type : "");
+            if (h->head.content_type[0]) {
                 size_t l = strlen(errbuf);
                 snprintf(errbuf + l, errsz - l, ")");
             }
@@ -1233,14 +964,10 @@ static int fetch_pages(struct http *h, struct sl_fetch_res *res, char *errbuf, s
     }
     if ((rc = blob_frame(&b, records, false, errbuf, errsz)))
         goto out;
-    unsigned char dig[EVP_MAX_MD_SIZE];
-    unsigned dl = 0;
-    EVP_DigestFinal_ex(b.md, dig, &dl);
-    sl_hex(dig, 32, res->sha256);
-    res->bytes = b.bytes;
+    sl_source_body_result(&b.out, res);
     snprintf(res->content_type, sizeof(res->content_type), "application/json");
     char base[256];
-    name_from_url(h->req->url, base, sizeof(base));
+    sl_source_name_from_url(h->req->url, base, sizeof(base));
     size_t bl = strlen(base);
     if (!bl)
         snprintf(res->file_name, sizeof(res->file_name), "pages.json");
@@ -1249,11 +976,11 @@ static int fetch_pages(struct http *h, struct sl_fetch_res *res, char *errbuf, s
     else
         snprintf(res->file_name, sizeof(res->file_name), "%.200s.json", base);
     sl_info("fetcher", "%s: %u pages, %llu records, %llu bytes", h->req->shown, res->pages,
-            (unsigned long long)b.records, (unsigned long long)b.bytes);
+            (unsigned long long)b.records, (unsigned long long)b.out.bytes);
 out:
     free(next);
     free(seen);
-    EVP_MD_CTX_free(b.md);
+    sl_source_body_cleanup(&b.out);
     return rc;
 }
 
@@ -1263,48 +990,46 @@ static int fetch_one(struct http *h, struct sl_fetch_res *res, char *errbuf, siz
 {
     const struct sl_fetch_req *req = h->req;
     bool cond = (req->etag && req->etag[0]) || (req->last_modified && req->last_modified[0]);
-    h->fd = req->fd;
-    h->cap = h->cap_shown = h->src->max_bytes;
+    h->cap_shown = h->body.cap;
     h->cap_what = "source.max_bytes";
-    if (!(h->md = EVP_MD_CTX_new()))
-        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     int rc = request(h, req->url, cond, req->shown, errbuf, errsz);
     if (rc)
         return rc;
-    res->status = h->status;
+    res->status = h->head.status;
     res->pages = 1;
-    if (h->status == 304) {
+    if (h->head.status == 304) {
         res->not_modified = true;
         snprintf(res->etag, sizeof(res->etag), "%s", req->etag ? req->etag : "");
         snprintf(res->last_modified, sizeof(res->last_modified), "%s",
                  req->last_modified ? req->last_modified : "");
+        snprintf(res->not_modified_why, sizeof(res->not_modified_why), "HTTP 304 Not Modified");
         return 0;
     }
-    unsigned char dig[EVP_MAX_MD_SIZE];
-    unsigned dl = 0;
-    EVP_DigestFinal_ex(h->md, dig, &dl);
-    sl_hex(dig, 32, res->sha256);
-    res->bytes = h->bytes;
-    memcpy(res->etag, h->etag, sizeof(res->etag));
-    memcpy(res->last_modified, h->last_modified, sizeof(res->last_modified));
-    memcpy(res->content_type, h->content_type, sizeof(res->content_type));
+    sl_source_body_result(&h->body, res);
+    sl_source_head_result(&h->head, res);
     if (h->disposition[0])
         name_from_disposition(h->disposition, res->file_name, sizeof(res->file_name));
     if (!res->file_name[0])
-        name_from_url(h->cur_url ? h->cur_url : req->url, res->file_name, sizeof(res->file_name));
+        sl_source_name_from_url(h->cur_url ? h->cur_url : req->url, res->file_name,
+                                sizeof(res->file_name));
     if (!res->file_name[0] && h->cur_url)
-        name_from_url(req->url, res->file_name, sizeof(res->file_name));
+        sl_source_name_from_url(req->url, res->file_name, sizeof(res->file_name));
     return 0;
 }
 
 static int http_fetch(const struct sl_fetch_req *req, struct sl_fetch_res *res, char *errbuf,
                       size_t errsz)
 {
-    struct http h = {.req = req, .src = req->src, .fd = -1};
+    struct http h = {.req = req, .src = req->src};
+    bool pages = req->src->pag.type != SL_PAG_NONE;
     memset(res, 0, sizeof(*res));
-    sl_buf_init(&h.mem);
     h.ctx.guard = req->guard;
     int rc = 0;
+    /* a single fetch streams into the file; pages go to memory first */
+    if (sl_source_body_init(&h.body, pages ? -1 : req->fd, !pages, req->src->max_bytes)) {
+        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+        goto out;
+    }
     origin_of(req->url, h.origin, sizeof(h.origin));
     if (!h.origin[0] || (strncmp(h.origin, "http://", 7) && strncmp(h.origin, "https://", 8))) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: not a valid http(s) URL", req->shown);
@@ -1319,7 +1044,7 @@ static int http_fetch(const struct sl_fetch_req *req, struct sl_fetch_res *res, 
         .follow = false, /* here, to keep the job's headers to its origin */
         .connect_timeout = req->src->connect_timeout,
         .timeout = req->src->timeout,
-        .max_bytes = req->src->pag.type ? 0 : req->src->max_bytes,
+        .max_bytes = pages ? 0 : req->src->max_bytes,
     };
     if ((rc = sl_curl_setup(h.c, &o, &h.ctx, errbuf, errsz)) ||
         (rc = build_headers(&h, errbuf, errsz)))
@@ -1333,23 +1058,16 @@ static int http_fetch(const struct sl_fetch_req *req, struct sl_fetch_res *res, 
     /* a transfer that stalls for a minute is dead, whatever source.timeout says */
     curl_easy_setopt(h.c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h.c, CURLOPT_LOW_SPEED_TIME, 60L);
-    rc = req->src->pag.type ? fetch_pages(&h, res, errbuf, errsz)
-                            : fetch_one(&h, res, errbuf, errsz);
+    rc = pages ? fetch_pages(&h, res, errbuf, errsz) : fetch_one(&h, res, errbuf, errsz);
 out:
-    if (h.c) {
-        /* libcurl keeps copies of the credentials in the handle until here */
-        curl_easy_setopt(h.c, CURLOPT_USERNAME, NULL);
-        curl_easy_setopt(h.c, CURLOPT_PASSWORD, NULL);
-        curl_easy_cleanup(h.c);
-    }
+    sl_source_curl_free(h.c);
     curl_slist_free_all(h.own);
     curl_slist_free_all(h.other);
-    wipe_free(h.user);
-    wipe_free(h.password);
+    sl_source_wipe_free(h.user);
+    sl_source_wipe_free(h.password);
     free(h.cur_url);
     free(h.link_next);
-    EVP_MD_CTX_free(h.md);
-    sl_buf_cleanup(&h.mem);
+    sl_source_body_cleanup(&h.body);
     return rc;
 }
 

@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,9 +50,8 @@
 #include "sluice/source.h"
 #include "sluice/util.h"
 
-#define BACKOFF_MAX_MS 60000
-#define LIST_MAX       (64u << 20) /* bytes of the message list held in memory */
-#define MSG_SLACK      (1u << 20)  /* a message may be 2 * max_bytes + this */
+#define LIST_MAX  (64u << 20) /* bytes of the message list held in memory */
+#define MSG_SLACK (1u << 20)  /* a message may be 2 * max_bytes + this */
 
 /* A message of the folder. */
 struct msg {
@@ -72,78 +70,15 @@ struct imap {
     struct sl_curl_ctx ctx;
     char curl_err[CURL_ERROR_SIZE];
     char *user, *password, *ca_file;
-    char *base;        /* the folder's URL, expanded */
-    char folder[256];  /* its name, for messages */
-    const char *glob;  /* source.attachment, or "*" */
-    struct sl_buf mem; /* the sink: memory (fd < 0) */
-    int fd;            /* or a file */
-    uint64_t bytes, cap;
-    bool over;
-    int werr;
+    char *base;                 /* the folder's URL, expanded */
+    char folder[256];           /* its name, for messages */
+    const char *glob;           /* source.attachment, or "*" */
+    struct sl_source_body body; /* the sink of a request: memory, or a file */
+    /* the request being made (request()) */
+    const char *what;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static void msleep(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) && errno == EINTR)
-        ;
-}
-
-static long backoff_ms(long first, long n)
-{
-    long delay = first;
-    for (long i = 0; i < n && delay < BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    if (delay > BACKOFF_MAX_MS)
-        delay = BACKOFF_MAX_MS;
-    uint32_t r = 0;
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-        r = (uint32_t)time(NULL) * 2654435761u;
-    return delay / 2 + (delay > 1 ? (long)(r % (uint32_t)(delay - delay / 2 + 1)) : 0);
-}
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
-static int expand(const char *s, const char *field, char **out, char *errbuf, size_t errsz)
-{
-    char err[256] = "";
-    *out = NULL;
-    if (!s)
-        return 0;
-    if (!(*out = sl_env_expand(s, err, sizeof(err))))
-        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s", field, err);
-    return 0;
-}
-
-/* A plain file name from s: its last path segment, without control
- * characters, leading dots or spaces, at most 200 bytes of valid UTF-8. */
-static void plain_name(const char *s, char *out, size_t sz)
-{
-    const char *seg = s;
-    for (const char *p = s; *p; p++)
-        if (*p == '/' || *p == '\\')
-            seg = p + 1;
-    size_t o = 0;
-    for (; *seg && o + 1 < sz && o < 200; seg++) {
-        unsigned char c = (unsigned char)*seg;
-        if (c < 0x20 || c == 0x7f || ((c == '.' || c == ' ') && o == 0))
-            continue;
-        out[o++] = (char)c;
-    }
-    while (o && !sl_utf8_valid(out, o))
-        o--;
-    while (o && out[o - 1] == ' ')
-        o--;
-    out[o] = '\0';
-}
 
 /* An unlinked temporary file for a message (O_TMPFILE, else mkstemp), or -1. */
 static int temp_file(void)
@@ -171,112 +106,65 @@ static void gmime_start(void)
 
 /* ---- libcurl ------------------------------------------------------------ */
 
-static size_t on_data(char *data, size_t size, size_t nmemb, void *ud)
+/* One attempt at the request of x->what (sl_source_attempt_fn of a struct
+ * imap). */
+static int attempt(void *ud, bool *transient, long *wait_ms, char *errbuf, size_t errsz)
 {
     struct imap *x = ud;
-    size_t n = size * nmemb;
-    if (n > x->cap - x->bytes) {
-        x->over = true;
+    const char *shown = x->req->shown, *what = x->what;
+    int rrc;
+    x->curl_err[0] = x->ctx.refused[0] = '\0';
+    if ((rrc = sl_source_body_reset(&x->body, "a temporary file", errbuf, errsz)))
+        return rrc;
+    CURLcode rc = curl_easy_perform(x->c);
+    if (rc == CURLE_OK)
         return 0;
-    }
-    if (x->fd < 0) {
-        if (sl_buf_append(&x->mem, data, n)) {
-            x->werr = ENOMEM;
-            return 0;
-        }
-    } else {
-        for (size_t off = 0; off < n;) {
-            ssize_t w = write(x->fd, data + off, n - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                x->werr = w < 0 ? errno : EIO;
-                return 0;
-            }
-            off += (size_t)w;
-        }
-    }
-    x->bytes += n;
-    return n;
+    const char *detail = sl_curl_error(rc, &x->ctx, x->curl_err);
+    if (x->body.werr)
+        return sl_seterr(errbuf, errsz, SL_ERR_IO, "%s: %s: cannot store the answer: %s", shown,
+                         what, strerror(x->body.werr));
+    if (x->body.over)
+        return sl_seterr(errbuf, errsz, SL_ERR_LIMIT,
+                         "%s: %s: the answer is larger than %llu bytes%s", shown, what,
+                         (unsigned long long)x->body.cap,
+                         x->body.fd >= 0 ? " (twice source.max_bytes and 1 MiB)" : "");
+    if (x->ctx.refused[0])
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s", shown, x->ctx.refused);
+    if (rc == CURLE_LOGIN_DENIED && strstr(detail, "elect"))
+        return sl_seterr(errbuf, errsz, SL_ERR_NOTFOUND,
+                         "%s: no folder '%s' on the server (or it cannot be opened: %s)", shown,
+                         x->folder, detail);
+    if (rc == CURLE_LOGIN_DENIED)
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                         "%s: login failed (%s): check the user and password in "
+                         "source.auth.basic or the URL",
+                         shown, detail);
+    if (rc == CURLE_REMOTE_FILE_NOT_FOUND)
+        return sl_seterr(errbuf, errsz, SL_ERR_NOTFOUND, "%s: %s: no such message (%s)", shown,
+                         what, detail);
+    if (rc == CURLE_USE_SSL_FAILED)
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                         "%s: the server does not offer STARTTLS, which source.imap.tls "
+                         "requires (%s)",
+                         shown, detail);
+    char where[1024];
+    snprintf(where, sizeof(where), "%s: %s", shown, what);
+    return sl_source_curl_failure(rc, &x->ctx, x->curl_err, where, transient, errbuf, errsz);
 }
 
 /* One request: url with the IMAP command custom (NULL: fetch the message
- * the URL names) into the sink (fd < 0: memory, within cap bytes), retried
- * after transient failures. what names it in messages. 0, or an sl_err with
+ * the URL names) into fd (< 0: memory), within cap bytes, retried after
+ * transient failures. what names it in messages. 0, or an sl_err with
  * errbuf set. */
 static int request(struct imap *x, const char *url, const char *custom, int fd, uint64_t cap,
                    const char *what, char *errbuf, size_t errsz)
 {
-    const char *shown = x->req->shown;
-    char msg[1024];
     curl_easy_setopt(x->c, CURLOPT_URL, url);
     curl_easy_setopt(x->c, CURLOPT_CUSTOMREQUEST, custom);
-    for (long n = 0;; n++) {
-        x->fd = fd;
-        x->cap = cap;
-        x->bytes = 0;
-        x->over = false;
-        x->werr = 0;
-        x->curl_err[0] = x->ctx.refused[0] = '\0';
-        sl_buf_reset(&x->mem);
-        if (fd >= 0 && (ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET) < 0))
-            return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot reset a temporary file: %s",
-                             strerror(errno));
-        CURLcode rc = curl_easy_perform(x->c);
-        if (rc == CURLE_OK)
-            return 0;
-        const char *detail = sl_curl_error(rc, &x->ctx, x->curl_err);
-        bool transient = false;
-        int err;
-        if (x->werr)
-            err = sl_seterr(msg, sizeof(msg), SL_ERR_IO, "%s: %s: cannot store the answer: %s",
-                            shown, what, strerror(x->werr));
-        else if (x->over)
-            err = sl_seterr(msg, sizeof(msg), SL_ERR_LIMIT,
-                            "%s: %s: the answer is larger than %llu bytes%s", shown, what,
-                            (unsigned long long)cap,
-                            fd >= 0 ? " (twice source.max_bytes and 1 MiB)" : "");
-        else if (x->ctx.refused[0])
-            err = sl_seterr(msg, sizeof(msg), SL_ERR_INVALID, "%s: %s", shown, x->ctx.refused);
-        else if (rc == CURLE_LOGIN_DENIED && strstr(detail, "elect"))
-            err = sl_seterr(msg, sizeof(msg), SL_ERR_NOTFOUND,
-                            "%s: no folder '%s' on the server (or it cannot be opened: %s)", shown,
-                            x->folder, detail);
-        else if (rc == CURLE_LOGIN_DENIED)
-            err = sl_seterr(msg, sizeof(msg), SL_ERR_INVALID,
-                            "%s: login failed (%s): check the user and password in "
-                            "source.auth.basic or the URL",
-                            shown, detail);
-        else if (rc == CURLE_REMOTE_FILE_NOT_FOUND)
-            err = sl_seterr(msg, sizeof(msg), SL_ERR_NOTFOUND, "%s: %s: no such message (%s)",
-                            shown, what, detail);
-        else if (rc == CURLE_USE_SSL_FAILED)
-            err = sl_seterr(msg, sizeof(msg), SL_ERR_INVALID,
-                            "%s: the server does not offer STARTTLS, which source.imap.tls "
-                            "requires (%s)",
-                            shown, detail);
-        else if (rc == CURLE_OPERATION_TIMEDOUT) {
-            transient = true;
-            err = sl_seterr(msg, sizeof(msg), SL_ERR_TIMEOUT, "%s: %s: %s (source.timeout)", shown,
-                            what, detail);
-        } else {
-            transient = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-                        rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR ||
-                        rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE ||
-                        rc == CURLE_SSL_CONNECT_ERROR;
-            err = sl_seterr(msg, sizeof(msg), transient ? SL_ERR_RETRY : SL_ERR_INVALID,
-                            "%s: %s: %s", shown, what, detail);
-        }
-        if (!transient || n >= x->src->retries) {
-            if (n > 0 && transient)
-                return sl_seterr(errbuf, errsz, err, "%s (after %ld attempts)", msg, n + 1);
-            return sl_seterr(errbuf, errsz, err, "%s", msg);
-        }
-        long delay = backoff_ms(x->src->retry_delay_ms, n);
-        sl_info("fetcher", "%s; retrying in %ld ms (attempt %ld of %ld)", msg, delay, n + 2,
-                x->src->retries + 1);
-        msleep(delay);
-    }
+    x->body.fd = fd;
+    x->body.cap = cap;
+    x->what = what;
+    return sl_source_attempts(x->src, attempt, x, errbuf, errsz);
 }
 
 /* ---- the message list --------------------------------------------------- */
@@ -463,7 +351,7 @@ static int extract(struct imap *x, int msgfd, const struct msg *m, struct sl_fet
     }
     sl_hex(dig, 32, res->sha256);
     res->bytes = (uint64_t)sb.st_size;
-    plain_name(name, res->file_name, sizeof(res->file_name));
+    sl_source_plain_name(name, strlen(name), res->file_name, sizeof(res->file_name));
     GMimeContentType *ct = g_mime_object_get_content_type(GMIME_OBJECT(f.part));
     char *type = ct ? g_mime_content_type_get_mime_type(ct) : NULL;
     /* application/octet-stream says nothing: the file name tells more */
@@ -553,14 +441,16 @@ static int setup(struct imap *x, char *errbuf, size_t errsz)
     if (!(x->c = curl_easy_init()))
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "cannot create a libcurl handle");
     if ((rc = sl_curl_setup(x->c, &o, &x->ctx, errbuf, errsz)) ||
-        (rc = expand(src->auth_user, "source.auth.basic.user", &x->user, errbuf, errsz)) ||
-        (rc = expand(src->auth_password, "source.auth.basic.password", &x->password, errbuf,
-                     errsz)) ||
-        (rc = expand(src->ca_file, "source.imap.ca_file", &x->ca_file, errbuf, errsz)))
+        (rc = sl_source_expand(src->auth_user, NULL, "source.auth.basic.user", &x->user, errbuf,
+                               errsz)) ||
+        (rc = sl_source_expand(src->auth_password, NULL, "source.auth.basic.password", &x->password,
+                               errbuf, errsz)) ||
+        (rc = sl_source_expand(src->ca_file, NULL, "source.imap.ca_file", &x->ca_file, errbuf,
+                               errsz)))
         return rc;
     curl_easy_setopt(x->c, CURLOPT_ERRORBUFFER, x->curl_err);
-    curl_easy_setopt(x->c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(x->c, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(x->c, CURLOPT_WRITEFUNCTION, sl_source_body_write);
+    curl_easy_setopt(x->c, CURLOPT_WRITEDATA, &x->body);
     curl_easy_setopt(x->c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(x->c, CURLOPT_LOW_SPEED_TIME, 60L);
     if (x->user) {
@@ -601,10 +491,10 @@ static int find_attachment(struct imap *x, const struct msg *m, long n, struct s
              * successful run read, is still the newest that does */
             res->not_modified = true;
             snprintf(res->etag, sizeof(res->etag), "%s", etag);
-            sl_info("fetcher",
-                    "%s: the newest message with an attachment matching '%s' is still "
-                    "UID %lu",
-                    req->shown, x->glob, m[i].uid);
+            snprintf(res->not_modified_why, sizeof(res->not_modified_why),
+                     "the newest message in '%.100s' with an attachment matching '%.100s' is "
+                     "still UID %lu, the one of the last successful run",
+                     x->folder, x->glob, m[i].uid);
             goto out;
         }
         if (m[i].size > msg_cap) {
@@ -670,11 +560,11 @@ out:
 static int imap_fetch(const struct sl_fetch_req *req, struct sl_fetch_res *res, char *errbuf,
                       size_t errsz)
 {
-    struct imap x = {.req = req, .src = req->src, .fd = -1};
+    struct imap x = {.req = req, .src = req->src};
     struct msg *m = NULL;
     int rc;
     memset(res, 0, sizeof(*res));
-    sl_buf_init(&x.mem);
+    sl_source_body_init(&x.body, -1, false, 0); /* fd and cap: request() */
     x.ctx.guard = req->guard;
     x.glob = req->src->attachment ? req->src->attachment : "*";
     pthread_once(&gmime_once, gmime_start);
@@ -685,27 +575,22 @@ static int imap_fetch(const struct sl_fetch_req *req, struct sl_fetch_res *res, 
     if (rc)
         goto out;
     char none[1] = "";
-    long n = parse_list(x.mem.data ? x.mem.data : none, &m);
+    long n = parse_list(x.body.mem.data ? x.body.mem.data : none, &m);
     if (n < 0) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         goto out;
     }
-    sl_buf_cleanup(&x.mem);
+    sl_buf_cleanup(&x.body.mem);
     rc = find_attachment(&x, m, n, res, errbuf, errsz);
     res->pages = 1;
 out:
-    if (x.c) {
-        curl_easy_setopt(x.c, CURLOPT_USERNAME, NULL);
-        curl_easy_setopt(x.c, CURLOPT_PASSWORD, NULL);
-        curl_easy_cleanup(x.c);
-    }
-    wipe_free(x.user);
-    wipe_free(x.password);
+    sl_source_curl_free(x.c);
+    sl_source_wipe_free(x.user);
+    sl_source_wipe_free(x.password);
     free(x.ca_file);
-    if (x.base) /* it may hold a password */
-        wipe_free(x.base);
+    sl_source_wipe_free(x.base); /* it may hold a password */
     free(m);
-    sl_buf_cleanup(&x.mem);
+    sl_source_body_cleanup(&x.body);
     return rc;
 }
 

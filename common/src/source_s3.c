@@ -33,8 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -50,10 +48,7 @@
 #define SLUICE_VERSION "dev"
 #endif
 
-#define BACKOFF_MAX_MS 60000
-#define ERRBODY_MAX    2048  /* bytes of an error answer kept */
-#define DISCARD_MAX    65536 /* bytes of an error answer read at all */
-#define EMPTY_SHA256   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct s3 {
     const struct sl_fetch_req *req;
@@ -64,85 +59,23 @@ struct s3 {
     struct curl_slist *hdrs;
     char *akid, *secret, *token, *endpoint; /* expanded (wiped after) */
     char region[64];
-    char *url; /* the request's */
-    /* the response */
-    long status;
-    char reason[64];
-    char etag[SL_VALIDATOR_MAX];
-    char last_modified[64];
-    char content_type[128];
+    char *url;                  /* the request's */
+    struct sl_source_head head; /* the response */
     char bucket_region[64];
-    /* the body */
-    int fd;
-    EVP_MD_CTX *md;
-    uint64_t bytes;
-    bool over;
-    int werr;
-    char errbody[ERRBODY_MAX + 1];
-    size_t nerrbody, discarded;
+    struct sl_source_body body; /* into req->fd, hashed, within source.max_bytes */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void msleep(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) && errno == EINTR)
-        ;
-}
-
-static long backoff_ms(long first, long n)
-{
-    long delay = first;
-    for (long i = 0; i < n && delay < BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    if (delay > BACKOFF_MAX_MS)
-        delay = BACKOFF_MAX_MS;
-    uint32_t r = 0;
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-        r = (uint32_t)time(NULL) * 2654435761u;
-    return delay / 2 + (delay > 1 ? (long)(r % (uint32_t)(delay - delay / 2 + 1)) : 0);
-}
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
-/* Expands s (the option of field, or its default when s is NULL) into *out;
- * a value with a line break is refused (it goes into a header). */
+/* sl_source_expand(), and a value with a line break is refused (it goes
+ * into a header). */
 static int expand(const char *s, const char *def, const char *field, char **out, char *errbuf,
                   size_t errsz)
 {
-    char err[256] = "";
-    *out = NULL;
-    if (!s && !def)
-        return 0;
-    if (!(*out = sl_env_expand(s ? s : def, err, sizeof(err))))
-        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s%s%s%s", field, err,
-                         s ? "" : " (the default is ", s ? "" : def, s ? "" : ")");
-    if (strpbrk(*out, "\r\n"))
+    int rc = sl_source_expand(s, def, field, out, errbuf, errsz);
+    if (rc == 0 && *out && strpbrk(*out, "\r\n"))
         return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: the value has a line break", field);
-    return 0;
-}
-
-/* Copies header value v (n bytes, trimmed, printable) into out[sz]. */
-static void copy_value(char *out, size_t sz, const char *v, size_t n)
-{
-    while (n && (*v == ' ' || *v == '\t')) {
-        v++;
-        n--;
-    }
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n'))
-        n--;
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < sz; i++)
-        if ((unsigned char)v[i] >= 0x20 && v[i] != 0x7f)
-            out[o++] = v[i];
-    out[o] = '\0';
+    return rc;
 }
 
 /* The text of <tag> in the XML error answer body into out ("" none). */
@@ -154,7 +87,7 @@ static void xml_text(const char *body, const char *tag, char *out, size_t n)
     const char *s = strstr(body, open), *e = s ? strstr(s, close) : NULL;
     out[0] = '\0';
     if (s && e)
-        copy_value(out, n, s + strlen(open), (size_t)(e - s - strlen(open)));
+        sl_source_copy_value(out, n, s + strlen(open), (size_t)(e - s - strlen(open)));
 }
 
 /* ---- libcurl callbacks -------------------------------------------------- */
@@ -162,67 +95,22 @@ static void xml_text(const char *body, const char *tag, char *out, size_t n)
 static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
 {
     struct s3 *x = ud;
-    size_t n = size * nitems;
-    if (n >= 5 && !strncmp(line, "HTTP/", 5)) {
-        x->status = 0;
-        x->reason[0] = x->etag[0] = x->last_modified[0] = x->content_type[0] = '\0';
+    size_t n = size * nitems, vl = 0;
+    const char *v;
+    if (sl_source_head_line(&x->head, line, n))
         x->bucket_region[0] = '\0';
-        const char *sp = memchr(line, ' ', n);
-        if (sp) {
-            x->status = strtol(sp + 1, NULL, 10);
-            const char *rs = memchr(sp + 1, ' ', n - (size_t)(sp + 1 - line));
-            if (rs)
-                copy_value(x->reason, sizeof(x->reason), rs + 1, n - (size_t)(rs + 1 - line));
-        }
-        return n;
-    }
-    const char *colon = memchr(line, ':', n);
-    if (!colon)
-        return n;
-    size_t kl = (size_t)(colon - line), vl = n - kl - 1;
-    const char *v = colon + 1;
-#define IS(name) (kl == sizeof(name) - 1 && !strncasecmp(line, name, kl))
-    if (IS("etag") && vl < sizeof(x->etag))
-        copy_value(x->etag, sizeof(x->etag), v, vl);
-    else if (IS("last-modified") && vl < sizeof(x->last_modified))
-        copy_value(x->last_modified, sizeof(x->last_modified), v, vl);
-    else if (IS("content-type"))
-        copy_value(x->content_type, sizeof(x->content_type), v, vl);
-    else if (IS("x-amz-bucket-region"))
-        copy_value(x->bucket_region, sizeof(x->bucket_region), v, vl);
-#undef IS
+    else if ((v = sl_source_header(line, n, "x-amz-bucket-region", &vl)))
+        sl_source_copy_value(x->bucket_region, sizeof(x->bucket_region), v, vl);
     return n;
 }
 
+/* A 2xx answer's body into the file, any other's kept for the message. */
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     struct s3 *x = ud;
-    size_t n = size * nmemb;
-    if (x->status < 200 || x->status > 299) {
-        size_t k = ERRBODY_MAX - x->nerrbody < n ? ERRBODY_MAX - x->nerrbody : n;
-        memcpy(x->errbody + x->nerrbody, data, k);
-        x->nerrbody += k;
-        x->errbody[x->nerrbody] = '\0';
-        x->discarded += n;
-        return x->discarded > DISCARD_MAX ? 0 : n;
-    }
-    if (n > x->src->max_bytes - x->bytes) {
-        x->over = true;
-        return 0;
-    }
-    for (size_t off = 0; off < n;) {
-        ssize_t w = write(x->fd, data + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            x->werr = w < 0 ? errno : EIO;
-            return 0;
-        }
-        off += (size_t)w;
-    }
-    EVP_DigestUpdate(x->md, data, n);
-    x->bytes += n;
-    return n;
+    long st = x->head.status;
+    return st >= 200 && st <= 299 ? sl_source_body_put(&x->body, data, size * nmemb)
+                                  : sl_source_body_error(&x->body, data, size * nmemb);
 }
 
 /* ---- the request -------------------------------------------------------- */
@@ -438,52 +326,33 @@ static const char *hint(const char *code)
     return "";
 }
 
-/* One attempt. 0 (status 200, or 304 to a conditional request), or an
- * sl_err with errbuf set and *transient telling whether to try again. */
-static int attempt(struct s3 *x, bool *transient, char *errbuf, size_t errsz)
+/* One attempt (sl_source_attempt_fn of a struct s3): 0 with status 2xx, or
+ * 304 to a conditional request. */
+static int attempt(void *ud, bool *transient, long *wait_ms, char *errbuf, size_t errsz)
 {
+    struct s3 *x = ud;
     const char *shown = x->req->shown;
     bool cond = x->req->etag && x->req->etag[0];
-    *transient = false;
-    x->status = 0;
-    x->bytes = x->nerrbody = x->discarded = 0;
-    x->over = false;
-    x->werr = 0;
-    x->errbody[0] = x->curl_err[0] = x->ctx.refused[0] = '\0';
-    if (ftruncate(x->fd, 0) || lseek(x->fd, 0, SEEK_SET) < 0 ||
-        !EVP_DigestInit_ex(x->md, EVP_sha256(), NULL))
-        return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot reset the download file: %s",
-                         strerror(errno));
+    int rrc;
+    x->head.status = 0;
+    x->curl_err[0] = x->ctx.refused[0] = '\0';
+    if ((rrc = sl_source_body_reset(&x->body, "the download file", errbuf, errsz)))
+        return rrc;
     CURLcode rc = curl_easy_perform(x->c);
-    bool http_err = rc == CURLE_WRITE_ERROR && x->status && (x->status < 200 || x->status > 299) &&
-                    !x->werr && !x->over;
+    long st = x->head.status;
+    bool http_err =
+        rc == CURLE_WRITE_ERROR && st && (st < 200 || st > 299) && !x->body.werr && !x->body.over;
     if (rc != CURLE_OK && !http_err) {
-        if (x->werr)
-            return sl_seterr(errbuf, errsz, SL_ERR_IO, "%s: cannot store the object: %s", shown,
-                             strerror(x->werr));
-        if (x->over || rc == CURLE_FILESIZE_EXCEEDED)
-            return sl_seterr(errbuf, errsz, SL_ERR_LIMIT,
-                             "%s: larger than source.max_bytes (%llu bytes)", shown,
-                             (unsigned long long)x->src->max_bytes);
-        if (x->ctx.refused[0])
-            return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s", shown, x->ctx.refused);
-        *transient = rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT ||
-                     rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_RECV_ERROR ||
-                     rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
-                     rc == CURLE_PARTIAL_FILE || rc == CURLE_SSL_CONNECT_ERROR;
-        return sl_seterr(errbuf, errsz,
-                         rc == CURLE_OPERATION_TIMEDOUT ? SL_ERR_TIMEOUT
-                         : *transient                   ? SL_ERR_RETRY
-                                                        : SL_ERR_INVALID,
-                         "%s: %s%s", shown, sl_curl_error(rc, &x->ctx, x->curl_err),
-                         rc == CURLE_OPERATION_TIMEDOUT ? " (source.timeout)" : "");
+        if ((rrc = sl_source_local_failure(&x->body, &x->ctx, rc, shown, "object",
+                                           "source.max_bytes", x->src->max_bytes, errbuf, errsz)))
+            return rrc;
+        return sl_source_curl_failure(rc, &x->ctx, x->curl_err, shown, transient, errbuf, errsz);
     }
-    long st = x->status;
     if ((st >= 200 && st <= 299) || (st == 304 && cond))
         return 0;
     char code[64], text[256];
-    xml_text(x->errbody, "Code", code, sizeof(code));
-    xml_text(x->errbody, "Message", text, sizeof(text));
+    xml_text(x->body.errbody, "Code", code, sizeof(code));
+    xml_text(x->body.errbody, "Message", text, sizeof(text));
     if (st >= 300 && st <= 399) {
         char where[128] = "";
         if (x->bucket_region[0])
@@ -492,7 +361,7 @@ static int attempt(struct s3 *x, bool *transient, char *errbuf, size_t errsz)
         else
             snprintf(where, sizeof(where), ": check source.s3.region and source.s3.endpoint");
         return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: HTTP %ld %s%s%s", shown, st,
-                         code[0] ? code : x->reason, text[0] ? " " : "", where);
+                         code[0] ? code : x->head.reason, text[0] ? " " : "", where);
     }
     *transient = st == 429 || st == 500 || st == 502 || st == 503 || st == 504 ||
                  !strcmp(code, "RequestTimeout") || !strcmp(code, "SlowDown");
@@ -500,82 +369,46 @@ static int attempt(struct s3 *x, bool *transient, char *errbuf, size_t errsz)
                      *transient  ? SL_ERR_RETRY
                      : st == 404 ? SL_ERR_NOTFOUND
                                  : SL_ERR_INVALID,
-                     "%s: HTTP %ld %s%s%s%s%s", shown, st, code[0] ? code : x->reason,
+                     "%s: HTTP %ld %s%s%s%s%s", shown, st, code[0] ? code : x->head.reason,
                      text[0] ? " (" : "", text, text[0] ? ")" : "", hint(code));
 }
 
 static int s3_fetch(const struct sl_fetch_req *req, struct sl_fetch_res *res, char *errbuf,
                     size_t errsz)
 {
-    struct s3 x = {.req = req, .src = req->src, .fd = req->fd};
-    char msg[1024];
+    struct s3 x = {.req = req, .src = req->src};
     int rc;
     memset(res, 0, sizeof(*res));
     x.ctx.guard = req->guard;
-    if (!(x.md = EVP_MD_CTX_new())) {
+    if (sl_source_body_init(&x.body, req->fd, true, req->src->max_bytes)) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = setup(&x, errbuf, errsz)))
+    if ((rc = setup(&x, errbuf, errsz)) ||
+        (rc = sl_source_attempts(x.src, attempt, &x, errbuf, errsz)))
         goto out;
-    for (long n = 0;; n++) {
-        bool transient;
-        rc = attempt(&x, &transient, msg, sizeof(msg));
-        if (rc == 0)
-            break;
-        if (!transient || n >= x.src->retries) {
-            if (n > 0 && transient)
-                sl_seterr(errbuf, errsz, rc, "%s (after %ld attempts)", msg, n + 1);
-            else
-                sl_seterr(errbuf, errsz, rc, "%s", msg);
-            goto out;
-        }
-        long delay = backoff_ms(x.src->retry_delay_ms, n);
-        sl_info("fetcher", "%s; retrying in %ld ms (attempt %ld of %ld)", msg, delay, n + 2,
-                x.src->retries + 1);
-        msleep(delay);
-    }
-    res->status = x.status;
+    res->status = x.head.status;
     res->pages = 1;
-    if (x.status == 304) {
+    if (x.head.status == 304) {
         res->not_modified = true;
         snprintf(res->etag, sizeof(res->etag), "%s", req->etag);
+        snprintf(res->not_modified_why, sizeof(res->not_modified_why), "S3 304 Not Modified");
         goto out;
     }
-    unsigned char dig[EVP_MAX_MD_SIZE];
-    unsigned dl = 0;
-    EVP_DigestFinal_ex(x.md, dig, &dl);
-    sl_hex(dig, 32, res->sha256);
-    res->bytes = x.bytes;
-    memcpy(res->etag, x.etag, sizeof(res->etag));
-    memcpy(res->last_modified, x.last_modified, sizeof(res->last_modified));
-    memcpy(res->content_type, x.content_type, sizeof(res->content_type));
-    /* the key's last segment, as a plain name */
-    const char *key = strchr(req->url + 5, '/');
-    const char *seg = key ? strrchr(key, '/') + 1 : "";
-    size_t o = 0;
-    for (; *seg && o + 1 < sizeof(res->file_name) && o < 200; seg++) {
-        unsigned char c = (unsigned char)*seg;
-        if (c < 0x20 || c == 0x7f || c == '\\' || ((c == '.' || c == ' ') && o == 0))
-            continue;
-        res->file_name[o++] = (char)c;
-    }
-    while (o && !sl_utf8_valid(res->file_name, o))
-        o--;
-    res->file_name[o] = '\0';
+    sl_source_body_result(&x.body, res);
+    sl_source_head_result(&x.head, res);
+    const char *key = strchr(req->url + 5, '/'); /* the key's last segment, taken literally */
+    if (key)
+        sl_source_plain_name(key + 1, strlen(key + 1), res->file_name, sizeof(res->file_name));
 out:
-    if (x.c) {
-        curl_easy_setopt(x.c, CURLOPT_USERNAME, NULL);
-        curl_easy_setopt(x.c, CURLOPT_PASSWORD, NULL);
-        curl_easy_cleanup(x.c);
-    }
+    sl_source_curl_free(x.c);
     curl_slist_free_all(x.hdrs); /* may hold the session token */
-    wipe_free(x.akid);
-    wipe_free(x.secret);
-    wipe_free(x.token);
-    wipe_free(x.endpoint);
+    sl_source_wipe_free(x.akid);
+    sl_source_wipe_free(x.secret);
+    sl_source_wipe_free(x.token);
+    sl_source_wipe_free(x.endpoint);
     free(x.url);
-    EVP_MD_CTX_free(x.md);
+    sl_source_body_cleanup(&x.body);
     return rc;
 }
 

@@ -20,15 +20,17 @@
  * control plane and fetches every ticket.
  *
  * Sources of this version: local files (a path relative to the job file, or
- * file://) in embedded mode, and http(s) URLs (source.h, source_http.c),
- * behind the SSRF guard with the operator's allow-list (SLUICE_ALLOW_HOSTS).
- * A remote source is downloaded into the run's blob directory, or in
- * embedded mode into <out>/source/. With skip_unchanged, the fetch is
- * conditional when the state store holds the validators (ETag,
- * Last-Modified) of a body whose SHA-256 is that of the last successful
- * run: the server's "not modified" skips the run without a download. FTP
- * and SFTP (source_ftp.c), IMAP attachments (source_imap.c) and S3 objects
- * (source_s3.c) are sources of the same kind: each is one line in SOURCES.
+ * file://) in embedded mode (and file:// in SLUICE_FILE_DIRS for the
+ * services), and remote sources (source.h): http(s) URLs (source_http.c),
+ * FTP and SFTP (source_ftp.c), IMAP attachments (source_imap.c) and S3
+ * objects (source_s3.c), each one line in SOURCES, all behind the SSRF
+ * guard with the operator's allow-list (SLUICE_ALLOW_HOSTS). A remote
+ * source is downloaded into the run's blob directory, or in embedded mode
+ * into <out>/source/. With skip_unchanged, the fetch is conditional when
+ * the state store holds the validators (an HTTP or S3 ETag, Last-Modified,
+ * the IMAP message read) of a body whose SHA-256 is that of the last
+ * successful run: the source's "not modified" skips the run without a
+ * download.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -57,10 +59,6 @@
 #define SHOWN_MAX  200 /* bytes of a source URL in a message */
 
 /* Remote sources by URL scheme (source.h): a new kind is one more line. */
-extern const struct sl_source_ops sl_source_ftp;  /* ftp (source_ftp.c) */
-extern const struct sl_source_ops sl_source_sftp; /* sftp (source_ftp.c) */
-extern const struct sl_source_ops sl_source_imap; /* imap, imaps (source_imap.c) */
-extern const struct sl_source_ops sl_source_s3;   /* s3 (source_s3.c) */
 static const struct sl_source_ops *const SOURCES[] = {
     &sl_source_http, &sl_source_ftp, &sl_source_sftp, &sl_source_imap, &sl_source_s3, NULL};
 
@@ -328,9 +326,10 @@ struct fetched {
     char *blob; /* where the parser reads it */
     char sha256[65];
     uint64_t bytes;
-    char *file_name;    /* remote: the server's name for it, NULL: path's last part */
-    char *content_type; /* remote: the response's, or NULL */
-    bool not_modified;  /* remote: the server confirmed the last run's body; no blob */
+    char *file_name;            /* remote: the server's name for it, NULL: path's last part */
+    char *content_type;         /* remote: the response's, or NULL */
+    bool not_modified;          /* remote: the source confirmed the last run's body; no blob */
+    char not_modified_why[320]; /* with not_modified: what showed it (sl_fetch_res) */
 };
 
 static void fetched_cleanup(struct fetched *fx)
@@ -461,9 +460,13 @@ static int fetch_remote(const struct fetcher *f, const struct sl_msg *t, const s
     }
     if (res.not_modified) {
         unlink(part);
-        sl_info("fetcher", "run %s: %s is not modified (HTTP %ld): not downloaded", t->run_id,
-                shown, res.status);
+        if (!res.not_modified_why[0]) /* a source that does not say */
+            snprintf(res.not_modified_why, sizeof(res.not_modified_why), "%s: not modified",
+                     ops->name);
+        sl_info("fetcher", "run %s: %s is not modified (%s): not downloaded", t->run_id, shown,
+                res.not_modified_why);
         fx->not_modified = true;
+        memcpy(fx->not_modified_why, res.not_modified_why, sizeof(fx->not_modified_why));
         memcpy(fx->sha256, v.sha256, sizeof(fx->sha256));
         fx->bytes = v.bytes;
         rc = 0;
@@ -586,10 +589,16 @@ static int announce(const struct fetcher *f, const struct sl_msg *t, const struc
         memcpy(ev->u.ev.sha256, fx->sha256, 65);
         ev->u.ev.bytes = fx->bytes;
         ev->u.ev.at = started;
-        ev->u.ev.reason = fx->not_modified
-                              ? "the source is unchanged since the last successful run (the "
-                                "server answered not modified: nothing was downloaded)"
-                              : "the source file is unchanged since the last successful run";
+        if (!fx->not_modified)
+            ev->u.ev.reason = "the source file is unchanged since the last successful run";
+        else if (!(ev->u.ev.reason = sl_arena_printf(&ev->arena,
+                                                     "the source is unchanged since the last "
+                                                     "successful run (not modified, nothing was "
+                                                     "downloaded: %s)",
+                                                     fx->not_modified_why))) {
+            sl_msg_unref(ev);
+            return SL_ERR_NOMEM;
+        }
         ev->u.ev.source_name = sl_arena_strdup(&ev->arena, fx->path);
         return sl_emit(em, SL_TOPIC_RUNS, ev);
     }

@@ -3,11 +3,12 @@
  * seal with the run's record count.
  *
  * The format comes from the job, else from the file name, else from the
- * first bytes. Rows stream from the format reader straight onto the bus, so
- * memory holds one row whatever the file size, and a full bus slows the
- * reader down (backpressure). A row the reader cannot read is still sent,
- * carrying its problem, so that it is rejected with a reason; a file that
- * cannot be read at all fails the run.
+ * content type the fetcher got with the file (HTTP, S3, an IMAP
+ * attachment's), else from the first bytes. Rows stream from the format
+ * reader straight onto the bus, so memory holds one row whatever the file
+ * size, and a full bus slows the reader down (backpressure). A row the
+ * reader cannot read is still sent, carrying its problem, so that it is
+ * rejected with a reason; a file that cannot be read at all fails the run.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -104,6 +105,48 @@ static enum sl_format format_from_name(const char *name)
     for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
         if (!strcasecmp(dot, exts[i].ext))
             return exts[i].f;
+    return SL_FORMAT_AUTO;
+}
+
+/* The format a content type names ("text/csv; charset=utf-8": parameters
+ * ignored, case-insensitive), or SL_FORMAT_AUTO for none or one that says
+ * nothing of the format (text/plain, application/octet-stream). */
+static enum sl_format format_from_type(const char *ct)
+{
+    static const struct {
+        const char *type;
+        enum sl_format f;
+    } types[] = {
+        {"text/csv", SL_FORMAT_CSV},
+        {"application/csv", SL_FORMAT_CSV},
+        {"text/tab-separated-values", SL_FORMAT_CSV},
+        {"application/json", SL_FORMAT_JSON},
+        {"text/json", SL_FORMAT_JSON},
+        {"application/x-ndjson", SL_FORMAT_NDJSON},
+        {"application/jsonl", SL_FORMAT_NDJSON},
+        {"application/x-jsonlines", SL_FORMAT_NDJSON},
+        {"application/xml", SL_FORMAT_XML},
+        {"text/xml", SL_FORMAT_XML},
+        {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", SL_FORMAT_XLSX},
+        {"application/vnd.ms-excel", SL_FORMAT_XLS},
+    };
+    if (!ct)
+        return SL_FORMAT_AUTO;
+    size_t n = strcspn(ct, ";");
+    while (n && (*ct == ' ' || *ct == '\t')) {
+        ct++;
+        n--;
+    }
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strlen(types[i].type) == n && !strncasecmp(ct, types[i].type, n))
+            return types[i].f;
+    /* structured syntax suffixes (RFC 6839): application/vnd.api+json */
+    if (n > 5 && !strncasecmp(ct + n - 5, "+json", 5))
+        return SL_FORMAT_JSON;
+    if (n > 4 && !strncasecmp(ct + n - 4, "+xml", 4))
+        return SL_FORMAT_XML;
     return SL_FORMAT_AUTO;
 }
 
@@ -276,6 +319,8 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
     enum sl_format fmt = job->source.format;
     if (fmt == SL_FORMAT_AUTO) {
         fmt = format_from_name(name);
+        if (fmt == SL_FORMAT_AUTO)
+            fmt = format_from_type(f->u.file.content_type);
         /* book.xls that is an XLSX workbook (or the other way round): the
          * content wins, both spreadsheet readers check what they get */
         if (fmt == SL_FORMAT_XLSX || fmt == SL_FORMAT_XLS) {

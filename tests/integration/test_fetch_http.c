@@ -12,8 +12,9 @@
  * loopback, private, metadata and IPv4-mapped addresses and a redirect to
  * loopback are refused with the guard's reason. Every bad case must end in
  * a failed run with a clear reason in bounded time. Also: the validators
- * records of the local and the Redis state store, and the job's new source
- * options.
+ * records of the local and the Redis state store, the job's new source
+ * options, and the format of a file without an extension taken from its
+ * content type.
  */
 #include "../stage/stage_harness.h"
 
@@ -128,7 +129,10 @@ static int start_nginx(void)
     snprintf(www, sizeof(www), "%s/www", tmp);
     snprintf(access_log, sizeof(access_log), "%s/nginx/access.log", tmp);
     snprintf(path, sizeof(path), "%s/nginx", tmp);
-    if (sl_mkdirs(www) || sl_mkdirs(path))
+    char typed[192], lines[192];
+    snprintf(typed, sizeof(typed), "%s/typed", www);
+    snprintf(lines, sizeof(lines), "%s/lines", www);
+    if (sl_mkdirs(www) || sl_mkdirs(path) || sl_mkdirs(typed) || sl_mkdirs(lines))
         return -1;
     for (int attempt = 0; attempt < 5; attempt++) {
         nginx_port = free_port();
@@ -147,7 +151,11 @@ static int start_nginx(void)
                 "  scgi_temp_path %s/nginx/scgi;\n"
                 "  types { text/csv csv; application/json json; }\n"
                 "  default_type application/octet-stream;\n"
-                "  server { listen 127.0.0.1:%d; root %s; }\n"
+                "  server {\n    listen 127.0.0.1:%d; root %s;\n"
+                /* files without an extension, typed by their directory */
+                "    location /typed/ { default_type application/json; }\n"
+                "    location /lines/ { default_type \"application/x-ndjson; charset=utf-8\"; }\n"
+                "  }\n"
                 "}\n",
                 tmp, tmp, access_log, tmp, tmp, tmp, tmp, tmp, nginx_port, www);
         fclose(f);
@@ -1024,6 +1032,57 @@ static void test_sluice_run_end_to_end(void **state)
     free(text);
 }
 
+/* ---- tests: the format from the content type ----------------------------- */
+
+static void test_format_from_content_type(void **state)
+{
+    static const char json[] = "[{\"id\":1,\"name\":\"Berlin\",\"price\":\"1.50\"},"
+                               "{\"id\":2,\"name\":\"Hamburg\",\"price\":\"2.25\"}]";
+    static const char ndjson[] = "{\"id\":1,\"name\":\"Berlin\",\"price\":\"1.50\"}\n"
+                                 "{\"id\":2,\"name\":\"Hamburg\",\"price\":\"2.25\"}\n"
+                                 "{\"id\":3,\"name\":\"Wien\",\"price\":\"3.00\"}\n";
+    serve("typed/stores", json);
+    serve("lines/stores", ndjson);
+
+    /* the fetcher passes nginx's type and the name, which has no extension */
+    char *job = job_of("\"url\":\"http://127.0.0.1:%d/typed/stores\"", nginx_port);
+    struct sh *h = fstart(state, job, LOOPBACK);
+    free(job);
+    ticket(h, NULL, false);
+    struct sl_msg *f = expect_file(h, 5000);
+    assert_string_equal(f->u.file.file_name, "stores");
+    assert_string_equal(f->u.file.content_type, "application/json");
+    char *u = url_of(nginx_port, "/lines/stores");
+    ticket(h, u, false);
+    free(u);
+    f = expect_file(h, 5000);
+    assert_string_equal(f->u.file.content_type, "application/x-ndjson; charset=utf-8");
+
+    /* `sluice run` with no source.format: the parser reads them by their
+     * type (the NDJSON one would fail as JSON, which its first bytes say) */
+    static const char *const paths[] = {"typed", "lines"};
+    static const size_t rows[] = {2, 3};
+    const char *allow = "SLUICE_ALLOW_HOSTS=127.0.0.1/32";
+    for (size_t i = 0; i < SL_ARRAY_LEN(paths); i++) {
+        char dir[128], src[512], out[8192], path[256];
+        snprintf(dir, sizeof(dir), "%s/ctype-%s", tmp, paths[i]);
+        assert_int_equal(sl_mkdirs(dir), 0);
+        snprintf(src, sizeof(src), "\"url\":\"http://127.0.0.1:%d/%s/stores\"", nginx_port,
+                 paths[i]);
+        write_job(dir, src);
+        int rc = sluice_run(allow, dir, out, sizeof(out));
+        if (rc != 0)
+            fail_msg("sluice run of /%s/stores exited %d: %s", paths[i], rc, out);
+        snprintf(path, sizeof(path), "%s/out/things.ndjson", dir);
+        assert_int_equal(count_lines(path), rows[i]);
+        char *text = sh_read(path);
+        assert_non_null(strstr(text, "\"price\":\"2.25\""));
+        free(text);
+        snprintf(path, sizeof(path), "%s/out/source/stores", dir);
+        assert_true(sh_exists(path));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1038,6 +1097,7 @@ int main(void)
         cmocka_unit_test(test_state_validators),
         cmocka_unit_test(test_job_source_options),
         cmocka_unit_test(test_sluice_run_end_to_end),
+        SH_TEST(test_format_from_content_type),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

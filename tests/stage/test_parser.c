@@ -4,8 +4,10 @@
  * the header and the delimiter (stage_harness.h).
  *
  * Covers row numbers and values (quoted fields with delimiters and line
- * breaks), delimiter detection, a ragged row carried with its problem, and
- * files that cannot be read at all: FAILED with a reason, never a seal.
+ * breaks), delimiter detection, a ragged row carried with its problem, the
+ * format of a file without `format` (name, then content type, then first
+ * bytes), and files that cannot be read at all: FAILED with a reason, never
+ * a seal.
  */
 #include "stage_harness.h"
 
@@ -34,6 +36,18 @@ static void send_file(struct sh *h, const char *path, const char *name)
         memcpy(f->u.file.sha256, sha, 65);
         f->u.file.bytes = bytes;
     }
+    sh_send(h, SL_TOPIC_FILES, f);
+}
+
+/* Announces the file at path under name with the content type ct (what
+ * the fetcher says of a remote source). */
+static void send_typed(struct sh *h, const char *path, const char *name, const char *ct)
+{
+    struct sl_msg *f = sh_msg(h, SL_MSG_FILE);
+    f->u.file.blob = sl_arena_strdup(&f->arena, path);
+    f->u.file.file_name = sl_arena_strdup(&f->arena, name);
+    f->u.file.content_type = ct ? sl_arena_strdup(&f->arena, ct) : NULL;
+    assert_int_equal(sl_sha256_file(path, f->u.file.sha256, &f->u.file.bytes), 0);
     sh_send(h, SL_TOPIC_FILES, f);
 }
 
@@ -171,6 +185,84 @@ static void test_ragged_row_carries_its_problem(void **state)
     assert_int_equal(m->u.ev.record_count, 4);
 }
 
+/* The records of one file, up to its seal: their ids (the "id" field),
+ * comma-joined, into ids; -1 when the file failed. */
+static long read_ids(struct sh *h, char *ids, size_t n)
+{
+    ids[0] = '\0';
+    for (;;) {
+        struct sl_msg *m = sh_next(h, NULL);
+        if (m->kind == SL_MSG_RECORD) {
+            for (uint32_t i = 0; i < m->u.rec.nsrc; i++)
+                if (!strcmp(m->u.rec.src[i].name, "id")) {
+                    size_t l = strlen(ids);
+                    snprintf(ids + l, n - l, "%s%s", l ? "," : "", m->u.rec.src[i].value);
+                }
+        } else if (m->kind == SL_MSG_RUN_EVENT && m->u.ev.kind == SL_EV_SEALED) {
+            return (long)m->u.ev.record_count;
+        } else if (m->kind == SL_MSG_RUN_EVENT && m->u.ev.kind == SL_EV_FAILED) {
+            snprintf(ids, n, "%s", m->u.ev.reason ? m->u.ev.reason : "");
+            return -1;
+        }
+    }
+}
+
+static void test_format_from_content_type(void **state)
+{
+    /* format absent: the file name first, then the content type (parameters
+     * and case ignored), then the first bytes; each file here would read
+     * otherwise by its first bytes */
+    static const char ndjson[] = "{\"id\":\"1\"}\n{\"id\":\"2\"}\n";
+    static const char csv[] = "<id>,id\nx,3\ny,4\n";
+    static const struct {
+        const char *name, *type, *data, *ids;
+    } cases[] = {
+        /* NDJSON, which the first bytes call JSON */
+        {"export", "application/x-ndjson; charset=UTF-8", ndjson, "1,2"},
+        {"export", "application/jsonl", ndjson, "1,2"},
+        {"export", "Application/X-JSONLines", ndjson, "1,2"},
+        /* CSV that starts like XML */
+        {"export", "TEXT/CSV; charset=utf-8; header=present", csv, "3,4"},
+        {"export", "application/csv", csv, "3,4"},
+        {"export", "text/tab-separated-values", "<id>\tid\nx\t5\n", "5"},
+        /* JSON and XML after more blank space than the first bytes show */
+        {"export", "application/json", NULL, "6"},
+        {"export", "text/json", NULL, "6"},
+        {"export", "application/vnd.api+json", NULL, "6"},
+        {"export", "application/xml", NULL, "7"},
+        {"export", "text/xml; charset=\"utf-8\"", NULL, "7"},
+        {"export", "application/atom+xml", NULL, "7"},
+        /* a type that says nothing: the first bytes */
+        {"export", "text/plain", "[{\"id\":\"8\"}]", "8"},
+        {"export", "application/octet-stream", "<r><x><id>9</id></x></r>", "9"},
+        {"export", NULL, ndjson, NULL}, /* JSON by its first bytes: not one document */
+        /* the name comes first */
+        {"export.csv", "application/json", csv, "3,4"},
+    };
+    struct sh *h = start(state);
+    char json[1024], xml[1024];
+    memset(json, ' ', 600);
+    snprintf(json + 600, sizeof(json) - 600, "[{\"id\":\"6\"}]");
+    memset(xml, '\n', 600);
+    snprintf(xml + 600, sizeof(xml) - 600, "<r><x><id>7</id></x></r>");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *data = cases[i].data ? cases[i].data : cases[i].ids[0] == '6' ? json : xml;
+        char *path = sh_write(h->dir, "blob", data, strlen(data));
+        send_typed(h, path, cases[i].name, cases[i].type);
+        free(path);
+        char ids[512];
+        long n = read_ids(h, ids, sizeof(ids));
+        if (!cases[i].ids) {
+            if (n >= 0 && !strcmp(ids, "1,2"))
+                fail_msg("%s without a type: read as NDJSON", cases[i].name);
+            continue;
+        }
+        if (n < 0 || strcmp(ids, cases[i].ids))
+            fail_msg("%s as %s: expected ids %s, got %s (%ld rows)", cases[i].name, cases[i].type,
+                     cases[i].ids, ids, n);
+    }
+}
+
 static void expect_failed(struct sh *h, const char *needle)
 {
     struct sl_msg *m = sh_next(h, SL_TOPIC_RUNS);
@@ -275,6 +367,7 @@ int main(void)
         SH_TEST(test_bom_names_the_encoding),
         SH_TEST(test_header_only_seals_zero),
         SH_TEST(test_ragged_row_carries_its_problem),
+        SH_TEST(test_format_from_content_type),
         SH_TEST(test_missing_blob_fails),
         SH_TEST(test_directory_fails),
         SH_TEST(test_empty_file_fails),
