@@ -265,71 +265,81 @@ static uint64_t hash_name(const char *s)
     return h;
 }
 
-/* Names the n columns: the header fields (or "1", "2", ...), an empty one
- * "_<column>", a repeated one "<name>_2", "<name>_3", ... */
-static int make_names(struct csvr *r, size_t n, bool from_header)
+/* The header rule of every reader (reader.h), kept with the CSV reader that
+ * set it: the names given so far sit in an open-addressing set of offsets
+ * into namebuf, so a taken name is found without comparing every column. */
+int sl_reader_name_columns(const char *data, const size_t *off, const size_t *lens, size_t n,
+                           struct sl_buf *namebuf, const char **names)
 {
     size_t nslots = 16;
     while (nslots < 2 * n)
         nslots *= 2;
     size_t *slots = calloc(nslots, sizeof(*slots)); /* name offset + 1; 0 free */
     size_t *noff = malloc((n ? n : 1) * sizeof(*noff));
-    r->names = malloc((n ? n : 1) * sizeof(*r->names));
     struct sl_buf cand = SL_BUF_INIT;
     int rc = SL_ERR_NOMEM;
-    if (!slots || !noff || !r->names)
-        goto fail;
+    if (!slots || !noff)
+        goto out;
     for (size_t i = 0; i < n; i++) {
         sl_buf_reset(&cand);
-        if (from_header && r->lens[i])
-            rc = sl_buf_append(&cand, r->data.data + r->off[i], r->lens[i]);
+        if (data && off[i] != SIZE_MAX && lens[i])
+            rc = sl_buf_append(&cand, data + off[i], lens[i]);
         else
-            rc = sl_buf_printf(&cand, from_header ? "_%zu" : "%zu", i + 1);
+            rc = sl_buf_printf(&cand, data ? "_%zu" : "%zu", i + 1);
         if (rc)
-            goto fail;
+            goto out;
         size_t baselen = cand.len;
         for (unsigned long k = 2;; k++) {
             size_t h = (size_t)hash_name(cand.data) & (nslots - 1);
             bool taken = false;
             while (slots[h]) {
-                if (strcmp(r->namebuf.data + slots[h] - 1, cand.data) == 0) {
+                if (strcmp(namebuf->data + slots[h] - 1, cand.data) == 0) {
                     taken = true;
                     break;
                 }
                 h = (h + 1) & (nslots - 1);
             }
             if (!taken) {
-                noff[i] = r->namebuf.len;
-                if ((rc = sl_buf_append(&r->namebuf, cand.data, cand.len + 1)))
-                    goto fail;
+                noff[i] = namebuf->len;
+                if ((rc = sl_buf_append(namebuf, cand.data, cand.len + 1)))
+                    goto out;
                 slots[h] = noff[i] + 1;
                 break;
             }
             cand.len = baselen;
             if ((rc = sl_buf_printf(&cand, "_%lu", k)))
-                goto fail;
+                goto out;
         }
     }
     for (size_t i = 0; i < n; i++)
-        r->names[i] = r->namebuf.data + noff[i];
-    r->ncols = n;
-    r->have_cols = true;
-    rc = grow_fields(r, n);
-    if (rc)
-        goto fail;
+        names[i] = namebuf->data + noff[i];
+    rc = 0;
+out:
     free(slots);
     free(noff);
     sl_buf_cleanup(&cand);
+    return rc;
+}
+
+/* Names the n columns (sl_reader_name_columns): the header fields, or "1",
+ * "2", ... */
+static int make_names(struct csvr *r, size_t n, bool from_header)
+{
+    const char *text = from_header ? (r->data.data ? r->data.data : "") : NULL;
+    r->names = malloc((n ? n : 1) * sizeof(*r->names));
+    if (!r->names || sl_reader_name_columns(text, r->off, r->lens, n, &r->namebuf, r->names))
+        goto nomem;
+    r->ncols = n;
+    r->have_cols = true;
+    if (grow_fields(r, n))
+        goto nomem;
     if (r->hdr_fn) {
         int hrc = r->hdr_fn(r->ud, r->names, n);
         if (hrc)
             r->rc = hrc;
     }
     return r->rc;
-fail:
-    free(slots);
-    free(noff);
-    sl_buf_cleanup(&cand);
+nomem:
     stop(r, SL_ERR_NOMEM, "out of memory reading the CSV header");
     return SL_ERR_NOMEM;
 }

@@ -5,10 +5,13 @@
  *
  * xlsx_reader.c and xls_reader.c only find cells and their values; every
  * rule a user can see (the text a cell becomes, how columns are named, which
- * rows are skipped, what a row's error says) lives here once, so that the
- * same workbook saved as XLSX and as XLS gives the same rows.
+ * rows are skipped, what a row's error says, how bad arguments are told)
+ * lives here once, so that the same workbook saved as XLSX and as XLS gives
+ * the same rows. Column names follow the CSV header's rule
+ * (sl_reader_name_columns, csv_reader.c).
  */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "sluice/buf.h"
 #include "sluice/err.h"
@@ -335,6 +339,42 @@ static int rows_fail(struct sl_sheet_rows *sr, int err, const char *fmt, ...)
     return err;
 }
 
+int sl_sheet_read_begin(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, sl_row_fn fn,
+                        void *ud, struct sl_reader_stats *stats, char *errbuf, size_t errsz,
+                        struct sl_sheet_rows_cfg *cfg, uint64_t *size)
+{
+    if (errbuf && errsz)
+        errbuf[0] = '\0';
+    if (!fn)
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "no row callback");
+    if (o->header_row < 0 || o->sheet_index < 0)
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                         "header_row and the sheet number must be 1 or more");
+    if (stats) {
+        stats->bytes = 0;
+        stats->rows = 0;
+        stats->encoding = SL_ENC_UTF8;
+        stats->delimiter = 0;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0)
+        return sl_seterr(errbuf, errsz, SL_ERR_IO, "could not read the file: %s", strerror(errno));
+    *size = sb.st_size > 0 ? (uint64_t)sb.st_size : 0;
+    if (*size == 0)
+        return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "the file is empty");
+    *cfg = (struct sl_sheet_rows_cfg){
+        .header_row = o->header_row > 0 ? (uint32_t)o->header_row : 1,
+        .max_row = o->max_row,
+        .hdr_fn = hdr_fn,
+        .fn = fn,
+        .ud = ud,
+        .stats = stats,
+        .errbuf = errbuf,
+        .errsz = errsz,
+    };
+    return 0;
+}
+
 struct sl_sheet_rows *sl_sheet_rows_new(const struct sl_sheet_rows_cfg *cfg)
 {
     struct sl_sheet_rows *sr = calloc(1, sizeof(*sr));
@@ -393,9 +433,7 @@ void sl_sheet_rows_bad(struct sl_sheet_rows *sr, uint32_t col, const char *fmt, 
     va_end(ap);
 }
 
-/* Copies at most 40 bytes of s (whole UTF-8 characters) into out[48],
- * with "..." when cut. */
-static void excerpt(const char *s, size_t n, char out[48])
+const char *sl_sheet_excerpt(const char *s, size_t n, char out[SL_SHEET_EXCERPT_MAX])
 {
     size_t k = n <= 40 ? n : 40;
     while (k < n && k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
@@ -405,6 +443,7 @@ static void excerpt(const char *s, size_t n, char out[48])
         memcpy(out + k, "...", 4);
     else
         out[k] = '\0';
+    return out;
 }
 
 int sl_sheet_rows_cell(struct sl_sheet_rows *sr, uint32_t col, const char *v, size_t n)
@@ -470,78 +509,25 @@ static void row_clear(struct sl_sheet_rows *sr)
     sr->err[0] = '\0';
 }
 
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-/* Names the columns from the current (header) row, as the CSV reader
- * names a header: an empty cell "_<column>", a repeated name "<name>_2",
- * "<name>_3", ... */
+/* Names the columns from the current (header) row, up to its last
+ * non-empty cell, as the CSV reader names a header (sl_reader_name_columns):
+ * an empty cell "_<column>", a repeated name "<name>_2", "<name>_3", ... */
 static int make_names(struct sl_sheet_rows *sr)
 {
-    uint32_t n = 0; /* up to the last non-empty cell */
+    uint32_t n = 0;
     for (uint32_t c = 0; c < sr->width; c++)
         if (cell_set(sr, c) && sr->len[c])
             n = c + 1;
-    size_t nslots = 16;
-    while (nslots < 2 * (size_t)n)
-        nslots *= 2;
-    size_t *slots = calloc(nslots, sizeof(*slots)); /* name offset + 1; 0 free */
-    size_t *noff = malloc((n ? n : 1) * sizeof(*noff));
     sr->names = malloc((n ? n : 1) * sizeof(*sr->names));
     sr->values = malloc((n ? n : 1) * sizeof(*sr->values));
     sr->lens = malloc((n ? n : 1) * sizeof(*sr->lens));
-    struct sl_buf cand = SL_BUF_INIT;
-    int rc = SL_ERR_NOMEM;
-    if (!slots || !noff || !sr->names || !sr->values || !sr->lens)
-        goto out;
-    for (uint32_t i = 0; i < n; i++) {
-        sl_buf_reset(&cand);
-        if (cell_set(sr, i) && sr->len[i])
-            rc = sl_buf_append(&cand, sr->data.data + sr->off[i], sr->len[i]);
-        else
-            rc = sl_buf_printf(&cand, "_%u", (unsigned)i + 1);
-        if (rc)
-            goto out;
-        size_t baselen = cand.len;
-        for (unsigned long k = 2;; k++) {
-            size_t h = (size_t)name_hash(cand.data) & (nslots - 1);
-            bool taken = false;
-            while (slots[h]) {
-                if (strcmp(sr->namebuf.data + slots[h] - 1, cand.data) == 0) {
-                    taken = true;
-                    break;
-                }
-                h = (h + 1) & (nslots - 1);
-            }
-            if (!taken) {
-                noff[i] = sr->namebuf.len;
-                if ((rc = sl_buf_append(&sr->namebuf, cand.data, cand.len + 1)))
-                    goto out;
-                slots[h] = noff[i] + 1;
-                break;
-            }
-            cand.len = baselen;
-            if ((rc = sl_buf_printf(&cand, "_%lu", k)))
-                goto out;
-        }
-    }
-    for (uint32_t i = 0; i < n; i++)
-        sr->names[i] = sr->namebuf.data + noff[i];
-    sr->ncols = n;
-    sr->have_header = true;
-    rc = 0;
-out:
-    free(slots);
-    free(noff);
-    sl_buf_cleanup(&cand);
-    if (rc)
+    if (!sr->names || !sr->values || !sr->lens ||
+        sl_reader_name_columns(sr->data.data ? sr->data.data : "", sr->off, sr->len, n,
+                               &sr->namebuf, sr->names))
         return rows_fail(sr, SL_ERR_NOMEM, "out of memory reading the header of sheet '%s'",
                          sr->sheet);
+    sr->ncols = n;
+    sr->have_header = true;
     if (sr->hdr_fn)
         return sr->hdr_fn(sr->ud, sr->names, sr->ncols);
     return 0;
@@ -595,8 +581,8 @@ static int row_end(struct sl_sheet_rows *sr)
     }
     for (uint32_t c = (uint32_t)sr->ncols; c < sr->width && !sr->err[0]; c++) {
         if (cell_set(sr, c) && sr->len[c]) {
-            char ex[48], last[8];
-            excerpt(sr->data.data + sr->off[c], sr->len[c], ex);
+            char ex[SL_SHEET_EXCERPT_MAX], last[8];
+            sl_sheet_excerpt(sr->data.data + sr->off[c], sr->len[c], ex);
             sl_sheet_col_name(sr->ncols ? (uint32_t)sr->ncols - 1 : 0, last);
             sl_sheet_rows_bad(sr, c, "'%s' is right of the header's last column %s", ex, last);
         }

@@ -101,42 +101,78 @@ static bool sha_ok(const char *s, size_t n)
     return n == 64 && strspn(s, "0123456789abcdef") == 64;
 }
 
-/* <jobs_dir>/<job_id>.sha256, or NULL when out of memory. */
-static char *sha_path(const struct state_local *sl, const char *job_id)
+/* Whether job_id can be a file name; when not, says that it cannot <doing>
+ * ("cannot read last hash: job id ..."). */
+static bool job_id_usable(const char *job_id, const char *doing)
 {
-    size_t n = strlen(sl->jobs_dir) + strlen(job_id) + sizeof("/.sha256");
+    if (job_id_ok(job_id))
+        return true;
+    sl_warn("state", "cannot %s: job id \"%s\" is not a safe file name", doing,
+            job_id ? job_id : "(null)");
+    return false;
+}
+
+/* <jobs_dir>/<job_id><ext>, or NULL when out of memory. */
+static char *job_path(const struct state_local *sl, const char *job_id, const char *ext)
+{
+    size_t n = strlen(sl->jobs_dir) + strlen(job_id) + strlen(ext) + 2;
     char *p = malloc(n);
     if (p)
-        snprintf(p, n, "%s/%s.sha256", sl->jobs_dir, job_id);
+        snprintf(p, n, "%s/%s%s", sl->jobs_dir, job_id, ext);
     return p;
+}
+
+/* Reads the job's file <job_id><ext> whole: 0 with *text (*len bytes,
+ * NUL-terminated) and its *path, both the caller's to free; else nothing
+ * to free and SL_ERR_NOTFOUND (no such file), SL_ERR_IO (logged) or
+ * SL_ERR_NOMEM. */
+static int job_file_read(const struct state_local *sl, const char *job_id, const char *ext,
+                         char **path, char **text, size_t *len)
+{
+    *path = job_path(sl, job_id, ext);
+    if (!*path)
+        return SL_ERR_NOMEM;
+    *len = 0;
+    *text = sl_read_file(*path, len);
+    if (*text)
+        return 0;
+    int e = errno;
+    if (e != ENOENT)
+        sl_error("state", "could not read %s: %s", *path, strerror(e));
+    free(*path);
+    *path = NULL;
+    return e == ENOENT ? SL_ERR_NOTFOUND : e == ENOMEM ? SL_ERR_NOMEM : SL_ERR_IO;
+}
+
+/* Replaces the job's file <job_id><ext> with data[0..len) atomically: 0,
+ * SL_ERR_IO (logged) or SL_ERR_NOMEM. */
+static int job_file_write(const struct state_local *sl, const char *job_id, const char *ext,
+                          const char *data, size_t len)
+{
+    char *path = job_path(sl, job_id, ext);
+    if (!path)
+        return SL_ERR_NOMEM;
+    int rc = 0;
+    if (sl_write_file_atomic(path, data, len)) {
+        sl_error("state", "could not write %s: %s", path, strerror(errno));
+        rc = SL_ERR_IO;
+    }
+    free(path);
+    return rc;
 }
 
 static int local_get_last_sha(struct sl_state *st, const char *job_id, char out[65])
 {
     struct state_local *sl = (struct state_local *)st;
-    if (!job_id_ok(job_id)) {
-        sl_warn("state", "cannot read last hash: job id \"%s\" is not a safe file name",
-                job_id ? job_id : "(null)");
+    if (!job_id_usable(job_id, "read last hash"))
         return SL_ERR_INVALID;
-    }
-    char *path = sha_path(sl, job_id);
-    if (!path)
-        return SL_ERR_NOMEM;
-    size_t len = 0;
-    char *text = sl_read_file(path, &len);
-    if (!text) {
-        int e = errno;
-        if (e == ENOENT) {
-            free(path);
-            return SL_ERR_NOTFOUND;
-        }
-        sl_error("state", "could not read %s: %s", path, strerror(e));
-        free(path);
-        return e == ENOMEM ? SL_ERR_NOMEM : SL_ERR_IO;
-    }
+    char *path, *text;
+    size_t len;
+    int rc = job_file_read(sl, job_id, ".sha256", &path, &text, &len);
+    if (rc)
+        return rc;
     while (len && strchr(" \t\r\n", text[len - 1]))
         text[--len] = '\0';
-    int rc = 0;
     if (sha_ok(text, len)) {
         memcpy(out, text, 65);
     } else {
@@ -153,29 +189,17 @@ static int local_get_last_sha(struct sl_state *st, const char *job_id, char out[
 static int local_set_last_sha(struct sl_state *st, const char *job_id, const char *sha256)
 {
     struct state_local *sl = (struct state_local *)st;
-    if (!job_id_ok(job_id)) {
-        sl_warn("state", "cannot store last hash: job id \"%s\" is not a safe file name",
-                job_id ? job_id : "(null)");
+    if (!job_id_usable(job_id, "store last hash"))
         return SL_ERR_INVALID;
-    }
     if (!sha256 || !sha_ok(sha256, strlen(sha256))) {
         sl_warn("state", "cannot store last hash of job %s: not a lowercase hex SHA-256", job_id);
         return SL_ERR_INVALID;
     }
-    char *path = sha_path(sl, job_id);
-    if (!path)
-        return SL_ERR_NOMEM;
     char line[66];
     memcpy(line, sha256, 64);
     line[64] = '\n';
     line[65] = '\0';
-    int rc = 0;
-    if (sl_write_file_atomic(path, line, 65)) {
-        sl_error("state", "could not write %s: %s", path, strerror(errno));
-        rc = SL_ERR_IO;
-    }
-    free(path);
-    return rc;
+    return job_file_write(sl, job_id, ".sha256", line, 65);
 }
 
 /* ---- source validators -------------------------------------------------- */
@@ -199,16 +223,6 @@ static bool validators_ok(const struct sl_source_validators *v)
            field_ok(v->last_modified, sizeof(v->last_modified));
 }
 
-/* <jobs_dir>/<job_id>.validators, or NULL when out of memory. */
-static char *validators_path(const struct state_local *sl, const char *job_id)
-{
-    size_t n = strlen(sl->jobs_dir) + strlen(job_id) + sizeof("/.validators");
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s.validators", sl->jobs_dir, job_id);
-    return p;
-}
-
 /* Copies the string member key of o into out[n]; false when it is missing,
  * no string or too long. */
 static bool copy_member(json_t *o, const char *key, char *out, size_t n)
@@ -224,28 +238,16 @@ static int local_get_validators(struct sl_state *st, const char *job_id,
                                 struct sl_source_validators *out)
 {
     struct state_local *sl = (struct state_local *)st;
-    if (!job_id_ok(job_id)) {
-        sl_warn("state", "cannot read source validators: job id \"%s\" is not a safe file name",
-                job_id ? job_id : "(null)");
+    if (!job_id_usable(job_id, "read source validators"))
         return SL_ERR_INVALID;
-    }
-    char *path = validators_path(sl, job_id);
-    if (!path)
-        return SL_ERR_NOMEM;
-    size_t len = 0;
-    char *text = sl_read_file(path, &len);
-    if (!text) {
-        int e = errno;
-        int rc = e == ENOENT ? SL_ERR_NOTFOUND : e == ENOMEM ? SL_ERR_NOMEM : SL_ERR_IO;
-        if (e != ENOENT)
-            sl_error("state", "could not read %s: %s", path, strerror(e));
-        free(path);
+    char *path, *text;
+    size_t len;
+    int rc = job_file_read(sl, job_id, ".validators", &path, &text, &len);
+    if (rc)
         return rc;
-    }
     json_error_t jerr;
     json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     json_t *bytes = json_object_get(o, "bytes");
-    int rc = 0;
     memset(out, 0, sizeof(*out));
     if (!json_is_object(o) || !copy_member(o, "url_sha256", out->url_sha256, 65) ||
         !copy_member(o, "etag", out->etag, sizeof(out->etag)) ||
@@ -268,11 +270,8 @@ static int local_set_validators(struct sl_state *st, const char *job_id,
                                 const struct sl_source_validators *v)
 {
     struct state_local *sl = (struct state_local *)st;
-    if (!job_id_ok(job_id)) {
-        sl_warn("state", "cannot store source validators: job id \"%s\" is not a safe file name",
-                job_id ? job_id : "(null)");
+    if (!job_id_usable(job_id, "store source validators"))
         return SL_ERR_INVALID;
-    }
     if (!v || !validators_ok(v) || v->bytes > (uint64_t)INT64_MAX) {
         sl_warn("state", "cannot store source validators of job %s: malformed", job_id);
         return SL_ERR_INVALID;
@@ -281,15 +280,7 @@ static int local_set_validators(struct sl_state *st, const char *job_id,
                           "last_modified", v->last_modified, "sha256", v->sha256, "bytes",
                           (json_int_t)v->bytes);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    char *path = validators_path(sl, job_id);
-    int rc = 0;
-    if (!text || !path) {
-        rc = SL_ERR_NOMEM;
-    } else if (sl_write_file_atomic(path, text, strlen(text))) {
-        sl_error("state", "could not write %s: %s", path, strerror(errno));
-        rc = SL_ERR_IO;
-    }
-    free(path);
+    int rc = text ? job_file_write(sl, job_id, ".validators", text, strlen(text)) : SL_ERR_NOMEM;
     free(text);
     json_decref(o);
     return rc;

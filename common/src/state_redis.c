@@ -667,14 +667,38 @@ static void run_key(const char *run_id, char *out, size_t n)
     snprintf(out, n, "sluice:run:%s:keys", run_id);
 }
 
+/* Whether job_id can be part of a key; when not, says that it cannot
+ * <doing> ("cannot read last hash: job id ..."). */
+static bool job_id_usable(const char *job_id, const char *doing)
+{
+    if (id_ok(job_id, JOB_ID_MAX))
+        return true;
+    sl_warn("state", "cannot %s: job id \"%s\" is not a safe name", doing,
+            job_id ? job_id : "(null)");
+    return false;
+}
+
+/* Runs a command that writes key, argv[0..argc): 0, SL_ERR_FATAL for an
+ * error reply (logged), or SL_ERR_RETRY / SL_ERR_NOMEM as run_cmd. */
+static int run_write(struct state_redis *sr, int argc, const char **argv, const char *key)
+{
+    int rc = 0;
+    redisReply *r = run_cmd(sr, argc, argv, NULL, &rc);
+    if (!r)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR) {
+        sl_error("state", "could not write %s to redis at %s: %s", key, sr->where, r->str);
+        rc = SL_ERR_FATAL;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 static int redis_get_last_sha(struct sl_state *st, const char *job_id, char out[65])
 {
     struct state_redis *sr = (struct state_redis *)st;
-    if (!id_ok(job_id, JOB_ID_MAX)) {
-        sl_warn("state", "cannot read last hash: job id \"%s\" is not a safe name",
-                job_id ? job_id : "(null)");
+    if (!job_id_usable(job_id, "read last hash"))
         return SL_ERR_INVALID;
-    }
     char key[JOB_ID_MAX + 64];
     job_key(job_id, key, sizeof(key));
     const char *argv[2] = {"GET", key};
@@ -702,11 +726,8 @@ static int redis_get_last_sha(struct sl_state *st, const char *job_id, char out[
 static int redis_set_last_sha(struct sl_state *st, const char *job_id, const char *sha256)
 {
     struct state_redis *sr = (struct state_redis *)st;
-    if (!id_ok(job_id, JOB_ID_MAX)) {
-        sl_warn("state", "cannot store last hash: job id \"%s\" is not a safe name",
-                job_id ? job_id : "(null)");
+    if (!job_id_usable(job_id, "store last hash"))
         return SL_ERR_INVALID;
-    }
     if (!sha256 || !sha_ok(sha256, strlen(sha256))) {
         sl_warn("state", "cannot store last hash of job %s: not a lowercase hex SHA-256", job_id);
         return SL_ERR_INVALID;
@@ -714,16 +735,7 @@ static int redis_set_last_sha(struct sl_state *st, const char *job_id, const cha
     char key[JOB_ID_MAX + 64];
     job_key(job_id, key, sizeof(key));
     const char *argv[3] = {"SET", key, sha256};
-    int rc = 0;
-    redisReply *r = run_cmd(sr, 3, argv, NULL, &rc);
-    if (!r)
-        return rc;
-    if (r->type == REDIS_REPLY_ERROR) {
-        sl_error("state", "could not write %s to redis at %s: %s", key, sr->where, r->str);
-        rc = SL_ERR_FATAL;
-    }
-    freeReplyObject(r);
-    return rc;
+    return run_write(sr, 3, argv, key);
 }
 
 /* The hash field of a key into field, *flen bytes: the key itself up to
@@ -913,11 +925,8 @@ static int redis_get_validators(struct sl_state *st, const char *job_id,
                                 struct sl_source_validators *out)
 {
     struct state_redis *sr = (struct state_redis *)st;
-    if (!id_ok(job_id, JOB_ID_MAX)) {
-        sl_warn("state", "cannot read source validators: job id \"%s\" is not a safe name",
-                job_id ? job_id : "(null)");
+    if (!job_id_usable(job_id, "read source validators"))
         return SL_ERR_INVALID;
-    }
     char key[JOB_ID_MAX + 64];
     validators_key(job_id, key, sizeof(key));
     const char *argv[7] = {"HMGET", key};
@@ -964,11 +973,8 @@ static int redis_set_validators(struct sl_state *st, const char *job_id,
                                 const struct sl_source_validators *v)
 {
     struct state_redis *sr = (struct state_redis *)st;
-    if (!id_ok(job_id, JOB_ID_MAX)) {
-        sl_warn("state", "cannot store source validators: job id \"%s\" is not a safe name",
-                job_id ? job_id : "(null)");
+    if (!job_id_usable(job_id, "store source validators"))
         return SL_ERR_INVALID;
-    }
     if (!v || !sha_ok(v->url_sha256, strnlen(v->url_sha256, 65)) ||
         !sha_ok(v->sha256, strnlen(v->sha256, 65)) ||
         !text_ok(v->etag, strnlen(v->etag, sizeof(v->etag)), sizeof(v->etag)) ||
@@ -987,16 +993,7 @@ static int redis_set_validators(struct sl_state *st, const char *job_id,
         argv[2 + 2 * i] = VALIDATOR_FIELDS[i];
         argv[3 + 2 * i] = vals[i];
     }
-    int rc = 0;
-    redisReply *r = run_cmd(sr, 12, argv, NULL, &rc);
-    if (!r)
-        return rc;
-    if (r->type == REDIS_REPLY_ERROR) {
-        sl_error("state", "could not write %s to redis at %s: %s", key, sr->where, r->str);
-        rc = SL_ERR_FATAL;
-    }
-    freeReplyObject(r);
-    return rc;
+    return run_write(sr, 12, argv, key);
 }
 
 static void redis_destroy(struct sl_state *st)

@@ -29,7 +29,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,63 +40,52 @@
 #include "sluice/reader.h"
 #include "sluice/util.h"
 
-static int seterr(char *errbuf, size_t errsz, int err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int seterr(char *errbuf, size_t errsz, int err, const char *fmt, ...)
-{
-    if (errbuf && errsz) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errsz, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 /* What a FreeXL error means for the person who sent the file. */
 static int open_error(int ret, char *errbuf, size_t errsz)
 {
+    const char *why;
     switch (ret) {
     case FREEXL_FILE_NOT_FOUND:
-        return seterr(errbuf, errsz, SL_ERR_IO, "could not open the file: %s", strerror(errno));
+        return sl_seterr(errbuf, errsz, SL_ERR_IO, "could not open the file: %s", strerror(errno));
     case FREEXL_INSUFFICIENT_MEMORY:
-        return seterr(errbuf, errsz, SL_ERR_LIMIT,
-                      "the XLS file is too large or corrupt: FreeXL refuses a sheet over 256 MB "
-                      "of cells (or ran out of memory)");
+        return sl_seterr(errbuf, errsz, SL_ERR_LIMIT,
+                         "the XLS file is too large or corrupt: FreeXL refuses a sheet over 256 "
+                         "MB of cells (or ran out of memory)");
     case FREEXL_INVALID_CFBF_HEADER:
     case FREEXL_CFBF_INVALID_SIGNATURE:
-        return seterr(errbuf, errsz, SL_ERR_PARSE,
-                      "not an XLS file: no OLE2 compound document header");
+        why = "not an XLS file: no OLE2 compound document header";
+        break;
     case FREEXL_CFBF_READ_ERROR:
     case FREEXL_CFBF_SEEK_ERROR:
-        return seterr(errbuf, errsz, SL_ERR_PARSE,
-                      "the XLS file is truncated or corrupt (a sector cannot be read)");
+        why = "the XLS file is truncated or corrupt (a sector cannot be read)";
+        break;
     case FREEXL_CFBF_INVALID_SECTOR_SIZE:
     case FREEXL_CFBF_EMPTY_FAT_CHAIN:
     case FREEXL_CFBF_ILLEGAL_FAT_ENTRY:
     case FREEXL_INVALID_MINI_STREAM:
     case FREEXL_CFBF_ILLEGAL_MINI_FAT_ENTRY:
-        return seterr(errbuf, errsz, SL_ERR_PARSE,
-                      "the XLS file is corrupt (its compound document structure is broken)");
+        why = "the XLS file is corrupt (its compound document structure is broken)";
+        break;
     case FREEXL_BIFF_WORKBOOK_NOT_FOUND:
-        return seterr(errbuf, errsz, SL_ERR_PARSE,
-                      "not an XLS file: the compound document holds no Excel workbook (a "
-                      "password-protected XLSX or another Office file?)");
+        why = "not an XLS file: the compound document holds no Excel workbook (a "
+              "password-protected XLSX or another Office file?)";
+        break;
     case FREEXL_BIFF_INVALID_BOF:
     case FREEXL_BIFF_INVALID_SST:
     case FREEXL_BIFF_ILLEGAL_SST_INDEX:
     case FREEXL_ILLEGAL_RK_VALUE:
     case FREEXL_CRAFTED_FILE:
-        return seterr(errbuf, errsz, SL_ERR_PARSE,
-                      "the XLS file is corrupt (its workbook records are broken)");
+        why = "the XLS file is corrupt (its workbook records are broken)";
+        break;
     case FREEXL_INVALID_CHARACTER:
     case FREEXL_UNSUPPORTED_CHARSET:
-        return seterr(errbuf, errsz, SL_ERR_PARSE,
-                      "the XLS file holds text that cannot be converted to UTF-8");
+        why = "the XLS file holds text that cannot be converted to UTF-8";
+        break;
     default:
-        return seterr(errbuf, errsz, SL_ERR_PARSE, "the XLS file cannot be read (FreeXL error %d)",
-                      ret);
+        return sl_seterr(errbuf, errsz, SL_ERR_PARSE,
+                         "the XLS file cannot be read (FreeXL error %d)", ret);
     }
+    return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "%s", why);
 }
 
 /* Days from 1900-01-01 in FreeXL's calendar (every year divisible by 4 a
@@ -281,6 +269,16 @@ static void send_error(int wfd, int err, const char *fmt, ...)
     send_msg(wfd, MSG_ERROR, true, (uint32_t)err, 0, msg, strlen(msg));
 }
 
+/* Sends what FreeXL's error ret means and ends the child. */
+static void send_open_error(int wfd, int ret) __attribute__((noreturn));
+static void send_open_error(int wfd, int ret)
+{
+    char err[512];
+    int rc = open_error(ret, err, sizeof(err));
+    send_error(wfd, rc, "%s", err);
+    _exit(0);
+}
+
 /* The child: FreeXL on path, the chosen sheet's cells to wfd. Never returns. */
 static void xls_child(int wfd, const char *path, const struct sl_sheet_opts *o)
 {
@@ -305,12 +303,8 @@ static void xls_child(int wfd, const char *path, const struct sl_sheet_opts *o)
     struct sl_buf names = SL_BUF_INIT;
     errno = 0;
     int ret = freexl_open(path, &xh);
-    if (ret != FREEXL_OK) {
-        char err[512];
-        int rc = open_error(ret, err, sizeof(err));
-        send_error(wfd, rc, "%s", err);
-        _exit(0);
-    }
+    if (ret != FREEXL_OK)
+        send_open_error(wfd, ret);
     unsigned info = 0;
     if (freexl_get_info(xh, FREEXL_BIFF_PASSWORD, &info) == FREEXL_OK &&
         info == FREEXL_BIFF_OBFUSCATED) {
@@ -366,12 +360,8 @@ static void xls_child(int wfd, const char *path, const struct sl_sheet_opts *o)
         !sheet_name)
         sheet_name = "";
     ret = freexl_select_active_worksheet(xh, (unsigned short)pick);
-    if (ret != FREEXL_OK) {
-        char err[512];
-        int rc = open_error(ret, err, sizeof(err));
-        send_error(wfd, rc, "%s", err);
-        _exit(0);
-    }
+    if (ret != FREEXL_OK)
+        send_open_error(wfd, ret);
     unsigned rows = 0;
     unsigned short cols = 0;
     if (freexl_worksheet_dimensions(xh, &rows, &cols) != FREEXL_OK) {
@@ -428,16 +418,16 @@ static int get_all(int fd, void *p, size_t n, unsigned timeout_s)
 static int child_failed(int status, char *errbuf, size_t errsz)
 {
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU)
-        return seterr(errbuf, errsz, SL_ERR_LIMIT,
-                      "FreeXL used too much CPU time on the file: a corrupt or crafted file");
+        return sl_seterr(errbuf, errsz, SL_ERR_LIMIT,
+                         "FreeXL used too much CPU time on the file: a corrupt or crafted file");
     if (WIFSIGNALED(status))
-        return seterr(errbuf, errsz, SL_ERR_PARSE,
-                      "FreeXL crashed reading the file (signal %d): the XLS file is corrupt",
-                      WTERMSIG(status));
-    return seterr(errbuf, errsz, SL_ERR_PARSE,
-                  "FreeXL stopped reading the file (exit status %d): the XLS file is corrupt or "
-                  "too large",
-                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return sl_seterr(errbuf, errsz, SL_ERR_PARSE,
+                         "FreeXL crashed reading the file (signal %d): the XLS file is corrupt",
+                         WTERMSIG(status));
+    return sl_seterr(errbuf, errsz, SL_ERR_PARSE,
+                     "FreeXL stopped reading the file (exit status %d): the XLS file is corrupt or "
+                     "too large",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
 int sl_xls_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, sl_row_fn fn,
@@ -446,38 +436,25 @@ int sl_xls_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, s
     struct sl_sheet_opts def = {0};
     if (!o)
         o = &def;
-    if (errbuf && errsz)
-        errbuf[0] = '\0';
-    if (!fn)
-        return seterr(errbuf, errsz, SL_ERR_INVALID, "no row callback");
-    if (o->header_row < 0 || o->sheet_index < 0)
-        return seterr(errbuf, errsz, SL_ERR_INVALID,
-                      "header_row and the sheet number must be 1 or more");
-    if (stats) {
-        stats->bytes = 0;
-        stats->rows = 0;
-        stats->encoding = SL_ENC_UTF8;
-        stats->delimiter = 0;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0)
-        return seterr(errbuf, errsz, SL_ERR_IO, "could not read the file: %s", strerror(errno));
-    if (sb.st_size == 0)
-        return seterr(errbuf, errsz, SL_ERR_PARSE, "the file is empty");
+    struct sl_sheet_rows_cfg cfg;
+    uint64_t size;
+    int rc = sl_sheet_read_begin(fd, o, hdr_fn, fn, ud, stats, errbuf, errsz, &cfg, &size);
+    if (rc)
+        return rc;
     unsigned timeout_s = o->timeout_s ? o->timeout_s : XLS_DEF_TIMEOUT_S;
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 
     int p[2];
     if (pipe(p) != 0)
-        return seterr(errbuf, errsz, SL_ERR_IO, "could not create a pipe: %s", strerror(errno));
+        return sl_seterr(errbuf, errsz, SL_ERR_IO, "could not create a pipe: %s", strerror(errno));
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
         close(p[0]);
         close(p[1]);
-        return seterr(errbuf, errsz, SL_ERR_NOMEM, "could not start FreeXL's process: %s",
-                      strerror(e));
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "could not start FreeXL's process: %s",
+                         strerror(e));
     }
     if (pid == 0) {
         close(p[0]);
@@ -497,7 +474,7 @@ int sl_xls_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, s
         max_msg = XLS_MAX_MSG;
     uint32_t rows = 0, cur = 0;
     bool done = false, exited = false;
-    int status = 0, rc = 0;
+    int status = 0;
     for (;;) {
         unsigned char h[5];
         int g = get_all(p[0], h, sizeof(h), timeout_s);
@@ -505,32 +482,32 @@ int sl_xls_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, s
             /* the child is gone without a word */
             exited = waitpid(pid, &status, 0) == pid;
             rc = exited ? child_failed(status, errbuf, errsz)
-                        : seterr(errbuf, errsz, SL_ERR_PARSE, "FreeXL's process was lost");
+                        : sl_seterr(errbuf, errsz, SL_ERR_PARSE, "FreeXL's process was lost");
             exited = true;
             break;
         }
         if (g == -2) {
-            rc = seterr(errbuf, errsz, SL_ERR_LIMIT,
-                        "FreeXL took more than %u s without a cell: a corrupt or crafted file",
-                        timeout_s);
+            rc = sl_seterr(errbuf, errsz, SL_ERR_LIMIT,
+                           "FreeXL took more than %u s without a cell: a corrupt or crafted file",
+                           timeout_s);
             break;
         }
         uint32_t len = g == 0 ? get_u32(h + 1) : 0;
         if (g < 0 || len > max_msg) {
-            rc = seterr(errbuf, errsz, SL_ERR_IO, "could not read from FreeXL's process");
+            rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "could not read from FreeXL's process");
             break;
         }
         if (len + 1 > msg_cap) {
             char *nm = realloc(msg, len + 1);
             if (!nm) {
-                rc = seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory reading the XLS file");
+                rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory reading the XLS file");
                 break;
             }
             msg = nm;
             msg_cap = len + 1;
         }
         if (len && get_all(p[0], msg, len, timeout_s) != 0) {
-            rc = seterr(errbuf, errsz, SL_ERR_IO, "could not read from FreeXL's process");
+            rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "could not read from FreeXL's process");
             break;
         }
         msg[len] = '\0';
@@ -538,24 +515,14 @@ int sl_xls_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, s
             rc = (int)(int32_t)get_u32((unsigned char *)msg);
             if (rc >= 0)
                 rc = SL_ERR_PARSE;
-            seterr(errbuf, errsz, rc, "%s", msg + 8);
+            sl_seterr(errbuf, errsz, rc, "%s", msg + 8);
             break;
         }
         if (h[0] == MSG_SHEET && len >= 8 && !sr) {
             rows = get_u32((unsigned char *)msg);
-            struct sl_sheet_rows_cfg cfg = {
-                .sheet = msg + 8,
-                .header_row = o->header_row > 0 ? (uint32_t)o->header_row : 1,
-                .max_row = o->max_row,
-                .hdr_fn = hdr_fn,
-                .fn = fn,
-                .ud = ud,
-                .stats = stats,
-                .errbuf = errbuf,
-                .errsz = errsz,
-            };
+            cfg.sheet = msg + 8;
             if (!(sr = sl_sheet_rows_new(&cfg))) {
-                rc = seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory reading the XLS file");
+                rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory reading the XLS file");
                 break;
             }
             continue;
@@ -567,7 +534,7 @@ int sl_xls_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, s
                     break;
                 cur = row;
                 if (stats && rows)
-                    stats->bytes = (uint64_t)sb.st_size * (row - 1) / rows;
+                    stats->bytes = size * (row - 1) / rows;
             }
             if ((rc = sl_sheet_rows_cell(sr, col, msg + 8, len - 8)))
                 break;
@@ -577,7 +544,7 @@ int sl_xls_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, s
             done = true;
             break;
         }
-        rc = seterr(errbuf, errsz, SL_ERR_IO, "FreeXL's process sent something unexpected");
+        rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "FreeXL's process sent something unexpected");
         break;
     }
     close(p[0]);
@@ -590,10 +557,10 @@ int sl_xls_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, s
     if (done && rc == 0) {
         rc = sl_sheet_rows_finish(sr);
         if (rc == 0 && stats)
-            stats->bytes = (uint64_t)sb.st_size;
+            stats->bytes = size;
     }
     if (rc < 0 && errbuf && errsz && !errbuf[0])
-        seterr(errbuf, errsz, rc, "%s", sl_err_str(rc));
+        sl_seterr(errbuf, errsz, rc, "%s", sl_err_str(rc));
     sl_sheet_rows_destroy(sr);
     free(msg);
     return rc;

@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libxml/parser.h>
@@ -144,6 +143,37 @@ static int fail(struct xlsx *x, int err, const char *fmt, ...)
 static int nomem(struct xlsx *x)
 {
     return fail(x, SL_ERR_NOMEM, "out of memory reading the XLSX file");
+}
+
+/* Room for entry n of the array arr of *cap entries of elem bytes: arr
+ * while n < *cap, else arr realloc'ed to twice *cap entries (16 when it has
+ * none) and *cap updated; NULL, arr untouched, when out of memory. */
+static void *grow(void *arr, size_t n, size_t *cap, size_t elem)
+{
+    if (n < *cap)
+        return arr;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *na = realloc(arr, ncap * elem);
+    if (na)
+        *cap = ncap;
+    return na;
+}
+
+/* grow() for entry n of a list that part may hold at most max of (what: the
+ * entries, for the message); NULL, arr untouched and the file failed, when
+ * the list is full ("xl/workbook.xml: more than 10000 sheets") or memory
+ * ran out. */
+static void *list_room(struct xlsx *x, void *arr, size_t n, size_t *cap, size_t elem,
+                       const char *part, size_t max, const char *what)
+{
+    if (n >= max) {
+        fail(x, SL_ERR_LIMIT, "%s: more than %zu %s", part, max, what);
+        return NULL;
+    }
+    void *na = grow(arr, n, cap, elem);
+    if (!na)
+        nomem(x);
+    return na;
 }
 
 /* ---- the archive ---- */
@@ -775,20 +805,13 @@ static int read_rels(struct xlsx *x, const char *base)
         const char *mode = attr(x, "TargetMode", NULL);
         if (mode && strcmp(mode, "External") == 0)
             continue;
-        if (x->nrels >= XLSX_MAX_RELS) {
-            rc = fail(x, SL_ERR_LIMIT, "%s: more than %u relationships", path, XLSX_MAX_RELS);
+        struct xrel *nr = list_room(x, x->rels, x->nrels, &cap, sizeof(*nr), path, XLSX_MAX_RELS,
+                                    "relationships");
+        if (!nr) {
+            rc = x->rc;
             goto out;
         }
-        if (x->nrels == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct xrel *nr = realloc(x->rels, ncap * sizeof(*nr));
-            if (!nr) {
-                rc = nomem(x);
-                goto out;
-            }
-            x->rels = nr;
-            cap = ncap;
-        }
+        x->rels = nr;
         struct xrel *rel = &x->rels[x->nrels];
         rel->id = dup_capped(attr(x, "Id", NULL));
         rel->type = dup_capped(attr(x, "Type", NULL));
@@ -856,20 +879,13 @@ static int read_workbook(struct xlsx *x)
         if (depth == 1 && strcmp(ln, "workbookPr") == 0) {
             x->date1904 = xsd_true(attr(x, "date1904", NULL));
         } else if (depth == 2 && strcmp(ln, "sheet") == 0) {
-            if (x->nsheets >= XLSX_MAX_SHEETS) {
-                rc = fail(x, SL_ERR_LIMIT, "%s: more than %u sheets", x->wb_path, XLSX_MAX_SHEETS);
+            struct xsheet *ns = list_room(x, x->sheets, x->nsheets, &cap, sizeof(*ns), x->wb_path,
+                                          XLSX_MAX_SHEETS, "sheets");
+            if (!ns) {
+                rc = x->rc;
                 goto out;
             }
-            if (x->nsheets == cap) {
-                size_t ncap = cap ? cap * 2 : 8;
-                struct xsheet *ns = realloc(x->sheets, ncap * sizeof(*ns));
-                if (!ns) {
-                    rc = nomem(x);
-                    goto out;
-                }
-                x->sheets = ns;
-                cap = ncap;
-            }
+            x->sheets = ns;
             struct xsheet *sh = &x->sheets[x->nsheets++];
             sh->name = dup_capped(attr(x, "name", NULL));
             sh->rid = dup_capped(attr(x, "id", "relationships"));
@@ -948,40 +964,25 @@ static int read_styles(struct xlsx *x, const char *path)
             const char *code = attr(x, "formatCode", NULL); /* used before the next attr() */
             if (!code)
                 continue;
-            if (x->nnumfmts >= XLSX_MAX_NUMFMTS) {
-                rc = fail(x, SL_ERR_LIMIT, "%s: more than %u number formats", path,
-                          XLSX_MAX_NUMFMTS);
+            struct xnumfmt *nf = list_room(x, x->numfmts, x->nnumfmts, &fmt_cap, sizeof(*nf), path,
+                                           XLSX_MAX_NUMFMTS, "number formats");
+            if (!nf) {
+                rc = x->rc;
                 goto out;
             }
-            if (x->nnumfmts == fmt_cap) {
-                size_t ncap = fmt_cap ? fmt_cap * 2 : 16;
-                struct xnumfmt *nf = realloc(x->numfmts, ncap * sizeof(*nf));
-                if (!nf) {
-                    rc = nomem(x);
-                    goto out;
-                }
-                x->numfmts = nf;
-                fmt_cap = ncap;
-            }
+            x->numfmts = nf;
             x->numfmts[x->nnumfmts++] =
                 (struct xnumfmt){.id = id, .kind = sl_sheet_numfmt_kind(id, code)};
         } else if (depth == 2 && in_xfs && strcmp(ln, "xf") == 0) {
             uint32_t id = 0;
             parse_u32(attr(x, "numFmtId", NULL), &id);
-            if (x->nxf >= XLSX_MAX_XFS) {
-                rc = fail(x, SL_ERR_LIMIT, "%s: more than %u cell formats", path, XLSX_MAX_XFS);
+            uint32_t *nx = list_room(x, xf_fmt, x->nxf, &xf_cap, sizeof(*nx), path, XLSX_MAX_XFS,
+                                     "cell formats");
+            if (!nx) {
+                rc = x->rc;
                 goto out;
             }
-            if (x->nxf == xf_cap) {
-                size_t ncap = xf_cap ? xf_cap * 2 : 64;
-                uint32_t *nx = realloc(xf_fmt, ncap * sizeof(*nx));
-                if (!nx) {
-                    rc = nomem(x);
-                    goto out;
-                }
-                xf_fmt = nx;
-                xf_cap = ncap;
-            }
+            xf_fmt = nx;
             xf_fmt[x->nxf++] = id;
         }
     }
@@ -1106,14 +1107,10 @@ static int sst_add(struct xlsx *x, const char *s, size_t n)
                     "%s: the shared strings are larger than %zu bytes (string %zu)", x->part.name,
                     x->max_strings, x->nsst + 1);
     x->sst_bytes += cost;
-    if (x->nsst == x->sst_cap) {
-        size_t ncap = x->sst_cap ? x->sst_cap * 2 : 256;
-        size_t *no = realloc(x->sst_off, ncap * sizeof(*no));
-        if (!no)
-            return nomem(x);
-        x->sst_off = no;
-        x->sst_cap = ncap;
-    }
+    size_t *no = grow(x->sst_off, x->nsst, &x->sst_cap, sizeof(*no));
+    if (!no)
+        return nomem(x);
+    x->sst_off = no;
     x->sst_off[x->nsst++] = x->sst.len;
     if (sl_buf_append(&x->sst, x->text2.data, len) || sl_buf_putc(&x->sst, '\0'))
         return nomem(x);
@@ -1238,26 +1235,12 @@ struct xcell {
     bool have_v, have_is;
 };
 
-/* Quotes at most 40 bytes of s for a message. */
-static const char *quote40(const char *s, char out[48])
-{
-    size_t n = strlen(s), k = n <= 40 ? n : 40;
-    while (k < n && k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
-        k--;
-    memcpy(out, s, k);
-    if (k < n)
-        memcpy(out + k, "...", 4);
-    else
-        out[k] = '\0';
-    return out;
-}
-
 /* The end of a cell: its value, as sheet_cell.c tells, to the row. */
 static int cell_end(struct xlsx *x, const struct xcell *c, struct sl_buf *v, struct sl_buf *is)
 {
     const char *t = c->type;
     const char *val = v->data ? v->data : "";
-    char q[48];
+    char q[SL_SHEET_EXCERPT_MAX];
     if (strcmp(t, "inlineStr") == 0) {
         if (!c->have_is)
             return 0;
@@ -1270,7 +1253,8 @@ static int cell_end(struct xlsx *x, const struct xcell *c, struct sl_buf *v, str
     if (t[0] == '\0' || strcmp(t, "n") == 0) {
         double d;
         if (!parse_number(val, &d)) {
-            sl_sheet_rows_bad(x->sr, c->col, "'%s' is not a number", quote40(val, q));
+            sl_sheet_rows_bad(x->sr, c->col, "'%s' is not a number",
+                              sl_sheet_excerpt(val, strlen(val), q));
             return sl_sheet_rows_cell(x->sr, c->col, val, v->len);
         }
         enum sl_cell_kind kind = c->style < x->nxf ? x->xf_kind[c->style] : SL_CELL_NUMBER;
@@ -1281,7 +1265,8 @@ static int cell_end(struct xlsx *x, const struct xcell *c, struct sl_buf *v, str
     if (strcmp(t, "s") == 0) {
         uint32_t idx;
         if (!parse_u32(val, &idx)) {
-            sl_sheet_rows_bad(x->sr, c->col, "'%s' is no shared string index", quote40(val, q));
+            sl_sheet_rows_bad(x->sr, c->col, "'%s' is no shared string index",
+                              sl_sheet_excerpt(val, strlen(val), q));
             return 0;
         }
         if (idx >= x->nsst) {
@@ -1300,7 +1285,8 @@ static int cell_end(struct xlsx *x, const struct xcell *c, struct sl_buf *v, str
         else if (strcmp(val, "0") == 0 || strcmp(val, "false") == 0)
             b = "false";
         if (!b) {
-            sl_sheet_rows_bad(x->sr, c->col, "'%s' is not a boolean (0 or 1)", quote40(val, q));
+            sl_sheet_rows_bad(x->sr, c->col, "'%s' is not a boolean (0 or 1)",
+                              sl_sheet_excerpt(val, strlen(val), q));
             return sl_sheet_rows_cell(x->sr, c->col, val, v->len);
         }
         return sl_sheet_rows_cell(x->sr, c->col, b, strlen(b));
@@ -1345,8 +1331,9 @@ static int read_sheet(struct xlsx *x, const char *path)
                 const char *ra = attr(x, "r", NULL);
                 uint32_t row = next_row;
                 if (ra && !parse_u32(ra, &row)) {
-                    char q[48];
-                    rc = fail(x, SL_ERR_PARSE, "%s: '%s' is no row number", path, quote40(ra, q));
+                    char q[SL_SHEET_EXCERPT_MAX];
+                    rc = fail(x, SL_ERR_PARSE, "%s: '%s' is no row number", path,
+                              sl_sheet_excerpt(ra, strlen(ra), q));
                     goto out;
                 }
                 if ((rc = sl_sheet_rows_begin(x->sr, row)))
@@ -1361,9 +1348,10 @@ static int read_sheet(struct xlsx *x, const char *path)
                 cell = (struct xcell){.col = last_col + 1};
                 const char *ref = attr(x, "r", NULL);
                 if (ref && !parse_ref(ref, &cell.col)) {
-                    char q[48];
+                    char q[SL_SHEET_EXCERPT_MAX];
                     rc = fail(x, SL_ERR_PARSE, "%s, row %u: '%s' is no cell reference", path,
-                              (unsigned)sl_sheet_rows_current(x->sr), quote40(ref, q));
+                              (unsigned)sl_sheet_rows_current(x->sr),
+                              sl_sheet_excerpt(ref, strlen(ref), q));
                     goto out;
                 }
                 last_col = cell.col;
@@ -1479,8 +1467,6 @@ int sl_xlsx_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, 
     struct sl_sheet_opts def = {0};
     if (!o)
         o = &def;
-    if (errbuf && errsz)
-        errbuf[0] = '\0';
     struct xlsx x = {
         .fd = fd,
         .stats = stats,
@@ -1498,31 +1484,10 @@ int sl_xlsx_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, 
     sl_buf_init(&x.text2);
     char *path = NULL;
     zip_source_t *src = NULL;
-    int rc = 0;
-    if (!fn) {
-        rc = fail(&x, SL_ERR_INVALID, "no row callback");
+    struct sl_sheet_rows_cfg cfg;
+    int rc = sl_sheet_read_begin(fd, o, hdr_fn, fn, ud, stats, errbuf, errsz, &cfg, &x.file_size);
+    if (rc)
         goto done;
-    }
-    if (o->header_row < 0 || o->sheet_index < 0) {
-        rc = fail(&x, SL_ERR_INVALID, "header_row and the sheet number must be 1 or more");
-        goto done;
-    }
-    if (stats) {
-        stats->bytes = 0;
-        stats->rows = 0;
-        stats->encoding = SL_ENC_UTF8;
-        stats->delimiter = 0;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        rc = fail(&x, SL_ERR_IO, "could not read the file: %s", strerror(errno));
-        goto done;
-    }
-    x.file_size = sb.st_size > 0 ? (uint64_t)sb.st_size : 0;
-    if (x.file_size == 0) {
-        rc = fail(&x, SL_ERR_PARSE, "the file is empty");
-        goto done;
-    }
     uint64_t entries;
     if (eocd_entries(&x, &entries) == 0 && entries > x.max_entries) {
         rc = fail(&x, SL_ERR_LIMIT, "the archive has %llu entries, more than %zu (a zip bomb?)",
@@ -1611,17 +1576,7 @@ int sl_xlsx_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, 
     if (rc)
         goto done;
 
-    struct sl_sheet_rows_cfg cfg = {
-        .sheet = sh->name,
-        .header_row = o->header_row > 0 ? (uint32_t)o->header_row : 1,
-        .max_row = o->max_row,
-        .hdr_fn = hdr_fn,
-        .fn = fn,
-        .ud = ud,
-        .stats = stats,
-        .errbuf = errbuf,
-        .errsz = errsz,
-    };
+    cfg.sheet = sh->name;
     if (!(x.sr = sl_sheet_rows_new(&cfg))) {
         rc = nomem(&x);
         goto done;

@@ -27,8 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OUTBUF_SIZE (1u << 20)
-#define ROW_MAX     1024 /* bytes of one row in any format, with room to spare */
+#define GEN_ROWS_PROG "gen_formats"
+#include "gen_rows.h"
+
+#define ROW_MAX 1024 /* bytes of one row in any format, with room to spare */
 
 enum format { FMT_CSV, FMT_JSON, FMT_NDJSON, FMT_XML };
 
@@ -45,54 +47,6 @@ static const char *const cities[] = {
 /* "S\303\274d": octal, since a hex escape would swallow the d */
 static const char *const quarters[] = {"Mitte", "Nord", "S\303\274d", "Markt", "Altstadt"};
 #define NQUARTERS (sizeof(quarters) / sizeof(quarters[0]))
-
-/* splitmix64 (Steele, Lea, Flood 2014): the same stream on every platform */
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
-/* A number in [0, n); the modulo bias is irrelevant for test data. */
-static uint32_t rng_below(uint32_t n)
-{
-    return (uint32_t)(rng_next() % n);
-}
-
-/* The output: rows are appended to one buffer flushed when nearly full. */
-static char outbuf[OUTBUF_SIZE];
-static size_t outlen;
-static uint64_t written;
-
-static void out_flush(void)
-{
-    if (outlen > 0 && fwrite(outbuf, 1, outlen, stdout) != outlen) {
-        fprintf(stderr, "gen_formats: could not write the output: %s\n", strerror(errno));
-        exit(1);
-    }
-    written += outlen;
-    outlen = 0;
-}
-
-static void put_mem(const char *s, size_t n)
-{
-    memcpy(outbuf + outlen, s, n);
-    outlen += n;
-}
-
-static void put_str(const char *s)
-{
-    put_mem(s, strlen(s));
-}
-
-static void put_char(char c)
-{
-    outbuf[outlen++] = c;
-}
 
 /* One row's values, as text (UTF-8, unescaped). */
 struct row {
@@ -257,19 +211,6 @@ static void put_tail(enum format fmt, uint64_t rows)
         put_str("</stores>\n");
 }
 
-static int parse_u64(const char *s, uint64_t *v)
-{
-    char *end;
-    if (s[0] < '0' || s[0] > '9')
-        return -1;
-    errno = 0;
-    unsigned long long x = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return -1;
-    *v = x;
-    return 0;
-}
-
 /* "512M" and the like: powers of 1024; -1 for anything else or overflow. */
 static int parse_size(const char *s, uint64_t *v)
 {
@@ -361,11 +302,7 @@ int main(int argc, char **argv)
             out_flush();
     }
     put_tail((enum format)fmt, i);
-    out_flush();
-    if (fflush(stdout) != 0) {
-        fprintf(stderr, "gen_formats: could not write the output: %s\n", strerror(errno));
-        return 1;
-    }
+    out_finish();
     fprintf(stderr, "gen_formats: format=%s rows=%" PRIu64 " bytes=%" PRIu64 "\n",
             format_names[fmt], i, written);
     return 0;

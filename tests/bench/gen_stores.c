@@ -21,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define GEN_ROWS_PROG "gen_stores"
+#include "gen_rows.h"
+
 /* windows-1252 bytes; a separate string literal ends a \x escape */
 #define AE   "\xE4"
 #define OE   "\xF6"
@@ -29,7 +32,6 @@
 #define EURO "\x80"
 
 #define BAD_PER_MILLE 5
-#define OUTBUF_SIZE   (1u << 20)
 
 enum bad_kind {
     BAD_NONE = -1,
@@ -81,49 +83,6 @@ static const char *const streets[] = {
 static const char *const quarters[] = {"Mitte", "Nord",      "S" UE "d",
                                        "Markt", "H" OE "fe", "Altstadt"};
 #define NQUARTERS (sizeof(quarters) / sizeof(quarters[0]))
-
-/* splitmix64 (Steele, Lea, Flood 2014): small, fast, and the same stream on
- * every platform. */
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
-/* A number in [0, n); the modulo bias is irrelevant for test data. */
-static uint32_t rng_below(uint32_t n)
-{
-    return (uint32_t)(rng_next() % n);
-}
-
-/* The output: rows are appended to one buffer flushed when nearly full. */
-static char outbuf[OUTBUF_SIZE];
-static size_t outlen;
-
-static void out_flush(void)
-{
-    if (outlen > 0 && fwrite(outbuf, 1, outlen, stdout) != outlen) {
-        fprintf(stderr, "gen_stores: could not write the output: %s\n", strerror(errno));
-        exit(1);
-    }
-    outlen = 0;
-}
-
-static void put_str(const char *s)
-{
-    size_t n = strlen(s);
-    memcpy(outbuf + outlen, s, n);
-    outlen += n;
-}
-
-static void put_char(char c)
-{
-    outbuf[outlen++] = c;
-}
 
 /* v in decimal, at least width digits (zero-padded). */
 static void put_uint(uint64_t v, int width)
@@ -281,19 +240,6 @@ static void put_row(uint64_t store, enum bad_kind bad)
     put_str("\r\n");
 }
 
-static int parse_u64(const char *s, uint64_t *v)
-{
-    char *end;
-    if (s[0] < '0' || s[0] > '9')
-        return -1;
-    errno = 0;
-    unsigned long long x = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return -1;
-    *v = x;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     uint64_t nrows, seed = 20250101;
@@ -337,11 +283,7 @@ int main(int argc, char **argv)
         if (outlen > OUTBUF_SIZE - 1024)
             out_flush();
     }
-    out_flush();
-    if (fflush(stdout) != 0) {
-        fprintf(stderr, "gen_stores: could not write the output: %s\n", strerror(errno));
-        return 1;
-    }
+    out_finish();
 
     fprintf(stderr, "gen_stores: rows=%" PRIu64 " bad=%" PRIu64 " published=%" PRIu64, nrows,
             bad_total, nrows - bad_total);

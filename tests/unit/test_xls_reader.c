@@ -16,8 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,107 +24,30 @@
 #include "sluice/reader.h"
 #include "sluice/util.h"
 
+#include "reader_test_util.h"
+
 #define SHEETS SLUICE_FIXTURES "/sheets/"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define XLS_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define XLS_TEST_ASAN 1
-#endif
-#endif
-#ifndef XLS_TEST_ASAN
-#define XLS_TEST_ASAN 0
-#endif
-
-struct coll {
-    struct sl_buf out;
-    uint64_t rows, stop_at;
-};
-
-static int c_hdr(void *ud, const char *const *names, size_t n)
+static int read_fd(int fd, const struct sl_sheet_opts *o, struct rt_coll *c, char *err,
+                   size_t errsz)
 {
-    struct coll *c = ud;
-    sl_buf_puts(&c->out, "H ");
-    for (size_t i = 0; i < n; i++)
-        sl_buf_printf(&c->out, "%s%s", i ? "|" : "", names[i]);
-    sl_buf_putc(&c->out, '\n');
-    return 0;
-}
-
-static int c_row(void *ud, const struct sl_row *row)
-{
-    struct coll *c = ud;
-    assert_int_equal(row->row, ++c->rows);
-    sl_buf_printf(&c->out, "R%llu ", (unsigned long long)row->row);
-    for (size_t i = 0; i < row->n; i++) {
-        if (row->values[i]) {
-            assert_int_equal(strlen(row->values[i]), row->lens[i]);
-            assert_true(sl_utf8_valid(row->values[i], row->lens[i]));
-        }
-        sl_buf_printf(&c->out, "%s%s=%s", i ? "|" : "", row->names[i],
-                      row->values[i] ? row->values[i] : "<null>");
-    }
-    if (row->error)
-        sl_buf_printf(&c->out, " !%s", row->error);
-    sl_buf_putc(&c->out, '\n');
-    return row->row == c->stop_at ? 7 : 0;
-}
-
-static int read_fd(int fd, const struct sl_sheet_opts *o, struct coll *c, char *err, size_t errsz)
-{
-    sl_buf_puts(&c->out, "");
-    struct sl_reader_stats st = {0};
-    char e[1024] = "";
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = sl_xls_read_fd(fd, o, c_hdr, c_row, c, &st, e, sizeof(e));
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    assert_true(t1.tv_sec - t0.tv_sec < 10);
-    if (rc < 0)
-        assert_true(e[0] != '\0');
-    assert_int_equal(st.rows, c->rows);
-    if (rc == 0) {
-        struct stat sb;
-        assert_int_equal(fstat(fd, &sb), 0);
-        assert_int_equal(st.bytes, (uint64_t)sb.st_size);
-    }
-    if (err)
-        snprintf(err, errsz, "%s", e);
-    return rc;
+    return rt_sheet_read(sl_xls_read_fd, fd, o, c, err, errsz);
 }
 
 static int read_file(const char *path, const struct sl_sheet_opts *o, char **out, char *err,
                      size_t errsz)
 {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        fail_msg("cannot open %s", path);
-    struct coll c = {.out = SL_BUF_INIT};
-    int rc = read_fd(fd, o, &c, err, errsz);
-    close(fd);
-    *out = sl_buf_steal(&c.out);
-    return rc;
+    return rt_sheet_read_file(sl_xls_read_fd, path, o, out, err, errsz);
 }
 
 static void expect_file(const char *path, const struct sl_sheet_opts *o, const char *rows)
 {
-    char *out, err[1024];
-    int rc = read_file(path, o, &out, err, sizeof(err));
-    if (rc)
-        fail_msg("%s: rc %d: %s", path, rc, err);
-    if (strcmp(out, rows) != 0)
-        fail_msg("%s:\n%s\nexpected:\n%s", path, out, rows);
-    free(out);
+    rt_sheet_expect(sl_xls_read_fd, path, o, rows);
 }
 
 static void expect_fail(const char *path, const struct sl_sheet_opts *o, int rc, const char *msg)
 {
-    char *out, err[1024];
-    int r = read_file(path, o, &out, err, sizeof(err));
-    free(out);
-    if (r != rc || !strstr(err, msg))
-        fail_msg("%s: rc %d '%s', expected %d '%s'", path, r, err, rc, msg);
+    rt_sheet_expect_fail(sl_xls_read_fd, path, o, rc, msg);
 }
 
 /* As the XLSX reader gives stores.xlsx, but: xlwt keeps 0.1 + 0.2 exact,
@@ -167,7 +88,7 @@ static void test_xlwt_fixtures(void **state)
     /* the callback stops the reader */
     int fd = open(SHEETS "stores.xls", O_RDONLY);
     assert_true(fd >= 0);
-    struct coll c = {.out = SL_BUF_INIT, .stop_at = 2};
+    struct rt_coll c = {.out = SL_BUF_INIT, .stop_at = 2};
     o = (struct sl_sheet_opts){.sheet = "Stores", .header_row = 2};
     assert_int_equal(read_fd(fd, &o, &c, NULL, 0), 7);
     assert_int_equal(c.rows, 2);
@@ -199,7 +120,7 @@ static void test_errors(void **state)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     assert_true(t1.tv_sec - t0.tv_sec < 4);
     /* its memory is limited (not under AddressSanitizer, which maps terabytes) */
-    if (!XLS_TEST_ASAN) {
+    if (!READER_TEST_ASAN) {
         char *out, err[512];
         o = (struct sl_sheet_opts){.max_memory = 4096};
         assert_true(read_file(SHEETS "stores.xls", &o, &out, err, sizeof(err)) < 0);
@@ -211,40 +132,16 @@ static void test_errors(void **state)
     expect_fail(SHEETS "bad/corrupt.xls", NULL, SL_ERR_PARSE, "the XLS file");
     expect_fail(SHEETS "stores.xlsx", NULL, SL_ERR_PARSE,
                 "not an XLS file: no OLE2 compound document header");
-    int fd = memfd_create("xls", 0);
-    struct coll c = {.out = SL_BUF_INIT};
+    int fd = rt_mem_fd("", 0);
+    struct rt_coll c = {.out = SL_BUF_INIT};
     char err[512];
     assert_int_equal(read_fd(fd, NULL, &c, err, sizeof(err)), SL_ERR_PARSE);
     assert_string_equal(err, "the file is empty");
     close(fd);
+    sl_buf_cleanup(&c.out);
     /* every prefix and flipped bytes anywhere: a failure with a reason or
      * rows, never a crash */
-    int src = open(SHEETS "stores.xls", O_RDONLY);
-    assert_true(src >= 0);
-    char buf[8192];
-    ssize_t n = read(src, buf, sizeof(buf));
-    close(src);
-    assert_true(n > 4000 && n < (ssize_t)sizeof(buf));
-    for (ssize_t len = 1; len < n; len += 211) {
-        fd = memfd_create("xls", 0);
-        assert_int_equal(write(fd, buf, (size_t)len), len);
-        sl_buf_reset(&c.out);
-        c.rows = 0;
-        assert_true(read_fd(fd, NULL, &c, err, sizeof(err)) <= 0);
-        close(fd);
-    }
-    for (ssize_t at = 0; at < n; at += 61) {
-        char copy[8192];
-        memcpy(copy, buf, (size_t)n);
-        copy[at] ^= 0x21;
-        fd = memfd_create("xls", 0);
-        assert_int_equal(write(fd, copy, (size_t)n), n);
-        sl_buf_reset(&c.out);
-        c.rows = 0;
-        assert_true(read_fd(fd, NULL, &c, err, sizeof(err)) <= 0);
-        close(fd);
-    }
-    sl_buf_cleanup(&c.out);
+    rt_sheet_read_damaged(sl_xls_read_fd, SHEETS "stores.xls", 4000, 211, 61, 0);
 }
 
 int main(void)

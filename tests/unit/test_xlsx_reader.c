@@ -33,25 +33,9 @@
 #include "sluice/reader.h"
 #include "sluice/util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define XLSX_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define XLSX_TEST_ASAN 1
-#endif
-#endif
-#ifndef XLSX_TEST_ASAN
-#define XLSX_TEST_ASAN 0
-#endif
+#include "reader_test_util.h"
 
 #define SHEETS SLUICE_FIXTURES "/sheets/"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- the cell rules ---- */
 
@@ -234,107 +218,21 @@ static void test_col_name(void **state)
 
 /* ---- reading ---- */
 
-/* Rows as text: "H name|name\n" once, then "R1 name=value|name=<null>
- * !error\n". */
-struct coll {
-    struct sl_buf out;
-    uint64_t rows, stop_at;
-};
-
-static int c_hdr(void *ud, const char *const *names, size_t n)
-{
-    struct coll *c = ud;
-    sl_buf_puts(&c->out, "H ");
-    for (size_t i = 0; i < n; i++)
-        sl_buf_printf(&c->out, "%s%s", i ? "|" : "", names[i]);
-    sl_buf_putc(&c->out, '\n');
-    return 0;
-}
-
-static int c_row(void *ud, const struct sl_row *row)
-{
-    struct coll *c = ud;
-    assert_int_equal(row->row, ++c->rows);
-    sl_buf_printf(&c->out, "R%llu ", (unsigned long long)row->row);
-    for (size_t i = 0; i < row->n; i++) {
-        if (row->values[i]) {
-            assert_int_equal(strlen(row->values[i]), row->lens[i]);
-            assert_true(sl_utf8_valid(row->values[i], row->lens[i]));
-        } else {
-            assert_int_equal(row->lens[i], 0);
-        }
-        sl_buf_printf(&c->out, "%s%s=%s", i ? "|" : "", row->names[i],
-                      row->values[i] ? row->values[i] : "<null>");
-    }
-    if (row->error)
-        sl_buf_printf(&c->out, " !%s", row->error);
-    sl_buf_putc(&c->out, '\n');
-    return row->row == c->stop_at ? 7 : 0;
-}
-
-static int mem_fd(const void *data, size_t len)
-{
-    int fd = memfd_create("xlsx", 0);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-    return fd;
-}
-
 /* Reads fd with o; *out the rows (caller frees), err the message. */
 static int read_fd(int fd, const struct sl_sheet_opts *o, char **out, char *err, size_t errsz)
 {
-    struct coll c = {.out = SL_BUF_INIT};
-    sl_buf_puts(&c.out, "");
-    struct sl_reader_stats st = {0};
-    char e[1024] = "";
-    int rc = sl_xlsx_read_fd(fd, o, c_hdr, c_row, &c, &st, e, sizeof(e));
-    if (rc < 0)
-        assert_true(e[0] != '\0');
-    assert_int_equal(st.rows, c.rows);
-    if (rc == 0) {
-        struct stat sb;
-        assert_int_equal(fstat(fd, &sb), 0);
-        assert_int_equal(st.bytes, (uint64_t)sb.st_size);
-    }
-    *out = sl_buf_steal(&c.out);
-    if (err)
-        snprintf(err, errsz, "%s", e);
-    return rc;
-}
-
-static int read_file(const char *path, const struct sl_sheet_opts *o, char **out, char *err,
-                     size_t errsz)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        fail_msg("cannot open %s", path);
-    int rc = read_fd(fd, o, out, err, errsz);
-    close(fd);
-    return rc;
+    return rt_sheet_read_fd(sl_xlsx_read_fd, fd, o, out, err, errsz);
 }
 
 static void expect_file(const char *path, const struct sl_sheet_opts *o, const char *rows)
 {
-    char *out, err[1024];
-    int rc = read_file(path, o, &out, err, sizeof(err));
-    if (rc)
-        fail_msg("%s: rc %d: %s", path, rc, err);
-    if (strcmp(out, rows) != 0)
-        fail_msg("%s:\n%s\nexpected:\n%s", path, out, rows);
-    free(out);
+    rt_sheet_expect(sl_xlsx_read_fd, path, o, rows);
 }
 
 static void expect_file_fail(const char *path, const struct sl_sheet_opts *o, int rc,
                              const char *msg)
 {
-    char *out, err[1024];
-    double t0 = now();
-    int r = read_file(path, o, &out, err, sizeof(err));
-    free(out);
-    if (r != rc || !strstr(err, msg))
-        fail_msg("%s: rc %d '%s', expected %d '%s'", path, r, err, rc, msg);
-    assert_true(now() - t0 < 10); /* bounded time */
+    rt_sheet_expect_fail(sl_xlsx_read_fd, path, o, rc, msg);
 }
 
 #define STORES_HEADER                                                                              \
@@ -425,7 +323,7 @@ static int zip_fd(const struct part *parts, size_t n)
     assert_int_equal(zip_source_read(src, buf, st.size), (zip_int64_t)st.size);
     zip_source_close(src);
     zip_source_free(src);
-    int fd = mem_fd(buf, st.size);
+    int fd = rt_mem_fd(buf, st.size);
     free(buf);
     return fd;
 }
@@ -640,9 +538,9 @@ static void test_sheet_errors(void **state)
                "<row r=\"3\"><c><v>3</v></c></row>")},
     };
     int fd = zip_fd(parts, SL_ARRAY_LEN(parts)); /* no _rels/.rels: xl/workbook.xml */
-    struct coll c = {.out = SL_BUF_INIT, .stop_at = 1};
+    struct rt_coll c = {.out = SL_BUF_INIT, .stop_at = 1};
     char err[256];
-    assert_int_equal(sl_xlsx_read_fd(fd, NULL, NULL, c_row, &c, NULL, err, sizeof(err)), 7);
+    assert_int_equal(sl_xlsx_read_fd(fd, NULL, NULL, rt_row, &c, NULL, err, sizeof(err)), 7);
     assert_int_equal(c.rows, 1);
     close(fd);
     sl_buf_cleanup(&c.out);
@@ -671,12 +569,12 @@ static void test_bad_files(void **state)
     expect_file_fail(SHEETS "stores.xlsx", &o, SL_ERR_PARSE,
                      "no sheet named 'Stors' (the workbook has 'Notes', 'Stores', 'Hidden')");
     char *out, err[512];
-    int fd = mem_fd("", 0);
+    int fd = rt_mem_fd("", 0);
     assert_int_equal(read_fd(fd, NULL, &out, err, sizeof(err)), SL_ERR_PARSE);
     assert_string_equal(err, "the file is empty");
     free(out);
     close(fd);
-    fd = mem_fd("PK\x03\x04garbage", 11);
+    fd = rt_mem_fd("PK\x03\x04garbage", 11);
     assert_int_equal(read_fd(fd, NULL, &out, err, sizeof(err)), SL_ERR_PARSE);
     assert_non_null(strstr(err, "not an XLSX file"));
     free(out);
@@ -689,31 +587,9 @@ static void test_bad_files(void **state)
     assert_non_null(strstr(err, "an OpenDocument file (.ods?)"));
     free(out);
     close(fd);
-    /* every prefix of a real workbook fails cleanly or reads it whole */
-    int src = open(SHEETS "cached.xlsx", O_RDONLY);
-    assert_true(src >= 0);
-    char buf[8192];
-    ssize_t n = read(src, buf, sizeof(buf));
-    close(src);
-    assert_true(n > 1000 && n < (ssize_t)sizeof(buf));
-    for (ssize_t len = 0; len < n; len += 97) {
-        fd = mem_fd(buf, (size_t)len);
-        int rc = read_fd(fd, NULL, &out, err, sizeof(err));
-        assert_true(rc == SL_ERR_PARSE || rc == 0);
-        free(out);
-        close(fd);
-    }
-    /* flipped bytes anywhere: a failure with a reason or rows, never a crash */
-    for (ssize_t at = 0; at < n; at += 53) {
-        char copy[8192];
-        memcpy(copy, buf, (size_t)n);
-        copy[at] ^= 0x21;
-        fd = mem_fd(copy, (size_t)n);
-        int rc = read_fd(fd, NULL, &out, err, sizeof(err));
-        assert_true(rc <= 0);
-        free(out);
-        close(fd);
-    }
+    /* every prefix of a real workbook fails cleanly or reads it whole;
+     * flipped bytes anywhere: a failure with a reason or rows, never a crash */
+    rt_sheet_read_damaged(sl_xlsx_read_fd, SHEETS "cached.xlsx", 1000, 97, 53, SL_ERR_PARSE);
 }
 
 static void test_limits(void **state)
@@ -783,11 +659,11 @@ static void test_limits(void **state)
         assert_true(zip_file_add(za, name, s, 0) >= 0);
     }
     assert_int_equal(zip_close(za), 0);
-    double t0 = now();
+    double t0 = rt_now();
     fd = open(path, O_RDONLY);
     assert_int_equal(read_fd(fd, NULL, &out, err, sizeof(err)), SL_ERR_LIMIT);
     assert_string_equal(err, "the archive has 10001 entries, more than 10000 (a zip bomb?)");
-    assert_true(now() - t0 < 2);
+    assert_true(rt_now() - t0 < 2);
     free(out);
     close(fd);
     unlink(path);
@@ -890,7 +766,7 @@ static int big_row(void *ud, const struct sl_row *row)
 static void test_big_stream(void **state)
 {
     (void)state;
-    const long nrows = XLSX_TEST_ASAN ? 100000 : 400000; /* ~170 bytes each: ~70 MB */
+    const long nrows = READER_TEST_ASAN ? 100000 : 400000; /* ~170 bytes each: ~70 MB */
     char path[] = "/tmp/sluice-xlsx-big-XXXXXX";
     int tfd = mkstemp(path);
     assert_true(tfd >= 0);
@@ -919,12 +795,10 @@ static void test_big_stream(void **state)
     struct big b = {.ok = true};
     struct sl_reader_stats st = {0};
     char err[512];
-    struct rusage ru0, ru1;
-    getrusage(RUSAGE_SELF, &ru0);
-    double t0 = now();
+    struct rt_stream m;
+    rt_stream_start(&m);
     int rc = sl_xlsx_read_fd(fd, NULL, NULL, big_row, &b, &st, err, sizeof(err));
-    double t = now() - t0;
-    getrusage(RUSAGE_SELF, &ru1);
+    rt_stream_stop(&m);
     struct stat sb;
     fstat(fd, &sb);
     close(fd);
@@ -934,12 +808,7 @@ static void test_big_stream(void **state)
     assert_int_equal(b.rows, nrows);
     assert_true(b.ok);
     assert_int_equal(st.bytes, (uint64_t)sb.st_size);
-    print_message("xlsx: %lld bytes on disk, %llu rows in %.2f s, max RSS %ld -> %ld KiB\n",
-                  (long long)sb.st_size, (unsigned long long)b.rows, t, ru0.ru_maxrss,
-                  ru1.ru_maxrss);
-    /* streamed: the peak RSS grew by less than 32 MB */
-    if (!XLSX_TEST_ASAN)
-        assert_true(ru1.ru_maxrss - ru0.ru_maxrss < 32 * 1024);
+    rt_stream_report(&m, "xlsx", (uint64_t)sb.st_size, " on disk", b.rows);
 }
 
 int main(void)

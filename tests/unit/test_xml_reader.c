@@ -28,29 +28,12 @@
 #include "sluice/reader.h"
 #include "sluice/util.h"
 
-/* Under AddressSanitizer freed memory sits in a quarantine of up to 256 MB:
- * peak RSS says nothing about streaming there. */
-#if defined(__SANITIZE_ADDRESS__)
-#define XML_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define XML_TEST_ASAN 1
-#endif
-#endif
-#ifndef XML_TEST_ASAN
-#define XML_TEST_ASAN 0
-#endif
+#include "reader_test_util.h"
 
-/* Rows as text: "R1 name=value|name=value\n". */
-struct coll {
-    struct sl_buf out;
-    uint64_t stop_at;
-    uint64_t rows;
-};
-
+/* Rows as text (struct rt_coll): "R1 name=value|name=value\n". */
 static int c_row(void *ud, const struct sl_row *row)
 {
-    struct coll *c = ud;
+    struct rt_coll *c = ud;
     assert_null(row->error);
     assert_int_equal(row->row, ++c->rows);
     sl_buf_printf(&c->out, "R%llu ", (unsigned long long)row->row);
@@ -64,15 +47,6 @@ static int c_row(void *ud, const struct sl_row *row)
     return row->row == c->stop_at ? 7 : 0;
 }
 
-static int mem_fd(const void *data, size_t len)
-{
-    int fd = memfd_create("xml", 0);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-    return fd;
-}
-
 /* Reads len bytes of data with records (NULL: root's children); *out gets
  * the rows (caller frees), err the message. Returns the reader's result. */
 static enum sl_encoding g_last_enc;
@@ -80,9 +54,9 @@ static enum sl_encoding g_last_enc;
 static int run_n(const void *data, size_t len, const struct sl_xml_opts *o, char **out, char *err,
                  size_t errsz)
 {
-    struct coll c = {.out = SL_BUF_INIT};
+    struct rt_coll c = {.out = SL_BUF_INIT};
     sl_buf_puts(&c.out, "");
-    int fd = mem_fd(data, len);
+    int fd = rt_mem_fd(data, len);
     struct sl_reader_stats st = {0};
     char e[1024] = "";
     int rc = sl_xml_read_fd(fd, o, c_row, &c, &st, e, sizeof(e));
@@ -160,8 +134,8 @@ static void test_records_path(void **state)
     expect_fail("<a/>", "a/b", SL_ERR_INVALID, "must look like /Stores/Store");
     expect_fail("<a/>", "/a//b", SL_ERR_INVALID, "empty element name");
     /* the callback stops the reader */
-    struct coll c = {.out = SL_BUF_INIT, .stop_at = 1};
-    int fd = mem_fd(xml, strlen(xml));
+    struct rt_coll c = {.out = SL_BUF_INIT, .stop_at = 1};
+    int fd = rt_mem_fd(xml, strlen(xml));
     struct sl_xml_opts o = {.records = "/Stores/Store"};
     char err[256];
     assert_int_equal(sl_xml_read_fd(fd, &o, c_row, &c, NULL, err, sizeof(err)), 7);
@@ -291,13 +265,6 @@ static void test_malformed(void **state)
     free(out);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void test_xxe(void **state)
 {
     (void)state;
@@ -376,9 +343,9 @@ static void test_billion_laughs(void **state)
         b.len = pre;
         sl_buf_puts(&b, bodies[i]);
         char *out, err[1024];
-        double t0 = now();
+        double t0 = rt_now();
         int rc = run(b.data, "/lolz/s", &out, err, sizeof(err));
-        double t = now() - t0;
+        double t = rt_now() - t0;
         assert_int_equal(rc, SL_ERR_PARSE);
         assert_non_null(strstr(err, "Detected an entity reference loop"));
         assert_string_equal(out, "");
@@ -388,9 +355,8 @@ static void test_billion_laughs(void **state)
     }
     struct rusage ru1;
     getrusage(RUSAGE_SELF, &ru1);
-    /* peak RSS grew by less than 64 MB (ru_maxrss in KiB) */
-    if (!XML_TEST_ASAN)
-        assert_true(ru1.ru_maxrss - ru0.ru_maxrss < 64 * 1024);
+    /* peak RSS grew by less than 64 MB */
+    rt_assert_rss_growth(&ru0, &ru1, 64 * 1024);
     /* quadratic blowup: one big entity referenced many times */
     b.len = 0;
     sl_buf_puts(&b, "<!DOCTYPE r [<!ENTITY a \"");
@@ -401,9 +367,9 @@ static void test_billion_laughs(void **state)
         sl_buf_puts(&b, "&a;");
     sl_buf_puts(&b, "</s></r>");
     char *out, err[1024];
-    double t0 = now();
+    double t0 = rt_now();
     int rc = run(b.data, "/r/s", &out, err, sizeof(err));
-    assert_true(now() - t0 < 2.0);
+    assert_true(rt_now() - t0 < 2.0);
     assert_int_equal(rc, SL_ERR_LIMIT); /* 2.5 GB would exceed max_value */
     assert_non_null(strstr(err, "record 1: the value of '#text' is longer than"));
     free(out);
@@ -502,19 +468,17 @@ static int big_row(void *ud, const struct sl_row *row)
 static void test_big_stream(void **state)
 {
     (void)state;
-    const long nrec = XML_TEST_ASAN ? 100000 : 800000; /* ~256 bytes each: ~200 MB */
+    const long nrec = READER_TEST_ASAN ? 100000 : 800000; /* ~256 bytes each: ~200 MB */
     pid_t pid;
     int fd = gen_pipe(&pid, nrec);
     struct big b = {.ok = true};
     struct sl_reader_stats st = {0};
     char err[512];
-    struct rusage ru0, ru1;
-    getrusage(RUSAGE_SELF, &ru0);
     struct sl_xml_opts o = {.records = "/Stores/Store"};
-    double t0 = now();
+    struct rt_stream m;
+    rt_stream_start(&m);
     int rc = sl_xml_read_fd(fd, &o, big_row, &b, &st, err, sizeof(err));
-    double t = now() - t0;
-    getrusage(RUSAGE_SELF, &ru1);
+    rt_stream_stop(&m);
     close(fd);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -524,12 +488,7 @@ static void test_big_stream(void **state)
     assert_int_equal(b.rows, nrec);
     assert_true(b.ok);
     assert_true(st.bytes > (uint64_t)nrec * 240);
-    print_message("xml: %llu bytes, %llu rows in %.2f s, max RSS %ld -> %ld KiB\n",
-                  (unsigned long long)st.bytes, (unsigned long long)b.rows, t, ru0.ru_maxrss,
-                  ru1.ru_maxrss);
-    /* streamed: the peak RSS grew by less than 32 MB */
-    if (!XML_TEST_ASAN)
-        assert_true(ru1.ru_maxrss - ru0.ru_maxrss < 32 * 1024);
+    rt_stream_report(&m, "xml", st.bytes, "", b.rows);
 }
 
 int main(void)

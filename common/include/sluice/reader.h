@@ -85,6 +85,22 @@ int sl_csv_read_fd(int fd, const struct sl_csv_opts *opts, sl_header_fn hdr_fn, 
  * consistent, largest field count; ',' when nothing fits. */
 char sl_csv_detect_delimiter(const char *buf, size_t len, char quote);
 
+struct sl_buf;
+
+/* Names n columns from a header row by the rule every reader with a header
+ * follows (CSV, XLSX, XLS), so that one header gives the same names in each:
+ * column i is named by its text, data + off[i] (lens[i] bytes); an empty one
+ * (lens[i] 0, or off[i] SIZE_MAX: no cell) "_<i+1>"; a name an earlier
+ * column already has gets the first free "_2", "_3", ... appended ("Name",
+ * "Name_2"; an empty third column "_3"). data NULL: no header, the columns
+ * are "1", "2", ... (off and lens not read). The names are appended to
+ * namebuf, each NUL-terminated, and names[0..n) (the caller's array) point
+ * into it, valid until namebuf changes. Returns 0, or SL_ERR_NOMEM with
+ * names not set (the caller says what it was reading). Any thread; it
+ * touches only its arguments. */
+int sl_reader_name_columns(const char *data, const size_t *off, const size_t *lens, size_t n,
+                           struct sl_buf *namebuf, const char **names);
+
 /* Streaming conversion of an encoding to UTF-8 (iconv). */
 struct sl_decoder;
 
@@ -353,6 +369,11 @@ size_t sl_sheet_cell_text(double v, bool date1904, enum sl_cell_kind kind, char 
 /* The letters of 0-based column col ("A", "Z", "AA", "XFD") into out[8]. */
 void sl_sheet_col_name(uint32_t col, char out[8]);
 
+/* At most the first 40 bytes of s[0..n) (whole UTF-8 characters) for a
+ * message, with "..." when cut, into out; returns out. */
+#define SL_SHEET_EXCERPT_MAX 48
+const char *sl_sheet_excerpt(const char *s, size_t n, char out[SL_SHEET_EXCERPT_MAX]);
+
 /* Assembles rows from a sheet's cells for both readers: skips the rows
  * above the header row, names the columns from it, skips blank rows,
  * numbers and hands over the data rows, keeps the first problem of a row as
@@ -373,6 +394,17 @@ struct sl_sheet_rows_cfg {
     char *errbuf;
     size_t errsz;
 };
+
+/* What both spreadsheet readers do first with their arguments (those of
+ * sl_xlsx_read_fd; o not NULL): clears errbuf, checks the options, resets
+ * stats (encoding UTF-8) and checks that fd is a file with bytes in it.
+ * Returns 0 with *size the file's size and *cfg set for sl_sheet_rows_new
+ * but for its sheet; or, errbuf set, SL_ERR_INVALID ("no row callback",
+ * "header_row and the sheet number must be 1 or more"), SL_ERR_IO ("could
+ * not read the file: ...") or SL_ERR_PARSE ("the file is empty"). */
+int sl_sheet_read_begin(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, sl_row_fn fn,
+                        void *ud, struct sl_reader_stats *stats, char *errbuf, size_t errsz,
+                        struct sl_sheet_rows_cfg *cfg, uint64_t *size);
 
 /* NULL when out of memory. Destroy with sl_sheet_rows_destroy (accepts NULL). */
 struct sl_sheet_rows *sl_sheet_rows_new(const struct sl_sheet_rows_cfg *cfg);
