@@ -231,32 +231,6 @@ static int hex4(const char *s, unsigned *v)
     return 0;
 }
 
-static int put_utf8(struct sl_buf *b, unsigned cp)
-{
-    char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xc0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xe0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        u[2] = (char)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        u[0] = (char)(0xf0 | (cp >> 18));
-        u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        u[3] = (char)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    return sl_buf_append(b, u, n);
-}
-
 /* A string at s[pos] == '"', decoded and appended to out (NULL: checked only). */
 static int ep_string(struct ep *e, struct sl_buf *out)
 {
@@ -328,7 +302,7 @@ static int ep_string(struct ep *e, struct sl_buf *out)
             e->pos -= 2; /* at the backslash */
             return ep_fail(e, "an invalid escape in a string");
         }
-        if (out && put_utf8(out, cp))
+        if (out && sl_buf_put_utf8(out, cp))
             goto nomem;
     }
 nomem:

@@ -1014,32 +1014,6 @@ out:
 
 /* ---- strings ---- */
 
-static void put_utf8(struct sl_buf *b, uint32_t cp)
-{
-    char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | cp >> 6);
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | cp >> 12);
-        u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | cp >> 18);
-        u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-        u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    sl_buf_append(b, u, n);
-}
-
 /* The UTF-16 unit of an "_xHHHH_" escape at s, or -1. */
 static int32_t x_escape(const char *s, size_t n)
 {
@@ -1062,17 +1036,18 @@ static int decode_x(const char *s, size_t n, struct sl_buf *out)
 {
     sl_buf_reset(out);
     size_t i = 0;
+    int rc = 0;
     while (i < n) {
         const char *u = memchr(s + i, '_', n - i);
         if (!u) {
-            sl_buf_append(out, s + i, n - i);
+            rc |= sl_buf_append(out, s + i, n - i);
             break;
         }
         size_t at = (size_t)(u - s);
-        sl_buf_append(out, s + i, at - i);
+        rc |= sl_buf_append(out, s + i, at - i);
         int32_t c = x_escape(s + at, n - at);
         if (c < 0) {
-            sl_buf_putc(out, '_');
+            rc |= sl_buf_putc(out, '_');
             i = at + 1;
             continue;
         }
@@ -1089,9 +1064,9 @@ static int decode_x(const char *s, size_t n, struct sl_buf *out)
         } else if ((c >= 0xDC00 && c <= 0xDFFF) || c == 0) {
             cp = 0xFFFD;
         }
-        put_utf8(out, cp);
+        rc |= sl_buf_put_utf8(out, cp);
     }
-    if (!out->data && sl_buf_puts(out, ""))
+    if (rc || (!out->data && sl_buf_puts(out, "")))
         return SL_ERR_NOMEM;
     return out->data ? 0 : SL_ERR_NOMEM;
 }

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sl_buf {
     char *data;
@@ -32,6 +33,8 @@ int sl_buf_reserve(struct sl_buf *b, size_t extra);
 int sl_buf_append(struct sl_buf *b, const void *p, size_t n);
 int sl_buf_puts(struct sl_buf *b, const char *s);
 int sl_buf_putc(struct sl_buf *b, char c);
+/* Appends code point cp (at most U+10FFFF, no surrogate) as UTF-8. */
+int sl_buf_put_utf8(struct sl_buf *b, uint32_t cp);
 int sl_buf_printf(struct sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int sl_buf_vprintf(struct sl_buf *b, const char *fmt, va_list ap);
 /* A JSON string literal with quotes; invalid UTF-8 bytes become U+FFFD. */
