@@ -59,24 +59,24 @@
 
 /* KEYS[1] the run's hash, ARGV[1] its expiry, then three arguments per
  * question: the field, the asking row (decimal) and "1" to add or "0" to
- * check. Answers each in order as state.h says: with add, 1 when the field's
+ * check (a new key to add costs one HSETNX). Answers each in order as state.h says: with add, 1 when the field's
  * first row is another one; without, when it is an earlier one (rows compare
  * as numbers: shorter decimal first, then by text). */
 static const char SEEN_SCRIPT[] =
     "local function before(a, b) return #a < #b or (#a == #b and a < b) end\n"
     "local out, new = {}, false\n"
     "for i = 2, #ARGV, 3 do\n"
-    "  local first = redis.call('HGET', KEYS[1], ARGV[i])\n"
-    "  if not first then\n"
-    "    if ARGV[i + 2] == '1' then\n"
-    "      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+    "  if ARGV[i + 2] == '1' then\n"
+    "    if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then\n"
     "      new = true\n"
+    "      out[#out + 1] = 0\n"
+    "    else\n"
+    "      local first = redis.call('HGET', KEYS[1], ARGV[i])\n"
+    "      out[#out + 1] = first == ARGV[i + 1] and 0 or 1\n"
     "    end\n"
-    "    out[#out + 1] = 0\n"
-    "  elseif ARGV[i + 2] == '1' then\n"
-    "    out[#out + 1] = first == ARGV[i + 1] and 0 or 1\n"
     "  else\n"
-    "    out[#out + 1] = before(first, ARGV[i + 1]) and 1 or 0\n"
+    "    local first = redis.call('HGET', KEYS[1], ARGV[i])\n"
+    "    out[#out + 1] = (first and before(first, ARGV[i + 1])) and 1 or 0\n"
     "  end\n"
     "end\n"
     "if new then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
