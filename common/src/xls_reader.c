@@ -12,6 +12,12 @@
  * that crashes, runs out of its memory limit or goes quiet for too long
  * fails the file; it is killed by its PID and always waited for.
  *
+ * The child is the same program started again (posix_spawn of
+ * /proc/self/exe, file on fd 3, pipe on fd 4, the options in SLUICE_XLS_*
+ * variables), whose constructor below runs the child before main(): a
+ * plain fork() of a multi-threaded process may copy a lock that another
+ * thread held (malloc's, iconv's, a sanitizer's) and hang for ever.
+ *
  * FreeXL renders the dates and times it recognises as text, with a calendar
  * that takes every fourth year as a leap year and a 1904 system that starts
  * a day late; the serial is recovered from that text with FreeXL's own
@@ -28,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -387,6 +395,97 @@ static void xls_child(int wfd, const char *path, const struct sl_sheet_opts *o)
     _exit(0);
 }
 
+/* The child's descriptors and variables (see the top of the file). */
+#define CHILD_FILE_FD 3
+#define CHILD_PIPE_FD 4
+#define CHILD_ENV     "SLUICE_XLS_CHILD"
+#define CHILD_ENV_MAX 6
+
+/* fd, moved above the child's fixed descriptors when it is one of them
+ * (posix_spawn's dup2 onto itself would keep FD_CLOEXEC); *tmp is the copy
+ * to close afterwards, or -1. */
+static int above_fixed(int fd, int *tmp)
+{
+    *tmp = -1;
+    if (fd != CHILD_FILE_FD && fd != CHILD_PIPE_FD)
+        return fd;
+    *tmp = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    return *tmp;
+}
+
+/* Starts the child on file fd, writing to wfd. 0 and *pid, or an errno. */
+static int spawn_child(int fd, int wfd, const struct sl_sheet_opts *o, pid_t *pid)
+{
+    extern char **environ;
+    int tf, tw;
+    int sfd = above_fixed(fd, &tf), swfd = above_fixed(wfd, &tw);
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + CHILD_ENV_MAX + 1, sizeof(*envp));
+    char *own[CHILD_ENV_MAX] = {NULL};
+    int e = 0;
+    if (sfd < 0 || swfd < 0 || !envp) {
+        e = sfd < 0 || swfd < 0 ? errno : ENOMEM;
+        goto out;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "SLUICE_XLS_", 11)) /* none of an outer child's */
+            envp[k++] = environ[i];
+    int m = 0;
+    if (asprintf(&own[m++], "%s=1", CHILD_ENV) < 0 ||
+        asprintf(&own[m++], "SLUICE_XLS_SHEET_INDEX=%d", o->sheet_index) < 0 ||
+        asprintf(&own[m++], "SLUICE_XLS_MAX_MEMORY=%zu", (size_t)o->max_memory) < 0 ||
+        (o->sheet && asprintf(&own[m++], "SLUICE_XLS_SHEET=%s", o->sheet) < 0)) {
+        own[m - 1] = NULL;
+        e = ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < m; i++)
+        envp[k++] = own[i];
+    posix_spawn_file_actions_t fa;
+    if ((e = posix_spawn_file_actions_init(&fa)) != 0)
+        goto out;
+    if ((e = posix_spawn_file_actions_adddup2(&fa, sfd, CHILD_FILE_FD)) == 0 &&
+        (e = posix_spawn_file_actions_adddup2(&fa, swfd, CHILD_PIPE_FD)) == 0 &&
+        /* FreeXL's (or a sanitizer's) complaints */
+        (e = posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0)) == 0) {
+        char *argv[] = {"sluice-xls-reader", NULL};
+        e = posix_spawn(pid, "/proc/self/exe", &fa, NULL, argv, envp);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+out:
+    for (int i = 0; i < CHILD_ENV_MAX; i++)
+        free(own[i]);
+    free(envp);
+    if (tf >= 0)
+        close(tf);
+    if (tw >= 0)
+        close(tw);
+    return e;
+}
+
+/* Before main(): the child, when this program was started as one (its
+ * variable set and a pipe on its descriptor). Never returns then. */
+__attribute__((constructor)) static void xls_child_entry(void)
+{
+    const char *v = getenv(CHILD_ENV);
+    struct stat st;
+    if (!v || strcmp(v, "1") || fstat(CHILD_PIPE_FD, &st) || !S_ISFIFO(st.st_mode))
+        return;
+    struct sl_sheet_opts o = {0};
+    o.sheet = getenv("SLUICE_XLS_SHEET");
+    const char *si = getenv("SLUICE_XLS_SHEET_INDEX");
+    const char *mm = getenv("SLUICE_XLS_MAX_MEMORY");
+    o.sheet_index = si ? atoi(si) : 0;
+    o.max_memory = mm ? (size_t)strtoull(mm, NULL, 10) : 0;
+    signal(SIGPIPE, SIG_DFL);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", CHILD_FILE_FD);
+    xls_child(CHILD_PIPE_FD, path, &o);
+}
+
 /* Reads n bytes from the child; 0, 1 at the end of the pipe (before any
  * byte), -1 on an error, -2 when it stayed quiet for timeout_s. */
 static int get_all(int fd, void *p, size_t n, unsigned timeout_s)
@@ -442,29 +541,17 @@ int sl_xls_read_fd(int fd, const struct sl_sheet_opts *o, sl_header_fn hdr_fn, s
     if (rc)
         return rc;
     unsigned timeout_s = o->timeout_s ? o->timeout_s : XLS_DEF_TIMEOUT_S;
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-
     int p[2];
-    if (pipe(p) != 0)
+    if (pipe2(p, O_CLOEXEC) != 0)
         return sl_seterr(errbuf, errsz, SL_ERR_IO, "could not create a pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
+    pid_t pid;
+    int e = spawn_child(fd, p[1], o, &pid);
+    close(p[1]);
+    if (e) {
         close(p[0]);
-        close(p[1]);
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "could not start FreeXL's process: %s",
                          strerror(e));
     }
-    if (pid == 0) {
-        close(p[0]);
-        signal(SIGPIPE, SIG_DFL);
-        int devnull = open("/dev/null", O_WRONLY); /* FreeXL's (or a sanitizer's) complaints */
-        if (devnull >= 0)
-            dup2(devnull, STDERR_FILENO);
-        xls_child(p[1], path, o);
-    }
-    close(p[1]);
 
     struct sl_sheet_rows *sr = NULL;
     char *msg = NULL;
