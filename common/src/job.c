@@ -1347,6 +1347,22 @@ static int block_scheme(struct ld *ld, const char *key, const char *scheme, cons
     return bad(ld, sub(p, "source", key), "only used with %s sources", which);
 }
 
+/* ca_file of the block o at path (source.ftp, source.imap): the older name
+ * of source.tls.ca_file, field; one of the two names at most. */
+static int ca_alias(struct ld *ld, json_t *o, const char *path, const char *field)
+{
+    struct sl_source *so = &ld->job->source;
+    if (!member(o, "ca_file"))
+        return 0;
+    if (so->ca_file)
+        return bad(ld, field, "give the CA file once, as source.tls.ca_file (%s is its older name)",
+                   field);
+    if (env_str(ld, o, "ca_file", path, &so->ca_file))
+        return -1;
+    so->ca_file_field = field;
+    return 0;
+}
+
 /* source.ftp, source.sftp, source.imap and source.s3: the options of the
  * non-HTTP sources (docs/sources.md), each only with its scheme. */
 static int parse_remote(struct ld *ld, json_t *src, const char *scheme)
@@ -1358,17 +1374,35 @@ static int parse_remote(struct ld *ld, json_t *src, const char *scheme)
     static const char *const s3_keys[] = {
         "region",        "endpoint", "path_style", "access_key_id", "secret_access_key",
         "session_token", NULL};
+    static const char *const tls_keys[] = {"ca_file", NULL};
     struct sl_source *so = &ld->job->source;
     json_t *o;
     so->max_messages = 100;
     so->s3.path_style = -1;
+
+    /* source.tls: what every TLS source verifies its server with */
+    if (get_obj(ld, src, "tls", "source", &o))
+        return -1;
+    if (o) {
+        if (!strcmp(scheme, "sftp"))
+            return bad(ld, "source.tls",
+                       "not used with sftp:// sources (SSH: give source.sftp.known_hosts or "
+                       "host_key_sha256)");
+        if (!strcmp(scheme, "file"))
+            return bad(ld, "source.tls", "not used with file:// sources");
+        if (check_keys(ld, o, "source.tls", tls_keys) ||
+            env_str(ld, o, "ca_file", "source.tls", &so->ca_file))
+            return -1;
+        if (so->ca_file)
+            so->ca_file_field = "source.tls.ca_file";
+    }
 
     if (get_obj(ld, src, "ftp", "source", &o))
         return -1;
     if (o && (block_scheme(ld, "ftp", scheme, "ftp", NULL, "ftp://") ||
               check_keys(ld, o, "source.ftp", ftp_keys) ||
               get_bool(ld, o, "tls", "source.ftp", &so->tls) ||
-              env_str(ld, o, "ca_file", "source.ftp", &so->ca_file)))
+              ca_alias(ld, o, "source.ftp", "source.ftp.ca_file")))
         return -1;
 
     if (get_obj(ld, src, "imap", "source", &o))
@@ -1377,7 +1411,7 @@ static int parse_remote(struct ld *ld, json_t *src, const char *scheme)
         if (block_scheme(ld, "imap", scheme, "imap", "imaps", "imap:// and imaps://") ||
             check_keys(ld, o, "source.imap", imap_keys) ||
             get_bool(ld, o, "tls", "source.imap", &so->tls) ||
-            env_str(ld, o, "ca_file", "source.imap", &so->ca_file) ||
+            ca_alias(ld, o, "source.imap", "source.imap.ca_file") ||
             get_int(ld, o, "max_messages", "source.imap", 1, 100000, &so->max_messages) < 0)
             return -1;
         if (so->tls && !strcmp(scheme, "imaps"))
@@ -1486,6 +1520,7 @@ static int parse_source(struct ld *ld, json_t *root)
                                        "sftp",
                                        "imap",
                                        "s3",
+                                       "tls",
                                        NULL};
     static const char *const pag_types[] = {"page", "offset", "cursor", "link", NULL};
     struct sl_source *so = &ld->job->source;

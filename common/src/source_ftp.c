@@ -12,7 +12,8 @@
  *
  * FTP: anonymous, or the user of source.auth.basic (or of the URL);
  * source.ftp.tls requires explicit TLS (AUTH TLS) for the login and the data,
- * verified against the system's CAs or source.ftp.ca_file.
+ * verified against the system's CAs or source.tls.ca_file (or its older
+ * name source.ftp.ca_file).
  *
  * SFTP: public-key (source.sftp.private_key, with an optional passphrase) or
  * password auth. The server's host key must be known before anything is
@@ -248,15 +249,7 @@ static int setup(struct xfer *x, char *errbuf, size_t errsz)
         SET(CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
         SET(CURLOPT_FTPSSLAUTH, (long)CURLFTPAUTH_TLS);
     }
-    if ((rc = sl_source_expand(src->ca_file, NULL, "source.ftp.ca_file", &x->ca_file, errbuf,
-                               errsz)))
-        return rc;
-    if (x->ca_file) {
-        if ((rc = readable(x->ca_file, "source.ftp.ca_file", errbuf, errsz)))
-            return rc;
-        SET(CURLOPT_CAINFO, x->ca_file);
-    }
-    return 0;
+    return sl_source_ca_file(x->c, src, &x->ca_file, errbuf, errsz);
 }
 
 /* ---- the transfer ------------------------------------------------------- */
@@ -294,6 +287,9 @@ static int attempt(void *ud, bool *transient, long *wait_ms, char *errbuf, size_
         return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
                          "%s: no such directory, or access denied (%s)", shown, detail);
     case CURLE_PEER_FAILED_VERIFICATION:
+        if (!x->sftp) /* the TLS certificate */
+            return sl_source_curl_failure(rc, &x->ctx, x->curl_err, shown, transient, errbuf,
+                                          errsz);
         return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
                          "%s: the server's identity could not be verified: %s%s", shown, detail,
                          x->sftp && x->src->sftp.host_key_sha256

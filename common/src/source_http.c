@@ -7,7 +7,9 @@
  * origin: a redirect elsewhere gets neither), retried with exponential
  * backoff and jitter after a timeout, a lost connection, 408, 429 or a 5xx
  * (a Retry-After is honoured), within the job's time and size limits. Every
- * connection passes the SSRF guard (sl_curl_setup). ${env:NAME} in headers
+ * connection passes the SSRF guard (sl_curl_setup); https servers are
+ * verified against the system's CAs or source.tls.ca_file, and a redirect
+ * from https to plain http is refused. ${env:NAME} in headers
  * and credentials is expanded just before the request and wiped after it;
  * messages name the URL as written.
  *
@@ -61,6 +63,7 @@ struct http {
     struct curl_slist *own;   /* headers for the source's origin (with the job's) */
     struct curl_slist *other; /* headers for any other origin */
     char *user, *password;    /* basic auth, expanded */
+    char *ca_file;            /* source.tls.ca_file, expanded; NULL: the system's CAs */
     char origin[512];         /* scheme://host:port of the source URL */
     char *cur_url;            /* the URL of the last request (after redirects) */
 
@@ -1047,6 +1050,7 @@ static int http_fetch(const struct sl_fetch_req *req, struct sl_fetch_res *res, 
         .max_bytes = pages ? 0 : req->src->max_bytes,
     };
     if ((rc = sl_curl_setup(h.c, &o, &h.ctx, errbuf, errsz)) ||
+        (rc = sl_source_ca_file(h.c, req->src, &h.ca_file, errbuf, errsz)) ||
         (rc = build_headers(&h, errbuf, errsz)))
         goto out;
     curl_easy_setopt(h.c, CURLOPT_ERRORBUFFER, h.curl_err);
@@ -1067,6 +1071,7 @@ out:
     sl_source_wipe_free(h.password);
     free(h.cur_url);
     free(h.link_next);
+    free(h.ca_file);
     sl_source_body_cleanup(&h.body);
     return rc;
 }

@@ -24,7 +24,8 @@
  * is still the last successful run's end as not modified without reading it.
  *
  * Every connection passes the SSRF guard (sl_curl_setup); source.imap.tls
- * requires STARTTLS on imap://, and source.imap.ca_file verifies the server.
+ * requires STARTTLS on imap://, and source.tls.ca_file (or its older name
+ * source.imap.ca_file) verifies the server.
  * ${env:NAME} in the URL and the credentials is expanded just before use and
  * wiped after it; messages name the URL as written.
  */
@@ -445,8 +446,7 @@ static int setup(struct imap *x, char *errbuf, size_t errsz)
                                errsz)) ||
         (rc = sl_source_expand(src->auth_password, NULL, "source.auth.basic.password", &x->password,
                                errbuf, errsz)) ||
-        (rc = sl_source_expand(src->ca_file, NULL, "source.imap.ca_file", &x->ca_file, errbuf,
-                               errsz)))
+        (rc = sl_source_ca_file(x->c, src, &x->ca_file, errbuf, errsz)))
         return rc;
     curl_easy_setopt(x->c, CURLOPT_ERRORBUFFER, x->curl_err);
     curl_easy_setopt(x->c, CURLOPT_WRITEFUNCTION, sl_source_body_write);
@@ -459,13 +459,6 @@ static int setup(struct imap *x, char *errbuf, size_t errsz)
     }
     if (src->tls)
         curl_easy_setopt(x->c, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
-    if (x->ca_file) {
-        if (access(x->ca_file, R_OK))
-            return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
-                             "source.imap.ca_file: cannot read %s: %s", x->ca_file,
-                             strerror(errno));
-        curl_easy_setopt(x->c, CURLOPT_CAINFO, x->ca_file);
-    }
     return 0;
 }
 

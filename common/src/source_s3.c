@@ -58,6 +58,7 @@ struct s3 {
     char curl_err[CURL_ERROR_SIZE];
     struct curl_slist *hdrs;
     char *akid, *secret, *token, *endpoint; /* expanded (wiped after) */
+    char *ca_file;                          /* source.tls.ca_file, expanded; NULL: none */
     char region[64];
     char *url;                  /* the request's */
     struct sl_source_head head; /* the response */
@@ -261,7 +262,8 @@ static int setup(struct s3 *x, char *errbuf, size_t errsz)
     };
     if (!(x->c = curl_easy_init()))
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "cannot create a libcurl handle");
-    if ((rc = sl_curl_setup(x->c, &co, &x->ctx, errbuf, errsz)))
+    if ((rc = sl_curl_setup(x->c, &co, &x->ctx, errbuf, errsz)) ||
+        (rc = sl_source_ca_file(x->c, x->src, &x->ca_file, errbuf, errsz)))
         return rc;
     char line[SL_VALIDATOR_MAX + 64], sigv4[128];
     struct curl_slist *l = curl_slist_append(NULL, "x-amz-content-sha256: " EMPTY_SHA256);
@@ -407,6 +409,7 @@ out:
     sl_source_wipe_free(x.secret);
     sl_source_wipe_free(x.token);
     sl_source_wipe_free(x.endpoint);
+    free(x.ca_file);
     free(x.url);
     sl_source_body_cleanup(&x.body);
     return rc;

@@ -364,6 +364,23 @@ int sl_source_local_failure(const struct sl_source_body *b, const struct sl_curl
 int sl_source_curl_failure(CURLcode rc, const struct sl_curl_ctx *ctx, const char *curl_err,
                            const char *what, bool *transient, char *errbuf, size_t errsz)
 {
+    if (rc == CURLE_PEER_FAILED_VERIFICATION) {
+        const char *why = sl_curl_error(rc, ctx, curl_err);
+        bool issuer = strstr(why, "issuer") || strstr(why, "self-signed") ||
+                      strstr(why, "self signed") || strstr(why, "unknown ca");
+        *transient = false;
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                         "%s: the server's TLS certificate was not accepted: %s%s", what, why,
+                         issuer ? " (a certificate of a private CA needs its CA in "
+                                  "source.tls.ca_file)"
+                                : "");
+    }
+    if (rc == CURLE_SSL_CACERT_BADFILE) {
+        *transient = false;
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                         "%s: the CA certificates (source.tls.ca_file) cannot be used: %s", what,
+                         sl_curl_error(rc, ctx, curl_err));
+    }
     bool timeout = rc == CURLE_OPERATION_TIMEDOUT;
     *transient = sl_source_transient(rc);
     return sl_seterr(errbuf, errsz,
@@ -372,6 +389,21 @@ int sl_source_curl_failure(CURLcode rc, const struct sl_curl_ctx *ctx, const cha
                                   : SL_ERR_INVALID,
                      "%s: %s%s", what, sl_curl_error(rc, ctx, curl_err),
                      timeout ? " (source.timeout)" : "");
+}
+
+int sl_source_ca_file(CURL *c, const struct sl_source *src, char **out, char *errbuf, size_t errsz)
+{
+    const char *field = src->ca_file_field ? src->ca_file_field : "source.tls.ca_file";
+    int rc = sl_source_expand(src->ca_file, NULL, field, out, errbuf, errsz);
+    if (rc || !*out)
+        return rc;
+    if (access(*out, R_OK))
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: cannot read %s: %s", field, *out,
+                         strerror(errno));
+    CURLcode crc = curl_easy_setopt(c, CURLOPT_CAINFO, *out);
+    if (crc != CURLE_OK)
+        return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: %s", field, curl_easy_strerror(crc));
+    return 0;
 }
 
 void sl_source_curl_free(CURL *c)

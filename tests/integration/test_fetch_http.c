@@ -1,6 +1,9 @@
 /*
  * HTTP(S) sources end to end, against real servers on loopback: Debian's
- * nginx serving files (ETag, Last-Modified, 304 on a conditional GET) and
+ * nginx serving files (ETag, Last-Modified, 304 on a conditional GET; also
+ * over HTTPS with certificates of a test CA made in the temporary directory:
+ * trusted through source.tls.ca_file, refused without it, for another host
+ * name, and on a redirect down to http) and
  * sluice-test-http_api (tool_http_api.c, libmicrohttpd): every pagination
  * style, 429 and 5xx with Retry-After, a body that never ends, a server that
  * stalls, redirects, auth. Both are started by the group setup in a
@@ -18,29 +21,23 @@
  */
 #include "../stage/stage_harness.h"
 
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
-
 #include <jansson.h>
 
 #include "redis_server.h"
 #include "services.h"
 #include "sluice/source.h"
 
-#define API_BIN  SLUICE_BUILD_DIR "/tests/sluice-test-http_api"
-#define SLUICE   SLUICE_BUILD_DIR "/sluice"
-#define FETCHER  SLUICE_BUILD_DIR "/sluice-fetcher"
-#define LOOPBACK "127.0.0.1/32"
+#define FETCH_JOB_NAME "httpjob"
+#include "fetch_servers.h"
 
-static char tmp[64]; /* the group's temporary directory */
+#define API_BIN SLUICE_BUILD_DIR "/tests/sluice-test-http_api"
+#define FETCHER SLUICE_BUILD_DIR "/sluice-fetcher"
+
 static pid_t api_pid, nginx_pid;
 static int api_port, nginx_port;
+/* nginx over TLS with a certificate of the test CA for 127.0.0.1, and one
+ * for another host name (files.example.com) */
+static int tls_port, badname_port;
 static char www[128]; /* nginx's root */
 static char access_log[128];
 
@@ -48,81 +45,19 @@ static const char stores_csv[] = "id,name\n1,Berlin\n2,Hamburg\n3,Wien\n";
 
 /* ---- the servers ---------------------------------------------------------- */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int port = -1;
-    if (fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof(sa)) &&
-        !getsockname(fd, (struct sockaddr *)&sa, &len))
-        port = ntohs(sa.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                             .sin_port = htons((uint16_t)port)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-static void stop_pid(pid_t *pid)
-{
-    if (*pid > 0) {
-        kill(*pid, SIGTERM);
-        for (int i = 0; i < 100 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
-            usleep(50000);
-        kill(*pid, SIGKILL);
-        waitpid(*pid, NULL, 0);
-    }
-    *pid = 0;
-}
-
-/* Starts the API server and reads its port from its first line. */
+/* Starts the API server (stderr into tmp/http_api.log) and reads its port
+ * from its first line. */
 static int start_api(void)
 {
-    int fds[2];
-    if (pipe(fds))
-        return -1;
-    pid_t parent = getpid();
-    api_pid = fork();
-    if (api_pid < 0)
-        return -1;
-    if (api_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(fds[1], STDOUT_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        execl(API_BIN, API_BIN, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    char line[32] = "";
-    size_t n = 0;
-    struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-    while (n < sizeof(line) - 1 && !strchr(line, '\n') && poll(&pfd, 1, 10000) == 1) {
-        ssize_t r = read(fds[0], line + n, sizeof(line) - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        line[n] = '\0';
-    }
-    close(fds[0]);
-    api_port = atoi(line);
-    return api_port > 0 ? 0 : -1;
+    char *argv[] = {API_BIN, NULL}, log[128];
+    snprintf(log, sizeof(log), "%s/http_api.log", tmp);
+    api_pid = spawn_port(argv, log, &api_port);
+    return api_pid > 0 ? 0 : -1;
 }
 
-/* Starts nginx (no daemon, one process) serving www on a free port. */
+/* Starts nginx (no daemon, one process) serving www on free ports: plain
+ * HTTP, HTTPS with the certificate of 127.0.0.1 (tmp/server.crt, signed by
+ * the test CA), and HTTPS with a certificate for files.example.com. */
 static int start_nginx(void)
 {
     char conf[256], path[256];
@@ -136,6 +71,8 @@ static int start_nginx(void)
         return -1;
     for (int attempt = 0; attempt < 5; attempt++) {
         nginx_port = free_port();
+        tls_port = free_port();
+        badname_port = free_port();
         snprintf(conf, sizeof(conf), "%s/nginx/nginx.conf", tmp);
         FILE *f = fopen(conf, "w");
         if (!f)
@@ -156,8 +93,17 @@ static int start_nginx(void)
                 "    location /typed/ { default_type application/json; }\n"
                 "    location /lines/ { default_type \"application/x-ndjson; charset=utf-8\"; }\n"
                 "  }\n"
+                "  server {\n    listen 127.0.0.1:%d ssl; root %s;\n"
+                "    ssl_certificate %s/server.crt; ssl_certificate_key %s/server.key;\n"
+                /* https -> http, which the source refuses */
+                "    location = /down.csv { return 302 http://127.0.0.1:%d/stores.csv; }\n"
+                "  }\n"
+                "  server {\n    listen 127.0.0.1:%d ssl; root %s;\n"
+                "    ssl_certificate %s/badname.crt; ssl_certificate_key %s/badname.key;\n"
+                "  }\n"
                 "}\n",
-                tmp, tmp, access_log, tmp, tmp, tmp, tmp, tmp, nginx_port, www);
+                tmp, tmp, access_log, tmp, tmp, tmp, tmp, tmp, nginx_port, www, tls_port, www, tmp,
+                tmp, nginx_port, badname_port, www, tmp, tmp);
         fclose(f);
         snprintf(path, sizeof(path), "%s/nginx/error.log", tmp);
         pid_t parent = getpid();
@@ -180,7 +126,7 @@ static int start_nginx(void)
             _exit(127);
         }
         for (int i = 0; i < 200; i++) {
-            if (port_open(nginx_port))
+            if (port_open(nginx_port) && port_open(tls_port) && port_open(badname_port))
                 return 0;
             if (waitpid(nginx_pid, NULL, WNOHANG) == nginx_pid)
                 break;
@@ -191,35 +137,36 @@ static int start_nginx(void)
     return -1;
 }
 
+/* The test CA's certificates of nginx. */
+static int make_certs(void)
+{
+    return fs_make_ca() || fs_make_cert("server", "IP:127.0.0.1") ||
+                   fs_make_cert("badname", "DNS:files.example.com")
+               ? -1
+               : 0;
+}
+
 static int group_setup(void **state)
 {
-    snprintf(tmp, sizeof(tmp), "/tmp/sluice-http-XXXXXX");
-    if (!mkdtemp(tmp))
-        return -1;
-    if (start_api()) {
-        fprintf(stderr, "cannot start %s\n", API_BIN);
-        return -1;
-    }
-    if (start_nginx()) {
-        fprintf(stderr, "cannot start nginx (see %s/nginx/error.log)\n", tmp);
-        return -1;
-    }
-    return 0;
+    return fs_mktmp("/tmp/sluice-http-XXXXXX") || fs_start(make_certs, "the test CA", "ca.out") ||
+                   fs_start(start_api, API_BIN, "http_api.log") ||
+                   fs_start(start_nginx, "nginx", "nginx/error.log")
+               ? -1
+               : 0;
 }
 
 static int group_teardown(void **state)
 {
     stop_pid(&api_pid);
     stop_pid(&nginx_pid);
-    if (tmp[0] && !getenv("SLUICE_KEEP_TMP"))
-        shell("rm -rf '%s'", tmp);
+    fs_rmtmp();
     return 0;
 }
 
 /* Writes data to www/name. */
 static void serve(const char *name, const char *data)
 {
-    free(sh_write(www, name, data, strlen(data)));
+    put(www, name, data);
 }
 
 /* The HTTP status of nginx's last logged request. */
@@ -237,134 +184,6 @@ static int last_status(void)
     return st;
 }
 
-/* ---- the fetcher stage with an allow-list ------------------------------ */
-
-/* sh_start() with SLUICE_ALLOW_HOSTS allow (the guard is made when the
- * stage starts). */
-static struct sh *fstart(void **state, const char *job_json, const char *allow)
-{
-    static const char *const topics[] = {SL_TOPIC_FILES, SL_TOPIC_RUNS, NULL};
-    struct sh *h = *state;
-    sh_stop(h);
-    memset(h, 0, sizeof(*h));
-    atomic_init(&h->stop, false);
-    snprintf(h->dir, sizeof(h->dir), "/tmp/sluice-stage-XXXXXX");
-    assert_non_null(mkdtemp(h->dir));
-    snprintf(h->state_dir, sizeof(h->state_dir), "%s/state", h->dir);
-    snprintf(h->out_dir, sizeof(h->out_dir), "%s/out", h->dir);
-    char err[512] = "";
-    h->job = sl_job_load_json(job_json, strlen(job_json), h->dir, err, sizeof(err));
-    if (!h->job)
-        fail_msg("job: %s", err);
-    snprintf(h->sink_path, sizeof(h->sink_path), "%s/%s.ndjson", h->out_dir, h->job->object);
-    assert_non_null(h->jobs = sl_jobs_single_new(h->job));
-    if (!(h->st = sl_state_local_new(h->state_dir, err, sizeof(err))))
-        fail_msg("state: %s", err);
-    h->env = (struct sl_stage_env){
-        .jobs = h->jobs,
-        .st = h->st,
-        .out_dir = h->out_dir,
-        .sink_path = h->sink_path,
-        .job_dir = h->dir,
-        .allow_hosts = allow,
-        .open_sink = sh_open_sink,
-        .open_ledger = sh_open_ledger,
-        .embedded = true,
-    };
-    assert_non_null(h->bus = sl_bus_inproc_new(1024));
-    if (!(h->watch = h->bus->ops->subscribe(h->bus, "test", topics, 2, err, sizeof(err))))
-        fail_msg("subscribe: %s", err);
-    if (!(h->runner =
-              sl_stage_runner_new(&sl_stage_fetcher, h->bus, NULL, &h->env, err, sizeof(err))))
-        fail_msg("runner: %s", err);
-    assert_int_equal(pthread_create(&h->tid, NULL, sh_thread, h), 0);
-    h->running = true;
-    return h;
-}
-
-/* A job of the http source given by the source object's inner text. */
-static char *job_of(const char *source_fmt, ...)
-{
-    char src[2048];
-    va_list ap;
-    va_start(ap, source_fmt);
-    vsnprintf(src, sizeof(src), source_fmt, ap);
-    va_end(ap);
-    char *job = malloc(4096);
-    assert_non_null(job);
-    snprintf(job, 4096,
-             "{\"name\":\"httpjob\",\"source\":{%s},"
-             "\"target\":{\"object\":\"things\",\"key\":[\"id\"],\"attributes\":{"
-             "\"id\":{\"type\":\"text\"}}},\"mapping\":{\"id\":\"id\"}}",
-             src);
-    return job;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void ticket(struct sh *h, const char *input, bool force)
-{
-    struct sl_msg *t = sh_msg(h, SL_MSG_TICKET);
-    t->u.ticket.trigger = "test";
-    t->u.ticket.force = force;
-    t->u.ticket.input = input ? sl_arena_strdup(&t->arena, input) : NULL;
-    sh_send(h, SL_TOPIC_TICKETS, t);
-}
-
-/* The next runs event, within ms. */
-static struct sl_msg *next_event(struct sh *h, int ms)
-{
-    const char *topic = NULL;
-    struct sl_msg *m = sh_next_within(h, &topic, ms);
-    if (!m)
-        fail_msg("no run event within %d ms", ms);
-    if (strcmp(topic, SL_TOPIC_RUNS))
-        fail_msg("expected a run event, got a %s on %s", sl_msg_kind_str(m->kind), topic);
-    return m;
-}
-
-/* Expects FAILED within ms whose reason holds every part (NULL-ended). */
-static const char *expect_failed(struct sh *h, int ms, ...)
-{
-    struct sl_msg *m = next_event(h, ms);
-    if (m->u.ev.kind != SL_EV_FAILED)
-        fail_msg("expected FAILED, got %s", sl_run_event_kind_str(m->u.ev.kind));
-    assert_non_null(m->u.ev.reason);
-    va_list ap;
-    va_start(ap, ms);
-    for (const char *part; (part = va_arg(ap, const char *)) != NULL;)
-        if (!strstr(m->u.ev.reason, part)) {
-            va_end(ap);
-            fail_msg("the reason '%s' does not say '%s'", m->u.ev.reason, part);
-        }
-    va_end(ap);
-    sh_expect_none(h, SL_MSG_FILE, 0);
-    return m->u.ev.reason;
-}
-
-/* Expects FETCHED and the file; returns the file message (held). */
-static struct sl_msg *expect_file(struct sh *h, int ms)
-{
-    struct sl_msg *m = next_event(h, ms);
-    if (m->u.ev.kind != SL_EV_FETCHED)
-        fail_msg("expected FETCHED, got %s (%s)", sl_run_event_kind_str(m->u.ev.kind),
-                 m->u.ev.reason ? m->u.ev.reason : "");
-    struct sl_msg *f = sh_next(h, SL_TOPIC_FILES);
-    assert_int_equal(f->kind, SL_MSG_FILE);
-    assert_string_equal(f->u.file.sha256, m->u.ev.sha256);
-    char sha[65];
-    uint64_t bytes = 0;
-    assert_int_equal(sl_sha256_file(f->u.file.blob, sha, &bytes), 0);
-    assert_string_equal(sha, f->u.file.sha256);
-    assert_int_equal(bytes, f->u.file.bytes);
-    return f;
-}
-
 static char *url_of(int port, const char *path)
 {
     char *u = malloc(512);
@@ -378,12 +197,10 @@ static char *url_of(int port, const char *path)
 static void test_nginx_file_and_conditional_get(void **state)
 {
     serve("stores.csv", stores_csv);
-    char *job = job_of("\"url\":\"http://127.0.0.1:%d/stores.csv\"", nginx_port);
-    struct sh *h = fstart(state, job, LOOPBACK);
-    free(job);
+    struct sh *h = fjob(state, LOOPBACK, "\"url\":\"http://127.0.0.1:%d/stores.csv\"", nginx_port);
 
     ticket(h, NULL, false);
-    struct sl_msg *f = expect_file(h, 5000);
+    struct sl_msg *f = expect_file(h, 5000, NULL);
     assert_int_equal(f->u.file.bytes, strlen(stores_csv));
     assert_string_equal(f->u.file.file_name, "stores.csv");
     assert_string_equal(f->u.file.content_type, "text/csv");
@@ -400,7 +217,7 @@ static void test_nginx_file_and_conditional_get(void **state)
 
     /* not the last successful run's body: unconditional, fetched again */
     ticket(h, NULL, false);
-    struct sl_msg *f2 = expect_file(h, 5000);
+    struct sl_msg *f2 = expect_file(h, 5000, NULL);
     assert_int_equal(last_status(), 200);
 
     /* the run succeeded: the next fetch is conditional, 304, skipped */
@@ -418,14 +235,14 @@ static void test_nginx_file_and_conditional_get(void **state)
 
     /* --force: unconditional */
     ticket(h, NULL, true);
-    expect_file(h, 5000);
+    expect_file(h, 5000, NULL);
     assert_int_equal(last_status(), 200);
 
     /* a changed file: the server answers 200 with the new body */
     sleep(1); /* a new Last-Modified second, so that nginx's ETag changes too */
     serve("stores.csv", "id,name\n9,Graz\n");
     ticket(h, NULL, false);
-    f = expect_file(h, 5000);
+    f = expect_file(h, 5000, NULL);
     assert_int_equal(last_status(), 200);
     assert_int_equal(f->u.file.bytes, strlen("id,name\n9,Graz\n"));
     serve("stores.csv", stores_csv);
@@ -437,13 +254,69 @@ static void test_nginx_file_and_conditional_get(void **state)
     free(u);
 }
 
+/* ---- tests: HTTPS with the test CA --------------------------------------- */
+
+static void test_https(void **state)
+{
+    char u[256];
+    serve("stores.csv", stores_csv);
+    /* the test CA verifies nginx: downloaded; then a conditional GET over TLS */
+    struct sh *h = fjob(state, LOOPBACK,
+                        "\"url\":\"https://127.0.0.1:%d/stores.csv\","
+                        "\"tls\":{\"ca_file\":\"%s/ca.crt\"}",
+                        tls_port, tmp);
+    ticket(h, NULL, false);
+    struct sl_msg *f = expect_file(h, 5000, stores_csv);
+    assert_string_equal(f->u.file.content_type, "text/csv");
+    assert_string_equal(f->u.file.file_name, "stores.csv");
+    assert_int_equal(last_status(), 200);
+    assert_int_equal(h->st->ops->set_last_sha(h->st, "httpjob", f->u.file.sha256), 0);
+    ticket(h, NULL, false);
+    expect_skipped(h, 5000, "HTTP 304 Not Modified");
+    assert_int_equal(last_status(), 304);
+
+    /* a certificate of the same CA for another host name */
+    snprintf(u, sizeof(u), "https://127.0.0.1:%d/stores.csv", badname_port);
+    ticket(h, u, false);
+    const char *reason =
+        expect_failed(h, 5000, u, "the server's TLS certificate was not accepted", NULL);
+    if (!strstr(reason, "127.0.0.1") || !strstr(reason, "match"))
+        fail_msg("the reason does not say the name does not match: %s", reason);
+    assert_null(strstr(reason, "source.tls.ca_file")); /* the CA is not the problem */
+
+    /* https -> http: refused, nothing fetched over plain http */
+    snprintf(u, sizeof(u), "https://127.0.0.1:%d/down.csv", tls_port);
+    ticket(h, u, false);
+    expect_failed(h, 5000, "redirect from https to plain http", NULL);
+
+    /* without the CA: the system's CAs do not know it */
+    h = fjob(state, LOOPBACK, "\"url\":\"https://127.0.0.1:%d/stores.csv\"", tls_port);
+    ticket(h, NULL, false);
+    expect_failed(h, 5000, "the server's TLS certificate was not accepted",
+                  "unable to get local issuer certificate", "source.tls.ca_file", NULL);
+
+    /* a CA file that is not there: the option and the file named */
+    h = fjob(state, LOOPBACK,
+             "\"url\":\"https://127.0.0.1:%d/stores.csv\","
+             "\"tls\":{\"ca_file\":\"%s/nosuch-ca.pem\"}",
+             tls_port, tmp);
+    ticket(h, NULL, false);
+    expect_failed(h, 5000, "source.tls.ca_file: cannot read", "nosuch-ca.pem", NULL);
+
+    /* a file that holds no certificate */
+    h = fjob(state, LOOPBACK,
+             "\"url\":\"https://127.0.0.1:%d/stores.csv\","
+             "\"tls\":{\"ca_file\":\"%s/www/stores.csv\"}",
+             tls_port, tmp);
+    ticket(h, NULL, false);
+    expect_failed(h, 5000, "source.tls.ca_file", NULL);
+}
+
 /* ---- tests: the SSRF guard ---------------------------------------------- */
 
 static void test_guard_refuses_without_allow_list(void **state)
 {
-    char *job = job_of("\"url\":\"http://127.0.0.1:%d/cd\",\"timeout\":5", api_port);
-    struct sh *h = fstart(state, job, NULL);
-    free(job);
+    struct sh *h = fjob(state, NULL, "\"url\":\"http://127.0.0.1:%d/cd\",\"timeout\":5", api_port);
     char u[512];
     double t0 = now_s();
     ticket(h, NULL, false);
@@ -464,9 +337,7 @@ static void test_guard_refuses_without_allow_list(void **state)
 
 static void test_guard_refuses_redirect_to_loopback(void **state)
 {
-    char *job = job_of("\"url\":\"http://127.0.0.1:%d/cd\"", api_port);
-    struct sh *h = fstart(state, job, LOOPBACK);
-    free(job);
+    struct sh *h = fjob(state, LOOPBACK, "\"url\":\"http://127.0.0.1:%d/cd\"", api_port);
     char u[512];
     /* the allowed server redirects to loopback addresses the list lacks */
     snprintf(u, sizeof(u), "http://127.0.0.1:%d/redirect?to=http://127.0.0.2:%d/cd", api_port,
@@ -478,7 +349,7 @@ static void test_guard_refuses_redirect_to_loopback(void **state)
     ticket(h, u, false);
     expect_failed(h, 5000, "refused to connect to ::1", "loopback", NULL);
     ticket(h, NULL, false); /* the allowed one itself works */
-    struct sl_msg *f = expect_file(h, 5000);
+    struct sl_msg *f = expect_file(h, 5000, NULL);
     assert_string_equal(f->u.file.file_name, "report 2024.csv");
     assert_string_equal(f->u.file.content_type, "text/csv; charset=utf-8");
     /* redirects to other protocols and too many redirects */
@@ -544,12 +415,11 @@ static void test_pagination_styles(void **state)
         char rec[128] = "";
         if (cases[i].records)
             snprintf(rec, sizeof(rec), ",\"json\":{\"records\":\"$.%s\"}", cases[i].records);
-        char *job = job_of("\"url\":\"http://127.0.0.1:%d%s\",\"pagination\":%s%s", api_port,
-                           cases[i].url, cases[i].pagination, rec);
-        struct sh *h = fstart(state, job, LOOPBACK);
-        free(job);
+        struct sh *h =
+            fjob(state, LOOPBACK, "\"url\":\"http://127.0.0.1:%d%s\",\"pagination\":%s%s", api_port,
+                 cases[i].url, cases[i].pagination, rec);
         ticket(h, NULL, false);
-        struct sl_msg *f = expect_file(h, 5000);
+        struct sl_msg *f = expect_file(h, 5000, NULL);
         expect_items(f, cases[i].records, 25);
         assert_string_equal(f->u.file.content_type, "application/json");
         assert_non_null(strstr(f->u.file.file_name, ".json"));
@@ -563,43 +433,38 @@ static void test_pagination_styles(void **state)
 
 static void test_pagination_failures(void **state)
 {
-    char *job = job_of("\"url\":\"http://127.0.0.1:%d/cursor_loop\",\"json\":{\"records\":"
-                       "\"$.items\"},\"pagination\":{\"type\":\"cursor\",\"cursor_path\":"
-                       "\"$.meta.next\"}",
-                       api_port);
-    struct sh *h = fstart(state, job, LOOPBACK);
-    free(job);
+    struct sh *h = fjob(state, LOOPBACK,
+                        "\"url\":\"http://127.0.0.1:%d/cursor_loop\",\"json\":{\"records\":"
+                        "\"$.items\"},\"pagination\":{\"type\":\"cursor\",\"cursor_path\":"
+                        "\"$.meta.next\"}",
+                        api_port);
     ticket(h, NULL, false);
     expect_failed(h, 5000, "page 2 of", "repeats an earlier one", NULL);
 
-    job = job_of("\"url\":\"http://127.0.0.1:%d/page?n=1000\",\"json\":{\"records\":"
-                 "\"$.data.items\"},\"pagination\":{\"type\":\"page\",\"max_pages\":2}",
-                 api_port);
-    h = fstart(state, job, LOOPBACK);
-    free(job);
+    h = fjob(state, LOOPBACK,
+             "\"url\":\"http://127.0.0.1:%d/page?n=1000\",\"json\":{\"records\":"
+             "\"$.data.items\"},\"pagination\":{\"type\":\"page\",\"max_pages\":2}",
+             api_port);
     ticket(h, NULL, false);
     expect_failed(h, 5000, "more than source.pagination.max_pages (2) pages", NULL);
 
-    job = job_of("\"url\":\"http://127.0.0.1:%d/cd\",\"pagination\":{\"type\":\"link\"}", api_port);
-    h = fstart(state, job, LOOPBACK);
-    free(job);
+    h = fjob(state, LOOPBACK,
+             "\"url\":\"http://127.0.0.1:%d/cd\",\"pagination\":{\"type\":\"link\"}", api_port);
     ticket(h, NULL, false);
     expect_failed(h, 5000, "page 1 of", "not valid JSON", NULL);
 
-    job = job_of("\"url\":\"http://127.0.0.1:%d/offset\",\"pagination\":{\"type\":\"offset\"}",
-                 api_port);
-    h = fstart(state, job, LOOPBACK);
-    free(job);
+    h = fjob(state, LOOPBACK,
+             "\"url\":\"http://127.0.0.1:%d/offset\",\"pagination\":{\"type\":\"offset\"}",
+             api_port);
     ticket(h, NULL, false);
     expect_failed(h, 5000, "the page is an object, not an array of records",
                   "give source.json.records", NULL);
 
     /* a page that never ends: bounded by max_bytes */
-    job = job_of("\"url\":\"http://127.0.0.1:%d/forever\",\"max_bytes\":200000,"
-                 "\"pagination\":{\"type\":\"link\"}",
-                 api_port);
-    h = fstart(state, job, LOOPBACK);
-    free(job);
+    h = fjob(state, LOOPBACK,
+             "\"url\":\"http://127.0.0.1:%d/forever\",\"max_bytes\":200000,"
+             "\"pagination\":{\"type\":\"link\"}",
+             api_port);
     ticket(h, NULL, false);
     expect_failed(h, 10000, "larger than source.max_bytes for all pages together (200000 bytes)",
                   NULL);
@@ -631,7 +496,7 @@ static void test_retries(void **state)
     /* two 503s, then the file */
     snprintf(u, sizeof(u), "http://127.0.0.1:%d/flaky?id=a&fail=2&code=503", api_port);
     ticket(h, u, false);
-    struct sl_msg *f = expect_file(h, 5000);
+    struct sl_msg *f = expect_file(h, 5000, NULL);
     char *body = sh_read(f->u.file.blob);
     assert_string_equal(body, "id\n1\n2\n");
     free(body);
@@ -642,7 +507,7 @@ static void test_retries(void **state)
              api_port);
     double t0 = now_s();
     ticket(h, u, false);
-    expect_file(h, 5000);
+    expect_file(h, 5000, NULL);
     assert_true(now_s() - t0 >= 0.95);
     assert_int_equal(hits("b"), 2);
 
@@ -675,11 +540,10 @@ static void test_retries(void **state)
 
 static void test_limits(void **state)
 {
-    char *job = job_of("\"url\":\"http://127.0.0.1:%d/forever\",\"max_bytes\":100000,"
-                       "\"timeout\":20,\"retries\":1,\"retry_delay\":0",
-                       api_port);
-    struct sh *h = fstart(state, job, LOOPBACK);
-    free(job);
+    struct sh *h = fjob(state, LOOPBACK,
+                        "\"url\":\"http://127.0.0.1:%d/forever\",\"max_bytes\":100000,"
+                        "\"timeout\":20,\"retries\":1,\"retry_delay\":0",
+                        api_port);
     char u[512];
     double t0 = now_s();
     ticket(h, NULL, false);
@@ -694,15 +558,14 @@ static void test_limits(void **state)
     /* within it: fine */
     snprintf(u, sizeof(u), "http://127.0.0.1:%d/big?bytes=99999", api_port);
     ticket(h, u, false);
-    struct sl_msg *f = expect_file(h, 5000);
+    struct sl_msg *f = expect_file(h, 5000, NULL);
     assert_int_equal(f->u.file.bytes, 99999);
 
     /* a server that stalls: timeout, one retry, failed in bounded time */
-    job = job_of("\"url\":\"http://127.0.0.1:%d/stall\",\"timeout\":1,\"connect_timeout\":1,"
-                 "\"retries\":1,\"retry_delay\":0",
-                 api_port);
-    h = fstart(state, job, LOOPBACK);
-    free(job);
+    h = fjob(state, LOOPBACK,
+             "\"url\":\"http://127.0.0.1:%d/stall\",\"timeout\":1,\"connect_timeout\":1,"
+             "\"retries\":1,\"retry_delay\":0",
+             api_port);
     t0 = now_s();
     ticket(h, NULL, false);
     expect_failed(h, 10000, "timed out", "source.timeout", "after 2 attempts", NULL);
@@ -725,7 +588,7 @@ static void test_headers_auth_and_secrets(void **state)
     char u[512];
 
     ticket(h, NULL, false);
-    struct sl_msg *f = expect_file(h, 5000);
+    struct sl_msg *f = expect_file(h, 5000, NULL);
     char *body = sh_read(f->u.file.blob);
     assert_string_equal(body, "id\nsecret-1\n");
     free(body);
@@ -734,7 +597,7 @@ static void test_headers_auth_and_secrets(void **state)
     /* same origin: the job's headers go along */
     snprintf(u, sizeof(u), "http://127.0.0.1:%d/redirect?to=/echo", api_port);
     ticket(h, u, false);
-    f = expect_file(h, 5000);
+    f = expect_file(h, 5000, NULL);
     body = sh_read(f->u.file.blob);
     assert_non_null(strstr(body, "X-Api-Key: k3y"));
     assert_non_null(strstr(body, "Authorization: Bearer s3cret"));
@@ -745,7 +608,7 @@ static void test_headers_auth_and_secrets(void **state)
     snprintf(u, sizeof(u), "http://127.0.0.1:%d/redirect?to=http://localhost:%d/echo", api_port,
              api_port);
     ticket(h, u, false);
-    f = expect_file(h, 5000);
+    f = expect_file(h, 5000, NULL);
     body = sh_read(f->u.file.blob);
     assert_null(strstr(body, "k3y"));
     assert_null(strstr(body, "s3cret"));
@@ -767,13 +630,12 @@ static void test_headers_auth_and_secrets(void **state)
 
     /* basic auth: "u:p" */
     setenv("SLUICE_TEST_PW", "p", 1);
-    job = job_of("\"url\":\"http://127.0.0.1:%d/echo\",\"auth\":{\"basic\":{\"user\":\"u\","
-                 "\"password\":\"${env:SLUICE_TEST_PW}\"}}",
-                 api_port);
-    h = fstart(state, job, LOOPBACK);
-    free(job);
+    h = fjob(state, LOOPBACK,
+             "\"url\":\"http://127.0.0.1:%d/echo\",\"auth\":{\"basic\":{\"user\":\"u\","
+             "\"password\":\"${env:SLUICE_TEST_PW}\"}}",
+             api_port);
     ticket(h, NULL, false);
-    f = expect_file(h, 5000);
+    f = expect_file(h, 5000, NULL);
     body = sh_read(f->u.file.blob);
     assert_non_null(strstr(body, "Authorization: Basic dTpw"));
     free(body);
@@ -841,19 +703,6 @@ static void test_state_validators(void **state)
 
 /* ---- tests: job options ------------------------------------------------- */
 
-static void expect_bad_job(const char *source, const char *part)
-{
-    char err[512] = "", *job = job_of("%s", source);
-    struct sl_job *j = sl_job_load_json(job, strlen(job), NULL, err, sizeof(err));
-    free(job);
-    if (j) {
-        sl_job_destroy(j);
-        fail_msg("accepted: %s", source);
-    }
-    if (!strstr(err, part))
-        fail_msg("'%s' does not say '%s'", err, part);
-}
-
 static void test_job_source_options(void **state)
 {
     char err[512] = "";
@@ -920,47 +769,6 @@ static void test_job_source_options(void **state)
 }
 
 /* ---- tests: `sluice run` ------------------------------------------------ */
-
-/* Runs `sluice run` of job in dir with the environment prefix env; its
- * exit status, its output in out. */
-static int sluice_run(const char *env, const char *dir, char *out, size_t n)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "cd %s && %s %s run job.json --out out --state state 2>&1", dir, env,
-             SLUICE);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t len = fread(out, 1, n - 1, p);
-    out[len] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void write_job(const char *dir, const char *source)
-{
-    char *job = malloc(4096);
-    assert_non_null(job);
-    snprintf(job, 4096,
-             "{\"name\":\"e2e\",\"source\":{%s},"
-             "\"target\":{\"object\":\"things\",\"key\":[\"id\"],\"attributes\":{"
-             "\"id\":{\"type\":\"integer\"},\"name\":{\"type\":\"text\"},"
-             "\"price\":{\"type\":\"decimal\"}}},"
-             "\"mapping\":{\"id\":\"id\",\"name\":\"name\",\"price\":\"price\"}}",
-             source);
-    free(sh_write(dir, "job.json", job, strlen(job)));
-    free(job);
-}
-
-static size_t count_lines(const char *path)
-{
-    char *text = sh_read(path);
-    assert_non_null(text);
-    size_t n = 0;
-    for (const char *p = text; *p; p++)
-        n += *p == '\n';
-    free(text);
-    return n;
-}
 
 static void test_sluice_run_end_to_end(void **state)
 {
@@ -1045,17 +853,16 @@ static void test_format_from_content_type(void **state)
     serve("lines/stores", ndjson);
 
     /* the fetcher passes nginx's type and the name, which has no extension */
-    char *job = job_of("\"url\":\"http://127.0.0.1:%d/typed/stores\"", nginx_port);
-    struct sh *h = fstart(state, job, LOOPBACK);
-    free(job);
+    struct sh *h =
+        fjob(state, LOOPBACK, "\"url\":\"http://127.0.0.1:%d/typed/stores\"", nginx_port);
     ticket(h, NULL, false);
-    struct sl_msg *f = expect_file(h, 5000);
+    struct sl_msg *f = expect_file(h, 5000, NULL);
     assert_string_equal(f->u.file.file_name, "stores");
     assert_string_equal(f->u.file.content_type, "application/json");
     char *u = url_of(nginx_port, "/lines/stores");
     ticket(h, u, false);
     free(u);
-    f = expect_file(h, 5000);
+    f = expect_file(h, 5000, NULL);
     assert_string_equal(f->u.file.content_type, "application/x-ndjson; charset=utf-8");
 
     /* `sluice run` with no source.format: the parser reads them by their
@@ -1087,6 +894,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         SH_TEST(test_nginx_file_and_conditional_get),
+        SH_TEST(test_https),
         SH_TEST(test_guard_refuses_without_allow_list),
         SH_TEST(test_guard_refuses_redirect_to_loopback),
         SH_TEST(test_pagination_styles),

@@ -3,10 +3,12 @@
  * test_fetch_remote.c (libmicrohttpd), serving the objects of a directory
  * (DIR/<bucket>/<key>) path-style: GET and HEAD /<bucket>/<key>.
  *
- *   sluice-test-s3 DIR REGION ACCESS_KEY_ID SECRET_ACCESS_KEY
+ *   sluice-test-s3 DIR REGION ACCESS_KEY_ID SECRET_ACCESS_KEY [CERT KEY]
  *       listens on 127.0.0.1 at a port the kernel picks, printed as one line
  *       "PORT\n" on stdout once it listens; one line a request on stderr
- *       ("GET /bucket/key 200 -"); runs until it is killed (by PID).
+ *       ("GET /bucket/key 200 -"); runs until it is killed (by PID). With
+ *       CERT and KEY (PEM files) it speaks HTTPS only (libmicrohttpd's
+ *       GnuTLS).
  *   sluice-test-s3 --selftest
  *       checks the verifier against the signature AWS documents for its
  *       "GET Object" example (Authenticating Requests: AWS Signature Version
@@ -44,6 +46,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "sluice/source.h"
+#include "sluice/util.h"
+
 #define MAX_SKEW_S 900
 
 static const char *dir, *region, *akid, *secret;
@@ -71,30 +76,11 @@ static void hmac(const unsigned char *key, size_t kl, const char *msg, unsigned 
     HMAC(EVP_sha256(), key, (int)kl, (const unsigned char *)msg, strlen(msg), out, &ol);
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Percent-decodes s[0..n) into out (at least n + 1 bytes). */
+/* Percent-decodes s[0..n) into out (at least n + 1 bytes): the sources'
+ * own decoder (source_util.c). */
 static size_t decode(const char *s, size_t n, char *out)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int h, l;
-        if (s[i] == '%' && i + 2 < n && (h = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (l = hexval((unsigned char)s[i + 2])) >= 0) {
-            out[o++] = (char)(h * 16 + l);
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    return o;
+    return sl_source_pct_decode(s, n, out, n + 1);
 }
 
 /* URI-encodes s[0..n) the SigV4 way (unreserved kept; '/' kept when
@@ -567,9 +553,23 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && !strcmp(argv[1], "--selftest"))
         return selftest();
-    if (argc != 5) {
-        fprintf(stderr, "usage: sluice-test-s3 DIR REGION ACCESS_KEY_ID SECRET | --selftest\n");
+    if (argc != 5 && argc != 7) {
+        fprintf(stderr,
+                "usage: sluice-test-s3 DIR REGION ACCESS_KEY_ID SECRET [CERT KEY] | --selftest\n");
         return 2;
+    }
+    char *cert = NULL, *key = NULL;
+    if (argc == 7) {
+        size_t len = 0;
+        if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+            fprintf(stderr, "sluice-test-s3: this libmicrohttpd has no TLS\n");
+            return 1;
+        }
+        if (!(cert = sl_read_file(argv[5], &len)) || !(key = sl_read_file(argv[6], &len))) {
+            fprintf(stderr, "sluice-test-s3: cannot read %s: %s\n", cert ? argv[6] : argv[5],
+                    strerror(errno));
+            return 1;
+        }
     }
     dir = argv[1];
     region = argv[2];
@@ -578,10 +578,17 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stderr, NULL, _IOLBF, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL, handle,
-        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
+    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+    struct MHD_Daemon *d =
+        cert
+            ? MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, handle, NULL,
+                               MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
+                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                               MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END)
+            : MHD_start_daemon(flags, 0, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR,
+                               (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                               MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "sluice-test-s3: cannot start the server\n");
         return 1;

@@ -152,10 +152,15 @@ struct sl_source {
     uint64_t max_bytes;       /* bytes of the source (all pages together), default 1 GiB */
     struct sl_pagination pag; /* pagination checked; type SL_PAG_NONE when none */
     /* ftp (source.ftp) and imap(s) (source.imap): tls requires TLS on a
-     * plain URL (ftp://: explicit AUTH TLS; imap://: STARTTLS); ca_file
-     * verifies the server (NULL: the system's CAs; may hold ${env:NAME}) */
+     * plain URL (ftp://: explicit AUTH TLS; imap://: STARTTLS). ca_file
+     * verifies the server of every TLS source (https, ftp with tls,
+     * imaps/STARTTLS, s3 over https): source.tls.ca_file, or its older
+     * names source.ftp.ca_file and source.imap.ca_file (NULL: the system's
+     * CAs; may hold ${env:NAME}); ca_file_field is the name the job used
+     * (a static string, for messages) */
     bool tls;
     char *ca_file;
+    const char *ca_file_field;
     long max_messages; /* imap: the newest messages looked at, default 100 */
     /* sftp (source.sftp); each string may hold ${env:NAME} */
     struct sl_source_sftp {

@@ -293,11 +293,21 @@ int sl_source_local_failure(const struct sl_source_body *b, const struct sl_curl
 
 /* Why a transfer failed (libcurl's rc, curl_err its CURLOPT_ERRORBUFFER)
  * for a source with nothing more specific to say, into errbuf: "WHAT:
- * reason" (sl_curl_error), " (source.timeout)" added after a timeout.
+ * reason" (sl_curl_error), " (source.timeout)" added after a timeout; a
+ * server certificate that was not accepted is "WHAT: the server's TLS
+ * certificate was not accepted: libcurl's reason", with a hint at
+ * source.tls.ca_file when no known CA signed it.
  * Returns SL_ERR_TIMEOUT, SL_ERR_RETRY or SL_ERR_INVALID, with *transient
  * (sl_source_transient) telling whether to try again. */
 int sl_source_curl_failure(CURLcode rc, const struct sl_curl_ctx *ctx, const char *curl_err,
                            const char *what, bool *transient, char *errbuf, size_t errsz);
+
+/* The job's CA file (source.tls.ca_file, or its older names
+ * source.ftp.ca_file and source.imap.ca_file: src->ca_file_field) expanded
+ * into *out (caller frees; NULL when the job gives none: the system's CAs)
+ * and set as the CAs that verify c's TLS servers. 0, or SL_ERR_INVALID with
+ * errbuf naming the option and the file that cannot be read. */
+int sl_source_ca_file(CURL *c, const struct sl_source *src, char **out, char *errbuf, size_t errsz);
 
 /* Cleans up c (NULL: nothing) after clearing the credentials libcurl keeps
  * copies of until then (user, password, key passphrase). */
