@@ -539,10 +539,11 @@ static int ep_value(struct ep *e, bool emit)
     }
 }
 
-/* What a value that is not an object is, for messages. */
-static const char *kind_of(char c)
+const char *sl_json_kind(char c)
 {
     switch (c) {
+    case '{':
+        return "an object";
     case '[':
         return "an array";
     case '"':
@@ -576,7 +577,7 @@ static int parse_element(struct jsonr *r, struct ep *e, const char *s, size_t le
     }
     ep_ws(e);
     if (e->pos < len && s[e->pos] != '{')
-        *kind = kind_of(s[e->pos]);
+        *kind = sl_json_kind(s[e->pos]);
     if (ep_value(e, *kind == NULL))
         return e->err;
     ep_ws(e);
@@ -823,7 +824,7 @@ static void path_missing(struct jsonr *r, const char *what)
 /* A value starts with c (the scanner expects one). */
 static void value_start(struct jsonr *r, unsigned char c)
 {
-    const char *kind = c == '{' ? "an object" : kind_of((char)c);
+    const char *kind = sl_json_kind((char)c);
     bool cont = c == '{' || c == '[';
     if (r->depth == 0) {
         r->top_started = true;

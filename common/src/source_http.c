@@ -40,6 +40,7 @@
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/log.h"
+#include "sluice/reader.h"
 #include "sluice/source.h"
 #include "sluice/util.h"
 
@@ -678,25 +679,6 @@ static const char *find_path(const char *p, const char *e, const char *path, con
     return p;
 }
 
-static const char *json_kind(char c)
-{
-    switch (c) {
-    case '{':
-        return "an object";
-    case '[':
-        return "an array";
-    case '"':
-        return "a string";
-    case 't':
-    case 'f':
-        return "a boolean";
-    case 'n':
-        return "null";
-    default:
-        return "a number";
-    }
-}
-
 /* ---- pages: the assembled document -------------------------------------- */
 
 struct blob {
@@ -758,7 +740,7 @@ static int page_records(struct blob *b, const char *records, const char *p, cons
         return 0;
     if (*a != '[')
         return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "%s: %s is %s, not an array of records%s",
-                         what, records ? records : "the page", json_kind(*a),
+                         what, records ? records : "the page", sl_json_kind(*a),
                          records ? "" : " (give source.json.records)");
     const char *q = ws(a + 1, end);
     while (q < end && *q != ']') {
@@ -803,7 +785,7 @@ static char *page_cursor(const char *p, const char *e, const char *path, const c
         return out;
     }
     *rc = sl_seterr(errbuf, errsz, SL_ERR_PARSE, "%s: %s is %s, not a cursor (a string or number)",
-                    what, path, json_kind(*v));
+                    what, path, sl_json_kind(*v));
     return NULL;
 }
 

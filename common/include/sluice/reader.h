@@ -235,6 +235,11 @@ struct sl_json_opts {
 int sl_json_read_fd(int fd, const struct sl_json_opts *opts, sl_row_fn fn, void *ud,
                     struct sl_reader_stats *stats, char *errbuf, size_t errsz);
 
+/* What a JSON value starting with byte c is, for messages: "an object",
+ * "an array", "a string", "a boolean", "null", "a number"; NULL when no
+ * JSON value starts so. */
+const char *sl_json_kind(char c);
+
 /* Spreadsheet options as the job gives them (source.sheet, source.header_row)
  * and the limits of the XLSX and XLS readers. */
 struct sl_sheet_opts {
