@@ -119,15 +119,10 @@ static void stop(struct csvr *r, int err, const char *fmt, ...)
 /* Records the first error; every callback does nothing after it. */
 static void stop(struct csvr *r, int err, const char *fmt, ...)
 {
-    if (r->rc)
-        return;
-    r->rc = err;
-    if (r->errbuf && r->errsz) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(r->errbuf, r->errsz, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    sl_vseterr_first(&r->rc, r->errbuf, r->errsz, err, fmt, ap);
+    va_end(ap);
 }
 
 /* Line ends in s: LF, CR LF and a lone CR count once each. */

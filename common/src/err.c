@@ -64,3 +64,12 @@ int sl_seterr(char *errbuf, size_t errsz, int err, const char *fmt, ...)
     }
     return err;
 }
+
+void sl_vseterr_first(int *rc, char *errbuf, size_t errsz, int err, const char *fmt, va_list ap)
+{
+    if (*rc)
+        return;
+    *rc = err;
+    if (errbuf && errsz)
+        vsnprintf(errbuf, errsz, fmt, ap);
+}

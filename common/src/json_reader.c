@@ -163,15 +163,10 @@ static void stop(struct jsonr *r, int err, const char *fmt, ...)
 /* Records the first error; nothing is done after it. */
 static void stop(struct jsonr *r, int err, const char *fmt, ...)
 {
-    if (r->rc)
-        return;
-    r->rc = err;
-    if (r->errbuf && r->errsz) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(r->errbuf, r->errsz, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    sl_vseterr_first(&r->rc, r->errbuf, r->errsz, err, fmt, ap);
+    va_end(ap);
 }
 
 static bool is_ws(unsigned char c)

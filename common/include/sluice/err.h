@@ -9,6 +9,7 @@
 #ifndef SLUICE_ERR_H
 #define SLUICE_ERR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 typedef enum sl_err {
@@ -41,5 +42,11 @@ enum sl_err_class sl_err_class(int err);
 /* snprintf into errbuf when errbuf is not NULL; always returns err. */
 int sl_seterr(char *errbuf, size_t errsz, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* The first error wins (a reader stopping on it): when *rc is 0, sets it to
+ * err and formats the message into errbuf (when not NULL); else does
+ * nothing. */
+void sl_vseterr_first(int *rc, char *errbuf, size_t errsz, int err, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
 
 #endif
