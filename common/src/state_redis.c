@@ -59,9 +59,10 @@
 
 /* KEYS[1] the run's hash, ARGV[1] its expiry, then three arguments per
  * question: the field, the asking row (decimal) and "1" to add or "0" to
- * check (a new key to add costs one HSETNX). Answers each in order as state.h says: with add, 1 when the field's
- * first row is another one; without, when it is an earlier one (rows compare
- * as numbers: shorter decimal first, then by text). */
+ * check (a new key to add costs one HSETNX). Answers each in order as
+ * state.h says: with add, 1 when the field's first row is another one;
+ * without, when it is an earlier one (rows compare as numbers: shorter
+ * decimal first, then by text). */
 static const char SEEN_SCRIPT[] =
     "local function before(a, b) return #a < #b or (#a == #b and a < b) end\n"
     "local out, new = {}, false\n"
