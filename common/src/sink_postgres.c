@@ -10,27 +10,36 @@
  * no unique index covers exactly the key. Other columns of an existing table
  * are left alone (they must be nullable or have defaults).
  *
- * A run's records are staged, then applied all at once when the run is
- * final, so that a failed run publishes nothing and readers of the table
- * never see half a run. sync() (publisher) and commit() (standalone) COPY
- * the buffered records into the run's staging table (_sluice_stage_<hash of
- * the run id>) in one transaction with the run's progress (sluice_progress:
- * the facts of the runs topic and the counts of staged and rejected rows)
- * and a bitmap of the rows recorded so far (sluice_progress_rows, chunks of
- * 65536 rows), so that a row redelivered by Kafka, or sent twice by a stage
- * that crashed before committing its input, is counted and staged once,
- * whichever publisher gets it. Every transaction of a run first locks its
- * progress row: publishers serialize per run and cannot deadlock.
+ * A run's records are staged until the parser sealed the run (it read the
+ * whole file: from then on only the destination can fail the run), then
+ * applied as they come. sync() (publisher) and commit() (standalone) COPY
+ * the buffered records, in one transaction with the run's progress
+ * (sluice_progress: the facts of the runs topic and the counts of recorded
+ * and rejected rows) and a bitmap of the rows recorded so far
+ * (sluice_progress_rows, chunks of 65536 rows), so that a row redelivered by
+ * Kafka, or sent twice by a stage that crashed before committing its input,
+ * is counted and written once, whichever publisher gets it: before the seal
+ * into the run's staging table (_sluice_stage_<hash of the run id>); once
+ * the progress says sealed, the first sync applies the staging table and
+ * drops it, and each batch is COPYed into a temporary table and applied in
+ * the same transaction. Every transaction of a run first locks its progress
+ * row: publishers serialize per run and cannot deadlock.
+ *
+ * An application is one statement (build_apply) that counts, against the
+ * table as it was before, which keys were absent, changed or unchanged;
+ * when the validator flagged a key seen twice (last_wins), the last record
+ * of each key by source row is applied and the earlier ones are counted as
+ * updates, as the file sink does. Before it changes a row the run had not
+ * written, it copies the old version into the run's undo table
+ * (_sluice_undo_<hash>), so that a run that fails after rows were applied
+ * (the destination refused a batch) can be taken back: finalize() deletes
+ * the rows the run wrote (_sluice_run) and puts the undo table's rows back.
+ * A failed run publishes nothing.
  *
  * finalize() (once per run among all publishers: the progress row says
- * final) applies the staging table with one statement that also counts,
- * against the table as it was before, which keys were absent, changed or
- * unchanged; when the validator flagged a key seen twice (last_wins), the
- * last record of each key by source row is applied and the earlier ones are
- * counted as updates, as the file sink does. With sync mirror it deletes the
- * rows this run did not write (_sluice_run differs), then drops the staging
- * table and stores the counts, all in one transaction. A destination that
- * refuses the data fails the run (nothing applied).
+ * final) applies what is still staged, with sync mirror deletes the rows
+ * this run did not write (_sluice_run differs), then drops the run's tables
+ * and stores the counts, all in one transaction.
  *
  * Identifiers are always quoted with PQescapeIdentifier; values only travel
  * as COPY data or statement parameters.
@@ -54,7 +63,14 @@
 #define RUN_COL     "_sluice_run"
 #define DUPS_COL    "_sluice_dups"
 #define ROW_COL     "_sluice_row"
+/* the columns the apply statement adds to each row (build_apply) */
+#define J_ABSENT    "_sluice_absent"
+#define J_MINE      "_sluice_mine"
+#define J_CHANGED   "_sluice_changed"
+#define J_OTHER     "_sluice_other"
+#define J_OLD       "_sluice_old"
 #define BATCH_TABLE "pg_temp._sluice_batch"
+#define ROWS_TABLE  "pg_temp._sluice_rows"
 #define APPLY_STMT  "sluice_apply"
 #define CHUNK_SHIFT 16 /* rows per bitmap chunk: 65536 (8 KiB) */
 #define CHUNK_BYTES ((1u << CHUNK_SHIFT) / 8)
@@ -82,7 +98,15 @@
     "  dupflags bigint NOT NULL DEFAULT 0,"                                                        \
     "  published bigint, created bigint, updated bigint, unchanged bigint,"                        \
     "  not_created bigint, replaced bigint,"                                                       \
+    "  applied boolean NOT NULL DEFAULT false,"                                                    \
     "  updated_at timestamptz NOT NULL DEFAULT now())"
+/* Added by a later version: tables of the earlier one get it at start (the
+ * catalog is checked first: ALTER TABLE would wait for every run's lock). */
+#define PROGRESS_APPLIED_DDL                                                                       \
+    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "                      \
+    "'sluice_progress'::regclass AND attname = 'applied' AND NOT attisdropped) THEN "              \
+    "ALTER TABLE sluice_progress ADD COLUMN applied boolean NOT NULL DEFAULT false; "              \
+    "END IF; END $$"
 /* Which rows of a run are recorded: bitmaps of 2^CHUNK_SHIFT rows. */
 #define PROGRESS_ROWS_DDL                                                                          \
     "CREATE TABLE IF NOT EXISTS sluice_progress_rows ("                                            \
@@ -114,16 +138,20 @@ struct pg_sink {
     char *what;                 /* "write to table \"t\" at host:port" */
     char *tq;                   /* the destination table, quoted */
     char stage[64];             /* the run's staging table, quoted */
+    char undo[64];              /* the run's undo table (old rows it changed), quoted */
     const struct sl_attr **col; /* the attributes written: mapped, defaulted or key */
     size_t ncol;
     bool keyed;       /* upsert or mirror: applied by key */
     bool stage_ready; /* the staging table exists */
+    bool undo_ready;  /* the undo table exists */
+    bool applied;     /* the progress row says: some rows were applied before the end */
     struct sl_buf rows;
     struct brow *row;
     size_t nrow, crow;
     struct chunk *chunk;
     size_t nchunk, cchunk;
     struct sl_counts counts; /* the run's results once final */
+    struct sl_counts acc;    /* applied so far (the progress row's tallies) */
     struct sl_buf reason;    /* the stored reason of the last sync */
     char err[512];
 };
@@ -409,11 +437,33 @@ static int put_assignments(struct pg_sink *ps, struct sl_buf *b, const char *fro
     return rc;
 }
 
+/* Appends "o.k1 = s.k1 AND ..." for the key attributes. */
+static int put_key_join(struct pg_sink *ps, struct sl_buf *b, const char *o, const char *s)
+{
+    const struct sl_job *job = ps->base.job;
+    int rc = 0;
+    for (size_t k = 0; k < job->nkey && rc == 0; k++) {
+        rc |= sl_buf_printf(b, "%s%s.", k ? " AND " : "", o);
+        rc |= sl_pg_put_ident(b, ps->conn, job->key[k]);
+        rc |= sl_buf_printf(b, " = %s.", s);
+        rc |= sl_pg_put_ident(b, ps->conn, job->key[k]);
+    }
+    return rc;
+}
+
 /* The statement that applies the rows of table src (the written columns and
- * DUPS_COL) to the destination and counts what it did: absent keys, their
- * replaced duplicates, changed rows, unchanged rows, replaced duplicates of
- * present keys. $1 is the run id. */
-static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src)
+ * DUPS_COL, one row a key) to the destination and counts what it did:
+ * absent keys, their replaced duplicates, changed rows, unchanged rows,
+ * replaced duplicates of present keys (a key that a row of this run wrote
+ * before, in an earlier batch, is one more). $1 is the run id.
+ *
+ * Each row of src is joined once to the table's row of its key (j: the
+ * statement's one snapshot, before it writes); only absent and changed rows
+ * are written (under mirror also rows another run wrote, to mark them), and
+ * the counts come from j. With undo, the old version of every row it
+ * changes that this run had not changed before goes into the run's undo
+ * table. */
+static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bool undo)
 {
     const struct sl_job *job = ps->base.job;
     bool mirror = job->options.sync == SL_SYNC_MIRROR;
@@ -431,12 +481,24 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src)
                             src);
         return rc ? SL_ERR_NOMEM : 0;
     }
+    rc |= sl_buf_puts(b, "WITH j AS MATERIALIZED (SELECT s.*, o.ctid IS NULL AS " J_ABSENT
+                         ", coalesce(o." RUN_COL " = $1::text, false) AS " J_MINE ", ROW(");
+    rc |= put_cols(ps, b, "o.", -1);
+    rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
+    rc |= put_cols(ps, b, "s.", -1);
+    rc |= sl_buf_puts(b, ") AS " J_CHANGED ", o." RUN_COL " IS DISTINCT FROM $1::text AS " J_OTHER);
+    if (undo)
+        rc |= sl_buf_puts(b, ", o AS " J_OLD);
+    rc |= sl_buf_printf(b, " FROM %s s LEFT JOIN %s o ON ", src, tq);
+    rc |= put_key_join(ps, b, "o", "s");
+    rc |= sl_buf_puts(b, "), ");
+    const char *write_if = mirror ? "(" J_CHANGED " OR " J_OTHER ")" : J_CHANGED;
     if (job->options.allow_create) {
-        rc |= sl_buf_printf(b, "WITH w AS (INSERT INTO %s AS t (", tq);
+        rc |= sl_buf_printf(b, "w AS (INSERT INTO %s AS t (", tq);
         rc |= put_cols(ps, b, "", -1);
         rc |= sl_buf_puts(b, ", " RUN_COL ") SELECT ");
         rc |= put_cols(ps, b, "", -1);
-        rc |= sl_buf_printf(b, ", $1::text FROM %s ON CONFLICT (", src);
+        rc |= sl_buf_printf(b, ", $1::text FROM j WHERE %s ON CONFLICT (", write_if);
         rc |= put_cols(ps, b, "", 1);
         rc |= sl_buf_puts(b, ") DO UPDATE SET ");
         rc |= put_assignments(ps, b, "excluded.");
@@ -447,73 +509,63 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src)
         rc |= sl_buf_puts(b, ")");
         if (mirror)
             rc |= sl_buf_puts(b, " OR t." RUN_COL " IS DISTINCT FROM excluded." RUN_COL);
-        rc |= sl_buf_puts(b, " RETURNING 1) ");
+        rc |= sl_buf_puts(b, " RETURNING 1)");
     } else {
-        rc |= sl_buf_printf(b, "WITH w AS (UPDATE %s AS t SET ", tq);
-        rc |= put_assignments(ps, b, "s.");
-        rc |= sl_buf_printf(b, RUN_COL " = $1::text FROM %s s WHERE ", src);
-        for (size_t k = 0; k < job->nkey && rc == 0; k++) {
-            rc |= sl_buf_puts(b, k ? " AND t." : "t.");
-            rc |= sl_pg_put_ident(b, ps->conn, job->key[k]);
-            rc |= sl_buf_puts(b, " = s.");
-            rc |= sl_pg_put_ident(b, ps->conn, job->key[k]);
-        }
-        rc |= sl_buf_puts(b, " AND (ROW(");
-        rc |= put_cols(ps, b, "t.", -1);
-        rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
-        rc |= put_cols(ps, b, "s.", -1);
-        rc |= sl_buf_puts(b, ")");
-        if (mirror)
-            rc |= sl_buf_puts(b, " OR t." RUN_COL " IS DISTINCT FROM $1::text");
-        rc |= sl_buf_puts(b, ") RETURNING 1) ");
+        rc |= sl_buf_printf(b, "w AS (UPDATE %s AS t SET ", tq);
+        rc |= put_assignments(ps, b, "j.");
+        rc |= sl_buf_puts(b, RUN_COL " = $1::text FROM j WHERE ");
+        rc |= put_key_join(ps, b, "t", "j");
+        rc |= sl_buf_printf(b, " AND NOT j." J_ABSENT " AND j.%s RETURNING 1)",
+                            mirror ? "(" J_CHANGED " OR j." J_OTHER ")" : J_CHANGED);
     }
-    /* w is executed whether or not it is read; the join sees the table as it
-     * was before (one snapshot for the whole statement) */
-    rc |= sl_buf_puts(b, "SELECT count(*) FILTER (WHERE o.ctid IS NULL), "
-                         "coalesce(sum(s." DUPS_COL ") FILTER (WHERE o.ctid IS NULL), 0), "
-                         "count(*) FILTER (WHERE o.ctid IS NOT NULL AND ROW(");
-    rc |= put_cols(ps, b, "o.", -1);
-    rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
-    rc |= put_cols(ps, b, "s.", -1);
-    rc |= sl_buf_puts(b, ")), count(*) FILTER (WHERE o.ctid IS NOT NULL AND ROW(");
-    rc |= put_cols(ps, b, "o.", -1);
-    rc |= sl_buf_puts(b, ") IS NOT DISTINCT FROM ROW(");
-    rc |= put_cols(ps, b, "s.", -1);
-    rc |= sl_buf_puts(b, ")), coalesce(sum(s." DUPS_COL ") FILTER (WHERE o.ctid IS NOT NULL), 0) "
-                         "FROM ");
-    rc |= sl_buf_puts(b, src);
-    rc |= sl_buf_puts(b, " s LEFT JOIN ");
-    rc |= sl_buf_puts(b, tq);
-    rc |= sl_buf_puts(b, " o ON ");
-    for (size_t k = 0; k < job->nkey && rc == 0; k++) {
-        rc |= sl_buf_puts(b, k ? " AND o." : "o.");
-        rc |= sl_pg_put_ident(b, ps->conn, job->key[k]);
-        rc |= sl_buf_puts(b, " = s.");
-        rc |= sl_pg_put_ident(b, ps->conn, job->key[k]);
-    }
+    if (undo)
+        rc |= sl_buf_printf(b,
+                            ", u AS (INSERT INTO %s SELECT (" J_OLD ").* FROM j WHERE NOT " J_ABSENT
+                            " AND " J_OTHER " AND %s RETURNING 1)",
+                            ps->undo, write_if);
+    /* w (and u) are executed whether or not they are read */
+    rc |= sl_buf_puts(
+        b, " SELECT count(*) FILTER (WHERE " J_ABSENT "), coalesce(sum(" DUPS_COL
+           ") FILTER (WHERE " J_ABSENT "), 0), count(*) FILTER (WHERE NOT " J_ABSENT
+           " AND NOT " J_MINE " AND " J_CHANGED "), count(*) FILTER (WHERE NOT " J_ABSENT
+           " AND NOT " J_MINE " AND NOT " J_CHANGED "), coalesce(sum(" DUPS_COL
+           ") FILTER (WHERE NOT " J_ABSENT "), 0) + count(*) FILTER (WHERE " J_MINE ") FROM j");
     return rc ? SL_ERR_NOMEM : 0;
 }
 
-/* Prepares what a session needs: the batch table (temporary) and the apply
- * statement; again after a reconnection. */
+/* Prepares what a session needs: the temporary tables (rows emptied at each
+ * commit) and the apply statement; again after a reconnection. */
 static int prepare_session(struct pg_sink *ps, char *errbuf, size_t errsz)
 {
     struct sl_buf sql = SL_BUF_INIT;
     int rc = 0;
-    rc |= sl_buf_puts(&sql, "CREATE TEMP TABLE IF NOT EXISTS _sluice_batch AS SELECT ");
+    rc |= sl_buf_puts(&sql, "CREATE TEMP TABLE IF NOT EXISTS _sluice_batch "
+                            "ON COMMIT DELETE ROWS AS SELECT ");
     rc |= put_cols(ps, &sql, "", -1);
     rc |= sl_buf_puts(&sql, ", 0::integer AS " DUPS_COL " FROM ");
+    rc |= sl_buf_puts(&sql, ps->tq);
+    rc |= sl_buf_puts(&sql, " WITH NO DATA; CREATE TEMP TABLE IF NOT EXISTS _sluice_rows "
+                            "ON COMMIT DELETE ROWS AS SELECT ");
+    rc |= put_cols(ps, &sql, "", -1);
+    rc |= sl_buf_puts(&sql, ", 0::integer AS " DUPS_COL ", 0::bigint AS " ROW_COL " FROM ");
     rc |= sl_buf_puts(&sql, ps->tq);
     rc |= sl_buf_puts(&sql, " WITH NO DATA");
     if (rc) {
         sl_buf_cleanup(&sql);
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     }
-    rc = sl_pg_exec(ps->conn, ps->what, sql.data, 0, NULL, NULL, errbuf, errsz);
-    if (rc == 0 && build_apply(ps, &sql, BATCH_TABLE))
+    PGresult *res = PQexec(ps->conn, sql.data); /* two statements: not PQexecParams */
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char msg[400];
+        sl_pg_message(ps->conn, res, msg, sizeof(msg));
+        rc = sl_seterr(errbuf, errsz, res ? sl_pg_error_class(ps->conn, res) : SL_ERR_NOMEM,
+                       "cannot %s: %s", ps->what, msg);
+    }
+    PQclear(res);
+    if (rc == 0 && build_apply(ps, &sql, BATCH_TABLE, false))
         rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     if (rc == 0) {
-        PGresult *res = PQprepare(ps->conn, APPLY_STMT, sql.data, 1, NULL);
+        res = PQprepare(ps->conn, APPLY_STMT, sql.data, 1, NULL);
         if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
             char msg[400];
             sl_pg_message(ps->conn, res, msg, sizeof(msg));
@@ -549,10 +601,10 @@ static int setup_table(struct pg_sink *ps, const char *table, char *errbuf, size
                       rc == SL_ERR_NOMEM ? "out of memory" : "is not valid UTF-8");
             goto done;
         }
-        if (!strcmp(job->attrs[i].name, RUN_COL) || !strcmp(job->attrs[i].name, DUPS_COL) ||
-            !strcmp(job->attrs[i].name, ROW_COL)) {
+        if (!strncmp(job->attrs[i].name, "_sluice_", 8)) {
             rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
-                           "cannot %s: attribute %s has the name of sluice's bookkeeping column",
+                           "cannot %s: attribute %s: names starting with _sluice_ are sluice's "
+                           "bookkeeping columns",
                            su.what, job->attrs[i].name);
             goto done;
         }
@@ -566,6 +618,7 @@ static int setup_table(struct pg_sink *ps, const char *table, char *errbuf, size
         (rc = setup_exec(&su, "SELECT pg_advisory_xact_lock(hashtext('sluice progress'))", 0, NULL,
                          NULL, errbuf, errsz)) ||
         (rc = setup_exec(&su, PROGRESS_DDL, 0, NULL, NULL, errbuf, errsz)) ||
+        (rc = setup_exec(&su, PROGRESS_APPLIED_DDL, 0, NULL, NULL, errbuf, errsz)) ||
         (rc = setup_exec(&su, PROGRESS_ROWS_DDL, 0, NULL, NULL, errbuf, errsz)) ||
         (rc = setup_exec(&su, "SELECT pg_advisory_xact_lock(hashtext('sluice ' || $1))", 1, lock,
                          NULL, errbuf, errsz)) ||
@@ -649,7 +702,7 @@ static bool truth(const PGresult *res, int row, int col)
 #define PROGRESS_COLS                                                                              \
     "final, fetched, sealed, failed, skipped, reason, sha256, bytes, started_at, staged, "         \
     "rejected, duplicates, dupflags, published, created, updated, unchanged, not_created, "        \
-    "replaced"
+    "replaced, applied"
 
 static uint64_t read_progress(struct pg_sink *ps, const PGresult *res, struct sl_run_progress *pr)
 {
@@ -670,15 +723,18 @@ static uint64_t read_progress(struct pg_sink *ps, const PGresult *res, struct sl
     pr->staged = num(res, 0, 9);
     pr->rejected = num(res, 0, 10);
     pr->duplicates = num(res, 0, 11);
-    if (pr->final) {
-        struct sl_counts *c = &ps->counts;
-        c->published = num(res, 0, 13);
-        c->created = num(res, 0, 14);
-        c->updated = num(res, 0, 15);
-        c->unchanged = num(res, 0, 16);
-        c->not_created = num(res, 0, 17);
-        c->duplicates = num(res, 0, 18);
-    }
+    /* the tallies of what was applied so far; the run's once final */
+    struct sl_counts *c = &ps->acc;
+    *c = (struct sl_counts){0};
+    c->published = num(res, 0, 13);
+    c->created = num(res, 0, 14);
+    c->updated = num(res, 0, 15);
+    c->unchanged = num(res, 0, 16);
+    c->not_created = num(res, 0, 17);
+    c->duplicates = num(res, 0, 18);
+    ps->applied = truth(res, 0, 19);
+    if (pr->final)
+        ps->counts = *c;
     return num(res, 0, 12); /* dupflags */
 }
 
@@ -814,7 +870,7 @@ static int store_chunks(struct pg_sink *ps)
     return 0;
 }
 
-/* ---- staging ------------------------------------------------------------ */
+/* ---- staging and applying ----------------------------------------------- */
 
 static void batch_reset(struct pg_sink *ps)
 {
@@ -842,11 +898,26 @@ static int ensure_stage(struct pg_sink *ps)
     return rc;
 }
 
-/* COPYs the buffered rows marked new[i] into the staging table. */
-static int copy_rows(struct pg_sink *ps, const bool *fresh)
+/* The run's undo table: the destination's columns, for the old versions of
+ * the rows the run changed before it was final. */
+static int ensure_undo(struct pg_sink *ps)
+{
+    if (ps->undo_ready)
+        return 0;
+    char sql[600];
+    snprintf(sql, sizeof(sql), "CREATE TABLE IF NOT EXISTS %s AS SELECT * FROM %s WITH NO DATA",
+             ps->undo, ps->tq);
+    int rc = run(ps, sql, 0, NULL, NULL);
+    ps->undo_ready = rc == 0;
+    return rc;
+}
+
+/* COPYs the buffered rows marked fresh[i] into table (the staging table or
+ * ROWS_TABLE). */
+static int copy_rows(struct pg_sink *ps, const char *table, const bool *fresh)
 {
     char sql[128];
-    snprintf(sql, sizeof(sql), "COPY %s FROM STDIN", ps->stage);
+    snprintf(sql, sizeof(sql), "COPY %s FROM STDIN", table);
     PGresult *res = PQexec(ps->conn, sql);
     if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
         int err = failed_with(ps, res, NULL);
@@ -876,117 +947,24 @@ static int copy_rows(struct pg_sink *ps, const bool *fresh)
     return err;
 }
 
-static int pg_sync(struct sl_sink *sk, const struct sl_run_facts *fx,
-                   const struct sl_rejected_row *rej, size_t nrej, struct sl_run_progress *out,
-                   char *errbuf, size_t errsz)
-{
-    struct pg_sink *ps = (struct pg_sink *)sk;
-    static const struct sl_run_facts none;
-    struct sl_run_progress scratch;
-    if (!fx)
-        fx = &none;
-    if (!out)
-        out = &scratch;
-    bool *fresh = NULL;
-    PGresult *res = NULL;
-    int rc = begin_run(ps, &res);
-    if (rc)
-        goto done;
-    read_progress(ps, res, out);
-    PQclear(res);
-    res = NULL;
-    uint64_t staged = 0, rejected = 0, dups = 0, dupflags = 0;
-    if (!out->final && (ps->nrow || nrej)) {
-        if ((rc = load_chunks(ps, rej, nrej)))
-            goto done;
-        if (!(fresh = calloc(ps->nrow + 1, sizeof(*fresh)))) {
-            rc = SL_ERR_NOMEM;
-            snprintf(ps->err, sizeof(ps->err), "out of memory");
-            goto done;
-        }
-        for (size_t i = 0; i < nrej; i++) {
-            if (first_time(ps, rej[i].row)) {
-                rejected++;
-                dups += rej[i].duplicate;
-            }
-        }
-        for (size_t i = 0; i < ps->nrow; i++) {
-            if ((fresh[i] = first_time(ps, ps->row[i].srow))) {
-                staged++;
-                dupflags += ps->row[i].dup;
-            }
-        }
-        if (staged + rejected < ps->nrow + nrej)
-            sl_info("postgres", "run %s: %zu rows were recorded before (redelivered): skipped",
-                    ps->run_id, ps->nrow + nrej - (size_t)(staged + rejected));
-        if (staged && ((rc = ensure_stage(ps)) || (rc = copy_rows(ps, fresh))))
-            goto done;
-        if ((rc = store_chunks(ps)))
-            goto done;
-    }
-    char n_staged[24], n_rej[24], n_dups[24], n_flags[24], sealed[24], bytes[24], started[24];
-    snprintf(n_staged, sizeof(n_staged), "%llu", (unsigned long long)staged);
-    snprintf(n_rej, sizeof(n_rej), "%llu", (unsigned long long)rejected);
-    snprintf(n_dups, sizeof(n_dups), "%llu", (unsigned long long)dups);
-    snprintf(n_flags, sizeof(n_flags), "%llu", (unsigned long long)dupflags);
-    snprintf(sealed, sizeof(sealed), "%llu", (unsigned long long)fx->sealed_count);
-    snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)fx->bytes);
-    snprintf(started, sizeof(started), "%lld", (long long)fx->started_at);
-    const char *params[] = {
-        ps->run_id,
-        n_staged,
-        n_rej,
-        n_dups,
-        n_flags,
-        fx->fetched ? "t" : "f",
-        fx->sealed ? sealed : NULL,
-        fx->failed ? "t" : "f",
-        fx->skipped ? "t" : "f",
-        fx->failed || fx->skipped ? fx->reason : NULL,
-        fx->fetched && fx->sha256[0] ? fx->sha256 : NULL,
-        fx->fetched ? bytes : NULL,
-        fx->fetched && fx->started_at ? started : NULL,
-    };
-    rc = run(ps,
-             "UPDATE sluice_progress SET staged = staged + $2::bigint, "
-             "rejected = rejected + $3::bigint, duplicates = duplicates + $4::bigint, "
-             "dupflags = dupflags + $5::bigint, fetched = fetched OR $6::boolean, "
-             "sealed = coalesce(sealed, $7::bigint), failed = failed OR $8::boolean, "
-             "skipped = skipped OR $9::boolean, reason = coalesce(reason, $10), "
-             "sha256 = coalesce(sha256, $11), bytes = coalesce(bytes, $12::bigint), "
-             "started_at = coalesce(started_at, $13::bigint), updated_at = now() "
-             "WHERE run_id = $1 RETURNING " PROGRESS_COLS,
-             13, params, &res);
-    if (rc)
-        goto done;
-    read_progress(ps, res, out);
-    rc = run(ps, "COMMIT", 0, NULL, NULL);
-done:
-    PQclear(res);
-    free(fresh);
-    if (rc == 0)
-        batch_reset(ps); /* staged, or dropped when the run is final */
-    else
-        sl_seterr(errbuf, errsz, rc, "%s", ps->err);
-    return rc;
-}
-
-/* ---- finalizing --------------------------------------------------------- */
-
-/* Applies the staged rows; fills ps->counts. The caller's transaction stays
- * open (or is rolled back on error). */
-static int apply_staged(struct pg_sink *ps, uint64_t dupflags)
+/* Applies the rows of src (the written columns, DUPS_COL and ROW_COL: the
+ * staging table or ROWS_TABLE) and adds what it did to *c. distinct: a key
+ * may be there more than once (the validator flagged a duplicate): the last
+ * row of each key by source row is applied, and the earlier ones count as
+ * updates, as the file sink counts them. undo: see build_apply. The caller's
+ * transaction stays open (or is rolled back on error). */
+static int apply_rows(struct pg_sink *ps, const char *src, bool distinct, bool undo,
+                      struct sl_counts *c)
 {
     const struct sl_job *job = ps->base.job;
     const char *params[] = {ps->run_id};
     struct sl_buf sql = SL_BUF_INIT;
     PGresult *res = NULL;
     int rc = 0;
-    bool direct = !ps->keyed || (dupflags == 0 && job->options.allow_create);
-    if (direct) {
-        /* one statement straight from the staging table; a key there twice
-         * (the validator did not flag it) falls back to the distinct path */
-        if (build_apply(ps, &sql, ps->stage) || (rc = run(ps, "SAVEPOINT direct", 0, NULL, NULL)))
+    if (!ps->keyed || (!distinct && job->options.allow_create)) {
+        /* one statement straight from src; a key there twice (the validator
+         * did not flag it) falls back to the distinct path */
+        if (build_apply(ps, &sql, src, undo) || (rc = run(ps, "SAVEPOINT direct", 0, NULL, NULL)))
             goto done;
         res = PQexecParams(ps->conn, sql.data, 1, NULL, params, NULL, NULL, 0);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
@@ -1011,7 +989,7 @@ static int apply_staged(struct pg_sink *ps, uint64_t dupflags)
     rc |= put_cols(ps, &sql, "", -1);
     rc |= sl_buf_puts(&sql, ", (count(*) OVER (PARTITION BY ");
     rc |= put_cols(ps, &sql, "", 1);
-    rc |= sl_buf_printf(&sql, ") - 1)::integer FROM %s ORDER BY ", ps->stage);
+    rc |= sl_buf_printf(&sql, ") - 1)::integer FROM %s ORDER BY ", src);
     rc |= put_cols(ps, &sql, "", 1);
     rc |= sl_buf_puts(&sql, ", " ROW_COL " DESC");
     if (rc) {
@@ -1022,7 +1000,16 @@ static int apply_staged(struct pg_sink *ps, uint64_t dupflags)
     if ((rc = run(ps, "TRUNCATE " BATCH_TABLE, 0, NULL, NULL)) ||
         (rc = run(ps, sql.data, 0, NULL, NULL)))
         goto done;
-    res = PQexecPrepared(ps->conn, APPLY_STMT, 1, params, NULL, NULL, 0);
+    if (undo) {
+        if (build_apply(ps, &sql, BATCH_TABLE, true)) {
+            rc = SL_ERR_NOMEM;
+            snprintf(ps->err, sizeof(ps->err), "out of memory");
+            goto done;
+        }
+        res = PQexecParams(ps->conn, sql.data, 1, NULL, params, NULL, NULL, 0);
+    } else {
+        res = PQexecPrepared(ps->conn, APPLY_STMT, 1, params, NULL, NULL, 0);
+    }
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = failed_with(ps, res, NULL);
         goto done;
@@ -1034,23 +1021,244 @@ counted:
     }
     uint64_t absent = num(res, 0, 0), absent_dups = num(res, 0, 1), changed = num(res, 0, 2),
              same = num(res, 0, 3), present_dups = num(res, 0, 4);
-    struct sl_counts *c = &ps->counts;
-    *c = (struct sl_counts){0};
+    struct sl_counts d = {0};
     if (job->options.allow_create || !ps->keyed) {
-        c->created = absent;
-        c->updated = absent_dups;
+        d.created = absent;
+        d.updated = absent_dups;
     } else {
-        c->not_created = absent + absent_dups;
+        d.not_created = absent + absent_dups;
     }
-    c->updated += changed + present_dups;
-    c->unchanged = same;
-    c->published = c->created + c->updated + c->unchanged;
-    c->duplicates = absent_dups + present_dups;
+    d.updated += changed + present_dups;
+    d.unchanged = same;
+    d.published = d.created + d.updated + d.unchanged;
+    d.duplicates = absent_dups + present_dups;
+    c->published += d.published;
+    c->created += d.created;
+    c->updated += d.updated;
+    c->unchanged += d.unchanged;
+    c->not_created += d.not_created;
+    c->duplicates += d.duplicates;
 done:
     PQclear(res);
     sl_buf_cleanup(&sql);
     return rc;
 }
+
+/* Whether table (quoted) exists. */
+static int table_exists(struct pg_sink *ps, const char *table, bool *exists)
+{
+    const char *params[] = {table};
+    PGresult *res = NULL;
+    int rc = run(ps, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
+    if (rc == 0)
+        *exists = truth(res, 0, 0);
+    PQclear(res);
+    return rc;
+}
+
+/* Whether the run's staging table exists (some publisher staged rows). */
+static int stage_exists(struct pg_sink *ps, bool *exists)
+{
+    if (ps->stage_ready) {
+        *exists = true;
+        return 0;
+    }
+    return table_exists(ps, ps->stage, exists);
+}
+
+/* A refusal by the destination (the data, not the connection): the run
+ * fails. */
+static bool refusal(int rc)
+{
+    return rc && rc != SL_ERR_NOMEM && sl_err_class(rc) != SL_ERRCLASS_RETRIABLE;
+}
+
+/* Once the parser sealed the run (it read the whole file: the run can no
+ * longer fail but by the destination), rows are applied as they come rather
+ * than staged: first what was staged before the seal, then each batch. */
+static int apply_now(struct pg_sink *ps, uint64_t dupflags, const bool *fresh, bool batch_dups,
+                     bool copy, struct sl_counts *d, bool *stage_applied)
+{
+    /* a batch is small beside the table: join it by the key's index, never
+     * by hashing or sorting the whole table (the planner knows nothing of
+     * the temporary table's rows) */
+    int rc = run(ps, "SET LOCAL enable_hashjoin = off", 0, NULL, NULL);
+    if (rc == 0)
+        rc = run(ps, "SET LOCAL enable_mergejoin = off", 0, NULL, NULL);
+    bool staged = false;
+    if (rc == 0)
+        rc = stage_exists(ps, &staged);
+    if (rc == 0 && staged) {
+        char drop[128];
+        snprintf(drop, sizeof(drop), "DROP TABLE %s", ps->stage);
+        if ((rc = ensure_undo(ps)) || (rc = apply_rows(ps, ps->stage, dupflags > 0, true, d)) ||
+            (rc = run(ps, drop, 0, NULL, NULL)))
+            return rc;
+        ps->stage_ready = false;
+        *stage_applied = true;
+    }
+    if (rc == 0 && copy) {
+        if ((rc = ensure_undo(ps)) || (rc = copy_rows(ps, ROWS_TABLE, fresh)))
+            return rc;
+        rc = apply_rows(ps, ROWS_TABLE, batch_dups, true, d);
+    }
+    return rc;
+}
+
+/* One sync (sink.h) in one transaction. refused: the destination refused
+ * this sync's rows before: they are recorded, not applied, and the run
+ * fails with that reason. */
+static int sync_once(struct pg_sink *ps, const struct sl_run_facts *fx,
+                     const struct sl_rejected_row *rej, size_t nrej, struct sl_run_progress *out,
+                     const char *refused, bool *refused_now)
+{
+    const struct sl_job *job = ps->base.job;
+    bool *fresh = NULL;
+    PGresult *res = NULL;
+    int rc = begin_run(ps, &res);
+    if (rc)
+        goto done;
+    uint64_t dupflags = read_progress(ps, res, out);
+    PQclear(res);
+    res = NULL;
+    /* what becomes of the rows: dropped (final), recorded only (failed),
+     * applied (sealed), or staged */
+    bool keep =
+        !out->final && !out->f.failed && !out->f.skipped && !fx->failed && !fx->skipped && !refused;
+    bool apply = keep && out->f.sealed && !job->options.approval;
+    uint64_t staged = 0, rejected = 0, dups = 0, flags = 0;
+    bool batch_dups = false, stage_applied = false;
+    struct sl_counts d = {0};
+    if (!out->final && (ps->nrow || nrej)) {
+        if ((rc = load_chunks(ps, rej, nrej)))
+            goto done;
+        if (!(fresh = calloc(ps->nrow + 1, sizeof(*fresh)))) {
+            rc = SL_ERR_NOMEM;
+            snprintf(ps->err, sizeof(ps->err), "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < nrej; i++) {
+            if (first_time(ps, rej[i].row)) {
+                rejected++;
+                dups += rej[i].duplicate;
+            }
+        }
+        for (size_t i = 0; i < ps->nrow; i++) {
+            if ((fresh[i] = first_time(ps, ps->row[i].srow))) {
+                staged++;
+                flags += ps->row[i].dup;
+                batch_dups |= ps->row[i].dup;
+            }
+        }
+        if (staged + rejected < ps->nrow + nrej)
+            sl_info("postgres", "run %s: %zu rows were recorded before (redelivered): skipped",
+                    ps->run_id, ps->nrow + nrej - (size_t)(staged + rejected));
+    }
+    if (apply) {
+        rc = apply_now(ps, dupflags, fresh, batch_dups, staged > 0, &d, &stage_applied);
+        if (rc) {
+            *refused_now = refusal(rc);
+            goto done;
+        }
+        flags = 0; /* dupflags counts the staged rows' flags only */
+    } else if (keep && staged &&
+               ((rc = ensure_stage(ps)) || (rc = copy_rows(ps, ps->stage, fresh)))) {
+        goto done;
+    }
+    if (!out->final && (ps->nrow || nrej) && (rc = store_chunks(ps)))
+        goto done;
+    char v[13][24];
+    const uint64_t n[] = {staged,           rejected,    dups,          flags,
+                          fx->sealed_count, fx->bytes,   d.published,   d.created,
+                          d.updated,        d.unchanged, d.not_created, d.duplicates};
+    for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++)
+        snprintf(v[i], sizeof(v[i]), "%llu", (unsigned long long)n[i]);
+    char started[24];
+    snprintf(started, sizeof(started), "%lld", (long long)fx->started_at);
+    const char *reason = fx->failed || fx->skipped ? fx->reason : refused;
+    const char *params[] = {
+        ps->run_id,
+        v[0],
+        v[1],
+        v[2],
+        v[3],
+        fx->fetched ? "t" : "f",
+        fx->sealed ? v[4] : NULL,
+        fx->failed || refused ? "t" : "f",
+        fx->skipped ? "t" : "f",
+        reason,
+        fx->fetched && fx->sha256[0] ? fx->sha256 : NULL,
+        fx->fetched ? v[5] : NULL,
+        fx->fetched && fx->started_at ? started : NULL,
+        v[6],
+        v[7],
+        v[8],
+        v[9],
+        v[10],
+        v[11],
+        apply && (staged || stage_applied) ? "t" : "f",
+        stage_applied ? "t" : "f",
+    };
+    rc = run(ps,
+             "UPDATE sluice_progress SET staged = staged + $2::bigint, "
+             "rejected = rejected + $3::bigint, duplicates = duplicates + $4::bigint, "
+             "dupflags = CASE WHEN $21::boolean THEN 0 ELSE dupflags END + $5::bigint, "
+             "fetched = fetched OR $6::boolean, "
+             "sealed = coalesce(sealed, $7::bigint), failed = failed OR $8::boolean, "
+             "skipped = skipped OR $9::boolean, reason = coalesce(reason, $10), "
+             "sha256 = coalesce(sha256, $11), bytes = coalesce(bytes, $12::bigint), "
+             "started_at = coalesce(started_at, $13::bigint), "
+             "published = coalesce(published, 0) + $14::bigint, "
+             "created = coalesce(created, 0) + $15::bigint, "
+             "updated = coalesce(updated, 0) + $16::bigint, "
+             "unchanged = coalesce(unchanged, 0) + $17::bigint, "
+             "not_created = coalesce(not_created, 0) + $18::bigint, "
+             "replaced = coalesce(replaced, 0) + $19::bigint, "
+             "applied = applied OR $20::boolean, updated_at = now() "
+             "WHERE run_id = $1 RETURNING " PROGRESS_COLS,
+             21, params, &res);
+    if (rc)
+        goto done;
+    read_progress(ps, res, out);
+    rc = run(ps, "COMMIT", 0, NULL, NULL);
+done:
+    PQclear(res);
+    free(fresh);
+    return rc;
+}
+
+static int pg_sync(struct sl_sink *sk, const struct sl_run_facts *fx,
+                   const struct sl_rejected_row *rej, size_t nrej, struct sl_run_progress *out,
+                   char *errbuf, size_t errsz)
+{
+    struct pg_sink *ps = (struct pg_sink *)sk;
+    static const struct sl_run_facts none;
+    struct sl_run_progress scratch;
+    if (!fx)
+        fx = &none;
+    if (!out)
+        out = &scratch;
+    bool refused = false;
+    int rc = sync_once(ps, fx, rej, nrej, out, NULL, &refused);
+    if (rc && refused) {
+        /* the run fails: its rows are recorded (so that it completes), the
+         * reason kept, and finalize undoes what was applied */
+        char why[sizeof(ps->err)];
+        snprintf(why, sizeof(why), "%s", ps->err);
+        sl_error("postgres", "run %s: the destination refused rows: the run fails: %s", ps->run_id,
+                 why);
+        bool again = false;
+        ps->stage_ready = ps->undo_ready = false; /* rolled back */
+        rc = sync_once(ps, fx, rej, nrej, out, why, &again);
+    }
+    if (rc == 0)
+        batch_reset(ps); /* staged, applied, or dropped when the run is final */
+    else
+        sl_seterr(errbuf, errsz, rc, "%s", ps->err);
+    return rc;
+}
+
+/* ---- finalizing --------------------------------------------------------- */
 
 /* Deletes the rows of the table that this run did not write. */
 static int mirror_delete(struct pg_sink *ps)
@@ -1067,8 +1275,29 @@ static int mirror_delete(struct pg_sink *ps)
     return rc;
 }
 
+/* Takes back what a failed run applied before it was final: the rows it
+ * wrote go, the old versions it kept come back. */
+static int undo_applied(struct pg_sink *ps)
+{
+    const char *params[] = {ps->run_id};
+    char sql[600];
+    PGresult *res = NULL;
+    bool exists = false;
+    snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE " RUN_COL " = $1::text", ps->tq);
+    int rc = run(ps, sql, 1, params, &res);
+    if (rc)
+        return rc;
+    sl_info("postgres", "run %s failed: the %s rows it wrote are taken back", ps->run_id,
+            PQcmdTuples(res));
+    PQclear(res);
+    if ((rc = table_exists(ps, ps->undo, &exists)) || !exists)
+        return rc;
+    snprintf(sql, sizeof(sql), "INSERT INTO %s SELECT * FROM %s", ps->tq, ps->undo);
+    return run(ps, sql, 0, NULL, NULL);
+}
+
 /* Marks the run final with ps->counts (zero unless applied) and drops what
- * was staged; commits. */
+ * was staged and kept for undo; commits. */
 static int close_run(struct pg_sink *ps, bool failed, const char *reason,
                      struct sl_run_progress *pr)
 {
@@ -1080,8 +1309,8 @@ static int close_run(struct pg_sink *ps, bool failed, const char *reason,
         snprintf(v[i], sizeof(v[i]), "%llu", (unsigned long long)n[i]);
     const char *params[] = {ps->run_id, failed ? "t" : "f", reason, v[0], v[1], v[2], v[3], v[4],
                             v[5]};
-    char drop[128];
-    snprintf(drop, sizeof(drop), "DROP TABLE IF EXISTS %s", ps->stage);
+    char drop[160];
+    snprintf(drop, sizeof(drop), "DROP TABLE IF EXISTS %s, %s", ps->stage, ps->undo);
     PGresult *res = NULL;
     int rc = run(ps,
                  "UPDATE sluice_progress SET final = true, failed = failed OR $2::boolean, "
@@ -1098,23 +1327,7 @@ static int close_run(struct pg_sink *ps, bool failed, const char *reason,
                 0)
             rc = run(ps, "COMMIT", 0, NULL, NULL);
     }
-    ps->stage_ready = false;
-    return rc;
-}
-
-/* Whether the run's staging table exists (some publisher staged rows). */
-static int stage_exists(struct pg_sink *ps, bool *exists)
-{
-    if (ps->stage_ready) {
-        *exists = true;
-        return 0;
-    }
-    const char *params[] = {ps->stage};
-    PGresult *res = NULL;
-    int rc = run(ps, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
-    if (rc == 0)
-        *exists = truth(res, 0, 0);
-    PQclear(res);
+    ps->stage_ready = ps->undo_ready = false;
     return rc;
 }
 
@@ -1152,10 +1365,11 @@ static int pg_finalize(struct sl_sink *sk, bool success, bool keep_unseen,
     bool failed = !success && !out->f.skipped; /* a skipped run discards, not fails */
     char reason[512] = "";
     if (success) {
+        struct sl_counts d = ps->acc; /* what was applied as it came */
         bool staged = false;
         rc = stage_exists(ps, &staged);
         if (rc == 0 && staged)
-            rc = apply_staged(ps, dupflags);
+            rc = apply_rows(ps, ps->stage, dupflags > 0, false, &d);
         if (rc == 0 && sk->job->options.sync == SL_SYNC_MIRROR) {
             if (keep_unseen)
                 sl_warn("postgres",
@@ -1165,11 +1379,13 @@ static int pg_finalize(struct sl_sink *sk, bool success, bool keep_unseen,
             else
                 rc = mirror_delete(ps);
         }
+        if (rc == 0)
+            ps->counts = d;
         if (rc && sl_err_class(rc) != SL_ERRCLASS_RETRIABLE) {
             /* the destination refused the run: it fails, and publishes nothing */
             snprintf(reason, sizeof(reason), "%s", ps->err);
             failed = true;
-            ps->counts = (struct sl_counts){0};
+            ps->stage_ready = false;
             if ((rc = begin_run(ps, &res)) == 0) {
                 read_progress(ps, res, out);
                 PQclear(res);
@@ -1183,6 +1399,8 @@ static int pg_finalize(struct sl_sink *sk, bool success, bool keep_unseen,
         if (rc)
             return sl_seterr(errbuf, errsz, rc, "%s", ps->err);
     }
+    if (ps->applied && !(success && !failed) && (rc = undo_applied(ps)))
+        return sl_seterr(errbuf, errsz, rc, "%s", ps->err);
     if ((rc = close_run(ps, failed, reason[0] ? reason : NULL, out)))
         return sl_seterr(errbuf, errsz, rc, "%s", ps->err);
     copy_counts(ps, c);
@@ -1296,15 +1514,15 @@ static const struct sl_sink_ops pg_ops = {
     .finalize = pg_finalize,
 };
 
-/* "_sluice_stage_" and the first 32 hex digits of SHA-256(run id), quoted:
- * any run id gives a valid, distinct table name. */
-static int stage_name(const char *run_id, char out[64])
+/* prefix ("_sluice_stage_") and the first 32 hex digits of SHA-256(run
+ * id), quoted: any run id gives a valid, distinct table name. */
+static int run_table_name(const char *prefix, const char *run_id, char out[64])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     if (!EVP_Digest(run_id, strlen(run_id), md, &mdlen, EVP_sha256(), NULL) || mdlen < 16)
         return SL_ERR_FATAL;
-    int n = snprintf(out, 64, "\"_sluice_stage_");
+    int n = snprintf(out, 64, "\"%s", prefix);
     for (int i = 0; i < 16; i++)
         n += snprintf(out + n, (size_t)(64 - n), "%02x", md[i]);
     snprintf(out + n, (size_t)(64 - n), "\"");
@@ -1335,7 +1553,8 @@ struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job 
         goto fail;
     }
     snprintf(ps->what, wn, "write to table %s at %s", table ? table : "", ps->where);
-    if (stage_name(ps->run_id, ps->stage)) {
+    if (run_table_name("_sluice_stage_", ps->run_id, ps->stage) ||
+        run_table_name("_sluice_undo_", ps->run_id, ps->undo)) {
         sl_seterr(errbuf, errsz, SL_ERR_FATAL, "cannot %s: SHA-256 failed", ps->what);
         goto fail;
     }

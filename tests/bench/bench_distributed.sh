@@ -22,7 +22,8 @@
 #                 e.g. linger.ms=50; default none
 #   --strict      exit 1 when a target is missed or a count is wrong (default: report only)
 # Environment: BENCH_TIMEOUT seconds a run may take (default 1800); BENCH_KEEP_TMP=1
-#   keeps the temporary directory (logs, data); SLUICE_PG_BIN (default
+#   keeps the temporary directory (logs, data); BENCH_PG_STATS=1 loads pg_stat_statements
+#   and prints the statements that took most of PostgreSQL's time in each run; SLUICE_PG_BIN (default
 #   /usr/lib/postgresql/15/bin); BENCH_NO_INSTALL=1: never apt-get install pgloader.
 # Needs redis-server, psql and PostgreSQL 15's server; run as root it runs PostgreSQL as
 # user postgres (runuser). Everything lives in a temporary directory and every process it
@@ -39,6 +40,9 @@ STRICT=0
 TIMEOUT=${BENCH_TIMEOUT:-1800}
 PG_BIN=${SLUICE_PG_BIN:-/usr/lib/postgresql/15/bin}
 SERVICES=(fetcher parser mapper validator publisher)
+PG_STATS_OPTS=
+[[ "${BENCH_PG_STATS:-0}" == 1 ]] &&
+    PG_STATS_OPTS=" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 
 die() {
     echo "bench_distributed: $*" >&2
@@ -272,7 +276,7 @@ mkdir "$TMP/pg"
 for _ in 1 2 3; do
     PG_PORT=$(free_port) || fail "no free port on 127.0.0.1"
     if "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -l "$TMP/pg/log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$TMP/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$TMP/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off$PG_STATS_OPTS" \
         start >"$TMP/pg_ctl.out" 2>&1; then
         PG_PID=$(head -n 1 "$TMP/pg/data/postmaster.pid")
         break
@@ -283,6 +287,7 @@ done
 export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGDATABASE=postgres
 PG_URL="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres"
 echo "== PostgreSQL $(q -c 'SHOW server_version') on 127.0.0.1:$PG_PORT (PID $PG_PID; fsync, synchronous_commit, full_page_writes off)"
+[[ -z "$PG_STATS_OPTS" ]] || q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 
 # ---- Redis ----------------------------------------------------------------
 for _ in 1 2 3 4 5; do
@@ -425,14 +430,24 @@ sluice_run() {
     sync
     LOAD[$name]=$(cut -d' ' -f1 /proc/loadavg)
     CPU0[$name]=$(cpu_snapshot)
+    [[ -n "$PG_STATS_OPTS" ]] && q -c "SELECT pg_stat_statements_reset()" >/dev/null
     submit "$JOB" ${force:+"$force"}
     wait_final
     CPU1[$name]=$(cpu_snapshot)
+    [[ -n "$PG_STATS_OPTS" ]] && pg_stats
     WALL[$name]=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.2f", b - a }')
     SUMMARY[$name]="status=$R_STATUS read=$R_READ published=$R_PUB created=$R_CREATED updated=$R_UPDATED unchanged=$R_UNCHANGED rejected=$R_REJ duplicates=$R_DUP"
     echo "   run $RUN_ID: ${WALL[$name]} s; ${SUMMARY[$name]}${R_REASON:+ reason=$R_REASON}"
     [[ "$R_STATUS" == failed ]] && fail "run $RUN_ID failed: $R_REASON"
     return 0
+}
+
+# pg_stats: the statements that took most of PostgreSQL's time since the last reset
+pg_stats() {
+    q -F ' | ' -c "SELECT round(total_exec_time::numeric / 1000, 2) AS s, calls, rows,
+                   left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+                   FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12" |
+        sed 's/^/   pg: /'
 }
 
 # expect WHAT GOT WANT

@@ -10,7 +10,10 @@
  * failed run rolled back; an existing table (columns added, its primary key
  * used, repeated keys refused); identifiers with quotes, spaces and Unicode; values
  * with quotes, backslashes, newlines and Unicode round-tripping; an
- * unreachable server; and 100,000 records in batches.
+ * unreachable server; 100,000 records in batches; and the publisher's way
+ * (sync, finalize): rows applied as they come once the run is sealed, a run
+ * failing after that taken back (upsert, mirror, allow_create false), and a
+ * batch the table refuses (CHECK) failing the run and undoing its writes.
  */
 #include "pg_server.h"
 
@@ -134,6 +137,8 @@ static void expect_query(const char *sql, const char *want)
     char *got = query1(sql);
     if (!want)
         assert_null(got);
+    else if (!got)
+        fail_msg("%s: NULL, want %s", sql, want);
     else
         assert_string_equal(got, want);
     free(got);
@@ -336,6 +341,146 @@ static void exec_ok(const char *sql)
     PQclear(res);
 }
 
+/* ---- the publisher's way: sync() and finalize() ------------------------- */
+
+/* Writes rows [from, to) of rows (1-based source rows from+1..), dup[i] as
+ * the validator flags them, and syncs them with facts fx (NULL: none). */
+static struct sl_run_progress sync_rows(struct sl_sink *sk, const struct sl_job *job,
+                                        const char *run_id, const char *const *rows,
+                                        const bool *dup, size_t from, size_t to,
+                                        const struct sl_run_facts *fx)
+{
+    for (size_t r = from; r < to; r++) {
+        struct sl_msg *m = record(job, run_id, r + 1, rows + r * job->nattrs);
+        enum sl_write_result res;
+        int rc = sk->ops->write(sk, m, dup && dup[r], &res);
+        sl_msg_unref(m);
+        assert_int_equal(rc, 0);
+    }
+    struct sl_run_progress pr;
+    char err[512] = "";
+    int rc = sk->ops->sync(sk, fx, NULL, 0, &pr, err, sizeof(err));
+    if (rc)
+        print_error("sync: %s\n", err);
+    assert_int_equal(rc, 0);
+    return pr;
+}
+
+static const struct sl_run_facts sealed4 = {.fetched = true, .sealed = true, .sealed_count = 4};
+
+#define ROWS_OF(t)                                                                                 \
+    "SELECT string_agg(format('%s=%s/%s', id, n, _sluice_run), ' ' ORDER BY id) FROM " t
+
+/* Once the run is sealed, rows are applied as they come: what was staged
+ * before the seal first, then each batch; a key written earlier in the run
+ * (last_wins) counts as an update; the run's counts add up. */
+static void test_applied_after_seal(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("sealed", "\"duplicates\":\"last_wins\""));
+    const char *seed[] = {"a", "1", "x", "b", "2", "y"};
+    expect_counts(run_rows(job, "run-1", seed, 2), 2, 0, 0, 0);
+
+    struct sl_sink *sk = open_sink(job, "run-2");
+    const char *rows[] = {"a", "10", "x", "c", "3", "z", "d", "4", "w", "a", "11", "x"};
+    const bool dup[] = {false, false, false, true};
+    struct sl_run_progress pr = sync_rows(sk, job, "run-2", rows, dup, 0, 2, NULL);
+    assert_false(pr.f.sealed);
+    expect_query(ROWS_OF("sealed"), "a=1/run-1 b=2/run-1"); /* staged, not applied */
+    pr = sync_rows(sk, job, "run-2", rows, dup, 2, 2, &sealed4);
+    assert_true(pr.f.sealed);
+    expect_query(ROWS_OF("sealed"), "a=1/run-1 b=2/run-1");
+    pr = sync_rows(sk, job, "run-2", rows, dup, 2, 3, NULL);
+    /* the staged rows, then row 3 */
+    expect_query(ROWS_OF("sealed"), "a=10/run-2 b=2/run-1 c=3/run-2 d=4/run-2");
+    expect_query("SELECT to_regclass('_sluice_stage_' || left(encode(sha256('run-2'), 'hex'), 32))",
+                 NULL);
+    pr = sync_rows(sk, job, "run-2", rows, dup, 3, 4, NULL);
+    assert_int_equal(pr.staged, 4);
+    expect_query(ROWS_OF("sealed"), "a=11/run-2 b=2/run-1 c=3/run-2 d=4/run-2");
+
+    struct sl_counts c = {0};
+    char err[512] = "";
+    assert_int_equal(sk->ops->finalize(sk, true, false, &pr, &c, err, sizeof(err)), 0);
+    assert_false(pr.f.failed);
+    expect_counts(c, 2, 2, 0, 0); /* c, d created; a changed, then replaced */
+    assert_int_equal(c.duplicates, 1);
+    expect_query("SELECT count(*) FROM pg_class WHERE relname LIKE '\\_sluice\\_undo\\_%'", "0");
+    sl_sink_destroy(sk);
+    sl_job_destroy(job);
+}
+
+/* A run that fails after some of its rows were applied takes them back: the
+ * table is as it was, down to the run that last wrote each row. */
+static void test_failed_after_apply_is_undone(void **state)
+{
+    (void)state;
+    const char *jobs[] = {SIMPLE_JOB("undone", ""), SIMPLE_JOB("undone", "\"sync\":\"mirror\""),
+                          SIMPLE_JOB("undone", "\"allow_create\":false")};
+    for (size_t k = 0; k < sizeof(jobs) / sizeof(jobs[0]); k++) {
+        exec_ok("DROP TABLE IF EXISTS undone, sluice_progress, sluice_progress_rows");
+        struct sl_job *seedjob = load(SIMPLE_JOB("undone", ""));
+        const char *seed[] = {"a", "1", "x", "b", "2", "y", "e", "5", "v"};
+        expect_counts(run_rows(seedjob, "run-1", seed, 3), 3, 0, 0, 0);
+        sl_job_destroy(seedjob);
+        struct sl_job *job = load(jobs[k]);
+        char run_id[32];
+        snprintf(run_id, sizeof(run_id), "run-f%zu", k);
+        struct sl_sink *sk = open_sink(job, run_id);
+        const char *rows[] = {"a", "10", "x", "b", "2", "y", "c", "3", "z", "a", "12", "x"};
+        sync_rows(sk, job, run_id, rows, NULL, 0, 0, &sealed4);
+        sync_rows(sk, job, run_id, rows, NULL, 0, 3, NULL);
+        char *now = query1(ROWS_OF("undone"));
+        assert_non_null(strstr(now, "a=10/run-f")); /* applied */
+        free(now);
+        struct sl_run_facts failed = {.failed = true, .reason = "the mapper gave up"};
+        struct sl_run_progress pr = sync_rows(sk, job, run_id, rows, NULL, 3, 3, &failed);
+        assert_true(pr.f.failed);
+        struct sl_counts c = {0};
+        char err[512] = "";
+        assert_int_equal(sk->ops->finalize(sk, false, false, &pr, &c, err, sizeof(err)), 0);
+        assert_true(pr.f.failed);
+        assert_int_equal(c.published, 0);
+        expect_query(ROWS_OF("undone"), "a=1/run-1 b=2/run-1 e=5/run-1");
+        sl_sink_destroy(sk);
+        sl_job_destroy(job);
+    }
+}
+
+/* The destination refuses a batch after others were applied (a CHECK
+ * constraint of the user's table): the run fails with the server's reason,
+ * its later rows are only counted, and the table is as before the run. */
+static void test_refused_after_apply(void **state)
+{
+    (void)state;
+    exec_ok("CREATE TABLE checked (id text PRIMARY KEY, n bigint CHECK (n < 100), s text, "
+            "_sluice_run text)");
+    exec_ok("INSERT INTO checked VALUES ('a', 1, 'x', 'before')");
+    struct sl_job *job = load(SIMPLE_JOB("checked", ""));
+    struct sl_sink *sk = open_sink(job, "run-r");
+    const char *rows[] = {"a", "10", "x", "b", "20", "y", "c", "500", "z", "d", "4", "w"};
+    sync_rows(sk, job, "run-r", rows, NULL, 0, 0, &sealed4);
+    sync_rows(sk, job, "run-r", rows, NULL, 0, 2, NULL);
+    expect_query(ROWS_OF("checked"), "a=10/run-r b=20/run-r");
+    struct sl_run_progress pr = sync_rows(sk, job, "run-r", rows, NULL, 2, 3, NULL);
+    assert_true(pr.f.failed);
+    assert_non_null(pr.f.reason);
+    assert_non_null(strstr(pr.f.reason, "checked_n_check"));
+    pr = sync_rows(sk, job, "run-r", rows, NULL, 3, 4, NULL);
+    assert_int_equal(pr.staged, 4); /* counted, so that the run completes */
+    expect_query(ROWS_OF("checked"), "a=10/run-r b=20/run-r");
+    struct sl_counts c = {0};
+    char err[512] = "";
+    assert_int_equal(sk->ops->finalize(sk, false, false, &pr, &c, err, sizeof(err)), 0);
+    assert_true(pr.f.failed);
+    expect_query(ROWS_OF("checked"), "a=1/before");
+    expect_query("SELECT format('%s %s %s', final, failed, published) FROM sluice_progress "
+                 "WHERE run_id = 'run-r'",
+                 "t t 0");
+    sl_sink_destroy(sk);
+    sl_job_destroy(job);
+}
+
 static void test_existing_table(void **state)
 {
     (void)state;
@@ -521,6 +666,9 @@ int main(void)
         cmocka_unit_test_setup(test_append, fresh_progress),
         cmocka_unit_test_setup(test_mirror, fresh_progress),
         cmocka_unit_test_setup(test_failed_run_publishes_nothing, fresh_progress),
+        cmocka_unit_test_setup(test_applied_after_seal, fresh_progress),
+        cmocka_unit_test_setup(test_failed_after_apply_is_undone, fresh_progress),
+        cmocka_unit_test_setup(test_refused_after_apply, fresh_progress),
         cmocka_unit_test_setup(test_existing_table, fresh_progress),
         cmocka_unit_test_setup(test_nasty_names, fresh_progress),
         cmocka_unit_test_setup(test_values_round_trip, fresh_progress),

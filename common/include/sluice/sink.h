@@ -51,7 +51,7 @@ struct sl_rejected_row {
 /* A run's progress as a durable sink stored it. */
 struct sl_run_progress {
     struct sl_run_facts f; /* f.reason is borrowed until the sink's next call */
-    uint64_t staged;       /* valid rows recorded (applied when final) */
+    uint64_t staged;       /* valid rows recorded (staged, or applied once sealed) */
     uint64_t rejected, duplicates;
     bool final; /* some publisher finalized the run */
 };
@@ -96,8 +96,9 @@ struct sl_sink_ops {
                 const struct sl_rejected_row *rej, size_t nrej, struct sl_run_progress *out,
                 char *errbuf, size_t errsz);
     /* Finalizes the run once among all publishers: with success, applies
-     * the staged records to the destination (and mirror deletes unless
-     * keep_unseen), else discards them; fills c's published, created,
+     * the records still staged to the destination (and mirror deletes
+     * unless keep_unseen), else discards them and takes back what was
+     * applied; fills c's published, created,
      * updated, unchanged, not_created and duplicates (records replaced by a
      * later one of the same key), and *out with the run's final progress
      * (out->f.failed and f.reason say when the destination refused the
