@@ -1136,3 +1136,11 @@ int sl_type_check(const struct sl_attr *attr, const char *value, const struct sl
     *out = res;
     return 0;
 }
+
+const char *sl_type_key_value(const struct sl_attr *attr, const char *value, const struct sl_tz *tz,
+                              struct sl_arena *arena)
+{
+    const char *norm = NULL;
+    struct sl_type_problem probs[SL_TYPE_MAX_PROBLEMS];
+    return sl_type_check(attr, value, tz, arena, &norm, probs) == 0 ? norm : NULL;
+}

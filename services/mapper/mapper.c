@@ -20,6 +20,7 @@
 #include "sluice/log.h"
 #include "sluice/stage.h"
 #include "sluice/template.h"
+#include "sluice/types.h"
 #include "sluice/util.h"
 
 /* Between the values of a key of several attributes, as in the validator. */
@@ -121,9 +122,10 @@ static int bind_header(struct mapper *m, const struct sl_job *job, const struct 
     return 0;
 }
 
-/* Sets out's bus key to its key attributes' values as mapped, joined by
- * SL_KEY_SEP; none when the job has no key or a key value is missing, empty or
- * failed to map. out's attributes are the job's, in job order. */
+/* Sets out's bus key to its key attributes' values as mapped and normalized
+ * by their types (as the validator keys the row), joined by SL_KEY_SEP; none
+ * when the job has no key or a key value is missing, empty, failed to map or
+ * is not valid. out's attributes are the job's, in job order. */
 static int set_key(struct sl_msg *out, const struct sl_job *job)
 {
     const struct sl_record *r = &out->u.rec;
@@ -132,13 +134,21 @@ static int set_key(struct sl_msg *out, const struct sl_job *job)
     out->key = NULL;
     if (job->nkey == 0)
         return 0;
+    const char **vals = sl_arena_alloc(&out->arena, job->nkey * sizeof(*vals));
+    if (!vals)
+        return SL_ERR_NOMEM;
     for (size_t k = 0; k < job->nkey; k++) {
+        const struct sl_attr *a = &job->attrs[job->key_idx[k]];
         const char *v = attr[job->key_idx[k]].value;
         if (!v || !v[0])
             return 0;
         for (uint32_t i = 0; i < r->nprob; i++)
-            if (!strcmp(r->prob[i].attribute, job->attrs[job->key_idx[k]].name))
+            if (!strcmp(r->prob[i].attribute, a->name))
                 return 0;
+        /* normalized as the validator will key the row */
+        if (!(v = sl_type_key_value(a, v, job->tz, &out->arena)) || !v[0])
+            return 0;
+        vals[k] = v;
         len += strlen(v) + 1;
     }
     char *key = sl_arena_alloc(&out->arena, len);
@@ -146,7 +156,7 @@ static int set_key(struct sl_msg *out, const struct sl_job *job)
         return SL_ERR_NOMEM;
     char *p = key;
     for (size_t k = 0; k < job->nkey; k++) {
-        const char *v = attr[job->key_idx[k]].value;
+        const char *v = vals[k];
         size_t n = strlen(v);
         if (k)
             *p++ = SL_KEY_SEP;

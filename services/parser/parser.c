@@ -25,6 +25,7 @@
 #include "sluice/reader.h"
 #include "sluice/stage.h"
 #include "sluice/template.h"
+#include "sluice/types.h"
 #include "sluice/util.h"
 
 #define PROGRESS_US 200000
@@ -198,10 +199,11 @@ static int on_header(void *ud, const char *const *names, size_t n)
 
 /* Keys m by its target key: the job's key attributes mapped from the row
  * as the mapper maps them, joined by SL_KEY_SEP (none when a key value is
- * missing or does not map). The bus then keeps every row of one key on one
- * partition in file order, through the mapper and the validator, so that
- * "the later row of a key" means the same in distributed mode as in the
- * file, however many partitions and mappers there are. */
+ * missing, does not map or is not valid), each value normalized by its type
+ * as the validator normalizes it (sl_type_key_value). The bus then keeps every row of one key on
+ * one partition in file order, through the mapper and the validator, so that "the later row of a
+ * key" means the same in distributed mode as in the file, however many partitions and mappers there
+ * are. */
 static int set_key(struct parse_run *pr, const struct sl_row *row, struct sl_msg *m)
 {
     const struct sl_job *job = pr->job;
@@ -229,6 +231,8 @@ static int set_key(struct parse_run *pr, const struct sl_row *row, struct sl_msg
         const char *v = NULL, *msg = NULL;
         if (a->map && sl_template_eval(a->map, pr->vals, &ctx, &v, &msg) != 0)
             v = NULL;
+        if (v && v[0])
+            v = sl_type_key_value(a, v, job->tz, &m->arena); /* as the validator will */
         if (!v || !v[0]) {
             sl_buf_cleanup(&key);
             return 0; /* the validator rejects it: any partition will do */

@@ -5,7 +5,8 @@
  * Covers column copies (exact name first, then case- and space-insensitive),
  * templates, a column the row lacks (a missing value, not an error), and a
  * filter that cannot convert: a "format" problem of that attribute while the
- * row and its other attributes go on.
+ * row and its other attributes go on; the bus key normalized as the
+ * validator normalizes key values.
  */
 #include "stage_harness.h"
 
@@ -143,6 +144,32 @@ static void test_many_rows_in_order(void **state)
     }
 }
 
+/* The bus key is the key as the validator will see it: normalized by its
+ * type, so that two spellings of one e-mail address share a partition (and
+ * keep their file order); a key value that is not valid gives no key. */
+static void test_key_normalized_as_the_validator_keys(void **state)
+{
+    static const char email_job[] =
+        "{\"name\":\"mapjob\",\"source\":{\"url\":\"in.csv\"},"
+        "\"target\":{\"object\":\"people\",\"key\":[\"email\"],\"attributes\":{"
+        "\"email\":{\"type\":\"email\"}}},\"mapping\":{\"email\":\"Mail\"}}";
+    static const char *const topics[] = {SL_TOPIC_MAPPED, NULL};
+    static const char *const mcols[] = {"Mail"};
+    struct sh *h = *state;
+    sh_start(h, &sl_stage_mapper, email_job, topics);
+    const char *spellings[] = {"ann@example.com", " ann@EXAMPLE.com ", "not an address"};
+    for (size_t i = 0; i < 3; i++)
+        sh_send(h, SL_TOPIC_RAW, sh_row(h, i + 1, mcols, &spellings[i], 1));
+    struct sl_msg *a = sh_next(h, SL_TOPIC_MAPPED);
+    struct sl_msg *b = sh_next(h, SL_TOPIC_MAPPED);
+    struct sl_msg *c = sh_next(h, SL_TOPIC_MAPPED);
+    assert_non_null(a->key);
+    assert_non_null(b->key);
+    assert_string_equal(a->key, b->key);
+    assert_string_equal(sh_attr(b, "email"), " ann@EXAMPLE.com "); /* the value stays */
+    assert_null(c->key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -151,6 +178,7 @@ int main(void)
         SH_TEST(test_filter_error_is_a_format_problem),
         SH_TEST(test_header_change_rebinds),
         SH_TEST(test_many_rows_in_order),
+        SH_TEST(test_key_normalized_as_the_validator_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,6 +36,16 @@ int sl_type_check(const struct sl_attr *attr, const char *value, const struct sl
                   struct sl_arena *arena, const char **out,
                   struct sl_type_problem probs[SL_TYPE_MAX_PROBLEMS]);
 
+/* The value of attribute attr as the validator keys a row by it: value
+ * normalized by sl_type_check (in arena when it changed), or NULL when value
+ * does not pass attr's checks (the validator then asks about no key) or
+ * arena is out of memory. The stages before the validator key their
+ * messages with it, so that rows whose key values differ only before
+ * normalization ("ann@Example.COM", " ann@example.com") share a partition
+ * and keep their file order. */
+const char *sl_type_key_value(const struct sl_attr *attr, const char *value, const struct sl_tz *tz,
+                              struct sl_arena *arena);
+
 /* The text of a value for a message: s itself when it is short and clean,
  * else a copy in arena cut to 48 characters ("..." appended) with control
  * characters and invalid UTF-8 replaced by '?'. Never NULL (a static
