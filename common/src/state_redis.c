@@ -49,7 +49,7 @@
 #define JOB_ID_MAX          200
 #define RUN_ID_MAX          1024 /* any bytes: prefix + id + suffix is one-to-one */
 #define FIELD_RAW_MAX       31   /* longer keys are stored as their SHA-256 */
-#define SCRIPT_KEYS_MAX     1024 /* questions per script call; more: pipelined calls */
+#define SCRIPT_KEYS_MAX     1024 /* questions per script call (< 8000: unpack); more: pipelined */
 #define BACKOFF_FIRST_MS    50
 #define BACKOFF_MAX_MS      2000
 #define DEFAULT_CONNECT_S   2.0
@@ -57,31 +57,42 @@
 #define DEFAULT_RETRY_FOR_S 30.0
 #define DEFAULT_RUN_TTL_S   (7 * 24 * 3600)
 
-/* KEYS[1] the run's hash, ARGV[1] its expiry, then three arguments per
- * question: the field, the asking row (decimal) and "1" to add or "0" to
- * check (a new key to add costs one HSETNX). Answers each in order as
- * state.h says: with add, 1 when the field's first row is another one;
- * without, when it is an earlier one (rows compare as numbers: shorter
- * decimal first, then by text). */
+/* KEYS[1] the run's hash, ARGV[1] its expiry, ARGV[2] one byte per question:
+ * '1' to add, '0' to check; then the n fields, then the n asking rows
+ * (decimal). Answers each in order as state.h says: with add, 1 when the
+ * field's first row is another one; without, when it is an earlier one (rows
+ * compare as numbers: shorter decimal first, then by text). One HMGET reads
+ * every field, one HSET writes the new ones (mine: the fields this call
+ * adds, which later questions of the call must see), so Redis runs two
+ * commands a call instead of one or two a question. The answer is one
+ * string, a '0' or '1' per question: one reply instead of n. */
 static const char SEEN_SCRIPT[] =
     "local function before(a, b) return #a < #b or (#a == #b and a < b) end\n"
-    "local out, new = {}, false\n"
-    "for i = 2, #ARGV, 3 do\n"
-    "  if ARGV[i + 2] == '1' then\n"
-    "    if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then\n"
-    "      new = true\n"
-    "      out[#out + 1] = 0\n"
+    "local flags = ARGV[2]\n"
+    "local n = #flags\n"
+    "local first = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, n + 2))\n"
+    "local mine, set, out = {}, {}, {}\n"
+    "for j = 1, n do\n"
+    "  local f, row = ARGV[j + 2], ARGV[j + n + 2]\n"
+    "  local v = mine[f] or first[j]\n"
+    "  if string.byte(flags, j) == 49 then\n"
+    "    if v then\n"
+    "      out[j] = v == row and '0' or '1'\n"
     "    else\n"
-    "      local first = redis.call('HGET', KEYS[1], ARGV[i])\n"
-    "      out[#out + 1] = first == ARGV[i + 1] and 0 or 1\n"
+    "      mine[f] = row\n"
+    "      set[#set + 1] = f\n"
+    "      set[#set + 1] = row\n"
+    "      out[j] = '0'\n"
     "    end\n"
     "  else\n"
-    "    local first = redis.call('HGET', KEYS[1], ARGV[i])\n"
-    "    out[#out + 1] = (first and before(first, ARGV[i + 1])) and 1 or 0\n"
+    "    out[j] = (v and before(v, row)) and '1' or '0'\n"
     "  end\n"
     "end\n"
-    "if new then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
-    "return out\n";
+    "if #set > 0 then\n"
+    "  redis.call('HSET', KEYS[1], unpack(set))\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+    "end\n"
+    "return table.concat(out)\n";
 
 struct conn {
     struct conn *next;
@@ -756,20 +767,33 @@ static bool key_field(const char *key, size_t keylen, unsigned char field[32], s
     return true;
 }
 
+/* v in decimal into out (no NUL); its length. */
+static size_t u64_dec(uint64_t v, char out[24])
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 static void put_arg(const char **argv, size_t *lens, size_t *a, const char *arg, size_t len)
 {
     argv[*a] = arg;
     lens[(*a)++] = len;
 }
 
-/* What one script call answers: an array of n integers, each 0 or 1. */
+/* What one script call answers: a string of n bytes, each '0' or '1'. */
 static bool script_reply_ok(const redisReply *r, size_t n)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+    if (r->type != REDIS_REPLY_STRING || r->len != n)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (r->element[i]->type != REDIS_REPLY_INTEGER ||
-            (r->element[i]->integer != 0 && r->element[i]->integer != 1))
+        if (r->str[i] != '0' && r->str[i] != '1')
             return false;
     return true;
 }
@@ -791,17 +815,18 @@ static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct
         return 0;
     char rkey[RUN_ID_MAX + 32], ttl[24];
     run_key(run_id, rkey, sizeof(rkey));
-    snprintf(ttl, sizeof(ttl), "%ld", sr->run_ttl_s);
+    size_t rkeylen = strlen(rkey);
+    int ttllen = snprintf(ttl, sizeof(ttl), "%ld", sr->run_ttl_s);
     size_t ncmd = (n + SCRIPT_KEYS_MAX - 1) / SCRIPT_KEYS_MAX;
-    size_t nargv = 5 * ncmd + 3 * n;
+    size_t nargv = 6 * ncmd + 2 * n;
     /* every argument, its length, each question's field and row text, the
-     * commands and their replies: one allocation */
+     * add flags, the commands and their replies: one allocation */
     struct item {
         unsigned char field[32];
         char row[24];
     };
     size_t bytes = nargv * (sizeof(char *) + sizeof(size_t)) + n * sizeof(struct item) +
-                   ncmd * (sizeof(struct cmd) + sizeof(redisReply *));
+                   ncmd * (sizeof(struct cmd) + sizeof(redisReply *)) + n;
     void *mem = malloc(bytes);
     if (!mem)
         return SL_ERR_NOMEM;
@@ -810,17 +835,20 @@ static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct
     struct cmd *cmds = (struct cmd *)(lens + nargv);
     redisReply **rep = (redisReply **)(cmds + ncmd);
     struct item *items = (struct item *)(rep + ncmd);
+    char *flags = (char *)(items + n);
     int rc = 0;
     size_t a = 0;
     for (size_t c = 0; c < ncmd; c++) {
         size_t from = c * SCRIPT_KEYS_MAX,
                to = from + SCRIPT_KEYS_MAX < n ? from + SCRIPT_KEYS_MAX : n;
-        cmds[c] = (struct cmd){(int)(5 + 3 * (to - from)), argv + a, lens + a};
+        cmds[c] = (struct cmd){(int)(6 + 2 * (to - from)), argv + a, lens + a};
         put_arg(argv, lens, &a, "EVALSHA", 7);
         put_arg(argv, lens, &a, sr->script_sha, 40);
         put_arg(argv, lens, &a, "1", 1);
-        put_arg(argv, lens, &a, rkey, strlen(rkey));
-        put_arg(argv, lens, &a, ttl, strlen(ttl));
+        put_arg(argv, lens, &a, rkey, rkeylen);
+        put_arg(argv, lens, &a, ttl, (size_t)ttllen);
+        put_arg(argv, lens, &a, flags + from, to - from);
+        size_t rows = a + (to - from); /* the rows follow the fields */
         for (size_t i = from; i < to; i++) {
             struct item *it = &items[i];
             size_t flen = 0;
@@ -829,11 +857,11 @@ static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct
                 rc = SL_ERR_FATAL;
                 goto out;
             }
-            int rlen = snprintf(it->row, sizeof(it->row), "%llu", (unsigned long long)q[i].row);
+            flags[i] = q[i].add ? '1' : '0';
             put_arg(argv, lens, &a, (const char *)it->field, flen);
-            put_arg(argv, lens, &a, it->row, (size_t)rlen);
-            put_arg(argv, lens, &a, q[i].add ? "1" : "0", 1);
+            put_arg(argv, lens, &rows, it->row, u64_dec(q[i].row, it->row));
         }
+        a = rows;
     }
     for (int attempt = 0;; attempt++) {
         if ((rc = run_pipeline(sr, cmds, ncmd, rep)) != 0)
@@ -852,7 +880,7 @@ static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct
         lens[1] = sizeof(SEEN_SCRIPT) - 1;
     }
     for (size_t c = 0; c < ncmd && rc == 0; c++) {
-        size_t from = c * SCRIPT_KEYS_MAX, k = (size_t)(cmds[c].argc - 5) / 3;
+        size_t from = c * SCRIPT_KEYS_MAX, k = (size_t)(cmds[c].argc - 6) / 2;
         if (!script_reply_ok(rep[c], k)) {
             sl_error("state", "could not look up %zu keys of run %s in redis at %s: %s", n, run_id,
                      sr->where,
@@ -861,7 +889,7 @@ static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct
             break;
         }
         for (size_t i = 0; i < k; i++)
-            out[from + i] = (int)rep[c]->element[i]->integer;
+            out[from + i] = rep[c]->str[i] == '1';
     }
     free_replies(rep, ncmd);
 out:
