@@ -85,6 +85,8 @@ static void test_backpressure(void **state)
     atomic_init(&p.sent, 0);
     pthread_t tid;
     pthread_create(&tid, NULL, produce, &p);
+    for (int i = 0; i < 1000 && atomic_load(&p.sent) < 4; i++)
+        usleep(10000); /* a loaded machine may take a while to run it */
     usleep(100000);
     /* the producer is blocked on the full queue */
     assert_int_equal(atomic_load(&p.sent), 4);
@@ -109,6 +111,10 @@ static void test_close_wakes_blocked_sender(void **state)
     atomic_init(&p.sent, 0);
     pthread_t tid;
     pthread_create(&tid, NULL, produce, &p);
+    /* until the producer filled the queue (a loaded machine may take a
+     * while to run it), and a little longer: it is blocked then */
+    for (int i = 0; i < 1000 && atomic_load(&p.sent) < 2; i++)
+        usleep(10000);
     usleep(50000);
     bus->ops->close(bus);
     pthread_join(tid, NULL); /* must return: close wakes it */
