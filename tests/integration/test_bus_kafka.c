@@ -9,8 +9,9 @@
  * are not delivered again, unprocessed ones are); garbage on a topic goes to
  * the dead-letter topic instead of the stage; a full producer queue blocks
  * the sender instead of failing; an output that cannot be delivered (every
- * broker down) makes every later commit refuse; and what the bus writes is
- * plain protobuf that kcat and protoc read. SLUICE_TEST_FILTER="test_commit*"
+ * broker down) makes every later commit refuse; what the bus writes is
+ * plain protobuf that kcat and protoc read; and the producer compresses
+ * (lz4) by default. SLUICE_TEST_FILTER="test_commit*"
  * runs some of the tests only.
  */
 #include <stdarg.h>
@@ -527,6 +528,77 @@ static void test_kcat_and_protoc(void **state)
     assert_non_null(strstr(text, "missing: true"));
 }
 
+/* Sends n store-like records (about 370 bytes each) to one partition of
+ * records.raw under prefix, then counts those a new group reads back from
+ * the beginning. */
+static int fill_and_count(const char *prefix, const char *config, int n)
+{
+    char err[512] = "";
+    struct sl_kafka_conf kc = {
+        .brokers = bootstrap, .topic_prefix = prefix, .config = config, .client_id = "test"};
+    struct sl_bus *bus = sl_bus_kafka_new(&kc, err, sizeof(err));
+    if (!bus)
+        fail_msg("cannot create the kafka bus: %s", err);
+    for (int i = 0; i < n; i++) {
+        char v[4][64];
+        struct sl_msg *m =
+            sl_msg_new(SL_MSG_RECORD, "00000000-0000-4000-8000-00000000cafe", JOB, 1);
+        assert_non_null(m);
+        m->u.rec.row = (uint64_t)i + 1;
+        m->key = "one-partition";
+        snprintf(v[0], sizeof(v[0]), "S%07d", i);
+        snprintf(v[1], sizeof(v[1]), "Filiale %s Nummer %d", i & 1 ? "Nord" : "Sued", i % 977);
+        snprintf(v[2], sizeof(v[2]), "filiale%d@example-stores.de", i);
+        snprintf(v[3], sizeof(v[3]), "+49 (0)%d %d-%d", 30 + i % 70, i % 9000 + 1000, i % 97);
+        assert_int_equal(sl_msg_add_src(m, "store_id", v[0], strlen(v[0])), 0);
+        assert_int_equal(sl_msg_add_src(m, "name", v[1], strlen(v[1])), 0);
+        assert_int_equal(sl_msg_add_src(m, "opened_on", "01.02.2003", 10), 0);
+        assert_int_equal(sl_msg_add_src(m, "revenue", "1.234,56", 8), 0);
+        assert_int_equal(sl_msg_add_src(m, "currency", "EUR", 3), 0);
+        assert_int_equal(sl_msg_add_src(m, "email", v[2], strlen(v[2])), 0);
+        assert_int_equal(sl_msg_add_src(m, "phone", v[3], strlen(v[3])), 0);
+        assert_int_equal(sl_msg_add_src(m, "status", "open", 4), 0);
+        assert_int_equal(sl_msg_add_attr(m, "store_id", v[0]), 0);
+        assert_int_equal(sl_msg_add_attr(m, "email", v[2]), 0);
+        assert_int_equal(sl_bus_send(bus, "records.raw", m), 0);
+    }
+    assert_int_equal(bus->ops->flush(bus, 30000), 0);
+    char group[64];
+    snprintf(group, sizeof(group), "g-compression-%s", prefix);
+    struct sl_consumer *c = subscribe(bus, group, "records.raw");
+    int got = 0;
+    double until = now_s() + WAIT_S;
+    for (;;) {
+        struct sl_msg *m = NULL;
+        int rc = bus->ops->poll(c, &m, NULL, got ? 1500 : 15000); /* the group forms first */
+        if (rc == SL_ERR_TIMEOUT || now_s() > until)
+            break;
+        assert_int_equal(rc, 0);
+        assert_int_equal(m->u.rec.nsrc, 8);
+        sl_msg_unref(m);
+        got++;
+    }
+    bus->ops->unsubscribe(c);
+    sl_bus_destroy(bus);
+    return got;
+}
+
+/* The producer compresses (lz4) unless told otherwise: 14 MB of records
+ * fit into one partition of the mock broker, which keeps only about 5 MiB
+ * a partition; uncompressed, the oldest of them are gone. */
+static void test_compressed_on_the_wire(void **state)
+{
+    const int n = 40000;
+    mock_cmd("topic lz4.records.raw:1");
+    mock_cmd("topic none.records.raw:1");
+    assert_int_equal(fill_and_count("lz4.", NULL, n), n);
+    int got = fill_and_count("none.", "compression.codec=none", n);
+    sl_info("test", "uncompressed, the mock kept %d of %d records", got, n);
+    if (got >= n)
+        fail_msg("uncompressed, all %d records fit into one partition: the test proves nothing", n);
+    assert_true(got > 0);
+}
+
 static void test_bad_settings(void **state)
 {
     char err[512] = "";
@@ -558,6 +630,7 @@ int main(void)
         cmocka_unit_test(test_garbage_goes_to_dead),
         cmocka_unit_test(test_bad_record_in_batch),
         cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_compressed_on_the_wire),
         cmocka_unit_test(test_failed_delivery_blocks_commit), // takes the brokers down
     };
     return cmocka_run_group_tests(tests, start_mock, stop_mock);
