@@ -487,8 +487,19 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
     rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
     rc |= put_cols(ps, b, "s.", -1);
     rc |= sl_buf_puts(b, ") AS " J_CHANGED ", o." RUN_COL " IS DISTINCT FROM $1::text AS " J_OTHER);
-    if (undo)
-        rc |= sl_buf_puts(b, ", o AS " J_OLD);
+    if (undo) {
+        /* the old row only where it is kept: building it costs */
+        rc |= sl_buf_puts(b, ", CASE WHEN o.ctid IS NOT NULL AND o." RUN_COL
+                             " IS DISTINCT FROM $1::text");
+        if (!mirror) {
+            rc |= sl_buf_puts(b, " AND ROW(");
+            rc |= put_cols(ps, b, "o.", -1);
+            rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
+            rc |= put_cols(ps, b, "s.", -1);
+            rc |= sl_buf_puts(b, ")");
+        }
+        rc |= sl_buf_puts(b, " THEN o END AS " J_OLD);
+    }
     rc |= sl_buf_printf(b, " FROM %s s LEFT JOIN %s o ON ", src, tq);
     rc |= put_key_join(ps, b, "o", "s");
     rc |= sl_buf_puts(b, "), ");
