@@ -708,8 +708,12 @@ static struct sl_consumer *kafka_subscribe(struct sl_bus *bus, const char *group
         conf_set(dflt, "enable.auto.offset.store", "false", "consumer", errbuf, errsz) ||
         conf_set(dflt, "auto.offset.reset", "earliest", "consumer", errbuf, errsz) ||
         conf_set(dflt, "allow.auto.create.topics", "true", "consumer", errbuf, errsz) ||
-        /* prefetch at most 16 MiB (librdkafka: 64 MiB): memory stays bounded */
-        conf_set(dflt, "queued.max.messages.kbytes", "16384", "consumer", errbuf, errsz) ||
+        /* prefetch at most 64 MiB (librdkafka's default, stated so that the
+         * bound stays ours): memory stays bounded. 16 MiB starved the
+         * stages: the fetcher stops at the bound, and a stage emptied 16 MiB
+         * of record batches before fetching resumed (300,000 rows through
+         * the pipeline: 45,900 -> 54,700 rows/s, re-run 56,600 -> 74,000) */
+        conf_set(dflt, "queued.max.messages.kbytes", "65536", "consumer", errbuf, errsz) ||
         conf_set(dflt, "bootstrap.servers", b->brokers, "SLUICE_KAFKA_BROKERS", errbuf, errsz) ||
         conf_set(dflt, "client.id", b->client_id, "client id", errbuf, errsz) ||
         conf_apply_list(dflt, b->config, errbuf, errsz)) {
