@@ -10,16 +10,20 @@
 #   BUILD_DIR     where build/sluice, the services, tests/sluice-test-mock_kafka and
 #                 tests/bench/gen_stores are (default ./build); this script builds nothing
 #   --rows N      rows to generate (default 1000000)
-#   --partitions  partitions of each records topic (default N/8000, at least 32: the mock
+#   --partitions  partitions of each records topic (default N/24000, at least 32: the mock
 #                 broker keeps only about 5 MiB a partition, and a consumer lagging further
 #                 loses records; the parser can be done with a file before the mapper has
-#                 read a tenth of it, so a raw topic must hold the whole file, ~200 B a row)
+#                 read a tenth of it, so a raw topic must hold the whole file, ~200 B a row,
+#                 ~70 B lz4-compressed as the bus sends it)
 #   --partitioner `keyed` (default): the services' own keys, or one of librdkafka's
 #                 partitioners for every producer (SLUICE_KAFKA_CONFIG); it applies to
 #                 tickets, files and runs only: the bus partitions record batches itself,
 #                 by target key
-#   --kafka-config more librdkafka properties for every service (SLUICE_KAFKA_CONFIG),
-#                 e.g. linger.ms=50; default none
+#   --kafka-config librdkafka properties for every service (SLUICE_KAFKA_CONFIG), e.g.
+#                 linger.ms=50; default fetch.wait.max.ms=20 (the mock broker holds a fetch
+#                 that found nothing for all of fetch.wait.max.ms, 500 ms by default, even
+#                 when records arrive meanwhile, where Kafka answers as they arrive: each
+#                 stage that caught up would idle up to half a second); '' for none
 #   --strict      exit 1 when a target is missed or a count is wrong (default: report only)
 # Environment: BENCH_TIMEOUT seconds a run may take (default 1800); BENCH_KEEP_TMP=1
 #   keeps the temporary directory (logs, data); BENCH_PG_STATS=1 loads pg_stat_statements
@@ -35,7 +39,7 @@ BUILD=./build
 ROWS=1000000
 PARTS=
 PARTITIONER=keyed
-KAFKA_EXTRA=
+KAFKA_EXTRA=fetch.wait.max.ms=20
 STRICT=0
 TIMEOUT=${BENCH_TIMEOUT:-1800}
 PG_BIN=${SLUICE_PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -61,7 +65,7 @@ while [[ $# -gt 0 ]]; do
     --kafka-config=*) KAFKA_EXTRA=${1#--kafka-config=} ;;
     --strict) STRICT=1 ;;
     -h | --help)
-        sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     -*) die "unknown option $1" ;;
@@ -71,7 +75,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$ROWS" =~ ^[1-9][0-9]*$ && "$ROWS" -le 100000000 ]] || die "--rows must be 1..100000000, not '$ROWS'"
 if [[ -z "$PARTS" ]]; then
-    PARTS=$(((ROWS + 7999) / 8000))
+    PARTS=$(((ROWS + 23999) / 24000))
     ((PARTS >= 32)) || PARTS=32
     ((PARTS <= 1000)) || PARTS=1000
 fi
