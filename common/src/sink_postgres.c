@@ -544,6 +544,20 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
     return rc ? SL_ERR_NOMEM : 0;
 }
 
+/* 0 when res says the command went through, else errbuf set; frees res. */
+static int session_done(struct pg_sink *ps, PGresult *res, char *errbuf, size_t errsz)
+{
+    int rc = 0;
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char msg[400];
+        sl_pg_message(ps->conn, res, msg, sizeof(msg));
+        rc = sl_seterr(errbuf, errsz, res ? sl_pg_error_class(ps->conn, res) : SL_ERR_NOMEM,
+                       "cannot %s: %s", ps->what, msg);
+    }
+    PQclear(res);
+    return rc;
+}
+
 /* Prepares what a session needs: the temporary tables (rows emptied at each
  * commit) and the apply statement; again after a reconnection. */
 static int prepare_session(struct pg_sink *ps, char *errbuf, size_t errsz)
@@ -565,26 +579,12 @@ static int prepare_session(struct pg_sink *ps, char *errbuf, size_t errsz)
         sl_buf_cleanup(&sql);
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     }
-    PGresult *res = PQexec(ps->conn, sql.data); /* two statements: not PQexecParams */
-    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-        char msg[400];
-        sl_pg_message(ps->conn, res, msg, sizeof(msg));
-        rc = sl_seterr(errbuf, errsz, res ? sl_pg_error_class(ps->conn, res) : SL_ERR_NOMEM,
-                       "cannot %s: %s", ps->what, msg);
-    }
-    PQclear(res);
+    /* two statements: not PQexecParams */
+    rc = session_done(ps, PQexec(ps->conn, sql.data), errbuf, errsz);
     if (rc == 0 && build_apply(ps, &sql, BATCH_TABLE, false))
         rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-    if (rc == 0) {
-        res = PQprepare(ps->conn, APPLY_STMT, sql.data, 1, NULL);
-        if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-            char msg[400];
-            sl_pg_message(ps->conn, res, msg, sizeof(msg));
-            rc = sl_seterr(errbuf, errsz, res ? sl_pg_error_class(ps->conn, res) : SL_ERR_NOMEM,
-                           "cannot %s: %s", ps->what, msg);
-        }
-        PQclear(res);
-    }
+    if (rc == 0)
+        rc = session_done(ps, PQprepare(ps->conn, APPLY_STMT, sql.data, 1, NULL), errbuf, errsz);
     sl_buf_cleanup(&sql);
     return rc;
 }
