@@ -1262,10 +1262,13 @@ static int pg_sync(struct sl_sink *sk, const struct sl_run_facts *fx,
         ps->stage_ready = ps->undo_ready = false; /* rolled back */
         rc = sync_once(ps, fx, rej, nrej, out, why, &again);
     }
-    if (rc == 0)
+    if (rc == 0) {
         batch_reset(ps); /* staged, applied, or dropped when the run is final */
-    else
+    } else {
+        /* rolled back: a table this sync created is gone again */
+        ps->stage_ready = ps->undo_ready = false;
         sl_seterr(errbuf, errsz, rc, "%s", ps->err);
+    }
     return rc;
 }
 
