@@ -141,10 +141,11 @@ struct pg_sink {
     char undo[64];              /* the run's undo table (old rows it changed), quoted */
     const struct sl_attr **col; /* the attributes written: mapped, defaulted or key */
     size_t ncol;
-    bool keyed;       /* upsert or mirror: applied by key */
-    bool stage_ready; /* the staging table exists */
-    bool undo_ready;  /* the undo table exists */
-    bool applied;     /* the progress row says: some rows were applied before the end */
+    bool keyed;        /* upsert or mirror: applied by key */
+    bool stage_ready;  /* the staging table exists */
+    bool undo_ready;   /* the undo table exists */
+    bool applied;      /* the progress row says: some rows were applied before the end */
+    bool insert_first; /* try inserting unflagged rows first (insert_absent) */
     struct sl_buf rows;
     struct brow *row;
     size_t nrow, crow;
@@ -942,7 +943,9 @@ static int copy_rows(struct pg_sink *ps, const char *table, const bool *fresh)
         const struct brow *r = &ps->row[i];
         if (!fresh[i])
             continue;
-        int n = snprintf(tail, sizeof(tail), "\t0\t%llu\n", (unsigned long long)r->srow);
+        /* DUPS_COL holds the validator's flag until apply_rows counts */
+        int n = snprintf(tail, sizeof(tail), "\t%d\t%llu\n", r->dup ? 1 : 0,
+                         (unsigned long long)r->srow);
         ok = PQputCopyData(ps->conn, ps->rows.data + r->off, (int)r->len) == 1 &&
              PQputCopyData(ps->conn, tail, n) == 1;
     }
@@ -956,6 +959,56 @@ static int copy_rows(struct pg_sink *ps, const char *table, const bool *fresh)
     if (!err && !ok)
         err = failed_with(ps, NULL, NULL);
     return err;
+}
+
+/* Inserts the rows of src that the validator did not flag (DUPS_COL 0: no
+ * earlier row of the run has their key) with a plain INSERT: while a run
+ * writes keys the table does not have (a first load), that is all there is to
+ * do for them, and it costs a third of what build_apply's statement does (no
+ * join, no conflict arbitration). *all: they all went in, as created; a key
+ * the table has (or has twice in src) makes PostgreSQL refuse the statement:
+ * it is taken back to the savepoint, *all is false, and the run no longer
+ * tries (ps->insert_first). Other errors are the caller's. */
+static int insert_absent(struct pg_sink *ps, const char *src, struct sl_counts *c, bool *all)
+{
+    const char *params[] = {ps->run_id};
+    struct sl_buf sql = SL_BUF_INIT;
+    PGresult *res = NULL;
+    *all = false;
+    int rc = sl_buf_printf(&sql, "INSERT INTO %s (", ps->tq);
+    rc |= put_cols(ps, &sql, "", -1);
+    rc |= sl_buf_puts(&sql, ", " RUN_COL ") SELECT ");
+    rc |= put_cols(ps, &sql, "", -1);
+    rc |= sl_buf_printf(&sql, ", $1::text FROM %s WHERE " DUPS_COL " = 0", src);
+    if (rc) {
+        snprintf(ps->err, sizeof(ps->err), "out of memory");
+        rc = SL_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = run(ps, "SAVEPOINT insert_first", 0, NULL, NULL)))
+        goto done;
+    res = PQexecParams(ps->conn, sql.data, 1, NULL, params, NULL, NULL, 0);
+    if (res && PQresultStatus(res) == PGRES_COMMAND_OK) {
+        uint64_t n = strtoull(PQcmdTuples(res), NULL, 10);
+        c->created += n;
+        c->published += n;
+        *all = true;
+        rc = run(ps, "RELEASE SAVEPOINT insert_first", 0, NULL, NULL);
+        goto done;
+    }
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!state || strcmp(state, "23505") != 0) { /* not unique_violation */
+        rc = failed_with(ps, res, NULL);
+        goto done;
+    }
+    sl_info("postgres", "run %s: the table has keys of the run: rows are compared from now on",
+            ps->run_id);
+    ps->insert_first = false;
+    rc = run(ps, "ROLLBACK TO SAVEPOINT insert_first", 0, NULL, NULL);
+done:
+    PQclear(res);
+    sl_buf_cleanup(&sql);
+    return rc;
 }
 
 /* Applies the rows of src (the written columns, DUPS_COL and ROW_COL: the
@@ -972,7 +1025,17 @@ static int apply_rows(struct pg_sink *ps, const char *src, bool distinct, bool u
     struct sl_buf sql = SL_BUF_INIT;
     PGresult *res = NULL;
     int rc = 0;
-    if (!ps->keyed || (!distinct && job->options.allow_create)) {
+    const char *subset = ""; /* the rows left to apply, of src */
+    if (ps->insert_first) {
+        bool all;
+        if ((rc = insert_absent(ps, src, c, &all)))
+            goto done;
+        if (all && !distinct)
+            goto done;
+        if (all)
+            subset = " WHERE " DUPS_COL " <> 0"; /* the flagged rows */
+    }
+    if (!*subset && (!ps->keyed || (!distinct && job->options.allow_create))) {
         /* one statement straight from src; a key there twice (the validator
          * did not flag it) falls back to the distinct path */
         if (build_apply(ps, &sql, src, undo) || (rc = run(ps, "SAVEPOINT direct", 0, NULL, NULL)))
@@ -1000,7 +1063,7 @@ static int apply_rows(struct pg_sink *ps, const char *src, bool distinct, bool u
     rc |= put_cols(ps, &sql, "", -1);
     rc |= sl_buf_puts(&sql, ", (count(*) OVER (PARTITION BY ");
     rc |= put_cols(ps, &sql, "", 1);
-    rc |= sl_buf_printf(&sql, ") - 1)::integer FROM %s ORDER BY ", src);
+    rc |= sl_buf_printf(&sql, ") - 1)::integer FROM %s%s ORDER BY ", src, subset);
     rc |= put_cols(ps, &sql, "", 1);
     rc |= sl_buf_puts(&sql, ", " ROW_COL " DESC");
     if (rc) {
@@ -1555,6 +1618,7 @@ struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job 
     ps->base.ops = &pg_ops;
     ps->base.job = job;
     ps->keyed = job->options.sync != SL_SYNC_APPEND;
+    ps->insert_first = ps->keyed && job->options.allow_create;
     sl_buf_init(&ps->rows);
     sl_buf_init(&ps->reason);
     sl_pg_where(conninfo, ps->where, sizeof(ps->where));

@@ -13,7 +13,8 @@
  * unreachable server; 100,000 records in batches; and the publisher's way
  * (sync, finalize): rows applied as they come once the run is sealed, a run
  * failing after that taken back (upsert, mirror, allow_create false), and a
- * batch the table refuses (CHECK) failing the run and undoing its writes.
+ * batch the table refuses (CHECK) failing the run and undoing its writes,
+ * and a first load inserting rows without comparing them.
  */
 #include "pg_server.h"
 
@@ -410,6 +411,65 @@ static void test_applied_after_seal(void **state)
     sl_job_destroy(job);
 }
 
+/* Rows the validator did not flag are inserted first (insert_absent): while
+ * the table lacks the run's keys that is all; the flagged rows (last_wins)
+ * are then compared and counted as before, within a batch and across
+ * batches. A key the table has, or an unflagged key twice in a batch, makes
+ * the run compare every row from then on, with the same counts. */
+static void test_insert_first(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("first", "\"duplicates\":\"last_wins\""));
+    struct sl_sink *sk = open_sink(job, "run-1");
+    const char *rows[] = {"a", "1", "x", "b", "2", "x", "a", "3", "x",
+                          "c", "4", "x", "b", "5", "x", "d", "6", "x"};
+    const bool dup[] = {false, false, true, false, true, false};
+    const struct sl_run_facts sealed6 = {.fetched = true, .sealed = true, .sealed_count = 6};
+    /* staged with the seal, then the staging table and a batch, then a batch */
+    sync_rows(sk, job, "run-1", rows, dup, 0, 2, &sealed6);
+    expect_query(ROWS_OF("first"), NULL);
+    sync_rows(sk, job, "run-1", rows, dup, 2, 4, NULL);
+    expect_query(ROWS_OF("first"), "a=3/run-1 b=2/run-1 c=4/run-1");
+    sync_rows(sk, job, "run-1", rows, dup, 4, 6, NULL);
+    expect_query(ROWS_OF("first"), "a=3/run-1 b=5/run-1 c=4/run-1 d=6/run-1");
+    struct sl_counts c = {0};
+    struct sl_run_progress pr;
+    char err[512] = "";
+    assert_int_equal(sk->ops->finalize(sk, true, false, &pr, &c, err, sizeof(err)), 0);
+    expect_counts(c, 4, 2, 0, 0); /* a and b replaced once each */
+    assert_int_equal(c.duplicates, 2);
+    sl_sink_destroy(sk);
+
+    /* run-2: batch 1 is all new keys, batch 2 meets a key of run-1 */
+    sk = open_sink(job, "run-2");
+    const char *rows2[] = {"e", "7", "y", "f", "8",  "y", "a", "3",  "x",
+                           "b", "9", "x", "g", "10", "y", "e", "11", "y"};
+    const bool dup2[] = {false, false, false, false, false, true};
+    sync_rows(sk, job, "run-2", rows2, dup2, 0, 0, &sealed6);
+    sync_rows(sk, job, "run-2", rows2, dup2, 0, 2, NULL);
+    sync_rows(sk, job, "run-2", rows2, dup2, 2, 6, NULL);
+    assert_int_equal(sk->ops->finalize(sk, true, false, &pr, &c, err, sizeof(err)), 0);
+    /* e f g created; b changed, e replaced; a unchanged */
+    expect_counts(c, 3, 2, 1, 0);
+    assert_int_equal(c.duplicates, 1);
+    expect_query(ROWS_OF("first"), "a=3/run-1 b=9/run-2 c=4/run-1 d=6/run-1 e=11/run-2 "
+                                   "f=8/run-2 g=10/run-2");
+    sl_sink_destroy(sk);
+
+    /* run-3: a key twice in one batch that the validator did not flag */
+    exec_ok("TRUNCATE first");
+    sk = open_sink(job, "run-3");
+    const char *rows3[] = {"h", "1", "z", "h", "2", "z"};
+    const struct sl_run_facts sealed2 = {.fetched = true, .sealed = true, .sealed_count = 2};
+    sync_rows(sk, job, "run-3", rows3, NULL, 0, 0, &sealed2);
+    sync_rows(sk, job, "run-3", rows3, NULL, 0, 2, NULL);
+    assert_int_equal(sk->ops->finalize(sk, true, false, &pr, &c, err, sizeof(err)), 0);
+    expect_counts(c, 1, 1, 0, 0);
+    expect_query(ROWS_OF("first"), "h=2/run-3");
+    sl_sink_destroy(sk);
+    sl_job_destroy(job);
+}
+
 /* A run that fails after some of its rows were applied takes them back: the
  * table is as it was, down to the run that last wrote each row. */
 static void test_failed_after_apply_is_undone(void **state)
@@ -477,6 +537,24 @@ static void test_refused_after_apply(void **state)
     expect_query("SELECT format('%s %s %s', final, failed, published) FROM sluice_progress "
                  "WHERE run_id = 'run-r'",
                  "t t 0");
+    sl_sink_destroy(sk);
+    sl_job_destroy(job);
+
+    /* the same refusal met by the first load's plain INSERT (insert_absent) */
+    exec_ok("CREATE TABLE checked2 (id text PRIMARY KEY, n bigint CHECK (n < 100), s text, "
+            "_sluice_run text)");
+    job = load(SIMPLE_JOB("checked2", ""));
+    sk = open_sink(job, "run-r2");
+    sync_rows(sk, job, "run-r2", rows, NULL, 0, 0, &sealed4);
+    sync_rows(sk, job, "run-r2", rows, NULL, 0, 2, NULL);
+    expect_query(ROWS_OF("checked2"), "a=10/run-r2 b=20/run-r2");
+    pr = sync_rows(sk, job, "run-r2", rows, NULL, 2, 4, NULL);
+    assert_true(pr.f.failed);
+    assert_non_null(strstr(pr.f.reason, "checked2_n_check"));
+    assert_int_equal(pr.staged, 4);
+    assert_int_equal(sk->ops->finalize(sk, false, false, &pr, &c, err, sizeof(err)), 0);
+    assert_true(pr.f.failed);
+    expect_query("SELECT count(*) FROM checked2", "0");
     sl_sink_destroy(sk);
     sl_job_destroy(job);
 }
@@ -667,6 +745,7 @@ int main(void)
         cmocka_unit_test_setup(test_mirror, fresh_progress),
         cmocka_unit_test_setup(test_failed_run_publishes_nothing, fresh_progress),
         cmocka_unit_test_setup(test_applied_after_seal, fresh_progress),
+        cmocka_unit_test_setup(test_insert_first, fresh_progress),
         cmocka_unit_test_setup(test_failed_after_apply_is_undone, fresh_progress),
         cmocka_unit_test_setup(test_refused_after_apply, fresh_progress),
         cmocka_unit_test_setup(test_existing_table, fresh_progress),
