@@ -66,8 +66,9 @@
 /* The partial batch of one partition. */
 struct part_batch {
     struct sl_buf buf;
-    uint32_t n;       /* records in buf */
-    int64_t first_ms; /* when the first of them was added */
+    struct sl_batch_enc enc; /* what its records share (codec.h) */
+    uint32_t n;              /* records in buf */
+    int64_t first_ms;        /* when the first of them was added */
 };
 
 /* A records topic the bus sends batches to. */
@@ -108,7 +109,8 @@ struct sl_consumer {
     const char *btopic;
     enum sl_msg_kind bkind;
     size_t bpos;
-    unsigned bindex; /* of the next record, from 0 */
+    unsigned bindex;          /* of the next record, from 0 */
+    struct sl_batch_dec bdec; /* what its records share */
     char group[128];
     int (*revoke_hook)(void *arg); /* see sl_bus_ops.set_revoke_hook */
     void *revoke_arg;
@@ -452,6 +454,7 @@ static int batch_send(struct kafka_bus *b, struct batch_topic *t, int32_t p)
     size_t len = pb->buf.len;
     uint32_t n = pb->n;
     char *payload = sl_buf_steal(&pb->buf);
+    sl_codec_batch_enc_reset(&pb->enc);
     pb->n = 0;
     pb->first_ms = 0;
     b->nbatched--;
@@ -518,7 +521,7 @@ static int batch_add(struct kafka_bus *b, const char *name, const struct sl_msg 
         /* partitions unknown (the cluster is unreachable): a batch of one,
          * partitioned by librdkafka by key once it knows them */
         struct sl_buf one = SL_BUF_INIT;
-        if ((rc = sl_codec_batch_add(msg, &one)) == 0) {
+        if ((rc = sl_codec_batch_add(NULL, msg, &one)) == 0) {
             size_t len = one.len;
             char *payload = sl_buf_steal(&one);
             rd_kafka_resp_err_t err = produce(b, name, RD_KAFKA_PARTITION_UA, payload, len, key,
@@ -540,7 +543,7 @@ static int batch_add(struct kafka_bus *b, const char *name, const struct sl_msg 
         pthread_mutex_unlock(&b->bmu);
         return SL_ERR_NOMEM;
     }
-    if ((rc = sl_codec_batch_add(msg, &pb->buf)) == 0) {
+    if ((rc = sl_codec_batch_add(&pb->enc, msg, &pb->buf)) == 0) {
         if (pb->n++ == 0) {
             pb->first_ms = now_ms();
             if (b->nbatched++ == 0)
@@ -599,6 +602,7 @@ static void store_pending(struct sl_consumer *c)
         return;
     c->pending = NULL;
     c->btopic = NULL;
+    sl_codec_batch_end(&c->bdec);
     rd_kafka_resp_err_t err = rd_kafka_offset_store(rkm->rkt, rkm->partition, rkm->offset);
     if (err && err != RD_KAFKA_RESP_ERR__STATE) /* __STATE: partition revoked meanwhile */
         sl_warn(COMP, "could not store the offset of %s [%" PRId32 "] %" PRId64 ": %s",
@@ -665,6 +669,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void consumer_free(struct sl_consumer *c)
 {
+    sl_codec_batch_end(&c->bdec);
     for (size_t i = 0; i < c->ntopics; i++)
         free(c->topics[i]);
     free(c->topics);
@@ -822,12 +827,7 @@ static struct sl_msg *take(struct sl_consumer *c, rd_kafka_message_t *rkm, const
     } else if (!kind) {
         snprintf(why, sizeof(why), "topic %s carries no known record kind", logical);
     } else if (kind == SL_MSG_RECORD || kind == SL_MSG_REJECTION) {
-        size_t pos = 0, elen;
-        const void *e;
-        int r;
-        while ((r = sl_codec_batch_next(rkm->payload, rkm->len, &pos, &e, &elen, why,
-                                        sizeof(why))) == 1)
-            ;
+        int r = sl_codec_batch_begin(&c->bdec, kind, rkm->payload, rkm->len, why, sizeof(why));
         if (r < 0) {
             char what[160];
             snprintf(what, sizeof(what), "%.150s", why);
@@ -866,7 +866,7 @@ static struct sl_msg *batch_next(struct sl_consumer *c, int *rc)
     while (sl_codec_batch_next(rkm->payload, rkm->len, &c->bpos, &e, &elen, why, sizeof(why)) ==
            1) {
         long index = (long)c->bindex++;
-        struct sl_msg *m = sl_codec_decode(c->bkind, e, elen, why, sizeof(why));
+        struct sl_msg *m = sl_codec_batch_decode(&c->bdec, e, elen, why, sizeof(why));
         if (m && rkm->key_len) /* the bus sends batches without; another client may not */
             m->key = sl_arena_strndup(&m->arena, rkm->key, rkm->key_len);
         if (m)
@@ -993,8 +993,10 @@ static void kafka_destroy(struct sl_bus *bus)
         batch_flush(b, false);
         for (size_t i = 0; i < b->nbtopics; i++) {
             struct batch_topic *t = &b->btopics[i];
-            for (int32_t p = 0; p < t->nparts; p++)
+            for (int32_t p = 0; p < t->nparts; p++) {
                 sl_buf_cleanup(&t->parts[p].buf);
+                sl_codec_batch_enc_reset(&t->parts[p].enc);
+            }
             free(t->parts);
             rd_kafka_topic_destroy(t->rkt);
         }

@@ -146,7 +146,41 @@ static void copy_sha(char dst[65], const char src[65])
 /* sl_codec_encode through protobuf-c, or as field `field` of an enclosing
  * message (> 0): every kind but records and rejections, which encode_record
  * writes by hand (this path stays as their reference, for the tests). */
+/* What a record leaves to its batch (sl_batch_enc): its run and job ids,
+ * the names of its source fields, of its attributes. */
+struct share {
+    bool ids, src, attr;
+};
+
+/* Values of n fields and the indexes of the missing ones, for protobuf-c. */
+static bool encode_values(struct sl_arena *a, const struct sl_field *f, uint32_t n, char ***values,
+                          uint32_t **missing, size_t *nmissing, const char **bad)
+{
+    *values = sl_arena_alloc(a, (size_t)n * sizeof(**values));
+    *missing = sl_arena_alloc(a, (size_t)n * sizeof(**missing));
+    *nmissing = 0;
+    if (!*values || !*missing)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        (*values)[i] = wire_str(f[i].value);
+        utf8_ok(f[i].value, "field value", bad);
+        if (!f[i].value)
+            (*missing)[(*nmissing)++] = i;
+    }
+    return true;
+}
+
+static int encode_pb_shared(const struct sl_msg *m, struct sl_buf *out, unsigned field,
+                            struct share sh);
+
 static int encode_pb(const struct sl_msg *m, struct sl_buf *out, unsigned field)
+{
+    return encode_pb_shared(m, out, field, (struct share){false, false, false});
+}
+
+/* encode_pb with what a record leaves to its batch (sh). */
+static int encode_pb_shared(const struct sl_msg *m, struct sl_buf *out, unsigned field,
+                            struct share sh)
 {
     struct sl_arena scratch;
     const char *bad = NULL;
@@ -199,18 +233,40 @@ static int encode_pb(const struct sl_msg *m, struct sl_buf *out, unsigned field)
     case SL_MSG_RECORD: {
         const struct sl_record *r = &m->u.rec;
         Sluice__Record w = SLUICE__RECORD__INIT;
-        w.run_id = wire_str(m->run_id);
-        w.job_id = wire_str(m->job_id);
-        w.job_version = m->job_version;
+        if (!sh.ids) { /* else the batch carries them */
+            w.run_id = wire_str(m->run_id);
+            w.job_id = wire_str(m->job_id);
+            w.job_version = m->job_version;
+        }
         w.row = r->row;
-        w.n_source = r->nsrc;
-        w.n_attributes = r->nattr;
         w.n_problems = r->nprob;
         w.key = wire_str(r->key);
         w.duplicate = r->duplicate;
-        if ((r->nsrc && !(w.source = encode_fields(&scratch, r->src, r->nsrc, &bad))) ||
-            (r->nattr && !(w.attributes = encode_fields(&scratch, r->attr, r->nattr, &bad))) ||
-            (r->nprob && !(w.problems = encode_problems(&scratch, r->prob, r->nprob, &bad)))) {
+        if (sh.src) {
+            w.n_source_values = r->nsrc;
+            if (!encode_values(&scratch, r->src, r->nsrc, &w.source_values, &w.source_missing,
+                               &w.n_source_missing, &bad)) {
+                rc = SL_ERR_NOMEM;
+                goto done;
+            }
+        } else if ((w.n_source = r->nsrc) &&
+                   !(w.source = encode_fields(&scratch, r->src, r->nsrc, &bad))) {
+            rc = SL_ERR_NOMEM;
+            goto done;
+        }
+        if (sh.attr) {
+            w.n_attribute_values = r->nattr;
+            if (!encode_values(&scratch, r->attr, r->nattr, &w.attribute_values,
+                               &w.attribute_missing, &w.n_attribute_missing, &bad)) {
+                rc = SL_ERR_NOMEM;
+                goto done;
+            }
+        } else if ((w.n_attributes = r->nattr) &&
+                   !(w.attributes = encode_fields(&scratch, r->attr, r->nattr, &bad))) {
+            rc = SL_ERR_NOMEM;
+            goto done;
+        }
+        if (r->nprob && !(w.problems = encode_problems(&scratch, r->prob, r->nprob, &bad))) {
             rc = SL_ERR_NOMEM;
             goto done;
         }
@@ -342,6 +398,10 @@ enum rec_role {
     R_PROBLEMS,
     R_KEY,
     R_DUPLICATE,
+    R_SRC_VALUES,
+    R_SRC_MISSING,
+    R_ATTR_VALUES,
+    R_ATTR_MISSING,
 };
 
 /* The layout of a Record or a Rejection (proto/sluice.proto). */
@@ -368,7 +428,11 @@ static const struct rec_wire record_wire = {
              [6] = R_ATTRIBUTES,
              [7] = R_PROBLEMS,
              [8] = R_KEY,
-             [9] = R_DUPLICATE},
+             [9] = R_DUPLICATE,
+             [10] = R_SRC_VALUES,
+             [11] = R_SRC_MISSING,
+             [12] = R_ATTR_VALUES,
+             [13] = R_ATTR_MISSING},
 };
 
 static const struct rec_wire rejection_wire = {
@@ -532,14 +596,88 @@ static uint8_t *put_problems(uint8_t *o, unsigned field, const struct sl_problem
     return o;
 }
 
+/* The bytes of n fields as repeated values (the batch names them) and, when
+ * some are missing, the packed indexes of those (*missing: their bytes);
+ * the value lengths stored at (*lp)[1], [3], ... */
+static size_t values_size(const struct sl_field *f, uint32_t n, size_t **lp, const char **bad,
+                          size_t *missing)
+{
+    size_t size = 0, *l = *lp;
+    *missing = 0;
+    for (uint32_t i = 0; i < n; i++, l += 2) {
+        l[0] = 0;
+        l[1] = enc_len(f[i].value, "field value", bad);
+        size += 1 + varint_size(l[1]) + l[1];
+        if (!f[i].value)
+            *missing += varint_size(i);
+    }
+    if (*missing)
+        size += 1 + varint_size(*missing) + *missing;
+    *lp = l;
+    return size;
+}
+
+static uint8_t *put_values(uint8_t *o, unsigned vfield, const struct sl_field *f, uint32_t n,
+                           const size_t **lp, size_t missing)
+{
+    const size_t *l = *lp;
+    for (uint32_t i = 0; i < n; i++, l += 2) {
+        *o++ = (uint8_t)(vfield << 3 | WT_LEN);
+        o = put_varint(o, l[1]);
+        if (l[1])
+            memcpy(o, f[i].value, l[1]);
+        o += l[1];
+    }
+    if (missing) {
+        *o++ = (uint8_t)((vfield + 1) << 3 | WT_LEN);
+        o = put_varint(o, missing);
+        for (uint32_t i = 0; i < n; i++)
+            if (!f[i].value)
+                o = put_varint(o, i);
+    }
+    *lp = l;
+    return o;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+/* Whether f[0..n) are named g[0..gn) (n > 0): pointers first, they are
+ * mostly the same strings (a file's header, a job's attributes). */
+static bool same_names(const struct sl_field *f, uint32_t n, const struct sl_field *g, uint32_t gn)
+{
+    if (!n || n != gn)
+        return false;
+    for (uint32_t i = 0; i < n; i++)
+        if (!same_str(f[i].name, g[i].name) || !f[i].name)
+            return false;
+    return true;
+}
+
+static struct share share_of(const struct sl_batch_enc *be, const struct sl_msg *m)
+{
+    struct share sh = {false, false, false};
+    const struct sl_msg *f = be ? be->first : NULL;
+    if (!f || m->kind != SL_MSG_RECORD)
+        return sh;
+    sh.ids = f->run_id && f->run_id[0] && same_str(m->run_id, f->run_id) &&
+             same_str(m->job_id, f->job_id) && m->job_version == f->job_version;
+    sh.src = same_names(m->u.rec.src, m->u.rec.nsrc, f->u.rec.src, f->u.rec.nsrc);
+    sh.attr = same_names(m->u.rec.attr, m->u.rec.nattr, f->u.rec.attr, f->u.rec.nattr);
+    return sh;
+}
+
 /* Strings whose lengths fit on the stack (a row of 128 fields); longer rows
  * take one malloc. */
 #define LENS_STACK 256
 
 /* encode_pb for a record or a rejection, in two passes: the lengths of every
  * string (strlen and the UTF-8 check, once), hence the exact size, then the
- * bytes straight into out. */
-static int encode_record(const struct sl_msg *m, struct sl_buf *out, unsigned field)
+ * bytes straight into out. sh: what its batch carries for it. */
+static int encode_record(const struct sl_msg *m, struct sl_buf *out, unsigned field,
+                         struct share sh)
 {
     const struct sl_record *r = &m->u.rec;
     const struct rec_wire *w = rec_wire_of(m->kind);
@@ -553,15 +691,17 @@ static int encode_record(const struct sl_msg *m, struct sl_buf *out, unsigned fi
     if (!lens)
         return SL_ERR_NOMEM;
     size_t *l = lens;
-    size_t nrun = enc_len(m->run_id, "run_id", &bad);
-    size_t njob = enc_len(m->job_id, "job_id", &bad);
-    size_t size = str_size(nrun) + str_size(njob);
-    if (m->job_version)
+    size_t nrun = sh.ids ? 0 : enc_len(m->run_id, "run_id", &bad);
+    size_t njob = sh.ids ? 0 : enc_len(m->job_id, "job_id", &bad);
+    size_t size = str_size(nrun) + str_size(njob), smiss = 0, amiss = 0;
+    if (m->job_version && !sh.ids)
         size += 1 + varint_size(m->job_version);
     if (r->row)
         size += 1 + varint_size(r->row);
-    size += fields_size(r->src, r->nsrc, &l, &bad);
-    size += fields_size(r->attr, nattr, &l, &bad);
+    size += sh.src ? values_size(r->src, r->nsrc, &l, &bad, &smiss)
+                   : fields_size(r->src, r->nsrc, &l, &bad);
+    size += sh.attr ? values_size(r->attr, nattr, &l, &bad, &amiss)
+                    : fields_size(r->attr, nattr, &l, &bad);
     size += problems_size(r->prob, r->nprob, &l, &bad);
     size_t nkey = enc_len(r->key, "key", &bad);
     size += str_size(nkey);
@@ -587,7 +727,7 @@ static int encode_record(const struct sl_msg *m, struct sl_buf *out, unsigned fi
     }
     o = put_str(o, 1, m->run_id, nrun);
     o = put_str(o, 2, m->job_id, njob);
-    if (m->job_version) {
+    if (m->job_version && !sh.ids) {
         *o++ = 3 << 3 | WT_VARINT;
         o = put_varint(o, m->job_version);
     }
@@ -595,15 +735,27 @@ static int encode_record(const struct sl_msg *m, struct sl_buf *out, unsigned fi
         *o++ = 4 << 3 | WT_VARINT;
         o = put_varint(o, r->row);
     }
-    const size_t *cl = lens;
-    o = put_fields(o, w->source, r->src, r->nsrc, &cl);
-    o = put_fields(o, w->attributes, r->attr, nattr, &cl);
+    /* fields in number order, as protobuf-c writes them */
+    const size_t *cl = lens, *sl = lens, *al;
+    if (!sh.src)
+        o = put_fields(o, w->source, r->src, r->nsrc, &cl);
+    else
+        cl += 2 * (size_t)r->nsrc;
+    al = cl;
+    if (!sh.attr)
+        o = put_fields(o, w->attributes, r->attr, nattr, &cl);
+    else
+        cl += 2 * (size_t)nattr;
     o = put_problems(o, w->problems, r->prob, r->nprob, &cl);
     o = put_str(o, w->key, r->key, nkey);
     if (dup) {
         *o++ = (uint8_t)(w->duplicate << 3 | WT_VARINT);
         *o++ = 1;
     }
+    if (sh.src)
+        o = put_values(o, 10, r->src, r->nsrc, &sl, smiss);
+    if (sh.attr)
+        o = put_values(o, 12, r->attr, nattr, &al, amiss);
     out->len += (size_t)(o - start);
     out->data[out->len] = '\0';
 done:
@@ -615,8 +767,9 @@ done:
 /* sl_codec_encode, or as field `field` of an enclosing message (> 0). */
 static int encode(const struct sl_msg *m, struct sl_buf *out, unsigned field)
 {
+    static const struct share none = {false, false, false};
     if (m->kind == SL_MSG_RECORD || m->kind == SL_MSG_REJECTION)
-        return encode_record(m, out, field);
+        return encode_record(m, out, field, none);
     return encode_pb(m, out, field);
 }
 
@@ -630,44 +783,164 @@ int sl_codec_encode(const struct sl_msg *m, struct sl_buf *out)
     return encode(m, out, 0);
 }
 
-int sl_codec_batch_add(const struct sl_msg *m, struct sl_buf *batch)
+/* The fields of a RecordBatch that say what its records share, from its
+ * first record m (see sl_batch_enc), appended to out: 0 or SL_ERR_INVALID
+ * (a string that is not UTF-8, logged) or SL_ERR_NOMEM. */
+static int batch_header(const struct sl_msg *m, struct sl_buf *out)
+{
+    const struct sl_record *r = &m->u.rec;
+    const char *bad = NULL;
+    size_t nrun = enc_len(m->run_id, "run_id", &bad), njob = enc_len(m->job_id, "job_id", &bad);
+    size_t size = str_size(nrun) + str_size(njob);
+    if (m->job_version)
+        size += 1 + varint_size(m->job_version);
+    for (uint32_t i = 0; i < r->nsrc; i++) {
+        size_t n = enc_len(r->src[i].name, "field name", &bad);
+        size += 1 + varint_size(n) + n;
+    }
+    for (uint32_t i = 0; i < r->nattr; i++) {
+        size_t n = enc_len(r->attr[i].name, "field name", &bad);
+        size += 1 + varint_size(n) + n;
+    }
+    if (bad) {
+        sl_warn("codec", "cannot encode record of run %s: %s is not valid UTF-8",
+                m->run_id ? m->run_id : "(none)", bad);
+        return SL_ERR_INVALID;
+    }
+    if (sl_buf_reserve(out, size + 1))
+        return SL_ERR_NOMEM;
+    uint8_t *start = (uint8_t *)out->data + out->len, *o = start;
+    o = put_str(o, 2, m->run_id, nrun);
+    o = put_str(o, 3, m->job_id, njob);
+    if (m->job_version) {
+        *o++ = 4 << 3 | WT_VARINT;
+        o = put_varint(o, m->job_version);
+    }
+    for (int k = 0; k < 2; k++) {
+        const struct sl_field *f = k ? r->attr : r->src;
+        uint32_t n = k ? r->nattr : r->nsrc;
+        for (uint32_t i = 0; i < n; i++) {
+            size_t l = f[i].name ? strlen(f[i].name) : 0;
+            *o++ = (uint8_t)((5 + k) << 3 | WT_LEN);
+            o = put_varint(o, l);
+            if (l)
+                memcpy(o, f[i].name, l);
+            o += l;
+        }
+    }
+    out->len += (size_t)(o - start);
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+/* sl_codec_batch_add with the entry written by add (hand or protobuf-c) and
+ * the header by header. */
+static int batch_add_with(struct sl_batch_enc *be, const struct sl_msg *m, struct sl_buf *batch,
+                          int (*header)(const struct sl_msg *, struct sl_buf *),
+                          int (*add)(const struct sl_msg *, struct sl_buf *, struct share))
 {
     if (m->kind != SL_MSG_RECORD && m->kind != SL_MSG_REJECTION) {
         sl_warn("codec", "cannot batch a %s message", sl_msg_kind_str(m->kind));
         return SL_ERR_INVALID;
     }
-    return encode(m, batch, 1); /* RecordBatch.records, RejectionBatch.rejections */
+    if (be && m->kind == SL_MSG_RECORD &&
+        (!m->run_id || !m->run_id[0] || !m->job_id || !m->job_id[0])) {
+        /* in a batch, a record without a run id would take the batch's */
+        sl_warn("codec", "cannot encode record: it has no %s",
+                !m->run_id || !m->run_id[0] ? "run_id" : "job_id");
+        return SL_ERR_INVALID;
+    }
+    size_t start = batch->len;
+    bool first = be && !be->first && m->kind == SL_MSG_RECORD;
+    if (first) {
+        int rc = header(m, batch);
+        if (rc)
+            return rc;
+        be->first = sl_msg_ref((struct sl_msg *)m); /* only read */
+    }
+    int rc = add(m, batch, share_of(be, m)); /* RecordBatch.records, RejectionBatch.rejections */
+    if (rc && first) {
+        batch->len = start;
+        if (batch->data)
+            batch->data[start] = '\0';
+        sl_codec_batch_enc_reset(be);
+    }
+    return rc;
 }
 
-int sl_codec_batch_next(const void *data, size_t len, size_t *pos, const void **entry,
-                        size_t *entry_len, char *errbuf, size_t errsz)
+static int add_hand(const struct sl_msg *m, struct sl_buf *batch, struct share sh)
 {
-    const uint8_t *p = data;
-    size_t at = *pos;
-    if (at >= len)
-        return 0;
-    if (p[at] != (1 << 3 | 2))
-        return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "byte %zu is 0x%02x, not the tag of an entry",
-                         at, p[at]);
-    uint64_t v = 0;
-    size_t i = at + 1;
-    for (unsigned shift = 0;; shift += 7, i++) {
-        if (i >= len || shift > 28)
-            return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "bad length of the entry at byte %zu",
-                             at);
-        v |= (uint64_t)(p[i] & 0x7f) << shift;
-        if (!(p[i] & 0x80))
-            break;
+    return encode_record(m, batch, 1, sh);
+}
+
+static int add_pb(const struct sl_msg *m, struct sl_buf *batch, struct share sh)
+{
+    return encode_pb_shared(m, batch, 1, sh);
+}
+
+/* batch_header through protobuf-c: a RecordBatch of no records. */
+static int batch_header_pb(const struct sl_msg *m, struct sl_buf *out)
+{
+    const struct sl_record *r = &m->u.rec;
+    const char *bad = NULL;
+    Sluice__RecordBatch w = SLUICE__RECORD_BATCH__INIT;
+    char *none[1];
+    char **src = r->nsrc ? malloc(r->nsrc * sizeof(*src)) : none;
+    char **attr = r->nattr ? malloc(r->nattr * sizeof(*attr)) : none;
+    int rc = 0;
+    if (!src || !attr) {
+        rc = SL_ERR_NOMEM;
+        goto done;
     }
-    i++;
-    if (v > len - i)
-        return sl_seterr(errbuf, errsz, SL_ERR_PARSE,
-                         "the entry at byte %zu says %llu bytes, %zu are left", at,
-                         (unsigned long long)v, len - i);
-    *entry = p + i;
-    *entry_len = (size_t)v;
-    *pos = i + (size_t)v;
-    return 1;
+    w.run_id = wire_str(m->run_id);
+    w.job_id = wire_str(m->job_id);
+    w.job_version = m->job_version;
+    utf8_ok(m->run_id, "run_id", &bad);
+    utf8_ok(m->job_id, "job_id", &bad);
+    for (uint32_t i = 0; i < r->nsrc; i++) {
+        src[i] = wire_str(r->src[i].name);
+        utf8_ok(r->src[i].name, "field name", &bad);
+    }
+    for (uint32_t i = 0; i < r->nattr; i++) {
+        attr[i] = wire_str(r->attr[i].name);
+        utf8_ok(r->attr[i].name, "field name", &bad);
+    }
+    w.n_source_names = r->nsrc;
+    w.source_names = src;
+    w.n_attribute_names = r->nattr;
+    w.attribute_names = attr;
+    if (bad) {
+        sl_warn("codec", "cannot encode record of run %s: %s is not valid UTF-8",
+                m->run_id ? m->run_id : "(none)", bad);
+        rc = SL_ERR_INVALID;
+    } else {
+        rc = pack(&w.base, out, 0);
+    }
+done:
+    if (src && src != none)
+        free(src);
+    if (attr && attr != none)
+        free(attr);
+    return rc;
+}
+
+int sl_codec_batch_add_reference(struct sl_batch_enc *be, const struct sl_msg *m,
+                                 struct sl_buf *batch)
+{
+    return batch_add_with(be, m, batch, batch_header_pb, add_pb);
+}
+
+int sl_codec_batch_add(struct sl_batch_enc *be, const struct sl_msg *m, struct sl_buf *batch)
+{
+    return batch_add_with(be, m, batch, batch_header, add_hand);
+}
+
+void sl_codec_batch_enc_reset(struct sl_batch_enc *be)
+{
+    if (!be)
+        return;
+    sl_msg_unref(be->first);
+    be->first = NULL;
 }
 
 /* ---- decoding ---- */
@@ -821,17 +1094,112 @@ static bool decode_file(struct sl_msg *m, const Sluice__FileFetched *w, char *er
     return true;
 }
 
-static bool decode_record(struct sl_msg *m, const Sluice__Record *w, char *errbuf, size_t errsz)
+/* The shape rules of a record's values against its batch (both decoders):
+ * NULL, or what is wrong. has_fields: it has source (attributes) Field
+ * entries; nvalues, nmissing: its *_values and *_missing entries; named: the
+ * names the batch gives; bad_index: the first missing index out of range,
+ * + 1. */
+static const char *values_shape(bool has_fields, size_t nvalues, size_t nmissing, size_t named,
+                                bool batch, uint64_t bad_index, const char *which, char *why,
+                                size_t whysz)
+{
+    if (!nvalues && !nmissing)
+        return NULL;
+    if (has_fields)
+        snprintf(why, whysz, "it has both %s and %s_values", which, which);
+    else if (!batch)
+        snprintf(why, whysz, "it has %s_values outside a batch that names them", which);
+    else if (nvalues != named)
+        snprintf(why, whysz, "it has %zu %s_values, its batch names %zu", nvalues, which, named);
+    else if (bad_index)
+        snprintf(why, whysz, "%s_missing names value %llu of %zu", which,
+                 (unsigned long long)(bad_index - 1), nvalues);
+    else
+        return NULL;
+    return why;
+}
+
+/* The first index of missing[0..n) that is not below nvalues, + 1; 0: none. */
+static uint64_t first_bad_index(const uint32_t *missing, size_t n, size_t nvalues)
+{
+    for (size_t i = 0; i < n; i++)
+        if (missing[i] >= nvalues)
+            return (uint64_t)missing[i] + 1;
+    return 0;
+}
+
+/* Fields named names[0..n) with values[0..n), missing[0..nmissing) NULL. */
+static bool decode_values(struct sl_msg *m, char **values, size_t n, const char *const *names,
+                          const uint32_t *missing, size_t nmissing, struct sl_field **out,
+                          uint32_t *nout, uint32_t *cout, char *errbuf, size_t errsz)
+{
+    if (!n)
+        return true;
+    struct sl_field *f = sl_arena_alloc(&m->arena, n * sizeof(*f));
+    if (!f) {
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "cannot decode record: out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!check_utf8(values[i], "a field value", "record", errbuf, errsz))
+            return false;
+        f[i].name = names[i];
+        f[i].value = values[i];
+    }
+    for (size_t i = 0; i < nmissing; i++)
+        f[missing[i]].value = NULL;
+    *out = f;
+    *nout = *cout = (uint32_t)n;
+    return true;
+}
+
+static bool decode_record(struct sl_msg *m, const Sluice__Record *w, const struct sl_batch_dec *bd,
+                          char *errbuf, size_t errsz)
 {
     struct sl_record *r = &m->u.rec;
-    if (!decode_ids(m, w->run_id, w->job_id, w->job_version, "record", errbuf, errsz) ||
+    char why[120];
+    const char *shape = values_shape(
+        w->n_source > 0, w->n_source_values, w->n_source_missing, bd ? bd->nsrc : 0, bd != NULL,
+        first_bad_index(w->source_missing, w->n_source_missing, w->n_source_values), "source", why,
+        sizeof(why));
+    if (!shape)
+        shape = values_shape(
+            w->n_attributes > 0, w->n_attribute_values, w->n_attribute_missing, bd ? bd->nattr : 0,
+            bd != NULL,
+            first_bad_index(w->attribute_missing, w->n_attribute_missing, w->n_attribute_values),
+            "attribute", why, sizeof(why));
+    if (shape) {
+        sl_seterr(errbuf, errsz, SL_ERR_PARSE, "cannot decode record: %s", shape);
+        return false;
+    }
+    const char *run = w->run_id, *job = w->job_id;
+    uint32_t version = w->job_version;
+    if (bd && bd->run_id && bd->run_id[0] && !run[0]) {
+        if (!(run = sl_arena_strdup(&m->arena, bd->run_id)) ||
+            !(job = sl_arena_strdup(&m->arena, bd->job_id))) {
+            sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "cannot decode record: out of memory");
+            return false;
+        }
+        version = bd->job_version;
+    }
+    const char *const *names = bd && bd->names ? bd->names->names : NULL;
+    if (!decode_ids(m, run, job, version, "record", errbuf, errsz) ||
         !check_utf8(w->key, "key", "record", errbuf, errsz) ||
-        !decode_fields(m, w->source, w->n_source, &r->src, &r->nsrc, &r->csrc, "record", errbuf,
-                       errsz) ||
-        !decode_fields(m, w->attributes, w->n_attributes, &r->attr, &r->nattr, &r->cattr, "record",
-                       errbuf, errsz) ||
+        (w->n_source_values
+             ? !decode_values(m, w->source_values, w->n_source_values, names, w->source_missing,
+                              w->n_source_missing, &r->src, &r->nsrc, &r->csrc, errbuf, errsz)
+             : !decode_fields(m, w->source, w->n_source, &r->src, &r->nsrc, &r->csrc, "record",
+                              errbuf, errsz)) ||
+        (w->n_attribute_values
+             ? !decode_values(m, w->attribute_values, w->n_attribute_values,
+                              names ? names + bd->nsrc : NULL, w->attribute_missing,
+                              w->n_attribute_missing, &r->attr, &r->nattr, &r->cattr, errbuf, errsz)
+             : !decode_fields(m, w->attributes, w->n_attributes, &r->attr, &r->nattr, &r->cattr,
+                              "record", errbuf, errsz)) ||
         !decode_problems(m, w->problems, w->n_problems, "record", errbuf, errsz))
         return false;
+    if ((w->n_source_values || w->n_attribute_values) && bd->names)
+        m->wire_names = sl_names_ref(bd->names);
     r->row = w->row;
     r->key = opt_str(w->key);
     r->duplicate = w->duplicate;
@@ -911,8 +1279,8 @@ static bool decode_run_event(struct sl_msg *m, const Sluice__RunEvent *w, char *
 /* sl_codec_decode through protobuf-c: every kind but records and rejections,
  * which decode_record_wire reads by hand (this path stays as their reference,
  * for the tests). */
-static struct sl_msg *decode_pb(enum sl_msg_kind kind, const void *data, size_t len, char *errbuf,
-                                size_t errsz)
+static struct sl_msg *decode_pb(enum sl_msg_kind kind, const void *data, size_t len,
+                                const struct sl_batch_dec *bd, char *errbuf, size_t errsz)
 {
     static const struct {
         const ProtobufCMessageDescriptor *desc;
@@ -956,7 +1324,7 @@ static struct sl_msg *decode_pb(enum sl_msg_kind kind, const void *data, size_t 
         ok = decode_file(m, (const Sluice__FileFetched *)pm, errbuf, errsz);
         break;
     case SL_MSG_RECORD:
-        ok = decode_record(m, (const Sluice__Record *)pm, errbuf, errsz);
+        ok = decode_record(m, (const Sluice__Record *)pm, bd, errbuf, errsz);
         break;
     case SL_MSG_REJECTION:
         ok = decode_rejection(m, (const Sluice__Rejection *)pm, errbuf, errsz);
@@ -1243,6 +1611,50 @@ static bool read_problem(struct slice in, struct wire_problem *pr)
     return true;
 }
 
+/* Whether tag byte b is one of fields 2 to 6 of a RecordBatch. */
+static bool batch_field(uint8_t b)
+{
+    unsigned f = b >> 3, wt = b & 7;
+    return (f >= 2 && f <= 6 && f != 4 && wt == WT_LEN) || (f == 4 && wt == WT_VARINT);
+}
+
+int sl_codec_batch_next(const void *data, size_t len, size_t *pos, const void **entry,
+                        size_t *entry_len, char *errbuf, size_t errsz)
+{
+    const uint8_t *p = data;
+    size_t at = *pos;
+    while (at < len && batch_field(p[at])) {
+        struct wire_item it;
+        if (!next_item(p, len, &at, &it))
+            return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "the field at byte %zu is cut short", at);
+        *pos = at;
+    }
+    if (at >= len)
+        return 0;
+    if (p[at] != (1 << 3 | 2))
+        return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "byte %zu is 0x%02x, not the tag of an entry",
+                         at, p[at]);
+    uint64_t v = 0;
+    size_t i = at + 1;
+    for (unsigned shift = 0;; shift += 7, i++) {
+        if (i >= len || shift > 28)
+            return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "bad length of the entry at byte %zu",
+                             at);
+        v |= (uint64_t)(p[i] & 0x7f) << shift;
+        if (!(p[i] & 0x80))
+            break;
+    }
+    i++;
+    if (v > len - i)
+        return sl_seterr(errbuf, errsz, SL_ERR_PARSE,
+                         "the entry at byte %zu says %llu bytes, %zu are left", at,
+                         (unsigned long long)v, len - i);
+    *entry = p + i;
+    *entry_len = (size_t)v;
+    *pos = i + (size_t)v;
+    return 1;
+}
+
 static enum rec_role role_of(const struct rec_wire *w, uint32_t tag)
 {
     return tag < 16 ? (enum rec_role)w->role[tag] : R_UNKNOWN;
@@ -1253,8 +1665,58 @@ static enum rec_role role_of(const struct rec_wire *w, uint32_t tag)
  * arena block for the lists and every string, the entries. The checks are
  * decode_record's, in its order, after those of the wire (protobuf-c reads
  * the whole message before decode_record looks at it). */
+/* The number of varints of a packed list p[0..n), or -1 when the last one
+ * is cut short or one is longer than 10 bytes (protobuf-c refuses both). */
+static long packed_count(const uint8_t *p, size_t n)
+{
+    long count = 0;
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (++run > 10)
+            return -1;
+        if (!(p[i] & 0x80)) {
+            count++;
+            run = 0;
+        }
+    }
+    return run ? -1 : count;
+}
+
+/* Calls f(arg, index) for each index of a *_missing item (packed or not). */
+static void each_index(const struct wire_item *it, void (*f)(void *, uint32_t), void *arg)
+{
+    if (it->wt == WT_VARINT) {
+        f(arg, (uint32_t)varint_value(it->v, it->n));
+        return;
+    }
+    struct slice pl = wire_payload(it);
+    for (size_t i = 0, start = 0; i < pl.n; i++) {
+        if (!(pl.p[i] & 0x80)) {
+            f(arg, (uint32_t)varint_value(pl.p + start, i - start + 1));
+            start = i + 1;
+        }
+    }
+}
+
+/* The fields of a record that its batch names, as decode_record_wire reads
+ * them: values[0..n), the index past the last missing one (0: none). */
+struct values_in {
+    struct sl_field *f;
+    size_t n;
+    uint64_t bad_index; /* the first missing index out of range, + 1 */
+};
+
+static void set_missing(void *arg, uint32_t i)
+{
+    struct values_in *v = arg;
+    if (i < v->n)
+        v->f[i].value = NULL;
+    else if (!v->bad_index)
+        v->bad_index = (uint64_t)i + 1;
+}
+
 static struct sl_msg *decode_record_wire(enum sl_msg_kind kind, const uint8_t *data, size_t len,
-                                         char *errbuf, size_t errsz)
+                                         const struct sl_batch_dec *bd, char *errbuf, size_t errsz)
 {
     const struct rec_wire *w = rec_wire_of(kind);
     const char *k = w->kind;
@@ -1263,6 +1725,7 @@ static struct sl_msg *decode_record_wire(enum sl_msg_kind kind, const uint8_t *d
     uint64_t row = 0;
     bool dup = false;
     size_t nsrc = 0, nattr = 0, nprob = 0, lists_at = len;
+    size_t nsv = 0, nav = 0, nsm = 0, nam = 0; /* values and missing indexes */
     struct wire_item it;
     struct sl_msg *m = NULL;
 
@@ -1302,35 +1765,73 @@ static struct sl_msg *decode_record_wire(enum sl_msg_kind kind, const uint8_t *d
         case R_DUPLICATE:
             dup = wire_bool(&it);
             break;
+        case R_SRC_VALUES:
+        case R_ATTR_VALUES:
+            if (it.wt != WT_LEN)
+                goto bad_wire;
+            (*(ro == R_SRC_VALUES ? &nsv : &nav))++;
+            if (lists_at == len)
+                lists_at = here;
+            break;
+        case R_SRC_MISSING:
+        case R_ATTR_MISSING: {
+            long n = 1;
+            if (it.wt == WT_LEN)
+                n = packed_count(it.v + it.hdr, it.n - it.hdr);
+            else if (it.wt != WT_VARINT)
+                goto bad_wire;
+            if (n < 0)
+                goto bad_wire;
+            *(ro == R_SRC_MISSING ? &nsm : &nam) += (size_t)n;
+            if (lists_at == len)
+                lists_at = here;
+            break;
+        }
         case R_UNKNOWN:
             break;
         }
     }
-    if (nsrc > UINT32_MAX || nattr > UINT32_MAX || nprob > UINT32_MAX) {
+    if (nsrc + nsv > UINT32_MAX || nattr + nav > UINT32_MAX || nprob > UINT32_MAX) {
         sl_seterr(errbuf, errsz, SL_ERR_PARSE, "cannot decode %s: too many %s", k,
                   nprob > UINT32_MAX ? "problems" : "fields");
         return NULL;
     }
 
+    /* the batch's run and job ids, for a record without a run id */
+    bool batch_ids = bd && bd->run_id && bd->run_id[0] && cstr_empty(run);
+    size_t idlen = batch_ids ? strlen(bd->run_id) + strlen(bd->job_id) + 2 : 0;
+    size_t nsf = nsrc + nsv, naf = nattr + nav; /* all source fields, all attributes */
     m = sl_msg_new(kind, NULL, NULL, 0);
-    size_t need = (nsrc + nattr) * sizeof(struct sl_field) + nprob * sizeof(struct sl_problem);
-    char *block = m ? sl_arena_alloc(&m->arena, need + len + 1) : NULL;
+    size_t need = (nsf + naf) * sizeof(struct sl_field) + nprob * sizeof(struct sl_problem);
+    char *block = m ? sl_arena_alloc(&m->arena, need + len + 1 + idlen) : NULL;
     if (!block) {
         sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "cannot decode %s: out of memory", k);
         goto fail;
     }
-    struct sl_field *src = (struct sl_field *)(void *)block, *attr = src + nsrc;
-    struct sl_problem *prob = (struct sl_problem *)(void *)(attr + nattr);
-    struct str_space sp = {(char *)(prob + nprob), block + need + len + 1};
+    struct sl_field *src = (struct sl_field *)(void *)block, *attr = src + nsf;
+    struct sl_problem *prob = (struct sl_problem *)(void *)(attr + naf);
+    struct str_space sp = {(char *)(prob + nprob), block + need + len + 1 + idlen};
     const char *bad[3] = {NULL, NULL, NULL}; /* the first of source, attributes, problems */
     size_t is = 0, ia = 0, ip = 0;
+    const char *const *bnames = bd && bd->names ? bd->names->names : NULL;
     for (size_t at = lists_at; at < len;) {
         if (!next_item(data, len, &at, &it))
             goto bad_wire;
         enum rec_role ro = role_of(w, it.tag);
-        if (ro == R_SOURCE || ro == R_ATTRIBUTES) {
+        if (ro == R_SRC_VALUES || ro == R_ATTR_VALUES) {
+            bool s_ = ro == R_SRC_VALUES, vu;
+            size_t named = !bd ? 0 : s_ ? bd->nsrc : bd->nattr;
+            size_t idx = s_ ? is : ia;
+            struct sl_field *o = s_ ? &src[is++] : &attr[ia++];
+            o->name = idx < named ? bnames[(s_ ? 0 : bd->nsrc) + idx] : "";
+            if (!(o->value = take_str_utf8(&sp, wire_payload(&it), &vu)))
+                goto bad_wire;
+            const char **b = &bad[s_ ? 0 : 1];
+            if (!*b && !vu)
+                *b = "a field value";
+        } else if (ro == R_SOURCE || ro == R_ATTRIBUTES) {
             struct wire_field f;
-            if (!read_field(wire_payload(&it), &f) || (ro == R_SOURCE ? is >= nsrc : ia >= nattr))
+            if (!read_field(wire_payload(&it), &f) || (ro == R_SOURCE ? is >= nsf : ia >= naf))
                 goto bad_wire;
             struct sl_field *o = ro == R_SOURCE ? &src[is++] : &attr[ia++];
             bool nu, vu;
@@ -1372,6 +1873,38 @@ static struct sl_msg *decode_record_wire(enum sl_msg_kind kind, const uint8_t *d
         }
     }
 
+    /* values the batch names: missing ones, then their shape */
+    struct values_in sv = {src, nsv, 0}, av = {attr, nav, 0};
+    if (nsm || nam) {
+        for (size_t at = lists_at; at < len;) {
+            if (!next_item(data, len, &at, &it)) /* read before: it cannot fail */
+                break;
+            enum rec_role ro = role_of(w, it.tag);
+            if (ro == R_SRC_MISSING || ro == R_ATTR_MISSING)
+                each_index(&it, set_missing, ro == R_SRC_MISSING ? &sv : &av);
+        }
+    }
+    char why[120];
+    const char *shape = values_shape(nsrc > 0, nsv, nsm, bd ? bd->nsrc : 0, bd != NULL,
+                                     sv.bad_index, "source", why, sizeof(why));
+    if (!shape)
+        shape = values_shape(nattr > 0, nav, nam, bd ? bd->nattr : 0, bd != NULL, av.bad_index,
+                             "attribute", why, sizeof(why));
+    if (shape) {
+        sl_seterr(errbuf, errsz, SL_ERR_PARSE, "cannot decode %s: %s", k, shape);
+        goto fail;
+    }
+    if (batch_ids) {
+        char *ids = sp.p;
+        sp.p += idlen;
+        size_t rl = strlen(bd->run_id) + 1;
+        memcpy(ids, bd->run_id, rl);
+        memcpy(ids + rl, bd->job_id, idlen - rl);
+        run = (struct slice){(const uint8_t *)ids, rl - 1};
+        job = (struct slice){(const uint8_t *)ids + rl, idlen - rl - 1};
+        job_version = bd->job_version;
+    }
+
     /* decode_ids, then the key, then the lists in order */
     const char *what = !utf8_cstr(run) ? "run_id" : !utf8_cstr(job) ? "job_id" : NULL;
     if (!what && (cstr_empty(job) || cstr_empty(run))) {
@@ -1388,18 +1921,25 @@ static struct sl_msg *decode_record_wire(enum sl_msg_kind kind, const uint8_t *d
         goto fail;
     }
     struct sl_record *r = &m->u.rec;
-    m->run_id = take_str(&sp, run);
-    m->job_id = take_str(&sp, job);
+    if (batch_ids) { /* copied above */
+        m->run_id = (const char *)run.p;
+        m->job_id = (const char *)job.p;
+    } else {
+        m->run_id = take_str(&sp, run);
+        m->job_id = take_str(&sp, job);
+    }
     m->job_version = job_version;
     r->row = row;
     r->key = cstr_empty(key) ? NULL : take_str(&sp, key);
     r->duplicate = dup;
     if (!m->run_id || !m->job_id || (!cstr_empty(key) && !r->key))
         goto bad_wire;
-    r->src = nsrc ? src : NULL;
-    r->nsrc = r->csrc = (uint32_t)nsrc;
-    r->attr = nattr ? attr : NULL;
-    r->nattr = r->cattr = (uint32_t)nattr;
+    r->src = nsf ? src : NULL;
+    r->nsrc = r->csrc = (uint32_t)nsf;
+    r->attr = naf ? attr : NULL;
+    r->nattr = r->cattr = (uint32_t)naf;
+    if ((nsv || nav) && bd->names)
+        m->wire_names = sl_names_ref(bd->names);
     r->prob = nprob ? prob : NULL;
     r->nprob = r->cprob = (uint32_t)nprob;
     return m;
@@ -1415,14 +1955,14 @@ struct sl_msg *sl_codec_decode(enum sl_msg_kind kind, const void *data, size_t l
                                size_t errsz)
 {
     if ((kind == SL_MSG_RECORD || kind == SL_MSG_REJECTION) && (data || !len))
-        return decode_record_wire(kind, data, len, errbuf, errsz);
-    return decode_pb(kind, data, len, errbuf, errsz);
+        return decode_record_wire(kind, data, len, NULL, errbuf, errsz);
+    return decode_pb(kind, data, len, NULL, errbuf, errsz);
 }
 
 struct sl_msg *sl_codec_decode_reference(enum sl_msg_kind kind, const void *data, size_t len,
                                          char *errbuf, size_t errsz)
 {
-    return decode_pb(kind, data, len, errbuf, errsz);
+    return decode_pb(kind, data, len, NULL, errbuf, errsz);
 }
 
 enum sl_msg_kind sl_codec_topic_kind(const char *topic)
@@ -1440,4 +1980,115 @@ enum sl_msg_kind sl_codec_topic_kind(const char *topic)
             return topic_kinds[i].kind;
     }
     return 0;
+}
+
+/* ---- batches ---- */
+
+int sl_codec_batch_begin(struct sl_batch_dec *bd, enum sl_msg_kind kind, const void *data,
+                         size_t len, char *errbuf, size_t errsz)
+{
+    const uint8_t *p = data;
+    struct slice run = {no_bytes, 0}, job = run;
+    size_t nsrc = 0, nattr = 0, bytes = 0;
+    uint32_t version = 0;
+    *bd = (struct sl_batch_dec){.kind = kind};
+    for (size_t at = 0; at < len;) {
+        size_t here = at;
+        struct wire_item it;
+        if (p[at] == (1 << 3 | WT_LEN) || kind != SL_MSG_RECORD || !batch_field(p[at])) {
+            const void *e;
+            size_t elen;
+            int r = sl_codec_batch_next(data, len, &at, &e, &elen, errbuf, errsz);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (!next_item(p, len, &at, &it))
+            return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "the field at byte %zu is cut short",
+                             here);
+        struct slice v = wire_payload(&it);
+        switch (it.tag) {
+        case 2:
+            run = v;
+            break;
+        case 3:
+            job = v;
+            break;
+        case 4:
+            version = (uint32_t)varint_value(it.v, it.n);
+            break;
+        default: /* 5, 6: names, as C strings (protobuf-c's) */
+            if (!utf8_cstr(v))
+                return sl_seterr(errbuf, errsz, SL_ERR_PARSE,
+                                 "a field name at byte %zu is not valid UTF-8", here);
+            (*(it.tag == 5 ? &nsrc : &nattr))++;
+            if (nsrc + nattr > UINT32_MAX / 2)
+                return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "too many field names");
+            bytes += v.n + 1;
+        }
+    }
+    if (!utf8_cstr(run) || !utf8_cstr(job))
+        return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "its %s is not valid UTF-8",
+                         utf8_cstr(run) ? "job_id" : "run_id");
+    size_t n = nsrc + nattr;
+    if (!n && cstr_empty(run))
+        return 0; /* nothing shared */
+    bytes += sizeof(struct sl_names) + n * sizeof(char *) + run.n + job.n + 2;
+    struct sl_names *nm = malloc(bytes);
+    if (!nm)
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    atomic_init(&nm->refs, 1);
+    nm->n = n;
+    char *o = (char *)&nm->names[n];
+    size_t is = 0, ia = nsrc;
+    for (size_t at = 0; at < len;) {
+        struct wire_item it;
+        if (!next_item(p, len, &at, &it)) /* read above: it cannot fail */
+            break;
+        if ((it.tag != 5 && it.tag != 6) || it.wt != WT_LEN)
+            continue;
+        struct slice v = wire_payload(&it);
+        size_t l = v.n;
+        const uint8_t *z = l ? memchr(v.p, 0, l) : NULL;
+        if (z)
+            l = (size_t)(z - v.p);
+        if (l)
+            memcpy(o, v.p, l);
+        o[l] = '\0';
+        nm->names[it.tag == 5 ? is++ : ia++] = o;
+        o += l + 1;
+    }
+    bd->run_id = o;
+    memcpy(o, run.p, run.n);
+    o[run.n] = '\0';
+    o += run.n + 1;
+    bd->job_id = o;
+    memcpy(o, job.p, job.n);
+    o[job.n] = '\0';
+    bd->names = nm;
+    bd->nsrc = (uint32_t)nsrc;
+    bd->nattr = (uint32_t)nattr;
+    bd->job_version = version;
+    return 0;
+}
+
+struct sl_msg *sl_codec_batch_decode(const struct sl_batch_dec *bd, const void *entry, size_t len,
+                                     char *errbuf, size_t errsz)
+{
+    if ((bd->kind == SL_MSG_RECORD || bd->kind == SL_MSG_REJECTION) && (entry || !len))
+        return decode_record_wire(bd->kind, entry, len, bd->kind == SL_MSG_RECORD ? bd : NULL,
+                                  errbuf, errsz);
+    return decode_pb(bd->kind, entry, len, NULL, errbuf, errsz);
+}
+
+struct sl_msg *sl_codec_batch_decode_reference(const struct sl_batch_dec *bd, const void *entry,
+                                               size_t len, char *errbuf, size_t errsz)
+{
+    return decode_pb(bd->kind, entry, len, bd->kind == SL_MSG_RECORD ? bd : NULL, errbuf, errsz);
+}
+
+void sl_codec_batch_end(struct sl_batch_dec *bd)
+{
+    sl_names_unref(bd->names);
+    *bd = (struct sl_batch_dec){.kind = bd->kind};
 }

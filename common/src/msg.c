@@ -175,6 +175,7 @@ void sl_msg_unref(struct sl_msg *m)
     if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
         return;
     sl_names_unref(m->names);
+    sl_names_unref(m->wire_names);
     sl_arena_cleanup(&m->arena);
     pool_put(m);
 }
@@ -239,6 +240,7 @@ int sl_msg_set_src_row(struct sl_msg *m, struct sl_names *nm, const char *const 
     r->nsrc = r->csrc = (uint32_t)n;
     if (m->names != nm) {
         sl_names_unref(m->names);
+        sl_names_unref(m->wire_names);
         m->names = sl_names_ref(nm);
     }
     return 0;

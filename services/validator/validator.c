@@ -51,6 +51,12 @@ struct validator {
     struct sl_seen_query *q; /* BATCH_MAX each: one seen_keys() call */
     size_t *qi;              /* the held row of each question */
     int *ans;
+    /* the names of a decoded batch's attributes (a reference) that are the
+     * attributes of job names_job in its order: its records need no name
+     * compared (jobs live as long as the process) */
+    struct sl_names *names;
+    const struct sl_job *names_job;
+    bool in_order; /* the current record's attributes are its job's, in order */
 };
 
 static void validator_destroy(void *state)
@@ -66,6 +72,7 @@ static void validator_destroy(void *state)
     free(v->qi);
     free(v->ans);
     sl_buf_cleanup(&v->key);
+    sl_names_unref(v->names);
     free(v);
 }
 
@@ -105,6 +112,34 @@ static struct sl_field *attr_of(struct sl_record *r, const struct sl_job *job, s
     return NULL;
 }
 
+/* Whether the attributes of m are those of job, in its order (as the mapper
+ * sends them): compared by name once per batch of records that share their
+ * names (codec.h), else for each record. */
+static bool attrs_in_order(struct validator *v, const struct sl_msg *m, const struct sl_job *job)
+{
+    const struct sl_record *r = &m->u.rec;
+    if (r->nattr != job->nattrs)
+        return false;
+    if (m->wire_names && m->wire_names == v->names && job == v->names_job)
+        return true;
+    for (size_t i = 0; i < job->nattrs; i++)
+        if (r->attr[i].name != job->attrs[i].name && strcmp(r->attr[i].name, job->attrs[i].name))
+            return false;
+    if (m->wire_names) {
+        sl_names_unref(v->names);
+        v->names = sl_names_ref(m->wire_names);
+        v->names_job = job;
+    }
+    return true;
+}
+
+/* The field of attribute i of job in r (see attr_of). */
+static struct sl_field *field_of(const struct validator *v, struct sl_record *r,
+                                 const struct sl_job *job, size_t i)
+{
+    return v->in_order ? &r->attr[i] : attr_of(r, job, i);
+}
+
 /* Builds the key text into v->key; false when a key attribute is missing or
  * has a problem. */
 static bool build_key(struct validator *v, const struct sl_job *job, struct sl_record *r)
@@ -114,7 +149,7 @@ static bool build_key(struct validator *v, const struct sl_job *job, struct sl_r
         return false;
     for (size_t k = 0; k < job->nkey; k++) {
         const struct sl_attr *a = &job->attrs[job->key_idx[k]];
-        struct sl_field *f = attr_of(r, job, job->key_idx[k]);
+        struct sl_field *f = field_of(v, r, job, job->key_idx[k]);
         if (!f || !f->value || has_problem(r, a->name))
             return false;
         if ((k && sl_buf_putc(&v->key, SL_KEY_SEP)) || sl_buf_puts(&v->key, f->value))
@@ -291,9 +326,10 @@ static int validator_process(void *state, const char *topic, struct sl_msg *in,
         return SL_ERR_NOMEM;
     struct sl_record *r = &out->u.rec;
     int rc = 0;
+    v->in_order = attrs_in_order(v, out, job);
     for (size_t i = 0; i < job->nattrs && rc == 0; i++) {
         const struct sl_attr *a = &job->attrs[i];
-        struct sl_field *f = attr_of(r, job, i);
+        struct sl_field *f = field_of(v, r, job, i);
         if (!f) {
             if ((rc = sl_msg_add_attr(out, a->name, NULL)))
                 break;

@@ -7,8 +7,12 @@
  * is the message. Both decoders must accept or refuse it alike, with the same
  * message, and decode the same fields. What they accept is encoded again both
  * ways, alone and as a batch entry: the same bytes, which decode to the same
- * record again.
+ * record again. With bit 1 set the rest is a RecordBatch: each of its entries
+ * is decoded both ways with what the batch says its records share, and what
+ * is accepted goes into a new batch both ways (the same bytes), which reads
+ * back the same.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,13 +36,76 @@ static void same_encode(const struct sl_msg *m, unsigned field, struct sl_buf *a
 {
     struct sl_buf b = SL_BUF_INIT;
     sl_buf_reset(a);
-    int ra = field ? sl_codec_batch_add(m, a) : sl_codec_encode(m, a);
+    int ra = field ? sl_codec_batch_add(NULL, m, a) : sl_codec_encode(m, a);
     int rb = sl_codec_encode_reference(m, &b, field);
     if (ra != rb)
         die("encoders disagree", ra ? "hand-written refuses" : "protobuf-c refuses");
     if (ra == 0 && (a->len != b.len || memcmp(a->data, b.data, a->len)))
         die("encoders write different bytes", NULL);
     sl_buf_cleanup(&b);
+}
+
+/* Decodes every entry of the batch in[0..size) both ways (see the top). */
+static void fuzz_batch(enum sl_msg_kind kind, const uint8_t *in, size_t size)
+{
+    struct sl_batch_dec bd;
+    char err[512] = "", e2[512] = "", why[128];
+    if (sl_codec_batch_begin(&bd, kind, in, size, err, sizeof(err)) != 0)
+        return;
+    struct sl_msg *got[64];
+    size_t ngot = 0, pos = 0, elen;
+    const void *e;
+    while (ngot < 64 && sl_codec_batch_next(in, size, &pos, &e, &elen, err, sizeof(err)) == 1) {
+        struct sl_msg *a = sl_codec_batch_decode(&bd, e, elen, err, sizeof(err));
+        struct sl_msg *b = sl_codec_batch_decode_reference(&bd, e, elen, e2, sizeof(e2));
+        if (!a != !b)
+            die(a ? "only the hand-written decoder accepts an entry"
+                  : "only protobuf-c accepts an entry",
+                a ? e2 : err);
+        if (!a && strcmp(err, e2))
+            die("decoders refuse an entry with different messages", err);
+        const char *d = a ? codec_ref_diff(a, b, why, sizeof(why)) : NULL;
+        if (d)
+            die("decoders read different entries", d);
+        sl_msg_unref(b);
+        if (a)
+            got[ngot++] = a;
+    }
+    sl_codec_batch_end(&bd); /* the records keep what they need */
+    struct sl_batch_enc ea = SL_BATCH_ENC_INIT, eb = SL_BATCH_ENC_INIT;
+    struct sl_buf x = SL_BUF_INIT, y = SL_BUF_INIT;
+    bool added[64];
+    for (size_t i = 0; i < ngot; i++) {
+        int ra = sl_codec_batch_add(&ea, got[i], &x);
+        if (ra != sl_codec_batch_add_reference(&eb, got[i], &y))
+            die("batch encoders disagree", NULL);
+        if (x.len != y.len || (x.len && memcmp(x.data, y.data, x.len)))
+            die("batch encoders write different bytes", NULL);
+        added[i] = ra == 0;
+    }
+    sl_codec_batch_enc_reset(&ea);
+    sl_codec_batch_enc_reset(&eb);
+    if (sl_codec_batch_begin(&bd, kind, x.data ? x.data : "", x.len, err, sizeof(err)))
+        die("a batch written again does not read", err);
+    pos = 0;
+    for (size_t i = 0; i < ngot; i++) {
+        if (!added[i])
+            continue;
+        if (sl_codec_batch_next(x.data, x.len, &pos, &e, &elen, err, sizeof(err)) != 1)
+            die("a batch written again lacks an entry", err);
+        struct sl_msg *c = sl_codec_batch_decode(&bd, e, elen, err, sizeof(err));
+        if (!c)
+            die("an entry written again does not decode", err);
+        const char *d = codec_ref_diff(got[i], c, why, sizeof(why));
+        if (d)
+            die("an entry written again reads differently", d);
+        sl_msg_unref(c);
+    }
+    sl_codec_batch_end(&bd);
+    for (size_t i = 0; i < ngot; i++)
+        sl_msg_unref(got[i]);
+    sl_buf_cleanup(&x);
+    sl_buf_cleanup(&y);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -51,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     enum sl_msg_kind kind = data[0] & 1 ? SL_MSG_REJECTION : SL_MSG_RECORD;
+    bool batch = data[0] & 2;
     data++;
     size--;
     /* a copy of exactly size bytes, so that ASan sees any read past them */
@@ -58,6 +126,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!in)
         abort();
     memcpy(in, data, size);
+    if (batch) {
+        fuzz_batch(kind, in, size);
+        free(in);
+        return 0;
+    }
 
     char e1[512] = "", e2[512] = "", why[128];
     struct sl_msg *a = sl_codec_decode(kind, in, size, e1, sizeof(e1));

@@ -694,7 +694,7 @@ static void send_made_up(const char *topic, struct sl_msg *m)
     }
     char path[256];
     struct sl_buf batch = SL_BUF_INIT;
-    assert_int_equal(sl_codec_batch_add(m, &batch), 0);
+    assert_int_equal(sl_codec_batch_add(NULL, m, &batch), 0);
     snprintf(path, sizeof(path), "%s/batch-%s.bin", tmp, m->key);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);

@@ -212,7 +212,7 @@ static int same_encode(const struct sl_msg *m, struct sl_buf *out)
     struct sl_buf ba = SL_BUF_INIT, bb = SL_BUF_INIT;
     assert_int_equal(sl_buf_append(&ba, "\x0a\x00", 2), 0);
     assert_int_equal(sl_buf_append(&bb, "\x0a\x00", 2), 0);
-    assert_int_equal(sl_codec_batch_add(m, &ba), ra);
+    assert_int_equal(sl_codec_batch_add(NULL, m, &ba), ra);
     assert_int_equal(sl_codec_encode_reference(m, &bb, 1), ra);
     assert_int_equal(ba.len, bb.len);
     assert_memory_equal(ba.data, bb.data, ba.len);
@@ -506,7 +506,7 @@ static void expect_msg(struct sl_buf *b, const char *want)
 static void test_unknown_fields(void **state)
 {
     struct sl_buf b = SL_BUF_INIT;
-    static const uint64_t fields[] = {10, 15, 16, 100, 2047, 2048, 1u << 20, (1u << 29) - 1};
+    static const uint64_t fields[] = {14, 15, 16, 100, 2047, 2048, 1u << 20, (1u << 29) - 1};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         /* every wire type but groups, before, between and after */
         w_tag(&b, fields[i], 0);
@@ -878,6 +878,275 @@ static void test_random_bytes(void **state)
     assert_true(accepted > 0);
 }
 
+/* ---- batches: what records share, written once ---- */
+
+/* Decodes an entry of the batch bd both ways: same answer, content and
+ * message; returns the hand-written decoder's record (NULL: refused, with
+ * its message in err). */
+static struct sl_msg *same_batch_decode(const struct sl_batch_dec *bd, const void *e, size_t n,
+                                        char *err, size_t errsz)
+{
+    char e2[512] = "", why[128];
+    struct sl_msg *a = sl_codec_batch_decode(bd, e, n, err, errsz);
+    struct sl_msg *b = sl_codec_batch_decode_reference(bd, e, n, e2, sizeof(e2));
+    if (!a != !b)
+        fail_msg("batch entry: hand-written %s, protobuf-c %s (%s%s)", a ? "accepts" : "refuses",
+                 b ? "accepts" : "refuses", err, e2);
+    if (!a) {
+        assert_string_equal(err, e2);
+        return NULL;
+    }
+    const char *d = codec_ref_diff(a, b, why, sizeof(why));
+    if (d)
+        fail_msg("batch entry: decoded records differ: %s", d);
+    sl_msg_unref(b);
+    return a;
+}
+
+/* a and b carry the same fields (names and values) */
+static void same_fields(const struct sl_field *a, uint32_t na, const struct sl_field *b,
+                        uint32_t nb)
+{
+    assert_int_equal(na, nb);
+    for (uint32_t i = 0; i < na; i++) {
+        assert_string_equal(a[i].name ? a[i].name : "", b[i].name);
+        if (!a[i].value)
+            assert_null(b[i].value);
+        else
+            assert_string_equal(a[i].value, b[i].value);
+    }
+}
+
+/* Random records, one in three of another run, one in four with other
+ * names, built into batches both ways: the same bytes, fewer than the
+ * records alone; read back both ways: the same records. */
+static void test_batch_shared(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 300; round++) {
+        struct sl_msg *base = rnd_record(SL_MSG_RECORD);
+        struct sl_msg *recs[12];
+        size_t n = 1 + rndn(12);
+        for (size_t i = 0; i < n; i++) {
+            struct sl_msg *m = rnd_record(SL_MSG_RECORD);
+            struct sl_record *r = &m->u.rec;
+            if (i && rndn(4)) { /* the names of base (which outlives m) */
+                const struct sl_record *br = &base->u.rec;
+                m->run_id = base->run_id;
+                m->job_id = base->job_id;
+                m->job_version = base->job_version;
+                r->nsrc = br->nsrc;
+                r->src = rnd_fields(m, r->nsrc);
+                for (uint32_t k = 0; k < r->nsrc; k++)
+                    r->src[k].name = br->src[k].name;
+                r->nattr = br->nattr;
+                r->attr = rnd_fields(m, r->nattr);
+                for (uint32_t k = 0; k < r->nattr; k++)
+                    r->attr[k].name = br->attr[k].name;
+            }
+            for (uint32_t k = 0; k < r->nsrc; k++) /* other values, some missing */
+                r->src[k].value = rnd_str(m, 20);
+            for (uint32_t k = 0; k < r->nattr; k++)
+                r->attr[k].value = rnd_str(m, 20);
+            if (!rndn(3))
+                m->run_id = "another-run";
+            recs[i] = m;
+        }
+        struct sl_batch_enc ea = SL_BATCH_ENC_INIT, eb = SL_BATCH_ENC_INIT;
+        struct sl_buf a = SL_BUF_INIT, b = SL_BUF_INIT;
+        bool ok[12];
+        for (size_t i = 0; i < n; i++) {
+            int ra = sl_codec_batch_add(&ea, recs[i], &a);
+            assert_int_equal(ra, sl_codec_batch_add_reference(&eb, recs[i], &b));
+            assert_int_equal(a.len, b.len);
+            if (a.len)
+                assert_memory_equal(a.data, b.data, a.len);
+            ok[i] = ra == 0;
+        }
+        sl_codec_batch_enc_reset(&ea);
+        sl_codec_batch_enc_reset(&eb);
+        struct sl_batch_dec bd;
+        char err[512] = "";
+        assert_int_equal(sl_codec_batch_begin(&bd, SL_MSG_RECORD, a.data, a.len, err, sizeof(err)),
+                         0);
+        size_t pos = 0, elen;
+        const void *e;
+        for (size_t i = 0; i < n; i++) {
+            if (!ok[i])
+                continue;
+            assert_int_equal(sl_codec_batch_next(a.data, a.len, &pos, &e, &elen, err, sizeof(err)),
+                             1);
+            /* as the record alone reads */
+            struct sl_buf one = SL_BUF_INIT;
+            char e1[512] = "", why[128];
+            assert_int_equal(sl_codec_encode(recs[i], &one), 0);
+            struct sl_msg *want = sl_codec_decode(SL_MSG_RECORD, one.data, one.len, e1, sizeof(e1));
+            struct sl_msg *d = same_batch_decode(&bd, e, elen, err, sizeof(err));
+            if (!want != !d)
+                fail_msg("record %zu: alone %s, in the batch %s", i, want ? "accepted" : e1,
+                         d ? "accepted" : err);
+            if (!d) {
+                assert_string_equal(e1, err);
+            } else {
+                const char *diff = codec_ref_diff(want, d, why, sizeof(why));
+                if (diff)
+                    fail_msg("record %zu reads differently in the batch: %s", i, diff);
+                same_fields(recs[i]->u.rec.src, recs[i]->u.rec.nsrc, d->u.rec.src, d->u.rec.nsrc);
+            }
+            sl_msg_unref(want);
+            sl_msg_unref(d);
+            sl_buf_cleanup(&one);
+        }
+        assert_int_equal(sl_codec_batch_next(a.data, a.len, &pos, &e, &elen, err, sizeof(err)), 0);
+        sl_codec_batch_end(&bd);
+        for (size_t i = 0; i < n; i++)
+            sl_msg_unref(recs[i]);
+        sl_msg_unref(base);
+        sl_buf_cleanup(&a);
+        sl_buf_cleanup(&b);
+    }
+
+    /* rows of a file: the batch is far smaller than the records alone */
+    struct sl_batch_enc be = SL_BATCH_ENC_INIT;
+    struct sl_buf shared = SL_BUF_INIT, plain = SL_BUF_INIT;
+    static const char *const names[] = {"Filiale", "Name", "Eroeffnung", "Umsatz", "E-Mail"};
+    for (int i = 0; i < 100; i++) {
+        struct sl_msg *m =
+            sl_msg_new(SL_MSG_RECORD, "3f2b8e1c-0d4a-4c1e-9b7a-2f6d5e4c3b2a", "store-locations", 1);
+        assert_non_null(m);
+        m->u.rec.row = (uint64_t)i + 1;
+        for (size_t k = 0; k < 5; k++)
+            assert_int_equal(sl_msg_add_src(m, names[k], k == 4 ? NULL : "value", 5), 0);
+        assert_int_equal(sl_codec_batch_add(&be, m, &shared), 0);
+        assert_int_equal(sl_codec_batch_add(NULL, m, &plain), 0);
+        sl_msg_unref(m);
+    }
+    sl_codec_batch_enc_reset(&be);
+    assert_true(shared.len * 2 < plain.len);
+    sl_buf_cleanup(&shared);
+    sl_buf_cleanup(&plain);
+}
+
+/* A batch of one header and the entry e[0..n) as the records kind reads
+ * it; the decoders' message for it, or "" when accepted. */
+static void expect_entry(const struct sl_buf *header, const struct sl_buf *entry, const char *want)
+{
+    struct sl_buf b = SL_BUF_INIT;
+    assert_int_equal(sl_buf_append(&b, header->data ? header->data : "", header->len), 0);
+    w_bytes(&b, 1, entry->data ? entry->data : "", entry->len);
+    struct sl_batch_dec bd;
+    char err[512] = "";
+    assert_int_equal(sl_codec_batch_begin(&bd, SL_MSG_RECORD, b.data, b.len, err, sizeof(err)), 0);
+    size_t pos = 0, elen;
+    const void *e;
+    assert_int_equal(sl_codec_batch_next(b.data, b.len, &pos, &e, &elen, err, sizeof(err)), 1);
+    struct sl_msg *m = same_batch_decode(&bd, e, elen, err, sizeof(err));
+    if (!*want)
+        assert_non_null(m);
+    else if (m)
+        fail_msg("accepted, want: %s", want);
+    else
+        assert_string_equal(err, want);
+    sl_msg_unref(m);
+    sl_codec_batch_end(&bd);
+    sl_buf_cleanup(&b);
+}
+
+/* What a batch says its records share, and records that do not fit it. */
+static void test_batch_shapes(void **state)
+{
+    (void)state;
+    struct sl_buf h = SL_BUF_INIT, r = SL_BUF_INIT;
+    w_str(&h, 2, "run-b");
+    w_str(&h, 3, "job-b");
+    w_tag(&h, 4, 0);
+    w_varint(&h, 7);
+    w_str(&h, 5, "id");
+    w_str(&h, 5, "name");
+    w_str(&h, 6, "store_id");
+
+    /* ids and names from the batch; an unpacked missing index */
+    w_str(&r, 10, "1");
+    w_str(&r, 10, "");
+    w_tag(&r, 11, 0);
+    w_varint(&r, 1);
+    struct sl_buf b = SL_BUF_INIT;
+    assert_int_equal(sl_buf_append(&b, h.data, h.len), 0);
+    w_bytes(&b, 1, r.data, r.len);
+    struct sl_batch_dec bd;
+    char err[512] = "";
+    assert_int_equal(sl_codec_batch_begin(&bd, SL_MSG_RECORD, b.data, b.len, err, sizeof(err)), 0);
+    assert_int_equal(bd.nsrc, 2);
+    assert_int_equal(bd.nattr, 1);
+    assert_string_equal(bd.run_id, "run-b");
+    size_t pos = 0, elen;
+    const void *e;
+    assert_int_equal(sl_codec_batch_next(b.data, b.len, &pos, &e, &elen, err, sizeof(err)), 1);
+    struct sl_msg *m = same_batch_decode(&bd, e, elen, err, sizeof(err));
+    assert_non_null(m);
+    assert_string_equal(m->run_id, "run-b");
+    assert_string_equal(m->job_id, "job-b");
+    assert_int_equal(m->job_version, 7);
+    assert_int_equal(m->u.rec.nsrc, 2);
+    assert_string_equal(m->u.rec.src[0].name, "id");
+    assert_string_equal(m->u.rec.src[0].value, "1");
+    assert_string_equal(m->u.rec.src[1].name, "name");
+    assert_null(m->u.rec.src[1].value);
+    sl_codec_batch_end(&bd); /* the record keeps its names */
+    assert_string_equal(m->u.rec.src[1].name, "name");
+    sl_msg_unref(m);
+    /* alone, outside its batch, the values have no names */
+    assert_null(sl_codec_decode(SL_MSG_RECORD, r.data, r.len, err, sizeof(err)));
+    assert_string_equal(err, "cannot decode record: it has source_values outside a batch that "
+                             "names them");
+    sl_buf_cleanup(&b);
+
+    /* its own ids win */
+    sl_buf_reset(&r);
+    w_ids(&r);
+    expect_entry(&h, &r, "");
+    /* one value for two names */
+    sl_buf_reset(&r);
+    w_str(&r, 10, "1");
+    expect_entry(&h, &r, "cannot decode record: it has 1 source_values, its batch names 2");
+    /* a missing index past the values (packed) */
+    sl_buf_reset(&r);
+    w_str(&r, 12, "s1");
+    w_bytes(&r, 13, "\x00\x05", 2);
+    expect_entry(&h, &r, "cannot decode record: attribute_missing names value 5 of 1");
+    /* fields and values of the same list */
+    sl_buf_reset(&r);
+    w_field(&r, 5, "id", "1");
+    w_str(&r, 10, "1");
+    w_str(&r, 10, "2");
+    expect_entry(&h, &r, "cannot decode record: it has both source and source_values");
+    /* a packed index cut short is not protobuf */
+    sl_buf_reset(&r);
+    w_str(&r, 12, "s1");
+    w_bytes(&r, 13, "\x80", 1);
+    expect_entry(&h, &r, "cannot decode record: 7 bytes are not a valid sluice.Record protobuf");
+    /* a value that is not UTF-8 */
+    sl_buf_reset(&r);
+    w_str(&r, 12, "\xff");
+    expect_entry(&h, &r, "cannot decode record: a field value is not valid UTF-8");
+
+    /* a batch whose names are not UTF-8 is refused whole */
+    sl_buf_reset(&b);
+    w_str(&b, 5, "\xc3");
+    w_bytes(&b, 1, "", 0);
+    assert_int_equal(sl_codec_batch_begin(&bd, SL_MSG_RECORD, b.data, b.len, err, sizeof(err)),
+                     SL_ERR_PARSE);
+    assert_non_null(strstr(err, "not valid UTF-8"));
+    /* and one of a field number it does not have */
+    sl_buf_reset(&b);
+    w_str(&b, 7, "x");
+    assert_int_equal(sl_codec_batch_begin(&bd, SL_MSG_RECORD, b.data, b.len, err, sizeof(err)),
+                     SL_ERR_PARSE);
+    sl_buf_cleanup(&b);
+    sl_buf_cleanup(&h);
+    sl_buf_cleanup(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -885,7 +1154,8 @@ int main(void)
         cmocka_unit_test(test_big_rows),           cmocka_unit_test(test_encode_bad_utf8),
         cmocka_unit_test(test_unknown_fields),     cmocka_unit_test(test_wire_types_and_varints),
         cmocka_unit_test(test_order_and_repeats),  cmocka_unit_test(test_strings),
-        cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_random_bytes),       cmocka_unit_test(test_batch_shared),
+        cmocka_unit_test(test_batch_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

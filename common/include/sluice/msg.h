@@ -119,8 +119,9 @@ struct sl_msg {
     const char *run_id;
     const char *job_id;
     uint32_t job_version;
-    const char *key;        /* bus partitioning key (NULL: none) */
-    struct sl_names *names; /* source field names live here when set */
+    const char *key;             /* bus partitioning key (NULL: none) */
+    struct sl_names *names;      /* source field names live here when set */
+    struct sl_names *wire_names; /* names shared by a decoded batch's records (codec.h) */
     union {
         struct sl_ticket ticket;
         struct sl_file file;
