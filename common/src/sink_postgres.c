@@ -64,11 +64,16 @@
 #define DUPS_COL    "_sluice_dups"
 #define ROW_COL     "_sluice_row"
 /* the columns the apply statement adds to each row (build_apply) */
-#define J_ABSENT    "_sluice_absent"
-#define J_MINE      "_sluice_mine"
-#define J_CHANGED   "_sluice_changed"
-#define J_OTHER     "_sluice_other"
-#define J_OLD       "_sluice_old"
+#define J_ABSENT  "_sluice_absent"
+#define J_MINE    "_sluice_mine"
+#define J_CHANGED "_sluice_changed"
+#define J_OTHER   "_sluice_other"
+#define J_OLD     "_sluice_old"
+#define J_NEW     "_sluice_new"
+/* aliases of the apply statement's source rows and table rows: no
+ * attribute can be named so (a row's column would be taken for the row) */
+#define SRC         "_sluice_s"
+#define OLD         "_sluice_o"
 #define BATCH_TABLE "pg_temp._sluice_batch"
 #define ROWS_TABLE  "pg_temp._sluice_rows"
 #define APPLY_STMT  "sluice_apply"
@@ -146,6 +151,7 @@ struct pg_sink {
     bool undo_ready;   /* the undo table exists */
     bool applied;      /* the progress row says: some rows were applied before the end */
     bool insert_first; /* try inserting unflagged rows first (insert_absent) */
+    bool check_first;  /* try finding every row unchanged first (all_unchanged) */
     struct sl_buf rows;
     struct brow *row;
     size_t nrow, crow;
@@ -482,34 +488,46 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
                             src);
         return rc ? SL_ERR_NOMEM : 0;
     }
-    rc |= sl_buf_puts(b, "WITH j AS MATERIALIZED (SELECT s.*, o.ctid IS NULL AS " J_ABSENT
-                         ", coalesce(o." RUN_COL " = $1::text, false) AS " J_MINE ", ROW(");
-    rc |= put_cols(ps, b, "o.", -1);
+    /* j: one narrow row a source row (the flags); the source row itself only
+     * where it is written (J_NEW), the old one only where it is kept (J_OLD):
+     * building and storing rows costs, and an unchanged re-run writes none */
+    rc |= sl_buf_puts(b, "WITH j AS MATERIALIZED (SELECT " SRC "." DUPS_COL ", " OLD
+                         ".ctid IS NULL AS " J_ABSENT ", coalesce(" OLD "." RUN_COL
+                         " = $1::text, false) AS " J_MINE ", ROW(");
+    rc |= put_cols(ps, b, OLD ".", -1);
     rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
-    rc |= put_cols(ps, b, "s.", -1);
-    rc |= sl_buf_puts(b, ") AS " J_CHANGED ", o." RUN_COL " IS DISTINCT FROM $1::text AS " J_OTHER);
+    rc |= put_cols(ps, b, SRC ".", -1);
+    rc |= sl_buf_puts(b, ") AS " J_CHANGED ", " OLD "." RUN_COL
+                         " IS DISTINCT FROM $1::text AS " J_OTHER ", CASE WHEN ROW(");
+    rc |= put_cols(ps, b, OLD ".", -1);
+    rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
+    rc |= put_cols(ps, b, SRC ".", -1);
+    rc |= sl_buf_puts(b, ")");
+    if (mirror)
+        rc |= sl_buf_puts(b, " OR " OLD "." RUN_COL " IS DISTINCT FROM $1::text");
+    rc |= sl_buf_puts(b, " THEN " SRC " END AS " J_NEW);
     if (undo) {
         /* the old row only where it is kept: building it costs */
-        rc |= sl_buf_puts(b, ", CASE WHEN o.ctid IS NOT NULL AND o." RUN_COL
+        rc |= sl_buf_puts(b, ", CASE WHEN " OLD ".ctid IS NOT NULL AND " OLD "." RUN_COL
                              " IS DISTINCT FROM $1::text");
         if (!mirror) {
             rc |= sl_buf_puts(b, " AND ROW(");
-            rc |= put_cols(ps, b, "o.", -1);
+            rc |= put_cols(ps, b, OLD ".", -1);
             rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
-            rc |= put_cols(ps, b, "s.", -1);
+            rc |= put_cols(ps, b, SRC ".", -1);
             rc |= sl_buf_puts(b, ")");
         }
-        rc |= sl_buf_puts(b, " THEN o END AS " J_OLD);
+        rc |= sl_buf_puts(b, " THEN " OLD " END AS " J_OLD);
     }
-    rc |= sl_buf_printf(b, " FROM %s s LEFT JOIN %s o ON ", src, tq);
-    rc |= put_key_join(ps, b, "o", "s");
+    rc |= sl_buf_printf(b, " FROM %s " SRC " LEFT JOIN %s " OLD " ON ", src, tq);
+    rc |= put_key_join(ps, b, OLD, SRC);
     rc |= sl_buf_puts(b, "), ");
     const char *write_if = mirror ? "(" J_CHANGED " OR " J_OTHER ")" : J_CHANGED;
     if (job->options.allow_create) {
         rc |= sl_buf_printf(b, "w AS (INSERT INTO %s AS t (", tq);
         rc |= put_cols(ps, b, "", -1);
         rc |= sl_buf_puts(b, ", " RUN_COL ") SELECT ");
-        rc |= put_cols(ps, b, "", -1);
+        rc |= put_cols(ps, b, "(" J_NEW ").", -1);
         rc |= sl_buf_printf(b, ", $1::text FROM j WHERE %s ON CONFLICT (", write_if);
         rc |= put_cols(ps, b, "", 1);
         rc |= sl_buf_puts(b, ") DO UPDATE SET ");
@@ -524,9 +542,9 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
         rc |= sl_buf_puts(b, " RETURNING 1)");
     } else {
         rc |= sl_buf_printf(b, "w AS (UPDATE %s AS t SET ", tq);
-        rc |= put_assignments(ps, b, "j.");
+        rc |= put_assignments(ps, b, "(j." J_NEW ").");
         rc |= sl_buf_puts(b, RUN_COL " = $1::text FROM j WHERE ");
-        rc |= put_key_join(ps, b, "t", "j");
+        rc |= put_key_join(ps, b, "t", "(j." J_NEW ")");
         rc |= sl_buf_printf(b, " AND NOT j." J_ABSENT " AND j.%s RETURNING 1)",
                             mirror ? "(" J_CHANGED " OR j." J_OTHER ")" : J_CHANGED);
     }
@@ -924,13 +942,15 @@ static int ensure_undo(struct pg_sink *ps)
     return rc;
 }
 
-/* COPYs the buffered rows marked fresh[i] into table (the staging table or
- * ROWS_TABLE). */
-static int copy_rows(struct pg_sink *ps, const char *table, const bool *fresh)
+/* COPYs the buffered rows marked take[i] with copy (a COPY ... FROM STDIN),
+ * each line ended by tail, or when tail is NULL by DUPS_COL (the validator's
+ * flag) and ROW_COL. A refusal by the server: *refused gets its result when
+ * refused is not NULL (the caller decides), else the transaction is rolled
+ * back (failed_with). */
+static int copy_lines(struct pg_sink *ps, const char *copy, const bool *take, const char *tail,
+                      PGresult **refused)
 {
-    char sql[128];
-    snprintf(sql, sizeof(sql), "COPY %s FROM STDIN", table);
-    PGresult *res = PQexec(ps->conn, sql);
+    PGresult *res = PQexec(ps->conn, copy);
     if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
         int err = failed_with(ps, res, NULL);
         PQclear(res);
@@ -938,27 +958,102 @@ static int copy_rows(struct pg_sink *ps, const char *table, const bool *fresh)
     }
     PQclear(res);
     bool ok = true;
-    char tail[40];
+    char own[40];
+    int tn = tail ? (int)strlen(tail) : 0;
     for (size_t i = 0; i < ps->nrow && ok; i++) {
         const struct brow *r = &ps->row[i];
-        if (!fresh[i])
+        if (!take[i])
             continue;
-        /* DUPS_COL holds the validator's flag until apply_rows counts */
-        int n = snprintf(tail, sizeof(tail), "\t%d\t%llu\n", r->dup ? 1 : 0,
+        const char *t = tail;
+        int n = tn;
+        if (!t) { /* DUPS_COL holds the validator's flag until apply_rows counts */
+            n = snprintf(own, sizeof(own), "\t%d\t%llu\n", r->dup ? 1 : 0,
                          (unsigned long long)r->srow);
+            t = own;
+        }
         ok = PQputCopyData(ps->conn, ps->rows.data + r->off, (int)r->len) == 1 &&
-             PQputCopyData(ps->conn, tail, n) == 1;
+             PQputCopyData(ps->conn, t, n) == 1;
     }
     ok = PQputCopyEnd(ps->conn, ok ? NULL : "sluice could not send the batch") == 1 && ok;
     int err = 0;
     while ((res = PQgetResult(ps->conn))) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && !err)
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && !err) {
+            if (refused && ok) {
+                *refused = res;
+                err = SL_ERR_INVALID;
+                continue;
+            }
             err = failed_with(ps, res, NULL);
+        }
         PQclear(res);
     }
     if (!err && !ok)
         err = failed_with(ps, NULL, NULL);
     return err;
+}
+
+/* COPYs the buffered rows marked fresh[i] into table (the staging table or
+ * ROWS_TABLE). */
+static int copy_rows(struct pg_sink *ps, const char *table, const bool *fresh)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "COPY %s FROM STDIN", table);
+    return copy_lines(ps, sql, fresh, NULL, NULL);
+}
+
+/* insert_absent for the rows of this sync (fresh[i]) that the validator did
+ * not flag, COPYed straight into the table: no temporary table, no INSERT
+ * ... SELECT. *all: they all went in; else (a key the table has) nothing
+ * did and the run compares rows from now on. */
+static int copy_absent(struct pg_sink *ps, const bool *fresh, struct sl_counts *c, bool *all)
+{
+    struct sl_buf sql = SL_BUF_INIT, tail = SL_BUF_INIT;
+    bool *take = calloc(ps->nrow + 1, sizeof(*take));
+    PGresult *refused = NULL;
+    *all = false;
+    int rc = sl_buf_printf(&sql, "COPY %s (", ps->tq);
+    rc |= put_cols(ps, &sql, "", -1);
+    rc |= sl_buf_puts(&sql, ", " RUN_COL ") FROM STDIN");
+    rc |= sl_buf_putc(&tail, '\t');
+    rc |= copy_value(&tail, ps->run_id);
+    rc |= sl_buf_putc(&tail, '\n');
+    if (rc || !take) {
+        snprintf(ps->err, sizeof(ps->err), "out of memory");
+        rc = SL_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < ps->nrow; i++)
+        take[i] = fresh[i] && !ps->row[i].dup;
+    if ((rc = run(ps, "SAVEPOINT insert_first", 0, NULL, NULL)))
+        goto done;
+    rc = copy_lines(ps, sql.data, take, tail.data, &refused);
+    if (rc == 0) {
+        uint64_t n = 0;
+        for (size_t i = 0; i < ps->nrow; i++)
+            n += take[i];
+        c->created += n;
+        c->published += n;
+        *all = true;
+        rc = run(ps, "RELEASE SAVEPOINT insert_first", 0, NULL, NULL);
+        goto done;
+    }
+    if (!refused)
+        goto done; /* rolled back */
+    const char *state = PQresultErrorField(refused, PG_DIAG_SQLSTATE);
+    if (!state || strcmp(state, "23505") != 0) { /* not unique_violation */
+        rc = failed_with(ps, refused, NULL);
+        goto done;
+    }
+    sl_info("postgres", "run %s: the table has keys of the run: rows are compared from now on",
+            ps->run_id);
+    ps->insert_first = false;
+    rc = run(ps, "ROLLBACK TO SAVEPOINT insert_first", 0, NULL, NULL);
+done:
+    PQclear(refused);
+    free(take);
+    sl_buf_cleanup(&sql);
+    sl_buf_cleanup(&tail);
+    return rc;
 }
 
 /* Inserts the rows of src that the validator did not flag (DUPS_COL 0: no
@@ -1011,6 +1106,59 @@ done:
     return rc;
 }
 
+/* Whether every row of src equals the table's row of its key, which another
+ * run wrote (an unchanged re-run): then applying them writes nothing, and
+ * the counts are what build_apply's statement would say, from one lighter
+ * statement (no rows built or kept): src's distinct keys unchanged, the
+ * other rows replaced duplicates. *all: so, counted into *c; else the run
+ * no longer tries (ps->check_first). */
+static int all_unchanged(struct pg_sink *ps, const char *src, struct sl_counts *c, bool *all)
+{
+    const char *params[] = {ps->run_id};
+    struct sl_buf sql = SL_BUF_INIT;
+    PGresult *res = NULL;
+    *all = false;
+    int rc = sl_buf_puts(&sql, "SELECT count(*) FILTER (WHERE " OLD ".ctid IS NULL OR " OLD
+                               "." RUN_COL " IS NOT DISTINCT FROM $1::text OR ROW(");
+    rc |= put_cols(ps, &sql, OLD ".", -1);
+    rc |= sl_buf_puts(&sql, ") IS DISTINCT FROM ROW(");
+    rc |= put_cols(ps, &sql, SRC ".", -1);
+    rc |=
+        sl_buf_printf(&sql, ")), count(*), (SELECT count(*) FROM (SELECT 1 FROM %s GROUP BY ", src);
+    rc |= put_cols(ps, &sql, "", 1);
+    rc |= sl_buf_printf(&sql, ") k) FROM %s " SRC " LEFT JOIN %s " OLD " ON ", src, ps->tq);
+    rc |= put_key_join(ps, &sql, OLD, SRC);
+    if (rc) {
+        snprintf(ps->err, sizeof(ps->err), "out of memory");
+        rc = SL_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = run(ps, sql.data, 1, params, &res)))
+        goto done;
+    if (PQntuples(res) != 1 || PQnfields(res) != 3) {
+        rc = failed_with(ps, res, NULL);
+        goto done;
+    }
+    uint64_t differ = num(res, 0, 0), rows = num(res, 0, 1), keys = num(res, 0, 2);
+    if (differ || keys > rows) {
+        sl_info("postgres",
+                "run %s: rows differ from the table's: every row is compared from now "
+                "on",
+                ps->run_id);
+        ps->check_first = false;
+        goto done;
+    }
+    c->unchanged += keys;
+    c->updated += rows - keys; /* a key there twice: the last row replaced the others */
+    c->duplicates += rows - keys;
+    c->published += rows;
+    *all = true;
+done:
+    PQclear(res);
+    sl_buf_cleanup(&sql);
+    return rc;
+}
+
 /* Applies the rows of src (the written columns, DUPS_COL and ROW_COL: the
  * staging table or ROWS_TABLE) and adds what it did to *c. distinct: a key
  * may be there more than once (the validator flagged a duplicate): the last
@@ -1034,6 +1182,11 @@ static int apply_rows(struct pg_sink *ps, const char *src, bool distinct, bool u
             goto done;
         if (all)
             subset = " WHERE " DUPS_COL " <> 0"; /* the flagged rows */
+    }
+    if (!*subset && ps->check_first) {
+        bool all;
+        if ((rc = all_unchanged(ps, src, c, &all)) || all)
+            goto done;
     }
     if (!*subset && (!ps->keyed || (!distinct && job->options.allow_create))) {
         /* one statement straight from src; a key there twice (the validator
@@ -1172,9 +1325,23 @@ static int apply_now(struct pg_sink *ps, uint64_t dupflags, const bool *fresh, b
         *stage_applied = true;
     }
     if (rc == 0 && copy) {
-        if ((rc = ensure_undo(ps)) || (rc = copy_rows(ps, ROWS_TABLE, fresh)))
+        bool all = false;
+        if (ps->insert_first && (rc = copy_absent(ps, fresh, d, &all)))
             return rc;
-        rc = apply_rows(ps, ROWS_TABLE, batch_dups, true, d);
+        if (all && !batch_dups)
+            return 0;
+        bool *take = (bool *)fresh, *flagged = NULL;
+        if (all) { /* the flagged rows are left, to compare */
+            if (!(take = flagged = calloc(ps->nrow + 1, sizeof(*flagged)))) {
+                snprintf(ps->err, sizeof(ps->err), "out of memory");
+                return SL_ERR_NOMEM;
+            }
+            for (size_t i = 0; i < ps->nrow; i++)
+                flagged[i] = fresh[i] && ps->row[i].dup;
+        }
+        if ((rc = ensure_undo(ps)) == 0 && (rc = copy_rows(ps, ROWS_TABLE, take)) == 0)
+            rc = apply_rows(ps, ROWS_TABLE, batch_dups, true, d);
+        free(flagged);
     }
     return rc;
 }
@@ -1619,6 +1786,7 @@ struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job 
     ps->base.job = job;
     ps->keyed = job->options.sync != SL_SYNC_APPEND;
     ps->insert_first = ps->keyed && job->options.allow_create;
+    ps->check_first = ps->keyed && job->options.sync != SL_SYNC_MIRROR;
     sl_buf_init(&ps->rows);
     sl_buf_init(&ps->reason);
     sl_pg_where(conninfo, ps->where, sizeof(ps->where));

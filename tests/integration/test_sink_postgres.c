@@ -470,6 +470,38 @@ static void test_insert_first(void **state)
     sl_job_destroy(job);
 }
 
+/* An unchanged re-run is found unchanged batch by batch (all_unchanged),
+ * writing nothing, with the counts of comparing row by row: a key twice
+ * counts its earlier row as a replaced duplicate. The first batch with a
+ * change makes the run compare rows from then on. */
+static void test_unchanged_rerun(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("same", "\"duplicates\":\"last_wins\""));
+    const char *seed[] = {"a", "1", "x", "b", "2", "y", "c", "3", "z"};
+    expect_counts(run_rows(job, "run-1", seed, 3), 3, 0, 0, 0);
+
+    struct sl_sink *sk = open_sink(job, "run-2");
+    const char *rows[] = {"a", "1", "x", "b", "2",  "y", "a", "1", "x",
+                          "c", "3", "z", "b", "20", "y", "c", "3", "z"};
+    const bool dup[] = {false, false, true, false, true, true};
+    const struct sl_run_facts sealed6 = {.fetched = true, .sealed = true, .sealed_count = 6};
+    sync_rows(sk, job, "run-2", rows, dup, 0, 0, &sealed6);
+    sync_rows(sk, job, "run-2", rows, dup, 0, 3, NULL); /* a, b, a: unchanged */
+    expect_query(ROWS_OF("same"), "a=1/run-1 b=2/run-1 c=3/run-1");
+    sync_rows(sk, job, "run-2", rows, dup, 3, 6, NULL); /* c, then b changed, c again */
+    expect_query(ROWS_OF("same"), "a=1/run-1 b=20/run-2 c=3/run-1");
+    struct sl_counts c = {0};
+    struct sl_run_progress pr;
+    char err[512] = "";
+    assert_int_equal(sk->ops->finalize(sk, true, false, &pr, &c, err, sizeof(err)), 0);
+    /* a unchanged + a replaced; b changed; c unchanged + c replaced */
+    expect_counts(c, 0, 3, 3, 0);
+    assert_int_equal(c.duplicates, 2);
+    sl_sink_destroy(sk);
+    sl_job_destroy(job);
+}
+
 /* A run that fails after some of its rows were applied takes them back: the
  * table is as it was, down to the run that last wrote each row. */
 static void test_failed_after_apply_is_undone(void **state)
@@ -746,6 +778,7 @@ int main(void)
         cmocka_unit_test_setup(test_failed_run_publishes_nothing, fresh_progress),
         cmocka_unit_test_setup(test_applied_after_seal, fresh_progress),
         cmocka_unit_test_setup(test_insert_first, fresh_progress),
+        cmocka_unit_test_setup(test_unchanged_rerun, fresh_progress),
         cmocka_unit_test_setup(test_failed_after_apply_is_undone, fresh_progress),
         cmocka_unit_test_setup(test_refused_after_apply, fresh_progress),
         cmocka_unit_test_setup(test_existing_table, fresh_progress),
