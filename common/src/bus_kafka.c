@@ -669,7 +669,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void consumer_free(struct sl_consumer *c)
 {
-    sl_codec_batch_end(&c->bdec);
+    sl_codec_batch_release(&c->bdec);
     for (size_t i = 0; i < c->ntopics; i++)
         free(c->topics[i]);
     free(c->topics);

@@ -1991,7 +1991,14 @@ int sl_codec_batch_begin(struct sl_batch_dec *bd, enum sl_msg_kind kind, const v
     struct slice run = {no_bytes, 0}, job = run;
     size_t nsrc = 0, nattr = 0, bytes = 0;
     uint32_t version = 0;
-    *bd = (struct sl_batch_dec){.kind = kind};
+    struct sl_batch_dec keep = *bd;
+    sl_names_unref(bd->names); /* a batch not ended */
+    *bd = (struct sl_batch_dec){.kind = kind,
+                                .last = keep.last,
+                                .last_bytes = keep.last_bytes,
+                                .last_nsrc = keep.last_nsrc};
+    struct sl_names *last = bd->last;
+    size_t last_bytes = bd->last_bytes;
     for (size_t at = 0; at < len;) {
         size_t here = at;
         struct wire_item it;
@@ -2040,7 +2047,7 @@ int sl_codec_batch_begin(struct sl_batch_dec *bd, enum sl_msg_kind kind, const v
     atomic_init(&nm->refs, 1);
     nm->n = n;
     char *o = (char *)&nm->names[n];
-    size_t is = 0, ia = nsrc;
+    size_t is = 0, ia = nsrc, strings = 0;
     for (size_t at = 0; at < len;) {
         struct wire_item it;
         if (!next_item(p, len, &at, &it)) /* read above: it cannot fail */
@@ -2057,15 +2064,30 @@ int sl_codec_batch_begin(struct sl_batch_dec *bd, enum sl_msg_kind kind, const v
         o[l] = '\0';
         nm->names[it.tag == 5 ? is++ : ia++] = o;
         o += l + 1;
+        strings += l + 1;
     }
-    bd->run_id = o;
+    size_t fixed = sizeof(struct sl_names) + n * sizeof(char *);
+    size_t run_at = fixed + strings, job_at = run_at + run.n + 1;
     memcpy(o, run.p, run.n);
     o[run.n] = '\0';
     o += run.n + 1;
-    bd->job_id = o;
     memcpy(o, job.p, job.n);
     o[job.n] = '\0';
-    bd->names = nm;
+    /* the same as the last batch's (same layout, same bytes): take those */
+    struct sl_names *use = nm;
+    if (last && last_bytes == bytes && last->n == n && bd->last_nsrc == nsrc &&
+        !memcmp((char *)last + fixed, (char *)nm + fixed, bytes - fixed)) {
+        use = sl_names_ref(last);
+        free(nm);
+    } else {
+        sl_names_unref(last);
+        bd->last = sl_names_ref(nm);
+        bd->last_bytes = bytes;
+        bd->last_nsrc = nsrc;
+    }
+    bd->run_id = (char *)use + run_at;
+    bd->job_id = (char *)use + job_at;
+    bd->names = use;
     bd->nsrc = (uint32_t)nsrc;
     bd->nattr = (uint32_t)nattr;
     bd->job_version = version;
@@ -2090,5 +2112,16 @@ struct sl_msg *sl_codec_batch_decode_reference(const struct sl_batch_dec *bd, co
 void sl_codec_batch_end(struct sl_batch_dec *bd)
 {
     sl_names_unref(bd->names);
-    *bd = (struct sl_batch_dec){.kind = bd->kind};
+    *bd = (struct sl_batch_dec){.kind = bd->kind,
+                                .last = bd->last,
+                                .last_bytes = bd->last_bytes,
+                                .last_nsrc = bd->last_nsrc};
+}
+
+void sl_codec_batch_release(struct sl_batch_dec *bd)
+{
+    sl_codec_batch_end(bd);
+    sl_names_unref(bd->last);
+    bd->last = NULL;
+    bd->last_bytes = 0;
 }

@@ -48,7 +48,7 @@ static void same_encode(const struct sl_msg *m, unsigned field, struct sl_buf *a
 /* Decodes every entry of the batch in[0..size) both ways (see the top). */
 static void fuzz_batch(enum sl_msg_kind kind, const uint8_t *in, size_t size)
 {
-    struct sl_batch_dec bd;
+    struct sl_batch_dec bd = SL_BATCH_DEC_INIT;
     char err[512] = "", e2[512] = "", why[128];
     if (sl_codec_batch_begin(&bd, kind, in, size, err, sizeof(err)) != 0)
         return;
@@ -101,7 +101,7 @@ static void fuzz_batch(enum sl_msg_kind kind, const uint8_t *in, size_t size)
             die("an entry written again reads differently", d);
         sl_msg_unref(c);
     }
-    sl_codec_batch_end(&bd);
+    sl_codec_batch_release(&bd);
     for (size_t i = 0; i < ngot; i++)
         sl_msg_unref(got[i]);
     sl_buf_cleanup(&x);

@@ -965,7 +965,7 @@ static void test_batch_shared(void **state)
         }
         sl_codec_batch_enc_reset(&ea);
         sl_codec_batch_enc_reset(&eb);
-        struct sl_batch_dec bd;
+        struct sl_batch_dec bd = SL_BATCH_DEC_INIT;
         char err[512] = "";
         assert_int_equal(sl_codec_batch_begin(&bd, SL_MSG_RECORD, a.data, a.len, err, sizeof(err)),
                          0);
@@ -998,7 +998,7 @@ static void test_batch_shared(void **state)
             sl_buf_cleanup(&one);
         }
         assert_int_equal(sl_codec_batch_next(a.data, a.len, &pos, &e, &elen, err, sizeof(err)), 0);
-        sl_codec_batch_end(&bd);
+        sl_codec_batch_release(&bd);
         for (size_t i = 0; i < n; i++)
             sl_msg_unref(recs[i]);
         sl_msg_unref(base);
@@ -1034,7 +1034,7 @@ static void expect_entry(const struct sl_buf *header, const struct sl_buf *entry
     struct sl_buf b = SL_BUF_INIT;
     assert_int_equal(sl_buf_append(&b, header->data ? header->data : "", header->len), 0);
     w_bytes(&b, 1, entry->data ? entry->data : "", entry->len);
-    struct sl_batch_dec bd;
+    struct sl_batch_dec bd = SL_BATCH_DEC_INIT;
     char err[512] = "";
     assert_int_equal(sl_codec_batch_begin(&bd, SL_MSG_RECORD, b.data, b.len, err, sizeof(err)), 0);
     size_t pos = 0, elen;
@@ -1048,7 +1048,7 @@ static void expect_entry(const struct sl_buf *header, const struct sl_buf *entry
     else
         assert_string_equal(err, want);
     sl_msg_unref(m);
-    sl_codec_batch_end(&bd);
+    sl_codec_batch_release(&bd);
     sl_buf_cleanup(&b);
 }
 
@@ -1073,7 +1073,7 @@ static void test_batch_shapes(void **state)
     struct sl_buf b = SL_BUF_INIT;
     assert_int_equal(sl_buf_append(&b, h.data, h.len), 0);
     w_bytes(&b, 1, r.data, r.len);
-    struct sl_batch_dec bd;
+    struct sl_batch_dec bd = SL_BATCH_DEC_INIT;
     char err[512] = "";
     assert_int_equal(sl_codec_batch_begin(&bd, SL_MSG_RECORD, b.data, b.len, err, sizeof(err)), 0);
     assert_int_equal(bd.nsrc, 2);
@@ -1094,6 +1094,16 @@ static void test_batch_shapes(void **state)
     assert_null(m->u.rec.src[1].value);
     sl_codec_batch_end(&bd); /* the record keeps its names */
     assert_string_equal(m->u.rec.src[1].name, "name");
+    /* the next batch of the same header takes the same names */
+    assert_int_equal(sl_codec_batch_begin(&bd, SL_MSG_RECORD, b.data, b.len, err, sizeof(err)), 0);
+    pos = 0;
+    assert_int_equal(sl_codec_batch_next(b.data, b.len, &pos, &e, &elen, err, sizeof(err)), 1);
+    struct sl_msg *m2 = same_batch_decode(&bd, e, elen, err, sizeof(err));
+    assert_non_null(m2);
+    assert_ptr_equal(m2->u.rec.src[1].name, m->u.rec.src[1].name);
+    assert_ptr_equal(m2->wire_names, m->wire_names);
+    sl_codec_batch_end(&bd);
+    sl_msg_unref(m2);
     sl_msg_unref(m);
     /* alone, outside its batch, the values have no names */
     assert_null(sl_codec_decode(SL_MSG_RECORD, r.data, r.len, err, sizeof(err)));
@@ -1142,6 +1152,7 @@ static void test_batch_shapes(void **state)
     w_str(&b, 7, "x");
     assert_int_equal(sl_codec_batch_begin(&bd, SL_MSG_RECORD, b.data, b.len, err, sizeof(err)),
                      SL_ERR_PARSE);
+    sl_codec_batch_release(&bd);
     sl_buf_cleanup(&b);
     sl_buf_cleanup(&h);
     sl_buf_cleanup(&r);

@@ -55,7 +55,17 @@ struct sl_batch_dec {
     uint32_t nsrc, nattr;
     const char *run_id, *job_id; /* in names' allocation, or NULL */
     uint32_t job_version;
+    /* what the last batch read with it shared: a batch that shares the same
+     * takes these very names, so that the records of consecutive batches
+     * have the same name pointers (cheap to compare); zeroed at first */
+    struct sl_names *last;
+    size_t last_bytes;
+    uint32_t last_nsrc;
 };
+#define SL_BATCH_DEC_INIT                                                                          \
+    {                                                                                              \
+        0                                                                                          \
+    }
 /* Checks the framing of the whole batch data[0..len) of records of kind
  * (every entry, and for a RecordBatch fields 2 to 6) and reads what its
  * records share into *bd. 0, or SL_ERR_PARSE / SL_ERR_NOMEM with errbuf set
@@ -66,7 +76,10 @@ int sl_codec_batch_begin(struct sl_batch_dec *bd, enum sl_msg_kind kind, const v
  * does, with what the batch says its records share. */
 struct sl_msg *sl_codec_batch_decode(const struct sl_batch_dec *bd, const void *entry, size_t len,
                                      char *errbuf, size_t errsz);
+/* Ends reading a batch (its records keep what they need); bd keeps the
+ * batch's names for the next one, until sl_codec_batch_release. */
 void sl_codec_batch_end(struct sl_batch_dec *bd);
+void sl_codec_batch_release(struct sl_batch_dec *bd);
 
 /* The next entry of a batch data[0..len) from *pos (start at 0): 1 with
  * *entry / *entry_len (the encoding of one record, for sl_codec_batch_decode)
