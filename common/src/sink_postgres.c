@@ -1001,6 +1001,29 @@ static int copy_rows(struct pg_sink *ps, const char *table, const bool *fresh)
     return copy_lines(ps, sql, fresh, NULL, NULL);
 }
 
+/* insert_absent's or copy_absent's statement inserted n rows: all of them. */
+static int inserted_all(struct pg_sink *ps, uint64_t n, struct sl_counts *c, bool *all)
+{
+    c->created += n;
+    c->published += n;
+    *all = true;
+    return run(ps, "RELEASE SAVEPOINT insert_first", 0, NULL, NULL);
+}
+
+/* insert_absent's or copy_absent's statement was refused (res): a key the
+ * table has ends trying for the run (back to the savepoint: 0); any other
+ * refusal is the caller's (rolled back). */
+static int insert_refused(struct pg_sink *ps, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!state || strcmp(state, "23505") != 0) /* not unique_violation */
+        return failed_with(ps, res, NULL);
+    sl_info("postgres", "run %s: the table has keys of the run: rows are compared from now on",
+            ps->run_id);
+    ps->insert_first = false;
+    return run(ps, "ROLLBACK TO SAVEPOINT insert_first", 0, NULL, NULL);
+}
+
 /* insert_absent for the rows of this sync (fresh[i]) that the validator did
  * not flag, COPYed straight into the table: no temporary table, no INSERT
  * ... SELECT. *all: they all went in; else (a key the table has) nothing
@@ -1031,23 +1054,10 @@ static int copy_absent(struct pg_sink *ps, const bool *fresh, struct sl_counts *
         uint64_t n = 0;
         for (size_t i = 0; i < ps->nrow; i++)
             n += take[i];
-        c->created += n;
-        c->published += n;
-        *all = true;
-        rc = run(ps, "RELEASE SAVEPOINT insert_first", 0, NULL, NULL);
-        goto done;
+        rc = inserted_all(ps, n, c, all);
+    } else if (refused) { /* else rolled back */
+        rc = insert_refused(ps, refused);
     }
-    if (!refused)
-        goto done; /* rolled back */
-    const char *state = PQresultErrorField(refused, PG_DIAG_SQLSTATE);
-    if (!state || strcmp(state, "23505") != 0) { /* not unique_violation */
-        rc = failed_with(ps, refused, NULL);
-        goto done;
-    }
-    sl_info("postgres", "run %s: the table has keys of the run: rows are compared from now on",
-            ps->run_id);
-    ps->insert_first = false;
-    rc = run(ps, "ROLLBACK TO SAVEPOINT insert_first", 0, NULL, NULL);
 done:
     PQclear(refused);
     free(take);
@@ -1083,23 +1093,10 @@ static int insert_absent(struct pg_sink *ps, const char *src, struct sl_counts *
     if ((rc = run(ps, "SAVEPOINT insert_first", 0, NULL, NULL)))
         goto done;
     res = PQexecParams(ps->conn, sql.data, 1, NULL, params, NULL, NULL, 0);
-    if (res && PQresultStatus(res) == PGRES_COMMAND_OK) {
-        uint64_t n = strtoull(PQcmdTuples(res), NULL, 10);
-        c->created += n;
-        c->published += n;
-        *all = true;
-        rc = run(ps, "RELEASE SAVEPOINT insert_first", 0, NULL, NULL);
-        goto done;
-    }
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (!state || strcmp(state, "23505") != 0) { /* not unique_violation */
-        rc = failed_with(ps, res, NULL);
-        goto done;
-    }
-    sl_info("postgres", "run %s: the table has keys of the run: rows are compared from now on",
-            ps->run_id);
-    ps->insert_first = false;
-    rc = run(ps, "ROLLBACK TO SAVEPOINT insert_first", 0, NULL, NULL);
+    if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
+        rc = inserted_all(ps, strtoull(PQcmdTuples(res), NULL, 10), c, all);
+    else
+        rc = insert_refused(ps, res);
 done:
     PQclear(res);
     sl_buf_cleanup(&sql);
