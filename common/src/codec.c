@@ -143,9 +143,6 @@ static void copy_sha(char dst[65], const char src[65])
     dst[n] = '\0';
 }
 
-/* sl_codec_encode through protobuf-c, or as field `field` of an enclosing
- * message (> 0): every kind but records and rejections, which encode_record
- * writes by hand (this path stays as their reference, for the tests). */
 /* What a record leaves to its batch (sl_batch_enc): its run and job ids,
  * the names of its source fields, of its attributes. */
 struct share {
@@ -173,6 +170,9 @@ static bool encode_values(struct sl_arena *a, const struct sl_field *f, uint32_t
 static int encode_pb_shared(const struct sl_msg *m, struct sl_buf *out, unsigned field,
                             struct share sh);
 
+/* sl_codec_encode through protobuf-c, or as field `field` of an enclosing
+ * message (> 0): every kind but records and rejections, which encode_record
+ * writes by hand (this path stays as their reference, for the tests). */
 static int encode_pb(const struct sl_msg *m, struct sl_buf *out, unsigned field)
 {
     return encode_pb_shared(m, out, field, (struct share){false, false, false});
@@ -1660,11 +1660,6 @@ static enum rec_role role_of(const struct rec_wire *w, uint32_t tag)
     return tag < 16 ? (enum rec_role)w->role[tag] : R_UNKNOWN;
 }
 
-/* decode_pb for a record or a rejection, in two passes over the bytes: the
- * record's own fields and the number of entries of each list, then, into one
- * arena block for the lists and every string, the entries. The checks are
- * decode_record's, in its order, after those of the wire (protobuf-c reads
- * the whole message before decode_record looks at it). */
 /* The number of varints of a packed list p[0..n), or -1 when the last one
  * is cut short or one is longer than 10 bytes (protobuf-c refuses both). */
 static long packed_count(const uint8_t *p, size_t n)
@@ -1699,7 +1694,7 @@ static void each_index(const struct wire_item *it, void (*f)(void *, uint32_t), 
 }
 
 /* The fields of a record that its batch names, as decode_record_wire reads
- * them: values[0..n), the index past the last missing one (0: none). */
+ * them (f[0..n)), while the missing indexes are applied. */
 struct values_in {
     struct sl_field *f;
     size_t n;
@@ -1715,6 +1710,11 @@ static void set_missing(void *arg, uint32_t i)
         v->bad_index = (uint64_t)i + 1;
 }
 
+/* decode_pb for a record or a rejection, in two passes over the bytes: the
+ * record's own fields and the number of entries of each list, then, into one
+ * arena block for the lists and every string, the entries. The checks are
+ * decode_record's, in its order, after those of the wire (protobuf-c reads
+ * the whole message before decode_record looks at it). */
 static struct sl_msg *decode_record_wire(enum sl_msg_kind kind, const uint8_t *data, size_t len,
                                          const struct sl_batch_dec *bd, char *errbuf, size_t errsz)
 {
@@ -1951,12 +1951,22 @@ fail:
     return NULL;
 }
 
+/* sl_codec_decode, with what a batch says its records share (bd: records
+ * only; NULL: nothing). */
+static struct sl_msg *decode_in(enum sl_msg_kind kind, const void *data, size_t len,
+                                const struct sl_batch_dec *bd, char *errbuf, size_t errsz)
+{
+    if (kind != SL_MSG_RECORD)
+        bd = NULL;
+    if ((kind == SL_MSG_RECORD || kind == SL_MSG_REJECTION) && (data || !len))
+        return decode_record_wire(kind, data, len, bd, errbuf, errsz);
+    return decode_pb(kind, data, len, bd, errbuf, errsz);
+}
+
 struct sl_msg *sl_codec_decode(enum sl_msg_kind kind, const void *data, size_t len, char *errbuf,
                                size_t errsz)
 {
-    if ((kind == SL_MSG_RECORD || kind == SL_MSG_REJECTION) && (data || !len))
-        return decode_record_wire(kind, data, len, NULL, errbuf, errsz);
-    return decode_pb(kind, data, len, NULL, errbuf, errsz);
+    return decode_in(kind, data, len, NULL, errbuf, errsz);
 }
 
 struct sl_msg *sl_codec_decode_reference(enum sl_msg_kind kind, const void *data, size_t len,
@@ -1991,14 +2001,9 @@ int sl_codec_batch_begin(struct sl_batch_dec *bd, enum sl_msg_kind kind, const v
     struct slice run = {no_bytes, 0}, job = run;
     size_t nsrc = 0, nattr = 0, bytes = 0;
     uint32_t version = 0;
-    struct sl_batch_dec keep = *bd;
-    sl_names_unref(bd->names); /* a batch not ended */
-    *bd = (struct sl_batch_dec){.kind = kind,
-                                .last = keep.last,
-                                .last_bytes = keep.last_bytes,
-                                .last_nsrc = keep.last_nsrc};
+    sl_codec_batch_end(bd); /* one not ended; what the last one shared stays */
+    bd->kind = kind;
     struct sl_names *last = bd->last;
-    size_t last_bytes = bd->last_bytes;
     for (size_t at = 0; at < len;) {
         size_t here = at;
         struct wire_item it;
@@ -2075,7 +2080,7 @@ int sl_codec_batch_begin(struct sl_batch_dec *bd, enum sl_msg_kind kind, const v
     o[job.n] = '\0';
     /* the same as the last batch's (same layout, same bytes): take those */
     struct sl_names *use = nm;
-    if (last && last_bytes == bytes && last->n == n && bd->last_nsrc == nsrc &&
+    if (last && bd->last_bytes == bytes && last->n == n && bd->last_nsrc == nsrc &&
         !memcmp((char *)last + fixed, (char *)nm + fixed, bytes - fixed)) {
         use = sl_names_ref(last);
         free(nm);
@@ -2097,10 +2102,7 @@ int sl_codec_batch_begin(struct sl_batch_dec *bd, enum sl_msg_kind kind, const v
 struct sl_msg *sl_codec_batch_decode(const struct sl_batch_dec *bd, const void *entry, size_t len,
                                      char *errbuf, size_t errsz)
 {
-    if ((bd->kind == SL_MSG_RECORD || bd->kind == SL_MSG_REJECTION) && (entry || !len))
-        return decode_record_wire(bd->kind, entry, len, bd->kind == SL_MSG_RECORD ? bd : NULL,
-                                  errbuf, errsz);
-    return decode_pb(bd->kind, entry, len, NULL, errbuf, errsz);
+    return decode_in(bd->kind, entry, len, bd, errbuf, errsz);
 }
 
 struct sl_msg *sl_codec_batch_decode_reference(const struct sl_batch_dec *bd, const void *entry,
