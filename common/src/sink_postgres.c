@@ -22,8 +22,9 @@
  * into the run's staging table (_sluice_stage_<hash of the run id>); once
  * the progress says sealed, the first sync applies the staging table and
  * drops it, and each batch is COPYed into a temporary table and applied in
- * the same transaction. Every transaction of a run first locks its progress
- * row: publishers serialize per run and cannot deadlock.
+ * the same transaction (a first load COPYs straight into the table, and an
+ * unchanged re-run only checks: insert_absent, copy_absent, all_unchanged). Every transaction of a
+ * run first locks its progress row: publishers serialize per run and cannot deadlock.
  *
  * An application is one statement (build_apply) that counts, against the
  * table as it was before, which keys were absent, changed or unchanged;
@@ -458,6 +459,18 @@ static int put_key_join(struct pg_sink *ps, struct sl_buf *b, const char *o, con
     return rc;
 }
 
+/* Appends "ROW(a.c1, ...) IS DISTINCT FROM ROW(b.c1, ...)" over the written
+ * columns (a, b: prefixes such as "t."): whether the two rows differ. */
+static int put_differs(struct pg_sink *ps, struct sl_buf *b, const char *a, const char *bb)
+{
+    int rc = sl_buf_puts(b, "ROW(");
+    rc |= put_cols(ps, b, a, -1);
+    rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
+    rc |= put_cols(ps, b, bb, -1);
+    rc |= sl_buf_puts(b, ")");
+    return rc;
+}
+
 /* The statement that applies the rows of table src (the written columns and
  * DUPS_COL, one row a key) to the destination and counts what it did:
  * absent keys, their replaced duplicates, changed rows, unchanged rows,
@@ -493,16 +506,11 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
      * building and storing rows costs, and an unchanged re-run writes none */
     rc |= sl_buf_puts(b, "WITH j AS MATERIALIZED (SELECT " SRC "." DUPS_COL ", " OLD
                          ".ctid IS NULL AS " J_ABSENT ", coalesce(" OLD "." RUN_COL
-                         " = $1::text, false) AS " J_MINE ", ROW(");
-    rc |= put_cols(ps, b, OLD ".", -1);
-    rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
-    rc |= put_cols(ps, b, SRC ".", -1);
-    rc |= sl_buf_puts(b, ") AS " J_CHANGED ", " OLD "." RUN_COL
-                         " IS DISTINCT FROM $1::text AS " J_OTHER ", CASE WHEN ROW(");
-    rc |= put_cols(ps, b, OLD ".", -1);
-    rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
-    rc |= put_cols(ps, b, SRC ".", -1);
-    rc |= sl_buf_puts(b, ")");
+                         " = $1::text, false) AS " J_MINE ", ");
+    rc |= put_differs(ps, b, OLD ".", SRC ".");
+    rc |= sl_buf_puts(b, " AS " J_CHANGED ", " OLD "." RUN_COL
+                         " IS DISTINCT FROM $1::text AS " J_OTHER ", CASE WHEN ");
+    rc |= put_differs(ps, b, OLD ".", SRC ".");
     if (mirror)
         rc |= sl_buf_puts(b, " OR " OLD "." RUN_COL " IS DISTINCT FROM $1::text");
     rc |= sl_buf_puts(b, " THEN " SRC " END AS " J_NEW);
@@ -511,11 +519,8 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
         rc |= sl_buf_puts(b, ", CASE WHEN " OLD ".ctid IS NOT NULL AND " OLD "." RUN_COL
                              " IS DISTINCT FROM $1::text");
         if (!mirror) {
-            rc |= sl_buf_puts(b, " AND ROW(");
-            rc |= put_cols(ps, b, OLD ".", -1);
-            rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
-            rc |= put_cols(ps, b, SRC ".", -1);
-            rc |= sl_buf_puts(b, ")");
+            rc |= sl_buf_puts(b, " AND ");
+            rc |= put_differs(ps, b, OLD ".", SRC ".");
         }
         rc |= sl_buf_puts(b, " THEN " OLD " END AS " J_OLD);
     }
@@ -532,11 +537,8 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
         rc |= put_cols(ps, b, "", 1);
         rc |= sl_buf_puts(b, ") DO UPDATE SET ");
         rc |= put_assignments(ps, b, "excluded.");
-        rc |= sl_buf_puts(b, RUN_COL " = excluded." RUN_COL " WHERE ROW(");
-        rc |= put_cols(ps, b, "t.", -1);
-        rc |= sl_buf_puts(b, ") IS DISTINCT FROM ROW(");
-        rc |= put_cols(ps, b, "excluded.", -1);
-        rc |= sl_buf_puts(b, ")");
+        rc |= sl_buf_puts(b, RUN_COL " = excluded." RUN_COL " WHERE ");
+        rc |= put_differs(ps, b, "t.", "excluded.");
         if (mirror)
             rc |= sl_buf_puts(b, " OR t." RUN_COL " IS DISTINCT FROM excluded." RUN_COL);
         rc |= sl_buf_puts(b, " RETURNING 1)");
@@ -1116,12 +1118,10 @@ static int all_unchanged(struct pg_sink *ps, const char *src, struct sl_counts *
     PGresult *res = NULL;
     *all = false;
     int rc = sl_buf_puts(&sql, "SELECT count(*) FILTER (WHERE " OLD ".ctid IS NULL OR " OLD
-                               "." RUN_COL " IS NOT DISTINCT FROM $1::text OR ROW(");
-    rc |= put_cols(ps, &sql, OLD ".", -1);
-    rc |= sl_buf_puts(&sql, ") IS DISTINCT FROM ROW(");
-    rc |= put_cols(ps, &sql, SRC ".", -1);
+                               "." RUN_COL " IS NOT DISTINCT FROM $1::text OR ");
+    rc |= put_differs(ps, &sql, OLD ".", SRC ".");
     rc |=
-        sl_buf_printf(&sql, ")), count(*), (SELECT count(*) FROM (SELECT 1 FROM %s GROUP BY ", src);
+        sl_buf_printf(&sql, "), count(*), (SELECT count(*) FROM (SELECT 1 FROM %s GROUP BY ", src);
     rc |= put_cols(ps, &sql, "", 1);
     rc |= sl_buf_printf(&sql, ") k) FROM %s " SRC " LEFT JOIN %s " OLD " ON ", src, ps->tq);
     rc |= put_key_join(ps, &sql, OLD, SRC);
