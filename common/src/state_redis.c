@@ -798,11 +798,35 @@ static bool script_reply_ok(const redisReply *r, size_t n)
     return true;
 }
 
-static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct sl_seen_query *q,
-                           size_t n, int *out)
+/* One seen_keys() call: its commands (scripts of at most SCRIPT_KEYS_MAX
+ * questions each) and, once asked, the connection their replies come on. */
+struct sl_seen_call {
+    struct state_redis *sr;
+    char *run_id; /* for messages */
+    size_t n, ncmd;
+    struct cmd *cmds;
+    redisReply **rep;
+    size_t *lens;    /* of cmds[0]'s arguments: EVAL replaces EVALSHA */
+    struct conn *cn; /* NULL: not sent (or failed): answer runs the pipeline itself */
+    void *mem;       /* every argument, field and row text, the flags: one block */
+};
+
+static void call_free(struct sl_seen_call *call)
 {
-    struct state_redis *sr = (struct state_redis *)st;
-    if (!run_id || (n && (!q || !out)))
+    if (!call)
+        return;
+    if (call->cn)
+        conn_put(call->sr, call->cn);
+    free(call->run_id);
+    free(call->mem);
+    free(call);
+}
+
+/* The commands of n questions of run_id into a new *out. */
+static int call_build(struct state_redis *sr, const char *run_id, const struct sl_seen_query *q,
+                      size_t n, struct sl_seen_call **out)
+{
+    if (!run_id || (n && !q))
         return SL_ERR_INVALID;
     for (size_t i = 0; i < n; i++)
         if (!q[i].key && q[i].keylen)
@@ -811,8 +835,13 @@ static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct
         sl_warn("state", "cannot look up a key: run id longer than %d bytes", RUN_ID_MAX);
         return SL_ERR_INVALID;
     }
-    if (n == 0)
-        return 0;
+    struct sl_seen_call *call = calloc(1, sizeof(*call));
+    if (!call || !(call->run_id = strdup(run_id))) {
+        free(call);
+        return SL_ERR_NOMEM;
+    }
+    call->sr = sr;
+    call->n = n;
     char rkey[RUN_ID_MAX + 32], ttl[24];
     run_key(run_id, rkey, sizeof(rkey));
     size_t rkeylen = strlen(rkey);
@@ -820,23 +849,29 @@ static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct
     size_t ncmd = (n + SCRIPT_KEYS_MAX - 1) / SCRIPT_KEYS_MAX;
     size_t nargv = 6 * ncmd + 2 * n;
     /* every argument, its length, each question's field and row text, the
-     * add flags, the commands and their replies: one allocation */
+     * run's key and expiry, the add flags, the commands and their replies */
     struct item {
         unsigned char field[32];
         char row[24];
     };
     size_t bytes = nargv * (sizeof(char *) + sizeof(size_t)) + n * sizeof(struct item) +
-                   ncmd * (sizeof(struct cmd) + sizeof(redisReply *)) + n;
-    void *mem = malloc(bytes);
-    if (!mem)
+                   ncmd * (sizeof(struct cmd) + sizeof(redisReply *)) + sizeof(rkey) + sizeof(ttl) +
+                   n;
+    void *mem = call->mem = calloc(1, bytes);
+    if (!mem) {
+        call_free(call);
         return SL_ERR_NOMEM;
+    }
     const char **argv = mem;
-    size_t *lens = (size_t *)(argv + nargv);
-    struct cmd *cmds = (struct cmd *)(lens + nargv);
-    redisReply **rep = (redisReply **)(cmds + ncmd);
+    size_t *lens = call->lens = (size_t *)(argv + nargv);
+    struct cmd *cmds = call->cmds = (struct cmd *)(lens + nargv);
+    redisReply **rep = call->rep = (redisReply **)(cmds + ncmd);
     struct item *items = (struct item *)(rep + ncmd);
-    char *flags = (char *)(items + n);
-    int rc = 0;
+    char *keep = (char *)(items + n);
+    char *flags = keep + sizeof(rkey) + sizeof(ttl);
+    memcpy(keep, rkey, rkeylen + 1);
+    memcpy(keep + sizeof(rkey), ttl, (size_t)ttllen + 1);
+    call->ncmd = ncmd;
     size_t a = 0;
     for (size_t c = 0; c < ncmd; c++) {
         size_t from = c * SCRIPT_KEYS_MAX,
@@ -845,8 +880,8 @@ static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct
         put_arg(argv, lens, &a, "EVALSHA", 7);
         put_arg(argv, lens, &a, sr->script_sha, 40);
         put_arg(argv, lens, &a, "1", 1);
-        put_arg(argv, lens, &a, rkey, rkeylen);
-        put_arg(argv, lens, &a, ttl, (size_t)ttllen);
+        put_arg(argv, lens, &a, keep, rkeylen);
+        put_arg(argv, lens, &a, keep + sizeof(rkey), (size_t)ttllen);
         put_arg(argv, lens, &a, flags + from, to - from);
         size_t rows = a + (to - from); /* the rows follow the fields */
         for (size_t i = from; i < to; i++) {
@@ -854,8 +889,8 @@ static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct
             size_t flen = 0;
             if (!key_field(q[i].key, q[i].keylen, it->field, &flen)) {
                 sl_error("state", "could not hash a key: SHA-256 failed");
-                rc = SL_ERR_FATAL;
-                goto out;
+                call_free(call);
+                return SL_ERR_FATAL;
             }
             flags[i] = q[i].add ? '1' : '0';
             put_arg(argv, lens, &a, (const char *)it->field, flen);
@@ -863,38 +898,139 @@ static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct
         }
         a = rows;
     }
+    *out = call;
+    return 0;
+}
+
+/* Writes call's commands on a connection of its own, without waiting for
+ * the replies. Any failure leaves call unsent: the answer retries. */
+static void call_send(struct sl_seen_call *call)
+{
+    struct state_redis *sr = call->sr;
+    struct conn *cn = conn_get(sr);
+    if (!cn)
+        return;
+    char msg[256];
+    if (!cn->c)
+        cn->c = conn_open(sr, msg, sizeof(msg));
+    bool ok = cn->c != NULL;
+    struct sigpipe_guard g;
+    sigpipe_block(&g);
+    for (size_t i = 0; i < call->ncmd && ok; i++)
+        ok = redisAppendCommandArgv(cn->c, call->cmds[i].argc, call->cmds[i].argv,
+                                    call->cmds[i].lens) == REDIS_OK;
+    for (int done = 0; ok && !done;)
+        ok = redisBufferWrite(cn->c, &done) == REDIS_OK;
+    sigpipe_restore(&g);
+    if (!ok && cn->c) {
+        redisFree(cn->c); /* a half-written pipeline: this connection is done */
+        cn->c = NULL;
+    }
+    if (ok)
+        call->cn = cn;
+    else
+        conn_put(sr, cn);
+}
+
+/* The replies of a sent call into call->rep: true when every one came and
+ * none says Redis cannot serve yet; else the connection is dropped. */
+static bool call_recv(struct sl_seen_call *call)
+{
+    struct conn *cn = call->cn;
+    bool ok = true;
+    struct sigpipe_guard g;
+    sigpipe_block(&g);
+    for (size_t i = 0; i < call->ncmd && ok; i++) {
+        void *r = NULL;
+        ok = redisGetReply(cn->c, &r) == REDIS_OK && r;
+        call->rep[i] = r;
+        ok = ok && !reply_transient(r);
+    }
+    sigpipe_restore(&g);
+    if (!ok) {
+        free_replies(call->rep, call->ncmd);
+        redisFree(cn->c);
+        cn->c = NULL;
+    }
+    call->cn = NULL;
+    conn_put(call->sr, cn);
+    return ok;
+}
+
+static int redis_seen_keys_answer(struct sl_state *st, struct sl_seen_call *call, int *out)
+{
+    (void)st;
+    if (!call)
+        return SL_ERR_INVALID;
+    struct state_redis *sr = call->sr;
+    int rc = 0;
+    if (call->n && !out) {
+        rc = SL_ERR_INVALID;
+        goto out;
+    }
+    if (!call->ncmd)
+        goto out;
+    /* what was sent, else (not sent, connection lost, Redis loading) the
+     * whole pipeline again with reconnects and backoff: each question asked
+     * twice has the same answer */
+    bool got = call->cn && call_recv(call);
     for (int attempt = 0;; attempt++) {
-        if ((rc = run_pipeline(sr, cmds, ncmd, rep)) != 0)
+        if (!got && (rc = run_pipeline(sr, call->cmds, call->ncmd, call->rep)) != 0)
             goto out;
+        got = false;
         bool noscript = false;
-        for (size_t c = 0; c < ncmd; c++)
-            noscript |= rep[c]->type == REDIS_REPLY_ERROR && !strncmp(rep[c]->str, "NOSCRIPT", 8);
+        for (size_t c = 0; c < call->ncmd; c++)
+            noscript |= call->rep[c]->type == REDIS_REPLY_ERROR &&
+                        !strncmp(call->rep[c]->str, "NOSCRIPT", 8);
         if (!noscript || attempt)
             break;
         /* A restarted or flushed server forgot the script: the first command
          * loads it with EVAL, the ones behind it in the pipeline find it. */
-        free_replies(rep, ncmd);
-        cmds[0].argv[0] = "EVAL";
-        cmds[0].argv[1] = SEEN_SCRIPT;
-        lens[0] = 4;
-        lens[1] = sizeof(SEEN_SCRIPT) - 1;
+        free_replies(call->rep, call->ncmd);
+        call->cmds[0].argv[0] = "EVAL";
+        call->cmds[0].argv[1] = SEEN_SCRIPT;
+        call->lens[0] = 4;
+        call->lens[1] = sizeof(SEEN_SCRIPT) - 1;
     }
-    for (size_t c = 0; c < ncmd && rc == 0; c++) {
-        size_t from = c * SCRIPT_KEYS_MAX, k = (size_t)(cmds[c].argc - 6) / 2;
-        if (!script_reply_ok(rep[c], k)) {
-            sl_error("state", "could not look up %zu keys of run %s in redis at %s: %s", n, run_id,
-                     sr->where,
-                     rep[c]->type == REDIS_REPLY_ERROR ? rep[c]->str : "unexpected reply");
+    for (size_t c = 0; c < call->ncmd && rc == 0; c++) {
+        const redisReply *r = call->rep[c];
+        size_t from = c * SCRIPT_KEYS_MAX, k = (size_t)(call->cmds[c].argc - 6) / 2;
+        if (!script_reply_ok(r, k)) {
+            sl_error("state", "could not look up %zu keys of run %s in redis at %s: %s", call->n,
+                     call->run_id, sr->where,
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             rc = SL_ERR_FATAL;
             break;
         }
         for (size_t i = 0; i < k; i++)
-            out[from + i] = rep[c]->str[i] == '1';
+            out[from + i] = r->str[i] == '1';
     }
-    free_replies(rep, ncmd);
+    free_replies(call->rep, call->ncmd);
 out:
-    free(mem);
+    call_free(call);
     return rc;
+}
+
+static int redis_seen_keys_ask(struct sl_state *st, const char *run_id,
+                               const struct sl_seen_query *q, size_t n, struct sl_seen_call **call)
+{
+    if (!call)
+        return SL_ERR_INVALID;
+    *call = NULL;
+    int rc = call_build((struct state_redis *)st, run_id, q, n, call);
+    if (rc == 0 && n)
+        call_send(*call);
+    return rc;
+}
+
+static int redis_seen_keys(struct sl_state *st, const char *run_id, const struct sl_seen_query *q,
+                           size_t n, int *out)
+{
+    if (n && !out)
+        return SL_ERR_INVALID;
+    struct sl_seen_call *call = NULL;
+    int rc = redis_seen_keys_ask(st, run_id, q, n, &call);
+    return rc ? rc : redis_seen_keys_answer(st, call, out);
 }
 
 static int redis_seen_key(struct sl_state *st, const char *run_id, const char *key, size_t keylen,
@@ -1055,6 +1191,8 @@ static const struct sl_state_ops redis_ops = {
     .end_run = redis_end_run,
     .destroy = redis_destroy,
     .seen_keys = redis_seen_keys,
+    .seen_keys_ask = redis_seen_keys_ask,
+    .seen_keys_answer = redis_seen_keys_answer,
     .get_validators = redis_get_validators,
     .set_validators = redis_set_validators,
 };

@@ -16,6 +16,13 @@
  * nothing. Then every held row goes out in the order it came, valid ones to
  * records.valid and rejections to records.rejected, whether it had a key to
  * ask about or not. A row with no key goes out at once when nothing is held.
+ *
+ * A store that can answer later (seen_keys_ask, Redis) works beside the
+ * validator: once BATCH_MAX rows are held and not yet asked about, the
+ * answer to the previous batch is taken and its rows go out, then this
+ * batch's keys are asked, and the validator checks the next rows while Redis
+ * looks them up. One call is outstanding at most, so batches are answered in
+ * the order they came, as seen_keys() would answer them one after another.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +35,8 @@
 #include "sluice/state.h"
 #include "sluice/types.h"
 
-#define BATCH_MAX 1024 /* rows held before their keys are resolved */
+#define BATCH_MAX 1024            /* rows held before their keys are resolved */
+#define HELD_MAX  (2 * BATCH_MAX) /* a batch asked about, and the next one */
 
 /* A validated row waiting for its key's answer and its turn to go out. */
 struct held {
@@ -45,12 +53,17 @@ struct held {
 struct validator {
     const struct sl_stage_env *env;
     struct sl_buf key;
-    struct held *held; /* BATCH_MAX of them */
+    struct held *held; /* HELD_MAX of them */
     size_t nheld;
     size_t nsent;            /* held[0..nsent) went out already */
-    struct sl_seen_query *q; /* BATCH_MAX each: one seen_keys() call */
+    size_t nasked;           /* held[nsent..nasked) answered or in call */
+    struct sl_seen_query *q; /* HELD_MAX each: one seen_keys() call */
     size_t *qi;              /* the held row of each question */
     int *ans;
+    struct sl_seen_call *call; /* asked, not answered yet (seen_keys_ask) */
+    size_t *cqi;               /* HELD_MAX each: call's questions' held rows */
+    int *cans;
+    size_t ncall;
     /* the names of a decoded batch's attributes (a reference) that are the
      * attributes of job names_job in its order: its records need no name
      * compared (jobs live as long as the process) */
@@ -64,6 +77,8 @@ static void validator_destroy(void *state)
     struct validator *v = state;
     if (!v)
         return;
+    if (v->call) /* the call's memory is freed with its answer */
+        v->env->st->ops->seen_keys_answer(v->env->st, v->call, v->cans);
     /* rows still held never went out: their inputs are not committed either */
     for (size_t i = 0; i < v->nheld; i++)
         sl_msg_unref(v->held[i].out);
@@ -71,6 +86,8 @@ static void validator_destroy(void *state)
     free(v->q);
     free(v->qi);
     free(v->ans);
+    free(v->cqi);
+    free(v->cans);
     sl_buf_cleanup(&v->key);
     sl_names_unref(v->names);
     free(v);
@@ -79,10 +96,11 @@ static void validator_destroy(void *state)
 static int validator_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
 {
     struct validator *v = calloc(1, sizeof(*v));
-    if (!v || !(v->held = calloc(BATCH_MAX, sizeof(*v->held))) ||
-        !(v->q = calloc(BATCH_MAX, sizeof(*v->q))) ||
-        !(v->qi = calloc(BATCH_MAX, sizeof(*v->qi))) ||
-        !(v->ans = calloc(BATCH_MAX, sizeof(*v->ans)))) {
+    if (!v || !(v->held = calloc(HELD_MAX, sizeof(*v->held))) ||
+        !(v->q = calloc(HELD_MAX, sizeof(*v->q))) || !(v->qi = calloc(HELD_MAX, sizeof(*v->qi))) ||
+        !(v->ans = calloc(HELD_MAX, sizeof(*v->ans))) ||
+        !(v->cqi = calloc(HELD_MAX, sizeof(*v->cqi))) ||
+        !(v->cans = calloc(HELD_MAX, sizeof(*v->cans)))) {
         validator_destroy(v);
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     }
@@ -179,6 +197,43 @@ static bool same_run(const char *a, const char *b)
     return a && b && !strcmp(a, b);
 }
 
+/* The store refused the questions of n held rows (held[qi[j]]) for run:
+ * as bad input (poison), the rows are marked for the dead-letter topic and
+ * 0 returned; any other error is returned as it is. */
+static int poison_rows(struct validator *v, const size_t *qi, size_t n, const char *run, int rc)
+{
+    if (sl_err_class(rc) != SL_ERRCLASS_POISON)
+        return rc;
+    sl_warn("validator", "cannot look up the keys of %zu records of run %s: %s", n, run ? run : "-",
+            sl_err_str(rc));
+    for (size_t j = 0; j < n; j++)
+        v->held[qi[j]].dead = true;
+    return 0;
+}
+
+/* Takes the answer of the call asked (if any) into its rows. On an error
+ * the rows stay unanswered and count as not asked: they are asked again. */
+static int take_answer(struct validator *v)
+{
+    if (!v->call)
+        return 0;
+    struct sl_state *st = v->env->st;
+    int rc = st->ops->seen_keys_answer(st, v->call, v->cans);
+    v->call = NULL;
+    size_t n = v->ncall;
+    v->ncall = 0;
+    if (rc) {
+        if (sl_err_class(rc) != SL_ERRCLASS_POISON)
+            v->nasked = v->nsent; /* unanswered: to be asked again */
+        return poison_rows(v, v->cqi, n, v->held[v->cqi[0]].out->run_id, rc);
+    }
+    for (size_t j = 0; j < n; j++) {
+        v->held[v->cqi[j]].seen = v->cans[j];
+        v->held[v->cqi[j]].answered = true;
+    }
+    return 0;
+}
+
 /* Answers every held row's question, one seen_keys() call per run among
  * them (a batch is almost always of one run). A run the store refuses as bad
  * input (poison) marks its rows for the dead-letter topic. 0, or the store's
@@ -202,15 +257,11 @@ static int resolve(struct validator *v)
             v->qi[n++] = k;
         }
         int rc = st->ops->seen_keys(st, run, v->q, n, v->ans);
-        if (rc && sl_err_class(rc) == SL_ERRCLASS_POISON) {
-            sl_warn("validator", "cannot look up the keys of %zu records of run %s: %s", n,
-                    run ? run : "-", sl_err_str(rc));
-            for (size_t j = 0; j < n; j++)
-                v->held[v->qi[j]].dead = true;
+        if (rc) {
+            if ((rc = poison_rows(v, v->qi, n, run, rc)) != 0)
+                return rc;
             continue;
         }
-        if (rc)
-            return rc;
         for (size_t j = 0; j < n; j++) {
             v->held[v->qi[j]].seen = v->ans[j];
             v->held[v->qi[j]].answered = true;
@@ -285,12 +336,59 @@ static int send_held(struct held *h, struct sl_emitter *em)
  * (a retry goes on where this stopped, asking nothing twice). */
 static int drain(struct validator *v, struct sl_emitter *em)
 {
-    int rc = resolve(v);
+    int rc = take_answer(v);
+    if (rc == 0)
+        rc = resolve(v);
     for (; rc == 0 && v->nsent < v->nheld; v->nsent++)
         rc = send_held(&v->held[v->nsent], em);
     if (rc)
         return rc;
-    v->nheld = v->nsent = 0;
+    v->nheld = v->nsent = v->nasked = 0;
+    return 0;
+}
+
+/* A batch of BATCH_MAX rows held and not asked about (seen_keys_ask): the
+ * previous batch's answer is taken and its rows go out, then this batch's
+ * keys are asked; rows of several runs are resolved at once instead. 0, or
+ * the error with every row still held that did not go out (a retry asks
+ * again what was not answered). */
+static int step(struct validator *v, struct sl_emitter *em)
+{
+    struct sl_state *st = v->env->st;
+    int rc = take_answer(v);
+    for (; rc == 0 && v->nsent < v->nasked; v->nsent++)
+        rc = send_held(&v->held[v->nsent], em);
+    if (rc)
+        return rc;
+    /* the rows left to the front: room for the next batch */
+    size_t left = v->nheld - v->nsent;
+    memmove(v->held, v->held + v->nsent, left * sizeof(*v->held));
+    v->nasked -= v->nsent;
+    v->nheld = left;
+    v->nsent = 0;
+    const char *run = NULL;
+    size_t n = 0;
+    for (size_t k = v->nasked; k < v->nheld; k++) {
+        struct held *h = &v->held[k];
+        if (!h->ask || h->answered || h->dead)
+            continue;
+        if (n && !same_run(h->out->run_id, run))
+            return drain(v, em); /* rows of two runs: no call for them */
+        run = h->out->run_id;
+        const struct sl_record *r = &h->out->u.rec;
+        v->q[n] = (struct sl_seen_query){
+            .key = r->key, .keylen = strlen(r->key), .row = r->row, .add = h->add};
+        v->cqi[n++] = k;
+    }
+    v->nasked = v->nheld;
+    if (!n)
+        return 0;
+    rc = st->ops->seen_keys_ask(st, run, v->q, n, &v->call);
+    if (rc) {
+        v->nasked = v->nsent; /* asked again by the next drain */
+        return poison_rows(v, v->cqi, n, run, rc);
+    }
+    v->ncall = n;
     return 0;
 }
 
@@ -309,8 +407,11 @@ static int validator_process(void *state, const char *topic, struct sl_msg *in,
     if (in->kind != SL_MSG_RECORD)
         return SL_ERR_INVALID;
     /* make room first: a retriable error here gets this same input again */
-    if (v->nheld == BATCH_MAX) {
-        int rc = drain(v, em);
+    if (v->nheld - v->nasked >= BATCH_MAX || v->nheld == HELD_MAX) {
+        const struct sl_state_ops *ops = v->env->st->ops;
+        int rc = ops->seen_keys_ask && ops->seen_keys_answer ? step(v, em) : drain(v, em);
+        if (rc == 0 && v->nheld == HELD_MAX) /* a failed answer was asked again */
+            rc = drain(v, em);
         if (rc)
             return rc;
     }

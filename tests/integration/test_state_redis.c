@@ -290,6 +290,81 @@ static void test_batch(void **state)
     sl_state_destroy(st);
 }
 
+/* seen_keys_ask() and seen_keys_answer() answer as seen_keys() would, one
+ * call after the other, with work (another call, on another connection)
+ * between the ask and the answer; also when every connection was killed in
+ * between (the answer asks again) or the server forgot the script. */
+static void test_ask_answer(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->plain, 5, NULL);
+    char dir[] = "/tmp/sluice-state-XXXXXX", err[256] = "";
+    assert_non_null(mkdtemp(dir));
+    struct sl_state *loc = sl_state_local_new(dir, err, sizeof(err));
+    assert_non_null(loc);
+    assert_non_null(st->ops->seen_keys_ask);
+    assert_non_null(st->ops->seen_keys_answer);
+    enum { N = 20000 };
+    struct sl_seen_query *q = calloc(N, sizeof(*q));
+    char(*keys)[48] = calloc(N, 48);
+    int *a = calloc(N, sizeof(int)), *b = calloc(N, sizeof(int));
+    assert_true(q && keys && a && b);
+    unsigned seed = 777;
+    for (size_t i = 0; i < N; i++) {
+        unsigned k = rand_r(&seed) % 4000;
+        int len = snprintf(keys[i], 48, k % 3 ? "key-%u" : "a-key-longer-than-31-bytes-%u", k);
+        q[i] = (struct sl_seen_query){.key = keys[i],
+                                      .keylen = (size_t)len,
+                                      .row = 1 + i / 2 + rand_r(&seed) % 3,
+                                      .add = rand_r(&seed) % 4 != 0};
+    }
+    size_t calls = 0;
+    for (size_t i = 0; i < N; calls++) {
+        size_t n = 1 + rand_r(&seed) % 1500;
+        if (n > N - i)
+            n = N - i;
+        struct sl_seen_call *call = NULL;
+        assert_int_equal(st->ops->seen_keys_ask(st, "run-ask", q + i, n, &call), 0);
+        assert_non_null(call);
+        if (calls % 5 == 1) {
+            redisReply *r = helper_cmd(&fx->plain, 5, "CLIENT KILL TYPE normal");
+            assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+            assert_true(r->integer >= 1); /* at least the call's connection */
+            freeReplyObject(r);
+        } else if (calls % 5 == 2) {
+            freeReplyObject(helper_cmd(&fx->plain, 5, "SCRIPT FLUSH"));
+        } else if (calls % 5 == 3) {
+            assert_int_equal(st->ops->seen_key(st, "run-other", "k", 1, 1, true), 0);
+            assert_int_equal(st->ops->seen_key(st, "run-other", "k", 1, 2, true), 1);
+        }
+        assert_int_equal(st->ops->seen_keys_answer(st, call, a + i), 0);
+        assert_int_equal(loc->ops->seen_keys(loc, "run-ask", q + i, n, b + i), 0);
+        i += n;
+    }
+    for (size_t i = 0; i < N; i++)
+        if (a[i] != b[i])
+            fail_msg("question %zu: redis %d, local %d", i, a[i], b[i]);
+    /* bad input is refused at the ask; nothing asked answers at once */
+    struct sl_seen_call *call = NULL;
+    struct sl_seen_query bad = {.key = NULL, .keylen = 3};
+    assert_int_equal(st->ops->seen_keys_ask(st, "run-ask", &bad, 1, &call), SL_ERR_INVALID);
+    assert_null(call);
+    assert_int_equal(st->ops->seen_keys_ask(st, NULL, q, 1, &call), SL_ERR_INVALID);
+    assert_int_equal(st->ops->seen_keys_ask(st, "run-ask", NULL, 0, &call), 0);
+    assert_int_equal(st->ops->seen_keys_answer(st, call, NULL), 0);
+    assert_int_equal(st->ops->end_run(st, "run-ask"), 0);
+    assert_int_equal(st->ops->end_run(st, "run-other"), 0);
+    sl_state_destroy(loc);
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    free(q);
+    free(keys);
+    free(a);
+    free(b);
+    sl_state_destroy(st);
+}
+
 /* Random questions, many long keys among them, asked in batches of random
  * sizes (some bigger than one script call: several in one pipeline) answer
  * as the local store answers them; so does the whole list asked again, after
@@ -812,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_same_row),
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_batch_matches_local),
+        cmocka_unit_test(test_ask_answer),
         cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_threads),

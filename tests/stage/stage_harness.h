@@ -48,6 +48,14 @@
 #define SH_RUN_ID     "run-1"
 #define SH_MAX_TOPICS 8
 
+/* When set before sh_start(), the stage sees the state store it returns for
+ * the harness's local one (which it may wrap; the harness destroys only the
+ * local one). */
+static struct sl_state *(*sh_state_hook)(struct sl_state *local) __attribute__((unused));
+/* When not 0 before sh_start(), the in-process bus holds this many messages
+ * a topic (default 1024) */
+static size_t sh_bus_capacity __attribute__((unused));
+
 struct sh {
     char dir[64];        /* the test's temporary directory */
     char state_dir[96];  /* dir/state */
@@ -145,7 +153,9 @@ SH_FN void sh_start(struct sh *h, const struct sl_stage *stage, const char *job_
         .open_ledger = sh_open_ledger,
         .embedded = true,
     };
-    h->bus = sl_bus_inproc_new(1024);
+    if (sh_state_hook)
+        h->env.st = sh_state_hook(h->st);
+    h->bus = sl_bus_inproc_new(sh_bus_capacity ? sh_bus_capacity : 1024);
     assert_non_null(h->bus);
     size_t n = 0;
     while (topics[n])

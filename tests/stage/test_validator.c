@@ -9,7 +9,8 @@
  * with duplicate_key) versus last_wins (passed on, marked duplicate), a row
  * with other problems never claiming its key, a redelivered row (the same
  * row again) being no duplicate of itself, and outputs leaving in the order
- * their rows came although their keys are looked up in batches.
+ * their rows came although their keys are looked up in batches, also with a
+ * store that answers later (seen_keys_ask, as Redis) and sometimes fails.
  */
 #include "stage_harness.h"
 
@@ -324,6 +325,8 @@ static enum row_case row_case(int i)
     return ROW_VALID;
 }
 
+static atomic_bool rows_sent; /* sender_main sent every row */
+
 static void *sender_main(void *arg)
 {
     struct sender *s = arg;
@@ -339,18 +342,20 @@ static void *sender_main(void *arg)
         if (sl_bus_send(s->h->bus, SL_TOPIC_MAPPED, m))
             break;
     }
+    atomic_store(&rows_sent, true);
     return NULL;
 }
 
 /* Rows of every kind, more than one batch of them, leave in the order they
  * came, each on its topic with its answer. */
-static void test_order(void **state)
+static void check_order(void **state, int rows)
 {
     struct sh *h = start(state, job_reject);
-    struct sender s = {.h = h, .rows = MANY_ROWS};
+    struct sender s = {.h = h, .rows = rows};
+    atomic_store(&rows_sent, false);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, sender_main, &s), 0);
-    for (int i = 1; i <= MANY_ROWS; i++) {
+    for (int i = 1; i <= rows; i++) {
         const char *topic = NULL;
         struct sl_msg *m = sh_next_within(h, &topic, SH_WAIT_MS);
         if (!m)
@@ -371,6 +376,123 @@ static void test_order(void **state)
     sh_expect_none(h, 0, 0);
 }
 
+static void test_order(void **state)
+{
+    check_order(state, MANY_ROWS);
+}
+
+/* A state store that answers seen_keys_ask() at seen_keys_answer() time
+ * (from the local store), and fails every fail_every-th answer with
+ * SL_ERR_RETRY without asking: what Redis does for the validator. */
+struct later_state {
+    struct sl_state base;
+    struct sl_state *local;
+    unsigned asks, answers, fail_every;
+};
+
+struct sl_seen_call {
+    char *run;
+    struct sl_seen_query *q;
+    size_t n;
+};
+
+static struct later_state later;
+
+static int later_seen_key(struct sl_state *st, const char *run, const char *key, size_t keylen,
+                          uint64_t row, bool add)
+{
+    (void)st;
+    return later.local->ops->seen_key(later.local, run, key, keylen, row, add);
+}
+
+static int later_seen_keys(struct sl_state *st, const char *run, const struct sl_seen_query *q,
+                           size_t n, int *out)
+{
+    (void)st;
+    /* the first answer (the input ran dry after the first row) waits until
+     * every row waits in the bus: then the validator's input does not run
+     * dry before the last row, and it asks a batch ahead every 1024 rows */
+    for (int i = 0; i < 10000 && !atomic_load(&rows_sent); i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    return later.local->ops->seen_keys(later.local, run, q, n, out);
+}
+
+static int later_end_run(struct sl_state *st, const char *run)
+{
+    (void)st;
+    return later.local->ops->end_run(later.local, run);
+}
+
+static void later_destroy(struct sl_state *st)
+{
+    (void)st; /* the harness destroys the local store */
+}
+
+static int later_ask(struct sl_state *st, const char *run, const struct sl_seen_query *q, size_t n,
+                     struct sl_seen_call **call)
+{
+    (void)st;
+    struct sl_seen_call *c = calloc(1, sizeof(*c));
+    assert_non_null(c);
+    c->run = strdup(run);
+    c->q = calloc(n ? n : 1, sizeof(*c->q));
+    assert_true(c->run && c->q);
+    for (size_t i = 0; i < n; i++) {
+        c->q[i] = q[i];
+        c->q[i].key = strndup(q[i].key, q[i].keylen); /* q is the caller's again */
+        assert_non_null(c->q[i].key);
+    }
+    c->n = n;
+    later.asks++;
+    *call = c;
+    return 0;
+}
+
+static int later_answer(struct sl_state *st, struct sl_seen_call *c, int *out)
+{
+    (void)st;
+    int rc = ++later.answers % later.fail_every == 0
+                 ? SL_ERR_RETRY
+                 : later.local->ops->seen_keys(later.local, c->run, c->q, c->n, out);
+    for (size_t i = 0; i < c->n; i++)
+        free((char *)c->q[i].key);
+    free(c->q);
+    free(c->run);
+    free(c);
+    return rc;
+}
+
+static const struct sl_state_ops later_ops = {
+    .name = "later",
+    .seen_key = later_seen_key,
+    .end_run = later_end_run,
+    .destroy = later_destroy,
+    .seen_keys = later_seen_keys,
+    .seen_keys_ask = later_ask,
+    .seen_keys_answer = later_answer,
+};
+
+static struct sl_state *later_hook(struct sl_state *local)
+{
+    later = (struct later_state){.base = {.ops = &later_ops}, .local = local, .fail_every = 3};
+    return &later.base;
+}
+
+/* test_order with keys asked in one batch and answered after the next one
+ * was validated, every third answer failing (asked again): the same
+ * outputs in the same order. The rows wait in a bus big enough for all of
+ * them, so that the validator's input seldom runs dry (which drains). */
+static void test_order_answered_later(void **state)
+{
+    sh_state_hook = later_hook;
+    sh_bus_capacity = 4 * MANY_ROWS;
+    check_order(state, 4 * MANY_ROWS);
+    sh_state_hook = NULL;
+    sh_bus_capacity = 0;
+    if (later.asks < 8)
+        fail_msg("the validator asked %u batches ahead: the test did not test it", later.asks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +509,7 @@ int main(void)
         SH_TEST(test_redelivered_row_last_wins),
         SH_TEST(test_redelivered_rejected_row),
         SH_TEST(test_order),
+        SH_TEST(test_order_answered_later),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 struct sl_state;
+struct sl_seen_call; /* seen_keys_ask() */
 
 /* One question of seen_keys(): was key seen in the run by another row? */
 struct sl_seen_query {
@@ -64,6 +65,17 @@ struct sl_state_ops {
      * asked in their source order). q and out are the caller's; any thread. */
     int (*seen_keys)(struct sl_state *st, const char *run_id, const struct sl_seen_query *q,
                      size_t n, int *out);
+    /* seen_keys() in two halves, so that the caller can work while the store
+     * answers: seen_keys_ask() sends the questions (q may be reused once it
+     * returns) and sets *call; seen_keys_answer() waits for the answers of
+     * *call into out[0..n), retrying as seen_keys() does, and frees call,
+     * whatever it returns. A caller has at most one call asked and not yet
+     * answered, so calls are answered in the order asked. 0 or a negative
+     * sl_err each (ask fails only on bad input or memory: a lost connection
+     * is the answer's to retry). NULL in a store that answers at once. */
+    int (*seen_keys_ask)(struct sl_state *st, const char *run_id, const struct sl_seen_query *q,
+                         size_t n, struct sl_seen_call **call);
+    int (*seen_keys_answer)(struct sl_state *st, struct sl_seen_call *call, int *out);
     /* The validators of job's source as last saved, into *out: 0, or
      * SL_ERR_NOTFOUND when none were saved, or another negative sl_err (a
      * record that is not one reads as SL_ERR_PARSE: fetch unconditionally). */
