@@ -290,6 +290,64 @@ static void test_batch(void **state)
     sl_state_destroy(st);
 }
 
+/* n questions about nkeys random keys (a third longer than 31 bytes, so
+ * stored hashed), their rows rising with repeats, three in four adding;
+ * a and b for two stores' answers. seed goes on for the caller. */
+struct qset {
+    struct sl_seen_query *q;
+    char (*keys)[48];
+    int *a, *b;
+};
+
+static struct qset qset_new(size_t n, unsigned nkeys, unsigned *seed)
+{
+    struct qset s = {calloc(n, sizeof(*s.q)), calloc(n, 48), calloc(n, sizeof(int)),
+                     calloc(n, sizeof(int))};
+    assert_true(s.q && s.keys && s.a && s.b);
+    for (size_t i = 0; i < n; i++) {
+        unsigned k = rand_r(seed) % nkeys;
+        int len = snprintf(s.keys[i], 48, k % 3 ? "key-%u" : "a-key-longer-than-31-bytes-%u", k);
+        s.q[i] = (struct sl_seen_query){.key = s.keys[i],
+                                        .keylen = (size_t)len,
+                                        .row = 1 + i / 2 + rand_r(seed) % 3,
+                                        .add = rand_r(seed) % 4 != 0};
+    }
+    return s;
+}
+
+static void qset_free(struct qset *s)
+{
+    free(s->q);
+    free(s->keys);
+    free(s->a);
+    free(s->b);
+}
+
+/* The local store (embedded mode's) in a new temporary directory: the
+ * reference Redis's answers are held to. */
+struct local_ref {
+    char dir[32];
+    struct sl_state *st;
+};
+
+static void local_ref_open(struct local_ref *r)
+{
+    char err[256] = "";
+    snprintf(r->dir, sizeof(r->dir), "/tmp/sluice-state-XXXXXX");
+    assert_non_null(mkdtemp(r->dir));
+    r->st = sl_state_local_new(r->dir, err, sizeof(err));
+    if (!r->st)
+        fail_msg("local store: %s", err);
+}
+
+static void local_ref_close(struct local_ref *r)
+{
+    sl_state_destroy(r->st);
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* seen_keys_ask() and seen_keys_answer() answer as seen_keys() would, one
  * call after the other, with work (another call, on another connection)
  * between the ask and the answer; also when every connection was killed in
@@ -298,26 +356,16 @@ static void test_ask_answer(void **state)
 {
     struct fixture *fx = *state;
     struct sl_state *st = open_store(&fx->plain, 5, NULL);
-    char dir[] = "/tmp/sluice-state-XXXXXX", err[256] = "";
-    assert_non_null(mkdtemp(dir));
-    struct sl_state *loc = sl_state_local_new(dir, err, sizeof(err));
-    assert_non_null(loc);
+    struct local_ref ref;
+    local_ref_open(&ref);
+    struct sl_state *loc = ref.st;
     assert_non_null(st->ops->seen_keys_ask);
     assert_non_null(st->ops->seen_keys_answer);
     enum { N = 20000 };
-    struct sl_seen_query *q = calloc(N, sizeof(*q));
-    char(*keys)[48] = calloc(N, 48);
-    int *a = calloc(N, sizeof(int)), *b = calloc(N, sizeof(int));
-    assert_true(q && keys && a && b);
     unsigned seed = 777;
-    for (size_t i = 0; i < N; i++) {
-        unsigned k = rand_r(&seed) % 4000;
-        int len = snprintf(keys[i], 48, k % 3 ? "key-%u" : "a-key-longer-than-31-bytes-%u", k);
-        q[i] = (struct sl_seen_query){.key = keys[i],
-                                      .keylen = (size_t)len,
-                                      .row = 1 + i / 2 + rand_r(&seed) % 3,
-                                      .add = rand_r(&seed) % 4 != 0};
-    }
+    struct qset qs = qset_new(N, 4000, &seed);
+    struct sl_seen_query *q = qs.q;
+    int *a = qs.a, *b = qs.b;
     size_t calls = 0;
     for (size_t i = 0; i < N; calls++) {
         size_t n = 1 + rand_r(&seed) % 1500;
@@ -354,14 +402,8 @@ static void test_ask_answer(void **state)
     assert_int_equal(st->ops->seen_keys_answer(st, call, NULL), 0);
     assert_int_equal(st->ops->end_run(st, "run-ask"), 0);
     assert_int_equal(st->ops->end_run(st, "run-other"), 0);
-    sl_state_destroy(loc);
-    char cmd[64];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-    free(q);
-    free(keys);
-    free(a);
-    free(b);
+    local_ref_close(&ref);
+    qset_free(&qs);
     sl_state_destroy(st);
 }
 
@@ -373,24 +415,14 @@ static void test_batch_matches_local(void **state)
 {
     struct fixture *fx = *state;
     struct sl_state *st = open_store(&fx->plain, 4, NULL);
-    char dir[] = "/tmp/sluice-state-XXXXXX", err[256] = "";
-    assert_non_null(mkdtemp(dir));
-    struct sl_state *loc = sl_state_local_new(dir, err, sizeof(err));
-    assert_non_null(loc);
+    struct local_ref ref;
+    local_ref_open(&ref);
+    struct sl_state *loc = ref.st;
     enum { N = 30000 };
-    struct sl_seen_query *q = calloc(N, sizeof(*q));
-    char(*keys)[48] = calloc(N, 48);
-    int *a = calloc(N, sizeof(int)), *b = calloc(N, sizeof(int));
-    assert_true(q && keys && a && b);
     unsigned seed = 4242;
-    for (size_t i = 0; i < N; i++) {
-        unsigned k = rand_r(&seed) % 5000;
-        int len = snprintf(keys[i], 48, k % 3 ? "key-%u" : "a-key-longer-than-31-bytes-%u", k);
-        q[i] = (struct sl_seen_query){.key = keys[i],
-                                      .keylen = (size_t)len,
-                                      .row = 1 + i / 2 + rand_r(&seed) % 3,
-                                      .add = rand_r(&seed) % 4 != 0};
-    }
+    struct qset qs = qset_new(N, 5000, &seed);
+    struct sl_seen_query *q = qs.q;
+    int *a = qs.a, *b = qs.b;
     for (int pass = 0; pass < 2; pass++) {
         if (pass)
             freeReplyObject(helper_cmd(&fx->plain, 4, "SCRIPT FLUSH"));
@@ -407,14 +439,8 @@ static void test_batch_matches_local(void **state)
                 fail_msg("pass %d, question %zu: redis %d, local %d", pass, i, a[i], b[i]);
     }
     assert_int_equal(st->ops->end_run(st, "run-x"), 0);
-    sl_state_destroy(loc);
-    char cmd[64];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-    free(q);
-    free(keys);
-    free(a);
-    free(b);
+    local_ref_close(&ref);
+    qset_free(&qs);
     sl_state_destroy(st);
 }
 
