@@ -1305,10 +1305,14 @@ static int apply_now(struct pg_sink *ps, uint64_t dupflags, const bool *fresh, b
 {
     /* a batch is small beside the table: join it by the key's index, never
      * by hashing or sorting the whole table (the planner knows nothing of
-     * the temporary table's rows) */
-    int rc = run(ps, "SET LOCAL enable_hashjoin = off", 0, NULL, NULL);
-    if (rc == 0)
-        rc = run(ps, "SET LOCAL enable_mergejoin = off", 0, NULL, NULL);
+     * the temporary table's rows); and in this transaction's process alone:
+     * a parallel worker is a process started for one statement, dearer
+     * than the part of a batch it would take, on cores the pipeline uses */
+    int rc = run(ps,
+                 "SELECT set_config('enable_hashjoin', 'off', true), "
+                 "set_config('enable_mergejoin', 'off', true), "
+                 "set_config('max_parallel_workers_per_gather', '0', true)",
+                 0, NULL, NULL);
     bool staged = false;
     if (rc == 0)
         rc = stage_exists(ps, &staged);
