@@ -240,7 +240,8 @@ int sl_msg_set_src_row(struct sl_msg *m, struct sl_names *nm, const char *const 
     r->nsrc = r->csrc = (uint32_t)n;
     if (m->names != nm) {
         sl_names_unref(m->names);
-        sl_names_unref(m->wire_names);
+        sl_names_unref(m->wire_names); /* it named the fields replaced */
+        m->wire_names = NULL;
         m->names = sl_names_ref(nm);
     }
     return 0;
