@@ -572,29 +572,41 @@ static void free_replies(redisReply **rep, size_t n)
     }
 }
 
-/* Writes the ncmd commands at once and reads their replies into rep: one
- * round trip. True when every reply came; false with msg set when the
- * connection failed or Redis cannot serve yet (every reply freed). */
-static bool pipeline_once(struct state_redis *sr, redisContext *c, const struct cmd *cmds,
-                          size_t ncmd, redisReply **rep, char *msg, size_t msz)
+/* Writes the ncmd commands to c without waiting for their replies (SIGPIPE
+ * blocked by the caller). False when the connection failed. */
+static bool pipeline_write(redisContext *c, const struct cmd *cmds, size_t ncmd)
 {
-    struct sigpipe_guard g;
     bool ok = true;
-    sigpipe_block(&g);
     for (size_t i = 0; i < ncmd && ok; i++)
         ok = redisAppendCommandArgv(c, cmds[i].argc, cmds[i].argv, cmds[i].lens) == REDIS_OK;
-    for (size_t i = 0; i < ncmd && ok; i++) {
+    for (int done = 0; ok && !done;)
+        ok = redisBufferWrite(c, &done) == REDIS_OK;
+    return ok;
+}
+
+static void lost_connection(const struct state_redis *sr, const redisContext *c, char *msg,
+                            size_t msz)
+{
+    char why[160];
+    lower_first(why, sizeof(why), c->errstr);
+    snprintf(msg, msz, "lost the connection to redis at %s: %s", sr->where, why);
+}
+
+/* Reads the replies of ncmd commands written to c into rep (SIGPIPE blocked
+ * by the caller). True when every reply came; false with msg set when the
+ * connection failed or Redis cannot serve yet (every reply freed). */
+static bool pipeline_read(const struct state_redis *sr, redisContext *c, redisReply **rep,
+                          size_t ncmd, char *msg, size_t msz)
+{
+    memset(rep, 0, ncmd * sizeof(*rep));
+    for (size_t i = 0; i < ncmd; i++) {
         void *r = NULL;
-        ok = redisGetReply(c, &r) == REDIS_OK && r;
+        if (redisGetReply(c, &r) != REDIS_OK || !r) {
+            lost_connection(sr, c, msg, msz);
+            free_replies(rep, ncmd);
+            return false;
+        }
         rep[i] = r;
-    }
-    sigpipe_restore(&g);
-    if (!ok) {
-        char why[160];
-        lower_first(why, sizeof(why), c->errstr);
-        snprintf(msg, msz, "lost the connection to redis at %s: %s", sr->where, why);
-        free_replies(rep, ncmd);
-        return false;
     }
     for (size_t i = 0; i < ncmd; i++) {
         if (reply_transient(rep[i])) {
@@ -604,6 +616,23 @@ static bool pipeline_once(struct state_redis *sr, redisContext *c, const struct 
         }
     }
     return true;
+}
+
+/* Writes the ncmd commands at once and reads their replies into rep: one
+ * round trip. True when every reply came; false with msg set when the
+ * connection failed or Redis cannot serve yet (every reply freed). */
+static bool pipeline_once(struct state_redis *sr, redisContext *c, const struct cmd *cmds,
+                          size_t ncmd, redisReply **rep, char *msg, size_t msz)
+{
+    struct sigpipe_guard g;
+    sigpipe_block(&g);
+    bool ok = pipeline_write(c, cmds, ncmd);
+    if (!ok)
+        lost_connection(sr, c, msg, msz);
+    else
+        ok = pipeline_read(sr, c, rep, ncmd, msg, msz);
+    sigpipe_restore(&g);
+    return ok;
 }
 
 /* Runs ncmd commands in one pipeline, reconnecting with exponential backoff
@@ -860,7 +889,7 @@ static int call_build(struct state_redis *sr, const char *run_id, const struct s
     size_t bytes = nargv * (sizeof(char *) + sizeof(size_t)) + n * sizeof(struct item) +
                    ncmd * (sizeof(struct cmd) + sizeof(redisReply *)) + sizeof(rkey) + sizeof(ttl) +
                    n;
-    void *mem = call->mem = calloc(1, bytes);
+    void *mem = call->mem = malloc(bytes);
     if (!mem) {
         call_free(call);
         return SL_ERR_NOMEM;
@@ -916,14 +945,9 @@ static void call_send(struct sl_seen_call *call)
     char msg[256];
     if (!cn->c)
         cn->c = conn_open(sr, msg, sizeof(msg));
-    bool ok = cn->c != NULL;
     struct sigpipe_guard g;
     sigpipe_block(&g);
-    for (size_t i = 0; i < call->ncmd && ok; i++)
-        ok = redisAppendCommandArgv(cn->c, call->cmds[i].argc, call->cmds[i].argv,
-                                    call->cmds[i].lens) == REDIS_OK;
-    for (int done = 0; ok && !done;)
-        ok = redisBufferWrite(cn->c, &done) == REDIS_OK;
+    bool ok = cn->c && pipeline_write(cn->c, call->cmds, call->ncmd);
     sigpipe_restore(&g);
     if (!ok && cn->c) {
         redisFree(cn->c); /* a half-written pipeline: this connection is done */
@@ -936,22 +960,17 @@ static void call_send(struct sl_seen_call *call)
 }
 
 /* The replies of a sent call into call->rep: true when every one came and
- * none says Redis cannot serve yet; else the connection is dropped. */
+ * none says Redis cannot serve yet; else the connection is dropped (the
+ * answer runs the pipeline again, which says what went wrong if it lasts). */
 static bool call_recv(struct sl_seen_call *call)
 {
     struct conn *cn = call->cn;
-    bool ok = true;
+    char msg[512];
     struct sigpipe_guard g;
     sigpipe_block(&g);
-    for (size_t i = 0; i < call->ncmd && ok; i++) {
-        void *r = NULL;
-        ok = redisGetReply(cn->c, &r) == REDIS_OK && r;
-        call->rep[i] = r;
-        ok = ok && !reply_transient(r);
-    }
+    bool ok = pipeline_read(call->sr, cn->c, call->rep, call->ncmd, msg, sizeof(msg));
     sigpipe_restore(&g);
     if (!ok) {
-        free_replies(call->rep, call->ncmd);
         redisFree(cn->c);
         cn->c = NULL;
     }
