@@ -197,6 +197,45 @@ static bool same_run(const char *a, const char *b)
     return a && b && !strcmp(a, b);
 }
 
+/* Whether h waits for the answer about its key. */
+static bool unanswered(const struct held *h)
+{
+    return h->ask && !h->answered && !h->dead;
+}
+
+/* The questions of the unanswered rows of held[from..nheld) that are of the
+ * run of held[from] (one of them) into v->q, their rows into qi: how many.
+ * *others: unanswered rows of another run are there too. */
+static size_t gather(struct validator *v, size_t from, size_t *qi, bool *others)
+{
+    const char *run = v->held[from].out->run_id;
+    size_t n = 0;
+    *others = false;
+    for (size_t k = from; k < v->nheld; k++) {
+        const struct held *o = &v->held[k];
+        if (!unanswered(o))
+            continue;
+        if (k != from && !same_run(o->out->run_id, run)) {
+            *others = true;
+            continue;
+        }
+        const struct sl_record *r = &o->out->u.rec;
+        v->q[n] = (struct sl_seen_query){
+            .key = r->key, .keylen = strlen(r->key), .row = r->row, .add = o->add};
+        qi[n++] = k;
+    }
+    return n;
+}
+
+/* The answers ans[0..n) to the rows held[qi[j]]. */
+static void set_answers(struct validator *v, const size_t *qi, const int *ans, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        v->held[qi[j]].seen = ans[j];
+        v->held[qi[j]].answered = true;
+    }
+}
+
 /* The store refused the questions of n held rows (held[qi[j]]) for run:
  * as bad input (poison), the rows are marked for the dead-letter topic and
  * 0 returned; any other error is returned as it is. */
@@ -227,10 +266,7 @@ static int take_answer(struct validator *v)
             v->nasked = v->nsent; /* unanswered: to be asked again */
         return poison_rows(v, v->cqi, n, v->held[v->cqi[0]].out->run_id, rc);
     }
-    for (size_t j = 0; j < n; j++) {
-        v->held[v->cqi[j]].seen = v->cans[j];
-        v->held[v->cqi[j]].answered = true;
-    }
+    set_answers(v, v->cqi, v->cans, n);
     return 0;
 }
 
@@ -242,30 +278,18 @@ static int resolve(struct validator *v)
 {
     struct sl_state *st = v->env->st;
     for (size_t i = v->nsent; i < v->nheld; i++) {
-        struct held *h = &v->held[i];
-        if (!h->ask || h->answered || h->dead)
+        if (!unanswered(&v->held[i]))
             continue;
-        const char *run = h->out->run_id;
-        size_t n = 0;
-        for (size_t k = i; k < v->nheld; k++) {
-            struct held *o = &v->held[k];
-            if (!o->ask || o->answered || o->dead || (o != h && !same_run(o->out->run_id, run)))
-                continue;
-            const struct sl_record *r = &o->out->u.rec;
-            v->q[n] = (struct sl_seen_query){
-                .key = r->key, .keylen = strlen(r->key), .row = r->row, .add = o->add};
-            v->qi[n++] = k;
-        }
+        const char *run = v->held[i].out->run_id;
+        bool others;
+        size_t n = gather(v, i, v->qi, &others);
         int rc = st->ops->seen_keys(st, run, v->q, n, v->ans);
         if (rc) {
             if ((rc = poison_rows(v, v->qi, n, run, rc)) != 0)
                 return rc;
             continue;
         }
-        for (size_t j = 0; j < n; j++) {
-            v->held[v->qi[j]].seen = v->ans[j];
-            v->held[v->qi[j]].answered = true;
-        }
+        set_answers(v, v->qi, v->ans, n);
     }
     return 0;
 }
@@ -366,23 +390,19 @@ static int step(struct validator *v, struct sl_emitter *em)
     v->nasked -= v->nsent;
     v->nheld = left;
     v->nsent = 0;
-    const char *run = NULL;
-    size_t n = 0;
-    for (size_t k = v->nasked; k < v->nheld; k++) {
-        struct held *h = &v->held[k];
-        if (!h->ask || h->answered || h->dead)
-            continue;
-        if (n && !same_run(h->out->run_id, run))
-            return drain(v, em); /* rows of two runs: no call for them */
-        run = h->out->run_id;
-        const struct sl_record *r = &h->out->u.rec;
-        v->q[n] = (struct sl_seen_query){
-            .key = r->key, .keylen = strlen(r->key), .row = r->row, .add = h->add};
-        v->cqi[n++] = k;
-    }
-    v->nasked = v->nheld;
-    if (!n)
+    size_t from = v->nasked;
+    while (from < v->nheld && !unanswered(&v->held[from]))
+        from++;
+    if (from == v->nheld) { /* nothing to ask */
+        v->nasked = v->nheld;
         return 0;
+    }
+    const char *run = v->held[from].out->run_id;
+    bool others;
+    size_t n = gather(v, from, v->cqi, &others);
+    if (others)
+        return drain(v, em); /* rows of two runs: no call for them */
+    v->nasked = v->nheld;
     rc = st->ops->seen_keys_ask(st, run, v->q, n, &v->call);
     if (rc) {
         v->nasked = v->nsent; /* asked again by the next drain */
