@@ -1047,19 +1047,16 @@ static int copy_absent(struct pg_sink *ps, const bool *fresh, struct sl_counts *
         rc = SL_ERR_NOMEM;
         goto done;
     }
+    uint64_t n = 0;
     for (size_t i = 0; i < ps->nrow; i++)
-        take[i] = fresh[i] && !ps->row[i].dup;
+        n += take[i] = fresh[i] && !ps->row[i].dup;
     if ((rc = run(ps, "SAVEPOINT insert_first", 0, NULL, NULL)))
         goto done;
     rc = copy_lines(ps, sql.data, take, tail.data, &refused);
-    if (rc == 0) {
-        uint64_t n = 0;
-        for (size_t i = 0; i < ps->nrow; i++)
-            n += take[i];
+    if (rc == 0)
         rc = inserted_all(ps, n, c, all);
-    } else if (refused) { /* else rolled back */
+    else if (refused) /* else rolled back */
         rc = insert_refused(ps, refused);
-    }
 done:
     PQclear(refused);
     free(take);

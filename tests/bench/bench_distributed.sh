@@ -50,7 +50,7 @@ BASELINES=1
 TIMEOUT=${BENCH_TIMEOUT:-1800}
 PG_BIN=${SLUICE_PG_BIN:-/usr/lib/postgresql/15/bin}
 STAGES=(fetcher parser mapper validator publisher)
-declare -A SCALE=() # instances of a stage beyond the first: --scale
+declare -A SCALE=() # instances of each stage (1, or --scale's)
 PG_STATS_OPTS=
 [[ "${BENCH_PG_STATS:-0}" == 1 ]] &&
     PG_STATS_OPTS=" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
@@ -295,8 +295,7 @@ POLL_PID=0
 poll_q() {
     local line
     if ((POLL_PID == 0)) || ! alive "$POLL_PID"; then
-        coproc POLL { exec "$PSQL" -X -q -A -t -F '|' 2>&1; }
-        POLL_PID=$POLL_PID
+        coproc POLL { exec "$PSQL" -X -q -A -t -F '|' 2>&1; } # sets POLL_PID
     fi
     printf '%s;\nSELECT %s;\n' "$1" "'-- end of answer'" >&"${POLL[1]}" || return 1
     ANSWER=
