@@ -23,8 +23,10 @@
  * the progress says sealed, the first sync applies the staging table and
  * drops it, and each batch is COPYed into a temporary table and applied in
  * the same transaction (a first load COPYs straight into the table, and an
- * unchanged re-run only checks: insert_absent, copy_absent, all_unchanged). Every transaction of a
- * run first locks its progress row: publishers serialize per run and cannot deadlock.
+ * unchanged re-run only checks: insert_absent, copy_absent, all_unchanged;
+ * its batches need no staging either: check_unchanged). Every transaction of
+ * a run first locks its progress row: publishers serialize per run and
+ * cannot deadlock.
  *
  * An application is one statement (build_apply) that counts, against the
  * table as it was before, which keys were absent, changed or unchanged;
@@ -1294,22 +1296,48 @@ static bool refusal(int rc)
     return rc && rc != SL_ERR_NOMEM && sl_err_class(rc) != SL_ERRCLASS_RETRIABLE;
 }
 
+/* The planner settings of a transaction that joins batches to the table: a
+ * batch is small beside the table: join it by the key's index, never by
+ * hashing or sorting the whole table (the planner knows nothing of the
+ * temporary table's rows); and in this transaction's process alone: a
+ * parallel worker is a process started for one statement, dearer than the
+ * part of a batch it would take, on cores the pipeline uses. */
+static int batch_plans(struct pg_sink *ps)
+{
+    return run(ps,
+               "SELECT set_config('enable_hashjoin', 'off', true), "
+               "set_config('enable_mergejoin', 'off', true), "
+               "set_config('max_parallel_workers_per_gather', '0', true)",
+               0, NULL, NULL);
+}
+
+/* Before the seal, a batch of an unchanged re-run need not be staged: the
+ * rows of this sync (fresh[i]) are COPYed into ROWS_TABLE and found equal
+ * to the table's (all_unchanged, which writes nothing), so only their counts
+ * are kept (*all), as applying them at the seal would have counted them; a
+ * run that fails later still publishes nothing and counts none. Not with
+ * duplicates last_wins: a flagged row staged later would be counted apart
+ * from the earlier row of its key that was counted here. Else, or when a row
+ * differs (the run stages and compares from now on), the caller stages. */
+static int check_unchanged(struct pg_sink *ps, const bool *fresh, struct sl_counts *d, bool *all)
+{
+    const struct sl_job *job = ps->base.job;
+    *all = false;
+    if (!ps->check_first || job->options.duplicates != SL_DUPS_REJECT || job->options.approval)
+        return 0;
+    int rc = batch_plans(ps);
+    if (rc == 0 && (rc = copy_rows(ps, ROWS_TABLE, fresh)) == 0)
+        rc = all_unchanged(ps, ROWS_TABLE, d, all);
+    return rc;
+}
+
 /* Once the parser sealed the run (it read the whole file: the run can no
  * longer fail but by the destination), rows are applied as they come rather
  * than staged: first what was staged before the seal, then each batch. */
 static int apply_now(struct pg_sink *ps, uint64_t dupflags, const bool *fresh, bool batch_dups,
                      bool copy, struct sl_counts *d, bool *stage_applied)
 {
-    /* a batch is small beside the table: join it by the key's index, never
-     * by hashing or sorting the whole table (the planner knows nothing of
-     * the temporary table's rows); and in this transaction's process alone:
-     * a parallel worker is a process started for one statement, dearer
-     * than the part of a batch it would take, on cores the pipeline uses */
-    int rc = run(ps,
-                 "SELECT set_config('enable_hashjoin', 'off', true), "
-                 "set_config('enable_mergejoin', 'off', true), "
-                 "set_config('max_parallel_workers_per_gather', '0', true)",
-                 0, NULL, NULL);
+    int rc = batch_plans(ps);
     bool staged = false;
     if (rc == 0)
         rc = stage_exists(ps, &staged);
@@ -1400,9 +1428,11 @@ static int sync_once(struct pg_sink *ps, const struct sl_run_facts *fx,
             goto done;
         }
         flags = 0; /* dupflags counts the staged rows' flags only */
-    } else if (keep && staged &&
-               ((rc = ensure_stage(ps)) || (rc = copy_rows(ps, ps->stage, fresh)))) {
-        goto done;
+    } else if (keep && staged) {
+        bool all = false;
+        if ((rc = check_unchanged(ps, fresh, &d, &all)) ||
+            (!all && ((rc = ensure_stage(ps)) || (rc = copy_rows(ps, ps->stage, fresh)))))
+            goto done;
     }
     if (!out->final && (ps->nrow || nrej) && (rc = store_chunks(ps)))
         goto done;

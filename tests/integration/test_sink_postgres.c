@@ -502,6 +502,64 @@ static void test_unchanged_rerun(void **state)
     sl_job_destroy(job);
 }
 
+#define STAGE_OF(run)                                                                              \
+    "SELECT to_regclass('_sluice_stage_' || left(encode(sha256('" run "'), 'hex'), 32))"
+
+/* Before the seal, a batch of an unchanged re-run (duplicates reject) is
+ * checked, not staged (check_unchanged): no staging table, counts kept in
+ * the progress row; the first batch with a change is staged, and so is every
+ * later one; the counts are those of applying everything at the seal. A run
+ * that fails after unchanged batches counts nothing. */
+static void test_unchanged_before_seal(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("early", ""));
+    const char *seed[] = {"a", "1", "x", "b", "2", "y", "c", "3", "z", "d", "4", "w"};
+    expect_counts(run_rows(job, "run-1", seed, 4), 4, 0, 0, 0);
+
+    struct sl_sink *sk = open_sink(job, "run-2");
+    const char *rows[] = {"a", "1", "x", "b", "2", "y", "c", "30", "z", "d", "4", "w"};
+    struct sl_run_progress pr = sync_rows(sk, job, "run-2", rows, NULL, 0, 2, NULL);
+    assert_false(pr.f.sealed);
+    assert_int_equal(pr.staged, 2); /* recorded, for the run's completion */
+    expect_query(STAGE_OF("run-2"), NULL);
+    expect_query("SELECT format('%s/%s', published, unchanged) FROM sluice_progress "
+                 "WHERE run_id = 'run-2'",
+                 "2/2");
+    sync_rows(sk, job, "run-2", rows, NULL, 2, 3, NULL); /* c changed: staged */
+    expect_query(STAGE_OF("run-2"), "_sluice_stage_"
+                                    "b9d17232a4c83d9928ee0d4e6fab81d3");
+    pr = sync_rows(sk, job, "run-2", rows, NULL, 3, 4, &sealed4); /* d: staged too */
+    assert_int_equal(pr.staged, 4);
+    expect_query(ROWS_OF("early"), "a=1/run-1 b=2/run-1 c=3/run-1 d=4/run-1");
+    struct sl_counts c = {0};
+    char err[512] = "";
+    assert_int_equal(sk->ops->finalize(sk, true, false, &pr, &c, err, sizeof(err)), 0);
+    assert_false(pr.f.failed);
+    expect_counts(c, 0, 1, 3, 0);
+    expect_query(ROWS_OF("early"), "a=1/run-1 b=2/run-1 c=30/run-2 d=4/run-1");
+    sl_sink_destroy(sk);
+
+    /* run-3: unchanged batches, then the run fails: nothing counted */
+    sk = open_sink(job, "run-3");
+    const char *same[] = {"a", "1", "x", "b", "2", "y", "c", "30", "z", "d", "4", "w"};
+    sync_rows(sk, job, "run-3", same, NULL, 0, 3, NULL);
+    expect_query(STAGE_OF("run-3"), NULL);
+    struct sl_run_facts failed = {.failed = true, .reason = "row 4: the file ends in a quote"};
+    pr = sync_rows(sk, job, "run-3", same, NULL, 3, 3, &failed);
+    assert_true(pr.f.failed);
+    c = (struct sl_counts){0};
+    assert_int_equal(sk->ops->finalize(sk, false, false, &pr, &c, err, sizeof(err)), 0);
+    assert_true(pr.f.failed);
+    expect_counts(c, 0, 0, 0, 0);
+    expect_query("SELECT format('%s/%s/%s', final, published, unchanged) FROM sluice_progress "
+                 "WHERE run_id = 'run-3'",
+                 "t/0/0");
+    expect_query(ROWS_OF("early"), "a=1/run-1 b=2/run-1 c=30/run-2 d=4/run-1");
+    sl_sink_destroy(sk);
+    sl_job_destroy(job);
+}
+
 /* A run that fails after some of its rows were applied takes them back: the
  * table is as it was, down to the run that last wrote each row. */
 static void test_failed_after_apply_is_undone(void **state)
@@ -772,6 +830,7 @@ int main(void)
         cmocka_unit_test_setup(test_create_table, fresh_progress),
         cmocka_unit_test_setup(test_upsert_counts, fresh_progress),
         cmocka_unit_test_setup(test_last_wins_in_batch, fresh_progress),
+        cmocka_unit_test_setup(test_unchanged_before_seal, fresh_progress),
         cmocka_unit_test_setup(test_allow_create_false, fresh_progress),
         cmocka_unit_test_setup(test_append, fresh_progress),
         cmocka_unit_test_setup(test_mirror, fresh_progress),
