@@ -2,12 +2,13 @@
 # Distributed-mode benchmark: the five services over a Kafka-protocol broker,
 # Redis and PostgreSQL 15, all on loopback; `sluice submit --run` of the demo
 # job (examples/stores/job.json) on N generated rows into a postgres destination,
-# then the same again with --force (every row unchanged); beside it, on the same
-# PostgreSQL, (a) psql \copy + one INSERT ... ON CONFLICT DO UPDATE and (b) pgloader.
+# then the same again with --force (every row unchanged), as --pairs pairs (the table
+# dropped before each further first run; the medians are reported); beside it, on the
+# same PostgreSQL, (a) psql \copy + one INSERT ... ON CONFLICT DO UPDATE and (b) pgloader.
 #
 # Usage: tests/bench/bench_distributed.sh [--rows N] [--partitions P] [--partitioner NAME]
 #                                          [--kafka-config K=V,...] [--scale STAGE=N,...]
-#                                          [--no-baselines] [--strict] [BUILD_DIR]
+#                                          [--pairs N] [--no-baselines] [--strict] [BUILD_DIR]
 #   BUILD_DIR     where build/sluice, the services, tests/sluice-test-mock_kafka and
 #                 tests/bench/gen_stores are (default ./build); this script builds nothing
 #   --rows N      rows to generate (default 1000000)
@@ -27,7 +28,11 @@
 #                 stage that caught up would idle up to half a second); '' for none
 #   --scale       instances of a stage (default 1 each), e.g. validator=2: each further one
 #                 joins the stage's consumer group and is listed as STAGE.N (validator.2)
-#   --no-baselines  no (a), no (b): sluice's two runs only, to compare sluice with itself
+#   --pairs N     first run + re-run pairs (default 3): each further first run loads the
+#                 table dropped again (with --force: the file is the last successful run's);
+#                 the report gives the median of each, and every pair's figures; the CPU
+#                 table the mean of the pairs
+#   --no-baselines  no (a), no (b): sluice's runs only, to compare sluice with itself
 #   --strict      exit 1 when a target is missed or a count is wrong (default: report only)
 # Environment: BENCH_TIMEOUT seconds a run may take (default 1800); BENCH_KEEP_TMP=1
 #   keeps the temporary directory (logs, data); BENCH_PG_STATS=1 loads pg_stat_statements
@@ -45,6 +50,7 @@ PARTS=
 PARTITIONER=keyed
 KAFKA_EXTRA=fetch.wait.max.ms=20
 STRICT=0
+PAIRS=3
 SCALE_ARG=
 BASELINES=1
 TIMEOUT=${BENCH_TIMEOUT:-1800}
@@ -72,10 +78,12 @@ while [[ $# -gt 0 ]]; do
     --kafka-config=*) KAFKA_EXTRA=${1#--kafka-config=} ;;
     --scale) [[ $# -ge 2 ]] || die "--scale needs STAGE=N,..."; SCALE_ARG=$2; shift ;;
     --scale=*) SCALE_ARG=${1#--scale=} ;;
+    --pairs) [[ $# -ge 2 ]] || die "--pairs needs a number"; PAIRS=$2; shift ;;
+    --pairs=*) PAIRS=${1#--pairs=} ;;
     --strict) STRICT=1 ;;
     --no-baselines) BASELINES=0 ;;
     -h | --help)
-        sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     -*) die "unknown option $1" ;;
@@ -107,6 +115,7 @@ fi
 [[ "$PARTS" =~ ^[1-9][0-9]*$ && "$PARTS" -le 1000 ]] || die "--partitions must be 1..1000, not '$PARTS'"
 [[ "$PARTITIONER" =~ ^(keyed|random|consistent|consistent_random|murmur2|murmur2_random|fnv1a|fnv1a_random)$ ]] ||
     die "--partitioner must be keyed or one of librdkafka's partitioners (random, murmur2, ...), not '$PARTITIONER'"
+[[ "$PAIRS" =~ ^[1-9]$ ]] || die "--pairs must be 1..9, not '$PAIRS'"
 [[ "$TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "BENCH_TIMEOUT must be a number of seconds, not '$TIMEOUT'"
 
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || die "build directory $BUILD does not exist"
@@ -474,10 +483,27 @@ write_job bench-distributed "$CSV" "$TABLE" "$JOB"
 declare -A WALL=() CPU0=() CPU1=() LOAD=() SUMMARY=()
 MISSED=0
 
+# settle: the database done with what earlier work left it (the checkpoint writing the
+# pages a load dirtied, autovacuum visiting the rows it inserted), as it is when a
+# scheduled run comes hours after the last: a run does not pay for the one before it
+settle() {
+    local i
+    q -c "CHECKPOINT" >/dev/null
+    [[ "$(q -c "SELECT to_regclass('$TABLE') IS NOT NULL")" == t ]] &&
+        q -c "VACUUM (ANALYZE) $TABLE" >/dev/null
+    for ((i = 0; i < 600; i++)); do
+        [[ "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")" == 0 ]] &&
+            break
+        sleep 0.1
+    done
+    q -c "CHECKPOINT" >/dev/null
+}
+
 # sluice_run NAME [--force]
 sluice_run() {
     local name=$1 force=${2:-}
     echo "-- $name: sluice submit job.json --run $force"
+    settle
     sync
     LOAD[$name]=$(cut -d' ' -f1 /proc/loadavg)
     CPU0[$name]=$(cpu_snapshot)
@@ -509,33 +535,55 @@ expect() {
     fi
 }
 
-sluice_run first
-expect "first run: status" "$R_STATUS" completed_with_errors
-expect "first run: read" "$R_READ" "$ROWS"
-expect "first run: published" "$R_PUB" "$EXPECT_PUB"
-expect "first run: created" "$R_CREATED" "$EXPECT_PUB"
-expect "first run: rejected" "$R_REJ" "$EXPECT_BAD"
-expect "first run: duplicates" "$R_DUP" "$EXPECT_DUP"
-DEST_ROWS=$(q -c "SELECT count(*) FROM $TABLE")
-expect "rows in $TABLE" "$DEST_ROWS" "$EXPECT_PUB"
-
-sluice_run rerun --force
-expect "--force re-run: status" "$R_STATUS" completed_with_errors
-expect "--force re-run: read" "$R_READ" "$ROWS"
-expect "--force re-run: created" "$R_CREATED" 0
-if [[ "$PARTITIONER" == keyed ]]; then
-    expect "--force re-run: unchanged" "$R_UNCHANGED" "$EXPECT_PUB"
-    expect "--force re-run: updated" "$R_UPDATED" 0
-else
-    # a duplicate key's two rows no longer share a partition, so which of them the
-    # validator sees first (and publishes) can differ from one run to the next
-    expect "--force re-run: unchanged + updated" $((R_UNCHANGED + R_UPDATED)) "$EXPECT_PUB"
-    if ((R_UPDATED > EXPECT_DUP)); then
-        expect "--force re-run: updated (at most the $EXPECT_DUP duplicate keys)" "$R_UPDATED" "<= $EXPECT_DUP"
-    elif ((R_UPDATED > 0)); then
-        echo "   ($R_UPDATED of the $EXPECT_DUP duplicate keys went the other way this time: partitioner $PARTITIONER)"
+# the runs of pair P: first run P (pair 1: "first"; further: "firstP" on the table
+# dropped again, --force since the file is the last successful run's), then re-run P
+for ((p = 1; p <= PAIRS; p++)); do
+    sfx=$( ((p == 1)) || echo "$p")
+    if ((p > 1)); then
+        q -c "DROP TABLE $TABLE" >/dev/null
+        sluice_run "first$sfx" --force
+    else
+        sluice_run first
     fi
-fi
+    expect "first run $p: status" "$R_STATUS" completed_with_errors
+    expect "first run $p: read" "$R_READ" "$ROWS"
+    expect "first run $p: published" "$R_PUB" "$EXPECT_PUB"
+    expect "first run $p: created" "$R_CREATED" "$EXPECT_PUB"
+    expect "first run $p: rejected" "$R_REJ" "$EXPECT_BAD"
+    expect "first run $p: duplicates" "$R_DUP" "$EXPECT_DUP"
+    DEST_ROWS=$(q -c "SELECT count(*) FROM $TABLE")
+    expect "rows in $TABLE" "$DEST_ROWS" "$EXPECT_PUB"
+
+    sluice_run "rerun$sfx" --force
+    expect "--force re-run $p: status" "$R_STATUS" completed_with_errors
+    expect "--force re-run $p: read" "$R_READ" "$ROWS"
+    expect "--force re-run $p: created" "$R_CREATED" 0
+    if [[ "$PARTITIONER" == keyed ]]; then
+        expect "--force re-run $p: unchanged" "$R_UNCHANGED" "$EXPECT_PUB"
+        expect "--force re-run $p: updated" "$R_UPDATED" 0
+    else
+        # a duplicate key's two rows no longer share a partition, so which of them the
+        # validator sees first (and publishes) can differ from one run to the next
+        expect "--force re-run $p: unchanged + updated" $((R_UNCHANGED + R_UPDATED)) "$EXPECT_PUB"
+        if ((R_UPDATED > EXPECT_DUP)); then
+            expect "--force re-run $p: updated (at most the $EXPECT_DUP duplicate keys)" "$R_UPDATED" "<= $EXPECT_DUP"
+        elif ((R_UPDATED > 0)); then
+            echo "   ($R_UPDATED of the $EXPECT_DUP duplicate keys went the other way this time: partitioner $PARTITIONER)"
+        fi
+    fi
+done
+# RUNS_first, RUNS_rerun: the names of each kind of run, pair by pair
+RUNS_first=(first) RUNS_rerun=(rerun)
+for ((p = 2; p <= PAIRS; p++)); do RUNS_first+=("first$p") RUNS_rerun+=("rerun$p"); done
+# median NAME...: the median wall time of the runs named
+median() {
+    local n
+    for n in "$@"; do echo "${WALL[$n]}"; done | sort -g |
+        awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+WALL[first_median]=$(median "${RUNS_first[@]}")
+WALL[rerun_median]=$(median "${RUNS_rerun[@]}")
+LOAD[first_median]=${LOAD[first]} LOAD[rerun_median]=${LOAD[rerun]}
 
 # peak RSS and CPU of the services, read before anything is stopped
 declare -A HWM=()
@@ -692,14 +740,21 @@ row() { # LABEL ROWS NAME
         'BEGIN { printf "%-34s %10d %9.2f %11.0f %6.2f\n", l, n, w, (w > 0 ? n / w : 0), ld }'
 }
 rate() { [[ -n "${WALL[$2]:-}" ]] && awk -v n="$1" -v w="${WALL[$2]}" 'BEGIN { print (w > 0 ? n / w : 0) }'; }
-row "sluice, first run" "$ROWS" first
-row "sluice, --force re-run (unchanged)" "$ROWS" rerun
+row "sluice, first run" "$ROWS" first_median
+row "sluice, --force re-run (unchanged)" "$ROWS" rerun_median
+if ((PAIRS > 1)); then
+    echo "(sluice: the median of $PAIRS pairs; load: the first pair's) pair by pair, wall_s first / re-run (re-run/first):"
+    for ((p = 0; p < PAIRS; p++)); do
+        awk -v p=$((p + 1)) -v a="${WALL[${RUNS_first[$p]}]}" -v b="${WALL[${RUNS_rerun[$p]}]}" \
+            'BEGIN { printf "   pair %d: %.2f / %.2f (%.2fx)\n", p, a, b, (b > 0 ? a / b : 0) }'
+    done
+fi
 ((BASELINES)) || echo "(--no-baselines: no (a), no (b))"
 row "(a) psql \\copy + INSERT ON CONFLICT" "$CLEAN_ROWS" copy_upsert
 row "(a) again (every row unchanged)" "$CLEAN_ROWS" copy_upsert_again
 row "(b) pgloader" "$CLEAN_ROWS" pgloader
-S1=$(rate "$ROWS" first)
-S2=$(rate "$ROWS" rerun)
+S1=$(rate "$ROWS" first_median)
+S2=$(rate "$ROWS" rerun_median)
 RA=$(rate "$CLEAN_ROWS" copy_upsert || true)
 RB=$(rate "$CLEAN_ROWS" pgloader || true)
 awk -v s1="$S1" -v s2="$S2" -v ra="${RA:-}" -v rb="${RB:-}" '
@@ -719,28 +774,42 @@ awk -v s1="$S1" -v s2="$S2" -v ra="${RA:-}" -v rb="${RB:-}" '
         printf "re-run/first run: %.2fx (target >= 1x: %s)\n", r, (r >= 1 ? "met" : "MISSED"); ok = ok && r >= 1
         exit ok ? 0 : 1
     }' || MISSED=1
-echo "first run:  ${SUMMARY[first]}"
-echo "re-run:     ${SUMMARY[rerun]}"
+for ((p = 0; p < PAIRS; p++)); do
+    n=$( ((PAIRS == 1)) || echo " $((p + 1))")
+    echo "first run$n:  ${SUMMARY[${RUNS_first[$p]}]}"
+    echo "re-run$n:     ${SUMMARY[${RUNS_rerun[$p]}]}"
+done
 echo "generator:  published=$EXPECT_PUB bad=$EXPECT_BAD duplicate=$EXPECT_DUP"
 
 echo
 echo "CPU seconds (utime+stime from /proc/PID/stat) and peak RSS (VmHWM) of each process:"
 printf '%-17s %11s %11s %13s %13s\n' process first_run rerun since_start peak_RSS_MiB
 names=("${SERVICES[@]/#/sluice-}" broker redis postgres)
-read -r -a c0a <<<"${CPU0[first]}"
-read -r -a c1a <<<"${CPU1[first]}"
-read -r -a c0b <<<"${CPU0[rerun]}"
-read -r -a c1b <<<"${CPU1[rerun]}"
+# spent KIND: each process's CPU ticks in the runs of KIND (first, rerun), all pairs
+spent() {
+    local -n runs=RUNS_$1
+    local r i c0 c1
+    local -a sum=()
+    for r in "${runs[@]}"; do
+        read -r -a c0 <<<"${CPU0[$r]}"
+        read -r -a c1 <<<"${CPU1[$r]}"
+        for i in "${!c1[@]}"; do sum[i]=$((${sum[i]:-0} + c1[i] - c0[i])); done
+    done
+    echo "${sum[*]}"
+}
+read -r -a ca <<<"$(spent first)"
+read -r -a cb <<<"$(spent rerun)"
 read -r -a ce <<<"$CPU_END"
 for i in "${!names[@]}"; do
     key=${names[$i]#sluice-}
-    awk -v n="${names[$i]}" -v a=$((c1a[i] - c0a[i])) -v b=$((c1b[i] - c0b[i])) -v t="${ce[$i]}" \
+    awk -v n="${names[$i]}" -v a="${ca[$i]}" -v b="${cb[$i]}" -v t="${ce[$i]}" -v np="$PAIRS" \
         -v tk="$TICK" -v h="${HWM[$key]:-0}" '
-        BEGIN { printf "%-17s %11.2f %11.2f %13.2f %13s\n", n, a / tk, b / tk, t / tk,
+        BEGIN { printf "%-17s %11.2f %11.2f %13.2f %13s\n", n, a / tk / np, b / tk / np, t / tk,
                 (h > 0 ? sprintf("%.1f", h / 1024) : "-") }'
 done
-echo "(postgres: the postmaster and its backends, sampled every poll; broker: the mock Kafka"
-echo " broker; since_start: from start to the end of the re-run, warm-up included. load: the"
+echo "(first_run, rerun: the mean of the $PAIRS pairs; postgres: the postmaster and its backends,"
+echo " sampled every poll; broker: the mock Kafka broker; since_start: from start to the end"
+echo " of the last re-run, warm-up included. load: the"
 echo " 1-minute load average before the command; above $(nproc) other work shared the cores)"
 
 if [[ $STRICT -eq 1 && $MISSED -ne 0 ]]; then
