@@ -1281,14 +1281,15 @@ static int table_exists(struct pg_sink *ps, const char *table, bool *exists)
     return rc;
 }
 
-/* Whether the run's staging table exists (some publisher staged rows). */
+/* Whether the run's staging table exists (some publisher staged rows).
+ * Always asked, never taken from stage_ready: another publisher of the run
+ * may have applied and dropped the table this one created. */
 static int stage_exists(struct pg_sink *ps, bool *exists)
 {
-    if (ps->stage_ready) {
-        *exists = true;
-        return 0;
-    }
-    return table_exists(ps, ps->stage, exists);
+    int rc = table_exists(ps, ps->stage, exists);
+    if (rc == 0)
+        ps->stage_ready = *exists;
+    return rc;
 }
 
 /* A refusal by the destination (the data, not the connection): the run

@@ -809,8 +809,8 @@ for i in "${!names[@]}"; do
 done
 echo "(first_run, rerun: the mean of the $PAIRS pairs; postgres: the postmaster and its backends,"
 echo " sampled every poll; broker: the mock Kafka broker; since_start: from start to the end"
-echo " of the last re-run, warm-up included. load: the"
-echo " 1-minute load average before the command; above $(nproc) other work shared the cores)"
+echo " of the last re-run, warm-up included. load: the 1-minute load average before the"
+echo " command; above $(nproc) other work shared the cores)"
 
 if [[ $STRICT -eq 1 && $MISSED -ne 0 ]]; then
     exit 1

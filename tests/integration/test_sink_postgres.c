@@ -560,6 +560,39 @@ static void test_unchanged_before_seal(void **state)
     sl_job_destroy(job);
 }
 
+/* Two publishers share a run (each with its own sink and connection): the
+ * staging table one of them created is applied and dropped by the other at
+ * the seal; the first one neither applies it again in a later sync nor when
+ * it finalizes the run. */
+static void test_shared_run(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("shared", ""));
+    struct sl_sink *a = open_sink(job, "run-s");
+    struct sl_sink *b = open_sink(job, "run-s");
+    const char *rows[] = {"a", "1", "x", "b", "2", "y", "c", "3", "z", "d", "4", "w"};
+    sync_rows(a, job, "run-s", rows, NULL, 0, 2, NULL);     /* a creates the staging table */
+    sync_rows(b, job, "run-s", rows, NULL, 2, 3, &sealed4); /* b stages into it: sealed */
+    expect_query(STAGE_OF("run-s"), "_sluice_stage_"
+                                    "d3f25dd5a02a969874fd9845de914fcb");
+    sync_rows(a, job, "run-s", rows, NULL, 3, 4, NULL); /* applied, dropped */
+    expect_query(STAGE_OF("run-s"), NULL);
+    expect_query(ROWS_OF("shared"), "a=1/run-s b=2/run-s c=3/run-s d=4/run-s");
+    struct sl_run_progress pr = sync_rows(b, job, "run-s", rows, NULL, 4, 4, NULL);
+    assert_false(pr.f.failed);
+    struct sl_counts c = {0};
+    char err[512] = "";
+    int rc = b->ops->finalize(b, true, false, &pr, &c, err, sizeof(err));
+    if (rc)
+        print_error("finalize: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_false(pr.f.failed);
+    expect_counts(c, 4, 0, 0, 0);
+    sl_sink_destroy(a);
+    sl_sink_destroy(b);
+    sl_job_destroy(job);
+}
+
 /* A run that fails after some of its rows were applied takes them back: the
  * table is as it was, down to the run that last wrote each row. */
 static void test_failed_after_apply_is_undone(void **state)
@@ -831,6 +864,7 @@ int main(void)
         cmocka_unit_test_setup(test_upsert_counts, fresh_progress),
         cmocka_unit_test_setup(test_last_wins_in_batch, fresh_progress),
         cmocka_unit_test_setup(test_unchanged_before_seal, fresh_progress),
+        cmocka_unit_test_setup(test_shared_run, fresh_progress),
         cmocka_unit_test_setup(test_allow_create_false, fresh_progress),
         cmocka_unit_test_setup(test_append, fresh_progress),
         cmocka_unit_test_setup(test_mirror, fresh_progress),
