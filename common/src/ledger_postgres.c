@@ -3,8 +3,9 @@
  * summary in PostgreSQL (sluice_runs, sluice_rejected_rows; control.c).
  *
  * Rejected rows are written in batches as one JSON array parameter
- * (json_populate_recordset), keyed by run and row, so a redelivered rejection
- * changes nothing. The run row is created when the ledger opens and updated
+ * (jsonb_populate_recordset: parsed once, where json_populate_recordset
+ * parsed each row's jsonb columns again), keyed by run and row, so a
+ * redelivered rejection changes nothing. The run row is created when the ledger opens and updated
  * once when the run is final; the source header and CSV delimiter are kept
  * on it so that the error file can be rebuilt for download.
  */
@@ -41,7 +42,7 @@ static int flush_rows(struct pg_ledger *pl)
     int rc = sl_pg_exec(pl->conn, "store the rejected rows",
                         "INSERT INTO sluice_rejected_rows (run_id, row, errors, source) "
                         "SELECT run_id, row, errors, source FROM "
-                        "json_populate_recordset(NULL::sluice_rejected_rows, $1::json) "
+                        "jsonb_populate_recordset(NULL::sluice_rejected_rows, $1::jsonb) "
                         "ON CONFLICT (run_id, row) DO NOTHING",
                         1, params, NULL, pl->err, sizeof(pl->err));
     sl_buf_reset(&pl->rows);
