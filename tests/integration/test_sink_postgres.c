@@ -14,7 +14,9 @@
  * (sync, finalize): rows applied as they come once the run is sealed, a run
  * failing after that taken back (upsert, mirror, allow_create false), and a
  * batch the table refuses (CHECK) failing the run and undoing its writes,
- * and a first load inserting rows without comparing them.
+ * a first load inserting rows without comparing them, an unchanged re-run
+ * checked before the seal instead of staged, and two publishers sharing a
+ * run's staging table.
  */
 #include "pg_server.h"
 
