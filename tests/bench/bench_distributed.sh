@@ -8,7 +8,8 @@
 #
 # Usage: tests/bench/bench_distributed.sh [--rows N] [--partitions P] [--partitioner NAME]
 #                                          [--kafka-config K=V,...] [--scale STAGE=N,...]
-#                                          [--pairs N] [--no-baselines] [--strict] [BUILD_DIR]
+#                                          [--pairs N] [--durable] [--no-baselines] [--strict]
+#                                          [BUILD_DIR]
 #   BUILD_DIR     where build/sluice, the services, tests/sluice-test-mock_kafka and
 #                 tests/bench/gen_stores are (default ./build); this script builds nothing
 #   --rows N      rows to generate (default 1000000)
@@ -32,6 +33,8 @@
 #                 table dropped again (with --force: the file is the last successful run's);
 #                 the report gives the median of each, and every pair's figures; the CPU
 #                 table the mean of the pairs
+#   --durable     PostgreSQL with its default durability (fsync, synchronous_commit and
+#                 full_page_writes on) instead of all three off, as the integration tests run it
 #   --no-baselines  no (a), no (b): sluice's runs only, to compare sluice with itself
 #   --strict      exit 1 when a target is missed or a count is wrong (default: report only)
 # Environment: BENCH_TIMEOUT seconds a run may take (default 1800); BENCH_KEEP_TMP=1
@@ -51,6 +54,7 @@ PARTITIONER=keyed
 KAFKA_EXTRA=fetch.wait.max.ms=20
 STRICT=0
 PAIRS=3
+PG_DURABILITY=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 SCALE_ARG=
 BASELINES=1
 TIMEOUT=${BENCH_TIMEOUT:-1800}
@@ -81,9 +85,10 @@ while [[ $# -gt 0 ]]; do
     --pairs) [[ $# -ge 2 ]] || die "--pairs needs a number"; PAIRS=$2; shift ;;
     --pairs=*) PAIRS=${1#--pairs=} ;;
     --strict) STRICT=1 ;;
+    --durable) PG_DURABILITY= ;;
     --no-baselines) BASELINES=0 ;;
     -h | --help)
-        sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     -*) die "unknown option $1" ;;
@@ -335,7 +340,7 @@ mkdir "$TMP/pg"
 for _ in 1 2 3; do
     PG_PORT=$(free_port) || fail "no free port on 127.0.0.1"
     if "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -l "$TMP/pg/log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$TMP/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off$PG_STATS_OPTS" \
+        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$TMP/pg$PG_DURABILITY$PG_STATS_OPTS" \
         start >"$TMP/pg_ctl.out" 2>&1; then
         PG_PID=$(head -n 1 "$TMP/pg/data/postmaster.pid")
         break
@@ -345,7 +350,7 @@ done
 [[ $PG_PID -gt 0 ]] || fail "PostgreSQL did not start"
 export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGDATABASE=postgres
 PG_URL="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres"
-echo "== PostgreSQL $(q -c 'SHOW server_version') on 127.0.0.1:$PG_PORT (PID $PG_PID; fsync, synchronous_commit, full_page_writes off)"
+echo "== PostgreSQL $(q -c 'SHOW server_version') on 127.0.0.1:$PG_PORT (PID $PG_PID; fsync, synchronous_commit, full_page_writes $([[ -n "$PG_DURABILITY" ]] && echo off || echo "on: --durable"))"
 [[ -z "$PG_STATS_OPTS" ]] || q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 
 # ---- Redis ----------------------------------------------------------------
