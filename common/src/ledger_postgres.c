@@ -5,9 +5,10 @@
  * Rejected rows are written in batches as one JSON array parameter
  * (jsonb_populate_recordset: parsed once, where json_populate_recordset
  * parsed each row's jsonb columns again), keyed by run and row, so a
- * redelivered rejection changes nothing. The run row is created when the ledger opens and updated
- * once when the run is final; the source header and CSV delimiter are kept
- * on it so that the error file can be rebuilt for download.
+ * redelivered rejection changes nothing. The run row is created when the
+ * ledger opens and updated once when the run is final; the source header and
+ * CSV delimiter are kept on it so that the error file can be rebuilt for
+ * download.
  */
 #include <stdio.h>
 #include <stdlib.h>
