@@ -26,12 +26,14 @@ static __attribute__((unused, format(printf, 1, 2))) int shell(const char *fmt, 
     return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* Starts sluice-NAME with its output in logdir/NAME.log; its PID, or -1. */
-static __attribute__((unused)) pid_t svc_start(const char *name, const char *logdir)
+/* Starts sluice-NAME with its output in logdir/LOGNAME.log (a second
+ * instance of a stage: its own log); its PID, or -1. */
+static __attribute__((unused)) pid_t svc_start_as(const char *name, const char *logname,
+                                                  const char *logdir)
 {
     char bin[512], log[512];
     snprintf(bin, sizeof(bin), "%s/sluice-%s", SLUICE_BUILD_DIR, name);
-    snprintf(log, sizeof(log), "%s/%s.log", logdir, name);
+    snprintf(log, sizeof(log), "%s/%s.log", logdir, logname);
     pid_t pid = fork();
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -44,6 +46,12 @@ static __attribute__((unused)) pid_t svc_start(const char *name, const char *log
         _exit(127);
     }
     return pid;
+}
+
+/* Starts sluice-NAME with its output in logdir/NAME.log; its PID, or -1. */
+static __attribute__((unused)) pid_t svc_start(const char *name, const char *logdir)
+{
+    return svc_start_as(name, name, logdir);
 }
 
 /* Stops it with SIGTERM (SIGKILL after 15 s). 0 when it exited with status

@@ -4,7 +4,11 @@
  * mock Kafka cluster, Redis and PostgreSQL, while
  *   - the mapper is killed with SIGKILL mid-run and started again,
  *   - the publisher is killed with SIGKILL mid-run and started again,
- *   - a broker of the mock cluster goes down for a while and comes back.
+ *   - a broker of the mock cluster goes down for a while and comes back,
+ *   - second instances of the mapper, the validator and the publisher join
+ *     their consumer groups and share the run, then leave on SIGTERM (the
+ *     parser seals 100,000 rows before a publisher has any, so two
+ *     publishers sharing a staging table is test_sink_postgres's).
  * Each time the run must end with exactly the counts that embedded mode
  * gives for the same file, the destination table must hold every valid row
  * once (its unique key makes twice impossible, so its row count is the
@@ -305,6 +309,42 @@ static void test_broker_down_and_up(void **state)
     PQfinish(c);
 }
 
+/* Each stage scaled on its own: a second mapper, validator and publisher
+ * (their logs: STAGE.2.log) take partitions of the run's records from the
+ * first ones; the run's counts and rows are exactly embedded mode's. */
+static void test_scaled_stages(void **state)
+{
+    (void)state;
+    static const int scaled[] = {MAPPER, VALIDATOR, PUBLISHER};
+    pid_t extra[3];
+    char logname[32];
+    for (int i = 0; i < 3; i++) {
+        snprintf(logname, sizeof(logname), "%s.2", services[scaled[i]]);
+        extra[i] = svc_start_as(services[scaled[i]], logname, tmp);
+        assert_true(extra[i] > 0);
+    }
+    /* the run starts once each has partitions of its stage's topic */
+    for (int i = 0; i < 3; i++) {
+        int k = 0;
+        while (shell("grep -q 'partitions assigned' %s/%s.2.log", tmp, services[scaled[i]]) != 0 &&
+               k++ < 300)
+            usleep(100000);
+        if (k > 300)
+            fail_msg("sluice-%s (second instance) got no partitions in 30 s (logs in %s)",
+                     services[scaled[i]], tmp);
+    }
+    PGconn *c = connect_pg();
+    char run_id[64];
+    write_job("crash_scaled");
+    submit_run("crash_scaled", run_id);
+    check_run(c, run_id, "crash_scaled");
+    PQfinish(c);
+    int bad = 0;
+    for (int i = 0; i < 3; i++)
+        bad |= svc_stop(extra[i], services[scaled[i]]);
+    assert_int_equal(bad, 0);
+}
+
 /* Every topic the runs went through is plain protobuf: kcat takes a message
  * of each from the broker and protoc decodes it with proto/sluice.proto (a
  * records topic's message is a batch of records, which names the run and
@@ -350,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_kill_mapper),
         cmocka_unit_test(test_kill_publisher),
         cmocka_unit_test(test_broker_down_and_up),
+        cmocka_unit_test(test_scaled_stages),
         cmocka_unit_test(test_topics_readable_by_kcat_and_protoc),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
