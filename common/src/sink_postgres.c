@@ -64,6 +64,7 @@
 #define BATCH_ROWS  5000
 #define BATCH_BYTES (8u << 20)
 #define RUN_COL     "_sluice_run"
+#define DIGEST_COL  "_sluice_digest"
 #define DUPS_COL    "_sluice_dups"
 #define ROW_COL     "_sluice_row"
 /* the columns the apply statement adds to each row (build_apply) */
@@ -79,6 +80,8 @@
 #define OLD         "_sluice_o"
 #define BATCH_TABLE "pg_temp._sluice_batch"
 #define ROWS_TABLE  "pg_temp._sluice_rows"
+#define KEYS_TABLE  "pg_temp._sluice_keys"
+#define GUARD       "_sluice_digest_guard" /* the trigger and its function */
 #define APPLY_STMT  "sluice_apply"
 #define CHUNK_SHIFT 16 /* rows per bitmap chunk: 65536 (8 KiB) */
 #define CHUNK_BYTES ((1u << CHUNK_SHIFT) / 8)
@@ -141,6 +144,7 @@ struct chunk {
 struct pg_sink {
     struct sl_sink base;
     PGconn *conn;
+    EVP_MD_CTX *md; /* the rows' digests */
     char *run_id;
     char where[256];            /* host:port for messages */
     char *what;                 /* "write to table \"t\" at host:port" */
@@ -295,6 +299,16 @@ static int put_cols(struct pg_sink *ps, struct sl_buf *b, const char *prefix, in
     return 0;
 }
 
+/* put_cols of every written attribute, then DIGEST_COL: the columns of a
+ * buffered row's COPY line, as written to the table. */
+static int put_row_cols(struct pg_sink *ps, struct sl_buf *b, const char *prefix)
+{
+    int rc = put_cols(ps, b, prefix, -1);
+    if (rc == 0 && (sl_buf_printf(b, ", %s" DIGEST_COL, prefix)))
+        rc = SL_ERR_NOMEM;
+    return rc;
+}
+
 /* ---- preparing the table ------------------------------------------------ */
 
 struct setup {
@@ -327,7 +341,7 @@ static int create_table(struct setup *su, char *errbuf, size_t errsz)
                              su->what);
         rc |= sl_buf_printf(b, " %s, ", pg_type_of(job->attrs[i].type));
     }
-    rc |= sl_buf_puts(b, RUN_COL " text)");
+    rc |= sl_buf_puts(b, RUN_COL " text, " DIGEST_COL " uuid)");
     if (rc)
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     return setup_exec(su, b->data, 0, NULL, NULL, errbuf, errsz);
@@ -348,9 +362,13 @@ static int add_columns(struct setup *su, char *errbuf, size_t errsz)
     if (rc)
         return rc;
     int nt = PQntuples(res);
-    for (size_t i = 0; i <= job->nattrs && rc == 0; i++) {
-        const char *name = i < job->nattrs ? job->attrs[i].name : RUN_COL;
-        const char *type = i < job->nattrs ? pg_type_of(job->attrs[i].type) : "text";
+    for (size_t i = 0; i < job->nattrs + 2 && rc == 0; i++) {
+        const char *name = i < job->nattrs    ? job->attrs[i].name
+                           : i == job->nattrs ? RUN_COL
+                                              : DIGEST_COL;
+        const char *type = i < job->nattrs    ? pg_type_of(job->attrs[i].type)
+                           : i == job->nattrs ? "text"
+                                              : "uuid";
         bool have = false;
         for (int t = 0; t < nt && !have; t++)
             have = !strcmp(PQgetvalue(res, t, 0), name);
@@ -368,6 +386,53 @@ static int add_columns(struct setup *su, char *errbuf, size_t errsz)
         rc = setup_exec(su, b->data, 0, NULL, NULL, errbuf, errsz);
     }
     PQclear(res);
+    return rc;
+}
+
+/* The digest's guard: a trigger that clears DIGEST_COL in every row an
+ * UPDATE changes unless the session says it is sluice's (sluice.writing
+ * on: the publisher's sessions, which write each row's new digest), so that
+ * a row someone else changed is compared column by column again. Created
+ * once, its function in the table's schema. */
+static int digest_guard(struct setup *su, char *errbuf, size_t errsz)
+{
+    struct pg_sink *ps = su->ps;
+    const char *params[] = {su->tq.data, GUARD};
+    PGresult *res = NULL;
+    int rc = setup_exec(su,
+                        "SELECT n.nspname, EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = "
+                        "c.oid AND t.tgname = $2) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                        "c.relnamespace WHERE c.oid = $1::regclass",
+                        2, params, &res, errbuf, errsz);
+    if (rc)
+        return rc;
+    if (PQntuples(res) != 1 || PQgetvalue(res, 0, 1)[0] == 't') {
+        PQclear(res);
+        return 0;
+    }
+    struct sl_buf fn = SL_BUF_INIT, *b = &su->sql;
+    rc = sl_pg_put_ident(&fn, ps->conn, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    rc |= sl_buf_puts(&fn, "." GUARD "()");
+    sl_buf_reset(b);
+    rc |= sl_buf_printf(b,
+                        "CREATE OR REPLACE FUNCTION %s RETURNS trigger LANGUAGE plpgsql AS "
+                        "$f$ BEGIN IF current_setting('sluice.writing', true) IS DISTINCT FROM "
+                        "'on' THEN NEW." DIGEST_COL " := NULL; END IF; RETURN NEW; END $f$",
+                        fn.data);
+    if (rc == 0 && (rc = setup_exec(su, b->data, 0, NULL, NULL, errbuf, errsz)) == 0) {
+        sl_buf_reset(b);
+        if (sl_buf_printf(b,
+                          "CREATE TRIGGER " GUARD " BEFORE UPDATE ON %s FOR EACH ROW "
+                          "EXECUTE FUNCTION %s",
+                          su->tq.data, fn.data))
+            rc = SL_ERR_NOMEM;
+        else
+            rc = setup_exec(su, b->data, 0, NULL, NULL, errbuf, errsz);
+    } else if (rc == SL_ERR_NOMEM) {
+        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    }
+    sl_buf_cleanup(&fn);
     return rc;
 }
 
@@ -418,7 +483,8 @@ static int key_index(struct setup *su, char *errbuf, size_t errsz)
             rc |= sl_buf_puts(b, ", ");
         rc |= sl_pg_put_ident(b, ps->conn, job->key[k]);
     }
-    rc |= sl_buf_puts(b, ")");
+    /* the digest beside the key: the unchanged check reads the index only */
+    rc |= sl_buf_puts(b, ") INCLUDE (" DIGEST_COL ")");
     if (rc)
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     sl_info("postgres", "table %s: creating a unique index on the key", su->table);
@@ -494,9 +560,9 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
     sl_buf_reset(b);
     if (!ps->keyed) {
         rc |= sl_buf_printf(b, "WITH w AS (INSERT INTO %s (", tq);
-        rc |= put_cols(ps, b, "", -1);
+        rc |= put_row_cols(ps, b, "");
         rc |= sl_buf_puts(b, ", " RUN_COL ") SELECT ");
-        rc |= put_cols(ps, b, "", -1);
+        rc |= put_row_cols(ps, b, "");
         rc |= sl_buf_printf(b,
                             ", $1::text FROM %s RETURNING 1) "
                             "SELECT count(*), 0, 0, 0, 0 FROM w",
@@ -532,14 +598,15 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
     const char *write_if = mirror ? "(" J_CHANGED " OR " J_OTHER ")" : J_CHANGED;
     if (job->options.allow_create) {
         rc |= sl_buf_printf(b, "w AS (INSERT INTO %s AS t (", tq);
-        rc |= put_cols(ps, b, "", -1);
+        rc |= put_row_cols(ps, b, "");
         rc |= sl_buf_puts(b, ", " RUN_COL ") SELECT ");
-        rc |= put_cols(ps, b, "(" J_NEW ").", -1);
+        rc |= put_row_cols(ps, b, "(" J_NEW ").");
         rc |= sl_buf_printf(b, ", $1::text FROM j WHERE %s ON CONFLICT (", write_if);
         rc |= put_cols(ps, b, "", 1);
         rc |= sl_buf_puts(b, ") DO UPDATE SET ");
         rc |= put_assignments(ps, b, "excluded.");
-        rc |= sl_buf_puts(b, RUN_COL " = excluded." RUN_COL " WHERE ");
+        rc |= sl_buf_puts(b, DIGEST_COL " = excluded." DIGEST_COL ", " RUN_COL
+                                        " = excluded." RUN_COL " WHERE ");
         rc |= put_differs(ps, b, "t.", "excluded.");
         if (mirror)
             rc |= sl_buf_puts(b, " OR t." RUN_COL " IS DISTINCT FROM excluded." RUN_COL);
@@ -547,7 +614,8 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
     } else {
         rc |= sl_buf_printf(b, "w AS (UPDATE %s AS t SET ", tq);
         rc |= put_assignments(ps, b, "(j." J_NEW ").");
-        rc |= sl_buf_puts(b, RUN_COL " = $1::text FROM j WHERE ");
+        rc |= sl_buf_puts(b, DIGEST_COL " = (j." J_NEW ")." DIGEST_COL ", " RUN_COL
+                                        " = $1::text FROM j WHERE ");
         rc |= put_key_join(ps, b, "t", "(j." J_NEW ")");
         rc |= sl_buf_printf(b, " AND NOT j." J_ABSENT " AND j.%s RETURNING 1)",
                             mirror ? "(" J_CHANGED " OR j." J_OTHER ")" : J_CHANGED);
@@ -587,17 +655,27 @@ static int prepare_session(struct pg_sink *ps, char *errbuf, size_t errsz)
 {
     struct sl_buf sql = SL_BUF_INIT;
     int rc = 0;
-    rc |= sl_buf_puts(&sql, "CREATE TEMP TABLE IF NOT EXISTS _sluice_batch "
-                            "ON COMMIT DELETE ROWS AS SELECT ");
-    rc |= put_cols(ps, &sql, "", -1);
+    /* sluice.writing: this session's UPDATEs keep the digests they write
+     * (digest_guard) */
+    rc |= sl_buf_puts(&sql, "SET sluice.writing = 'on'; CREATE TEMP TABLE IF NOT EXISTS "
+                            "_sluice_batch ON COMMIT DELETE ROWS AS SELECT ");
+    rc |= put_row_cols(ps, &sql, "");
     rc |= sl_buf_puts(&sql, ", 0::integer AS " DUPS_COL " FROM ");
     rc |= sl_buf_puts(&sql, ps->tq);
     rc |= sl_buf_puts(&sql, " WITH NO DATA; CREATE TEMP TABLE IF NOT EXISTS _sluice_rows "
                             "ON COMMIT DELETE ROWS AS SELECT ");
-    rc |= put_cols(ps, &sql, "", -1);
+    rc |= put_row_cols(ps, &sql, "");
     rc |= sl_buf_puts(&sql, ", 0::integer AS " DUPS_COL ", 0::bigint AS " ROW_COL " FROM ");
     rc |= sl_buf_puts(&sql, ps->tq);
     rc |= sl_buf_puts(&sql, " WITH NO DATA");
+    if (ps->keyed) {
+        rc |= sl_buf_puts(&sql, "; CREATE TEMP TABLE IF NOT EXISTS _sluice_keys "
+                                "ON COMMIT DELETE ROWS AS SELECT ");
+        rc |= put_cols(ps, &sql, "", 1);
+        rc |= sl_buf_puts(&sql, ", " DIGEST_COL " FROM ");
+        rc |= sl_buf_puts(&sql, ps->tq);
+        rc |= sl_buf_puts(&sql, " WITH NO DATA");
+    }
     if (rc) {
         sl_buf_cleanup(&sql);
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
@@ -658,6 +736,7 @@ static int setup_table(struct pg_sink *ps, const char *table, char *errbuf, size
                          NULL, errbuf, errsz)) ||
         (rc = create_table(&su, errbuf, errsz)) || (rc = add_columns(&su, errbuf, errsz)) ||
         (ps->keyed && (rc = key_index(&su, errbuf, errsz))) ||
+        (ps->keyed && (rc = digest_guard(&su, errbuf, errsz))) ||
         (rc = setup_exec(&su, "COMMIT", 0, NULL, NULL, errbuf, errsz)))
         goto done;
 
@@ -919,7 +998,7 @@ static int ensure_stage(struct pg_sink *ps)
         return 0;
     struct sl_buf sql = SL_BUF_INIT;
     int rc = sl_buf_printf(&sql, "CREATE TABLE IF NOT EXISTS %s AS SELECT ", ps->stage);
-    rc |= put_cols(ps, &sql, "", -1);
+    rc |= put_row_cols(ps, &sql, "");
     rc |= sl_buf_printf(
         &sql, ", 0::integer AS " DUPS_COL ", 0::bigint AS " ROW_COL " FROM %s WITH NO DATA",
         ps->tq);
@@ -1039,7 +1118,7 @@ static int copy_absent(struct pg_sink *ps, const bool *fresh, struct sl_counts *
     PGresult *refused = NULL;
     *all = false;
     int rc = sl_buf_printf(&sql, "COPY %s (", ps->tq);
-    rc |= put_cols(ps, &sql, "", -1);
+    rc |= put_row_cols(ps, &sql, "");
     rc |= sl_buf_puts(&sql, ", " RUN_COL ") FROM STDIN");
     rc |= sl_buf_putc(&tail, '\t');
     rc |= copy_value(&tail, ps->run_id);
@@ -1082,9 +1161,9 @@ static int insert_absent(struct pg_sink *ps, const char *src, struct sl_counts *
     PGresult *res = NULL;
     *all = false;
     int rc = sl_buf_printf(&sql, "INSERT INTO %s (", ps->tq);
-    rc |= put_cols(ps, &sql, "", -1);
+    rc |= put_row_cols(ps, &sql, "");
     rc |= sl_buf_puts(&sql, ", " RUN_COL ") SELECT ");
-    rc |= put_cols(ps, &sql, "", -1);
+    rc |= put_row_cols(ps, &sql, "");
     rc |= sl_buf_printf(&sql, ", $1::text FROM %s WHERE " DUPS_COL " = 0", src);
     if (rc) {
         snprintf(ps->err, sizeof(ps->err), "out of memory");
@@ -1157,6 +1236,150 @@ done:
     return rc;
 }
 
+/* The key fields of row r's COPY text (the written columns, then the
+ * digest), tab-separated, appended to b, then the digest: a KEYS_TABLE line
+ * without its newline. iskey[i]: ps->col[i] is a key attribute. */
+static int key_line(struct pg_sink *ps, const struct brow *r, const bool *iskey, struct sl_buf *b)
+{
+    const char *p = ps->rows.data + r->off, *end = p + r->len;
+    bool first = true;
+    for (size_t i = 0; i <= ps->ncol && p <= end; i++) {
+        const char *tab = memchr(p, '\t', (size_t)(end - p));
+        const char *stop = tab ? tab : end;
+        if (i == ps->ncol || iskey[i]) { /* a key field, or the digest (last) */
+            if ((!first && sl_buf_putc(b, '\t')) || sl_buf_append(b, p, (size_t)(stop - p)))
+                return SL_ERR_NOMEM;
+            first = false;
+        }
+        p = stop + 1;
+    }
+    return 0;
+}
+
+/* Whether two of the n key lines in b (line i from off[i], its key part
+ * len[i] bytes) have the same key text: an open-addressing set. */
+static int key_twice(const struct sl_buf *b, const size_t *off, const size_t *len, size_t n,
+                     bool *twice)
+{
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    size_t *slot = calloc(cap, sizeof(*slot)); /* row + 1; 0: empty */
+    if (!slot)
+        return SL_ERR_NOMEM;
+    *twice = false;
+    for (size_t i = 0; i < n && !*twice; i++) {
+        uint64_t h = 14695981039346656037ull;
+        for (size_t k = 0; k < len[i]; k++)
+            h = (h ^ (unsigned char)b->data[off[i] + k]) * 1099511628211ull;
+        for (size_t j = h & (cap - 1);; j = (j + 1) & (cap - 1)) {
+            if (!slot[j]) {
+                slot[j] = i + 1;
+                break;
+            }
+            size_t o = slot[j] - 1;
+            if (len[o] == len[i] && !memcmp(b->data + off[o], b->data + off[i], len[i])) {
+                *twice = true;
+                break;
+            }
+        }
+    }
+    free(slot);
+    return 0;
+}
+
+/* The unchanged check by digest: a row's digest stays in the table only
+ * while no one but sluice changed the row (digest_guard), so a row whose
+ * digest is the table row's is that row. The key and digest of each row of
+ * this sync (fresh[i]) are COPYed into KEYS_TABLE and joined to the key's
+ * index, which INCLUDEs the digest: the table's rows are not read. *all:
+ * every digest is the table row's: the rows count as unchanged. A key the
+ * table lacks ends checking for the run (check_first); any other difference
+ * (a digest cleared by an UPDATE, or one of another set of columns) is left
+ * to all_unchanged, which compares the columns. Only for rows the validator
+ * did not flag and no key twice: then none of them can be a row this run
+ * wrote, and each is one key. */
+static int digest_check(struct pg_sink *ps, const bool *fresh, struct sl_counts *c, bool *all)
+{
+    const struct sl_job *job = ps->base.job;
+    *all = false;
+    if (!ps->keyed || !ps->check_first)
+        return 0;
+    struct sl_buf lines = SL_BUF_INIT, sql = SL_BUF_INIT;
+    bool *iskey = calloc(ps->ncol + 1, sizeof(*iskey));
+    size_t *off = calloc(ps->nrow + 1, sizeof(*off)), *len = calloc(ps->nrow + 1, sizeof(*len));
+    PGresult *res = NULL;
+    size_t n = 0;
+    int rc = iskey && off && len ? 0 : SL_ERR_NOMEM;
+    for (size_t i = 0; i < ps->ncol && rc == 0; i++)
+        iskey[i] = is_key(job, ps->col[i]->name);
+    for (size_t i = 0; i < ps->nrow && rc == 0; i++) {
+        if (!fresh[i])
+            continue;
+        if (ps->row[i].dup)
+            goto done; /* flagged: all_unchanged counts it */
+        off[n] = lines.len;
+        if ((rc = key_line(ps, &ps->row[i], iskey, &lines)))
+            break;
+        len[n] = lines.len - off[n] - 33; /* the key part: without "\t" and the digest */
+        n++;
+        rc = sl_buf_putc(&lines, '\n') ? SL_ERR_NOMEM : 0;
+    }
+    bool twice = false;
+    if (rc || n == 0 || (rc = key_twice(&lines, off, len, n, &twice)) || twice)
+        goto done;
+    res = PQexec(ps->conn, "COPY " KEYS_TABLE " FROM STDIN");
+    if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
+        rc = failed_with(ps, res, NULL);
+        goto done;
+    }
+    PQclear(res);
+    res = NULL;
+    bool sent = PQputCopyData(ps->conn, lines.data, (int)lines.len) == 1;
+    sent = PQputCopyEnd(ps->conn, sent ? NULL : "sluice could not send the keys") == 1 && sent;
+    while ((res = PQgetResult(ps->conn))) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && !rc)
+            rc = failed_with(ps, res, NULL);
+        PQclear(res);
+    }
+    if (rc || (!sent && (rc = failed_with(ps, NULL, NULL))))
+        goto done;
+    rc = sl_buf_puts(&sql, "SELECT count(*) FILTER (WHERE " OLD ".");
+    rc |= sl_pg_put_ident(&sql, ps->conn, job->key[0]);
+    rc |= sl_buf_puts(&sql, " IS NULL), count(*) FILTER (WHERE " OLD "." DIGEST_COL
+                            " IS DISTINCT FROM " SRC "." DIGEST_COL "), count(*) FROM " KEYS_TABLE
+                            " " SRC " LEFT JOIN ");
+    rc |= sl_buf_printf(&sql, "%s " OLD " ON ", ps->tq);
+    rc |= put_key_join(ps, &sql, OLD, SRC);
+    if (rc) {
+        rc = SL_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = run(ps, sql.data, 0, NULL, &res)))
+        goto done;
+    uint64_t absent = num(res, 0, 0), differ = num(res, 0, 1), rows = num(res, 0, 2);
+    if (absent) {
+        sl_info("postgres",
+                "run %s: the table lacks keys of the run: rows are compared from now on",
+                ps->run_id);
+        ps->check_first = false;
+    } else if (!differ && rows == n) {
+        c->unchanged += rows;
+        c->published += rows;
+        *all = true;
+    }
+done:
+    if (rc == SL_ERR_NOMEM)
+        snprintf(ps->err, sizeof(ps->err), "out of memory");
+    PQclear(res);
+    free(iskey);
+    free(off);
+    free(len);
+    sl_buf_cleanup(&lines);
+    sl_buf_cleanup(&sql);
+    return rc;
+}
+
 /* Applies the rows of src (the written columns, DUPS_COL and ROW_COL: the
  * staging table or ROWS_TABLE) and adds what it did to *c. distinct: a key
  * may be there more than once (the validator flagged a duplicate): the last
@@ -1211,7 +1434,7 @@ static int apply_rows(struct pg_sink *ps, const char *src, bool distinct, bool u
     rc = sl_buf_puts(&sql, "INSERT INTO " BATCH_TABLE " SELECT DISTINCT ON (");
     rc |= put_cols(ps, &sql, "", 1);
     rc |= sl_buf_puts(&sql, ") ");
-    rc |= put_cols(ps, &sql, "", -1);
+    rc |= put_row_cols(ps, &sql, "");
     rc |= sl_buf_puts(&sql, ", (count(*) OVER (PARTITION BY ");
     rc |= put_cols(ps, &sql, "", 1);
     rc |= sl_buf_printf(&sql, ") - 1)::integer FROM %s%s ORDER BY ", src, subset);
@@ -1329,7 +1552,9 @@ static int check_unchanged(struct pg_sink *ps, const bool *fresh, struct sl_coun
     if (!ps->check_first || job->options.duplicates != SL_DUPS_REJECT || job->options.approval)
         return 0;
     int rc = batch_plans(ps);
-    if (rc == 0 && (rc = copy_rows(ps, ROWS_TABLE, fresh)) == 0)
+    if (rc || (rc = digest_check(ps, fresh, d, all)) || *all || !ps->check_first)
+        return rc;
+    if ((rc = copy_rows(ps, ROWS_TABLE, fresh)) == 0)
         rc = all_unchanged(ps, ROWS_TABLE, d, all);
     return rc;
 }
@@ -1355,6 +1580,10 @@ static int apply_now(struct pg_sink *ps, uint64_t dupflags, const bool *fresh, b
     }
     if (rc == 0 && copy) {
         bool all = false;
+        if (!batch_dups && (rc = digest_check(ps, fresh, d, &all)))
+            return rc;
+        if (all)
+            return 0;
         if (ps->insert_first && (rc = copy_absent(ps, fresh, d, &all)))
             return rc;
         if (all && !batch_dups)
@@ -1684,6 +1913,27 @@ static int pg_finalize(struct sl_sink *sk, bool success, bool keep_unseen,
 
 /* ---- sink ops ----------------------------------------------------------- */
 
+/* Appends DIGEST_COL to the row whose COPY text starts at off in ps->rows:
+ * the first 128 bits of the SHA-256 of that text (the written columns as
+ * they go to the table), as a uuid. Equal digests, equal rows. */
+static int put_digest(struct pg_sink *ps, size_t off)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!EVP_DigestInit_ex(ps->md, EVP_sha256(), NULL) ||
+        !EVP_DigestUpdate(ps->md, ps->rows.data + off, ps->rows.len - off) ||
+        !EVP_DigestFinal_ex(ps->md, md, &n) || n < 16 || sl_buf_reserve(&ps->rows, 34))
+        return SL_ERR_NOMEM;
+    static const char hex[] = "0123456789abcdef";
+    char text[33];
+    text[0] = '\t';
+    for (int i = 0; i < 16; i++) {
+        text[1 + 2 * i] = hex[md[i] >> 4];
+        text[2 + 2 * i] = hex[md[i] & 15];
+    }
+    return sl_buf_append(&ps->rows, text, sizeof(text)) ? SL_ERR_NOMEM : 0;
+}
+
 static int pg_write(struct sl_sink *sk, const struct sl_msg *rec, bool duplicate,
                     enum sl_write_result *res)
 {
@@ -1712,6 +1962,8 @@ static int pg_write(struct sl_sink *sk, const struct sl_msg *rec, bool duplicate
             copy_value(&ps->rows, value_of(r, a, (size_t)(a - job->attrs))))
             return SL_ERR_NOMEM;
     }
+    if (put_digest(ps, br->off))
+        return SL_ERR_NOMEM;
     br->len = ps->rows.len - br->off;
     ps->nrow++;
     if (ps->nrow >= 4 * BATCH_ROWS || ps->rows.len >= BATCH_BYTES) {
@@ -1772,6 +2024,7 @@ static void pg_destroy(struct sl_sink *sk)
     free(ps->col);
     free(ps->row);
     free(ps->chunk);
+    EVP_MD_CTX_free(ps->md);
     sl_buf_cleanup(&ps->rows);
     sl_buf_cleanup(&ps->reason);
     free(ps);
@@ -1815,6 +2068,7 @@ struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job 
     }
     ps->base.ops = &pg_ops;
     ps->base.job = job;
+    ps->md = EVP_MD_CTX_new();
     ps->keyed = job->options.sync != SL_SYNC_APPEND;
     ps->insert_first = ps->keyed && job->options.allow_create;
     ps->check_first = ps->keyed && job->options.sync != SL_SYNC_MIRROR;
@@ -1825,7 +2079,7 @@ struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job 
     ps->run_id = strdup(run_id ? run_id : "");
     ps->what = malloc(wn);
     ps->col = calloc(job->nattrs + 1, sizeof(*ps->col));
-    if (!ps->run_id || !ps->what || !ps->col) {
+    if (!ps->run_id || !ps->what || !ps->col || !ps->md) {
         sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         goto fail;
     }

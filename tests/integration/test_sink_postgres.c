@@ -212,11 +212,11 @@ static void test_create_table(void **state)
                  "AND attnum > 0 AND NOT attisdropped",
                  "id text, n bigint, price numeric, ok boolean, d date, "
                  "ts timestamp with time zone, email text, phone text, url text, "
-                 "cur character(3), st text, _sluice_run text");
+                 "cur character(3), st text, _sluice_run text, _sluice_digest uuid");
     expect_query("SELECT string_agg(a.attname, ',') FROM pg_index i JOIN pg_attribute a ON "
                  "a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
                  "WHERE i.indrelid = 'typed'::regclass AND i.indisunique",
-                 "id");
+                 "id,_sluice_digest"); /* the digest INCLUDEd: read without the table */
     expect_query("SELECT format('%s|%s|%s|%s|%s|%s|%s|%s', n, price, ok, d, "
                  "ts AT TIME ZONE 'UTC', cur, st, _sluice_run) FROM typed",
                  "42|1234.50|t|2025-12-31|2025-12-31 23:00:00|EUR|open|run-1");
@@ -562,6 +562,54 @@ static void test_unchanged_before_seal(void **state)
     sl_job_destroy(job);
 }
 
+/* Each row carries the digest of what sluice wrote (_sluice_digest); an
+ * UPDATE by anyone else clears it (the _sluice_digest_guard trigger), so an
+ * unchanged re-run takes a row whose digest is the row's own as unchanged
+ * without reading the table (digest_check), and compares the others column
+ * by column. A writer that says it is sluice (sluice.writing on) keeps the
+ * digest: the re-run then trusts it, which shows that it does. */
+static void test_digest(void **state)
+{
+    (void)state;
+    struct sl_job *job = load(SIMPLE_JOB("digested", ""));
+    const char *rows[] = {"a", "1", "x", "b", "2", "y", "c", "3", "z", "d", "4", "w"};
+    expect_counts(run_rows(job, "run-1", rows, 4), 4, 0, 0, 0);
+    expect_query("SELECT count(DISTINCT _sluice_digest) FROM digested", "4");
+    expect_query("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'digested'::regclass "
+                 "AND tgname = '_sluice_digest_guard'",
+                 "1");
+    exec_ok("UPDATE digested SET n = 20 WHERE id = 'b'"); /* someone else: cleared */
+    exec_ok("UPDATE digested SET n = 4 WHERE id = 'd'");  /* the same value: cleared too */
+    expect_query("SELECT string_agg(id, ',' ORDER BY id) FROM digested "
+                 "WHERE _sluice_digest IS NULL",
+                 "b,d");
+    exec_ok("BEGIN; SET LOCAL sluice.writing = 'on'; "
+            "UPDATE digested SET s = 'forged' WHERE id = 'c'; COMMIT");
+    expect_query("SELECT count(*) FROM digested WHERE id = 'c' AND _sluice_digest IS NOT NULL",
+                 "1");
+
+    /* a batch a row: a, c: digests equal; d: compared, unchanged; b:
+     * compared, changed, written back with its digest; c keeps what its
+     * writer forged (in one batch with b it would have been compared) */
+    struct sl_sink *sk = open_sink(job, "run-2");
+    const char *order[] = {"a", "1", "x", "c", "3", "z", "d", "4", "w", "b", "2", "y"};
+    for (size_t i = 0; i < 4; i++)
+        sync_rows(sk, job, "run-2", order, NULL, i, i + 1, i == 3 ? &sealed4 : NULL);
+    struct sl_counts c = {0};
+    struct sl_run_progress pr;
+    char err[512] = "";
+    assert_int_equal(sk->ops->finalize(sk, true, false, &pr, &c, err, sizeof(err)), 0);
+    sl_sink_destroy(sk);
+    expect_counts(c, 0, 1, 3, 0);
+    expect_query("SELECT string_agg(format('%s=%s/%s/%s', id, n, s, _sluice_run), ' ' "
+                 "ORDER BY id) FROM digested",
+                 "a=1/x/run-1 b=2/y/run-2 c=3/forged/run-1 d=4/w/run-1");
+    expect_query("SELECT string_agg(id, ',' ORDER BY id) FROM digested "
+                 "WHERE _sluice_digest IS NULL",
+                 "d"); /* unchanged rows are not written, their digest not either */
+    sl_job_destroy(job);
+}
+
 /* Two publishers share a run (each with its own sink and connection): the
  * staging table one of them created is applied and dropped by the other at
  * the seal; the first one neither applies it again in a later sync nor when
@@ -698,7 +746,7 @@ static void test_existing_table(void **state)
     expect_query("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' "
                  "ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'existing'::regclass "
                  "AND attnum > 0 AND NOT attisdropped",
-                 "id text, n integer, note text, s text, _sluice_run text");
+                 "id text, n integer, note text, s text, _sluice_run text, _sluice_digest uuid");
     /* the primary key serves as the key's unique index: none added */
     expect_query("SELECT count(*) FROM pg_index WHERE indrelid = 'existing'::regclass", "1");
     expect_query("SELECT string_agg(format('%s=%s/%s/%s', id, n, s, note), ' ' ORDER BY id) "
@@ -867,6 +915,7 @@ int main(void)
         cmocka_unit_test_setup(test_last_wins_in_batch, fresh_progress),
         cmocka_unit_test_setup(test_unchanged_before_seal, fresh_progress),
         cmocka_unit_test_setup(test_shared_run, fresh_progress),
+        cmocka_unit_test_setup(test_digest, fresh_progress),
         cmocka_unit_test_setup(test_allow_create_false, fresh_progress),
         cmocka_unit_test_setup(test_append, fresh_progress),
         cmocka_unit_test_setup(test_mirror, fresh_progress),
