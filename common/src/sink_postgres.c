@@ -145,6 +145,7 @@ struct pg_sink {
     struct sl_sink base;
     PGconn *conn;
     EVP_MD_CTX *md; /* the rows' digests */
+    EVP_MD *sha256; /* fetched once: an implicit fetch a row costs more than the hash */
     char *run_id;
     char where[256];            /* host:port for messages */
     char *what;                 /* "write to table \"t\" at host:port" */
@@ -1920,7 +1921,7 @@ static int put_digest(struct pg_sink *ps, size_t off)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    if (!EVP_DigestInit_ex(ps->md, EVP_sha256(), NULL) ||
+    if (!EVP_DigestInit_ex(ps->md, ps->sha256, NULL) ||
         !EVP_DigestUpdate(ps->md, ps->rows.data + off, ps->rows.len - off) ||
         !EVP_DigestFinal_ex(ps->md, md, &n) || n < 16 || sl_buf_reserve(&ps->rows, 34))
         return SL_ERR_NOMEM;
@@ -2025,6 +2026,7 @@ static void pg_destroy(struct sl_sink *sk)
     free(ps->row);
     free(ps->chunk);
     EVP_MD_CTX_free(ps->md);
+    EVP_MD_free(ps->sha256);
     sl_buf_cleanup(&ps->rows);
     sl_buf_cleanup(&ps->reason);
     free(ps);
@@ -2069,6 +2071,7 @@ struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job 
     ps->base.ops = &pg_ops;
     ps->base.job = job;
     ps->md = EVP_MD_CTX_new();
+    ps->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
     ps->keyed = job->options.sync != SL_SYNC_APPEND;
     ps->insert_first = ps->keyed && job->options.allow_create;
     ps->check_first = ps->keyed && job->options.sync != SL_SYNC_MIRROR;
@@ -2079,7 +2082,7 @@ struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job 
     ps->run_id = strdup(run_id ? run_id : "");
     ps->what = malloc(wn);
     ps->col = calloc(job->nattrs + 1, sizeof(*ps->col));
-    if (!ps->run_id || !ps->what || !ps->col || !ps->md) {
+    if (!ps->run_id || !ps->what || !ps->col || !ps->md || !ps->sha256) {
         sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         goto fail;
     }
