@@ -23,10 +23,15 @@
  * the progress says sealed, the first sync applies the staging table and
  * drops it, and each batch is COPYed into a temporary table and applied in
  * the same transaction (a first load COPYs straight into the table, and an
- * unchanged re-run only checks: insert_absent, copy_absent, all_unchanged;
- * its batches need no staging either: check_unchanged). Every transaction of
- * a run first locks its progress row: publishers serialize per run and
- * cannot deadlock.
+ * unchanged re-run only checks: insert_absent, copy_absent, digest_check,
+ * all_unchanged; its batches need no staging either: check_unchanged).
+ * Every transaction of a run first locks its progress row: publishers
+ * serialize per run and cannot deadlock.
+ *
+ * Each row written carries a digest of its values (DIGEST_COL, put_digest),
+ * which a trigger clears when anyone else UPDATEs the row (digest_guard) and
+ * the key's unique index INCLUDEs: a batch whose digests are all the table
+ * rows' is unchanged, known from the index alone (digest_check).
  *
  * An application is one statement (build_apply) that counts, against the
  * table as it was before, which keys were absent, changed or unchanged;
