@@ -752,6 +752,14 @@ static void test_existing_table(void **state)
     expect_query("SELECT string_agg(format('%s=%s/%s/%s', id, n, s, note), ' ' ORDER BY id) "
                  "FROM existing",
                  "a=1/x/mine b=2/y/mine");
+    /* the digest's guard is added too; an unchanged re-run finds the
+     * digests through the primary key (and the rows: the key's index does
+     * not include them) */
+    expect_query("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'existing'::regclass "
+                 "AND tgname = '_sluice_digest_guard'",
+                 "1");
+    expect_query("SELECT count(*) FROM existing WHERE _sluice_digest IS NOT NULL", "2");
+    expect_counts(run_rows(job, "run-2", rows, 2), 0, 0, 2, 0);
 
     /* a table whose rows repeat the key cannot get its unique index */
     exec_ok("CREATE TABLE twice (id text, n bigint, s text)");
