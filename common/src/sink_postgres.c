@@ -347,7 +347,7 @@ static int create_table(struct setup *su, char *errbuf, size_t errsz)
                              su->what);
         rc |= sl_buf_printf(b, " %s, ", pg_type_of(job->attrs[i].type));
     }
-    rc |= sl_buf_puts(b, RUN_COL " text, " DIGEST_COL " uuid)");
+    rc |= sl_buf_puts(b, RUN_COL " text, " DIGEST_COL " bigint)");
     if (rc)
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     return setup_exec(su, b->data, 0, NULL, NULL, errbuf, errsz);
@@ -374,7 +374,7 @@ static int add_columns(struct setup *su, char *errbuf, size_t errsz)
                                               : DIGEST_COL;
         const char *type = i < job->nattrs    ? pg_type_of(job->attrs[i].type)
                            : i == job->nattrs ? "text"
-                                              : "uuid";
+                                              : "bigint";
         bool have = false;
         for (int t = 0; t < nt && !have; t++)
             have = !strcmp(PQgetvalue(res, t, 0), name);
@@ -1244,15 +1244,20 @@ done:
 
 /* The key fields of row r's COPY text (the written columns, then the
  * digest), tab-separated, appended to b, then the digest: a KEYS_TABLE line
- * without its newline. iskey[i]: ps->col[i] is a key attribute. */
-static int key_line(struct pg_sink *ps, const struct brow *r, const bool *iskey, struct sl_buf *b)
+ * without its newline; *klen: the bytes of the key fields. iskey[i]:
+ * ps->col[i] is a key attribute. */
+static int key_line(struct pg_sink *ps, const struct brow *r, const bool *iskey, struct sl_buf *b,
+                    size_t *klen)
 {
     const char *p = ps->rows.data + r->off, *end = p + r->len;
+    size_t start = b->len;
     bool first = true;
     for (size_t i = 0; i <= ps->ncol && p <= end; i++) {
         const char *tab = memchr(p, '\t', (size_t)(end - p));
         const char *stop = tab ? tab : end;
-        if (i == ps->ncol || iskey[i]) { /* a key field, or the digest (last) */
+        if (i == ps->ncol) /* the digest (last) */
+            *klen = b->len - start;
+        if (i == ps->ncol || iskey[i]) {
             if ((!first && sl_buf_putc(b, '\t')) || sl_buf_append(b, p, (size_t)(stop - p)))
                 return SL_ERR_NOMEM;
             first = false;
@@ -1325,9 +1330,8 @@ static int digest_check(struct pg_sink *ps, const bool *fresh, struct sl_counts 
         if (ps->row[i].dup)
             goto done; /* flagged: all_unchanged counts it */
         off[n] = lines.len;
-        if ((rc = key_line(ps, &ps->row[i], iskey, &lines)))
+        if ((rc = key_line(ps, &ps->row[i], iskey, &lines, &len[n])))
             break;
-        len[n] = lines.len - off[n] - 33; /* the key part: without "\t" and the digest */
         n++;
         rc = sl_buf_putc(&lines, '\n') ? SL_ERR_NOMEM : 0;
     }
@@ -1920,24 +1924,32 @@ static int pg_finalize(struct sl_sink *sk, bool success, bool keep_unseen,
 /* ---- sink ops ----------------------------------------------------------- */
 
 /* Appends DIGEST_COL to the row whose COPY text starts at off in ps->rows:
- * the first 128 bits of the SHA-256 of that text (the written columns as
- * they go to the table), as a uuid. Equal digests, equal rows. */
+ * the first 64 bits of the SHA-256 of that text (the written columns as they
+ * go to the table), as a bigint. Equal digests, equal rows: two different
+ * rows of a key share one by chance once in 2^64. */
 static int put_digest(struct pg_sink *ps, size_t off)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     if (!EVP_DigestInit_ex(ps->md, ps->sha256, NULL) ||
         !EVP_DigestUpdate(ps->md, ps->rows.data + off, ps->rows.len - off) ||
-        !EVP_DigestFinal_ex(ps->md, md, &n) || n < 16 || sl_buf_reserve(&ps->rows, 34))
+        !EVP_DigestFinal_ex(ps->md, md, &n) || n < 8)
         return SL_ERR_NOMEM;
-    static const char hex[] = "0123456789abcdef";
-    char text[33];
-    text[0] = '\t';
-    for (int i = 0; i < 16; i++) {
-        text[1 + 2 * i] = hex[md[i] >> 4];
-        text[2 + 2 * i] = hex[md[i] & 15];
-    }
-    return sl_buf_append(&ps->rows, text, sizeof(text)) ? SL_ERR_NOMEM : 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | md[i];
+    /* as a signed decimal, written backwards from the end of text */
+    char text[24], *p = text + sizeof(text);
+    bool neg = v >> 63;
+    uint64_t u = neg ? ~v + 1 : v; /* the magnitude of (int64_t)v */
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (neg)
+        *--p = '-';
+    *--p = '\t';
+    return sl_buf_append(&ps->rows, p, (size_t)(text + sizeof(text) - p)) ? SL_ERR_NOMEM : 0;
 }
 
 static int pg_write(struct sl_sink *sk, const struct sl_msg *rec, bool duplicate,

@@ -212,7 +212,7 @@ static void test_create_table(void **state)
                  "AND attnum > 0 AND NOT attisdropped",
                  "id text, n bigint, price numeric, ok boolean, d date, "
                  "ts timestamp with time zone, email text, phone text, url text, "
-                 "cur character(3), st text, _sluice_run text, _sluice_digest uuid");
+                 "cur character(3), st text, _sluice_run text, _sluice_digest bigint");
     expect_query("SELECT string_agg(a.attname, ',') FROM pg_index i JOIN pg_attribute a ON "
                  "a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
                  "WHERE i.indrelid = 'typed'::regclass AND i.indisunique",
@@ -746,7 +746,7 @@ static void test_existing_table(void **state)
     expect_query("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' "
                  "ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'existing'::regclass "
                  "AND attnum > 0 AND NOT attisdropped",
-                 "id text, n integer, note text, s text, _sluice_run text, _sluice_digest uuid");
+                 "id text, n integer, note text, s text, _sluice_run text, _sluice_digest bigint");
     /* the primary key serves as the key's unique index: none added */
     expect_query("SELECT count(*) FROM pg_index WHERE indrelid = 'existing'::regclass", "1");
     expect_query("SELECT string_agg(format('%s=%s/%s/%s', id, n, s, note), ' ' ORDER BY id) "
