@@ -399,7 +399,8 @@ static int add_columns(struct setup *su, char *errbuf, size_t errsz)
  * UPDATE changes unless the session says it is sluice's (sluice.writing
  * on: the publisher's sessions, which write each row's new digest), so that
  * a row someone else changed is compared column by column again. Created
- * once, its function in the table's schema. */
+ * once, its function in the table's schema (created when missing, else
+ * used as it is: another role may own it). */
 static int digest_guard(struct setup *su, char *errbuf, size_t errsz)
 {
     struct pg_sink *ps = su->ps;
@@ -407,8 +408,10 @@ static int digest_guard(struct setup *su, char *errbuf, size_t errsz)
     PGresult *res = NULL;
     int rc = setup_exec(su,
                         "SELECT n.nspname, EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = "
-                        "c.oid AND t.tgname = $2) FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                        "c.relnamespace WHERE c.oid = $1::regclass",
+                        "c.oid AND t.tgname = $2), EXISTS (SELECT 1 FROM pg_proc p WHERE "
+                        "p.pronamespace = n.oid AND p.proname = $2 AND p.pronargs = 0) "
+                        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.oid = $1::regclass",
                         2, params, &res, errbuf, errsz);
     if (rc)
         return rc;
@@ -417,26 +420,27 @@ static int digest_guard(struct setup *su, char *errbuf, size_t errsz)
         return 0;
     }
     struct sl_buf fn = SL_BUF_INIT, *b = &su->sql;
+    bool have_fn = PQgetvalue(res, 0, 2)[0] == 't';
     rc = sl_pg_put_ident(&fn, ps->conn, PQgetvalue(res, 0, 0));
     PQclear(res);
     rc |= sl_buf_puts(&fn, "." GUARD "()");
     sl_buf_reset(b);
     rc |= sl_buf_printf(b,
-                        "CREATE OR REPLACE FUNCTION %s RETURNS trigger LANGUAGE plpgsql AS "
+                        "CREATE FUNCTION %s RETURNS trigger LANGUAGE plpgsql AS "
                         "$f$ BEGIN IF current_setting('sluice.writing', true) IS DISTINCT FROM "
                         "'on' THEN NEW." DIGEST_COL " := NULL; END IF; RETURN NEW; END $f$",
                         fn.data);
-    if (rc == 0 && (rc = setup_exec(su, b->data, 0, NULL, NULL, errbuf, errsz)) == 0) {
+    if (rc) {
+        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    } else if (have_fn || (rc = setup_exec(su, b->data, 0, NULL, NULL, errbuf, errsz)) == 0) {
         sl_buf_reset(b);
         if (sl_buf_printf(b,
                           "CREATE TRIGGER " GUARD " BEFORE UPDATE ON %s FOR EACH ROW "
                           "EXECUTE FUNCTION %s",
                           su->tq.data, fn.data))
-            rc = SL_ERR_NOMEM;
+            rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         else
             rc = setup_exec(su, b->data, 0, NULL, NULL, errbuf, errsz);
-    } else if (rc == SL_ERR_NOMEM) {
-        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     }
     sl_buf_cleanup(&fn);
     return rc;
