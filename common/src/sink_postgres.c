@@ -60,6 +60,7 @@
 #include "sluice/buf.h"
 #include "sluice/err.h"
 #include "sluice/job.h"
+#include "sluice/keyset.h"
 #include "sluice/log.h"
 #include "sluice/pg.h"
 #include "sluice/sink.h"
@@ -317,6 +318,12 @@ static int put_row_cols(struct pg_sink *ps, struct sl_buf *b, const char *prefix
 
 /* ---- preparing the table ------------------------------------------------ */
 
+/* The bookkeeping columns of every table, after the attributes. */
+static const struct {
+    const char *name, *type;
+} bookkeeping[] = {{RUN_COL, "text"}, {DIGEST_COL, "bigint"}};
+#define NBOOKKEEPING (sizeof(bookkeeping) / sizeof(bookkeeping[0]))
+
 struct setup {
     struct pg_sink *ps;
     const char *table; /* as named */
@@ -347,13 +354,15 @@ static int create_table(struct setup *su, char *errbuf, size_t errsz)
                              su->what);
         rc |= sl_buf_printf(b, " %s, ", pg_type_of(job->attrs[i].type));
     }
-    rc |= sl_buf_puts(b, RUN_COL " text, " DIGEST_COL " bigint)");
+    for (size_t i = 0; i < NBOOKKEEPING; i++)
+        rc |= sl_buf_printf(b, "%s %s%s", bookkeeping[i].name, bookkeeping[i].type,
+                            i + 1 < NBOOKKEEPING ? ", " : ")");
     if (rc)
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     return setup_exec(su, b->data, 0, NULL, NULL, errbuf, errsz);
 }
 
-/* Adds the attribute columns (and the bookkeeping column) that an existing
+/* Adds the attribute columns (and the bookkeeping columns) that an existing
  * table lacks; existing columns keep their types. */
 static int add_columns(struct setup *su, char *errbuf, size_t errsz)
 {
@@ -368,13 +377,11 @@ static int add_columns(struct setup *su, char *errbuf, size_t errsz)
     if (rc)
         return rc;
     int nt = PQntuples(res);
-    for (size_t i = 0; i < job->nattrs + 2 && rc == 0; i++) {
-        const char *name = i < job->nattrs    ? job->attrs[i].name
-                           : i == job->nattrs ? RUN_COL
-                                              : DIGEST_COL;
-        const char *type = i < job->nattrs    ? pg_type_of(job->attrs[i].type)
-                           : i == job->nattrs ? "text"
-                                              : "bigint";
+    for (size_t i = 0; i < job->nattrs + NBOOKKEEPING && rc == 0; i++) {
+        bool attr = i < job->nattrs;
+        const char *name = attr ? job->attrs[i].name : bookkeeping[i - job->nattrs].name;
+        const char *type =
+            attr ? pg_type_of(job->attrs[i].type) : bookkeeping[i - job->nattrs].type;
         bool have = false;
         for (int t = 0; t < nt && !have; t++)
             have = !strcmp(PQgetvalue(res, t, 0), name);
@@ -1035,6 +1042,9 @@ static int ensure_undo(struct pg_sink *ps)
     return rc;
 }
 
+static int copy_begin(struct pg_sink *ps, const char *copy);
+static int copy_end(struct pg_sink *ps, bool ok, PGresult **refused);
+
 /* COPYs the buffered rows marked take[i] with copy (a COPY ... FROM STDIN),
  * each line ended by tail, or when tail is NULL by DUPS_COL (the validator's
  * flag) and ROW_COL. A refusal by the server: *refused gets its result when
@@ -1043,13 +1053,9 @@ static int ensure_undo(struct pg_sink *ps)
 static int copy_lines(struct pg_sink *ps, const char *copy, const bool *take, const char *tail,
                       PGresult **refused)
 {
-    PGresult *res = PQexec(ps->conn, copy);
-    if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
-        int err = failed_with(ps, res, NULL);
-        PQclear(res);
+    int err = copy_begin(ps, copy);
+    if (err)
         return err;
-    }
-    PQclear(res);
     bool ok = true;
     char own[40];
     int tn = tail ? (int)strlen(tail) : 0;
@@ -1067,6 +1073,25 @@ static int copy_lines(struct pg_sink *ps, const char *copy, const bool *take, co
         ok = PQputCopyData(ps->conn, ps->rows.data + r->off, (int)r->len) == 1 &&
              PQputCopyData(ps->conn, t, n) == 1;
     }
+    return copy_end(ps, ok, refused);
+}
+
+/* Starts copy (a COPY ... FROM STDIN); on a refusal the transaction is
+ * rolled back (failed_with). */
+static int copy_begin(struct pg_sink *ps, const char *copy)
+{
+    PGresult *res = PQexec(ps->conn, copy);
+    int err = !res || PQresultStatus(res) != PGRES_COPY_IN ? failed_with(ps, res, NULL) : 0;
+    PQclear(res);
+    return err;
+}
+
+/* Ends the COPY that copy_begin started, ok: every line was sent (else it
+ * is aborted). A refusal by the server: *refused gets its result when
+ * refused is not NULL, else the transaction is rolled back. */
+static int copy_end(struct pg_sink *ps, bool ok, PGresult **refused)
+{
+    PGresult *res;
     ok = PQputCopyEnd(ps->conn, ok ? NULL : "sluice could not send the batch") == 1 && ok;
     int err = 0;
     while ((res = PQgetResult(ps->conn))) {
@@ -1271,38 +1296,6 @@ static int key_line(struct pg_sink *ps, const struct brow *r, const bool *iskey,
     return 0;
 }
 
-/* Whether two of the n key lines in b (line i from off[i], its key part
- * len[i] bytes) have the same key text: an open-addressing set. */
-static int key_twice(const struct sl_buf *b, const size_t *off, const size_t *len, size_t n,
-                     bool *twice)
-{
-    size_t cap = 16;
-    while (cap < 2 * n)
-        cap *= 2;
-    size_t *slot = calloc(cap, sizeof(*slot)); /* row + 1; 0: empty */
-    if (!slot)
-        return SL_ERR_NOMEM;
-    *twice = false;
-    for (size_t i = 0; i < n && !*twice; i++) {
-        uint64_t h = 14695981039346656037ull;
-        for (size_t k = 0; k < len[i]; k++)
-            h = (h ^ (unsigned char)b->data[off[i] + k]) * 1099511628211ull;
-        for (size_t j = h & (cap - 1);; j = (j + 1) & (cap - 1)) {
-            if (!slot[j]) {
-                slot[j] = i + 1;
-                break;
-            }
-            size_t o = slot[j] - 1;
-            if (len[o] == len[i] && !memcmp(b->data + off[o], b->data + off[i], len[i])) {
-                *twice = true;
-                break;
-            }
-        }
-    }
-    free(slot);
-    return 0;
-}
-
 /* The unchanged check by digest: a row's digest stays in the table only
  * while no one but sluice changed the row (digest_guard), so a row whose
  * digest is the table row's is that row. The key and digest of each row of
@@ -1322,10 +1315,10 @@ static int digest_check(struct pg_sink *ps, const bool *fresh, struct sl_counts 
         return 0;
     struct sl_buf lines = SL_BUF_INIT, sql = SL_BUF_INIT;
     bool *iskey = calloc(ps->ncol + 1, sizeof(*iskey));
-    size_t *off = calloc(ps->nrow + 1, sizeof(*off)), *len = calloc(ps->nrow + 1, sizeof(*len));
+    struct sl_keyset *keys = sl_keyset_new();
     PGresult *res = NULL;
     size_t n = 0;
-    int rc = iskey && off && len ? 0 : SL_ERR_NOMEM;
+    int rc = iskey && keys ? 0 : SL_ERR_NOMEM;
     for (size_t i = 0; i < ps->ncol && rc == 0; i++)
         iskey[i] = is_key(job, ps->col[i]->name);
     for (size_t i = 0; i < ps->nrow && rc == 0; i++) {
@@ -1333,30 +1326,19 @@ static int digest_check(struct pg_sink *ps, const bool *fresh, struct sl_counts 
             continue;
         if (ps->row[i].dup)
             goto done; /* flagged: all_unchanged counts it */
-        off[n] = lines.len;
-        if ((rc = key_line(ps, &ps->row[i], iskey, &lines, &len[n])))
+        size_t start = lines.len, klen = 0;
+        if ((rc = key_line(ps, &ps->row[i], iskey, &lines, &klen)))
             break;
+        int seen = sl_keyset_test(keys, lines.data + start, klen, true);
+        if (seen) { /* a key twice (or its fingerprint): all_unchanged counts it */
+            rc = seen < 0 ? SL_ERR_NOMEM : 0;
+            goto done;
+        }
         n++;
         rc = sl_buf_putc(&lines, '\n') ? SL_ERR_NOMEM : 0;
     }
-    bool twice = false;
-    if (rc || n == 0 || (rc = key_twice(&lines, off, len, n, &twice)) || twice)
-        goto done;
-    res = PQexec(ps->conn, "COPY " KEYS_TABLE " FROM STDIN");
-    if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
-        rc = failed_with(ps, res, NULL);
-        goto done;
-    }
-    PQclear(res);
-    res = NULL;
-    bool sent = PQputCopyData(ps->conn, lines.data, (int)lines.len) == 1;
-    sent = PQputCopyEnd(ps->conn, sent ? NULL : "sluice could not send the keys") == 1 && sent;
-    while ((res = PQgetResult(ps->conn))) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && !rc)
-            rc = failed_with(ps, res, NULL);
-        PQclear(res);
-    }
-    if (rc || (!sent && (rc = failed_with(ps, NULL, NULL))))
+    if (rc || n == 0 || (rc = copy_begin(ps, "COPY " KEYS_TABLE " FROM STDIN")) ||
+        (rc = copy_end(ps, PQputCopyData(ps->conn, lines.data, (int)lines.len) == 1, NULL)))
         goto done;
     rc = sl_buf_puts(&sql, "SELECT count(*) FILTER (WHERE " OLD ".");
     rc |= sl_pg_put_ident(&sql, ps->conn, job->key[0]);
@@ -1387,8 +1369,7 @@ done:
         snprintf(ps->err, sizeof(ps->err), "out of memory");
     PQclear(res);
     free(iskey);
-    free(off);
-    free(len);
+    sl_keyset_destroy(keys);
     sl_buf_cleanup(&lines);
     sl_buf_cleanup(&sql);
     return rc;
