@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "commands.h"
 #include "embedded.h"
 #include "sluice/bus.h"
 #include "sluice/control.h"
@@ -57,6 +58,10 @@ static const char usage_text[] =
     "                        SLUICE_KAFKA_BROKERS); --force ignores skip_unchanged\n"
     "  runs [JOB]        the latest runs in the control plane, newest first, with status\n"
     "                    and counts\n"
+    "  preview JOB.json  the first source rows beside their mapped values and problems;\n"
+    "                    nothing is published (--input FILE, --rows N, --json)\n"
+    "  suggest FILE      a mapping proposed from FILE's columns and values (--job JOB.json,\n"
+    "                    --write OUT.json, --json)\n"
     "\n"
     "Options: --help, --version\n"
     "\n"
@@ -512,5 +517,9 @@ int main(int argc, char **argv)
         return cmd_submit(argc - 1, argv + 1);
     if (!strcmp(cmd, "runs"))
         return cmd_runs(argc - 1, argv + 1);
+    if (!strcmp(cmd, "preview"))
+        return sl_cmd_preview(argc - 1, argv + 1);
+    if (!strcmp(cmd, "suggest"))
+        return sl_cmd_suggest(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }
