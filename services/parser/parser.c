@@ -90,89 +90,6 @@ static int emit_failed(struct sl_emitter *em, const struct sl_msg *f, const char
     return sl_emit(em, SL_TOPIC_RUNS, ev);
 }
 
-static enum sl_format format_from_name(const char *name)
-{
-    const char *dot = name ? strrchr(name, '.') : NULL;
-    if (!dot)
-        return SL_FORMAT_AUTO;
-    static const struct {
-        const char *ext;
-        enum sl_format f;
-    } exts[] = {
-        {".csv", SL_FORMAT_CSV},   {".tsv", SL_FORMAT_CSV},       {".txt", SL_FORMAT_CSV},
-        {".json", SL_FORMAT_JSON}, {".ndjson", SL_FORMAT_NDJSON}, {".jsonl", SL_FORMAT_NDJSON},
-        {".xml", SL_FORMAT_XML},   {".xlsx", SL_FORMAT_XLSX},     {".xls", SL_FORMAT_XLS},
-    };
-    for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
-        if (!strcasecmp(dot, exts[i].ext))
-            return exts[i].f;
-    return SL_FORMAT_AUTO;
-}
-
-/* The format a content type names ("text/csv; charset=utf-8": parameters
- * ignored, case-insensitive), or SL_FORMAT_AUTO for none or one that says
- * nothing of the format (text/plain, application/octet-stream). */
-static enum sl_format format_from_type(const char *ct)
-{
-    static const struct {
-        const char *type;
-        enum sl_format f;
-    } types[] = {
-        {"text/csv", SL_FORMAT_CSV},
-        {"application/csv", SL_FORMAT_CSV},
-        {"text/tab-separated-values", SL_FORMAT_CSV},
-        {"application/json", SL_FORMAT_JSON},
-        {"text/json", SL_FORMAT_JSON},
-        {"application/x-ndjson", SL_FORMAT_NDJSON},
-        {"application/jsonl", SL_FORMAT_NDJSON},
-        {"application/x-jsonlines", SL_FORMAT_NDJSON},
-        {"application/xml", SL_FORMAT_XML},
-        {"text/xml", SL_FORMAT_XML},
-        {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", SL_FORMAT_XLSX},
-        {"application/vnd.ms-excel", SL_FORMAT_XLS},
-    };
-    if (!ct)
-        return SL_FORMAT_AUTO;
-    size_t n = strcspn(ct, ";");
-    while (n && (*ct == ' ' || *ct == '\t')) {
-        ct++;
-        n--;
-    }
-    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-        n--;
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-        if (strlen(types[i].type) == n && !strncasecmp(ct, types[i].type, n))
-            return types[i].f;
-    /* structured syntax suffixes (RFC 6839): application/vnd.api+json */
-    if (n > 5 && !strncasecmp(ct + n - 5, "+json", 5))
-        return SL_FORMAT_JSON;
-    if (n > 4 && !strncasecmp(ct + n - 4, "+xml", 4))
-        return SL_FORMAT_XML;
-    return SL_FORMAT_AUTO;
-}
-
-static enum sl_format format_from_content(int fd)
-{
-    unsigned char b[512];
-    ssize_t n = pread(fd, b, sizeof(b), 0);
-    if (n <= 0)
-        return SL_FORMAT_CSV;
-    if (n >= 4 && !memcmp(b, "PK\x03\x04", 4))
-        return SL_FORMAT_XLSX;
-    if (n >= 4 && !memcmp(b, "\xd0\xcf\x11\xe0", 4))
-        return SL_FORMAT_XLS;
-    ssize_t i = 0;
-    if (n >= 3 && !memcmp(b, "\xef\xbb\xbf", 3))
-        i = 3;
-    while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n'))
-        i++;
-    if (i < n && (b[i] == '{' || b[i] == '['))
-        return SL_FORMAT_JSON;
-    if (i < n && b[i] == '<')
-        return SL_FORMAT_XML;
-    return SL_FORMAT_CSV;
-}
-
 static int emit_progress(struct parse_run *pr)
 {
     struct sl_msg *ev = run_event(pr->file, SL_EV_PROGRESS);
@@ -320,21 +237,7 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
         snprintf(err, sizeof(err), "cannot open %s: %s", f->u.file.blob, strerror(errno));
         return emit_failed(em, f, err);
     }
-    enum sl_format fmt = job->source.format;
-    if (fmt == SL_FORMAT_AUTO) {
-        fmt = format_from_name(name);
-        if (fmt == SL_FORMAT_AUTO)
-            fmt = format_from_type(f->u.file.content_type);
-        /* book.xls that is an XLSX workbook (or the other way round): the
-         * content wins, both spreadsheet readers check what they get */
-        if (fmt == SL_FORMAT_XLSX || fmt == SL_FORMAT_XLS) {
-            enum sl_format by_content = format_from_content(fd);
-            if (by_content == SL_FORMAT_XLSX || by_content == SL_FORMAT_XLS)
-                fmt = by_content;
-        }
-    }
-    if (fmt == SL_FORMAT_AUTO)
-        fmt = format_from_content(fd);
+    enum sl_format fmt = sl_format_detect(job->source.format, name, f->u.file.content_type, fd);
 
     struct parse_run pr = {.file = f, .em = em, .last_progress = sl_now_us(), .env = p->env};
     int rc = 0;
@@ -347,47 +250,11 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
         }
         pr.job = job;
     }
-    if (fmt == SL_FORMAT_CSV || fmt == SL_FORMAT_JSON || fmt == SL_FORMAT_NDJSON ||
-        fmt == SL_FORMAT_XML || fmt == SL_FORMAT_XLSX || fmt == SL_FORMAT_XLS) {
-        char rerr[400] = "";
-        if (fmt == SL_FORMAT_CSV) {
-            struct sl_csv_opts o = {
-                .delimiter = job->source.csv_delimiter,
-                .quote = job->source.csv_quote,
-                .header = job->source.csv_header,
-                .encoding = job->source.encoding,
-            };
-            rc = sl_csv_read_fd(fd, &o, on_header, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
-        } else if (fmt == SL_FORMAT_XML) {
-            struct sl_xml_opts o = {
-                .records = job->source.xml_records ? job->source.xml_records : job->source.records,
-            };
-            rc = sl_xml_read_fd(fd, &o, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
-        } else if (fmt == SL_FORMAT_XLSX || fmt == SL_FORMAT_XLS) {
-            struct sl_sheet_opts o = {
-                .sheet = job->source.sheet,
-                .sheet_index = job->source.sheet_index,
-                .header_row = job->source.header_row,
-            };
-            rc = (fmt == SL_FORMAT_XLSX ? sl_xlsx_read_fd : sl_xls_read_fd)(
-                fd, &o, on_header, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
-        } else {
-            struct sl_json_opts o = {
-                .records =
-                    job->source.json_records ? job->source.json_records : job->source.records,
-                .ndjson = fmt == SL_FORMAT_NDJSON,
-                .encoding = job->source.encoding,
-            };
-            rc = sl_json_read_fd(fd, &o, on_row, &pr, &pr.stats, rerr, sizeof(rerr));
-        }
-        if (rc < 0 && !pr.send_rc) {
-            snprintf(err, sizeof(err), "%s: %s", name, rerr[0] ? rerr : sl_err_str(rc));
-            rc = emit_failed(em, f, err);
-            goto out;
-        }
-    } else {
-        snprintf(err, sizeof(err), "%s: format '%s' is not supported by this version of the parser",
-                 name, sl_format_name(fmt));
+    char rerr[400] = "";
+    rc = sl_source_read_fd(fd, fmt, &job->source, on_header, on_row, &pr, &pr.stats, rerr,
+                           sizeof(rerr));
+    if (rc < 0 && !pr.send_rc) {
+        snprintf(err, sizeof(err), "%s: %s", name, rerr[0] ? rerr : sl_err_str(rc));
         rc = emit_failed(em, f, err);
         goto out;
     }

@@ -434,4 +434,20 @@ uint32_t sl_sheet_rows_current(const struct sl_sheet_rows *sr);
  * 2 is empty"). */
 int sl_sheet_rows_finish(struct sl_sheet_rows *sr);
 
+/* The format of a source file (JOBS.md): declared unless SL_FORMAT_AUTO,
+ * else from the file name's extension (name may be NULL), then the content
+ * type (may be NULL), then the first bytes of fd (read with pread: the
+ * offset is left alone); a spreadsheet's content wins over its name
+ * (book.xls that is an XLSX workbook). Never SL_FORMAT_AUTO. */
+enum sl_format sl_format_detect(enum sl_format declared, const char *name, const char *content_type,
+                                int fd);
+
+/* Reads fd in format fmt with the options of src (the job's source), as
+ * the format's reader does: hdr_fn (may be NULL) gets the header of the
+ * formats that have one (CSV, XLSX, XLS), fn every row. Returns what the
+ * format's reader returns; SL_ERR_INVALID for SL_FORMAT_AUTO. */
+int sl_source_read_fd(int fd, enum sl_format fmt, const struct sl_source *src, sl_header_fn hdr_fn,
+                      sl_row_fn fn, void *ud, struct sl_reader_stats *stats, char *errbuf,
+                      size_t errsz);
+
 #endif
