@@ -332,6 +332,8 @@ static int encode_pb_shared(const struct sl_msg *m, struct sl_buf *out, unsigned
         w.source_name = wire_str(ev->source_name);
         w.n_columns = ev->ncolumns;
         w.columns = (char **)ev->columns;
+        w.n_unmapped_columns = ev->nunmapped;
+        w.unmapped_columns = (char **)ev->unmapped;
         char delim[2] = {ev->delimiter, '\0'};
         w.delimiter = delim;
         w.encoding = (char *)sl_encoding_name((enum sl_encoding)ev->encoding);
@@ -348,6 +350,13 @@ static int encode_pb_shared(const struct sl_msg *m, struct sl_buf *out, unsigned
                 goto done;
             }
             utf8_ok(ev->columns[i], "column name", &bad);
+        }
+        for (uint32_t i = 0; i < ev->nunmapped; i++) {
+            if (!ev->unmapped[i]) {
+                rc = SL_ERR_INVALID;
+                goto done;
+            }
+            utf8_ok(ev->unmapped[i], "unmapped column name", &bad);
         }
         if (!bad)
             rc = pack(&w.base, out, field);
@@ -1238,12 +1247,15 @@ static bool decode_run_event(struct sl_msg *m, const Sluice__RunEvent *w, char *
                   (int)w->kind);
         return false;
     }
-    if (w->n_columns > UINT32_MAX) {
+    if (w->n_columns > UINT32_MAX || w->n_unmapped_columns > UINT32_MAX) {
         sl_seterr(errbuf, errsz, SL_ERR_PARSE, "cannot decode run event: too many columns");
         return false;
     }
     for (size_t i = 0; i < w->n_columns; i++)
         if (!check_utf8(w->columns[i], "a column name", k, errbuf, errsz))
+            return false;
+    for (size_t i = 0; i < w->n_unmapped_columns; i++)
+        if (!check_utf8(w->unmapped_columns[i], "an unmapped column name", k, errbuf, errsz))
             return false;
     ev->kind = (enum sl_run_event_kind)w->kind;
     ev->stage = opt_str(w->stage);
@@ -1269,6 +1281,8 @@ static bool decode_run_event(struct sl_msg *m, const Sluice__RunEvent *w, char *
     ev->source_name = opt_str(w->source_name);
     ev->columns = w->n_columns ? (const char **)w->columns : NULL;
     ev->ncolumns = (uint32_t)w->n_columns;
+    ev->unmapped = w->n_unmapped_columns ? (const char **)w->unmapped_columns : NULL;
+    ev->nunmapped = (uint32_t)w->n_unmapped_columns;
     ev->delimiter = w->delimiter && strlen(w->delimiter) == 1 ? w->delimiter[0] : 0;
     enum sl_encoding enc = SL_ENC_UTF8;
     if (w->encoding && w->encoding[0] && sl_encoding_parse(w->encoding, &enc) == 0)

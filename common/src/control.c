@@ -58,6 +58,8 @@ static const char *const migrations[] = {
     /* 2: what the error file of a run needs: the source's header and format */
     "ALTER TABLE sluice_runs ADD COLUMN columns jsonb, ADD COLUMN delimiter text,"
     "  ADD COLUMN encoding text;",
+    /* 3: schema drift: the source columns the mapping does not read */
+    "ALTER TABLE sluice_runs ADD COLUMN unmapped_columns jsonb;",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

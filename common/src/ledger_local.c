@@ -35,6 +35,7 @@ struct local_ledger {
     enum sl_encoding encoding;
     bool have_encoding;
     bool failed;
+    json_t *unmapped; /* the source columns the mapping does not read; NULL: unknown */
 };
 
 static char *path_in(const char *dir, const char *name)
@@ -90,13 +91,21 @@ static int ledger_reject(struct sl_ledger *lg, const struct sl_msg *m)
     return 0;
 }
 
-static int ledger_columns(struct sl_ledger *lg, const char *const *cols, size_t n, char delim,
-                          int encoding)
+static int ledger_columns(struct sl_ledger *lg, const struct sl_run_event *ev)
 {
     struct local_ledger *ll = (struct local_ledger *)lg;
-    ll->delimiter = delim;
-    ll->encoding = (enum sl_encoding)encoding;
+    const char *const *cols = ev->columns;
+    size_t n = ev->ncolumns;
+    ll->delimiter = ev->delimiter;
+    ll->encoding = (enum sl_encoding)ev->encoding;
     ll->have_encoding = true;
+    if (!ll->unmapped) {
+        if (!(ll->unmapped = json_array()))
+            return SL_ERR_NOMEM;
+        for (uint32_t i = 0; i < ev->nunmapped; i++)
+            if (json_array_append_new(ll->unmapped, json_string(ev->unmapped[i])))
+                return SL_ERR_NOMEM;
+    }
     if (ll->columns || n == 0)
         return 0;
     ll->columns = calloc(n, sizeof(char *));
@@ -323,6 +332,8 @@ static int write_run_json(struct local_ledger *ll, const struct sl_run_summary *
     json_object_set_new(run, "finished_at", iso_time(s->finished_at));
     json_object_set_new(run, "source", src);
     json_object_set_new(run, "counts", counts);
+    if (ll->unmapped)
+        json_object_set(run, "unmapped_columns", ll->unmapped);
     if (s->reason)
         json_object_set_new(run, "reason", json_string(s->reason));
     char *text = json_dumps(run, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -369,6 +380,7 @@ static void ledger_destroy(struct sl_ledger *lg)
     for (size_t i = 0; i < ll->ncolumns; i++)
         free(ll->columns[i]);
     free(ll->columns);
+    json_decref(ll->unmapped);
     free(ll->dir);
     free(ll->rej_path);
     free(ll->rej_tmp);

@@ -64,27 +64,36 @@ static int pgl_reject(struct sl_ledger *lg, const struct sl_msg *m)
     return pl->nrows >= BATCH_ROWS ? flush_rows(pl) : 0;
 }
 
-static int pgl_columns(struct sl_ledger *lg, const char *const *cols, size_t n, char delimiter,
-                       int encoding)
+/* names[0..n) as a JSON array appended to b; 0 or non-zero out of memory. */
+static int json_names(struct sl_buf *b, const char *const *names, size_t n)
 {
-    struct pg_ledger *pl = (struct pg_ledger *)lg;
-    struct sl_buf b = SL_BUF_INIT;
-    int rc = sl_buf_putc(&b, '[');
+    int rc = sl_buf_putc(b, '[');
     for (size_t i = 0; i < n; i++) {
         if (i)
-            rc |= sl_buf_putc(&b, ',');
-        rc |= sl_buf_json_str(&b, cols[i], strlen(cols[i]));
+            rc |= sl_buf_putc(b, ',');
+        rc |= sl_buf_json_str(b, names[i], strlen(names[i]));
     }
-    rc |= sl_buf_putc(&b, ']');
-    char delim[2] = {delimiter, '\0'};
-    const char *params[] = {pl->run_id, b.data, delimiter ? delim : NULL,
-                            sl_encoding_name((enum sl_encoding)encoding)};
+    return rc | sl_buf_putc(b, ']');
+}
+
+static int pgl_columns(struct sl_ledger *lg, const struct sl_run_event *ev)
+{
+    struct pg_ledger *pl = (struct pg_ledger *)lg;
+    struct sl_buf b = SL_BUF_INIT, u = SL_BUF_INIT;
+    int rc = json_names(&b, ev->columns, ev->ncolumns);
+    rc |= json_names(&u, ev->unmapped, ev->nunmapped);
+    char delim[2] = {ev->delimiter, '\0'};
+    const char *params[] = {pl->run_id, b.data, ev->delimiter ? delim : NULL,
+                            sl_encoding_name((enum sl_encoding)ev->encoding), u.data};
     if (rc == 0)
         rc = sl_pg_exec(pl->conn, "store the run's columns",
                         "UPDATE sluice_runs SET columns = $2::jsonb, delimiter = $3, "
-                        "encoding = $4 WHERE id = $1",
-                        4, params, NULL, pl->err, sizeof(pl->err));
+                        "encoding = $4, unmapped_columns = $5::jsonb WHERE id = $1",
+                        5, params, NULL, pl->err, sizeof(pl->err));
+    else
+        rc = SL_ERR_NOMEM;
     sl_buf_cleanup(&b);
+    sl_buf_cleanup(&u);
     return rc;
 }
 

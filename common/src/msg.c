@@ -472,6 +472,14 @@ struct sl_msg *sl_msg_clone(const struct sl_msg *src)
             for (uint32_t i = 0; ok && i < s->ncolumns; i++)
                 e->columns[i] = dup_s(m, s->columns[i], &ok);
         }
+        e->unmapped = NULL;
+        if (s->nunmapped) {
+            e->unmapped = sl_arena_alloc(&m->arena, s->nunmapped * sizeof(*e->unmapped));
+            if (!e->unmapped)
+                ok = false;
+            for (uint32_t i = 0; ok && i < s->nunmapped; i++)
+                e->unmapped[i] = dup_s(m, s->unmapped[i], &ok);
+        }
         break;
     }
     }

@@ -495,6 +495,26 @@ bool sl_template_input_ref(const struct sl_template *tpl, size_t *ref)
     return found;
 }
 
+bool sl_template_reads(const struct sl_template *tpl, size_t ref)
+{
+    if (!tpl)
+        return false;
+    if (tpl->column)
+        return tpl->column_ref == ref;
+    for (size_t i = 0; i < tpl->nsegs; i++) {
+        const struct seg *sg = &tpl->segs[i];
+        if (sg->lit)
+            continue;
+        if (sg->head.kind == SL_OPERAND_FIELD && sg->head.ref == ref)
+            return true;
+        for (size_t k = 0; k < sg->nf; k++)
+            for (size_t a = 0; a < sg->f[k].nargs; a++)
+                if (sg->f[k].args[a].kind == SL_OPERAND_FIELD && sg->f[k].args[a].ref == ref)
+                    return true;
+    }
+    return false;
+}
+
 int sl_template_check_lookups(const struct sl_template *tpl, const struct sl_job *job, char *errbuf,
                               size_t errsz)
 {

@@ -21,6 +21,7 @@
 #include "sluice/buf.h"
 #include "sluice/err.h"
 #include "sluice/job.h"
+#include "sluice/keyset.h"
 #include "sluice/log.h"
 #include "sluice/reader.h"
 #include "sluice/stage.h"
@@ -52,7 +53,22 @@ struct parse_run {
     int *ref_col;             /* job->nrefs: the column of each ref, or -1 */
     const char **vals;        /* job->nrefs */
     const char *const *bound; /* the names ref_col was computed for */
+    /* schema drift: which fields the mapping reads the file has, and the
+     * file's columns the mapping does not read */
+    const struct sl_job *mjob;
+    bool *ref_seen;               /* mjob->nrefs */
+    bool names_vary;              /* JSON, XML: each record has its own names */
+    struct sl_keyset *names_seen; /* names_vary: every name met so far */
+    char **unmapped;              /* in the order met, at most MAX_UNMAPPED */
+    size_t nunmapped;
+    char drift[400]; /* why the run fails: a column the mapping reads is missing */
 };
+
+/* Unmapped column names a run lists (a wide or ragged JSON file could
+ * have any number); more are counted in the log only. */
+#define MAX_UNMAPPED 500
+/* on_header's return when the file lacks a column the mapping reads */
+#define DRIFT_STOP 1
 
 static int parser_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
 {
@@ -101,9 +117,87 @@ static int emit_progress(struct parse_run *pr)
     return sl_emit(pr->em, SL_TOPIC_RUNS, ev);
 }
 
+/* Whether some field the mapping reads is the column name. */
+static bool mapped(const struct sl_job *job, const char *name)
+{
+    for (size_t k = 0; k < job->nrefs; k++)
+        if (sl_column_find(job->refs[k].name, &name, 1) == 0)
+            return true;
+    return false;
+}
+
+/* Notes the field names of a header, or of a record with names of its own:
+ * which fields the mapping reads are there, which are not read. */
+static int note_names(struct parse_run *pr, const char *const *names, size_t n)
+{
+    const struct sl_job *job = pr->mjob;
+    for (size_t i = 0; i < n; i++) {
+        if (pr->names_vary) {
+            int seen = sl_keyset_test(pr->names_seen, names[i], strlen(names[i]), true);
+            if (seen < 0)
+                return SL_ERR_NOMEM;
+            if (seen)
+                continue;
+        }
+        for (size_t k = 0; k < job->nrefs; k++)
+            if (!pr->ref_seen[k] && sl_column_find(job->refs[k].name, &names[i], 1) == 0)
+                pr->ref_seen[k] = true;
+        if (mapped(job, names[i]))
+            continue;
+        if (pr->nunmapped == MAX_UNMAPPED) {
+            sl_debug("parser", "run %s: more than %d unmapped columns, '%s' not listed",
+                     pr->file->run_id, MAX_UNMAPPED, names[i]);
+            continue;
+        }
+        if (!pr->unmapped && !(pr->unmapped = calloc(MAX_UNMAPPED, sizeof(char *))))
+            return SL_ERR_NOMEM;
+        if (!(pr->unmapped[pr->nunmapped] = strdup(names[i])))
+            return SL_ERR_NOMEM;
+        pr->nunmapped++;
+    }
+    return 0;
+}
+
+/* Sets pr->drift when a field the mapping reads is not among the file's
+ * names (JOBS.md: the run fails before a row is published, naming it);
+ * cols[0..ncols) are the file's columns, for the message. True when so. */
+static bool find_drift(struct parse_run *pr, const char *const *cols, size_t ncols)
+{
+    const struct sl_job *job = pr->mjob;
+    struct sl_buf b = {0};
+    size_t missing = 0;
+    for (size_t k = 0; k < job->nrefs; k++) {
+        if (pr->ref_seen[k])
+            continue;
+        sl_buf_printf(&b, "%s'%s' (", missing++ ? ", " : "", job->refs[k].name);
+        size_t used = 0;
+        for (size_t i = 0; i < job->nattrs; i++)
+            if (sl_template_reads(job->attrs[i].map, k))
+                sl_buf_printf(&b, "%smapping.%s", used++ ? ", " : "", job->attrs[i].name);
+        sl_buf_putc(&b, ')');
+    }
+    if (missing) {
+        int len = snprintf(pr->drift, sizeof(pr->drift), "the file has no %s %.*s%s",
+                           missing > 1 ? "columns" : "column", (int)b.len, b.data ? b.data : "",
+                           ncols ? "; its columns: " : "");
+        for (size_t i = 0; i < ncols && len > 0 && (size_t)len < sizeof(pr->drift); i++)
+            len += snprintf(pr->drift + len, sizeof(pr->drift) - (size_t)len, "%s%s", i ? ", " : "",
+                            cols[i]);
+        if (len > 0 && (size_t)len >= sizeof(pr->drift))
+            memcpy(pr->drift + sizeof(pr->drift) - 4, "...", 4);
+    }
+    sl_buf_cleanup(&b);
+    return missing > 0;
+}
+
 static int on_header(void *ud, const char *const *names, size_t n)
 {
     struct parse_run *pr = ud;
+    int rc = note_names(pr, names, n);
+    if (rc)
+        return rc;
+    if (find_drift(pr, names, n))
+        return DRIFT_STOP;
     pr->columns = calloc(n ? n : 1, sizeof(char *));
     if (!pr->columns)
         return SL_ERR_NOMEM;
@@ -163,6 +257,16 @@ static int set_key(struct parse_run *pr, const struct sl_row *row, struct sl_msg
     return rc;
 }
 
+/* Whether nm holds row's names: readers whose records name their own
+ * fields (JSON, XML) hand every row over in the same array. */
+static bool same_names(const struct sl_names *nm, const struct sl_row *row)
+{
+    for (size_t i = 0; i < row->n; i++)
+        if (strcmp(nm->names[i], row->names[i]))
+            return false;
+    return true;
+}
+
 static int on_row(void *ud, const struct sl_row *row)
 {
     struct parse_run *pr = ud;
@@ -173,13 +277,20 @@ static int on_row(void *ud, const struct sl_row *row)
         return SL_ERR_NOMEM;
     }
     m->u.rec.row = row->row;
-    if (!pr->names || pr->names_src != row->names || pr->names->n != row->n) {
+    if (!pr->names || pr->names_src != row->names || pr->names->n != row->n ||
+        (pr->names_vary && !same_names(pr->names, row))) {
         sl_names_unref(pr->names);
         if (!(pr->names = sl_names_new(row->names, row->n))) {
             sl_msg_unref(m);
             return SL_ERR_NOMEM;
         }
         pr->names_src = row->names;
+        pr->bound = NULL; /* set_key resolves the refs again */
+        int rc = pr->names_vary ? note_names(pr, row->names, row->n) : 0;
+        if (rc) {
+            sl_msg_unref(m);
+            return rc;
+        }
     }
     if (sl_msg_set_src_row(m, pr->names, row->values, row->lens, row->n)) {
         sl_msg_unref(m);
@@ -239,8 +350,19 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
     }
     enum sl_format fmt = sl_format_detect(job->source.format, name, f->u.file.content_type, fd);
 
-    struct parse_run pr = {.file = f, .em = em, .last_progress = sl_now_us(), .env = p->env};
+    struct parse_run pr = {.file = f,
+                           .em = em,
+                           .last_progress = sl_now_us(),
+                           .env = p->env,
+                           .mjob = job,
+                           .names_vary = fmt == SL_FORMAT_JSON || fmt == SL_FORMAT_NDJSON ||
+                                         fmt == SL_FORMAT_XML};
     int rc = 0;
+    if (!(pr.ref_seen = calloc(job->nrefs + 1, sizeof(bool))) ||
+        (pr.names_vary && !(pr.names_seen = sl_keyset_new()))) {
+        rc = SL_ERR_NOMEM;
+        goto out;
+    }
     if (!p->env->embedded && job->nkey) { /* in process, keys mean nothing */
         pr.ref_col = calloc(job->nrefs + 1, sizeof(*pr.ref_col));
         pr.vals = calloc(job->nrefs + 1, sizeof(*pr.vals));
@@ -260,6 +382,13 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
     }
     if (pr.send_rc) {
         rc = pr.send_rc; /* the bus closed under us: nothing more to do */
+        goto out;
+    }
+    /* a field the mapping reads that no record has: the run fails (a
+     * header names the columns at once; records only by the end) */
+    if (pr.drift[0] || (pr.names_vary && pr.rows && find_drift(&pr, NULL, 0))) {
+        snprintf(err, sizeof(err), "%.100s: %s", name, pr.drift);
+        rc = emit_failed(em, f, err);
         goto out;
     }
     struct sl_msg *ev = run_event(f, SL_EV_SEALED);
@@ -283,9 +412,25 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
             ev->u.ev.columns[i] = sl_arena_strdup(&ev->arena, pr.columns[i]);
         ev->u.ev.ncolumns = (uint32_t)pr.ncolumns;
     }
+    if (pr.nunmapped) {
+        ev->u.ev.unmapped = sl_arena_alloc(&ev->arena, pr.nunmapped * sizeof(char *));
+        if (!ev->u.ev.unmapped) {
+            sl_msg_unref(ev);
+            rc = SL_ERR_NOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < pr.nunmapped; i++)
+            ev->u.ev.unmapped[i] = sl_arena_strdup(&ev->arena, pr.unmapped[i]);
+        ev->u.ev.nunmapped = (uint32_t)pr.nunmapped;
+    }
     sl_debug("parser", "run %s: %llu rows sealed", f->run_id, (unsigned long long)pr.rows);
     rc = sl_emit(em, SL_TOPIC_RUNS, ev);
 out:
+    free(pr.ref_seen);
+    sl_keyset_destroy(pr.names_seen);
+    for (size_t i = 0; i < pr.nunmapped; i++)
+        free(pr.unmapped[i]);
+    free(pr.unmapped);
     free(pr.ref_col);
     free(pr.vals);
     sl_names_unref(pr.names);

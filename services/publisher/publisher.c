@@ -486,7 +486,7 @@ static int process_event(struct publisher *p, struct run *r, const struct sl_run
         r->sealed = true;
         r->sealed_count = ev->record_count;
         if ((rc = open_outputs(p, r)) == 0 && r->lg && r->lg->ops->columns)
-            rc = r->lg->ops->columns(r->lg, ev->columns, ev->ncolumns, ev->delimiter, ev->encoding);
+            rc = r->lg->ops->columns(r->lg, ev);
         break;
     case SL_EV_FAILED:
         r->failed = true;

@@ -85,4 +85,30 @@ run_in "$d" run job.json --out out --state state
 expect_exit no_create 0
 expect_files no_create "$d/out" "$FIX/no_create/expected"
 
+# schema drift: the export lost the column Eroeffnung (and gained one): the
+# run fails before anything is published, naming the column, the attribute
+# and the file's columns; run.json lists what the mapping does not read.
+d=$(stage clean)
+sed -i -e '1s/,Eroeffnung,/,Opened,/' -e '1s/$/,Extra/' -e '2,$s/$/,x/' "$d/stores.csv"
+run_in "$d" run job.json --out out --state state
+expect_exit "vanished column" 1
+expect_output "vanished column" stdout "stores.csv: the file has no column 'Eroeffnung' (mapping.opened_on); its columns: Filiale, Name, Opened,"
+expect_absent "vanished column" "$d/out/stores.ndjson"
+slurp "$d/out/run.json"
+if [[ $TEXT == *'"status": "failed"'* && $TEXT == *"no column 'Eroeffnung'"* ]]; then
+    ok "vanished column: run.json says failed and why"
+else
+    not_ok "vanished column: run.json" "$TEXT"
+fi
+# the same column back, the extra one kept: unmapped_columns lists it
+sed -i -e '1s/,Opened,/,Eroeffnung,/' "$d/stores.csv"
+run_in "$d" run job.json --out out --state state
+expect_exit "unmapped column" 0
+slurp "$d/out/run.json"
+if [[ $TEXT == *$'"unmapped_columns": [\n    "Extra"\n  ]'* ]]; then
+    ok "unmapped column: run.json lists Extra"
+else
+    not_ok "unmapped column: run.json" "$TEXT"
+fi
+
 finish

@@ -170,8 +170,14 @@ static void test_ledger(void **state)
             assert_int_equal(lg->ops->reject(lg, m), 0);
         sl_msg_unref(m);
     }
-    const char *cols[] = {"ID", "Other"};
-    assert_int_equal(lg->ops->columns(lg, cols, 2, ';', 0), 0);
+    const char *cols[] = {"ID", "Other"}, *unmapped[] = {"Other"};
+    struct sl_run_event seal = {.kind = SL_EV_SEALED,
+                                .columns = cols,
+                                .ncolumns = 2,
+                                .delimiter = ';',
+                                .unmapped = unmapped,
+                                .nunmapped = 1};
+    assert_int_equal(lg->ops->columns(lg, &seal), 0);
     struct sl_run_summary sum = {
         .run_id = "run-42",
         .job = "stores",
@@ -195,14 +201,15 @@ static void test_ledger(void **state)
     assert_string_equal(PQgetvalue(r, 0, 1), "x'\"\\\n\xc3\xa4");
     assert_string_equal(PQgetvalue(r, 0, 2), "t");
     PQclear(r);
-    r = PQexec(c, "SELECT status, counts->>'rejected', delimiter, columns->>1, trigger "
-                  "FROM sluice_runs WHERE id = 'run-42'");
+    r = PQexec(c, "SELECT status, counts->>'rejected', delimiter, columns->>1, trigger, "
+                  "unmapped_columns::text FROM sluice_runs WHERE id = 'run-42'");
     assert_int_equal(PQntuples(r), 1);
     assert_string_equal(PQgetvalue(r, 0, 0), "completed_with_errors");
     assert_string_equal(PQgetvalue(r, 0, 1), "2500");
     assert_string_equal(PQgetvalue(r, 0, 2), ";");
     assert_string_equal(PQgetvalue(r, 0, 3), "Other");
     assert_string_equal(PQgetvalue(r, 0, 4), "test");
+    assert_string_equal(PQgetvalue(r, 0, 5), "[\"Other\"]");
     PQclear(r);
     PQfinish(c);
 

@@ -257,14 +257,15 @@ static unsigned submit(const char *job, bool run, char *run_id)
 }
 
 /* Waits until the run is final; its row: status, counts (json text),
- * reason, finished_at. */
+ * reason, finished_at, unmapped_columns (json text, '' when null). */
 static PGresult *wait_run(PGconn *c, const char *run_id)
 {
     const char *params[] = {run_id};
     for (int i = 0; i < 600; i++) { /* up to a minute */
         PGresult *r = PQexecParams(c,
                                    "SELECT status, counts::text, coalesce(reason, ''), "
-                                   "finished_at::text FROM sluice_runs WHERE id = $1",
+                                   "finished_at::text, coalesce(unmapped_columns::text, '') "
+                                   "FROM sluice_runs WHERE id = $1",
                                    1, NULL, params, NULL, NULL, 0);
         assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
         if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "queued") &&
@@ -509,6 +510,15 @@ static void assert_run_equals(PGresult *r, const char *run_json, const char *wha
                      (long long)g, (long long)w);
     }
     json_decref(got);
+    /* schema drift: the same unmapped columns, when embedded mode read the
+     * file's columns */
+    json_t *wu = json_object_get(emb, "unmapped_columns");
+    json_t *gu = PQgetvalue(r, 0, 4)[0] ? json_loads(PQgetvalue(r, 0, 4), 0, NULL) : NULL;
+    if (wu && (!gu || !json_equal(wu, gu)))
+        fail_msg("%s: unmapped_columns %s, embedded mode %s", what,
+                 PQgetvalue(r, 0, 4)[0] ? PQgetvalue(r, 0, 4) : "none",
+                 json_dumps(wu, JSON_COMPACT));
+    json_decref(gu);
     json_decref(emb);
 }
 

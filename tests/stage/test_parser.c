@@ -14,14 +14,26 @@
 static const char job_json[] = "{\"name\":\"parsejob\",\"source\":{\"url\":\"in.csv\"},"
                                "\"target\":{\"object\":\"things\",\"key\":[\"id\"],\"attributes\":{"
                                "\"id\":{\"type\":\"text\"},\"name\":{\"type\":\"text\"}}},"
-                               "\"mapping\":{\"id\":\"id\",\"name\":\"name\"}}";
+                               "\"mapping\":{\"id\":\"id\"}}";
 
-static struct sh *start(void **state)
+/* The same job mapping name too, from "Name" in a template. */
+static const char job_name_json[] =
+    "{\"name\":\"parsejob\",\"source\":{\"url\":\"in.csv\"},"
+    "\"target\":{\"object\":\"things\",\"key\":[\"id\"],\"attributes\":{"
+    "\"id\":{\"type\":\"text\"},\"name\":{\"type\":\"text\"}}},"
+    "\"mapping\":{\"id\":\"id\",\"name\":\"{{ Name | trim }}\"}}";
+
+static struct sh *start_job(void **state, const char *json)
 {
     static const char *const topics[] = {SL_TOPIC_RAW, SL_TOPIC_RUNS, NULL};
     struct sh *h = *state;
-    sh_start(h, &sl_stage_parser, job_json, topics);
+    sh_start(h, &sl_stage_parser, json, topics);
     return h;
+}
+
+static struct sh *start(void **state)
+{
+    return start_job(state, job_json);
 }
 
 /* Announces the file at path (the fetcher's output). */
@@ -359,6 +371,84 @@ static void test_two_files_two_runs(void **state)
     assert_int_equal(sealed[1], 2);
 }
 
+/* Schema drift: the columns the mapping does not read are listed in the
+ * seal, in the file's order. */
+static void test_seal_lists_unmapped_columns(void **state)
+{
+    struct sh *h = start_job(state, job_name_json);
+    char *path = sh_write(h->dir, "in.csv", "note,ID,name,x\na,1,Ann,b\n", 24);
+    send_file(h, path, "in.csv");
+    free(path);
+    struct sl_msg *m = sh_next(h, SL_TOPIC_RAW);
+    assert_int_equal(m->u.rec.row, 1);
+    m = sh_next_event(h);
+    assert_int_equal(m->u.ev.kind, SL_EV_SEALED);
+    assert_int_equal(m->u.ev.nunmapped, 2); /* id and Name match case-insensitively */
+    assert_string_equal(m->u.ev.unmapped[0], "note");
+    assert_string_equal(m->u.ev.unmapped[1], "x");
+    assert_int_equal(m->u.ev.ncolumns, 4);
+}
+
+/* A column the mapping reads that the header lacks fails the run before a
+ * single row is sent, naming the column, the attribute and the columns. */
+static void test_missing_column_fails_the_run(void **state)
+{
+    struct sh *h = start_job(state, job_name_json);
+    char *path = sh_write(h->dir, "in.csv", "id,Nom\n1,Ann\n2,Bob\n", 19);
+    send_file(h, path, "in.csv");
+    free(path);
+    struct sl_msg *m = sh_next_event(h);
+    assert_int_equal(m->u.ev.kind, SL_EV_FAILED);
+    assert_string_equal(m->u.ev.reason, "in.csv: the file has no column 'Name' (mapping.name); "
+                                        "its columns: id, Nom");
+    sh_expect_none(h, SL_MSG_RECORD, 0);
+}
+
+/* JSON records name their own fields: a record with other names than the
+ * one before keeps its own (the reader hands every record over in the same
+ * array), and every name met is noted. */
+static void test_json_records_keep_their_names(void **state)
+{
+    struct sh *h = start_job(state, job_name_json);
+    static const char nd[] = "{\"id\":\"1\",\"Name\":\"a\"}\n{\"id\":\"2\",\"Nm\":\"b\"}\n"
+                             "{\"id\":\"3\",\"Name\":\"c\",\"z\":null}\n";
+    char *path = sh_write(h->dir, "in.ndjson", nd, sizeof(nd) - 1);
+    send_file(h, path, "in.ndjson");
+    free(path);
+    struct sl_msg *m = sh_next(h, SL_TOPIC_RAW);
+    expect_src(m, 1, "Name", "a");
+    m = sh_next(h, SL_TOPIC_RAW);
+    expect_src(m, 1, "Nm", "b");
+    m = sh_next(h, SL_TOPIC_RAW);
+    expect_src(m, 1, "Name", "c");
+    expect_src(m, 2, "z", NULL);
+    m = sh_next_event(h);
+    assert_int_equal(m->u.ev.kind, SL_EV_SEALED);
+    assert_int_equal(m->u.ev.nunmapped, 2);
+    assert_string_equal(m->u.ev.unmapped[0], "Nm");
+    assert_string_equal(m->u.ev.unmapped[1], "z");
+}
+
+/* A field the mapping reads that no JSON record has fails the run at the
+ * end (records carry no header); an empty array has nothing to miss. */
+static void test_json_missing_field_fails_the_run(void **state)
+{
+    struct sh *h = start_job(state, job_name_json);
+    static const char js[] = "[{\"id\":\"1\",\"nom\":\"a\"},{\"id\":\"2\"}]";
+    char *path = sh_write(h->dir, "in.json", js, sizeof(js) - 1);
+    send_file(h, path, "in.json");
+    free(path);
+    struct sl_msg *m = sh_next_event(h);
+    assert_int_equal(m->u.ev.kind, SL_EV_FAILED);
+    assert_string_equal(m->u.ev.reason, "in.json: the file has no column 'Name' (mapping.name)");
+    path = sh_write(h->dir, "empty.json", "[]", 2);
+    send_file(h, path, "empty.json");
+    free(path);
+    m = sh_next_event(h);
+    assert_int_equal(m->u.ev.kind, SL_EV_SEALED);
+    assert_int_equal(m->u.ev.record_count, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -373,6 +463,10 @@ int main(void)
         SH_TEST(test_empty_file_fails),
         SH_TEST(test_bad_encoding_is_a_row_problem),
         SH_TEST(test_two_files_two_runs),
+        SH_TEST(test_seal_lists_unmapped_columns),
+        SH_TEST(test_missing_column_fails_the_run),
+        SH_TEST(test_json_records_keep_their_names),
+        SH_TEST(test_json_missing_field_fails_the_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -215,6 +215,8 @@ static void test_run_event(void **state)
     ev->source_name = "stores.csv";
     ev->columns = cols;
     ev->ncolumns = 4;
+    ev->unmapped = cols + 2;
+    ev->nunmapped = 2;
     struct sl_msg *d = round_trip(m);
     struct sl_run_event *e = &d->u.ev;
     assert_int_equal(e->kind, SL_EV_FINAL);
@@ -230,6 +232,9 @@ static void test_run_event(void **state)
     assert_int_equal(e->ncolumns, 4);
     for (int i = 0; i < 4; i++)
         assert_string_equal(e->columns[i], cols[i]);
+    assert_int_equal(e->nunmapped, 2);
+    assert_string_equal(e->unmapped[0], cols[2]);
+    assert_string_equal(e->unmapped[1], cols[3]);
     sl_msg_unref(d);
 
     /* Every kind, with the optional strings absent. */
@@ -246,6 +251,8 @@ static void test_run_event(void **state)
         assert_string_equal(d->u.ev.sha256, "");
         assert_null(d->u.ev.columns);
         assert_int_equal(d->u.ev.ncolumns, 0);
+        assert_null(d->u.ev.unmapped);
+        assert_int_equal(d->u.ev.nunmapped, 0);
         sl_msg_unref(d);
     }
     sl_msg_unref(m);

@@ -96,8 +96,10 @@ struct sl_run_event {
     const char *source_name;
     const char **columns; /* the source header, when the format has one */
     uint32_t ncolumns;
-    char delimiter; /* the CSV delimiter used (given or detected), or 0 */
-    int encoding;   /* enum sl_encoding of the source text (given or its BOM's) */
+    char delimiter;        /* the CSV delimiter used (given or detected), or 0 */
+    int encoding;          /* enum sl_encoding of the source text (given or its BOM's) */
+    const char **unmapped; /* SEALED: the source columns the mapping does not read */
+    uint32_t nunmapped;
 };
 
 /* An immutable, reference-counted list of field names (a file's header),

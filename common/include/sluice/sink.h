@@ -155,11 +155,11 @@ struct sl_ledger_ops {
     const char *name;
     /* Records one rejected row (SL_MSG_REJECTION). */
     int (*reject)(struct sl_ledger *lg, const struct sl_msg *rej);
-    /* Optional: the source header, CSV delimiter and text encoding (enum
-     * sl_encoding) of the run, from the parser's seal, so that the error file
-     * keeps the source's columns and comes back as the source came. */
-    int (*columns)(struct sl_ledger *lg, const char *const *cols, size_t n, char delimiter,
-                   int encoding);
+    /* Optional: what the parser's seal (ev) says of the source: its header,
+     * CSV delimiter and text encoding (enum sl_encoding), so that the error
+     * file keeps the source's columns and comes back as the source came, and
+     * the columns the mapping does not read (run.json unmapped_columns). */
+    int (*columns)(struct sl_ledger *lg, const struct sl_run_event *ev);
     /* Writes the run summary and closes the run's files. 0, or 1 when the
      * run was final in the ledger already (another publisher, or this one
      * before a crash, finished it: nothing is changed), or an error. */

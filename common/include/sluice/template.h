@@ -104,6 +104,10 @@ bool sl_template_is_column(const struct sl_template *tpl, size_t *ref);
  * value a problem of the attribute is about. */
 bool sl_template_input_ref(const struct sl_template *tpl, size_t *ref);
 
+/* Whether tpl reads the field of ref index ref anywhere (an expression's
+ * head or a filter's argument). */
+bool sl_template_reads(const struct sl_template *tpl, size_t ref);
+
 /* Checks that the lookup tables the template names exist in job (called by
  * the job loader once lookups are known). 0 or -1 with errbuf set ("unknown
  * lookup table 'countries'"). */
