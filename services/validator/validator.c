@@ -23,6 +23,12 @@
  * batch's keys are asked, and the validator checks the next rows while Redis
  * looks them up. One call is outstanding at most, so batches are answered in
  * the order they came, as seen_keys() would answer them one after another.
+ *
+ * References (`references: "object.attribute"`, refcheck.h) are looked up
+ * for the same batches, just before their keys are asked about (a row that
+ * names an unknown record must not claim its key): one lookup a batch,
+ * answers cached. A reference that cannot be checked at all (no such table
+ * in the destination) fails the run with the reason.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +37,7 @@
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/log.h"
+#include "sluice/refcheck.h"
 #include "sluice/stage.h"
 #include "sluice/state.h"
 #include "sluice/types.h"
@@ -47,8 +54,11 @@ struct held {
     bool answered;            /* seen holds the answer */
     bool finished;            /* duplicate handled, kind set: ready to go */
     bool dead;                /* the store refused its question: dead letter */
+    bool refs_done;           /* its references were looked up */
     int seen;
 };
+
+#define FAILED_RUNS 8 /* runs this validator failed lately (said once each) */
 
 struct validator {
     const struct sl_stage_env *env;
@@ -70,6 +80,13 @@ struct validator {
     struct sl_names *names;
     const struct sl_job *names_job;
     bool in_order; /* the current record's attributes are its job's, in order */
+    /* references */
+    struct sl_refcheck *refs; /* made on first use */
+    struct sl_ref_query *rq;  /* a batch's questions */
+    size_t *rq_row;           /* the held row of each */
+    size_t rq_cap;
+    char failed[FAILED_RUNS][64];
+    unsigned nfailed;
 };
 
 static void validator_destroy(void *state)
@@ -90,6 +107,9 @@ static void validator_destroy(void *state)
     free(v->cans);
     sl_buf_cleanup(&v->key);
     sl_names_unref(v->names);
+    sl_refcheck_destroy(v->refs);
+    free(v->rq);
+    free(v->rq_row);
     free(v);
 }
 
@@ -174,6 +194,113 @@ static bool build_key(struct validator *v, const struct sl_job *job, struct sl_r
             return false;
     }
     return true;
+}
+
+static bool has_references(const struct sl_job *job)
+{
+    for (size_t i = 0; i < job->nattrs; i++)
+        if (job->attrs[i].references)
+            return true;
+    return false;
+}
+
+/* Fails run with reason on the runs topic, once per run. */
+static int fail_run(struct validator *v, struct sl_emitter *em, const struct sl_msg *m,
+                    const char *reason)
+{
+    for (unsigned i = 0; i < FAILED_RUNS; i++)
+        if (m->run_id && !strncmp(v->failed[i], m->run_id, sizeof(v->failed[i]) - 1))
+            return 0;
+    struct sl_msg *ev = sl_msg_new(SL_MSG_RUN_EVENT, m->run_id, m->job_id, m->job_version);
+    if (!ev || !(ev->u.ev.reason = sl_arena_strdup(&ev->arena, reason))) {
+        sl_msg_unref(ev);
+        return SL_ERR_NOMEM;
+    }
+    ev->u.ev.kind = SL_EV_FAILED;
+    ev->u.ev.stage = "validator";
+    ev->u.ev.at = sl_now_us();
+    sl_info("validator", "run %s failed: %s", m->run_id ? m->run_id : "-", reason);
+    int rc = sl_emit(em, SL_TOPIC_RUNS, ev);
+    if (rc == 0 && m->run_id)
+        snprintf(v->failed[v->nfailed++ % FAILED_RUNS], sizeof(v->failed[0]), "%s", m->run_id);
+    return rc;
+}
+
+/* Looks up the references of the held rows [from, to) that were not looked
+ * up yet, in one batch: a value with no record is an unknown_reference
+ * problem of its row (which then claims no key). 0, or the error (the
+ * destination is away) with the rows still to be looked up. */
+static int check_refs(struct validator *v, struct sl_emitter *em, size_t from, size_t to)
+{
+    size_t nq = 0;
+    for (size_t i = from; i < to; i++) {
+        struct held *h = &v->held[i];
+        if (h->refs_done || h->dead || !h->out)
+            continue;
+        if (!has_references(h->job)) {
+            h->refs_done = true;
+            continue;
+        }
+        struct sl_record *r = &h->out->u.rec;
+        for (size_t k = 0; k < h->job->nattrs; k++) {
+            const struct sl_attr *a = &h->job->attrs[k];
+            if (!a->references)
+                continue;
+            struct sl_field *f = attr_of(r, h->job, k);
+            if (!f || !f->value || has_problem(r, a->name))
+                continue;
+            if (nq == v->rq_cap) {
+                size_t cap = v->rq_cap ? 2 * v->rq_cap : 256;
+                struct sl_ref_query *q = realloc(v->rq, cap * sizeof(*q));
+                if (q)
+                    v->rq = q;
+                size_t *qr = realloc(v->rq_row, cap * sizeof(*qr));
+                if (qr)
+                    v->rq_row = qr;
+                if (!q || !qr)
+                    return SL_ERR_NOMEM;
+                v->rq_cap = cap;
+            }
+            v->rq[nq] = (struct sl_ref_query){.job = h->job, .attr = k, .value = f->value};
+            v->rq_row[nq++] = i;
+        }
+    }
+    if (nq) {
+        char err[512] = "";
+        if (!v->refs && !(v->refs = sl_refcheck_new(v->env)))
+            return SL_ERR_NOMEM;
+        int rc = sl_refcheck_lookup(v->refs, v->rq, nq, err, sizeof(err));
+        if (rc) {
+            sl_warn("validator", "cannot look up references: %s", err);
+            return rc;
+        }
+        for (size_t j = 0; j < nq; j++) {
+            const struct sl_ref_query *q = &v->rq[j];
+            struct held *h = &v->held[v->rq_row[j]];
+            const struct sl_attr *a = &q->job->attrs[q->attr];
+            if (q->error) {
+                if ((rc = fail_run(v, em, h->out, q->error)))
+                    return rc;
+                continue;
+            }
+            if (q->found)
+                continue;
+            const char *dot = strchr(a->references, '.');
+            char *msg =
+                sl_arena_printf(&h->out->arena, "no %.*s record has %s '%s'",
+                                (int)(dot - a->references), a->references, dot + 1, q->value);
+            if (!msg || sl_msg_add_problem(h->out, a->name, "unknown_reference", msg, q->value))
+                return SL_ERR_NOMEM;
+        }
+    }
+    for (size_t i = from; i < to; i++) {
+        struct held *h = &v->held[i];
+        if (!h->refs_done && h->out) {
+            h->refs_done = true;
+            h->add = h->ask && !h->out->u.rec.nprob;
+        }
+    }
+    return 0;
 }
 
 /* Orders the row's problems as the job lists its attributes (row-level
@@ -362,6 +489,8 @@ static int drain(struct validator *v, struct sl_emitter *em)
 {
     int rc = take_answer(v);
     if (rc == 0)
+        rc = check_refs(v, em, v->nsent, v->nheld);
+    if (rc == 0)
         rc = resolve(v);
     for (; rc == 0 && v->nsent < v->nheld; v->nsent++)
         rc = send_held(&v->held[v->nsent], em);
@@ -390,6 +519,8 @@ static int step(struct validator *v, struct sl_emitter *em)
     v->nasked -= v->nsent;
     v->nheld = left;
     v->nsent = 0;
+    if ((rc = check_refs(v, em, v->nasked, v->nheld)) != 0)
+        return rc;
     size_t from = v->nasked;
     while (from < v->nheld && !unanswered(&v->held[from]))
         from++;

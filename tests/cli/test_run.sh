@@ -111,4 +111,39 @@ else
     not_ok "unmapped column: run.json" "$TEXT"
 fi
 
+# references into an NDJSON destination: regions published first into the
+# same --out, then shops that reference them; an unknown one is rejected, and
+# without the regions file the run fails naming the reference.
+d=$TMP/refs
+mkdir -p "$d"
+printf 'id,name\nnorth,Nord\nsouth,Süd\n' >"$d/regions.csv"
+printf 'id,region\n1,north\n2,east\n3,\n' >"$d/shops.csv"
+cat >"$d/regions.json" <<'JOB'
+{"name": "regions", "source": {"url": "regions.csv"},
+ "target": {"object": "regions", "key": ["region_id"],
+            "attributes": {"region_id": {"type": "text"}, "name": {"type": "text"}}},
+ "mapping": {"region_id": "id", "name": "name"}}
+JOB
+cat >"$d/shops.json" <<'JOB'
+{"name": "shops", "source": {"url": "shops.csv"},
+ "target": {"object": "shops", "key": ["id"],
+            "attributes": {"id": {"type": "text"},
+                           "region": {"type": "text", "references": "regions.region_id"}}},
+ "mapping": {"id": "id", "region": "region"}}
+JOB
+run_in "$d" run shops.json --out out --state state
+expect_exit "references without the regions file" 1
+expect_output "references without the regions file" stdout "target.attributes.region.references: cannot read out/regions.ndjson"
+run_in "$d" run regions.json --out out --state state
+expect_exit "references: regions published" 0
+run_in "$d" run shops.json --out out --state state
+expect_exit "references" 3
+slurp "$d/out/rejected.ndjson"
+want='{"row":2,"errors":[{"attribute":"region","code":"unknown_reference","message":"no regions record has region_id '"'east'"'","value":"east"}],"source":{"id":"2","region":"east"}}'
+if [ "$TEXT" = "$want"$'\n' ]; then
+    ok "references: the unknown region rejected"
+else
+    not_ok "references: rejected.ndjson" "$TEXT"
+fi
+
 finish

@@ -553,6 +553,9 @@ static const struct example examples[] = {
     {"empty_file", "cli/empty_file/job.json", NULL, 1},
     {"missing_source", "cli/missing_source/job.json", NULL, 1},
     {"wide", "cli/wide/job.json", NULL, 3}, /* its 10,000-column file is made below */
+    /* references: regions in the destination (made below: a table, and for
+     * embedded mode regions.ndjson beside its output) */
+    {"refs", "distributed/refs_job.json", "distributed/refs.csv", 3},
 };
 #define NEXAMPLES (sizeof(examples) / sizeof(examples[0]))
 
@@ -1128,10 +1131,24 @@ static void test_examples_equal_embedded(void **state)
     unfinished = true;
     static struct prepared prs[NEXAMPLES];
     char name[64], table[64];
+    PGconn *c = connect_pg();
+    PQclear(PQexec(c, "DROP TABLE IF EXISTS regions"));
+    /* the regions the refs and jobs_md examples reference ('Süd' not) */
+    PGresult *mk = PQexec(c, "CREATE TABLE regions (region_id text PRIMARY KEY);"
+                             "INSERT INTO regions VALUES ('north'), ('south'), ('Nord'), "
+                             "('West'), ('Ost'), ('Mitte')");
+    assert_int_equal(PQresultStatus(mk), PGRES_COMMAND_OK);
+    PQclear(mk);
     for (size_t i = 0; i < NEXAMPLES; i++) {
         snprintf(name, sizeof(name), "ex-%s", examples[i].name);
         snprintf(table, sizeof(table), "ex_%s", examples[i].name);
         prepare(&examples[i], name, table, &prs[i]);
+        if (!strcmp(examples[i].name, "refs") || !strcmp(examples[i].name, "jobs_md"))
+            assert_int_equal(shell("mkdir -p %s/embedded/%s/out && for r in north south Nord "
+                                   "West Ost Mitte; do printf '{\"region_id\":\"%%s\"}\\n' "
+                                   "$r; done > %s/embedded/%s/out/regions.ndjson",
+                                   tmp, name, tmp, name),
+                             0);
         int st = run_embedded(&prs[i], "out");
         if (st != examples[i].exit)
             fail_msg("%s: embedded mode exited with %d, not %d", name, st, examples[i].exit);
@@ -1139,7 +1156,6 @@ static void test_examples_equal_embedded(void **state)
     /* every run at once: the services take them in any order */
     for (size_t i = 0; i < NEXAMPLES; i++)
         submit(prs[i].job_path, true, prs[i].run_id);
-    PGconn *c = connect_pg();
     for (size_t i = 0; i < NEXAMPLES; i++) {
         PGresult *r = wait_run(c, prs[i].run_id);
         assert_same_as_embedded(c, &prs[i], r);

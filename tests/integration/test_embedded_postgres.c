@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "pg_server.h"
 
@@ -137,11 +138,118 @@ static void test_unreachable_database_fails_the_run(void **state)
     (void)line;
 }
 
+static void exec_sql(const char *sql)
+{
+    PGconn *c = PQconnectdb(srv.conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* Writes a job of shops whose region and code reference other objects
+ * (ref_table names the regions' table), reading csv; runs it. */
+static int run_refs(const char *ref_table, const char *csv, const char *out)
+{
+    char path[256], cmd[2048];
+    snprintf(path, sizeof(path), "%s/refs.json", tmp);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"name\":\"shops\",\"source\":{\"url\":\"%s\"},"
+            "\"target\":{\"object\":\"shops\",\"key\":[\"id\"],\"attributes\":{"
+            "\"id\":{\"type\":\"text\",\"required\":true},"
+            "\"region\":{\"type\":\"text\",\"references\":\"%s.region_id\"},"
+            "\"code\":{\"type\":\"integer\",\"references\":\"codes.code\"},"
+            "\"tag\":{\"type\":\"text\",\"references\":\"codes.code\"}}},"
+            "\"mapping\":{\"id\":\"id\",\"region\":\"region\",\"code\":\"code\","
+            "\"tag\":\"tag\"},"
+            "\"destination\":{\"type\":\"postgres\",\"table\":\"shops\"}}\n",
+            csv, ref_table);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd),
+             "SLUICE_DESTINATION_URL='%s' %s/sluice run %s --out %s/%s --state %s/state "
+             "--force --quiet > %s/%s.txt 2>&1",
+             srv.conninfo, SLUICE_BUILD_DIR, path, tmp, out, tmp, tmp, out);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* references: a value without a record in the destination is rejected as
+ * unknown_reference; typed columns are looked up through their type (an
+ * integer column, and a text attribute whose value is no integer); a
+ * reference to a table that does not exist fails the run; lookups are
+ * batched: 20,000 rows of distinct references take a few queries. */
+static void test_references(void **state)
+{
+    exec_sql("CREATE TABLE regions (region_id text PRIMARY KEY, name text);"
+             "INSERT INTO regions VALUES ('north', 'Nord'), ('south', 'Süd');"
+             "CREATE TABLE codes (code bigint PRIMARY KEY);"
+             "INSERT INTO codes SELECT g FROM generate_series(1, 20000) g;");
+    char csv[256], cmd[1024];
+    snprintf(csv, sizeof(csv), "%s/refs.csv", tmp);
+    FILE *f = fopen(csv, "w");
+    assert_non_null(f);
+    fputs("id,region,code,tag\n"
+          "1,north,10,10\n"
+          "2,east,20001,x\n"
+          "3,,10,\n"
+          "4,south,0,10\n",
+          f);
+    fclose(f);
+    assert_int_equal(run_refs("regions", csv, "refs1"), 3);
+    assert_int_equal(query_long("select count(*) from shops"), 2);
+    snprintf(cmd, sizeof(cmd),
+             "jq -c '[.row, [.errors[] | [.attribute, .code, .message]]]' %s/refs1/rejected.ndjson "
+             "> %s/refs1.got",
+             tmp, tmp);
+    assert_int_equal(system(cmd), 0);
+    snprintf(
+        cmd, sizeof(cmd),
+        "printf '%%s\\n' "
+        "'[2,[[\"region\",\"unknown_reference\",\"no regions record has region_id "
+        "'\"'\"'east'\"'\"'\"],"
+        "[\"code\",\"unknown_reference\",\"no codes record has code '\"'\"'20001'\"'\"'\"],"
+        "[\"tag\",\"unknown_reference\",\"no codes record has code '\"'\"'x'\"'\"'\"]]]' "
+        "'[4,[[\"code\",\"unknown_reference\",\"no codes record has code '\"'\"'0'\"'\"'\"]]]' "
+        "| diff -u - %s/refs1.got",
+        tmp);
+    assert_int_equal(system(cmd), 0);
+
+    /* a reference to no table: the run fails, saying which */
+    assert_int_equal(run_refs("nosuch", csv, "refs2"), 1);
+    snprintf(cmd, sizeof(cmd),
+             "jq -e '.reason | contains(\"target.attributes.region.references: the destination "
+             "has no table nosuch\")' %s/refs2/run.json >/dev/null",
+             tmp);
+    assert_int_equal(system(cmd), 0);
+
+    /* 20,000 rows, each a code of its own: the lookups are batched */
+    f = fopen(csv, "w");
+    assert_non_null(f);
+    fputs("id,region,code,tag\n", f);
+    for (int i = 1; i <= 20000; i++)
+        fprintf(f, "%d,north,%d,\n", i, i);
+    fclose(f);
+    long before = query_long("select xact_commit from pg_stat_database where datname = "
+                             "current_database()");
+    assert_int_equal(run_refs("regions", csv, "refs3"), 0);
+    sleep(1); /* the backends' statistics reach pg_stat_database */
+    long after = query_long("select xact_commit from pg_stat_database where datname = "
+                            "current_database()");
+    print_message("# 20,000 rows with references: %ld transactions\n", after - before);
+    assert_true(after - before < 200);
+    assert_int_equal(query_long("select count(*) from shops"), 20000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_demo_into_postgres),
         cmocka_unit_test(test_unreachable_database_fails_the_run),
+        cmocka_unit_test(test_references),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
