@@ -60,6 +60,8 @@ static const char *const migrations[] = {
     "  ADD COLUMN encoding text;",
     /* 3: schema drift: the source columns the mapping does not read */
     "ALTER TABLE sluice_runs ADD COLUMN unmapped_columns jsonb;",
+    /* 4: what became of the run report (run_report.h) */
+    "ALTER TABLE sluice_runs ADD COLUMN report jsonb;",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

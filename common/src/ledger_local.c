@@ -20,6 +20,8 @@
 
 #include "sluice/err.h"
 #include "sluice/job.h"
+#include "sluice/log.h"
+#include "sluice/run_report.h"
 #include "sluice/sink.h"
 #include "sluice/util.h"
 
@@ -36,6 +38,7 @@ struct local_ledger {
     bool have_encoding;
     bool failed;
     json_t *unmapped; /* the source columns the mapping does not read; NULL: unknown */
+    json_t *report;   /* what became of the run report; NULL: none was due */
 };
 
 static char *path_in(const char *dir, const char *name)
@@ -334,6 +337,8 @@ static int write_run_json(struct local_ledger *ll, const struct sl_run_summary *
     json_object_set_new(run, "counts", counts);
     if (ll->unmapped)
         json_object_set(run, "unmapped_columns", ll->unmapped);
+    if (ll->report)
+        json_object_set(run, "report", ll->report);
     if (s->reason)
         json_object_set_new(run, "reason", json_string(s->reason));
     char *text = json_dumps(run, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -347,6 +352,30 @@ static int write_run_json(struct local_ledger *ll, const struct sl_run_summary *
     if (rc)
         return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot write %s: %s", ll->json_path,
                          strerror(errno));
+    return 0;
+}
+
+/* rejected.ndjson read back, a row at a time, for the run report. */
+struct rows_file {
+    FILE *f;
+    const char *path;
+    char *line;
+    size_t cap;
+    unsigned long long lineno;
+};
+
+static int next_row(void *ud, json_t **row, char *errbuf, size_t errsz)
+{
+    struct rows_file *rf = ud;
+    *row = NULL;
+    ssize_t n = getline(&rf->line, &rf->cap, rf->f);
+    if (n <= 0)
+        return ferror(rf->f) ? sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot read %s", rf->path) : 0;
+    rf->lineno++;
+    json_error_t jerr;
+    if (!(*row = json_loadb(rf->line, (size_t)n, 0, &jerr)))
+        return sl_seterr(errbuf, errsz, SL_ERR_PARSE, "%s, line %llu: %s", rf->path, rf->lineno,
+                         jerr.text);
     return 0;
 }
 
@@ -367,6 +396,20 @@ static int ledger_finish(struct sl_ledger *lg, const struct sl_run_summary *s, c
     if (rename(ll->rej_tmp, ll->rej_path))
         return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot rename %s: %s", ll->rej_tmp,
                          strerror(errno));
+    if (sl_run_report_due(lg->job, s)) {
+        struct rows_file rf = {.f = fopen(ll->rej_path, "r"), .path = ll->rej_path};
+        struct sl_report_rows rows = {
+            .next = next_row,
+            .ud = &rf,
+            .columns = (const char *const *)ll->columns,
+            .ncolumns = ll->ncolumns,
+        };
+        json_decref(ll->report);
+        ll->report = sl_run_report_send(lg->job, s, lg->smtp, rf.f ? &rows : NULL, ll->dir);
+        if (rf.f)
+            fclose(rf.f);
+        free(rf.line);
+    }
     return write_run_json(ll, s, errbuf, errsz);
 }
 
@@ -381,6 +424,7 @@ static void ledger_destroy(struct sl_ledger *lg)
         free(ll->columns[i]);
     free(ll->columns);
     json_decref(ll->unmapped);
+    json_decref(ll->report);
     free(ll->dir);
     free(ll->rej_path);
     free(ll->rej_tmp);

@@ -8,16 +8,24 @@
  * redelivered rejection changes nothing. The run row is created when the
  * ledger opens and updated once when the run is final; the source header and
  * CSV delimiter are kept on it so that the error file can be rebuilt for
- * download.
+ * download. The finish that makes the run final also sends the run report
+ * when the job asks for one (run_report.h), from the rows stored here, and
+ * records what became of it (sluice_runs.report).
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "sluice/buf.h"
 #include "sluice/err.h"
 #include "sluice/job.h"
+#include "sluice/log.h"
 #include "sluice/pg.h"
+#include "sluice/run_report.h"
 #include "sluice/reader.h"
 #include "sluice/sink.h"
 #include "sluice/util.h"
@@ -97,6 +105,98 @@ static int pgl_columns(struct sl_ledger *lg, const struct sl_run_event *ev)
     return rc;
 }
 
+/* The stored rejected rows of a run, a page at a time, in row order. */
+struct rows_page {
+    struct pg_ledger *pl;
+    PGresult *res;
+    int at;
+    char after[24]; /* the last row handed over */
+    bool done;
+};
+
+static int next_row(void *ud, json_t **row, char *errbuf, size_t errsz)
+{
+    struct rows_page *rp = ud;
+    *row = NULL;
+    if (rp->res && rp->at >= PQntuples(rp->res)) {
+        rp->done = PQntuples(rp->res) < BATCH_ROWS;
+        PQclear(rp->res);
+        rp->res = NULL;
+    }
+    if (!rp->res && !rp->done) {
+        const char *params[] = {rp->pl->run_id, rp->after};
+        int rc = sl_pg_exec(rp->pl->conn, "read the rejected rows",
+                            "SELECT row, errors::text, source::text FROM sluice_rejected_rows "
+                            "WHERE run_id = $1 AND row > $2::bigint ORDER BY row LIMIT 1000",
+                            2, params, &rp->res, errbuf, errsz);
+        if (rc)
+            return rc;
+        rp->at = 0;
+    }
+    if (!rp->res || rp->at >= PQntuples(rp->res))
+        return 0;
+    int i = rp->at++;
+    snprintf(rp->after, sizeof(rp->after), "%s", PQgetvalue(rp->res, i, 0));
+    json_t *errors = json_loads(PQgetvalue(rp->res, i, 1), 0, NULL);
+    json_t *source = json_loads(PQgetvalue(rp->res, i, 2), 0, NULL);
+    *row = json_pack("{s:I,s:o*,s:o*}", "row", (json_int_t)strtoll(rp->after, NULL, 10), "errors",
+                     errors, "source", source);
+    return *row ? 0 : sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+}
+
+/* Sends the report of the run just finished (s) and records its outcome. */
+static void send_report(struct pg_ledger *pl, const struct sl_run_summary *s)
+{
+    char err[512] = "";
+    const char *params[] = {pl->run_id, NULL};
+    PGresult *res = NULL;
+    json_t *columns = NULL;
+    if (sl_pg_exec(pl->conn, "read the run's columns",
+                   "SELECT columns::text FROM sluice_runs WHERE id = $1", 1, params, &res, err,
+                   sizeof(err)) == 0 &&
+        PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        columns = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    PQclear(res);
+    size_t ncols = json_array_size(columns);
+    const char **cols = ncols ? calloc(ncols, sizeof(char *)) : NULL;
+    for (size_t i = 0; cols && i < ncols; i++)
+        cols[i] = json_string_value(json_array_get(columns, i));
+    const char *tmpdir = getenv("TMPDIR");
+    char dirbuf[512];
+    snprintf(dirbuf, sizeof(dirbuf), "%s/sluice-report-XXXXXX",
+             tmpdir && tmpdir[0] ? tmpdir : "/tmp");
+    char *d = mkdtemp(dirbuf);
+    struct rows_page rp = {.pl = pl, .after = "0"};
+    struct sl_report_rows rows = {
+        .next = next_row, .ud = &rp, .columns = cols, .ncolumns = cols ? ncols : 0};
+    json_t *out = sl_run_report_send(pl->base.job, s, pl->base.smtp, d ? &rows : NULL,
+                                     d ? d : "/nonexistent");
+    PQclear(rp.res);
+    if (d) { /* the attachment went out (or not): nothing of it is kept */
+        DIR *dh = opendir(d);
+        struct dirent *de;
+        while (dh && (de = readdir(dh)))
+            if (de->d_name[0] != '.') {
+                char p[1024];
+                snprintf(p, sizeof(p), "%s/%s", d, de->d_name);
+                unlink(p);
+            }
+        if (dh)
+            closedir(dh);
+        rmdir(d);
+    }
+    char *text = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    params[1] = text;
+    if (text && sl_pg_exec(pl->conn, "record the run report",
+                           "UPDATE sluice_runs SET report = $2::jsonb WHERE id = $1", 2, params,
+                           NULL, err, sizeof(err)))
+        sl_warn("report", "run %s: %s", pl->run_id, err);
+    free(text);
+    json_decref(out);
+    free(cols);
+    json_decref(columns);
+}
+
 static int pgl_finish(struct sl_ledger *lg, const struct sl_run_summary *s, char *errbuf,
                       size_t errsz)
 {
@@ -128,6 +228,10 @@ static int pgl_finish(struct sl_ledger *lg, const struct sl_run_summary *s, char
     if (rc == 0 && strcmp(PQcmdTuples(res), "1") != 0)
         rc = 1; /* final already: the first finish stays */
     PQclear(res);
+    /* the run is final once: its report goes out once, after (a crash
+     * between the two loses the report, never the run) */
+    if (rc == 0 && sl_run_report_due(lg->job, s))
+        send_report(pl, s);
     return rc;
 }
 

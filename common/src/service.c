@@ -21,6 +21,7 @@
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/log.h"
+#include "sluice/mail.h"
 #include "sluice/pg.h"
 #include "sluice/service.h"
 #include "sluice/sink.h"
@@ -189,7 +190,11 @@ static struct sl_sink *open_sink(const struct sl_job *job, const char *run_id,
 static struct sl_ledger *open_ledger(const struct sl_job *job, const char *run_id,
                                      const struct sl_stage_env *env, char *errbuf, size_t errsz)
 {
-    return sl_ledger_postgres_open(env->control_url, job, run_id, NULL, errbuf, errsz);
+    struct sl_ledger *lg =
+        sl_ledger_postgres_open(env->control_url, job, run_id, NULL, errbuf, errsz);
+    if (lg)
+        lg->smtp = env->smtp;
+    return lg;
 }
 
 int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
@@ -207,6 +212,12 @@ int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
     struct sl_state *st = NULL;
     struct sl_bus *bus = NULL;
     struct sl_stage_runner *runner = NULL;
+    /* the publisher sends run reports: its SMTP settings, checked at start */
+    struct sl_smtp_config smtp = {0};
+    if (!strcmp(stage->name, "publisher") && sl_smtp_config_from_env(&smtp, err, sizeof(err))) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        return 2;
+    }
     PGconn *conn = sl_pg_connect(val[CFG_POSTGRES], SL_PG_CONNECT_TIMEOUT, err, sizeof(err));
     rc = 1;
     if (!conn || sl_control_migrate(conn, err, sizeof(err)))
@@ -242,6 +253,7 @@ int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
         .open_sink = open_sink,
         .open_ledger = open_ledger,
         .embedded = false,
+        .smtp = &smtp,
     };
     if (!(runner = sl_stage_runner_new(stage, bus, group, &env, err, sizeof(err))))
         goto fail;
@@ -266,6 +278,7 @@ fail:
     if (jobs)
         sl_jobs_destroy(jobs);
     PQfinish(conn);
+    sl_smtp_config_cleanup(&smtp);
     return rc;
 }
 

@@ -53,7 +53,10 @@ static struct sl_sink *open_sink(const struct sl_job *job, const char *run_id,
 static struct sl_ledger *open_ledger(const struct sl_job *job, const char *run_id,
                                      const struct sl_stage_env *env, char *errbuf, size_t errsz)
 {
-    return sl_ledger_local_open(env->out_dir, job, errbuf, errsz);
+    struct sl_ledger *lg = sl_ledger_local_open(env->out_dir, job, errbuf, errsz);
+    if (lg)
+        lg->smtp = env->smtp;
+    return lg;
 }
 
 static void *stage_main(void *arg)
@@ -156,6 +159,7 @@ int sl_embedded_run(struct sl_job *job, const struct sl_embedded_opts *opts,
         .hash_key = hash_key && hash_key[0] ? hash_key : NULL,
         .allow_hosts = getenv("SLUICE_ALLOW_HOSTS"),
         .destination_url = opts->destination_url,
+        .smtp = opts->smtp,
         .open_sink = open_sink,
         .open_ledger = open_ledger,
         .embedded = true,

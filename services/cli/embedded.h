@@ -11,15 +11,17 @@
 #include "sluice/msg.h"
 
 struct sl_job;
+struct sl_smtp_config;
 
 struct sl_embedded_opts {
-    const char *out_dir;         /* where the run's files go */
-    const char *sink_path;       /* NDJSON of published records */
-    const char *state_dir;       /* last-success hashes */
-    const char *input;           /* a local file instead of source.url, or NULL */
-    const char *destination_url; /* PostgreSQL of a postgres destination, or NULL */
-    bool force;                  /* ignore skip_unchanged */
-    bool progress;               /* draw a progress bar on stderr */
+    const char *out_dir;               /* where the run's files go */
+    const char *sink_path;             /* NDJSON of published records */
+    const char *state_dir;             /* last-success hashes */
+    const char *input;                 /* a local file instead of source.url, or NULL */
+    const char *destination_url;       /* PostgreSQL of a postgres destination, or NULL */
+    bool force;                        /* ignore skip_unchanged */
+    bool progress;                     /* draw a progress bar on stderr */
+    const struct sl_smtp_config *smtp; /* the run report's e-mail; NULL: none */
 };
 
 struct sl_embedded_result {

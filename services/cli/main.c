@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "commands.h"
 #include "embedded.h"
 #include "sluice/bus.h"
@@ -24,6 +26,7 @@
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/log.h"
+#include "sluice/mail.h"
 #include "sluice/pg.h"
 #include "sluice/reader.h"
 #include "sluice/util.h"
@@ -190,6 +193,21 @@ static void print_summary(const struct sl_job *job, const struct sl_embedded_res
         printf("  published: %s\n", sink_path ? sink_path : "the postgres destination");
     printf("  errors:    %s/errors.csv, %s/rejected.ndjson\n", out_dir, out_dir);
     printf("  run:       %s/run.json\n", out_dir);
+    /* the run report, as run.json records it */
+    char *path = sl_path_join(out_dir, "run.json");
+    json_t *run = path ? json_load_file(path, 0, NULL) : NULL;
+    json_t *rep = json_object_get(run, "report");
+    if (rep) {
+        const char *st = json_string_value(json_object_get(rep, "status"));
+        const char *file = json_string_value(json_object_get(rep, "file"));
+        const char *why = json_string_value(json_object_get(rep, "error"));
+        printf("  report:    %s%s%s%s%s\n", st ? st : "?", file ? ", " : "", file ? out_dir : "",
+               file ? "/" : "", file ? file : "");
+        if (why)
+            printf("             %s\n", why);
+    }
+    json_decref(run);
+    free(path);
 }
 
 static int cmd_run(int argc, char **argv)
@@ -244,7 +262,17 @@ static int cmd_run(int argc, char **argv)
         sl_job_destroy(job);
         return EXIT_FAILED;
     }
+    struct sl_smtp_config smtp = {0};
+    if (sl_smtp_config_from_env(&smtp, err, sizeof(err))) {
+        fprintf(stderr, "sluice: %s\n", err);
+        free(input);
+        free(out);
+        free(sink_path);
+        sl_job_destroy(job);
+        return EXIT_INVALID;
+    }
     struct sl_embedded_opts eo = {
+        .smtp = &smtp,
         .out_dir = out,
         .sink_path = sink_path,
         .state_dir = a.state ? a.state : ".sluice",
@@ -259,6 +287,7 @@ static int cmd_run(int argc, char **argv)
     /* the summary needs the job's name only: keep a copy, the run takes the job */
     struct sl_job shown = {.name = name};
     rc = sl_embedded_run(job, &eo, &res, err, sizeof(err));
+    sl_smtp_config_cleanup(&smtp);
     free(input);
     if (rc) {
         fprintf(stderr, "sluice: %s\n", err);

@@ -1162,6 +1162,18 @@ static void test_examples_equal_embedded(void **state)
         PQclear(r);
     }
     assert_services_alive();
+    /* the JOBS.md example asks for a report: the publisher wrote it from the
+     * stored rows and recorded that it could not be sent (no SMTP here) */
+    const char *pj[] = {prs[example_index("jobs_md")].run_id};
+    PGresult *rep = PQexecParams(c,
+                                 "SELECT report->>'status', report->>'file', "
+                                 "report->'recipients'->>0 FROM sluice_runs WHERE id = $1",
+                                 1, NULL, pj, NULL, NULL, 0);
+    assert_int_equal(PQntuples(rep), 1);
+    assert_string_equal(PQgetvalue(rep, 0, 0), "not_sent");
+    assert_string_equal(PQgetvalue(rep, 0, 1), "report.xlsx");
+    assert_string_equal(PQgetvalue(rep, 0, 2), "ops@example.com");
+    PQclear(rep);
 
     /* the clean example's file again: skipped; then changed: it runs */
     struct prepared *pr = &prs[example_index("clean")];

@@ -171,9 +171,15 @@ struct sl_ledger_ops {
     int (*flush)(struct sl_ledger *lg, char *errbuf, size_t errsz);
 };
 
+struct sl_smtp_config;
+
 struct sl_ledger {
     const struct sl_ledger_ops *ops;
     const struct sl_job *job;
+    /* Set by whoever opens the ledger: the SMTP settings of the run report
+     * (run_report.h), which finish() sends when the job asks for one; NULL
+     * or e-mail off: the report is written, and recorded as not sent. */
+    const struct sl_smtp_config *smtp;
 };
 
 /* Local ledger in dir: rejected.ndjson as rows arrive; errors.csv and

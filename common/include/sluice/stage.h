@@ -51,7 +51,8 @@ struct sl_stage_env {
     const char *control_url;     /* services: the control plane (run ledger) */
     sl_sink_open_fn open_sink;
     sl_ledger_open_fn open_ledger;
-    bool embedded; /* no servers: local files allowed as sources */
+    bool embedded;                     /* no servers: local files allowed as sources */
+    const struct sl_smtp_config *smtp; /* run reports by e-mail; NULL: none */
 };
 
 struct sl_emitter {
