@@ -535,9 +535,9 @@ static bool is_token(const char *s)
 
 /* ---- name, options ------------------------------------------------------ */
 
-static const char *const TOP_KEYS[] = {"name",     "description", "timezone",    "source",
-                                       "target",   "mapping",     "lookups",     "options",
-                                       "schedule", "report",      "destination", NULL};
+static const char *const TOP_KEYS[] = {
+    "name",    "description", "timezone", "source",      "target",  "mapping", "lookups",
+    "options", "schedule",    "report",   "destination", "targets", NULL};
 
 static int parse_name(struct ld *ld, json_t *root)
 {
@@ -2247,6 +2247,194 @@ static int load(struct ld *ld, json_t *root)
     return 0;
 }
 
+/* ---- several targets ---------------------------------------------------- */
+
+#define TARGETS_MAX 16
+
+/* Loads root, a document of one target (no "targets"), for dir. */
+static struct sl_job *load_root(json_t *root, const char *dir, char *errbuf, size_t errsz)
+{
+    struct ld ld = {.errbuf = errbuf, .errsz = errsz};
+    sl_arena_init(&ld.arena);
+    if (errbuf && errsz)
+        errbuf[0] = '\0';
+    if (!(ld.job = calloc(1, sizeof(*ld.job))) ||
+        !(ld.job->dir = strdup(dir && dir[0] ? dir : "."))) {
+        nomem(&ld);
+        goto fail;
+    }
+    ld.job->version = 1;
+    ld.job->doc = json_incref(root);
+    if (load(&ld, root))
+        goto fail;
+    sl_refs_cleanup(&ld.refs);
+    sl_arena_cleanup(&ld.arena);
+    return ld.job;
+fail:
+    sl_refs_cleanup(&ld.refs);
+    sl_arena_cleanup(&ld.arena);
+    sl_job_destroy(ld.job);
+    return NULL;
+}
+
+/* The document of target i of a job with "targets": the job with that
+ * target's object, key and attributes as "target", its mapping as
+ * "mapping", and its destination (else the job's, whose table then
+ * defaults to the target's object). */
+static json_t *target_doc(json_t *root, json_t *t)
+{
+    json_t *doc = json_deep_copy(root);
+    if (!doc)
+        return NULL;
+    json_object_del(doc, "targets");
+    json_t *target = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(t, k, v)
+    {
+        if (!strcmp(k, "mapping") || !strcmp(k, "destination") || !strcmp(k, "options"))
+            continue;
+        json_object_set(target, k, v);
+    }
+    json_object_set_new(doc, "target", target);
+    if (json_object_get(t, "mapping"))
+        json_object_set(doc, "mapping", json_object_get(t, "mapping"));
+    /* a target's options over the job's (duplicates: last_wins for the
+     * account that several contact rows repeat) */
+    json_t *o = json_object_get(t, "options");
+    if (json_is_object(o)) {
+        json_t *jo = json_object_get(doc, "options");
+        if (json_is_object(jo))
+            json_object_update(jo, o);
+        else
+            json_object_set(doc, "options", o);
+    } else if (o) {
+        json_object_set(doc, "options", o); /* not an object: the loader says so */
+    }
+    json_t *d = json_object_get(t, "destination");
+    if (d) {
+        json_object_set(doc, "destination", d);
+    } else if (json_is_object(json_object_get(doc, "destination"))) {
+        json_object_del(json_object_get(doc, "destination"), "table");
+        json_object_del(json_object_get(doc, "destination"), "path");
+    }
+    return doc;
+}
+
+/* errbuf's message of target i: "target.x" and "mapping.x" become
+ * "targets[i].x" and "targets[i].mapping.x", as the user wrote them. */
+static void target_message(char *errbuf, size_t errsz, size_t i)
+{
+    if (!errbuf || !errsz)
+        return;
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "%s", errbuf);
+    if (!strncmp(msg, "target.", 7))
+        snprintf(errbuf, errsz, "targets[%zu].%s", i, msg + 7);
+    else if (!strncmp(msg, "target:", 7))
+        snprintf(errbuf, errsz, "targets[%zu]:%s", i, msg + 7);
+    else if (!strncmp(msg, "mapping", 7) || !strncmp(msg, "destination", 11) ||
+             !strncmp(msg, "options", 7))
+        snprintf(errbuf, errsz, "targets[%zu].%s", i, msg);
+}
+
+/* A job of several targets ("targets": an extension of JOBS.md): each is
+ * checked as a job of its own over the same source; the job returned is the
+ * first target's, with every target in job->targets. */
+static struct sl_job *load_targets(json_t *root, const char *dir, char *errbuf, size_t errsz)
+{
+    json_t *ts = json_object_get(root, "targets");
+    if (json_object_get(root, "target") || json_object_get(root, "mapping")) {
+        snprintf(errbuf, errsz,
+                 "targets: a job has either target and mapping, or targets (each with its "
+                 "mapping)");
+        return NULL;
+    }
+    if (!json_is_array(ts) || json_array_size(ts) == 0 || json_array_size(ts) > TARGETS_MAX) {
+        snprintf(errbuf, errsz, "targets: must be an array of 1 to %d targets", TARGETS_MAX);
+        return NULL;
+    }
+    static const char *const keys[] = {"object",  "key",         "attributes",  "mapping",
+                                       "options", "destination", "description", NULL};
+    size_t n = json_array_size(ts);
+    struct sl_job **sub = calloc(n, sizeof(*sub));
+    struct sl_job *job = NULL;
+    if (!sub) {
+        snprintf(errbuf, errsz, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(ts, i);
+        if (!json_is_object(t)) {
+            snprintf(errbuf, errsz,
+                     "targets[%zu]: must be an object (object, key, attributes, "
+                     "mapping)",
+                     i);
+            goto fail;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(t, k, v)
+        {
+            bool known = false;
+            for (size_t j = 0; keys[j] && !known; j++)
+                known = !strcmp(keys[j], k);
+            if (!known) {
+                snprintf(errbuf, errsz,
+                         "targets[%zu].%.64s: unknown field (object, key, attributes, mapping, "
+                         "options, destination)",
+                         i, k);
+                goto fail;
+            }
+        }
+        if (!json_object_get(t, "mapping")) {
+            snprintf(errbuf, errsz, "targets[%zu].mapping: required", i);
+            goto fail;
+        }
+        json_t *doc = target_doc(root, t);
+        if (!doc) {
+            snprintf(errbuf, errsz, "out of memory");
+            goto fail;
+        }
+        sub[i] = load_root(doc, dir, errbuf, errsz);
+        json_decref(doc);
+        if (!sub[i]) {
+            target_message(errbuf, errsz, i);
+            goto fail;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(sub[j]->object, sub[i]->object)) {
+                snprintf(errbuf, errsz, "targets[%zu].object: '%s' is targets[%zu]'s already", i,
+                         sub[i]->object, j);
+                goto fail;
+            }
+        /* its own id: state (last success) and runs are per target */
+        char *id = NULL;
+        if (asprintf(&id, "%s#%s", sub[i]->name, sub[i]->object) < 0) {
+            snprintf(errbuf, errsz, "out of memory");
+            goto fail;
+        }
+        free(sub[i]->id);
+        sub[i]->id = id;
+    }
+    /* the job itself: the first target's, holding them all */
+    json_t *doc = target_doc(root, json_array_get(ts, 0));
+    job = doc ? load_root(doc, dir, errbuf, errsz) : NULL;
+    json_decref(doc);
+    if (!job)
+        goto fail;
+    json_decref(job->doc);
+    job->doc = json_incref(root);
+    job->targets = sub;
+    job->ntargets = n;
+    return job;
+fail:
+    for (size_t i = 0; i < n; i++)
+        sl_job_destroy(sub[i]);
+    free(sub);
+    return NULL;
+}
+
 struct sl_job *sl_job_load_json(const char *text, size_t len, const char *dir, char *errbuf,
                                 size_t errsz)
 {
@@ -2281,6 +2469,14 @@ struct sl_job *sl_job_load_json(const char *text, size_t len, const char *dir, c
     if (!json_is_object(root)) {
         bad(&ld, NULL, "the job must be a JSON object (is %s)", kind(root));
         goto fail;
+    }
+    if (json_object_get(root, "targets")) {
+        sl_job_destroy(ld.job);
+        ld.job = load_targets(root, dir, errbuf, errsz);
+        json_decref(root);
+        sl_refs_cleanup(&ld.refs);
+        sl_arena_cleanup(&ld.arena);
+        return ld.job;
     }
     ld.job->doc = json_incref(root);
     if (load(&ld, root))
@@ -2348,6 +2544,9 @@ void sl_job_destroy(struct sl_job *job)
 {
     if (!job)
         return;
+    for (size_t i = 0; i < job->ntargets; i++)
+        sl_job_destroy(job->targets[i]);
+    free(job->targets);
     free(job->id);
     free(job->name);
     free(job->description);

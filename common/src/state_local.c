@@ -93,7 +93,9 @@ static bool job_id_ok(const char *job_id)
     size_t n = job_id ? strlen(job_id) : 0;
     if (n == 0 || n > JOB_ID_MAX || !strcmp(job_id, ".") || !strcmp(job_id, ".."))
         return false;
-    return strspn(job_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+    /* '#': the target of a job of several ("crm#contacts", job.h) */
+    return strspn(job_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-#") ==
+           n;
 }
 
 static bool sha_ok(const char *s, size_t n)

@@ -164,8 +164,8 @@ int sl_embedded_run(struct sl_job *job, const struct sl_embedded_opts *opts,
         .open_ledger = open_ledger,
         .embedded = true,
     };
-    const char *topics[] = {SL_TOPIC_RUNS};
-    if (!(runs = bus->ops->subscribe(bus, "cli", topics, 1, errbuf, errsz))) {
+    const char *topics[] = {SL_TOPIC_RUNS, SL_TOPIC_FILES};
+    if (!(runs = bus->ops->subscribe(bus, "cli", topics, 2, errbuf, errsz))) {
         rc = SL_ERR_NOMEM;
         goto out;
     }
@@ -223,6 +223,9 @@ int sl_embedded_run(struct sl_job *job, const struct sl_embedded_opts *opts,
             goto out;
         }
         bool final = false;
+        if (m->kind == SL_MSG_FILE && m->run_id && !strcmp(m->run_id, res->run_id) &&
+            m->u.file.blob)
+            snprintf(res->blob, sizeof(res->blob), "%s", m->u.file.blob);
         if (m->kind == SL_MSG_RUN_EVENT && m->run_id && !strcmp(m->run_id, res->run_id)) {
             const struct sl_run_event *ev = &m->u.ev;
             if (ev->kind == SL_EV_PROGRESS && ev->stage && !strcmp(ev->stage, "parser"))

@@ -30,6 +30,7 @@ struct sl_embedded_result {
     char reason[1024];
     struct sl_counts counts;
     int64_t started_us, finished_us;
+    char blob[1024]; /* the file the run read (fetched or local), "" when none */
 };
 
 /* Runs job once, to the end. Takes ownership of job. Returns 0 when the run

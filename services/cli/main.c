@@ -210,6 +210,150 @@ static void print_summary(const struct sl_job *job, const struct sl_embedded_res
     free(path);
 }
 
+/* How bad a status is, for the status of several targets: the worst. */
+static int status_rank(const char *status)
+{
+    if (!strcmp(status, "failed"))
+        return 3;
+    if (!strcmp(status, "completed_with_errors"))
+        return 2;
+    if (!strcmp(status, "succeeded"))
+        return 1;
+    return 0; /* skipped */
+}
+
+static json_t *iso_utc(int64_t us)
+{
+    char t[32];
+    sl_format_utc(us, true, t);
+    return us ? json_string(t) : json_null();
+}
+
+/* A job of several targets (job->targets): one run a target, in order, over
+ * the same file (fetched once: the later targets read what the first one
+ * read), each into out/<object>.ndjson with its error files and run.json in
+ * out/<object>/; out/run.json sums them up. A target that fails stops the
+ * rest (a contact must not be written without its account). Takes job. */
+static int run_targets(struct sl_job *job, const struct sl_embedded_opts *base, const char *out,
+                       bool quiet)
+{
+    char err[1024] = "";
+    json_t *targets = json_array();
+    struct sl_counts sum = {0};
+    int worst = -1;
+    char worst_status[32] = "skipped", first_run[37] = "", reason[1024] = "";
+    int64_t started = 0, finished = 0;
+    char input[1024] = "";
+    if (base->input)
+        snprintf(input, sizeof(input), "%s", base->input);
+    int rc = EXIT_SUCCEEDED;
+    size_t n = job->ntargets;
+    for (size_t i = 0; i < n; i++) {
+        struct sl_job *sub = job->targets[i];
+        job->targets[i] = NULL; /* the run takes it */
+        char name[512];
+        snprintf(name, sizeof(name), "%s.ndjson", sub->object);
+        char *sink_path =
+            sub->destination.given && sub->destination.type == SL_DEST_FILE && sub->destination.path
+                ? strdup(sub->destination.path)
+                : sl_path_join(out, name);
+        char *dir = sl_path_join(out, sub->object);
+        char object[256];
+        snprintf(object, sizeof(object), "%s", sub->object);
+        if (!sink_path || !dir || sl_mkdirs(dir)) {
+            fprintf(stderr, "sluice: cannot create %s: %s\n", dir ? dir : out, strerror(errno));
+            sl_job_destroy(sub);
+            free(sink_path);
+            free(dir);
+            rc = EXIT_FAILED;
+            break;
+        }
+        struct sl_embedded_opts eo = *base;
+        eo.out_dir = dir;
+        eo.sink_path = sink_path;
+        eo.input = input[0] ? input : NULL;
+        struct sl_embedded_result res;
+        int erc = sl_embedded_run(sub, &eo, &res, err, sizeof(err));
+        if (erc) {
+            fprintf(stderr, "sluice: %s\n", err);
+            free(sink_path);
+            free(dir);
+            rc = EXIT_FAILED;
+            break;
+        }
+        if (!input[0] && res.blob[0])
+            snprintf(input, sizeof(input), "%s", res.blob); /* the file, for the others */
+        if (!first_run[0])
+            snprintf(first_run, sizeof(first_run), "%s", res.run_id);
+        if (!started)
+            started = res.started_us;
+        finished = res.finished_us;
+        if (status_rank(res.status) > worst) {
+            worst = status_rank(res.status);
+            snprintf(worst_status, sizeof(worst_status), "%s", res.status);
+        }
+        if (res.reason[0] && !reason[0])
+            snprintf(reason, sizeof(reason), "targets[%zu] (%.200s): %.700s", i, object,
+                     res.reason);
+        if (i == 0)
+            sum.read = res.counts.read;
+        sum.published += res.counts.published;
+        sum.created += res.counts.created;
+        sum.updated += res.counts.updated;
+        sum.unchanged += res.counts.unchanged;
+        sum.rejected += res.counts.rejected;
+        sum.duplicates += res.counts.duplicates;
+        sum.not_created += res.counts.not_created;
+        const struct sl_counts *c = &res.counts;
+        json_array_append_new(
+            targets,
+            json_pack("{s:s,s:s,s:s,s:s?,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:s,s:s}", "object",
+                      object, "run_id", res.run_id, "status", res.status, "reason",
+                      res.reason[0] ? res.reason : NULL, "counts", "read", (json_int_t)c->read,
+                      "published", (json_int_t)c->published, "created", (json_int_t)c->created,
+                      "updated", (json_int_t)c->updated, "unchanged", (json_int_t)c->unchanged,
+                      "rejected", (json_int_t)c->rejected, "duplicates", (json_int_t)c->duplicates,
+                      "not_created", (json_int_t)c->not_created, "published_to",
+                      base->destination_url ? "postgres" : sink_path, "files", dir));
+        if (!quiet) {
+            struct sl_job shown = {.name = object};
+            print_summary(&shown, &res, dir, base->destination_url ? NULL : sink_path);
+        }
+        free(sink_path);
+        free(dir);
+        if (!strcmp(res.status, "failed")) {
+            if (i + 1 < n)
+                fprintf(stderr,
+                        "sluice: targets[%zu] (%s) failed: the targets after it are not "
+                        "run\n",
+                        i, object);
+            break;
+        }
+    }
+    /* out/run.json: the job's run, its targets' summed up */
+    json_t *run = json_pack(
+        "{s:s,s:s,s:s,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:o}", "run_id", first_run, "job",
+        job->name, "status", worst_status, "started_at", iso_utc(started), "finished_at",
+        iso_utc(finished), "counts", "read", (json_int_t)sum.read, "published",
+        (json_int_t)sum.published, "created", (json_int_t)sum.created, "updated",
+        (json_int_t)sum.updated, "unchanged", (json_int_t)sum.unchanged, "rejected",
+        (json_int_t)sum.rejected, "duplicates", (json_int_t)sum.duplicates, "not_created",
+        (json_int_t)sum.not_created, "targets", targets);
+    if (run && reason[0])
+        json_object_set_new(run, "reason", json_string(reason));
+    char *path = sl_path_join(out, "run.json");
+    if (!run || !path || json_dump_file(run, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) {
+        fprintf(stderr, "sluice: cannot write %s\n", path ? path : "run.json");
+        rc = EXIT_FAILED;
+    }
+    free(path);
+    json_decref(run);
+    if (rc == 0 && !quiet)
+        printf("%s: %s (%zu targets): %s/run.json\n", job->name, worst_status, n, out);
+    sl_job_destroy(job);
+    return rc ? rc : status_exit(worst_status);
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct cli_args a = {0};
@@ -281,6 +425,14 @@ static int cmd_run(int argc, char **argv)
         .force = a.force,
         .progress = !a.quiet && isatty(STDERR_FILENO),
     };
+    if (job->ntargets > 1) {
+        rc = run_targets(job, &eo, out, a.quiet);
+        sl_smtp_config_cleanup(&smtp);
+        free(input);
+        free(out);
+        free(sink_path);
+        return rc;
+    }
     char name[256];
     snprintf(name, sizeof(name), "%s", job->name);
     struct sl_embedded_result res;
@@ -453,6 +605,15 @@ static int cmd_submit(int argc, char **argv)
     size_t len = 0;
     char *text = NULL;
     PGconn *conn = NULL;
+    if (job->ntargets > 1) {
+        fprintf(stderr,
+                "sluice: %s: targets: a job of several targets runs in embedded mode "
+                "only in this version (sluice run); the services run jobs of one "
+                "target\n",
+                a.job_path);
+        rc = EXIT_INVALID;
+        goto out;
+    }
     if (!url || !url[0]) {
         fprintf(stderr, "sluice: submit: SLUICE_POSTGRES_URL must name the control plane\n");
         rc = EXIT_INVALID;

@@ -665,6 +665,10 @@ static int fetcher_process(void *state, const char *topic, struct sl_msg *t, str
         sl_jobs_get(f->env->jobs, t->job_id, t->job_version, err, sizeof(err));
     if (!job)
         return emit_failed(em, t, err);
+    if (job->ntargets > 1 && !f->env->embedded)
+        return emit_failed(em, t,
+                           "targets: a job of several targets runs in embedded mode only in this "
+                           "version (sluice run); the services run jobs of one target");
     int64_t started = sl_now_us();
     bool claim = f->env->control_url && f->env->blob_dir;
     struct prior pr;

@@ -244,12 +244,40 @@ static void test_references(void **state)
     assert_int_equal(query_long("select count(*) from shops"), 20000);
 }
 
+/* a job of several targets into PostgreSQL: accounts, then contacts that
+ * reference them (looked up in the table the first target just wrote) */
+static void test_targets_into_postgres(void **state)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cp -R %s/tests/fixtures/cli/targets %s/targets && cd %s/targets && "
+             "jq '.destination = {\"type\": \"postgres\"}' job.json > pg.json && "
+             "SLUICE_DESTINATION_URL='%s' %s/sluice run pg.json --out out --state state "
+             "--quiet > log.txt 2>&1",
+             REPO, tmp, tmp, srv.conninfo, SLUICE_BUILD_DIR);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 3);
+    assert_int_equal(query_long("select count(*) from accounts"), 2);
+    assert_int_equal(query_long("select count(*) from contacts"), 2);
+    assert_int_equal(query_long("select count(*) from contacts c join accounts a using "
+                                "(account_no)"),
+                     2);
+    snprintf(cmd, sizeof(cmd),
+             "jq -e '.counts.rejected == 3 and ([.targets[].status] == "
+             "[\"completed_with_errors\", \"completed_with_errors\"])' %s/targets/out/run.json "
+             ">/dev/null || cat %s/targets/out/run.json",
+             tmp, tmp);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_demo_into_postgres),
         cmocka_unit_test(test_unreachable_database_fails_the_run),
         cmocka_unit_test(test_references),
+        cmocka_unit_test(test_targets_into_postgres),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

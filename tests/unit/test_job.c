@@ -845,6 +845,67 @@ static void test_truncated(void **state)
     free(text);
 }
 
+/* "targets": one source row feeds several objects; each target is a job
+ * of its own (id <name>#<object>) over the job's source and options. */
+#define CRM_TARGETS                                                                                \
+    "{`name`:`crm`,`source`:{`url`:`crm.csv`},`options`:{`sync`:`upsert`},"                        \
+    "`destination`:{`type`:`postgres`,`table`:`ignored`},`targets`:["                              \
+    "{`object`:`accounts`,`key`:[`no`],`attributes`:{`no`:{`type`:`text`}},"                       \
+    "`mapping`:{`no`:`account_no`},`options`:{`duplicates`:`last_wins`}},"                         \
+    "{`object`:`contacts`,`key`:[`email`],`attributes`:{`email`:{`type`:`email`},"                 \
+    "`account`:{`type`:`text`,`references`:`accounts.no`}},"                                       \
+    "`mapping`:{`email`:`E-Mail`,`account`:`{{ account_no | trim }}`}}]}"
+
+static void test_targets(void **state)
+{
+    struct sl_job *job = load_ok(CRM_TARGETS);
+    assert_int_equal(job->ntargets, 2);
+    assert_string_equal(job->id, "crm");
+    assert_string_equal(job->object, "accounts"); /* the job is its first target */
+    const struct sl_job *a = job->targets[0], *c = job->targets[1];
+    assert_string_equal(a->id, "crm#accounts");
+    assert_string_equal(c->id, "crm#contacts");
+    assert_string_equal(c->name, "crm");
+    assert_string_equal(c->source.url, "crm.csv");
+    assert_int_equal(c->nattrs, 2);
+    assert_string_equal(c->attrs[1].references, "accounts.no");
+    assert_string_equal(c->refs[0].name, "E-Mail");
+    /* options: the target's over the job's */
+    assert_int_equal(a->options.duplicates, SL_DUPS_LAST_WINS);
+    assert_int_equal(c->options.duplicates, SL_DUPS_REJECT);
+    /* the job's destination table is no target's: each defaults to its object */
+    assert_int_equal(c->destination.type, SL_DEST_POSTGRES);
+    assert_string_equal(c->destination.table, "contacts");
+    assert_int_equal(c->ntargets, 0);
+    sl_job_destroy(job);
+
+    /* refusals name the target */
+    assert_true(refused("{`name`:`x`,`source`:{`url`:`a.csv`},`targets`:[{`object`:`o`,"
+                        "`key`:[`k`],`attributes`:{`k`:{`type`:`txt`}},`mapping`:{`k`:`k`}}]}",
+                        "targets[0].attributes.k.type: unknown type 'txt'"));
+    assert_true(refused("{`name`:`x`,`source`:{`url`:`a.csv`},`targets`:[{`object`:`o`,"
+                        "`key`:[`k`],`attributes`:{`k`:{`type`:`text`}},`mapping`:{`kk`:`k`}}]}",
+                        "targets[0].mapping.kk"));
+    assert_true(refused("{`name`:`x`,`source`:{`url`:`a.csv`},`targets`:[{`object`:`o`,"
+                        "`key`:[`k`],`attributes`:{`k`:{`type`:`text`}}}]}",
+                        "targets[0].mapping: required"));
+    assert_true(refused("{`name`:`x`,`source`:{`url`:`a.csv`},`targets`:["
+                        "{`object`:`o`,`key`:[`k`],`attributes`:{`k`:{`type`:`text`}},"
+                        "`mapping`:{`k`:`k`}},"
+                        "{`object`:`o`,`key`:[`k`],`attributes`:{`k`:{`type`:`text`}},"
+                        "`mapping`:{`k`:`k`}}]}",
+                        "targets[1].object: 'o' is targets[0]'s already"));
+    assert_true(refused("{`name`:`x`,`source`:{`url`:`a.csv`},`targets`:[],"
+                        "`mapping`:{`k`:`k`}}",
+                        "targets: a job has either target and mapping, or targets"));
+    assert_true(refused("{`name`:`x`,`source`:{`url`:`a.csv`},`targets`:[]}",
+                        "targets: must be an array of 1 to 16 targets"));
+    assert_true(refused("{`name`:`x`,`source`:{`url`:`a.csv`},`targets`:[{`object`:`o`,"
+                        "`key`:[`k`],`attributes`:{`k`:{`type`:`text`}},`mapping`:{`k`:`k`},"
+                        "`table`:`t`}]}",
+                        "targets[0].table: unknown field"));
+}
+
 int main(void)
 {
     setenv("TZDIR", "/usr/share/zoneinfo", 0);
@@ -855,6 +916,7 @@ int main(void)
         cmocka_unit_test(test_bad_documents), cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_file_errors),   cmocka_unit_test(test_env_expand),
         cmocka_unit_test(test_registry),      cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_targets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -280,6 +280,13 @@ struct sl_job {
     const struct sl_tz *tz; /* loaded zone of timezone (sl_tz_get: not owned) */
     char *dir;              /* directory of the job file ("." for a document) */
     json_t *doc;            /* the document as given */
+    /* "targets" (an extension of JOBS.md: one source row feeds several
+     * objects): every target as a job of its own (its id "<name>#<object>",
+     * its target, key, attributes, mapping and destination; the rest the
+     * job's), in the order given; this job is then the first target's.
+     * NULL and 0 for a job of one target. */
+    struct sl_job **targets;
+    size_t ntargets;
 };
 
 /* Loads and checks the job file at path (at most 32 MiB). Returns the job
