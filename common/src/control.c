@@ -56,8 +56,8 @@ static const char *const migrations[] = {
     "  source jsonb NOT NULL,"
     "  PRIMARY KEY (run_id, row));",
     /* 2: what the error file of a run needs: the source's header and format */
-    "ALTER TABLE sluice_runs ADD COLUMN columns jsonb, ADD COLUMN delimiter text,"
-    "  ADD COLUMN encoding text;",
+    ("ALTER TABLE sluice_runs ADD COLUMN columns jsonb, ADD COLUMN delimiter text,"
+     "  ADD COLUMN encoding text;"),
     /* 3: schema drift: the source columns the mapping does not read */
     "ALTER TABLE sluice_runs ADD COLUMN unmapped_columns jsonb;",
     /* 4: what became of the run report (run_report.h) */
