@@ -2249,6 +2249,31 @@ static int load(struct ld *ld, json_t *root)
 
 /* ---- several targets ---------------------------------------------------- */
 
+const struct sl_job *sl_jobs_get(struct sl_jobs *jobs, const char *job_id, uint32_t version,
+                                 char *errbuf, size_t errsz)
+{
+    const char *hash = job_id ? strchr(job_id, '#') : NULL;
+    if (!hash)
+        return jobs->ops->get(jobs, job_id, version, errbuf, errsz);
+    char parent[NAME_MAX_LEN + 1];
+    size_t n = (size_t)(hash - job_id);
+    if (n > NAME_MAX_LEN) {
+        snprintf(errbuf, errsz, "no job %.200s", job_id);
+        return NULL;
+    }
+    memcpy(parent, job_id, n);
+    parent[n] = '\0';
+    const struct sl_job *job = jobs->ops->get(jobs, parent, version, errbuf, errsz);
+    if (!job) /* a registry of the target itself (embedded mode runs one) */
+        return jobs->ops->get(jobs, job_id, version, errbuf, errsz);
+    for (size_t i = 0; i < job->ntargets; i++)
+        if (!strcmp(job->targets[i]->id, job_id))
+            return job->targets[i];
+    snprintf(errbuf, errsz, "job %s (version %u) has no target %.100s", parent, job->version,
+             hash + 1);
+    return NULL;
+}
+
 #define TARGETS_MAX 16
 
 /* Loads root, a document of one target (no "targets"), for dir. */

@@ -605,15 +605,6 @@ static int cmd_submit(int argc, char **argv)
     size_t len = 0;
     char *text = NULL;
     PGconn *conn = NULL;
-    if (job->ntargets > 1) {
-        fprintf(stderr,
-                "sluice: %s: targets: a job of several targets runs in embedded mode "
-                "only in this version (sluice run); the services run jobs of one "
-                "target\n",
-                a.job_path);
-        rc = EXIT_INVALID;
-        goto out;
-    }
     if (!url || !url[0]) {
         fprintf(stderr, "sluice: submit: SLUICE_POSTGRES_URL must name the control plane\n");
         rc = EXIT_INVALID;

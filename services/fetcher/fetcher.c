@@ -189,7 +189,13 @@ static int claim_run(struct fetcher *f, const struct sl_msg *t, struct prior *pr
     if (rc == 0 && PQntuples(res) != 1)
         rc = sl_seterr(err, sizeof(err), SL_ERR_RETRY, "run %s vanished from sluice_runs",
                        t->run_id);
-    if (rc == 0 && (strcmp(PQgetvalue(res, 0, 3), t->job_id) || strcmp(PQgetvalue(res, 0, 4), ver)))
+    /* the first target of a job of several runs as "<job>#<object>" in the
+     * run the job's ticket recorded */
+    size_t plen = strcspn(t->job_id, "#");
+    bool same_job = rc == 0 && (!strcmp(PQgetvalue(res, 0, 3), t->job_id) ||
+                                (strlen(PQgetvalue(res, 0, 3)) == plen &&
+                                 !strncmp(PQgetvalue(res, 0, 3), t->job_id, plen)));
+    if (rc == 0 && (!same_job || strcmp(PQgetvalue(res, 0, 4), ver)))
         rc = sl_seterr(err, sizeof(err), SL_ERR_INVALID,
                        "the ticket names job %s version %s, but the run is one of job %s "
                        "version %s",
@@ -649,6 +655,9 @@ static int announce_again(const struct fetcher *f, const struct sl_msg *t, const
     return rc;
 }
 
+static int fetch_ticket(struct fetcher *f, struct sl_msg *t, const struct sl_job *job,
+                        struct sl_emitter *em);
+
 static int fetcher_process(void *state, const char *topic, struct sl_msg *t, struct sl_emitter *em)
 {
     struct fetcher *f = state;
@@ -665,10 +674,26 @@ static int fetcher_process(void *state, const char *topic, struct sl_msg *t, str
         sl_jobs_get(f->env->jobs, t->job_id, t->job_version, err, sizeof(err));
     if (!job)
         return emit_failed(em, t, err);
-    if (job->ntargets > 1 && !f->env->embedded)
-        return emit_failed(em, t,
-                           "targets: a job of several targets runs in embedded mode only in this "
-                           "version (sluice run); the services run jobs of one target");
+    if (job->ntargets < 2 || f->env->embedded)
+        return fetch_ticket(f, t, job, em);
+    /* a job of several targets (job.h): the ticket's run is its first
+     * target's (job id <name>#<object>); the file is fetched once, and the
+     * publisher that finishes a target's run hands it to the next target */
+    struct sl_msg *sub = sl_msg_clone(t);
+    if (!sub || !(sub->job_id = sl_arena_strdup(&sub->arena, job->targets[0]->id))) {
+        sl_msg_unref(sub);
+        return SL_ERR_NOMEM;
+    }
+    int rc = fetch_ticket(f, sub, job->targets[0], em);
+    sl_msg_unref(sub);
+    return rc;
+}
+
+/* Fetches the source of ticket t of job and announces it. */
+static int fetch_ticket(struct fetcher *f, struct sl_msg *t, const struct sl_job *job,
+                        struct sl_emitter *em)
+{
+    char err[1024] = "";
     int64_t started = sl_now_us();
     bool claim = f->env->control_url && f->env->blob_dir;
     struct prior pr;

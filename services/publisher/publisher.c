@@ -23,9 +23,11 @@
  * Records of a run that is already final (a failed run's stragglers) are
  * dropped.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "sluice/err.h"
 #include "sluice/job.h"
@@ -33,6 +35,7 @@
 #include "sluice/sink.h"
 #include "sluice/stage.h"
 #include "sluice/state.h"
+#include "sluice/util.h"
 
 #define MAX_DONE 64
 /* records and rejections buffered per run before a sync (5000 cost about
@@ -248,6 +251,91 @@ static int conclude(struct publisher *p, struct run *r, struct sl_run_summary *s
     return 0;
 }
 
+/* A job of several targets (job.h), in the services: the run of target i,
+ * finished and not failed, hands the file to target i+1, as the fetcher
+ * would: its FETCHED facts and the FileFetched of the blob the fetcher
+ * stored for the first target (<blob_dir>/<first target's id>/<run>/), the
+ * run id "<run>-t<i+2>". In embedded mode `sluice run` runs the targets. */
+static int chain_target(struct publisher *p, const struct run *r, const struct sl_run_summary *sum,
+                        struct sl_emitter *em)
+{
+    const char *hash = r->job_id ? strchr(r->job_id, '#') : NULL;
+    if (p->env->embedded || !hash || !p->env->blob_dir || !strcmp(sum->status, "failed") ||
+        !strcmp(sum->status, "skipped"))
+        return 0;
+    char err[512] = "", parent_id[160];
+    snprintf(parent_id, sizeof(parent_id), "%.*s", (int)(hash - r->job_id), r->job_id);
+    const struct sl_job *parent =
+        sl_jobs_get(p->env->jobs, parent_id, r->job_version, err, sizeof(err));
+    size_t i = 0;
+    while (parent && i < parent->ntargets && strcmp(parent->targets[i]->id, r->job_id))
+        i++;
+    if (!parent || i + 1 >= parent->ntargets)
+        return 0; /* the last target (or a job that changed: nothing to chain) */
+    const struct sl_job *next = parent->targets[i + 1];
+    char root[64], run_id[96];
+    /* the root run id: the UUID before any "-t<n>" */
+    const char *suffix = strstr(r->run_id, "-t");
+    snprintf(root, sizeof(root), "%.*s", suffix ? (int)(suffix - r->run_id) : 63, r->run_id);
+    snprintf(run_id, sizeof(run_id), "%.63s-t%zu", root, i + 2);
+    /* the file the first target's run fetched */
+    char *jd = sl_path_join(p->env->blob_dir, parent->targets[0]->id);
+    char *dir = jd ? sl_path_join(jd, root) : NULL;
+    char *blob = NULL, name[256] = "";
+    DIR *dh = dir ? opendir(dir) : NULL;
+    for (struct dirent *de; dh && !blob && (de = readdir(dh));) {
+        struct stat sb;
+        char *path = de->d_name[0] != '.' ? sl_path_join(dir, de->d_name) : NULL;
+        if (path && stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && !strstr(de->d_name, ".part")) {
+            blob = path;
+            snprintf(name, sizeof(name), "%s", de->d_name);
+        } else {
+            free(path);
+        }
+    }
+    if (dh)
+        closedir(dh);
+    free(jd);
+    int rc = 0;
+    if (!blob) {
+        sl_error("publisher", "run %s: the file of run %s is not in %s: target %s not run",
+                 r->run_id, root, dir ? dir : p->env->blob_dir, next->object);
+        free(dir);
+        return 0;
+    }
+    struct sl_msg *ev = sl_msg_new(SL_MSG_RUN_EVENT, run_id, next->id, r->job_version);
+    struct sl_msg *f = sl_msg_new(SL_MSG_FILE, run_id, next->id, r->job_version);
+    int64_t now = sl_now_us();
+    if (!ev || !f || !(ev->u.ev.source_name = sl_arena_strdup(&ev->arena, name)) ||
+        !(f->u.file.blob = sl_arena_strdup(&f->arena, blob)) ||
+        !(f->u.file.file_name = sl_arena_strdup(&f->arena, name))) {
+        rc = SL_ERR_NOMEM;
+    } else {
+        ev->u.ev.kind = SL_EV_FETCHED;
+        ev->u.ev.stage = "publisher";
+        ev->u.ev.at = now;
+        ev->u.ev.bytes = sum->bytes;
+        snprintf(ev->u.ev.sha256, sizeof(ev->u.ev.sha256), "%s", sum->sha256 ? sum->sha256 : "");
+        memcpy(f->u.file.sha256, ev->u.ev.sha256, sizeof(f->u.file.sha256));
+        f->u.file.bytes = sum->bytes;
+        f->u.file.fetched_at = now;
+        ev->key = ev->run_id;
+        f->key = f->run_id;
+        sl_info("publisher", "run %s of target %s done: run %s of target %s reads %s", r->run_id,
+                r->job->object, run_id, next->object, blob);
+        rc = sl_emit(em, SL_TOPIC_RUNS, ev);
+        ev = NULL;
+        if (rc == 0)
+            rc = sl_emit(em, SL_TOPIC_FILES, f);
+        f = NULL;
+    }
+    sl_msg_unref(ev);
+    sl_msg_unref(f);
+    free(blob);
+    free(dir);
+    return rc;
+}
+
 /* ---- in memory ---------------------------------------------------------- */
 
 static const char *run_status(const struct run *r)
@@ -295,6 +383,10 @@ static int finalize(struct publisher *p, struct run *r, struct sl_emitter *em)
     struct sl_msg *ev = NULL;
     if ((rc = conclude(p, r, &sum, &ev)))
         return rc;
+    if (ev && (rc = chain_target(p, r, &sum, em)) != 0) {
+        sl_msg_unref(ev);
+        return rc;
+    }
     return retire(p, r, ev, em);
 }
 
@@ -356,6 +448,10 @@ static int finalize_durable(struct publisher *p, struct run *r, const struct sl_
     struct sl_msg *ev = NULL;
     if ((rc = conclude(p, r, &sum, &ev)))
         return rc;
+    if (ev && (rc = chain_target(p, r, &sum, em)) != 0) {
+        sl_msg_unref(ev);
+        return rc;
+    }
     return retire(p, r, ev, em);
 }
 

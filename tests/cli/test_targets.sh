@@ -5,7 +5,7 @@
 # published; a rejected account makes its contacts unknown_reference; out/
 # holds each object's NDJSON, each target's error files and run.json, and a
 # run.json that sums them up; unchanged, the whole job is skipped; a first
-# target that fails stops the rest; the services refuse such a job.
+# target that fails stops the rest. (Distributed: test_distributed.c.)
 . "$(dirname "$0")/lib.sh"
 
 d=$(stage targets)
@@ -59,10 +59,5 @@ if jq -e '.status == "failed" and (.reason | startswith("targets[0] (accounts): 
 else
     not_ok "first target failed: run.json" "$(cat "$d/out2/run.json")"
 fi
-
-# the services do not run such a job yet: submit refuses it
-run_in "$d" submit job.json
-expect_exit "submit" 2
-expect_output "submit" stderr "a job of several targets runs in embedded mode only in this version"
 
 finish

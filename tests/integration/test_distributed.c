@@ -1126,6 +1126,42 @@ static void test_duplicate_ticket(void **state)
 
 /* ---- every example job, in both modes ---- */
 
+/* A job of several targets (tests/fixtures/cli/targets: accounts, then
+ * contacts that reference them): the fetcher runs the first target, the
+ * publisher that finishes it hands the file to the second (run <id>-t2);
+ * each equals embedded mode's run of that target, row for row. */
+static void test_targets_equal_embedded(void **state)
+{
+    unfinished = true;
+    static const struct example ex = {"targets", "cli/targets/job.json", NULL, 3};
+    struct prepared pr;
+    prepare(&ex, "crm-import", "unused", &pr);
+    char out[600];
+    snprintf(out, sizeof(out), "%s/embedded/crm-import", tmp);
+    assert_int_equal(shell("mkdir -p %s && env -u SLUICE_POSTGRES_URL -u SLUICE_DESTINATION_URL "
+                           "%s/sluice run %s --out %s/out --state %s/state --quiet 2>/dev/null",
+                           out, SLUICE_BUILD_DIR, pr.job_path, out, out),
+                     3);
+    submit(pr.job_path, true, pr.run_id);
+    PGconn *c = connect_pg();
+    static const char *const objects[] = {"accounts", "contacts"};
+    for (size_t i = 0; i < 2; i++) {
+        char run_id[64], path[1024], what[64];
+        snprintf(run_id, sizeof(run_id), i ? "%s-t2" : "%s", pr.run_id);
+        snprintf(what, sizeof(what), "crm-import#%s", objects[i]);
+        PGresult *r = wait_run(c, run_id);
+        snprintf(path, sizeof(path), "%s/out/%s/run.json", out, objects[i]);
+        assert_run_equals(r, path, what);
+        PQclear(r);
+        snprintf(path, sizeof(path), "%s/out/%s.ndjson", out, objects[i]);
+        assert_table_equals_ndjson(c, pr.job->targets[i], objects[i], path, what);
+        snprintf(path, sizeof(path), "%s/out/%s/rejected.ndjson", out, objects[i]);
+        assert_rejected_equal(c, run_id, path, what);
+    }
+    assert_services_alive();
+    unfinished = false;
+}
+
 static void test_examples_equal_embedded(void **state)
 {
     unfinished = true;
@@ -1212,6 +1248,7 @@ int main(void)
         cmocka_unit_test(test_poison_and_demo),
         cmocka_unit_test(test_duplicate_ticket),
         cmocka_unit_test(test_examples_equal_embedded),
+        cmocka_unit_test(test_targets_equal_embedded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -340,11 +340,11 @@ struct sl_jobs {
  * job->id and version 0 (latest) or job->version. */
 struct sl_jobs *sl_jobs_single_new(struct sl_job *job);
 
-static inline const struct sl_job *sl_jobs_get(struct sl_jobs *jobs, const char *job_id,
-                                               uint32_t version, char *errbuf, size_t errsz)
-{
-    return jobs->ops->get(jobs, job_id, version, errbuf, errsz);
-}
+/* The job job_id at version from the registry: a job, or the target of a
+ * job of several ("crm#contacts": job crm's target of object contacts).
+ * NULL with errbuf set when unknown. */
+const struct sl_job *sl_jobs_get(struct sl_jobs *jobs, const char *job_id, uint32_t version,
+                                 char *errbuf, size_t errsz);
 
 /* Destroys jobs through its ops; accepts NULL. */
 void sl_jobs_destroy(struct sl_jobs *jobs);
