@@ -341,6 +341,7 @@ struct preview {
     struct sl_buf line;
     int rc; /* the first failure of a callback (err says it) */
     char err[512];
+    char refs_note[512]; /* why references could not be checked, or "" */
 };
 
 static int fail(struct preview *pv, int rc, const char *fmt, ...)
@@ -637,6 +638,13 @@ static int pump(struct preview *pv)
                      (unsigned long long)m->u.rec.row, sl_err_str(rc));
         } else if (!strcmp(topic, SL_TOPIC_VALID) || !strcmp(topic, SL_TOPIC_REJECTED)) {
             rc = show(pv, m);
+        } else if (m->kind == SL_MSG_RUN_EVENT && m->u.ev.kind == SL_EV_FAILED) {
+            /* a reference that cannot be checked here (no destination to
+             * look in): the rows are shown without that check */
+            if (!pv->refs_note[0])
+                snprintf(pv->refs_note, sizeof(pv->refs_note), "%s",
+                         m->u.ev.reason ? m->u.ev.reason : "references not checked");
+            rc = 0;
         } else {
             rc = fail(pv, SL_ERR_FATAL, "row %llu could not be validated (sent to %s)",
                       (unsigned long long)m->u.rec.row, topic);
@@ -871,6 +879,16 @@ static int print_member(const char *key, json_t *v, bool last)
     return 0;
 }
 
+/* The fields the mapping reads that no column is (a new array). */
+static json_t *missing_copy(const struct preview *pv)
+{
+    json_t *cols = NULL, *unmapped = NULL, *missing = NULL;
+    columns_json(pv, &cols, &unmapped, &missing);
+    json_decref(cols);
+    json_decref(unmapped);
+    return missing;
+}
+
 static int print_json(struct preview *pv, const char *shown, enum sl_format fmt)
 {
     json_t *cols = NULL, *unmapped = NULL, *missing = NULL;
@@ -904,7 +922,16 @@ static int print_json(struct preview *pv, const char *shown, enum sl_format fmt)
                            json_pack("{sI sI sI}", "previewed", (json_int_t)pv->nread, "valid",
                                      (json_int_t)pv->nvalid, "rejected", (json_int_t)pv->nrejected),
                            false);
-    rc = rc ? rc : print_member("more_rows", json_boolean(pv->more), true);
+    rc = rc ? rc : print_member("more_rows", json_boolean(pv->more), false);
+    json_t *warn = json_array(), *mc = missing_copy(pv);
+    bool would_fail = json_array_size(mc) > 0;
+    json_decref(mc);
+    if (warn && would_fail)
+        json_array_append_new(warn, json_string("a run of this job would fail on this file: a "
+                                                "column the mapping reads is missing"));
+    if (warn && pv->refs_note[0])
+        json_array_append_new(warn, json_sprintf("references not checked: %s", pv->refs_note));
+    rc = rc ? rc : print_member("warnings", warn, true);
     printf("}\n");
     json_decref(cols);
     json_decref(unmapped);
@@ -1021,6 +1048,11 @@ static int print_table(struct preview *pv, const char *shown, enum sl_format fmt
                (unsigned long long)pv->nvalid, (unsigned long long)pv->nrejected);
         print_names("unmapped columns", unmapped);
         print_missing(pv);
+        if (json_array_size(missing))
+            printf("warning: a run of this job would fail on this file: a column the mapping "
+                   "reads is missing\n");
+        if (pv->refs_note[0])
+            printf("warning: references not checked: %s\n", pv->refs_note);
     }
     json_decref(cols);
     json_decref(unmapped);
@@ -1145,6 +1177,21 @@ int sl_cmd_preview(int argc, char **argv)
         return EXIT_INVALID;
     }
 
+    /* where `sluice run` would publish: references are looked up there */
+    const char *ref_db = NULL;
+    if (job->destination.given && job->destination.type == SL_DEST_POSTGRES) {
+        ref_db = getenv("SLUICE_DESTINATION_URL");
+        if (!ref_db || !ref_db[0])
+            ref_db = getenv("SLUICE_POSTGRES_URL");
+        if (ref_db && !ref_db[0])
+            ref_db = NULL;
+    }
+    char *ref_sink = NULL;
+    if (job->destination.given && job->destination.type == SL_DEST_FILE && job->destination.path)
+        ref_sink = strdup(job->destination.path);
+    else if (asprintf(&ref_sink, "sluice-out/%s/%s.ndjson", job->name, job->object) < 0)
+        ref_sink = NULL;
+
     struct preview pv = {.job = job, .limit = a.rows, .json = a.json};
     pv.cap.bus.ops = &capture_ops;
     pv.em_mapper = (struct sl_emitter){.bus = &pv.cap.bus, .stage = "mapper"};
@@ -1175,6 +1222,9 @@ int sl_cmd_preview(int argc, char **argv)
         .hash_key = hash_key && hash_key[0] ? hash_key : NULL,
         .allow_hosts = getenv("SLUICE_ALLOW_HOSTS"),
         .embedded = true,
+        /* references are looked up where `sluice run` publishes */
+        .destination_url = ref_db,
+        .sink_path = ref_sink,
     };
     int src = obtain(&pv, &env, input, a.input, &sf, err, sizeof(err));
     if (src) {
@@ -1245,6 +1295,7 @@ out:
     free(tmpdir);
     free(state_dir);
     free(input);
+    free(ref_sink);
     if (rc == EXIT_OK) {
         rc = (pv.json ? print_json(&pv, sf.shown, fmt) : print_table(&pv, sf.shown, fmt))
                  ? EXIT_FAILED

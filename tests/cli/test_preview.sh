@@ -330,4 +330,35 @@ else
     not_ok "temporary files left behind in TMPDIR" "$left"
 fi
 
+# references: looked up where `sluice run` publishes (here sluice-out/<job>/,
+# NDJSON); without it, a warning says they were not checked
+d=$TMP/prefs
+mkdir -p "$d"
+printf 'id,region\n1,north\n2,east\n' >"$d/s.csv"
+cat >"$d/job.json" <<'JOB'
+{"name": "shops", "source": {"url": "s.csv"},
+ "target": {"object": "shops", "key": ["id"],
+            "attributes": {"id": {"type": "text"},
+                           "region": {"type": "text", "references": "regions.region_id"}}},
+ "mapping": {"id": "id", "region": "region"}}
+JOB
+run_in "$d" preview job.json
+expect_exit "references unchecked" 0
+expect_output "references unchecked" stdout "warning: references not checked: target.attributes.region.references: cannot read sluice-out/shops/regions.ndjson"
+mkdir -p "$d/sluice-out/shops"
+printf '{"region_id":"north"}\n' >"$d/sluice-out/shops/regions.ndjson"
+run_in "$d" preview job.json --json
+expect_exit "references" 0
+if jq -e '.rows[1].errors[0].code == "unknown_reference" and .rows[0].status == "valid"
+          and .warnings == []' "$OUT.stdout" >/dev/null; then
+    ok "references: the unknown region shown as unknown_reference"
+else
+    not_ok "references: preview --json" "$(cat "$OUT.stdout")"
+fi
+# schema drift: a run would fail; the preview says so
+sed -i '1s/region/area/' "$d/s.csv"
+run_in "$d" preview job.json
+expect_exit "missing column" 0
+expect_output "missing column" stdout "warning: a run of this job would fail on this file: a column the mapping reads is missing"
+
 finish
