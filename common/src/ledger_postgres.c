@@ -13,6 +13,8 @@
  * records what became of it (sluice_runs.report).
  */
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,7 @@
 struct pg_ledger {
     struct sl_ledger base;
     PGconn *conn;
+    char *conninfo; /* for the run report's own connection */
     char *run_id;
     struct sl_buf rows; /* a JSON array of the rejected rows not yet written */
     size_t nrows;
@@ -105,9 +108,39 @@ static int pgl_columns(struct sl_ledger *lg, const struct sl_run_event *ev)
     return rc;
 }
 
+/* A run report to send: what it needs once the ledger is gone, with a
+ * connection of its own (a report may take minutes: retries with backoff,
+ * a slow SMTP server), so that the publisher goes on meanwhile. */
+struct report_task {
+    PGconn *conn;
+    char *run_id;
+    const struct sl_job *job;          /* the registry's: lives as long as the process */
+    const struct sl_smtp_config *smtp; /* the service's: the same */
+    struct sl_run_summary sum;         /* its strings owned below */
+    char *s_job, *s_status, *s_reason, *s_sha;
+};
+
+/* Reports being sent by threads now: more wait for one (backpressure). */
+#define REPORT_THREADS 4
+static atomic_int reports_inflight;
+
+static void task_free(struct report_task *t)
+{
+    if (!t)
+        return;
+    if (t->conn)
+        PQfinish(t->conn);
+    free(t->run_id);
+    free(t->s_job);
+    free(t->s_status);
+    free(t->s_reason);
+    free(t->s_sha);
+    free(t);
+}
+
 /* The stored rejected rows of a run, a page at a time, in row order. */
 struct rows_page {
-    struct pg_ledger *pl;
+    struct report_task *t;
     PGresult *res;
     int at;
     char after[24]; /* the last row handed over */
@@ -124,8 +157,8 @@ static int next_row(void *ud, json_t **row, char *errbuf, size_t errsz)
         rp->res = NULL;
     }
     if (!rp->res && !rp->done) {
-        const char *params[] = {rp->pl->run_id, rp->after};
-        int rc = sl_pg_exec(rp->pl->conn, "read the rejected rows",
+        const char *params[] = {rp->t->run_id, rp->after};
+        int rc = sl_pg_exec(rp->t->conn, "read the rejected rows",
                             "SELECT row, errors::text, source::text FROM sluice_rejected_rows "
                             "WHERE run_id = $1 AND row > $2::bigint ORDER BY row LIMIT 1000",
                             2, params, &rp->res, errbuf, errsz);
@@ -144,14 +177,14 @@ static int next_row(void *ud, json_t **row, char *errbuf, size_t errsz)
     return *row ? 0 : sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
 }
 
-/* Sends the report of the run just finished (s) and records its outcome. */
-static void send_report(struct pg_ledger *pl, const struct sl_run_summary *s)
+/* Sends the report of task's run and records its outcome. */
+static void send_report(struct report_task *t)
 {
     char err[512] = "";
-    const char *params[] = {pl->run_id, NULL};
+    const char *params[] = {t->run_id, NULL};
     PGresult *res = NULL;
     json_t *columns = NULL;
-    if (sl_pg_exec(pl->conn, "read the run's columns",
+    if (sl_pg_exec(t->conn, "read the run's columns",
                    "SELECT columns::text FROM sluice_runs WHERE id = $1", 1, params, &res, err,
                    sizeof(err)) == 0 &&
         PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
@@ -166,11 +199,11 @@ static void send_report(struct pg_ledger *pl, const struct sl_run_summary *s)
     snprintf(dirbuf, sizeof(dirbuf), "%s/sluice-report-XXXXXX",
              tmpdir && tmpdir[0] ? tmpdir : "/tmp");
     char *d = mkdtemp(dirbuf);
-    struct rows_page rp = {.pl = pl, .after = "0"};
+    struct rows_page rp = {.t = t, .after = "0"};
     struct sl_report_rows rows = {
         .next = next_row, .ud = &rp, .columns = cols, .ncolumns = cols ? ncols : 0};
-    json_t *out = sl_run_report_send(pl->base.job, s, pl->base.smtp, d ? &rows : NULL,
-                                     d ? d : "/nonexistent");
+    json_t *out =
+        sl_run_report_send(t->job, &t->sum, t->smtp, d ? &rows : NULL, d ? d : "/nonexistent");
     PQclear(rp.res);
     if (d) { /* the attachment went out (or not): nothing of it is kept */
         DIR *dh = opendir(d);
@@ -187,14 +220,70 @@ static void send_report(struct pg_ledger *pl, const struct sl_run_summary *s)
     }
     char *text = out ? json_dumps(out, JSON_COMPACT) : NULL;
     params[1] = text;
-    if (text && sl_pg_exec(pl->conn, "record the run report",
+    if (text && sl_pg_exec(t->conn, "record the run report",
                            "UPDATE sluice_runs SET report = $2::jsonb WHERE id = $1", 2, params,
                            NULL, err, sizeof(err)))
-        sl_warn("report", "run %s: %s", pl->run_id, err);
+        sl_warn("report", "run %s: %s", t->run_id, err);
     free(text);
     json_decref(out);
     free(cols);
     json_decref(columns);
+}
+
+static void *report_main(void *arg)
+{
+    struct report_task *t = arg;
+    send_report(t);
+    task_free(t);
+    atomic_fetch_sub(&reports_inflight, 1);
+    return NULL;
+}
+
+/* Starts the report of the run pl finished (s): on a thread of its own with
+ * its own connection, else (no connection, too many reports under way) here. */
+static void start_report(struct pg_ledger *pl, const struct sl_run_summary *s)
+{
+    struct report_task *t = calloc(1, sizeof(*t));
+    if (!t || !(t->run_id = strdup(pl->run_id)) || (s->job && !(t->s_job = strdup(s->job))) ||
+        (s->status && !(t->s_status = strdup(s->status))) ||
+        (s->reason && !(t->s_reason = strdup(s->reason))) ||
+        (s->sha256 && !(t->s_sha = strdup(s->sha256)))) {
+        sl_error("report", "run %s: out of memory: no report", pl->run_id);
+        task_free(t);
+        return;
+    }
+    t->job = pl->base.job;
+    t->smtp = pl->base.smtp;
+    t->sum = *s;
+    t->sum.run_id = t->run_id;
+    t->sum.job = t->s_job;
+    t->sum.status = t->s_status;
+    t->sum.reason = t->s_reason;
+    t->sum.sha256 = t->s_sha;
+    const char *params[] = {pl->run_id};
+    char err[512];
+    sl_pg_exec(pl->conn, "record the run report", /* seen until the thread says more */
+               "UPDATE sluice_runs SET report = '{\"status\": \"sending\"}' WHERE id = $1", 1,
+               params, NULL, err, sizeof(err));
+    if (atomic_fetch_add(&reports_inflight, 1) < REPORT_THREADS && pl->conninfo &&
+        (t->conn = sl_pg_connect(pl->conninfo, SL_PG_CONNECT_TIMEOUT, err, sizeof(err)))) {
+        pthread_t tid;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int started = pthread_create(&tid, &attr, report_main, t) == 0;
+        pthread_attr_destroy(&attr);
+        if (started)
+            return;
+    }
+    atomic_fetch_sub(&reports_inflight, 1);
+    /* here and now, on the ledger's connection */
+    if (t->conn)
+        PQfinish(t->conn);
+    t->conn = pl->conn;
+    send_report(t);
+    t->conn = NULL;
+    task_free(t);
 }
 
 static int pgl_finish(struct sl_ledger *lg, const struct sl_run_summary *s, char *errbuf,
@@ -231,7 +320,7 @@ static int pgl_finish(struct sl_ledger *lg, const struct sl_run_summary *s, char
     /* the run is final once: its report goes out once, after (a crash
      * between the two loses the report, never the run) */
     if (rc == 0 && sl_run_report_due(lg->job, s))
-        send_report(pl, s);
+        start_report(pl, s);
     return rc;
 }
 
@@ -247,6 +336,7 @@ static void pgl_destroy(struct sl_ledger *lg)
     struct pg_ledger *pl = (struct pg_ledger *)lg;
     PQfinish(pl->conn);
     free(pl->run_id);
+    free(pl->conninfo);
     sl_buf_cleanup(&pl->rows);
     free(pl);
 }
@@ -265,7 +355,9 @@ struct sl_ledger *sl_ledger_postgres_open(const char *conninfo, const struct sl_
                                           size_t errsz)
 {
     struct pg_ledger *pl = calloc(1, sizeof(*pl));
-    if (!pl || !(pl->run_id = strdup(run_id))) {
+    if (!pl || !(pl->run_id = strdup(run_id)) || !(pl->conninfo = strdup(conninfo))) {
+        if (pl)
+            free(pl->run_id);
         free(pl);
         sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         return NULL;

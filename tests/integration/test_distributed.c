@@ -143,6 +143,30 @@ static int setup(void **state)
     setenv("SLUICE_BLOB_DIR", blobs, 1);
     setenv("SLUICE_FILE_DIRS", dirs, 1);
     setenv("SLUICE_LOG_LEVEL", "info", 1);
+    /* the publisher's run reports go to a real SMTP server on loopback */
+    if (shell("mkdir -p %s/mail && /usr/bin/python3 %s/tests/integration/smtp_tool.py serve "
+              "--dir %s/mail > %s/smtp.port 2> %s/smtp.log & echo $! > %s/smtp.pid",
+              tmp, REPO, tmp, tmp, tmp, tmp))
+        return -1;
+    char smtp[128] = "";
+    for (int i = 0; i < 100 && !smtp[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/smtp.port", tmp);
+        FILE *pf = fopen(path, "r");
+        int port = 0;
+        if (pf && fscanf(pf, "%d", &port) == 1 && port > 0)
+            snprintf(smtp, sizeof(smtp), "smtp://127.0.0.1:%d", port);
+        if (pf)
+            fclose(pf);
+        if (!smtp[0])
+            usleep(100000);
+    }
+    if (!smtp[0]) {
+        fprintf(stderr, "the smtp server did not start (%s/smtp.log)\n", tmp);
+        return -1;
+    }
+    setenv("SLUICE_SMTP_URL", smtp, 1);
+    setenv("SLUICE_SMTP_STARTTLS", "off", 1);
     struct sl_kafka_conf kc = {.brokers = km.bootstrap, .client_id = "sluice-test"};
     if (!(bus = sl_bus_kafka_new(&kc, err, sizeof(err)))) {
         fprintf(stderr, "cannot make a kafka producer: %s\n", err);
@@ -169,6 +193,7 @@ static int teardown(void **state)
     kafka_mock_stop(&km);
     redis_server_stop(&rs);
     pg_server_stop(&pg);
+    shell("kill $(cat %s/smtp.pid) 2>/dev/null", tmp);
     if (bad || unfinished || getenv("SLUICE_KEEP_TMP")) {
         fprintf(stderr, "service logs are in %s\n", tmp);
         return bad ? -1 : 0;
@@ -1199,17 +1224,44 @@ static void test_examples_equal_embedded(void **state)
     }
     assert_services_alive();
     /* the JOBS.md example asks for a report: the publisher wrote it from the
-     * stored rows and recorded that it could not be sent (no SMTP here) */
+     * stored rows and sent it; the message, parsed by Python's email package,
+     * carries the workbook, which openpyxl opens: the run's rejected rows */
     const char *pj[] = {prs[example_index("jobs_md")].run_id};
-    PGresult *rep = PQexecParams(c,
-                                 "SELECT report->>'status', report->>'file', "
-                                 "report->'recipients'->>0 FROM sluice_runs WHERE id = $1",
-                                 1, NULL, pj, NULL, NULL, 0);
-    assert_int_equal(PQntuples(rep), 1);
-    assert_string_equal(PQgetvalue(rep, 0, 0), "not_sent");
+    PGresult *rep = NULL;
+    for (int i = 0; i < 100; i++) { /* the report goes out on a thread of its own */
+        PQclear(rep);
+        rep = PQexecParams(c,
+                           "SELECT report->>'status', report->>'file', "
+                           "report->'recipients'->>0 FROM sluice_runs WHERE id = $1",
+                           1, NULL, pj, NULL, NULL, 0);
+        assert_int_equal(PQntuples(rep), 1);
+        if (strcmp(PQgetvalue(rep, 0, 0), "sending"))
+            break;
+        usleep(100000);
+    }
+    assert_string_equal(PQgetvalue(rep, 0, 0), "sent");
     assert_string_equal(PQgetvalue(rep, 0, 1), "report.xlsx");
     assert_string_equal(PQgetvalue(rep, 0, 2), "ops@example.com");
     PQclear(rep);
+    assert_int_equal(
+        shell("/usr/bin/python3 - %s/mail %s <<'EOF'\n"
+              "import email, email.policy, glob, io, sys, openpyxl\n"
+              "for p in sorted(glob.glob(sys.argv[1] + '/msg-*.eml')):\n"
+              "    m = email.message_from_binary_file(open(p, 'rb'), "
+              "policy=email.policy.default)\n"
+              "    if sys.argv[2] not in m.get_body(('plain',)).get_content():\n"
+              "        continue\n"
+              "    assert m['Subject'].startswith('[sluice] ex-jobs_md completed with errors'), "
+              "m['Subject']\n"
+              "    a = list(m.iter_attachments())[0]\n"
+              "    wb = openpyxl.load_workbook(io.BytesIO(a.get_content()))\n"
+              "    rows = list(wb['Rejected rows'].iter_rows(values_only=True))\n"
+              "    assert len(rows) == 3 and rows[0][:2] == ('_row', '_errors'), rows\n"
+              "    sys.exit(0)\n"
+              "sys.exit('no message of run ' + sys.argv[2])\n"
+              "EOF",
+              tmp, pj[0]),
+        0);
 
     /* the clean example's file again: skipped; then changed: it runs */
     struct prepared *pr = &prs[example_index("clean")];
