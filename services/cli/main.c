@@ -537,12 +537,26 @@ static int cmd_check(int argc, char **argv)
     int rc = load_job(argc, argv, "check", &a, &job);
     if (!job)
         return rc;
-    printf("%s: job '%s' is valid: object '%s', %zu attributes, key (", a.job_path, job->name,
-           job->object, job->nattrs);
-    for (size_t i = 0; i < job->nkey; i++)
-        printf("%s%s", i ? ", " : "", job->key[i]);
-    printf(")\n");
-    rc = a.input ? check_input(job, a.input) : 0;
+    size_t n = job->ntargets ? job->ntargets : 1;
+    if (job->ntargets)
+        printf("%s: job '%s' is valid: %zu targets\n", a.job_path, job->name, n);
+    for (size_t t = 0; t < n; t++) {
+        const struct sl_job *tj = job->ntargets ? job->targets[t] : job;
+        if (job->ntargets)
+            printf("  targets[%zu]: object '%s', %zu attributes, key (", t, tj->object, tj->nattrs);
+        else
+            printf("%s: job '%s' is valid: object '%s', %zu attributes, key (", a.job_path,
+                   job->name, tj->object, tj->nattrs);
+        for (size_t i = 0; i < tj->nkey; i++)
+            printf("%s%s", i ? ", " : "", tj->key[i]);
+        printf(")\n");
+    }
+    rc = 0;
+    for (size_t t = 0; a.input && t < n; t++) {
+        int trc = check_input(job->ntargets ? job->targets[t] : job, a.input);
+        if (trc)
+            rc = trc;
+    }
     sl_job_destroy(job);
     return rc;
 }
