@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 
 #include "sluice/err.h"
 #include "sluice/source.h"
+#include "sluice/util.h"
 
 #define HOST_MAX 253
 
@@ -310,14 +310,6 @@ int sl_fetch_guard_check(const struct sl_fetch_guard *g, const struct sockaddr *
 
 /* ---- libcurl ------------------------------------------------------------ */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 /* Opens the socket of each connection libcurl makes, after the guard said
  * yes; CURL_SOCKET_BAD (libcurl: "could not connect") with ctx->refused set
  * when it said no. */
@@ -340,7 +332,7 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
 int sl_curl_setup(CURL *c, const struct sl_curl_opts *o, struct sl_curl_ctx *ctx, char *errbuf,
                   size_t errsz)
 {
-    pthread_once(&curl_once, curl_init);
+    CURLcode curl_init_rc = (CURLcode)sl_curl_global();
     if (curl_init_rc != CURLE_OK)
         return sl_seterr(errbuf, errsz, SL_ERR_FATAL, "cannot initialize libcurl: %s",
                          curl_easy_strerror(curl_init_rc));

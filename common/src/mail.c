@@ -14,7 +14,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,20 +47,6 @@ static const char *const smtp_vars[] = {
     "SLUICE_SMTP_CA_FILE",  "SLUICE_SMTP_TIMEOUT",
     "SLUICE_SMTP_RETRIES",  "SLUICE_SMTP_RETRY_DELAY_MS",
 };
-
-static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void gmime_start(void)
-{
-    g_mime_init();
-}
-
-static void curl_start(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -200,7 +185,7 @@ static int parse_mailbox(const char *what, const char *s, struct mailbox *mb, ch
                          "%s: the address holds a control character (CR, LF, ...)", what);
     if (!sl_utf8_valid(s, strlen(s)))
         return sl_seterr(errbuf, errsz, SL_ERR_INVALID, "%s: the address is not valid UTF-8", what);
-    pthread_once(&gmime_once, gmime_start);
+    sl_gmime_global();
     InternetAddressList *list = internet_address_list_parse(NULL, s);
     InternetAddress *ia = NULL;
     int rc = 0;
@@ -389,7 +374,7 @@ int sl_smtp_config_load(struct sl_smtp_config *cfg, sl_smtp_lookup_fn get, void 
     cfg->timeout_s = SL_SMTP_DEFAULT_TIMEOUT_S;
     cfg->retries = SL_SMTP_DEFAULT_RETRIES;
     cfg->retry_delay_ms = SL_SMTP_DEFAULT_RETRY_DELAY_MS;
-    pthread_once(&curl_once, curl_start);
+    sl_curl_global();
 
     const char *url = setting(get, ud, "SLUICE_SMTP_URL");
     if (!url) {
@@ -546,24 +531,6 @@ bool sl_smtp_enabled(const struct sl_smtp_config *cfg)
 
 /* ---- the message -------------------------------------------------------- */
 
-/* An unlinked temporary file (O_TMPFILE, else mkstemp) in TMPDIR, or -1. */
-static int temp_file(const char **dir_out)
-{
-    const char *dir = getenv("TMPDIR");
-    if (!dir || !dir[0])
-        dir = "/tmp";
-    *dir_out = dir;
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0)
-        return fd;
-    char path[512];
-    snprintf(path, sizeof(path), "%s/sluice-mail-XXXXXX", dir);
-    fd = mkostemp(path, O_CLOEXEC);
-    if (fd >= 0)
-        unlink(path);
-    return fd;
-}
-
 /* A copy of text whose CRLF line ends are LF (GMime writes every line end
  * as CRLF; a CR left in would be encoded as =0D), or NULL. */
 static char *lf_text(const char *text)
@@ -693,7 +660,7 @@ static int build_message(const struct sl_mail *m, const struct mailbox *from,
             goto fail;
         }
     }
-    if ((fd = temp_file(&tmpdir)) < 0) {
+    if ((fd = sl_temp_fd("sluice-mail", &tmpdir)) < 0) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot create a temporary file in %s: %s", tmpdir,
                        strerror(errno));
         goto fail;
@@ -1161,7 +1128,7 @@ int sl_mail_send(const struct sl_smtp_config *cfg, const struct sl_mail *m,
                        "e-mail is off (SLUICE_SMTP_URL is not set)");
         goto done;
     }
-    pthread_once(&curl_once, curl_start);
+    CURLcode curl_init_rc = (CURLcode)sl_curl_global();
     if (curl_init_rc != CURLE_OK) {
         rc = sl_seterr(detail, sizeof(detail), SL_ERR_FATAL, "libcurl cannot start: %s",
                        curl_easy_strerror(curl_init_rc));

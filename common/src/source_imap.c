@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,30 +79,6 @@ struct imap {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-/* An unlinked temporary file for a message (O_TMPFILE, else mkstemp), or -1. */
-static int temp_file(void)
-{
-    const char *dir = getenv("TMPDIR");
-    if (!dir || !dir[0])
-        dir = "/tmp";
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0)
-        return fd;
-    char path[512];
-    snprintf(path, sizeof(path), "%s/sluice-imap-XXXXXX", dir);
-    fd = mkostemp(path, O_CLOEXEC);
-    if (fd >= 0)
-        unlink(path);
-    return fd;
-}
-
-static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
-
-static void gmime_start(void)
-{
-    g_mime_init();
-}
 
 /* ---- libcurl ------------------------------------------------------------ */
 
@@ -471,7 +446,7 @@ static int find_attachment(struct imap *x, const struct msg *m, long n, struct s
     uint64_t msg_cap =
         src->max_bytes > (UINT64_MAX - MSG_SLACK) / 2 ? UINT64_MAX : src->max_bytes * 2 + MSG_SLACK;
     long looked = 0;
-    int rc = 0, fd = temp_file();
+    int rc = 0, fd = sl_temp_fd("sluice-imap", NULL);
     if (fd < 0)
         return sl_seterr(errbuf, errsz, SL_ERR_IO,
                          "cannot create a temporary file for a message: %s", strerror(errno));
@@ -560,7 +535,7 @@ static int imap_fetch(const struct sl_fetch_req *req, struct sl_fetch_res *res, 
     sl_source_body_init(&x.body, -1, false, 0); /* fd and cap: request() */
     x.ctx.guard = req->guard;
     x.glob = req->src->attachment ? req->src->attachment : "*";
-    pthread_once(&gmime_once, gmime_start);
+    sl_gmime_global();
     if ((rc = folder_url(&x, errbuf, errsz)) || (rc = setup(&x, errbuf, errsz)))
         goto out;
     rc = request(&x, x.base, "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)", -1, LIST_MAX,

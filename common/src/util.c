@@ -11,6 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
+#include <curl/curl.h>
+#include <gmime/gmime.h>
 #include <openssl/evp.h>
 
 #include "sluice/util.h"
@@ -347,4 +351,48 @@ bool sl_path_allowed(const char *path, const char *dirs)
     free(real);
     free(list);
     return ok;
+}
+
+int sl_temp_fd(const char *prefix, const char **dir_out)
+{
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !dir[0])
+        dir = "/tmp";
+    if (dir_out)
+        *dir_out = dir;
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s-XXXXXX", dir, prefix);
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0)
+        unlink(path);
+    return fd;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_rc;
+
+static void curl_start(void)
+{
+    curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int sl_curl_global(void)
+{
+    pthread_once(&curl_once, curl_start);
+    return (int)curl_rc;
+}
+
+static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
+
+static void gmime_start(void)
+{
+    g_mime_init();
+}
+
+void sl_gmime_global(void)
+{
+    pthread_once(&gmime_once, gmime_start);
 }

@@ -24,6 +24,16 @@ bool sl_path_allowed(const char *path, const char *dirs);
 char *sl_read_file(const char *path, size_t *len);
 /* Writes data to path through path.tmp + rename; 0 or -1 with errno. */
 int sl_write_file_atomic(const char *path, const void *data, size_t len);
+/* An unlinked temporary file in TMPDIR (default /tmp), read-write: O_TMPFILE,
+ * else mkstemp named <prefix>-XXXXXX and unlinked at once. The fd, or -1
+ * with errno; *dir (may be NULL) says where, for messages. */
+int sl_temp_fd(const char *prefix, const char **dir);
+
+/* One-time set-up of the libraries that want it, once per process whoever
+ * comes first (any thread): curl_global_init (0, or the CURLcode it
+ * failed with), g_mime_init. */
+int sl_curl_global(void);
+void sl_gmime_global(void);
 
 /* SHA-256 of a file as hex into out[65]; *bytes its size. 0 or -1 errno. */
 int sl_sha256_file(const char *path, char out[65], uint64_t *bytes);
