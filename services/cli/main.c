@@ -666,21 +666,23 @@ static int cmd_runs(int argc, char **argv)
                    "SELECT id, job_id, job_version, status, "
                    "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
                    "coalesce(counts->>'read', '-'), coalesce(counts->>'published', '-'), "
-                   "coalesce(counts->>'rejected', '-'), coalesce(reason, '') "
+                   "coalesce(counts->>'rejected', '-'), coalesce(report->>'status', '-'), "
+                   "coalesce(reason, '') "
                    "FROM sluice_runs WHERE $1::text IS NULL OR job_id = $1 "
+                   "OR starts_with(job_id, $1 || '#') "
                    "ORDER BY started_at DESC LIMIT 50",
                    1, params, &res, err, sizeof(err))) {
         fprintf(stderr, "sluice: runs: %s\n", err);
         PQfinish(conn);
         return EXIT_FAILED;
     }
-    printf("%-36s  %-20s %3s  %-21s  %-20s %9s %9s %9s  %s\n", "RUN", "JOB", "V", "STATUS",
-           "STARTED", "READ", "PUBLISHED", "REJECTED", "REASON");
+    printf("%-36s  %-20s %3s  %-21s  %-20s %9s %9s %9s  %-11s  %s\n", "RUN", "JOB", "V", "STATUS",
+           "STARTED", "READ", "PUBLISHED", "REJECTED", "REPORT", "REASON");
     for (int i = 0; i < PQntuples(res); i++)
-        printf("%-36s  %-20s %3s  %-21s  %-20s %9s %9s %9s  %s\n", PQgetvalue(res, i, 0),
+        printf("%-36s  %-20s %3s  %-21s  %-20s %9s %9s %9s  %-11s  %s\n", PQgetvalue(res, i, 0),
                PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
                PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 6),
-               PQgetvalue(res, i, 7), PQgetvalue(res, i, 8));
+               PQgetvalue(res, i, 7), PQgetvalue(res, i, 8), PQgetvalue(res, i, 9));
     PQclear(res);
     PQfinish(conn);
     return 0;

@@ -1183,6 +1183,10 @@ static void test_targets_equal_embedded(void **state)
         snprintf(path, sizeof(path), "%s/out/%s/rejected.ndjson", out, objects[i]);
         assert_rejected_equal(c, run_id, path, what);
     }
+    /* sluice runs JOB lists the runs of its targets too */
+    assert_int_equal(shell("%s/sluice runs crm-import | grep -c '^%s' | grep -qx 2",
+                           SLUICE_BUILD_DIR, pr.run_id),
+                     0);
     assert_services_alive();
     unfinished = false;
 }
