@@ -2717,3 +2717,11 @@ void sl_jobs_destroy(struct sl_jobs *jobs)
     if (jobs)
         jobs->ops->destroy(jobs);
 }
+
+bool sl_job_reads_column(const struct sl_job *job, const char *name)
+{
+    for (size_t k = 0; k < job->nrefs; k++)
+        if (sl_column_find(job->refs[k].name, &name, 1) == 0)
+            return true;
+    return false;
+}

@@ -305,13 +305,22 @@ out:
     return rc;
 }
 
-static json_t *iso_time(int64_t us)
+json_t *sl_time_json(int64_t us)
 {
     if (!us)
         return json_null();
     char t[32];
     sl_format_utc(us, true, t);
     return json_string(t);
+}
+
+json_t *sl_counts_json(const struct sl_counts *c)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "read", (json_int_t)c->read, "published",
+                     (json_int_t)c->published, "created", (json_int_t)c->created, "updated",
+                     (json_int_t)c->updated, "unchanged", (json_int_t)c->unchanged, "rejected",
+                     (json_int_t)c->rejected, "duplicates", (json_int_t)c->duplicates,
+                     "not_created", (json_int_t)c->not_created);
 }
 
 static int write_run_json(struct local_ledger *ll, const struct sl_run_summary *s, char *errbuf,
@@ -321,18 +330,13 @@ static int write_run_json(struct local_ledger *ll, const struct sl_run_summary *
     json_t *src = json_object();
     json_object_set_new(src, "sha256", s->sha256 ? json_string(s->sha256) : json_null());
     json_object_set_new(src, "bytes", json_integer((json_int_t)s->bytes));
-    json_t *counts =
-        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "read", (json_int_t)c->read, "published",
-                  (json_int_t)c->published, "created", (json_int_t)c->created, "updated",
-                  (json_int_t)c->updated, "unchanged", (json_int_t)c->unchanged, "rejected",
-                  (json_int_t)c->rejected, "duplicates", (json_int_t)c->duplicates, "not_created",
-                  (json_int_t)c->not_created);
+    json_t *counts = sl_counts_json(c);
     json_t *run = json_object();
     json_object_set_new(run, "run_id", json_string(s->run_id));
     json_object_set_new(run, "job", json_string(s->job));
     json_object_set_new(run, "status", json_string(s->status));
-    json_object_set_new(run, "started_at", iso_time(s->started_at));
-    json_object_set_new(run, "finished_at", iso_time(s->finished_at));
+    json_object_set_new(run, "started_at", sl_time_json(s->started_at));
+    json_object_set_new(run, "finished_at", sl_time_json(s->finished_at));
     json_object_set_new(run, "source", src);
     json_object_set_new(run, "counts", counts);
     if (ll->unmapped)

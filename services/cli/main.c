@@ -29,6 +29,7 @@
 #include "sluice/mail.h"
 #include "sluice/pg.h"
 #include "sluice/reader.h"
+#include "sluice/sink.h"
 #include "sluice/util.h"
 
 #ifndef SLUICE_VERSION
@@ -222,13 +223,6 @@ static int status_rank(const char *status)
     return 0; /* skipped */
 }
 
-static json_t *iso_utc(int64_t us)
-{
-    char t[32];
-    sl_format_utc(us, true, t);
-    return us ? json_string(t) : json_null();
-}
-
 /* A job of several targets (job->targets): one run a target, in order, over
  * the same file (fetched once: the later targets read what the first one
  * read), each into out/<object>.ndjson with its error files and run.json in
@@ -304,16 +298,11 @@ static int run_targets(struct sl_job *job, const struct sl_embedded_opts *base, 
         sum.rejected += res.counts.rejected;
         sum.duplicates += res.counts.duplicates;
         sum.not_created += res.counts.not_created;
-        const struct sl_counts *c = &res.counts;
         json_array_append_new(
             targets,
-            json_pack("{s:s,s:s,s:s,s:s?,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:s,s:s}", "object",
-                      object, "run_id", res.run_id, "status", res.status, "reason",
-                      res.reason[0] ? res.reason : NULL, "counts", "read", (json_int_t)c->read,
-                      "published", (json_int_t)c->published, "created", (json_int_t)c->created,
-                      "updated", (json_int_t)c->updated, "unchanged", (json_int_t)c->unchanged,
-                      "rejected", (json_int_t)c->rejected, "duplicates", (json_int_t)c->duplicates,
-                      "not_created", (json_int_t)c->not_created, "published_to",
+            json_pack("{s:s,s:s,s:s,s:s?,s:o,s:s,s:s}", "object", object, "run_id", res.run_id,
+                      "status", res.status, "reason", res.reason[0] ? res.reason : NULL, "counts",
+                      sl_counts_json(&res.counts), "published_to",
                       base->destination_url ? "postgres" : sink_path, "files", dir));
         if (!quiet) {
             struct sl_job shown = {.name = object};
@@ -331,14 +320,10 @@ static int run_targets(struct sl_job *job, const struct sl_embedded_opts *base, 
         }
     }
     /* out/run.json: the job's run, its targets' summed up */
-    json_t *run = json_pack(
-        "{s:s,s:s,s:s,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:o}", "run_id", first_run, "job",
-        job->name, "status", worst_status, "started_at", iso_utc(started), "finished_at",
-        iso_utc(finished), "counts", "read", (json_int_t)sum.read, "published",
-        (json_int_t)sum.published, "created", (json_int_t)sum.created, "updated",
-        (json_int_t)sum.updated, "unchanged", (json_int_t)sum.unchanged, "rejected",
-        (json_int_t)sum.rejected, "duplicates", (json_int_t)sum.duplicates, "not_created",
-        (json_int_t)sum.not_created, "targets", targets);
+    json_t *run =
+        json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o}", "run_id", first_run, "job", job->name, "status",
+                  worst_status, "started_at", sl_time_json(started), "finished_at",
+                  sl_time_json(finished), "counts", sl_counts_json(&sum), "targets", targets);
     if (run && reason[0])
         json_object_set_new(run, "reason", json_string(reason));
     char *path = sl_path_join(out, "run.json");
@@ -512,10 +497,7 @@ static int check_input(const struct sl_job *job, const char *path)
     }
     size_t unused = 0;
     for (size_t i = 0; i < h.n; i++) {
-        bool used = false;
-        for (size_t k = 0; k < job->nrefs && !used; k++)
-            used = sl_column_find(job->refs[k].name, (const char *const *)&h.names[i], 1) == 0;
-        if (!used) {
+        if (!sl_job_reads_column(job, h.names[i])) {
             printf("%s%s", unused ? ", " : "unmapped columns: ", h.names[i]);
             unused++;
         }

@@ -840,15 +840,6 @@ out:
 
 /* ---- printing ---------------------------------------------------------- */
 
-/* Whether col is read by a ref of the mapping. */
-static bool column_used(const struct sl_job *job, const char *col)
-{
-    for (size_t k = 0; k < job->nrefs; k++)
-        if (sl_column_find(job->refs[k].name, &col, 1) == 0)
-            return true;
-    return false;
-}
-
 /* The unmapped columns (columns no mapping reads) and the missing ones
  * (fields the mapping reads that no column is) as JSON arrays. */
 static int columns_json(const struct preview *pv, json_t **cols, json_t **unmapped,
@@ -858,7 +849,7 @@ static int columns_json(const struct preview *pv, json_t **cols, json_t **unmapp
     int bad = !(*cols = json_array()) || !(*unmapped = json_array()) || !(*missing = json_array());
     for (size_t i = 0; !bad && i < pv->ncols; i++) {
         bad = json_array_append_new(*cols, jstr(pv->cols[i]));
-        if (!bad && !column_used(job, pv->cols[i]))
+        if (!bad && !sl_job_reads_column(job, pv->cols[i]))
             bad = json_array_append_new(*unmapped, jstr(pv->cols[i]));
     }
     for (size_t k = 0; !bad && k < job->nrefs; k++)

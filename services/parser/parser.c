@@ -117,15 +117,6 @@ static int emit_progress(struct parse_run *pr)
     return sl_emit(pr->em, SL_TOPIC_RUNS, ev);
 }
 
-/* Whether some field the mapping reads is the column name. */
-static bool mapped(const struct sl_job *job, const char *name)
-{
-    for (size_t k = 0; k < job->nrefs; k++)
-        if (sl_column_find(job->refs[k].name, &name, 1) == 0)
-            return true;
-    return false;
-}
-
 /* Notes the field names of a header, or of a record with names of its own:
  * which fields the mapping reads are there, which are not read. */
 static int note_names(struct parse_run *pr, const char *const *names, size_t n)
@@ -142,7 +133,7 @@ static int note_names(struct parse_run *pr, const char *const *names, size_t n)
         for (size_t k = 0; k < job->nrefs; k++)
             if (!pr->ref_seen[k] && sl_column_find(job->refs[k].name, &names[i], 1) == 0)
                 pr->ref_seen[k] = true;
-        if (mapped(job, names[i]))
+        if (sl_job_reads_column(job, names[i]))
             continue;
         if (pr->nunmapped == MAX_UNMAPPED) {
             sl_debug("parser", "run %s: more than %d unmapped columns, '%s' not listed",

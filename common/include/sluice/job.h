@@ -307,6 +307,10 @@ struct sl_job *sl_job_load_json(const char *text, size_t len, const char *dir, c
 /* Frees job; accepts NULL and half-built jobs. */
 void sl_job_destroy(struct sl_job *job);
 
+/* Whether a field the job's mapping reads is the column name (exactly, then
+ * case- and space-insensitively: JOBS.md "mapping"). */
+bool sl_job_reads_column(const struct sl_job *job, const char *name);
+
 /* The index of attribute name in job->attrs, or -1. */
 int sl_job_attr_index(const struct sl_job *job, const char *name);
 

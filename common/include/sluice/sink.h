@@ -15,6 +15,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
 
 #include "sluice/buf.h"
 #include "sluice/msg.h"
@@ -201,6 +204,13 @@ struct sl_ledger *sl_ledger_postgres_open(const char *conninfo, const struct sl_
  * "row":N,"errors":[{"attribute","code","message","value"}],"source":{...}
  * (JOBS.md's rejected.ndjson), appended to b. 0 or SL_ERR_NOMEM. */
 int sl_rejection_json(struct sl_buf *b, const struct sl_msg *rej);
+
+/* The counts of a run as run.json writes them ({"read", "published",
+ * "created", "updated", "unchanged", "rejected", "duplicates",
+ * "not_created"}), a new object; NULL out of memory. */
+json_t *sl_counts_json(const struct sl_counts *c);
+/* us (unix microseconds) as an RFC 3339 UTC time string, or null for 0. */
+json_t *sl_time_json(int64_t us);
 
 /* One published record as a JSON object line (attributes typed as JOBS.md
  * says, in the job's attribute order, unset attributes left out) appended
