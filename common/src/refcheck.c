@@ -297,7 +297,7 @@ static struct target *target_of(struct sl_refcheck *rc, const struct sl_job *job
             return NULL;
         }
     }
-    if (job->destination.type == SL_DEST_HTTP) {
+    if (job->destination.type == SL_DEST_HTTP && !rc->env->embedded) {
         target_error(t, a->name, "an http destination cannot be asked whether a %s exists", t->ref);
     } else if (!rc->env->destination_url) {
         /* NDJSON files: the object's file beside the job's own */
