@@ -22,6 +22,7 @@
 #include "sluice/job.h"
 #include "sluice/log.h"
 #include "sluice/mail.h"
+#include "sluice/metrics.h"
 #include "sluice/pg.h"
 #include "sluice/service.h"
 #include "sluice/sink.h"
@@ -44,6 +45,7 @@ enum {
     CFG_GROUP,
     CFG_LOG_LEVEL,
     CFG_LOG_FORMAT,
+    CFG_METRICS_ADDR,
     NCFG
 };
 
@@ -76,7 +78,24 @@ static const struct setting settings[NCFG] = {
     [CFG_GROUP] = {"SLUICE_GROUP", "--group", NULL, "consumer group (default: sluice-<stage>)"},
     [CFG_LOG_LEVEL] = {"SLUICE_LOG_LEVEL", "--log-level", "info", "debug, info, warn, error"},
     [CFG_LOG_FORMAT] = {"SLUICE_LOG_FORMAT", "--log-format", "text", "text or json"},
+    [CFG_METRICS_ADDR] = {"SLUICE_METRICS_ADDR", "--metrics-addr", "0.0.0.0:9464",
+                          "host:port of GET /metrics (Prometheus) and /healthz; off: none"},
 };
+
+/* Serves /metrics on the address of the settings ("off": none). 0, or the
+ * exit status (2: the address is malformed or cannot be bound). */
+static int start_metrics(const char *name, const char *addr, struct sl_metrics_server **srv)
+{
+    char err[256];
+    *srv = NULL;
+    if (!addr || !strcmp(addr, "off"))
+        return 0;
+    if (!(*srv = sl_metrics_serve(addr, err, sizeof(err)))) {
+        fprintf(stderr, "%s: %s (--metrics-addr)\n", name, err);
+        return 2;
+    }
+    return 0;
+}
 
 static atomic_bool stopping;
 
@@ -218,6 +237,11 @@ int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
         fprintf(stderr, "%s: %s\n", name, err);
         return 2;
     }
+    struct sl_metrics_server *metrics = NULL;
+    if ((rc = start_metrics(name, val[CFG_METRICS_ADDR], &metrics)) != 0) {
+        sl_smtp_config_cleanup(&smtp);
+        return rc;
+    }
     PGconn *conn = sl_pg_connect(val[CFG_POSTGRES], SL_PG_CONNECT_TIMEOUT, err, sizeof(err));
     rc = 1;
     if (!conn || sl_control_migrate(conn, err, sizeof(err)))
@@ -279,6 +303,7 @@ fail:
         sl_jobs_destroy(jobs);
     PQfinish(conn);
     sl_smtp_config_cleanup(&smtp);
+    sl_metrics_server_stop(metrics);
     return rc;
 }
 
@@ -290,6 +315,11 @@ int sl_service_scheduler_main(int argc, char **argv)
     if (rc)
         return rc < 0 ? 0 : rc;
     char err[1024] = "";
+    struct sl_metrics_server *metrics = NULL;
+    if ((rc = start_metrics(name, val[CFG_METRICS_ADDR], &metrics)) != 0)
+        return rc;
+    struct sl_counter *fired_total =
+        sl_metrics_counter("sluice_scheduler_tickets_total", "tickets the scheduler sent", "");
     struct sl_kafka_conf kc = {
         .brokers = val[CFG_BROKERS],
         .topic_prefix = val[CFG_PREFIX],
@@ -303,6 +333,7 @@ int sl_service_scheduler_main(int argc, char **argv)
         sl_error(name, "%s", err);
         PQfinish(conn);
         sl_bus_destroy(bus);
+        sl_metrics_server_stop(metrics);
         return bus ? 1 : 2;
     }
     struct sigaction sa = {.sa_handler = on_signal};
@@ -319,11 +350,13 @@ int sl_service_scheduler_main(int argc, char **argv)
             sl_warn(name, "%s", err); /* the slot stays due: the next tick tries again */
         else if (fired)
             sl_info(name, "fired %d scheduled run(s)", fired);
+        sl_counter_add(fired_total, (uint64_t)(fired > 0 ? fired : 0));
         for (int i = 0; i < 10 && !atomic_load(&stopping); i++)
             usleep(100000);
     }
     sl_info(name, "stopped");
     PQfinish(conn);
     sl_bus_destroy(bus);
+    sl_metrics_server_stop(metrics);
     return 0;
 }

@@ -16,6 +16,7 @@
 
 #include "sluice/err.h"
 #include "sluice/log.h"
+#include "sluice/metrics.h"
 #include "sluice/stage.h"
 
 /* A commit waits until every output sent so far is acknowledged: doing it
@@ -27,6 +28,16 @@
 #define COMMIT_MS    1000
 #define IDLE_POLL_MS 100
 
+/* Messages out of a runner, by topic: a few topics a stage, looked up by
+ * the topic's address first (the SL_TOPIC_* constants), then its text. */
+#define EMIT_TOPICS 8
+struct sl_emit_metrics {
+    const char *stage;
+    const char *topic[EMIT_TOPICS];
+    struct sl_counter *out[EMIT_TOPICS];
+    size_t n;
+};
+
 struct sl_stage_runner {
     const struct sl_stage *stage;
     struct sl_bus *bus;
@@ -35,13 +46,37 @@ struct sl_stage_runner {
     void *state;
     struct sl_emitter em;
     atomic_ullong count;
+    /* metrics: messages in by input topic, the time of process(), dead
+     * letters, messages out (the emitter's) */
+    struct sl_counter *in[EMIT_TOPICS];
+    struct sl_histogram *seconds;
+    struct sl_counter *dead;
+    struct sl_emit_metrics out;
     bool unflushed; /* processed messages whose outputs a failed flush holds */
     bool gone;      /* the stage state is destroyed */
 };
 
+static struct sl_counter *out_counter(struct sl_emit_metrics *mx, const char *topic)
+{
+    for (size_t i = 0; i < mx->n; i++)
+        if (mx->topic[i] == topic || !strcmp(mx->topic[i], topic))
+            return mx->out[i];
+    if (mx->n == EMIT_TOPICS)
+        return NULL;
+    char labels[160];
+    snprintf(labels, sizeof(labels), "stage=\"%s\",topic=\"%s\"", mx->stage, topic);
+    mx->topic[mx->n] = topic;
+    mx->out[mx->n] = sl_metrics_counter("sluice_messages_out_total",
+                                        "messages a stage handed to the bus, by topic", labels);
+    return mx->out[mx->n++];
+}
+
 int sl_emit(struct sl_emitter *em, const char *topic, struct sl_msg *msg)
 {
-    return sl_bus_send(em->bus, topic, msg);
+    int rc = sl_bus_send(em->bus, topic, msg);
+    if (rc == 0 && em->metrics)
+        sl_counter_add(out_counter(em->metrics, topic), 1);
+    return rc;
 }
 
 /* Before the bus commits on its own (rebalance, close): the stage sends
@@ -70,9 +105,25 @@ struct sl_stage_runner *sl_stage_runner_new(const struct sl_stage *stage, struct
     r->env = env;
     r->em.bus = bus;
     r->em.stage = stage->name;
+    r->em.metrics = &r->out;
+    r->out.stage = stage->name;
     size_t n = 0;
     while (stage->inputs[n])
         n++;
+    char labels[160];
+    for (size_t i = 0; i < n && i < EMIT_TOPICS; i++) {
+        snprintf(labels, sizeof(labels), "stage=\"%s\",topic=\"%s\"", stage->name,
+                 stage->inputs[i]);
+        r->in[i] = sl_metrics_counter("sluice_messages_in_total",
+                                      "messages a stage processed, by topic", labels);
+    }
+    snprintf(labels, sizeof(labels), "stage=\"%s\"", stage->name);
+    r->seconds = sl_metrics_histogram("sluice_stage_seconds",
+                                      "time a stage took to process one message", labels);
+    r->dead = sl_metrics_counter("sluice_dead_letters_total",
+                                 "messages a stage could not process, sent to the dead-letter "
+                                 "topic",
+                                 labels);
     r->c = bus->ops->subscribe(bus, group ? group : stage->name, stage->inputs, n, errbuf, errsz);
     if (!r->c)
         goto fail;
@@ -166,6 +217,13 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
         idle_flushed = false;
         long backoff = 50;
         sl_log_last_clear();
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (size_t i = 0; i < EMIT_TOPICS && st->inputs[i]; i++)
+            if (topic && (st->inputs[i] == topic || !strcmp(st->inputs[i], topic))) {
+                sl_counter_add(r->in[i], 1);
+                break;
+            }
         for (;;) {
             rc = st->process(r->state, topic, msg, &r->em);
             if (rc == 0 || sl_err_class(rc) != SL_ERRCLASS_RETRIABLE || (stop && atomic_load(stop)))
@@ -176,8 +234,12 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             if (backoff < 5000)
                 backoff *= 2;
         }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        sl_histogram_observe(r->seconds, (double)(t1.tv_sec - t0.tv_sec) +
+                                             (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
         if (rc && sl_err_class(rc) == SL_ERRCLASS_POISON) {
             dead_letter(r, topic, msg, rc);
+            sl_counter_add(r->dead, 1);
             rc = 0;
         }
         sl_msg_unref(msg);

@@ -32,6 +32,7 @@
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/log.h"
+#include "sluice/metrics.h"
 #include "sluice/sink.h"
 #include "sluice/stage.h"
 #include "sluice/state.h"
@@ -229,6 +230,9 @@ static int conclude(struct publisher *p, struct run *r, struct sl_run_summary *s
     if (lr == 1)
         return 0; /* finished before (another publisher, or us before a crash) */
 
+    char labels[64];
+    snprintf(labels, sizeof(labels), "status=\"%s\"", sum->status);
+    sl_counter_add(sl_metrics_counter("sluice_runs_total", "runs finished, by status", labels), 1);
     const struct sl_counts *c = &sum->counts;
     sl_info("publisher", "run %s %s: %llu read, %llu published, %llu rejected%s%s", r->run_id,
             sum->status, (unsigned long long)c->read, (unsigned long long)c->published,

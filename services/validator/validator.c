@@ -37,6 +37,7 @@
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/log.h"
+#include "sluice/metrics.h"
 #include "sluice/refcheck.h"
 #include "sluice/stage.h"
 #include "sluice/state.h"
@@ -87,7 +88,45 @@ struct validator {
     size_t rq_cap;
     char failed[FAILED_RUNS][64];
     unsigned nfailed;
+    /* metrics: rows rejected, problems by code (a code's counter cached) */
+    struct sl_counter *rejected_rows;
+    const char *code[24];
+    struct sl_counter *by_code[24];
+    size_t ncodes;
 };
+
+/* Counts a rejection's problems by code (sluice_rejections_total). */
+static void count_rejection(struct validator *v, const struct sl_record *r)
+{
+    if (!v->rejected_rows)
+        v->rejected_rows =
+            sl_metrics_counter("sluice_rejected_rows_total", "rows the validator rejected", "");
+    sl_counter_add(v->rejected_rows, 1);
+    for (uint32_t i = 0; i < r->nprob; i++) {
+        const char *code = r->prob[i].code;
+        size_t k = 0;
+        while (k < v->ncodes && strcmp(v->code[k], code))
+            k++;
+        if (k == v->ncodes) {
+            if (k == sizeof(v->code) / sizeof(v->code[0]))
+                continue;
+            char value[64], labels[96];
+            sl_metrics_label_value(code, value, sizeof(value));
+            snprintf(labels, sizeof(labels), "code=\"%s\"", value);
+            struct sl_counter *c = sl_metrics_counter("sluice_rejections_total",
+                                                      "problems of rejected rows, by code", labels);
+            char *copy = strdup(code);
+            if (!c || !copy) {
+                free(copy);
+                continue;
+            }
+            v->code[k] = copy;
+            v->by_code[k] = c;
+            v->ncodes++;
+        }
+        sl_counter_add(v->by_code[k], 1);
+    }
+}
 
 static void validator_destroy(void *state)
 {
@@ -108,6 +147,8 @@ static void validator_destroy(void *state)
     sl_buf_cleanup(&v->key);
     sl_names_unref(v->names);
     sl_refcheck_destroy(v->refs);
+    for (size_t i = 0; i < v->ncodes; i++)
+        free((char *)v->code[i]);
     free(v->rq);
     free(v->rq_row);
     free(v);
@@ -456,7 +497,7 @@ static int finish(struct held *h)
  * whose question the store refused goes to the dead-letter topic instead,
  * as the runner does with a poison input. 0 once it is out of our hands,
  * else the error with the row still held. */
-static int send_held(struct held *h, struct sl_emitter *em)
+static int send_held(struct validator *v, struct held *h, struct sl_emitter *em)
 {
     int rc = 0;
     if (!h->dead) {
@@ -466,6 +507,8 @@ static int send_held(struct held *h, struct sl_emitter *em)
         if (h->out->kind == SL_MSG_RECORD)
             h->out->u.rec.nsrc = 0; /* the publisher writes attributes: half the bytes */
         rc = sl_emit(em, topic, sl_msg_ref(h->out));
+        if (rc == 0 && h->out->kind == SL_MSG_REJECTION)
+            count_rejection(v, &h->out->u.rec);
         if (rc == 0) {
             sl_msg_unref(h->out);
             h->out = NULL;
@@ -493,7 +536,7 @@ static int drain(struct validator *v, struct sl_emitter *em)
     if (rc == 0)
         rc = resolve(v);
     for (; rc == 0 && v->nsent < v->nheld; v->nsent++)
-        rc = send_held(&v->held[v->nsent], em);
+        rc = send_held(v, &v->held[v->nsent], em);
     if (rc)
         return rc;
     v->nheld = v->nsent = v->nasked = 0;
@@ -510,7 +553,7 @@ static int step(struct validator *v, struct sl_emitter *em)
     struct sl_state *st = v->env->st;
     int rc = take_answer(v);
     for (; rc == 0 && v->nsent < v->nasked; v->nsent++)
-        rc = send_held(&v->held[v->nsent], em);
+        rc = send_held(v, &v->held[v->nsent], em);
     if (rc)
         return rc;
     /* the rows left to the front: room for the next batch */

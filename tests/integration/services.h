@@ -42,6 +42,10 @@ static __attribute__((unused)) pid_t svc_start_as(const char *name, const char *
             dup2(fd, STDERR_FILENO);
             close(fd);
         }
+        /* several services on one host: no /metrics unless the test asks
+         * for one (the default 0.0.0.0:9464 would be taken by the first) */
+        if (!getenv("SLUICE_METRICS_ADDR"))
+            setenv("SLUICE_METRICS_ADDR", "off", 1);
         execl(bin, bin, (char *)NULL);
         _exit(127);
     }

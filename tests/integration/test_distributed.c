@@ -107,10 +107,26 @@ static char *read_text(const char *path)
     return s;
 }
 
+/* Each service serves /metrics on a loopback port of its own. */
+static int metrics_port(int i)
+{
+    return 40000 + (int)(getpid() % 20000) + i;
+}
+
 static int start_service(int i)
 {
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", metrics_port(i));
+    setenv("SLUICE_METRICS_ADDR", addr, 1);
     svc_pid[i] = svc_start(services[i], tmp);
+    unsetenv("SLUICE_METRICS_ADDR");
     return svc_pid[i] > 0 ? 0 : -1;
+}
+
+/* The /metrics text of service i (curl, the real client), or NULL. */
+static char *scrape(int i)
+{
+    return shell_out("curl -sf http://127.0.0.1:%d/metrics", metrics_port(i));
 }
 
 static int setup(void **state)
@@ -1247,6 +1263,28 @@ static void test_examples_equal_embedded(void **state)
     assert_string_equal(PQgetvalue(rep, 0, 1), "report.xlsx");
     assert_string_equal(PQgetvalue(rep, 0, 2), "ops@example.com");
     PQclear(rep);
+
+    /* /metrics of every service, in the Prometheus text format: messages
+     * in and out, stage latency, rejections by code, runs by status */
+    for (int i = 0; i < NSERVICES; i++) {
+        char *text = scrape(i);
+        if (!text || !strstr(text, "# TYPE sluice_messages_in_total counter") ||
+            !strstr(text, "# TYPE sluice_stage_seconds histogram") ||
+            !strstr(text, "sluice_stage_seconds_bucket{stage=\""))
+            fail_msg("sluice-%s /metrics: %s", services[i], text ? text : "(no answer)");
+        free(text);
+    }
+    char *pub = scrape(4), *val = scrape(3);
+    assert_non_null(pub);
+    assert_non_null(val);
+    if (!strstr(pub, "sluice_runs_total{status=\"completed_with_errors\"}") ||
+        !strstr(pub, "sluice_messages_in_total{stage=\"publisher\",topic=\"records.valid\"}"))
+        fail_msg("publisher /metrics: %s", pub);
+    if (!strstr(val, "sluice_rejections_total{code=\"required\"}") ||
+        !strstr(val, "sluice_rejections_total{code=\"unknown_reference\"}"))
+        fail_msg("validator /metrics: %s", val);
+    free(pub);
+    free(val);
     assert_int_equal(
         shell("/usr/bin/python3 - %s/mail %s <<'EOF'\n"
               "import email, email.policy, glob, io, sys, openpyxl\n"

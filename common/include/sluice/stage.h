@@ -55,9 +55,14 @@ struct sl_stage_env {
     const struct sl_smtp_config *smtp; /* run reports by e-mail; NULL: none */
 };
 
+struct sl_emit_metrics;
+
 struct sl_emitter {
     struct sl_bus *bus;
     const char *stage; /* name of the emitting stage */
+    /* the runner's counters of messages out by topic (metrics.h); NULL:
+     * not counted */
+    struct sl_emit_metrics *metrics;
 };
 
 /* Hands msg to the bus on topic (one reference taken over, even on error).
