@@ -15,6 +15,7 @@
 #include "sluice/job.h"
 #include "sluice/log.h"
 #include "sluice/pg.h"
+#include "sluice/schedule.h"
 
 /* Any number: the key of the advisory lock that serializes migrations. */
 #define MIGRATION_LOCK "7305147301"
@@ -180,19 +181,24 @@ int sl_control_put_job(PGconn *c, const struct sl_job *job, const char *text, si
                             "INSERT INTO sluice_job_versions (job_id, version, document) "
                             "VALUES ($1, $2::integer, $3)",
                             3, p2, NULL, errbuf, errsz);
-            /* the schedule: minute cadences are fired by sluice-scheduler from
-             * next_run_at; run_on_save fires at once */
+            /* the schedule: sluice-scheduler fires the job at next_run_at,
+             * the first slot of its calendar after now (schedule.h);
+             * run_on_save fires at once */
             const struct sl_schedule *s = &job->schedule;
-            char every[24];
-            snprintf(every, sizeof(every), "%d", s->every == SL_EVERY_MINUTES ? s->minutes : 0);
-            const char *p3[] = {job->name, next, s->enabled ? "true" : "false", every,
-                                s->run_on_save ? "true" : "false"};
+            char first[32] = "";
+            int64_t at = 0;
+            if (rc == 0 && s->every != SL_EVERY_NONE) {
+                rc = sl_schedule_next(s, sl_now_us(), &at, errbuf, errsz);
+                snprintf(first, sizeof(first), "%lld", (long long)at);
+            }
+            const char *p3[] = {job->name, next, s->enabled ? "true" : "false",
+                                first[0] ? first : NULL, s->run_on_save ? "true" : "false"};
             if (rc == 0)
                 rc = sl_pg_exec(c, "update the job",
                                 "UPDATE sluice_jobs SET current_version = $2::integer, "
                                 "updated_at = now(), enabled = $3::boolean, next_run_at = CASE "
-                                "WHEN $4::integer = 0 THEN NULL WHEN $5::boolean THEN now() "
-                                "ELSE now() + make_interval(mins => $4::integer) END "
+                                "WHEN $5::boolean THEN now() "
+                                "ELSE to_timestamp($4::bigint / 1e6) END "
                                 "WHERE id = $1",
                                 5, p3, NULL, errbuf, errsz);
             *version = (uint32_t)(cur + 1);
@@ -352,11 +358,17 @@ int sl_scheduler_tick(PGconn *c, struct sl_bus *bus, int64_t now_us, int *fired,
         char err[512];
         struct sl_job *job = sl_job_load_json(PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3),
                                               NULL, err, sizeof(err));
-        int64_t step = job && job->schedule.every == SL_EVERY_MINUTES
-                           ? (int64_t)job->schedule.minutes * 60 * 1000000
-                           : 0;
+        /* the first slot after both the one due and now: a scheduler that
+         * was down fires a missed slot once, not once per slot missed */
+        int64_t next = 0;
+        bool parked = !job || (job->schedule.every == SL_EVERY_NONE && !job->schedule.run_on_save);
+        int serr = 0;
+        if (job && job->schedule.every != SL_EVERY_NONE)
+            serr = sl_schedule_advance(&job->schedule, slot, now_us, &next, err, sizeof(err));
         sl_job_destroy(job);
-        if (step <= 0) { /* not a cadence this scheduler fires: stop looking at it */
+        if (parked || serr) { /* no calendar to follow: stop looking at it */
+            sl_warn("scheduler", "job %s: %s: not scheduled any more", job_id,
+                    parked && !serr ? "no schedule" : err);
             const char *p[] = {job_id};
             rc = sl_pg_exec(c, "park the job",
                             "UPDATE sluice_jobs SET next_run_at = NULL WHERE id = $1", 1, p, NULL,
@@ -386,13 +398,10 @@ int sl_scheduler_tick(PGconn *c, struct sl_bus *bus, int64_t now_us, int *fired,
                       sl_err_str(rc));
             break;
         }
-        /* the first slot after now: missed slots fire once, not each */
-        int64_t next = slot + step;
-        if (next <= now_us)
-            next += ((now_us - next) / step + 1) * step;
+        /* next 0: a job with run_on_save and no cadence, fired once */
         char nx[32];
         snprintf(nx, sizeof(nx), "%lld", (long long)next);
-        const char *p3[] = {job_id, nx};
+        const char *p3[] = {job_id, next ? nx : NULL};
         rc = sl_pg_exec(c, "move the job's next run",
                         "UPDATE sluice_jobs SET next_run_at = to_timestamp($2::bigint / 1e6) "
                         "WHERE id = $1",

@@ -1,6 +1,7 @@
 /*
  * The scheduler against a real PostgreSQL and the mock Kafka cluster: a job
- * stored with `every: "5m"` is due five minutes later; a job whose slot was
+ * stored is due at the next slot of its calendar (every 5 minutes on :00,
+ * :05, ...; daily at 02:30 in Europe/Berlin); a job whose slot was
  * missed an hour ago fires exactly once, also with two schedulers ticking at
  * the same moment; its next run is the first slot after now; the ticket on
  * the topic carries the run recorded as queued; a disabled job never fires.
@@ -116,11 +117,16 @@ static void test_missed_slot_fires_once(void **state)
     assert_int_equal(sl_control_migrate(c, err, sizeof(err)), 0);
     put(c, "every5", "{\"every\": \"5m\"}");
     put(c, "off", "{\"every\": \"5m\", \"enabled\": false}");
-    put(c, "daily", "{\"every\": \"daily\", \"at\": \"02:30\"}");
-    /* stored: due in five minutes; a disabled job and other cadences wait */
-    assert_string_equal(one(c, "SELECT next_run_at BETWEEN now() + interval '4 minutes' AND "
-                               "now() + interval '6 minutes' FROM sluice_jobs WHERE id = 'every5'"),
+    put(c, "daily", "{\"every\": \"daily\", \"at\": \"02:30\", \"timezone\": \"Europe/Berlin\"}");
+    /* stored: due at the next slot of the calendar (schedule.h); a disabled
+     * job waits */
+    assert_string_equal(one(c, "SELECT next_run_at > now() AND next_run_at <= now() + "
+                               "interval '5 minutes' AND extract(minute FROM next_run_at)::int % 5 "
+                               "= 0 FROM sluice_jobs WHERE id = 'every5'"),
                         "t");
+    assert_string_equal(one(c, "SELECT to_char(next_run_at AT TIME ZONE 'Europe/Berlin', "
+                               "'HH24:MI') FROM sluice_jobs WHERE id = 'daily'"),
+                        "02:30");
     assert_string_equal(one(c, "SELECT enabled FROM sluice_jobs WHERE id = 'off'"), "f");
 
     /* the scheduler was down for an hour: twelve slots missed */
@@ -133,12 +139,18 @@ static void test_missed_slot_fires_once(void **state)
         pthread_join(th[i], NULL);
     assert_int_equal(t[0].rc, 0);
     assert_int_equal(t[1].rc, 0);
-    assert_int_equal(t[0].fired + t[1].fired, 1); /* every5 once; off never */
+    assert_int_equal(t[0].fired + t[1].fired, 2); /* every5 and daily once; off never */
     assert_string_equal(
         one(c, "SELECT count(*) FROM sluice_runs WHERE job_id = 'every5' AND trigger = 'schedule'"),
         "1");
     assert_string_equal(one(c, "SELECT next_run_at > now() AND next_run_at <= now() + "
                                "interval '5 minutes' FROM sluice_jobs WHERE id = 'every5'"),
+                        "t");
+    /* daily: the next 02:30 in Berlin after now, within a day */
+    assert_string_equal(one(c, "SELECT next_run_at > now() AND next_run_at <= now() + "
+                               "interval '25 hours' AND to_char(next_run_at AT TIME ZONE "
+                               "'Europe/Berlin', 'HH24:MI') = '02:30' FROM sluice_jobs "
+                               "WHERE id = 'daily'"),
                         "t");
     char run_id[256];
     snprintf(run_id, sizeof(run_id), "%s",
