@@ -23,6 +23,7 @@
 #include "sluice/template.h"
 #include "sluice/types.h"
 #include "sluice/tz.h"
+#include "sluice/schedule.h"
 #include "sluice/util.h"
 
 #define JOB_MAX_FILE  (32u << 20) /* bytes of a job file */
@@ -887,7 +888,9 @@ static int parse_schedule(struct ld *ld, json_t *root)
         if (s->every == SL_EVERY_CRON) {
             if (!cron)
                 return bad(ld, "schedule.cron", "required for every 'cron' (\"m h dom mon dow\")");
-            if (cron_check(cron, msg, sizeof(msg)))
+            struct sl_cron compiled; /* the calendar's parser: a cron that never matches too */
+            if (cron_check(cron, msg, sizeof(msg)) ||
+                sl_cron_parse(cron, &compiled, msg, sizeof(msg)))
                 return bad(ld, "schedule.cron", "%s", msg);
             if (!(s->cron = strdup(cron)))
                 return nomem(ld);

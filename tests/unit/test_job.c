@@ -634,6 +634,8 @@ static const struct {
      "schedule.on: must be an integer from 1 to 31"},
     {JOB(",`schedule`:{`every`:`daily`,`on`:`mon`}"), "schedule.on: not used with every 'daily'"},
     {JOB(",`schedule`:{`every`:`cron`}"), "schedule.cron: required for every 'cron'"},
+    {JOB(",`schedule`:{`every`:`cron`,`cron`:`0 0 31 2 *`}"),
+     "schedule.cron: never matches: none of its days of the month occurs in its months"},
     {JOB(",`schedule`:{`every`:`daily`,`cron`:`* * * * *`}"),
      "schedule.cron: only used with every 'cron'"},
     {JOB(",`schedule`:{`every`:`cron`,`cron`:`* * * *`}"),
