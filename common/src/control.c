@@ -63,6 +63,31 @@ static const char *const migrations[] = {
     "ALTER TABLE sluice_runs ADD COLUMN unmapped_columns jsonb;",
     /* 4: what became of the run report (run_report.h) */
     "ALTER TABLE sluice_runs ADD COLUMN report jsonb;",
+    /* 5: the gateway (api_store.h): API tokens (only their SHA-256 is kept),
+     * runs in flight, and the versions of deleted jobs */
+    ("CREATE TABLE sluice_api_tokens ("
+     "  name text PRIMARY KEY,"
+     "  role text NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),"
+     "  token_sha256 text NOT NULL UNIQUE,"
+     "  created_at timestamptz NOT NULL DEFAULT now());"
+     "CREATE INDEX sluice_runs_status ON sluice_runs (status) "
+     "  WHERE status IN ('queued', 'running');"
+     /* a deleted job's last version: the same name created again goes on
+      * from there, so that no (job, version) ever names two documents (the
+      * services cache versions by that pair) */
+     "CREATE TABLE sluice_job_tombstones ("
+     "  id text PRIMARY KEY,"
+     "  last_version integer NOT NULL,"
+     "  deleted_at timestamptz NOT NULL DEFAULT now());"
+     "CREATE FUNCTION sluice_jobs_resume_version() RETURNS trigger LANGUAGE plpgsql AS $$ "
+     "DECLARE v integer; "
+     "BEGIN "
+     "  SELECT t.last_version INTO v FROM sluice_job_tombstones t WHERE t.id = NEW.id; "
+     "  IF v > NEW.current_version THEN NEW.current_version := v; END IF; "
+     "  RETURN NEW; "
+     "END $$;"
+     "CREATE TRIGGER sluice_jobs_resume_version BEFORE INSERT ON sluice_jobs "
+     "  FOR EACH ROW EXECUTE FUNCTION sluice_jobs_resume_version();"),
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -1,0 +1,845 @@
+/*
+ * sluice-gateway over real servers: PostgreSQL, Redis and the mock Kafka
+ * cluster on loopback, the gateway as its own process on a free loopback
+ * port, and curl (the real client) for every endpoint and error.
+ *
+ * - Health: /healthz always, /readyz with PostgreSQL, Kafka and Redis.
+ * - Access: no token and a bad token are 401, a role too low 403, in the
+ *   one error shape whose request_id is the X-Request-Id header; tokens
+ *   made by the admin work once shown and are stored only as SHA-256; no
+ *   token ever reaches the log.
+ * - Jobs: a bad job is 400 invalid_job naming the field; create, read (any
+ *   version), update (a new version; the name must match), list with
+ *   pagination, duplicate, disable/enable, delete; 404, 405, 409 and 413
+ *   (announced and chunked bodies).
+ * - Runs: run now is 202 with a queued run in sluice_runs and its JobTicket
+ *   on sluice.tickets (read back with kcat); history with filters and
+ *   pagination, one run, its rejected rows as NDJSON and CSV; a job with a
+ *   run in flight cannot be deleted, and a name deleted and stored again
+ *   goes on after its last version.
+ * - Kafka down: run now is 503 and the run failed with the reason; /readyz
+ *   names kafka (and redis, once Redis is stopped); both recover.
+ * - 60 requests from 20 clients at once all answer right.
+ * - SIGTERM stops the gateway with exit status 0.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kafka_mock.h"
+#include "pg_server.h"
+#include "redis_server.h"
+#include "services.h"
+
+#define ADMIN "test-admin-token-0123456789abcdef"
+
+static struct pg_server pg;
+static struct redis_server rs;
+static struct kafka_mock km;
+static pid_t gw_pid;
+static char tmp[64], base[64];
+static char metrics_url[128]; /* the gateway's /metrics */
+static PGconn *db;
+static bool unfinished;
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static char *slurp(const char *path, size_t *lenp)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t len = 0, cap = 4096;
+    char *s = malloc(cap);
+    size_t n;
+    while (s && (n = fread(s + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 1024)
+            s = realloc(s, cap *= 2);
+    }
+    fclose(f);
+    if (s)
+        s[len] = '\0';
+    if (lenp)
+        *lenp = len;
+    return s;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* One response of curl: status, body, headers. */
+struct resp {
+    int status;
+    char *body;
+    char *headers;
+    json_t *json; /* the body parsed, when it is JSON */
+};
+
+static void resp_free(struct resp *r)
+{
+    free(r->body);
+    free(r->headers);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Runs curl: method on path (with query), with the bearer token (NULL:
+ * none), body text (NULL: none; "@FILE": a file), extra curl arguments. */
+static struct resp http(const char *method, const char *path, const char *token, const char *body,
+                        const char *extra)
+{
+    char bodyf[128], outf[128], hdrf[128], cmd[2048], auth[256] = "", data[256] = "";
+    snprintf(bodyf, sizeof(bodyf), "%s/req.body", tmp);
+    snprintf(outf, sizeof(outf), "%s/resp.body", tmp);
+    snprintf(hdrf, sizeof(hdrf), "%s/resp.headers", tmp);
+    if (token)
+        snprintf(auth, sizeof(auth), "-H 'Authorization: Bearer %s'", token);
+    if (body && body[0] == '@') {
+        snprintf(data, sizeof(data), "--data-binary '%s'", body);
+    } else if (body) {
+        write_text(bodyf, body);
+        snprintf(data, sizeof(data), "--data-binary '@%s' -H 'Content-Type: application/json'",
+                 bodyf);
+    }
+    snprintf(cmd, sizeof(cmd),
+             "curl -s -S --max-time 30 -o '%s' -D '%s' -w '%%{http_code}' -X %s %s %s %s '%s%s'",
+             outf, hdrf, method, auth, data, extra ? extra : "", base, path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    struct resp r = {0};
+    if (fscanf(p, "%d", &r.status) != 1)
+        r.status = -1;
+    pclose(p);
+    r.body = slurp(outf, NULL);
+    r.headers = slurp(hdrf, NULL);
+    if (r.body)
+        r.json = json_loads(r.body, JSON_DECODE_ANY, NULL);
+    unlink(outf);
+    unlink(hdrf);
+    return r;
+}
+
+#define expect_status(r, code)                                                                     \
+    do {                                                                                           \
+        if ((r).status != (code))                                                                  \
+            fail_msg("expected HTTP %d, got %d: %s", (code), (r).status,                           \
+                     (r).body ? (r).body : "(no body)");                                           \
+    } while (0)
+
+/* Checks the error shape: code, field (NULL: none), and request_id equal
+ * to the X-Request-Id header. */
+static void expect_error(struct resp *r, int status, const char *code, const char *field)
+{
+    expect_status(*r, status);
+    json_t *e = json_object_get(r->json, "error");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), code);
+    assert_non_null(json_string_value(json_object_get(e, "message")));
+    if (field)
+        assert_string_equal(json_string_value(json_object_get(e, "field")), field);
+    const char *rid = json_string_value(json_object_get(e, "request_id"));
+    assert_non_null(rid);
+    char hdr[128];
+    snprintf(hdr, sizeof(hdr), "X-Request-Id: %s", rid);
+    if (!r->headers || !strcasestr(r->headers, hdr))
+        fail_msg("no '%s' among the headers:\n%s", hdr, r->headers ? r->headers : "");
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* The first value of a one-row query, as text (caller frees); NULL for none. */
+static char *sql1(const char *sql, const char *param)
+{
+    const char *params[] = {param};
+    PGresult *res = PQexecParams(db, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+    char *v = NULL;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+        v = strdup(PQgetvalue(res, 0, 0));
+    else if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(db));
+    PQclear(res);
+    return v;
+}
+
+static const char *job_doc(const char *name, const char *type, const char *desc)
+{
+    static char buf[2048];
+    snprintf(buf, sizeof(buf),
+             "{\n  \"name\": \"%s\",\n  \"description\": \"%s\",\n"
+             "  \"source\": {\"url\": \"stores.csv\", \"format\": \"csv\"},\n"
+             "  \"target\": {\"object\": \"stores\", \"key\": [\"id\"], \"attributes\": {\n"
+             "    \"id\": {\"type\": \"text\", \"required\": true},\n"
+             "    \"name\": {\"type\": \"%s\"}}},\n"
+             "  \"mapping\": {\"id\": \"Id\", \"name\": \"Name\"},\n"
+             "  \"destination\": {\"type\": \"postgres\", \"table\": \"stores\"}\n}\n",
+             name, desc, type);
+    return buf;
+}
+
+/* A token of role made by the admin (caller frees). */
+static char *make_token(const char *name, const char *role)
+{
+    char body[256];
+    snprintf(body, sizeof(body), "{\"name\": \"%s\", \"role\": \"%s\"}", name, role);
+    struct resp r = http("POST", "/v1/tokens", ADMIN, body, NULL);
+    expect_status(r, 201);
+    assert_string_equal(jstr(r.json, "role"), role);
+    char *tok = strdup(jstr(r.json, "token"));
+    resp_free(&r);
+    return tok;
+}
+
+/* ---- set-up -------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    snprintf(tmp, sizeof(tmp), "/tmp/sluice-gw-XXXXXX");
+    if (!mkdtemp(tmp))
+        return -1;
+    static const char *const topics[] = {"sluice.tickets:1", "sluice.runs:1", NULL};
+    if (pg_server_start(&pg)) {
+        fprintf(stderr, "cannot start postgresql: %s\n", pg.err);
+        return -1;
+    }
+    if (redis_server_start(&rs, false) || kafka_mock_start(&km, topics))
+        return -1;
+    char redis_url[256], addr[64];
+    redis_server_url(&rs, 0, NULL, redis_url, sizeof(redis_url));
+    int port = pg_server_free_port();
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    char maddr[64];
+    snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", pg_server_free_port());
+    snprintf(metrics_url, sizeof(metrics_url), "http://%s/metrics", maddr);
+    setenv("SLUICE_METRICS_ADDR", maddr, 1);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    setenv("SLUICE_KAFKA_BROKERS", km.bootstrap, 1);
+    setenv("SLUICE_REDIS_URL", redis_url, 1);
+    setenv("SLUICE_POSTGRES_URL", pg.conninfo, 1);
+    setenv("SLUICE_HTTP_ADDR", addr, 1);
+    setenv("SLUICE_ADMIN_TOKEN", ADMIN, 1);
+    setenv("SLUICE_LOG_LEVEL", "info", 1);
+    if ((gw_pid = svc_start("gateway", tmp)) <= 0)
+        return -1;
+    unsetenv("SLUICE_METRICS_ADDR");
+    for (int i = 0; i < 100; i++) {
+        if (shell("curl -s -o /dev/null --max-time 1 %s/healthz", base) == 0)
+            break;
+        usleep(100000);
+    }
+    db = PQconnectdb(pg.conninfo);
+    if (PQstatus(db) != CONNECTION_OK) {
+        fprintf(stderr, "cannot connect to postgresql: %s\n", PQerrorMessage(db));
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    int bad = svc_stop(gw_pid, "gateway");
+    PQfinish(db);
+    kafka_mock_stop(&km);
+    redis_server_stop(&rs);
+    pg_server_stop(&pg);
+    if (bad || unfinished || getenv("SLUICE_KEEP_TMP")) {
+        fprintf(stderr, "the gateway's log is in %s/gateway.log\n", tmp);
+        return bad ? -1 : 0;
+    }
+    return shell("rm -rf %s", tmp) == 0 ? 0 : -1;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_health(void **state)
+{
+    unfinished = true;
+    struct resp r = http("GET", "/healthz", NULL, NULL, NULL);
+    expect_status(r, 200);
+    assert_string_equal(jstr(r.json, "status"), "ok");
+    assert_non_null(strcasestr(r.headers, "X-Request-Id: "));
+    resp_free(&r);
+    r = http("GET", "/readyz", NULL, NULL, NULL);
+    expect_status(r, 200);
+    json_t *checks = json_object_get(r.json, "checks");
+    assert_string_equal(jstr(checks, "postgres"), "ok");
+    assert_string_equal(jstr(checks, "kafka"), "ok");
+    assert_string_equal(jstr(checks, "redis"), "ok");
+    resp_free(&r);
+    /* a request id the client gives is kept */
+    r = http("GET", "/nowhere", NULL, NULL, "-H 'X-Request-Id: my-trace-42'");
+    expect_error(&r, 404, "not_found", NULL);
+    assert_string_equal(jstr(json_object_get(r.json, "error"), "request_id"), "my-trace-42");
+    resp_free(&r);
+    unfinished = false;
+}
+
+static void test_access(void **state)
+{
+    unfinished = true;
+    struct resp r = http("GET", "/v1/jobs", NULL, NULL, NULL);
+    expect_error(&r, 401, "unauthorized", NULL);
+    resp_free(&r);
+    r = http("GET", "/v1/jobs", "not-a-token", NULL, NULL);
+    expect_error(&r, 401, "unauthorized", NULL);
+    resp_free(&r);
+    r = http("GET", "/v1/jobs", NULL, NULL, "-H 'Authorization: Basic YWRtaW46YWRtaW4='");
+    expect_error(&r, 401, "unauthorized", NULL);
+    resp_free(&r);
+
+    char *viewer = make_token("ci-viewer", "viewer");
+    char *operator= make_token("ci-operator", "operator");
+    /* stored hashed only */
+    char *hex = sql1("SELECT count(*) FROM sluice_api_tokens WHERE token_sha256 = "
+                     "encode(sha256(convert_to($1, 'UTF8')), 'hex')",
+                     viewer);
+    assert_string_equal(hex, "1");
+    free(hex);
+    hex =
+        sql1("SELECT count(*) FROM sluice_api_tokens WHERE token_sha256 = $1 OR name = $1", viewer);
+    assert_string_equal(hex, "0");
+    free(hex);
+
+    r = http("GET", "/v1/jobs", viewer, NULL, NULL);
+    expect_status(r, 200);
+    assert_true(json_is_array(json_object_get(r.json, "items")));
+    resp_free(&r);
+    r = http("POST", "/v1/jobs", viewer, job_doc("x", "text", "d"), NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/jobs", operator, job_doc("x", "text", "d"), NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/tokens", operator, "{\"name\":\"x\",\"role\":\"admin\"}", NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/tokens", ADMIN, "{\"name\":\"ci-bad\",\"role\":\"root\"}", NULL);
+    expect_error(&r, 400, "invalid_request", "role");
+    resp_free(&r);
+    r = http("POST", "/v1/tokens", ADMIN, "{\"name\":\"Bad Name\",\"role\":\"viewer\"}", NULL);
+    expect_error(&r, 400, "invalid_request", "name");
+    resp_free(&r);
+    r = http("POST", "/v1/tokens", ADMIN, "{\"name\":\"ci-viewer\",\"role\":\"viewer\"}", NULL);
+    expect_error(&r, 409, "token_exists", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/tokens", ADMIN, "{\"name\": ", NULL);
+    expect_error(&r, 400, "invalid_json", NULL);
+    resp_free(&r);
+    r = http("GET", "/v1/tokens", ADMIN, NULL, NULL);
+    expect_status(r, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 3);
+    assert_null(strstr(r.body, "sha256"));
+    resp_free(&r);
+    /* a deleted token stops working */
+    char *gone = make_token("ci-gone", "viewer");
+    r = http("DELETE", "/v1/tokens/ci-gone", ADMIN, NULL, NULL);
+    expect_status(r, 204);
+    resp_free(&r);
+    r = http("GET", "/v1/jobs", gone, NULL, NULL);
+    expect_error(&r, 401, "unauthorized", NULL);
+    resp_free(&r);
+    r = http("DELETE", "/v1/tokens/ci-gone", ADMIN, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+
+    /* no token in the log, but every request with its id */
+    char path[128];
+    snprintf(path, sizeof(path), "%s/gateway.log", tmp);
+    char *log = slurp(path, NULL);
+    assert_non_null(log);
+    assert_null(strstr(log, ADMIN));
+    assert_null(strstr(log, viewer));
+    assert_null(strstr(log, operator));
+    assert_null(strstr(log, gone));
+    assert_non_null(strstr(log, "GET /v1/jobs -> 401"));
+    assert_non_null(strstr(log, "GET /v1/jobs -> 200 by ci-viewer"));
+    free(log);
+    free(viewer);
+    free(operator);
+    free(gone);
+    unfinished = false;
+}
+
+static void test_jobs(void **state)
+{
+    unfinished = true;
+    /* invalid: the field is named */
+    struct resp r = http("POST", "/v1/jobs", ADMIN, job_doc("gw-stores", "txt", "v1"), NULL);
+    expect_error(&r, 400, "invalid_job", "target.attributes.name.type");
+    assert_non_null(strstr(jstr(json_object_get(r.json, "error"), "message"), "txt"));
+    resp_free(&r);
+    r = http("POST", "/v1/jobs", ADMIN, "{\"name\": \"x\",", NULL);
+    expect_error(&r, 400, "invalid_job", NULL);
+    resp_free(&r);
+
+    /* create, again unchanged, read */
+    r = http("POST", "/v1/jobs", ADMIN, job_doc("gw-stores", "text", "v1"), NULL);
+    expect_status(r, 201);
+    assert_string_equal(jstr(r.json, "id"), "gw-stores");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "version")), 1);
+    assert_non_null(strcasestr(r.headers, "Location: /v1/jobs/gw-stores"));
+    resp_free(&r);
+    r = http("POST", "/v1/jobs", ADMIN, job_doc("gw-stores", "text", "v1"), NULL);
+    expect_status(r, 200);
+    assert_false(json_is_true(json_object_get(r.json, "changed")));
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-stores", ADMIN, NULL, NULL);
+    expect_status(r, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "version")), 1);
+    assert_true(json_is_true(json_object_get(r.json, "enabled")));
+    assert_string_equal(jstr(json_object_get(r.json, "document"), "description"), "v1");
+    resp_free(&r);
+
+    /* update: a new version; the name must match; unknown jobs are 404 */
+    r = http("PUT", "/v1/jobs/gw-stores", ADMIN, job_doc("gw-stores", "text", "v2"), NULL);
+    expect_status(r, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "version")), 2);
+    resp_free(&r);
+    r = http("PUT", "/v1/jobs/gw-stores", ADMIN, job_doc("other", "text", "v2"), NULL);
+    expect_error(&r, 400, "invalid_job", "name");
+    resp_free(&r);
+    r = http("PUT", "/v1/jobs/gw-nope", ADMIN, job_doc("gw-nope", "text", "v2"), NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-stores?version=1", ADMIN, NULL, NULL);
+    expect_status(r, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "version")), 1);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "current_version")), 2);
+    assert_string_equal(jstr(json_object_get(r.json, "document"), "description"), "v1");
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-stores?version=9", ADMIN, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-stores?version=x", ADMIN, NULL, NULL);
+    expect_error(&r, 400, "invalid_parameter", "version");
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-nope", ADMIN, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+
+    /* duplicate */
+    r = http("POST", "/v1/jobs/gw-stores/duplicate", ADMIN, "{\"name\": \"gw-stores-copy\"}", NULL);
+    expect_status(r, 201);
+    assert_string_equal(jstr(r.json, "id"), "gw-stores-copy");
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-stores-copy", ADMIN, NULL, NULL);
+    expect_status(r, 200);
+    assert_string_equal(jstr(json_object_get(r.json, "document"), "name"), "gw-stores-copy");
+    assert_string_equal(jstr(json_object_get(r.json, "document"), "description"), "v2");
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-stores/duplicate", ADMIN, "{\"name\": \"gw-stores-copy\"}", NULL);
+    expect_error(&r, 409, "job_exists", "name");
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-stores/duplicate", ADMIN, "{\"name\": \"bad name!\"}", NULL);
+    expect_error(&r, 400, "invalid_job", "name");
+    resp_free(&r);
+    r = http("POST", "/v1/jobs", ADMIN, job_doc("gw-third", "text", "v1"), NULL);
+    expect_status(r, 201);
+    resp_free(&r);
+
+    /* the list, one page at a time */
+    const char *want[] = {"gw-stores", "gw-stores-copy", "gw-third"};
+    char path[512] = "/v1/jobs?limit=1";
+    for (int i = 0; i < 3; i++) {
+        r = http("GET", path, ADMIN, NULL, NULL);
+        expect_status(r, 200);
+        json_t *items = json_object_get(r.json, "items");
+        assert_int_equal(json_array_size(items), 1);
+        assert_string_equal(jstr(json_array_get(items, 0), "id"), want[i]);
+        assert_non_null(json_object_get(json_array_get(items, 0), "current_version"));
+        assert_non_null(json_object_get(json_array_get(items, 0), "updated_at"));
+        const char *next = jstr(r.json, "next_cursor");
+        if (i < 2) {
+            assert_non_null(next);
+            snprintf(path, sizeof(path), "/v1/jobs?limit=1&cursor=%s", next);
+        } else {
+            assert_null(next);
+        }
+        resp_free(&r);
+    }
+    r = http("GET", "/v1/jobs?limit=0", ADMIN, NULL, NULL);
+    expect_error(&r, 400, "invalid_parameter", "limit");
+    resp_free(&r);
+    r = http("GET", "/v1/jobs?cursor=!!", ADMIN, NULL, NULL);
+    expect_error(&r, 400, "invalid_parameter", "cursor");
+    resp_free(&r);
+
+    /* enable / disable */
+    r = http("POST", "/v1/jobs/gw-third/disable", ADMIN, NULL, NULL);
+    expect_status(r, 200);
+    assert_true(json_is_false(json_object_get(r.json, "enabled")));
+    resp_free(&r);
+    char *en = sql1("SELECT enabled FROM sluice_jobs WHERE id = $1", "gw-third");
+    assert_string_equal(en, "f");
+    free(en);
+    r = http("POST", "/v1/jobs/gw-third/enable", ADMIN, NULL, NULL);
+    expect_status(r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "enabled")));
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-nope/enable", ADMIN, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+
+    /* delete */
+    r = http("DELETE", "/v1/jobs/gw-third", ADMIN, NULL, NULL);
+    expect_status(r, 204);
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-third", ADMIN, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+    r = http("DELETE", "/v1/jobs/gw-third", ADMIN, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+    /* the same name again goes on after the deleted job's last version */
+    r = http("POST", "/v1/jobs", ADMIN, job_doc("gw-third", "text", "again"), NULL);
+    expect_status(r, 201);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "version")), 2);
+    resp_free(&r);
+    r = http("DELETE", "/v1/jobs/gw-third", ADMIN, NULL, NULL);
+    expect_status(r, 204);
+    resp_free(&r);
+
+    /* methods and sizes */
+    r = http("PATCH", "/v1/jobs/gw-stores", ADMIN, "{}", NULL);
+    expect_error(&r, 405, "method_not_allowed", NULL);
+    assert_non_null(strcasestr(r.headers, "Allow: GET, PUT, DELETE"));
+    resp_free(&r);
+    char big[128];
+    snprintf(big, sizeof(big), "%s/big.json", tmp);
+    FILE *f = fopen(big, "wb");
+    assert_non_null(f);
+    fputs("{\"name\": \"gw-big\", \"description\": \"", f);
+    for (int i = 0; i < 1100 * 1024; i++)
+        fputc('x', f);
+    fputs("\"}", f);
+    fclose(f);
+    char at[140];
+    snprintf(at, sizeof(at), "@%s", big);
+    r = http("POST", "/v1/jobs", ADMIN, at, NULL);
+    expect_error(&r, 413, "too_large", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/jobs", ADMIN, at, "-H 'Transfer-Encoding: chunked'");
+    expect_error(&r, 413, "too_large", NULL);
+    resp_free(&r);
+    /* the gateway is fine after them */
+    r = http("GET", "/v1/jobs/gw-stores", ADMIN, NULL, NULL);
+    expect_status(r, 200);
+    resp_free(&r);
+    unfinished = false;
+}
+
+static void test_runs(void **state)
+{
+    unfinished = true;
+    char *viewer = make_token("ci-run-viewer", "viewer");
+    char *op = make_token("ci-run-operator", "operator");
+    struct resp r = http("POST", "/v1/jobs/gw-stores/runs", viewer, NULL, NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-nope/runs", op, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-stores/runs", op, "{\"force\": \"yes\"}", NULL);
+    expect_error(&r, 400, "invalid_request", "force");
+    resp_free(&r);
+
+    /* run now: a queued run and its ticket */
+    r = http("POST", "/v1/jobs/gw-stores/runs", op, "{\"force\": true}", NULL);
+    expect_status(r, 202);
+    char run_id[64];
+    snprintf(run_id, sizeof(run_id), "%s", jstr(r.json, "run_id"));
+    assert_int_equal(strlen(run_id), 36);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "job_version")), 2);
+    resp_free(&r);
+    char *st = sql1("SELECT status || ' ' || trigger || ' ' || job_version FROM sluice_runs "
+                    "WHERE id = $1",
+                    run_id);
+    assert_non_null(st);
+    assert_string_equal(st, "queued api 2");
+    free(st);
+    char cmd[1024], out[128];
+    snprintf(out, sizeof(out), "%s/ticket.bin", tmp);
+    snprintf(cmd, sizeof(cmd),
+             "kcat -C -b %s -t sluice.tickets -c 1 -e -o beginning -f '%%k|%%s' > %s 2>/dev/null",
+             km.bootstrap, out);
+    assert_int_equal(shell("%s", cmd), 0);
+    size_t tlen = 0;
+    char *ticket = slurp(out, &tlen);
+    assert_non_null(ticket);
+    assert_true(tlen > 10 && !memcmp(ticket, "gw-stores|", 10));
+    assert_non_null(memmem(ticket, tlen, run_id, strlen(run_id)));
+    assert_non_null(memmem(ticket, tlen, "api", 3));
+    free(ticket);
+
+    /* a job with a run in flight is not deleted */
+    r = http("DELETE", "/v1/jobs/gw-stores", ADMIN, NULL, NULL);
+    expect_error(&r, 409, "job_busy", NULL);
+    resp_free(&r);
+
+    /* the run, and the history */
+    char path[512];
+    snprintf(path, sizeof(path), "/v1/runs/%s", run_id);
+    r = http("GET", path, viewer, NULL, NULL);
+    expect_status(r, 200);
+    assert_string_equal(jstr(r.json, "status"), "queued");
+    assert_string_equal(jstr(r.json, "job_id"), "gw-stores");
+    resp_free(&r);
+    r = http("GET", "/v1/runs/00000000-0000-0000-0000-000000000000", viewer, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+
+    /* what the pipeline would have recorded: two finished runs with
+     * rejected rows, the queued one above */
+    PGresult *res = PQexec(
+        db, "INSERT INTO sluice_runs (id, job_id, job_version, trigger, status, started_at, "
+            "  finished_at, counts, columns) VALUES "
+            "('run-old', 'gw-stores', 1, 'schedule', 'succeeded', '2025-01-01T00:00:00Z', "
+            "  '2025-01-01T00:01:00Z', '{\"read\": 2, \"published\": 2, \"rejected\": 0}', NULL), "
+            "('run-err', 'gw-stores', 1, 'schedule', 'completed_with_errors', "
+            "  '2025-06-01T00:00:00Z', '2025-06-01T00:01:00Z', "
+            "  '{\"read\": 3, \"published\": 1, \"rejected\": 2}', '[\"Id\", \"Name\"]');"
+            "INSERT INTO sluice_rejected_rows (run_id, row, errors, source) VALUES "
+            "('run-err', 2, '[{\"attribute\": \"id\", \"code\": \"required\", "
+            "  \"message\": \"a value is required\", \"value\": null}]', "
+            "  '{\"Id\": \"\", \"Name\": \"Berlin, Mitte\"}'), "
+            "('run-err', 3, '[{\"attribute\": \"id\", \"code\": \"too_long\", "
+            "  \"message\": \"longer than 3\", \"value\": \"abcd\"}, {\"attribute\": \"name\", "
+            "  \"code\": \"required\", \"message\": \"a value is required\", \"value\": null}]', "
+            "  '{\"Id\": \"abcd\", \"Name\": \"say \\\"hi\\\"\"}')");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s", PQerrorMessage(db));
+    PQclear(res);
+
+    const char *order[] = {run_id, "run-err", "run-old"};
+    snprintf(path, sizeof(path), "/v1/jobs/gw-stores/runs?limit=2");
+    r = http("GET", path, viewer, NULL, NULL);
+    expect_status(r, 200);
+    json_t *items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 2);
+    assert_string_equal(jstr(json_array_get(items, 0), "id"), order[0]);
+    assert_string_equal(jstr(json_array_get(items, 1), "id"), order[1]);
+    assert_null(json_object_get(json_array_get(items, 0), "_cursor_us"));
+    assert_non_null(jstr(r.json, "next_cursor"));
+    snprintf(path, sizeof(path), "/v1/jobs/gw-stores/runs?limit=2&cursor=%s",
+             jstr(r.json, "next_cursor"));
+    resp_free(&r);
+    r = http("GET", path, viewer, NULL, NULL);
+    expect_status(r, 200);
+    items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(jstr(json_array_get(items, 0), "id"), order[2]);
+    assert_true(json_is_null(json_object_get(r.json, "next_cursor")));
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-stores/runs?status=completed_with_errors", viewer, NULL, NULL);
+    expect_status(r, 200);
+    items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(jstr(json_array_get(items, 0), "id"), "run-err");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_array_get(items, 0), "counts"), "rejected")),
+                     2);
+    resp_free(&r);
+    r = http("GET",
+             "/v1/jobs/gw-stores/runs?since=2025-03-01T00:00:00Z&until=2025-12-31T00:00:00%2B01:00",
+             viewer, NULL, NULL);
+    expect_status(r, 200);
+    items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(jstr(json_array_get(items, 0), "id"), "run-err");
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-stores/runs?since=yesterday", viewer, NULL, NULL);
+    expect_error(&r, 400, "invalid_parameter", "since");
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-stores/runs?status=done", viewer, NULL, NULL);
+    expect_error(&r, 400, "invalid_parameter", "status");
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-nope/runs", viewer, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+
+    /* one run, and its rejected rows */
+    r = http("GET", "/v1/runs/run-err", viewer, NULL, NULL);
+    expect_status(r, 200);
+    assert_string_equal(jstr(r.json, "status"), "completed_with_errors");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "rejected_rows")), 2);
+    assert_string_equal(jstr(r.json, "started_at"), "2025-06-01T00:00:00.000Z");
+    resp_free(&r);
+    r = http("GET", "/v1/runs/run-err/rejected", viewer, NULL, NULL);
+    expect_status(r, 200);
+    assert_non_null(strcasestr(r.headers, "Content-Type: application/x-ndjson"));
+    char *nl = strchr(r.body, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    json_t *row = json_loads(r.body, 0, NULL);
+    assert_non_null(row);
+    assert_int_equal(json_integer_value(json_object_get(row, "row")), 2);
+    assert_string_equal(jstr(json_object_get(row, "source"), "Name"), "Berlin, Mitte");
+    json_decref(row);
+    row = json_loads(nl + 1, JSON_DISABLE_EOF_CHECK, NULL);
+    assert_non_null(row);
+    assert_int_equal(json_integer_value(json_object_get(row, "row")), 3);
+    json_decref(row);
+    resp_free(&r);
+    r = http("GET", "/v1/runs/run-err/rejected?format=csv", viewer, NULL, NULL);
+    expect_status(r, 200);
+    assert_string_equal(
+        r.body, "_row,_errors,Id,Name\r\n"
+                "2,id: a value is required,,\"Berlin, Mitte\"\r\n"
+                "3,id: longer than 3; name: a value is required,abcd,\"say \"\"hi\"\"\"\r\n");
+    resp_free(&r);
+    r = http("GET", "/v1/runs/run-old/rejected", viewer, NULL, NULL);
+    expect_status(r, 200);
+    assert_string_equal(r.body, "");
+    resp_free(&r);
+    r = http("GET", "/v1/runs/run-err/rejected?format=xml", viewer, NULL, NULL);
+    expect_error(&r, 400, "invalid_parameter", "format");
+    resp_free(&r);
+    r = http("GET", "/v1/runs/nope/rejected", viewer, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+
+    /* once the run is final, the job can go; its runs stay as history */
+    res = PQexecParams(db, "UPDATE sluice_runs SET status = 'failed' WHERE id = $1", 1, NULL,
+                       (const char *[]){run_id}, NULL, NULL, 0);
+    PQclear(res);
+    r = http("DELETE", "/v1/jobs/gw-stores", ADMIN, NULL, NULL);
+    expect_status(r, 204);
+    resp_free(&r);
+    r = http("GET", "/v1/runs/run-err", viewer, NULL, NULL);
+    expect_status(r, 200);
+    resp_free(&r);
+    free(viewer);
+    free(op);
+    unfinished = false;
+}
+
+/* Kafka down: run now answers 503 and the run is failed with the reason
+ * (a ticket delivered later finds the run final and is ignored); /readyz
+ * says kafka. Up again: both work. */
+static void test_kafka_down(void **state)
+{
+    unfinished = true;
+    struct resp r = http("POST", "/v1/jobs", ADMIN, job_doc("gw-down", "text", "v1"), NULL);
+    expect_status(r, 201);
+    resp_free(&r);
+    char reply[256];
+    for (int b = 1; b <= 3; b++) {
+        char cmd[32];
+        snprintf(cmd, sizeof(cmd), "down %d", b);
+        assert_int_equal(kafka_mock_cmd(&km, cmd, reply, sizeof(reply)), 0);
+    }
+    r = http("POST", "/v1/jobs/gw-down/runs", ADMIN, NULL, NULL);
+    expect_error(&r, 503, "unavailable", NULL);
+    resp_free(&r);
+    char *status =
+        sql1("SELECT status || ': ' || reason FROM sluice_runs WHERE job_id = $1", "gw-down");
+    assert_non_null(status);
+    assert_non_null(strstr(status, "failed: kafka at "));
+    free(status);
+    r = http("GET", "/readyz", NULL, NULL, NULL);
+    expect_error(&r, 503, "not_ready", NULL);
+    assert_string_not_equal(jstr(json_object_get(r.json, "checks"), "kafka"), "ok");
+    resp_free(&r);
+    for (int b = 1; b <= 3; b++) {
+        char cmd[32];
+        snprintf(cmd, sizeof(cmd), "up %d", b);
+        assert_int_equal(kafka_mock_cmd(&km, cmd, reply, sizeof(reply)), 0);
+    }
+    r = http("POST", "/v1/jobs/gw-down/runs", ADMIN, NULL, NULL);
+    expect_status(r, 202);
+    resp_free(&r);
+    r = http("GET", "/readyz", NULL, NULL, NULL);
+    expect_status(r, 200);
+    resp_free(&r);
+    unfinished = false;
+}
+
+/* Many clients at once: every answer is right (the connection pool). */
+static void test_concurrent(void **state)
+{
+    unfinished = true;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/codes", tmp);
+    assert_int_equal(shell("seq 60 | xargs -P 20 -I{} curl -s -o /dev/null -w '%%{http_code}\\n' "
+                           "-H 'Authorization: Bearer %s' '%s/v1/jobs/gw-stores-copy?n={}' > %s",
+                           ADMIN, base, out),
+                     0);
+    char *codes = slurp(out, NULL);
+    assert_non_null(codes);
+    int n = 0;
+    for (const char *p = codes; (p = strstr(p, "200\n")) != NULL; p += 4)
+        n++;
+    if (n != 60)
+        fail_msg("60 requests, %d answered 200:\n%s", n, codes);
+    free(codes);
+    /* /metrics counts them (its own port, SLUICE_METRICS_ADDR) */
+    snprintf(out, sizeof(out), "%s/metrics.txt", tmp);
+    assert_int_equal(shell("curl -sf %s > %s", metrics_url, out), 0);
+    char *m = slurp(out, NULL);
+    assert_non_null(m);
+    const char *c2 = strstr(m, "sluice_http_requests_total{code=\"2xx\"} ");
+    if (!c2 || atol(c2 + strlen("sluice_http_requests_total{code=\"2xx\"} ")) < 60 ||
+        !strstr(m, "sluice_http_requests_total{code=\"4xx\"}") ||
+        !strstr(m, "# TYPE sluice_http_request_seconds histogram"))
+        fail_msg("/metrics: %s", m);
+    free(m);
+    unfinished = false;
+}
+
+static void test_shutdown(void **state)
+{
+    unfinished = true;
+    /* not ready without Redis: 503 saying which, while /healthz stays 200 */
+    redis_server_stop(&rs);
+    struct resp r = http("GET", "/readyz", NULL, NULL, NULL);
+    expect_error(&r, 503, "not_ready", NULL);
+    json_t *checks = json_object_get(r.json, "checks");
+    assert_string_equal(jstr(checks, "postgres"), "ok");
+    assert_string_equal(jstr(checks, "kafka"), "ok");
+    assert_string_not_equal(jstr(checks, "redis"), "ok");
+    assert_non_null(strstr(jstr(json_object_get(r.json, "error"), "message"), "redis"));
+    resp_free(&r);
+    r = http("GET", "/healthz", NULL, NULL, NULL);
+    expect_status(r, 200);
+    resp_free(&r);
+    assert_int_equal(svc_stop(gw_pid, "gateway"), 0);
+    gw_pid = 0;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/gateway.log", tmp);
+    char *log = slurp(path, NULL);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "stopped"));
+    free(log);
+    unfinished = false;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health),     cmocka_unit_test(test_access),
+        cmocka_unit_test(test_jobs),       cmocka_unit_test(test_runs),
+        cmocka_unit_test(test_kafka_down), cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_shutdown),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
