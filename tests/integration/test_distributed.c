@@ -159,6 +159,8 @@ static int setup(void **state)
     setenv("SLUICE_BLOB_DIR", blobs, 1);
     setenv("SLUICE_FILE_DIRS", dirs, 1);
     setenv("SLUICE_LOG_LEVEL", "info", 1);
+    /* librdkafka's statistics every second: the consumer lag of /metrics */
+    setenv("SLUICE_KAFKA_CONFIG", "statistics.interval.ms=1000", 1);
     /* the publisher's run reports go to a real SMTP server on loopback */
     if (shell("mkdir -p %s/mail && /usr/bin/python3 %s/tests/integration/smtp_tool.py serve "
               "--dir %s/mail > %s/smtp.port 2> %s/smtp.log & echo $! > %s/smtp.pid",
@@ -1281,6 +1283,9 @@ static void test_examples_equal_embedded(void **state)
         !strstr(pub, "sluice_messages_in_total{stage=\"publisher\",topic=\"records.valid\"}"))
         fail_msg("publisher /metrics: %s", pub);
     if (!strstr(val, "sluice_rejections_total{code=\"required\"}") ||
+        !strstr(val,
+                "sluice_consumer_lag{group=\"sluice-validator\",topic=\"sluice.records.mapped\","
+                "partition=\"") ||
         !strstr(val, "sluice_rejections_total{code=\"unknown_reference\"}"))
         fail_msg("validator /metrics: %s", val);
     free(pub);
