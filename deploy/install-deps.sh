@@ -17,7 +17,7 @@ PACKAGES="
 # the real servers and clients of the integration tests
 EXTRA="clang libclang-rt-14-dev miller time libxml2-utils jq redis-server postgresql kcat
     nginx-light vsftpd openssh-server openssh-client dovecot-imapd openssl python3-openpyxl python3-xlwt
-    python3-aiosmtpd"
+    python3-aiosmtpd curl"
 if [ "${SLUICE_MINIMAL:-0}" = 1 ]; then
     EXTRA=""
 fi
