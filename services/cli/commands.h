@@ -13,4 +13,8 @@ int sl_cmd_preview(int argc, char **argv);
 /* sluice suggest FILE [--job JOB.json] [--write OUT.json] [--json] (suggest.c) */
 int sl_cmd_suggest(int argc, char **argv);
 
+/* sluice jobs ... / sluice runs ... --server URL: the gateway's API (remote.c) */
+int sl_cmd_jobs(int argc, char **argv);
+int sl_cmd_runs_remote(int argc, char **argv);
+
 #endif

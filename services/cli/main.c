@@ -632,6 +632,13 @@ out:
 
 static int cmd_runs(int argc, char **argv)
 {
+    /* through the gateway's API when a server is named (remote.c) */
+    const char *srv = getenv("SLUICE_SERVER");
+    bool remote = srv && srv[0];
+    for (int i = 1; i < argc && !remote; i++)
+        remote = !strcmp(argv[i], "--server") || !strncmp(argv[i], "--server=", 9);
+    if (remote)
+        return sl_cmd_runs_remote(argc, argv);
     if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
         return usage_error("%s", "usage: sluice runs [JOB]");
     const char *url = getenv("SLUICE_POSTGRES_URL");
@@ -700,5 +707,7 @@ int main(int argc, char **argv)
         return sl_cmd_preview(argc - 1, argv + 1);
     if (!strcmp(cmd, "suggest"))
         return sl_cmd_suggest(argc - 1, argv + 1);
+    if (!strcmp(cmd, "jobs"))
+        return sl_cmd_jobs(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }
