@@ -49,14 +49,7 @@ enum {
     NCFG
 };
 
-struct setting {
-    const char *env;
-    const char *flag;
-    const char *def; /* NULL: none */
-    const char *help;
-};
-
-static const struct setting settings[NCFG] = {
+static const struct sl_setting settings[NCFG] = {
     [CFG_BROKERS] = {"SLUICE_KAFKA_BROKERS", "--kafka-brokers", "localhost:9092",
                      "Kafka bootstrap servers"},
     [CFG_PREFIX] = {"SLUICE_TOPIC_PREFIX", "--topic-prefix", "sluice.",
@@ -125,47 +118,58 @@ static void on_signal(int sig)
     atomic_store(&stopping, true);
 }
 
-static void usage(const char *name, FILE *out)
+void sl_settings_usage(const char *name, const struct sl_setting *s, size_t n, FILE *out)
 {
     fprintf(out, "usage: %s [--setting VALUE]...\n\nSettings (flag, environment, default):\n",
             name);
-    for (int i = 0; i < NCFG; i++)
-        fprintf(out, "  %-20s %-24s %s%s%s\n", settings[i].flag, settings[i].env, settings[i].help,
-                settings[i].def ? "; default " : "", settings[i].def ? settings[i].def : "");
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "  %-22s %-26s %s%s%s\n", s[i].flag ? s[i].flag : "", s[i].env, s[i].help,
+                s[i].def ? "; default " : "", s[i].def ? s[i].def : "");
 }
 
-/* Fills val[] from the environment, then the flags. 0, or the exit status. */
-static int read_settings(const char *name, int argc, char **argv, const char *val[NCFG])
+int sl_settings_read(const char *name, const struct sl_setting *s, size_t n, int argc, char **argv,
+                     const char **val, const char *extra_help)
 {
-    for (int i = 0; i < NCFG; i++) {
-        const char *e = getenv(settings[i].env);
-        val[i] = e && e[0] ? e : settings[i].def;
+    for (size_t i = 0; i < n; i++) {
+        const char *e = getenv(s[i].env);
+        val[i] = e && e[0] ? e : s[i].def;
     }
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
-            usage(name, stdout);
+            sl_settings_usage(name, s, n, stdout);
+            if (extra_help)
+                fputs(extra_help, stdout);
             return -1;
         }
-        int i;
+        size_t i;
         const char *v = NULL;
-        for (i = 0; i < NCFG; i++) {
-            size_t fl = strlen(settings[i].flag);
-            if (!strncmp(argv[a], settings[i].flag, fl) &&
+        for (i = 0; i < n; i++) {
+            size_t fl = s[i].flag ? strlen(s[i].flag) : 0;
+            if (fl && !strncmp(argv[a], s[i].flag, fl) &&
                 (argv[a][fl] == '\0' || argv[a][fl] == '=')) {
                 v = argv[a][fl] == '=' ? argv[a] + fl + 1 : (a + 1 < argc ? argv[++a] : NULL);
                 break;
             }
         }
-        if (i == NCFG) {
+        if (i == n) {
             fprintf(stderr, "%s: unknown option '%s' (see --help)\n", name, argv[a]);
             return 2;
         }
         if (!v) {
-            fprintf(stderr, "%s: option '%s' needs a value\n", name, settings[i].flag);
+            fprintf(stderr, "%s: option '%s' needs a value\n", name, s[i].flag);
             return 2;
         }
         val[i] = v;
     }
+    return 0;
+}
+
+/* Fills val[] from the environment, then the flags. 0, or the exit status. */
+static int read_settings(const char *name, int argc, char **argv, const char *val[NCFG])
+{
+    int rc = sl_settings_read(name, settings, NCFG, argc, argv, val, NULL);
+    if (rc)
+        return rc;
     if (sl_log_setup(val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT])) {
         fprintf(stderr, "%s: SLUICE_LOG_LEVEL '%s' or SLUICE_LOG_FORMAT '%s' is not valid\n", name,
                 val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT]);

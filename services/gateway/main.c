@@ -23,6 +23,7 @@
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/pg.h"
+#include "sluice/service.h"
 
 #define NAME "sluice-gateway"
 
@@ -40,11 +41,7 @@ enum {
     NCFG
 };
 
-struct setting {
-    const char *env, *flag, *def, *help;
-};
-
-static const struct setting settings[NCFG] = {
+static const struct sl_setting settings[NCFG] = {
     [CFG_HTTP_ADDR] = {"SLUICE_HTTP_ADDR", "--http-addr", "0.0.0.0:8080",
                        "listen address host:port"},
     [CFG_POSTGRES] = {"SLUICE_POSTGRES_URL", "--postgres-url", NULL,
@@ -72,50 +69,16 @@ static void on_signal(int sig)
     atomic_store(&stopping, true);
 }
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: %s [--setting VALUE]...\n\nSettings (flag, environment, default):\n",
-            NAME);
-    for (int i = 0; i < NCFG; i++)
-        fprintf(out, "  %-22s %-26s %s%s%s\n", settings[i].flag, settings[i].env, settings[i].help,
-                settings[i].def ? "; default " : "", settings[i].def ? settings[i].def : "");
-    fprintf(out, "  %-22s %-26s %s\n", "", "SLUICE_ADMIN_TOKEN",
-            "bootstrap admin token, stored hashed (environment only)");
-}
-
 /* Fills val[] from the environment, then the flags: 0, -1 (--help), or the
  * exit status of a bad setting. */
 static int read_settings(int argc, char **argv, const char *val[NCFG])
 {
-    for (int i = 0; i < NCFG; i++) {
-        const char *e = getenv(settings[i].env);
-        val[i] = e && e[0] ? e : settings[i].def;
-    }
-    for (int a = 1; a < argc; a++) {
-        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
-            usage(stdout);
-            return -1;
-        }
-        int i;
-        const char *v = NULL;
-        for (i = 0; i < NCFG; i++) {
-            size_t fl = strlen(settings[i].flag);
-            if (!strncmp(argv[a], settings[i].flag, fl) &&
-                (argv[a][fl] == '\0' || argv[a][fl] == '=')) {
-                v = argv[a][fl] == '=' ? argv[a] + fl + 1 : (a + 1 < argc ? argv[++a] : NULL);
-                break;
-            }
-        }
-        if (i == NCFG) {
-            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", NAME, argv[a]);
-            return 2;
-        }
-        if (!v) {
-            fprintf(stderr, "%s: option '%s' needs a value\n", NAME, settings[i].flag);
-            return 2;
-        }
-        val[i] = v;
-    }
+    int rc = sl_settings_read(NAME, settings, NCFG, argc, argv, val,
+                              "  " /* the one setting without a flag */
+                              "                       SLUICE_ADMIN_TOKEN         bootstrap admin "
+                              "token, stored hashed (environment only)\n");
+    if (rc)
+        return rc;
     if (sl_log_setup(val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT])) {
         fprintf(stderr, "%s: SLUICE_LOG_LEVEL '%s' or SLUICE_LOG_FORMAT '%s' is not valid\n", NAME,
                 val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT]);

@@ -11,7 +11,29 @@
 #ifndef SLUICE_SERVICE_H
 #define SLUICE_SERVICE_H
 
+#include <stddef.h>
+#include <stdio.h>
+
 struct sl_stage;
+
+/* One setting of a program: its environment variable, its --flag, its
+ * default (NULL: none) and a line of help. */
+struct sl_setting {
+    const char *env;
+    const char *flag;
+    const char *def;
+    const char *help;
+};
+
+/* Fills val[0..n) from the environment (an empty variable is unset), then
+ * from the flags of argv (--flag VALUE or --flag=VALUE; the last one wins).
+ * Returns 0, -1 after printing the usage for --help, or 2 with the reason on
+ * stderr ("NAME: unknown option '--x' (see --help)"). extra_help, when not
+ * NULL, is printed under the settings. */
+int sl_settings_read(const char *name, const struct sl_setting *settings, size_t n, int argc,
+                     char **argv, const char **val, const char *extra_help);
+/* Prints name's usage: every setting with its flag, variable and default. */
+void sl_settings_usage(const char *name, const struct sl_setting *settings, size_t n, FILE *out);
 
 /* Runs stage as the service named "sluice-<stage name>"; returns the exit
  * status (0 after a graceful stop, 1 on a fatal error, 2 on a bad setting). */
