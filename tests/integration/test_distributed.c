@@ -107,10 +107,15 @@ static char *read_text(const char *path)
     return s;
 }
 
-/* Each service serves /metrics on a loopback port of its own. */
+/* Each service serves /metrics on a loopback port of its own, free when
+ * the service started (a port picked by the kernel, as for PostgreSQL). */
+static int metrics_ports[NSERVICES];
+
 static int metrics_port(int i)
 {
-    return 40000 + (int)(getpid() % 20000) + i;
+    if (!metrics_ports[i])
+        metrics_ports[i] = pg_server_free_port();
+    return metrics_ports[i];
 }
 
 static int start_service(int i)
