@@ -33,4 +33,13 @@ if [ ! -e "$POLICY" ]; then
 fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $PACKAGES $EXTRA >/dev/null
+# the Standard Webhooks reference library that signs test_webhook's requests,
+# under node. A node from elsewhere (NodeSource's bundles npm and conflicts
+# with Debian's npm package) is used as it is.
+if [ -n "$EXTRA" ]; then
+    command -v node >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends nodejs >/dev/null
+    command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+    npm install --no-audit --no-fund --prefix "$(dirname "$0")/../tests/integration" \
+        standardwebhooks@1 >/dev/null
+fi
 echo "sluice: build dependencies installed"

@@ -538,7 +538,7 @@ static bool is_token(const char *s)
 
 static const char *const TOP_KEYS[] = {
     "name",    "description", "timezone", "source",      "target",  "mapping", "lookups",
-    "options", "schedule",    "report",   "destination", "targets", NULL};
+    "options", "schedule",    "report",   "destination", "targets", "webhook", NULL};
 
 static int parse_name(struct ld *ld, json_t *root)
 {
@@ -2238,6 +2238,27 @@ static int parse_destination(struct ld *ld, json_t *root)
     return 0;
 }
 
+/* "webhook": {"secret": "${env:NAME}"}: the key of the job's webhook
+ * (docs/api.md "Webhooks"); the secret itself is never stored in the job. */
+static int parse_webhook(struct ld *ld, json_t *root)
+{
+    static const char *const keys[] = {"secret", NULL};
+    json_t *obj;
+    const char *s;
+    if (get_obj(ld, root, "webhook", "", &obj))
+        return -1;
+    if (!obj)
+        return 0;
+    if (check_keys(ld, obj, "webhook", keys) || get_str(ld, obj, "secret", "webhook", true, &s))
+        return -1;
+    size_t n = s ? strlen(s) : 0;
+    if (!s || n < 8 || strncmp(s, "${env:", 6) || s[n - 1] != '}' || strchr(s + 6, '$'))
+        return bad(ld, "webhook.secret",
+                   "must be \"${env:NAME}\", the environment variable that holds the secret "
+                   "(whsec_...): a secret is never stored in the job");
+    return check_env(ld, "webhook.secret", s);
+}
+
 /* ---- loading ------------------------------------------------------------ */
 
 static int load(struct ld *ld, json_t *root)
@@ -2245,7 +2266,7 @@ static int load(struct ld *ld, json_t *root)
     if (check_keys(ld, root, "", TOP_KEYS) || parse_name(ld, root) || parse_options(ld, root) ||
         parse_schedule(ld, root) || parse_source(ld, root) || parse_target(ld, root) ||
         parse_lookups(ld, root) || parse_mapping(ld, root) || parse_report(ld, root) ||
-        parse_destination(ld, root))
+        parse_destination(ld, root) || parse_webhook(ld, root))
         return -1;
     return 0;
 }

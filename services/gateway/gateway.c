@@ -32,6 +32,7 @@
 #include <openssl/rand.h>
 
 #include "gateway.h"
+#include "webhook.h"
 #include "sluice/api_store.h"
 #include "sluice/control.h"
 #include "sluice/err.h"
@@ -68,6 +69,8 @@ struct sl_gateway {
 
     pthread_mutex_t probe_mu; /* /readyz's Kafka client */
     rd_kafka_t *probe;
+
+    struct sl_webhook *webhook; /* POST /v1/jobs/{id}/webhook (webhook.c) */
 };
 
 enum route {
@@ -84,6 +87,7 @@ enum route {
     R_JOB_RUNS,
     R_RUN,
     R_RUN_REJECTED,
+    R_JOB_WEBHOOK,
 };
 
 /* One request, from its headers to its log line. */
@@ -97,6 +101,7 @@ struct req {
     const char *allow;     /* the methods of the route, for a 405 */
     enum sl_api_role role; /* of the token */
     int status;            /* of the answer queued */
+    int retry_after;       /* seconds of a Retry-After header; 0: none */
     bool answered;
     size_t limit; /* body bytes allowed */
     bool too_large;
@@ -230,8 +235,13 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct req *rq, int st
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (status == 405 && rq->allow)
         MHD_add_response_header(resp, "Allow", rq->allow);
-    if (status == 401)
+    if (status == 401 && rq->route != R_JOB_WEBHOOK) /* webhooks: a signature, no token */
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (rq->retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", rq->retry_after);
+        MHD_add_response_header(resp, "Retry-After", ra);
+    }
     rq->status = status;
     rq->answered = true;
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
@@ -357,6 +367,8 @@ static enum route match_route(const char *path, char arg[ID_MAX])
         return R_JOB_DISABLE;
     if (!strcmp(s[3], "runs"))
         return R_JOB_RUNS;
+    if (!strcmp(s[3], "webhook"))
+        return R_JOB_WEBHOOK;
     return R_NONE;
 }
 
@@ -413,6 +425,11 @@ static bool route_needs(const struct sl_gateway *gw, enum route r, const char *m
     case R_RUN_REJECTED:
         *allow = "GET";
         return get;
+    case R_JOB_WEBHOOK: /* authenticated by its signature (webhook.c) */
+        *role = SL_ROLE_NONE;
+        *allow = "POST";
+        *limit = SL_WEBHOOK_MAX_BODY;
+        return post;
     default:
         return false;
     }
@@ -1329,6 +1346,67 @@ static enum MHD_Result h_run_rejected(struct sl_gateway *gw, struct MHD_Connecti
     return queue(conn, rq, 200, resp);
 }
 
+/* ---- webhooks (webhook.c) ----------------------------------------------- */
+
+static PGconn *wh_db_get(void *gw, char *errbuf, size_t errsz)
+{
+    return pool_get(gw, errbuf, errsz);
+}
+
+static void wh_db_put(void *gw, PGconn *c)
+{
+    pool_put(gw, c);
+}
+
+/* The run-now tickets' bus, locked for one delivery (made again after a
+ * failure, as send_ticket() does). */
+static struct sl_bus *wh_bus_lock(void *arg, char *errbuf, size_t errsz)
+{
+    struct sl_gateway *gw = arg;
+    pthread_mutex_lock(&gw->bus_mu);
+    if (!gw->bus) {
+        struct sl_kafka_conf kc = {.brokers = gw->brokers,
+                                   .topic_prefix = gw->prefix,
+                                   .config = gw->kafka_config,
+                                   .client_id = "sluice-gateway"};
+        if (!(gw->bus = sl_bus_kafka_new(&kc, errbuf, errsz))) {
+            pthread_mutex_unlock(&gw->bus_mu);
+            return NULL;
+        }
+    }
+    return gw->bus;
+}
+
+static void wh_bus_unlock(void *arg, bool spoiled)
+{
+    struct sl_gateway *gw = arg;
+    if (spoiled) { /* a failed delivery spoils the producer: a new one */
+        sl_bus_destroy(gw->bus);
+        gw->bus = NULL;
+    }
+    pthread_mutex_unlock(&gw->bus_mu);
+}
+
+static enum MHD_Result h_webhook(struct sl_gateway *gw, struct MHD_Connection *conn, struct req *rq)
+{
+    struct sl_webhook_req wr = {
+        .job_id = rq->arg,
+        .rid = rq->rid,
+        .id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "webhook-id"),
+        .timestamp = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "webhook-timestamp"),
+        .signature = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "webhook-signature"),
+        .content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
+        .body = rq->body,
+        .len = rq->len,
+    };
+    struct sl_webhook_answer ans;
+    sl_webhook_handle(gw->webhook, &wr, &ans);
+    rq->retry_after = ans.retry_after;
+    if (ans.code)
+        return reply_error(conn, rq, ans.status, ans.code, NULL, "%s", ans.message);
+    return reply(conn, rq, ans.status, ans.body, NULL);
+}
+
 /* ---- the request cycle -------------------------------------------------- */
 
 static enum MHD_Result dispatch(struct sl_gateway *gw, struct MHD_Connection *conn, struct req *rq)
@@ -1362,6 +1440,8 @@ static enum MHD_Result dispatch(struct sl_gateway *gw, struct MHD_Connection *co
         return h_run_get(gw, conn, rq);
     case R_RUN_REJECTED:
         return h_run_rejected(gw, conn, rq);
+    case R_JOB_WEBHOOK:
+        return h_webhook(gw, conn, rq);
     default:
         return reply_error(conn, rq, 404, "not_found", NULL, "no such endpoint");
     }
@@ -1551,6 +1631,13 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
         rc = SL_ERR_INVALID;
         goto fail;
     }
+    struct sl_webhook_deps wd = {.gw = gw,
+                                 .db_get = wh_db_get,
+                                 .db_put = wh_db_put,
+                                 .bus_lock = wh_bus_lock,
+                                 .bus_unlock = wh_bus_unlock};
+    if (!(gw->webhook = sl_webhook_new(gw->redis_url, &wd)))
+        goto fail_nomem;
     struct sockaddr_storage sa;
     socklen_t salen = 0;
     if (parse_addr(conf->http_addr, &sa, &salen)) {
@@ -1597,6 +1684,7 @@ void sl_gateway_destroy(struct sl_gateway *gw)
         return;
     if (gw->d)
         MHD_stop_daemon(gw->d); /* joins every connection's thread */
+    sl_webhook_destroy(gw->webhook);
     if (gw->bus)
         gw->bus->ops->flush(gw->bus, TICKET_WAIT_MS);
     sl_bus_destroy(gw->bus);

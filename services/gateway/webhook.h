@@ -1,0 +1,70 @@
+/*
+ * The gateway's webhook endpoint (docs/api.md, "Webhooks"):
+ * POST /v1/jobs/{id}/webhook. A delivery signed the Standard Webhooks way
+ * (webhook_sig.h) under the job's secret becomes one run of the job
+ * (trigger "webhook"): its records go straight to the mapper's input topic
+ * as the parser would send them, between a FETCHED and a SEALED run event,
+ * and the answer is 202 only once Kafka acknowledged all of it. A
+ * webhook-id seen before for the job (Redis, 10 minutes) is acknowledged
+ * and not processed again. gateway.c routes the request here; this file
+ * knows nothing of HTTP but the answer's status.
+ */
+#ifndef SLUICE_GATEWAY_WEBHOOK_H
+#define SLUICE_GATEWAY_WEBHOOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "sluice/bus.h"
+
+/* What the gateway lends the endpoint: its control-plane connections and
+ * its Kafka bus (one producer per process). */
+struct sl_webhook_deps {
+    void *gw;
+    PGconn *(*db_get)(void *gw, char *errbuf, size_t errsz);
+    void (*db_put)(void *gw, PGconn *c);
+    /* The bus, locked for the caller alone; NULL with errbuf set. */
+    struct sl_bus *(*bus_lock)(void *gw, char *errbuf, size_t errsz);
+    /* Unlocks it; spoiled: a delivery failed for good, make a new producer. */
+    void (*bus_unlock)(void *gw, bool spoiled);
+};
+
+/* The largest body of a delivery. */
+#define SL_WEBHOOK_MAX_BODY (1024 * 1024)
+
+struct sl_webhook;
+
+/* The endpoint's state: the Redis of the replay window (redis_url, copied;
+ * connected on first use) and deps (copied). NULL when out of memory. */
+struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook_deps *deps);
+void sl_webhook_destroy(struct sl_webhook *wh);
+
+/* One delivery, as received: every string borrowed for the call. */
+struct sl_webhook_req {
+    const char *job_id;
+    const char *rid;                        /* the request id, for log lines */
+    const char *id, *timestamp, *signature; /* the webhook-* headers (NULL: absent) */
+    const char *content_type;               /* NULL: absent */
+    const char *body;
+    size_t len;
+};
+
+/* The answer: status, and either an error (code, message) for the API's one
+ * error shape, or body (the caller's to free). retry_after: seconds for a
+ * Retry-After header, 0 for none. */
+struct sl_webhook_answer {
+    int status;
+    const char *code;
+    char message[1024];
+    json_t *body;
+    int retry_after;
+};
+
+/* Handles one delivery (any thread; requests run concurrently). */
+void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
+                       struct sl_webhook_answer *ans);
+
+#endif

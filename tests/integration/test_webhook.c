@@ -1,0 +1,576 @@
+/*
+ * The webhook endpoint (POST /v1/jobs/{id}/webhook) over real servers:
+ * PostgreSQL, Redis, the mock Kafka cluster and sluice-gateway as its own
+ * process, requests sent by curl and signed by the Standard Webhooks
+ * reference library (npm standardwebhooks, run with node:
+ * tests/integration/webhook_sign.js). What reached Kafka is read back with
+ * the Kafka bus's own consumer.
+ *
+ * - A JSON object, an array (nested fields flattened) and NDJSON (by
+ *   Content-Type and sniffed) are 202 {"run_id", "records"}; the records are
+ *   on sluice.records.raw (rows 1..n, source fields flattened) between FETCHED (sha256 and bytes of
+ * the body) and SEALED (the count) on sluice.runs; the run is in sluice_runs with trigger webhook.
+ * - A second signature of another key (rotation) is accepted.
+ * - Tampered body, stale (-6 min) and future (+6 min) timestamps: 401;
+ *   missing headers 400; unknown job 404; invalid JSON 400; too large 413;
+ *   none of them makes a run.
+ * - A replayed webhook-id is answered 200 with the first run, no second run.
+ * - Brokers down: 503 with Retry-After, the run failed; once up, the same
+ *   delivery again is 202 (the failed one's id was forgotten).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kafka_mock.h"
+#include "pg_server.h"
+#include "redis_server.h"
+#include "services.h"
+#include "sluice/bus.h"
+#include "sluice/err.h"
+#include "sluice/util.h"
+
+#define ADMIN  "test-admin-token-0123456789abcdef"
+#define JOB    "wh-crm"
+#define SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#define OLDKEY "whsec_dGVzdF9vbGRfa2V5X19fX19fX19fX19f"
+#define SIGNER SLUICE_FIXTURES "/../integration/webhook_sign.js"
+
+static struct pg_server pg;
+static struct redis_server rs;
+static struct kafka_mock km;
+static pid_t gw_pid;
+static char tmp[64], base[64];
+static PGconn *db;
+static bool unfinished;
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static char *slurp(const char *path, size_t *lenp)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t len = 0, cap = 4096;
+    char *s = malloc(cap);
+    size_t n;
+    while (s && (n = fread(s + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 1024)
+            s = realloc(s, cap *= 2);
+    }
+    fclose(f);
+    if (s)
+        s[len] = '\0';
+    if (lenp)
+        *lenp = len;
+    return s;
+}
+
+static void write_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    fclose(f);
+}
+
+struct resp {
+    int status;
+    char *body;
+    char *headers;
+    json_t *json;
+};
+
+static void resp_free(struct resp *r)
+{
+    free(r->body);
+    free(r->headers);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+/* curl: method on path with the body in file bodyf (NULL: none) and extra
+ * curl arguments. */
+static struct resp curl(const char *method, const char *path, const char *bodyf, const char *extra)
+{
+    char outf[128], hdrf[128], cmd[4096], data[256] = "";
+    snprintf(outf, sizeof(outf), "%s/resp.body", tmp);
+    snprintf(hdrf, sizeof(hdrf), "%s/resp.headers", tmp);
+    if (bodyf)
+        snprintf(data, sizeof(data), "--data-binary '@%s'", bodyf);
+    snprintf(cmd, sizeof(cmd),
+             "curl -s -S --max-time 30 -o '%s' -D '%s' -w '%%{http_code}' -X %s %s %s '%s%s'", outf,
+             hdrf, method, data, extra ? extra : "", base, path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    struct resp r = {0};
+    if (fscanf(p, "%d", &r.status) != 1)
+        r.status = -1;
+    pclose(p);
+    r.body = slurp(outf, NULL);
+    r.headers = slurp(hdrf, NULL);
+    if (r.body)
+        r.json = json_loads(r.body, JSON_DECODE_ANY, NULL);
+    unlink(outf);
+    unlink(hdrf);
+    return r;
+}
+
+#define expect_status(r, code)                                                                     \
+    do {                                                                                           \
+        if ((r).status != (code))                                                                  \
+            fail_msg("expected HTTP %d, got %d: %s", (code), (r).status,                           \
+                     (r).body ? (r).body : "(no body)");                                           \
+    } while (0)
+
+static void expect_error(struct resp *r, int status, const char *code)
+{
+    expect_status(*r, status);
+    json_t *e = json_object_get(r->json, "error");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), code);
+    assert_non_null(json_string_value(json_object_get(e, "message")));
+    assert_non_null(json_string_value(json_object_get(e, "request_id")));
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static char *sql1(const char *sql, const char *param)
+{
+    const char *params[] = {param};
+    PGresult *res = PQexecParams(db, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+    char *v = NULL;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+        v = strdup(PQgetvalue(res, 0, 0));
+    else if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(db));
+    PQclear(res);
+    return v;
+}
+
+static int runs_of_job(void)
+{
+    char *n = sql1("SELECT count(*) FROM sluice_runs WHERE job_id = $1", JOB);
+    int v = atoi(n);
+    free(n);
+    return v;
+}
+
+/* The reference library must be there: without it the test fails (never
+ * skips) saying how to install it. */
+static void need_signer(void)
+{
+    if (shell("command -v node >/dev/null 2>&1") != 0)
+        fail_msg("node is missing: apt-get install nodejs npm (deploy/install-deps.sh)");
+    if (shell("cd %s/.. && node -e \"require('./integration/node_modules/standardwebhooks')\" "
+              ">/dev/null 2>&1",
+              SLUICE_FIXTURES) != 0)
+        fail_msg("npm package standardwebhooks is missing: run 'npm install --prefix "
+                 "tests/integration standardwebhooks' in the repository (deploy/install-deps.sh)");
+}
+
+/* Posts body (len bytes) to job's webhook, signed by the reference library
+ * with secrets ("a,b": two signatures) for id at now + skew seconds;
+ * sent_body, when not NULL, is sent instead (tampering). */
+static struct resp post(const char *job, const char *body, size_t len, const char *secrets,
+                        const char *id, long skew, const char *ctype, const char *sent_body)
+{
+    need_signer();
+    char bodyf[128], sentf[128], hdrf[128], extra[512], path[256];
+    snprintf(bodyf, sizeof(bodyf), "%s/wh.body", tmp);
+    snprintf(sentf, sizeof(sentf), "%s/wh.sent", tmp);
+    snprintf(hdrf, sizeof(hdrf), "%s/wh.headers", tmp);
+    write_file(bodyf, body, len);
+    if (shell("node '%s' '%s' '%s' %ld '%s' > '%s'", SIGNER, secrets, id, (long)time(NULL) + skew,
+              bodyf, hdrf) != 0)
+        fail_msg("webhook_sign.js failed (node, npm standardwebhooks)");
+    if (sent_body)
+        write_file(sentf, sent_body, strlen(sent_body));
+    snprintf(extra, sizeof(extra), "-H @'%s' -H 'Content-Type: %s'", hdrf,
+             ctype ? ctype : "application/json");
+    snprintf(path, sizeof(path), "/v1/jobs/%s/webhook", job);
+    return curl("POST", path, sent_body ? sentf : bodyf, extra);
+}
+
+/* What a run put on Kafka, read back with a consumer of its own. */
+struct seen {
+    int records, fetched, sealed;
+    uint64_t sealed_count, fetched_bytes;
+    char fetched_sha[65];
+    uint64_t rows[64];
+    char first_name[64], first_city[64], first_key[64];
+    char unmapped[256]; /* the seal's, joined by "," */
+};
+
+static void collect(const char *run_id, int want, struct seen *s)
+{
+    memset(s, 0, sizeof(*s));
+    char err[512] = "", group[64];
+    static int n;
+    snprintf(group, sizeof(group), "wh-test-%d-%d", (int)getpid(), ++n);
+    struct sl_kafka_conf kc = {.brokers = km.bootstrap, .topic_prefix = "sluice."};
+    struct sl_bus *bus = sl_bus_kafka_new(&kc, err, sizeof(err));
+    assert_non_null(bus);
+    const char *topics[] = {SL_TOPIC_RAW, SL_TOPIC_RUNS};
+    struct sl_consumer *c = bus->ops->subscribe(bus, group, topics, 2, err, sizeof(err));
+    assert_non_null(c);
+    for (int idle = 0; idle < 40 && !(s->sealed && s->records >= want && s->fetched);) {
+        struct sl_msg *m = NULL;
+        const char *topic = NULL;
+        int rc = bus->ops->poll(c, &m, &topic, 250);
+        if (rc == SL_ERR_TIMEOUT) {
+            idle++;
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        if (strcmp(m->run_id, run_id)) {
+            sl_msg_unref(m);
+            continue;
+        }
+        if (m->kind == SL_MSG_RECORD) {
+            if (s->records < 64)
+                s->rows[s->records] = m->u.rec.row;
+            if (m->u.rec.row == 1) {
+                for (uint32_t i = 0; i < m->u.rec.nsrc; i++) {
+                    const struct sl_field *f = &m->u.rec.src[i];
+                    if (!strcmp(f->name, "name") && f->value)
+                        snprintf(s->first_name, sizeof(s->first_name), "%s", f->value);
+                    if (!strcmp(f->name, "address.city") && f->value)
+                        snprintf(s->first_city, sizeof(s->first_city), "%s", f->value);
+                }
+                if (m->key)
+                    snprintf(s->first_key, sizeof(s->first_key), "%s", m->key);
+            }
+            s->records++;
+        } else if (m->kind == SL_MSG_RUN_EVENT && m->u.ev.kind == SL_EV_FETCHED) {
+            s->fetched++;
+            s->fetched_bytes = m->u.ev.bytes;
+            memcpy(s->fetched_sha, m->u.ev.sha256, 65);
+        } else if (m->kind == SL_MSG_RUN_EVENT && m->u.ev.kind == SL_EV_SEALED) {
+            s->sealed++;
+            s->sealed_count = m->u.ev.record_count;
+            for (uint32_t i = 0; i < m->u.ev.nunmapped; i++)
+                snprintf(s->unmapped + strlen(s->unmapped),
+                         sizeof(s->unmapped) - strlen(s->unmapped), "%s%s", i ? "," : "",
+                         m->u.ev.unmapped[i]);
+        }
+        sl_msg_unref(m);
+    }
+    bus->ops->unsubscribe(c);
+    sl_bus_destroy(bus);
+}
+
+static void sha256_hex(const char *p, size_t n, char out[65])
+{
+    unsigned char md[32];
+    SHA256((const unsigned char *)p, n, md);
+    sl_hex(md, 32, out);
+}
+
+/* ---- set-up -------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    snprintf(tmp, sizeof(tmp), "/tmp/sluice-wh-XXXXXX");
+    if (!mkdtemp(tmp))
+        return -1;
+    static const char *const topics[] = {"sluice.tickets:1", "sluice.runs:1",
+                                         "sluice.records.raw:2", NULL};
+    if (pg_server_start(&pg)) {
+        fprintf(stderr, "cannot start postgresql: %s\n", pg.err);
+        return -1;
+    }
+    if (redis_server_start(&rs, false) || kafka_mock_start(&km, topics))
+        return -1;
+    char redis_url[256], addr[64];
+    redis_server_url(&rs, 0, NULL, redis_url, sizeof(redis_url));
+    int port = pg_server_free_port();
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    setenv("SLUICE_METRICS_ADDR", "off", 1);
+    setenv("SLUICE_KAFKA_BROKERS", km.bootstrap, 1);
+    setenv("SLUICE_REDIS_URL", redis_url, 1);
+    setenv("SLUICE_POSTGRES_URL", pg.conninfo, 1);
+    setenv("SLUICE_HTTP_ADDR", addr, 1);
+    setenv("SLUICE_ADMIN_TOKEN", ADMIN, 1);
+    setenv("SLUICE_LOG_LEVEL", "info", 1);
+    setenv("SLUICE_WEBHOOK_SECRET_WH_CRM", SECRET, 1); /* the job's secret */
+    if ((gw_pid = svc_start("gateway", tmp)) <= 0)
+        return -1;
+    for (int i = 0; i < 100; i++) {
+        if (shell("curl -s -o /dev/null --max-time 1 %s/healthz", base) == 0)
+            break;
+        usleep(100000);
+    }
+    db = PQconnectdb(pg.conninfo);
+    if (PQstatus(db) != CONNECTION_OK) {
+        fprintf(stderr, "cannot connect to postgresql: %s\n", PQerrorMessage(db));
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    int bad = svc_stop(gw_pid, "gateway");
+    PQfinish(db);
+    kafka_mock_stop(&km);
+    redis_server_stop(&rs);
+    pg_server_stop(&pg);
+    if (bad || unfinished || getenv("SLUICE_KEEP_TMP")) {
+        fprintf(stderr, "the gateway's log is in %s/gateway.log\n", tmp);
+        return bad ? -1 : 0;
+    }
+    return shell("rm -rf %s", tmp) == 0 ? 0 : -1;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_job(void **state)
+{
+    unfinished = true;
+    need_signer();
+    static const char doc[] =
+        "{\"name\": \"" JOB "\", \"source\": {\"url\": \"crm.json\", \"format\": \"json\"},\n"
+        " \"target\": {\"object\": \"contacts\", \"key\": [\"id\"], \"attributes\": {\n"
+        "   \"id\": {\"type\": \"text\", \"required\": true}, \"name\": {\"type\": \"text\"},\n"
+        "   \"city\": {\"type\": \"text\"}}},\n"
+        " \"mapping\": {\"id\": \"{{ id | trim }}\", \"name\": \"name\", \"city\": "
+        "\"address.city\"},\n"
+        " \"destination\": {\"type\": \"postgres\", \"table\": \"contacts\"}}\n";
+    char f[128], extra[128];
+    snprintf(f, sizeof(f), "%s/job.json", tmp);
+    write_file(f, doc, strlen(doc));
+    snprintf(extra, sizeof(extra), "-H 'Authorization: Bearer %s'", ADMIN);
+    struct resp r = curl("POST", "/v1/jobs", f, extra);
+    expect_status(r, 201);
+    resp_free(&r);
+    unfinished = false;
+}
+
+static void check_run(struct resp *r, int n, const char *body, struct seen *s)
+{
+    expect_status(*r, 202);
+    assert_int_equal(json_integer_value(json_object_get(r->json, "records")), n);
+    const char *run_id = jstr(r->json, "run_id");
+    assert_non_null(run_id);
+    collect(run_id, n, s);
+    assert_int_equal(s->records, n);
+    assert_int_equal(s->fetched, 1);
+    assert_int_equal(s->sealed, 1);
+    assert_int_equal(s->sealed_count, n);
+    assert_int_equal(s->fetched_bytes, strlen(body));
+    char sha[65];
+    sha256_hex(body, strlen(body), sha);
+    assert_string_equal(s->fetched_sha, sha);
+    bool seen_row[65] = {false};
+    for (int i = 0; i < n; i++) {
+        assert_true(s->rows[i] >= 1 && s->rows[i] <= (uint64_t)n);
+        assert_false(seen_row[s->rows[i]]);
+        seen_row[s->rows[i]] = true;
+    }
+    char *trig =
+        sql1("SELECT trigger || ' ' || job_id FROM sluice_runs WHERE id::text = $1", run_id);
+    assert_non_null(trig);
+    assert_string_equal(trig, "webhook " JOB);
+    free(trig);
+}
+
+static void test_object(void **state)
+{
+    unfinished = true;
+    const char *body = "{\"id\": \" c-1 \", \"name\": \"Ada\", \"address\": {\"city\": \"Köln\"}}";
+    struct resp r = post(JOB, body, strlen(body), SECRET, "msg_object_1", 0, NULL, NULL);
+    struct seen s;
+    check_run(&r, 1, body, &s);
+    assert_string_equal(s.first_name, "Ada");
+    assert_string_equal(s.first_city, "Köln");
+    resp_free(&r);
+    unfinished = false;
+}
+
+static void test_array_and_rotation(void **state)
+{
+    unfinished = true;
+    const char *body = "[{\"id\": \"a\", \"name\": \"A\", \"address\": {\"city\": \"Bonn\"}},"
+                       " {\"id\": \"b\", \"name\": \"B\"}, {\"id\": \"c\", \"tags\": [1, 2]}]";
+    /* signed with the old key and the new one: the new one matches */
+    struct resp r = post(JOB, body, strlen(body), OLDKEY "," SECRET, "msg_array_1", 0, NULL, NULL);
+    struct seen s;
+    check_run(&r, 3, body, &s);
+    assert_string_equal(s.first_city, "Bonn");
+    assert_string_equal(s.unmapped, "tags.0,tags.1"); /* the seal lists them, as the parser's */
+    resp_free(&r);
+    /* the old key alone is refused */
+    r = post(JOB, body, strlen(body), OLDKEY, "msg_array_2", 0, NULL, NULL);
+    expect_error(&r, 401, "unauthorized");
+    resp_free(&r);
+    unfinished = false;
+}
+
+static void test_ndjson(void **state)
+{
+    unfinished = true;
+    const char *body = "{\"id\": \"n1\", \"name\": \"N1\"}\n\n{\"id\": \"n2\", \"name\": \"N2\"}\n";
+    struct resp r =
+        post(JOB, body, strlen(body), SECRET, "msg_ndjson_1", 0, "application/x-ndjson", NULL);
+    struct seen s;
+    check_run(&r, 2, body, &s);
+    assert_string_equal(s.first_name, "N1");
+    resp_free(&r);
+    /* sniffed: more than one object, one a line */
+    r = post(JOB, body, strlen(body), SECRET, "msg_ndjson_2", 0, NULL, NULL);
+    check_run(&r, 2, body, &s);
+    resp_free(&r);
+    unfinished = false;
+}
+
+static void test_refused(void **state)
+{
+    unfinished = true;
+    int before = runs_of_job();
+    const char *body = "{\"id\": \"x\", \"name\": \"X\"}";
+    struct resp r = post(JOB, body, strlen(body), SECRET, "msg_bad_1", 0, NULL,
+                         "{\"id\": \"x\", \"name\": \"Mallory\"}");
+    expect_error(&r, 401, "unauthorized");
+    assert_null(strcasestr(r.headers, "WWW-Authenticate"));
+    resp_free(&r);
+    r = post(JOB, body, strlen(body), SECRET, "msg_bad_2", -360, NULL, NULL);
+    expect_error(&r, 401, "unauthorized");
+    assert_non_null(strstr(r.body, "old"));
+    resp_free(&r);
+    r = post(JOB, body, strlen(body), SECRET, "msg_bad_3", 360, NULL, NULL);
+    expect_error(&r, 401, "unauthorized");
+    assert_non_null(strstr(r.body, "future"));
+    resp_free(&r);
+    /* signed under another job's name: that job takes no webhooks / does not exist */
+    r = post("no-such-job", body, strlen(body), SECRET, "msg_bad_4", 0, NULL, NULL);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    /* signed, but not records */
+    const char *bad = "{\"id\": \"x\",";
+    r = post(JOB, bad, strlen(bad), SECRET, "msg_bad_5", 0, NULL, NULL);
+    expect_error(&r, 400, "invalid_json");
+    resp_free(&r);
+    const char *num = "42";
+    r = post(JOB, num, strlen(num), SECRET, "msg_bad_6", 0, NULL, NULL);
+    expect_error(&r, 400, "invalid_json");
+    resp_free(&r);
+    /* headers missing; a bearer token is no substitute */
+    char f[128];
+    snprintf(f, sizeof(f), "%s/plain.json", tmp);
+    write_file(f, body, strlen(body));
+    r = curl("POST", "/v1/jobs/" JOB "/webhook", f, "-H 'Authorization: Bearer " ADMIN "'");
+    expect_error(&r, 400, "invalid_request");
+    assert_non_null(strstr(r.body, "webhook-id"));
+    resp_free(&r);
+    r = curl("GET", "/v1/jobs/" JOB "/webhook", NULL, NULL);
+    expect_error(&r, 405, "method_not_allowed");
+    resp_free(&r);
+    /* too large: refused before the body is read */
+    size_t big = 1024 * 1024 + 10;
+    char *b = malloc(big + 1);
+    memset(b, ' ', big);
+    memcpy(b, "{\"id\": \"big\"}", 13);
+    b[big] = '\0';
+    r = post(JOB, b, big, SECRET, "msg_bad_7", 0, NULL, NULL);
+    expect_error(&r, 413, "too_large");
+    resp_free(&r);
+    free(b);
+    assert_int_equal(runs_of_job(), before);
+    unfinished = false;
+}
+
+static void test_replay(void **state)
+{
+    unfinished = true;
+    const char *body = "{\"id\": \"r1\", \"name\": \"R\"}";
+    struct resp r = post(JOB, body, strlen(body), SECRET, "msg_replay_1", 0, NULL, NULL);
+    expect_status(r, 202);
+    char *run_id = strdup(jstr(r.json, "run_id"));
+    resp_free(&r);
+    int before = runs_of_job();
+    /* the same delivery again (a retry, freshly signed): acknowledged, not processed */
+    r = post(JOB, body, strlen(body), SECRET, "msg_replay_1", 0, NULL, NULL);
+    expect_status(r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "duplicate")));
+    assert_string_equal(jstr(r.json, "run_id"), run_id);
+    resp_free(&r);
+    assert_int_equal(runs_of_job(), before);
+    struct seen s;
+    collect(run_id, 1, &s);
+    assert_int_equal(s.records, 1);
+    assert_int_equal(s.sealed, 1);
+    free(run_id);
+    unfinished = false;
+}
+
+static void test_kafka_down(void **state)
+{
+    unfinished = true;
+    char reply[256], cmd[32];
+    for (int b = 1; b <= 3; b++) {
+        snprintf(cmd, sizeof(cmd), "down %d", b);
+        assert_int_equal(kafka_mock_cmd(&km, cmd, reply, sizeof(reply)), 0);
+    }
+    const char *body = "{\"id\": \"d1\", \"name\": \"D\"}";
+    struct resp r = post(JOB, body, strlen(body), SECRET, "msg_down_1", 0, NULL, NULL);
+    expect_error(&r, 503, "unavailable");
+    if (!strcasestr(r.headers, "Retry-After: "))
+        fail_msg("no Retry-After among the headers:\n%s", r.headers);
+    resp_free(&r);
+    char *st = sql1("SELECT status FROM sluice_runs WHERE job_id = $1 ORDER BY started_at DESC, "
+                    "id LIMIT 1",
+                    JOB);
+    assert_string_equal(st, "failed");
+    free(st);
+    for (int b = 1; b <= 3; b++) {
+        snprintf(cmd, sizeof(cmd), "up %d", b);
+        assert_int_equal(kafka_mock_cmd(&km, cmd, reply, sizeof(reply)), 0);
+    }
+    /* the sender retries after Retry-After: the failed delivery's id was
+     * forgotten; the producer takes a few seconds to reconnect */
+    for (int i = 0; i < 6; i++) {
+        r = post(JOB, body, strlen(body), SECRET, "msg_down_1", 0, NULL, NULL);
+        if (r.status != 503)
+            break;
+        resp_free(&r);
+        sleep(1);
+    }
+    struct seen s;
+    check_run(&r, 1, body, &s);
+    resp_free(&r);
+    unfinished = false;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_job),
+        cmocka_unit_test(test_object),
+        cmocka_unit_test(test_array_and_rotation),
+        cmocka_unit_test(test_ndjson),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_replay),
+        cmocka_unit_test(test_kafka_down),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
