@@ -38,20 +38,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "kafka_mock.h"
-#include "pg_server.h"
-#include "redis_server.h"
-#include "services.h"
+#include "gateway_server.h"
 
 #define ADMIN "test-admin-token-0123456789abcdef"
 
-static struct pg_server pg;
-static struct redis_server rs;
-static struct kafka_mock km;
-static pid_t gw_pid;
-static char tmp[64], base[64];
 static char metrics_url[128]; /* the gateway's /metrics */
-static PGconn *db;
 static bool unfinished;
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -214,59 +205,20 @@ static char *make_token(const char *name, const char *role)
 
 static int setup(void **state)
 {
-    snprintf(tmp, sizeof(tmp), "/tmp/sluice-gw-XXXXXX");
-    if (!mkdtemp(tmp))
-        return -1;
     static const char *const topics[] = {"sluice.tickets:1", "sluice.runs:1", NULL};
-    if (pg_server_start(&pg)) {
-        fprintf(stderr, "cannot start postgresql: %s\n", pg.err);
-        return -1;
-    }
-    if (redis_server_start(&rs, false) || kafka_mock_start(&km, topics))
-        return -1;
-    char redis_url[256], addr[64];
-    redis_server_url(&rs, 0, NULL, redis_url, sizeof(redis_url));
-    int port = pg_server_free_port();
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    /* its /metrics on a port of its own */
     char maddr[64];
     snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", pg_server_free_port());
     snprintf(metrics_url, sizeof(metrics_url), "http://%s/metrics", maddr);
     setenv("SLUICE_METRICS_ADDR", maddr, 1);
-    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
-    setenv("SLUICE_KAFKA_BROKERS", km.bootstrap, 1);
-    setenv("SLUICE_REDIS_URL", redis_url, 1);
-    setenv("SLUICE_POSTGRES_URL", pg.conninfo, 1);
-    setenv("SLUICE_HTTP_ADDR", addr, 1);
-    setenv("SLUICE_ADMIN_TOKEN", ADMIN, 1);
-    setenv("SLUICE_LOG_LEVEL", "info", 1);
-    if ((gw_pid = svc_start("gateway", tmp)) <= 0)
-        return -1;
+    int rc = gateway_server_start("sluice-gw", topics, ADMIN);
     unsetenv("SLUICE_METRICS_ADDR");
-    for (int i = 0; i < 100; i++) {
-        if (shell("curl -s -o /dev/null --max-time 1 %s/healthz", base) == 0)
-            break;
-        usleep(100000);
-    }
-    db = PQconnectdb(pg.conninfo);
-    if (PQstatus(db) != CONNECTION_OK) {
-        fprintf(stderr, "cannot connect to postgresql: %s\n", PQerrorMessage(db));
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 static int teardown(void **state)
 {
-    int bad = svc_stop(gw_pid, "gateway");
-    PQfinish(db);
-    kafka_mock_stop(&km);
-    redis_server_stop(&rs);
-    pg_server_stop(&pg);
-    if (bad || unfinished || getenv("SLUICE_KEEP_TMP")) {
-        fprintf(stderr, "the gateway's log is in %s/gateway.log\n", tmp);
-        return bad ? -1 : 0;
-    }
-    return shell("rm -rf %s", tmp) == 0 ? 0 : -1;
+    return gateway_server_stop(unfinished);
 }
 
 /* ---- tests --------------------------------------------------------------- */
