@@ -42,6 +42,8 @@ const char *sl_api_role_name(enum sl_api_role role)
         return "operator";
     case SL_ROLE_ADMIN:
         return "admin";
+    case SL_ROLE_TRIGGER:
+        return "trigger";
     default:
         return "";
     }
@@ -51,7 +53,7 @@ enum sl_api_role sl_api_role_parse(const char *name)
 {
     if (!name)
         return SL_ROLE_NONE;
-    for (int r = SL_ROLE_VIEWER; r <= SL_ROLE_ADMIN; r++)
+    for (int r = SL_ROLE_VIEWER; r <= SL_ROLE_TRIGGER; r++)
         if (!strcmp(name, sl_api_role_name((enum sl_api_role)r)))
             return (enum sl_api_role)r;
     return SL_ROLE_NONE;
@@ -107,17 +109,25 @@ static int row_json(PGresult *res, json_t **out, char *errbuf, size_t errsz)
 }
 
 int sl_api_token_put(PGconn *c, const char *name, enum sl_api_role role, const char *sha256,
-                     bool replace, char *errbuf, size_t errsz)
+                     const json_t *jobs, bool replace, char *errbuf, size_t errsz)
 {
-    const char *params[] = {name, sl_api_role_name(role), sha256};
+    char *list = jobs ? json_dumps(jobs, JSON_COMPACT) : NULL;
+    if (jobs && !list)
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    const char *params[] = {name, sl_api_role_name(role), sha256, list};
     PGresult *res = NULL;
     int rc = sl_pg_exec(c, "store the token",
-                        replace ? "INSERT INTO sluice_api_tokens (name, role, token_sha256) "
-                                  "VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE "
-                                  "SET role = excluded.role, token_sha256 = excluded.token_sha256"
-                                : "INSERT INTO sluice_api_tokens (name, role, token_sha256) "
-                                  "VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-                        3, params, &res, errbuf, errsz);
+                        replace ? "INSERT INTO sluice_api_tokens (name, role, token_sha256, jobs) "
+                                  "SELECT $1, $2, $3, CASE WHEN $4::jsonb IS NULL THEN NULL ELSE "
+                                  "  ARRAY(SELECT jsonb_array_elements_text($4::jsonb)) END "
+                                  "ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
+                                  "token_sha256 = excluded.token_sha256, jobs = excluded.jobs"
+                                : "INSERT INTO sluice_api_tokens (name, role, token_sha256, jobs) "
+                                  "SELECT $1, $2, $3, CASE WHEN $4::jsonb IS NULL THEN NULL ELSE "
+                                  "  ARRAY(SELECT jsonb_array_elements_text($4::jsonb)) END "
+                                  "ON CONFLICT (name) DO NOTHING",
+                        4, params, &res, errbuf, errsz);
+    free(list);
     if (rc == 0 && strcmp(PQcmdTuples(res), "1") != 0)
         rc = sl_seterr(errbuf, errsz, SL_ERR_LIMIT, "a token named '%s' exists already", name);
     PQclear(res);
@@ -149,13 +159,31 @@ int sl_api_token_check(PGconn *c, const char *sha256, enum sl_api_role *role, ch
     return 0;
 }
 
+int sl_api_token_covers(PGconn *c, const char *name, const char *id, bool *ok, char *errbuf,
+                        size_t errsz)
+{
+    const char *params[] = {name, id};
+    PGresult *res = NULL;
+    *ok = false;
+    int rc = sl_pg_exec(c, "check the token's jobs",
+                        "SELECT 1 FROM sluice_api_tokens WHERE name = $1 "
+                        "AND (jobs IS NULL OR $2 = ANY (jobs))",
+                        2, params, &res, errbuf, errsz);
+    if (rc == 0)
+        *ok = PQntuples(res) == 1;
+    PQclear(res);
+    return rc;
+}
+
 int sl_api_tokens_list(PGconn *c, json_t **out, char *errbuf, size_t errsz)
 {
     PGresult *res = NULL;
-    int rc = sl_pg_exec(c, "list the tokens",
-                        "SELECT json_build_object('name', name, 'role', role, 'created_at', " TS(
-                            "created_at") ")::text FROM sluice_api_tokens ORDER BY name",
-                        0, NULL, &res, errbuf, errsz);
+    int rc =
+        sl_pg_exec(c, "list the tokens",
+                   "SELECT json_build_object('name', name, 'role', role, 'jobs', to_json(jobs), "
+                   "'created_at', " TS("created_at") ")::text FROM sluice_api_tokens "
+                                                     "ORDER BY name",
+                   0, NULL, &res, errbuf, errsz);
     if (rc == 0)
         rc = rows_json(res, PQntuples(res), out, errbuf, errsz);
     PQclear(res);
@@ -300,6 +328,72 @@ int sl_api_run_queue(PGconn *c, const char *id, const char *trigger, char run_id
     }
     PQclear(res);
     return end_tx(c, rc, errbuf, errsz);
+}
+
+int sl_api_run_queue_keyed(PGconn *c, const char *id, const char *trigger, const char *key,
+                           char run_id[37], uint32_t *version, bool *found, char *errbuf,
+                           size_t errsz)
+{
+    *found = false;
+    if (!key)
+        return sl_api_run_queue(c, id, trigger, run_id, version, errbuf, errsz);
+    const char *p1[] = {id};
+    PGresult *res = NULL;
+    int rc = exec0(c, "begin queueing the run", "BEGIN", errbuf, errsz);
+    if (rc == 0)
+        rc = sl_pg_exec(c, "read the job",
+                        "SELECT current_version FROM sluice_jobs WHERE id = $1 FOR SHARE", 1, p1,
+                        &res, errbuf, errsz);
+    if (rc == 0 && PQntuples(res) != 1)
+        rc = sl_seterr(errbuf, errsz, SL_ERR_NOTFOUND, "no job is named '%s'", id);
+    if (rc == 0) {
+        sl_new_run_id(run_id);
+        const char *p2[] = {run_id, id, PQgetvalue(res, 0, 0), trigger, key};
+        PGresult *ins = NULL;
+        /* the unique index on (job_id, idempotency_key) decides between two
+         * requests of the same key at the same time: the second waits for
+         * the first's commit, then finds its run */
+        rc = sl_pg_exec(c, "record the run",
+                        "WITH ins AS (INSERT INTO sluice_runs (id, job_id, job_version, trigger, "
+                        "  status, idempotency_key) VALUES ($1, $2, $3::integer, $4, 'queued', $5) "
+                        "  ON CONFLICT (job_id, idempotency_key) "
+                        "  WHERE idempotency_key IS NOT NULL DO NOTHING "
+                        "  RETURNING id, job_version) "
+                        "SELECT id, job_version, true FROM ins UNION ALL "
+                        "SELECT id, job_version, false FROM sluice_runs "
+                        "WHERE job_id = $2 AND idempotency_key = $5",
+                        5, p2, &ins, errbuf, errsz);
+        if (rc == 0 && PQntuples(ins) < 1) {
+            /* the other request committed after this statement began: a
+             * new statement sees its run */
+            PQclear(ins);
+            ins = NULL;
+            const char *p3[] = {id, key};
+            rc = sl_pg_exec(c, "find the run",
+                            "SELECT id, job_version, false FROM sluice_runs "
+                            "WHERE job_id = $1 AND idempotency_key = $2",
+                            2, p3, &ins, errbuf, errsz);
+            if (rc == 0 && PQntuples(ins) < 1)
+                rc = sl_seterr(errbuf, errsz, SL_ERR_RETRY,
+                               "the run of idempotency key '%s' was being removed; try again", key);
+        }
+        if (rc == 0) {
+            snprintf(run_id, 37, "%s", PQgetvalue(ins, 0, 0));
+            *version = (uint32_t)strtoul(PQgetvalue(ins, 0, 1), NULL, 10);
+            *found = strcmp(PQgetvalue(ins, 0, 2), "t") != 0;
+        }
+        PQclear(ins);
+    }
+    PQclear(res);
+    return end_tx(c, rc, errbuf, errsz);
+}
+
+int sl_api_run_forget(PGconn *c, const char *run_id, char *errbuf, size_t errsz)
+{
+    const char *params[] = {run_id};
+    return sl_pg_exec(c, "remove the run",
+                      "DELETE FROM sluice_runs WHERE id = $1 AND status = 'queued'", 1, params,
+                      NULL, errbuf, errsz);
 }
 
 int sl_api_run_fail(PGconn *c, const char *run_id, const char *reason, char *errbuf, size_t errsz)

@@ -88,6 +88,15 @@ static const char *const migrations[] = {
      "END $$;"
      "CREATE TRIGGER sluice_jobs_resume_version BEFORE INSERT ON sluice_jobs "
      "  FOR EACH ROW EXECUTE FUNCTION sluice_jobs_resume_version();"),
+    /* 6: the trigger API (api_store.h): tokens that may only trigger runs,
+     * of some jobs, and the idempotency key a trigger gave its run */
+    ("ALTER TABLE sluice_api_tokens DROP CONSTRAINT sluice_api_tokens_role_check,"
+     "  ADD CONSTRAINT sluice_api_tokens_role_check"
+     "    CHECK (role IN ('admin', 'operator', 'viewer', 'trigger')),"
+     "  ADD COLUMN jobs text[];"
+     "ALTER TABLE sluice_runs ADD COLUMN idempotency_key text;"
+     "CREATE UNIQUE INDEX sluice_runs_idempotency ON sluice_runs (job_id, idempotency_key) "
+     "  WHERE idempotency_key IS NOT NULL;"),
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -168,9 +168,7 @@ static int write_body(struct sl_buf *b, bool html, const struct sl_run_summary *
     return sl_buf_putc(b, '\0');
 }
 
-/* Links each attribute whose mapping reads one column to that column, so
- * that the report highlights the cell the owner has to fix. */
-static void link_columns(struct sl_report_file *rf, const struct sl_job *job)
+void sl_run_report_link(struct sl_report_file *rf, const struct sl_job *job)
 {
     for (size_t i = 0; i < job->nattrs; i++) {
         size_t ref;
@@ -217,7 +215,7 @@ json_t *sl_run_report_send(const struct sl_job *job, const struct sl_run_summary
                                          : NULL;
         int rc = rf ? 0 : SL_ERR_IO;
         if (rf)
-            link_columns(rf, job);
+            sl_run_report_link(rf, job);
         for (json_t *row = NULL; rc == 0;) {
             if ((rc = rows->next(rows->ud, &row, err, sizeof(err))) != 0 || !row)
                 break;

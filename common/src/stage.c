@@ -18,6 +18,7 @@
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/stage.h"
+#include "sluice/state.h"
 
 /* A commit waits until every output sent so far is acknowledged: doing it
  * every 1000 messages stalls a busy stage, so it is done at most every
@@ -38,6 +39,26 @@ struct sl_emit_metrics {
     size_t n;
 };
 
+/* Live progress (state.h progress_add): the records of each run in and out
+ * of this stage, added to the store at most every PROGRESS_MS, so that
+ * GET /v1/runs/{id} shows a run moving through the stages. */
+#define PROGRESS_RUNS 16
+#define PROGRESS_MS   1000
+enum { P_RECORDS_IN, P_REJECTED_IN, P_RECORDS_OUT, P_REJECTED_OUT, P_N };
+static const char *const PROGRESS_NAMES[P_N] = {"records_in", "rejected_in", "records_out",
+                                                "rejected_out"};
+
+struct sl_progress {
+    struct sl_state *st;
+    const char *stage;
+    struct {
+        char run_id[128];
+        uint64_t n[P_N];
+    } runs[PROGRESS_RUNS];
+    size_t nruns, last;
+    int64_t flushed_ms;
+};
+
 struct sl_stage_runner {
     const struct sl_stage *stage;
     struct sl_bus *bus;
@@ -52,6 +73,7 @@ struct sl_stage_runner {
     struct sl_histogram *seconds;
     struct sl_counter *dead;
     struct sl_emit_metrics out;
+    struct sl_progress *progress;
     bool unflushed; /* processed messages whose outputs a failed flush holds */
     bool gone;      /* the stage state is destroyed */
 };
@@ -71,8 +93,64 @@ static struct sl_counter *out_counter(struct sl_emit_metrics *mx, const char *to
     return mx->out[mx->n++];
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Adds what was counted to the store and starts counting afresh. */
+static void progress_flush(struct sl_progress *p)
+{
+    p->flushed_ms = mono_ms();
+    for (size_t i = 0; i < p->nruns; i++) {
+        char names[P_N][96];
+        const char *fields[P_N];
+        uint64_t deltas[P_N];
+        size_t n = 0;
+        for (int k = 0; k < P_N; k++)
+            if (p->runs[i].n[k]) {
+                snprintf(names[n], sizeof(names[n]), "%s.%s", p->stage, PROGRESS_NAMES[k]);
+                fields[n] = names[n];
+                deltas[n++] = p->runs[i].n[k];
+            }
+        if (n)
+            p->st->ops->progress_add(p->st, p->runs[i].run_id, fields, deltas, n);
+    }
+    p->nruns = 0;
+    p->last = 0;
+}
+
+/* Counts one record (or rejection) of msg's run as what (P_*). */
+static void progress_count(struct sl_progress *p, const struct sl_msg *msg, int what)
+{
+    if (!p || !msg->run_id || (msg->kind != SL_MSG_RECORD && msg->kind != SL_MSG_REJECTION))
+        return;
+    if (msg->kind == SL_MSG_REJECTION)
+        what++; /* P_REJECTED_IN, P_REJECTED_OUT */
+    size_t i = p->last;
+    if (i >= p->nruns || strcmp(p->runs[i].run_id, msg->run_id)) {
+        for (i = 0; i < p->nruns && strcmp(p->runs[i].run_id, msg->run_id); i++)
+            ;
+        if (i == p->nruns) {
+            if (strlen(msg->run_id) >= sizeof(p->runs[0].run_id))
+                return;
+            if (p->nruns == PROGRESS_RUNS)
+                progress_flush(p);
+            i = p->nruns++;
+            snprintf(p->runs[i].run_id, sizeof(p->runs[i].run_id), "%s", msg->run_id);
+            memset(p->runs[i].n, 0, sizeof(p->runs[i].n));
+        }
+        p->last = i;
+    }
+    p->runs[i].n[what]++;
+}
+
 int sl_emit(struct sl_emitter *em, const char *topic, struct sl_msg *msg)
 {
+    if (em->progress) /* before the bus takes msg */
+        progress_count(em->progress, msg, P_RECORDS_OUT);
     int rc = sl_bus_send(em->bus, topic, msg);
     if (rc == 0 && em->metrics)
         sl_counter_add(out_counter(em->metrics, topic), 1);
@@ -124,6 +202,15 @@ struct sl_stage_runner *sl_stage_runner_new(const struct sl_stage *stage, struct
                                  "messages a stage could not process, sent to the dead-letter "
                                  "topic",
                                  labels);
+    if (env && env->st && env->st->ops->progress_add) {
+        if (!(r->progress = calloc(1, sizeof(*r->progress)))) {
+            sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        r->progress->st = env->st;
+        r->progress->stage = stage->name;
+        r->em.progress = r->progress;
+    }
     r->c = bus->ops->subscribe(bus, group ? group : stage->name, stage->inputs, n, errbuf, errsz);
     if (!r->c)
         goto fail;
@@ -135,13 +222,6 @@ struct sl_stage_runner *sl_stage_runner_new(const struct sl_stage *stage, struct
 fail:
     sl_stage_runner_destroy(r);
     return NULL;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sleep_ms(long ms)
@@ -196,6 +276,8 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             }
             flush_backoff = 100;
             idle_flushed = true;
+            if (r->progress && r->progress->nruns)
+                progress_flush(r->progress);
             if (rc == 0 && uncommitted) {
                 rc = r->bus->ops->commit(r->c);
                 uncommitted = 0;
@@ -242,6 +324,11 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             sl_counter_add(r->dead, 1);
             rc = 0;
         }
+        if (r->progress && rc == 0) {
+            progress_count(r->progress, msg, P_RECORDS_IN);
+            if (mono_ms() - r->progress->flushed_ms >= PROGRESS_MS)
+                progress_flush(r->progress);
+        }
         sl_msg_unref(msg);
         if (rc == SL_ERR_CLOSED)
             return 0;
@@ -273,6 +360,8 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
         r->unflushed = st->flush(r->state, &r->em) != 0;
     if (uncommitted && !r->unflushed)
         r->bus->ops->commit(r->c);
+    if (r->progress && r->progress->nruns)
+        progress_flush(r->progress);
     return 0;
 }
 
@@ -290,5 +379,6 @@ void sl_stage_runner_destroy(struct sl_stage_runner *r)
     r->gone = true; /* unsubscribing may revoke: the state is no more */
     if (r->c)
         r->bus->ops->unsubscribe(r->c);
+    free(r->progress);
     free(r);
 }

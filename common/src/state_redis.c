@@ -1087,6 +1087,109 @@ static int redis_end_run(struct sl_state *st, const char *run_id)
     return rc;
 }
 
+/* ---- live progress ------------------------------------------------------ */
+
+#define PROGRESS_FIELDS_MAX 16
+#define PROGRESS_TTL        "604800" /* 7 days */
+
+static void progress_key(const char *run_id, char *out, size_t n)
+{
+    snprintf(out, n, "sluice:run:%s:progress", run_id);
+}
+
+/* Runs the ncmd commands once on a pooled connection (or, when that one
+ * turns out stale, on a new one): no backoff, no wait for a Redis that is
+ * away (the caller can do without). */
+static int pipeline_try(struct state_redis *sr, const struct cmd *cmds, size_t ncmd,
+                        redisReply **rep)
+{
+    struct conn *cn = conn_get(sr);
+    if (!cn)
+        return SL_ERR_NOMEM;
+    char msg[512] = "";
+    bool ok = false, pooled = cn->c != NULL;
+    /* a pooled connection may be stale (Redis restarted): one new one */
+    for (int attempt = 0; !ok && attempt < (pooled ? 2 : 1); attempt++) {
+        if (!cn->c)
+            cn->c = conn_open(sr, msg, sizeof(msg));
+        ok = cn->c && pipeline_once(sr, cn->c, cmds, ncmd, rep, msg, sizeof(msg));
+        if (!ok && cn->c) {
+            redisFree(cn->c);
+            cn->c = NULL;
+        }
+    }
+    conn_put(sr, cn);
+    if (!ok)
+        sl_debug("state", "%s", msg);
+    return ok ? 0 : SL_ERR_RETRY;
+}
+
+static int redis_progress_add(struct sl_state *st, const char *run_id, const char *const *fields,
+                              const uint64_t *deltas, size_t n)
+{
+    struct state_redis *sr = (struct state_redis *)st;
+    if (!run_id || strlen(run_id) > RUN_ID_MAX || n > PROGRESS_FIELDS_MAX)
+        return SL_ERR_INVALID;
+    char key[RUN_ID_MAX + 32], num[PROGRESS_FIELDS_MAX][24], now[24];
+    progress_key(run_id, key, sizeof(key));
+    const char *argv[PROGRESS_FIELDS_MAX + 2][4];
+    struct cmd cmds[PROGRESS_FIELDS_MAX + 2];
+    size_t nc = 0;
+    for (size_t i = 0; i < n; i++) {
+        num[i][u64_dec(deltas[i], num[i])] = '\0';
+        argv[nc][0] = "HINCRBY", argv[nc][1] = key, argv[nc][2] = fields[i], argv[nc][3] = num[i];
+        cmds[nc] = (struct cmd){4, argv[nc], NULL};
+        nc++;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now[u64_dec((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, now)] = '\0';
+    argv[nc][0] = "HSET", argv[nc][1] = key, argv[nc][2] = "updated_ms", argv[nc][3] = now;
+    cmds[nc] = (struct cmd){4, argv[nc], NULL};
+    nc++;
+    argv[nc][0] = "EXPIRE", argv[nc][1] = key, argv[nc][2] = PROGRESS_TTL;
+    cmds[nc] = (struct cmd){3, argv[nc], NULL};
+    nc++;
+    redisReply *rep[PROGRESS_FIELDS_MAX + 2];
+    int rc = pipeline_try(sr, cmds, nc, rep);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < nc; i++)
+        if (rep[i]->type == REDIS_REPLY_ERROR && rc == 0) {
+            sl_warn("state", "could not count the progress of run %s in redis at %s: %s", run_id,
+                    sr->where, rep[i]->str);
+            rc = SL_ERR_FATAL;
+        }
+    free_replies(rep, nc);
+    return rc;
+}
+
+static int redis_progress_get(struct sl_state *st, const char *run_id,
+                              void (*fn)(const char *field, uint64_t value, void *arg), void *arg)
+{
+    struct state_redis *sr = (struct state_redis *)st;
+    if (!run_id || strlen(run_id) > RUN_ID_MAX)
+        return 0;
+    char key[RUN_ID_MAX + 32];
+    progress_key(run_id, key, sizeof(key));
+    const char *argv[2] = {"HGETALL", key};
+    struct cmd cmd = {2, argv, NULL};
+    redisReply *r = NULL;
+    int rc = pipeline_try(sr, &cmd, 1, &r);
+    if (rc)
+        return rc;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+            if (r->element[i]->type == REDIS_REPLY_STRING &&
+                r->element[i + 1]->type == REDIS_REPLY_STRING)
+                fn(r->element[i]->str, strtoull(r->element[i + 1]->str, NULL, 10), arg);
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        rc = SL_ERR_FATAL;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 /* ---- source validators -------------------------------------------------- */
 
 static const char *const VALIDATOR_FIELDS[5] = {"url_sha256", "etag", "last_modified", "sha256",
@@ -1217,6 +1320,8 @@ static const struct sl_state_ops redis_ops = {
     .seen_keys_answer = redis_seen_keys_answer,
     .get_validators = redis_get_validators,
     .set_validators = redis_set_validators,
+    .progress_add = redis_progress_add,
+    .progress_get = redis_progress_get,
 };
 
 /* A state store in Redis at url (NULL: SLUICE_REDIS_URL, else

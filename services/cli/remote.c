@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -39,9 +40,15 @@ static const char jobs_usage[] =
     "  enable JOB | disable JOB     whether the scheduler fires the job\n"
     "  delete JOB                   delete the job and its versions (its runs stay)\n"
     "  run JOB [--force]            run the job now; prints the run's id\n"
+    "  trigger JOB [--key KEY] [--force]\n"
+    "                               the trigger API (an upstream's export is done): a\n"
+    "                               run once per KEY; prints the run's id\n"
     "\n"
     "  sluice runs --server URL JOB [--status S] [--limit N] [--json]   a job's runs\n"
     "  sluice runs --server URL show RUN [--json]                       one run\n"
+    "  sluice runs --server URL source RUN [--out FILE]                 the file it read\n"
+    "  sluice runs --server URL report RUN [--format xlsx|csv] [--out FILE]\n"
+    "                                                                   its error report\n"
     "\n"
     "Options: --server URL (else SLUICE_SERVER), --token-file FILE (else SLUICE_TOKEN).\n"
     "Exit status: 0 ok, 1 failed, 2 invalid command line or job.\n";
@@ -54,7 +61,8 @@ struct remote {
     char *token;         /* owned; wiped before it is freed */
     char token_src[512]; /* where the token came from, for messages */
     CURL *curl;
-    bool global; /* curl_global_init was called */
+    bool global;    /* curl_global_init was called */
+    FILE *download; /* set: a 200's body is written here (call()) */
 };
 
 /* One answer of the gateway: the status and the body (owned). */
@@ -63,6 +71,9 @@ struct answer {
     char *body;
     size_t len;
     json_t *json; /* the body parsed, NULL when it is not JSON */
+    FILE *out;    /* a download: a 200's body goes here, not into body */
+    CURL *curl;
+    bool write_failed;
 };
 
 static void answer_cleanup(struct answer *a)
@@ -184,6 +195,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     struct answer *a = ud;
     size_t n = size * nmemb;
+    long status = 0;
+    if (a->out && curl_easy_getinfo(a->curl, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+        status == 200) {
+        if (fwrite(data, 1, n, a->out) != n) {
+            a->write_failed = true;
+            return 0;
+        }
+        return n;
+    }
     if (a->len + n > MAX_ANSWER)
         return 0;
     char *p = realloc(a->body, a->len + n + 1);
@@ -209,7 +229,10 @@ static char *seg(struct remote *rm, const char *s)
 static int call(struct remote *rm, const char *method, const char *path, const char *body,
                 size_t blen, struct answer *a)
 {
+    FILE *out = rm->download;
     memset(a, 0, sizeof(*a));
+    a->out = out;
+    a->curl = rm->curl;
     size_t ulen = strlen(rm->server) + strlen(path) + 1;
     char *url = malloc(ulen);
     char *auth = malloc(strlen(rm->token) + 32);
@@ -237,7 +260,12 @@ static int call(struct remote *rm, const char *method, const char *path, const c
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* the token goes to this server only */
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    if (out) { /* a download takes as long as it takes, while it moves */
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 120L);
+    } else {
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "sluice-cli");
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
@@ -255,6 +283,11 @@ static int call(struct remote *rm, const char *method, const char *path, const c
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, NULL);
     }
     CURLcode cc = curl_easy_perform(c);
+    if (cc == CURLE_WRITE_ERROR && a->write_failed) {
+        fprintf(stderr, "sluice: %s: cannot write the download: %s\n", rm->cmd, strerror(errno));
+        answer_cleanup(a);
+        goto out;
+    }
     if (cc != CURLE_OK) {
         bool unreachable = cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
                            cc == CURLE_COULDNT_RESOLVE_PROXY || cc == CURLE_SSL_CONNECT_ERROR ||
@@ -318,7 +351,7 @@ static int request(struct remote *rm, const char *method, const char *path, cons
     if (rc)
         return rc;
     if (a->status == ok1 || (ok2 && a->status == ok2)) {
-        if (a->status != 204 && !json_is_object(a->json)) {
+        if (a->status != 204 && !a->out && !json_is_object(a->json)) {
             fprintf(stderr, "sluice: %s: the server at %s answered HTTP %ld with no JSON object\n",
                     rm->cmd, rm->server, a->status);
             return EXIT_FAILED;
@@ -373,7 +406,7 @@ static void print_json(json_t *v)
 /* ---- options ------------------------------------------------------------- */
 
 struct opts {
-    const char *server, *token_file, *version, *status, *limit;
+    const char *server, *token_file, *version, *status, *limit, *key, *format, *out;
     bool json, force;
     char *pos[3]; /* the positional arguments */
     int npos;
@@ -387,6 +420,9 @@ enum {
     OPT_FORCE,
     OPT_STATUS,
     OPT_LIMIT,
+    OPT_KEY,
+    OPT_FORMAT,
+    OPT_OUT,
     OPT_HELP,
 };
 
@@ -398,6 +434,9 @@ static const struct option long_opts[] = {
     {"force", no_argument, NULL, OPT_FORCE},
     {"status", required_argument, NULL, OPT_STATUS},
     {"limit", required_argument, NULL, OPT_LIMIT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"out", required_argument, NULL, OPT_OUT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -432,6 +471,15 @@ static int parse_opts(int argc, char **argv, const char *cmd, struct opts *o)
         case OPT_LIMIT:
             o->limit = optarg;
             break;
+        case OPT_KEY:
+            o->key = optarg;
+            break;
+        case OPT_FORMAT:
+            o->format = optarg;
+            break;
+        case OPT_OUT:
+            o->out = optarg;
+            break;
         case OPT_HELP:
             fputs(jobs_usage, stdout);
             return -1;
@@ -458,16 +506,22 @@ static bool positive(const char *s, long max)
     return s[0] && !*end && !errno && v >= 1 && v <= max && isdigit((unsigned char)s[0]);
 }
 
+/* Options only some subcommands take (only()'s allowed). */
+enum { O_KEY = 1, O_FORMAT = 2, O_OUT = 4 };
+
 /* Refuses the options that subcommand does not take; 0 or EXIT_INVALID. */
 static int only(const char *what, const struct opts *o, bool json, bool version, bool force,
-                bool filters)
+                bool filters, int allowed)
 {
-    const char *bad = (!json && o->json)         ? "--json"
-                      : (!version && o->version) ? "--version"
-                      : (!force && o->force)     ? "--force"
-                      : (!filters && o->status)  ? "--status"
-                      : (!filters && o->limit)   ? "--limit"
-                                                 : NULL;
+    const char *bad = (!json && o->json)                     ? "--json"
+                      : (!version && o->version)             ? "--version"
+                      : (!force && o->force)                 ? "--force"
+                      : (!filters && o->status)              ? "--status"
+                      : (!filters && o->limit)               ? "--limit"
+                      : (!(allowed & O_KEY) && o->key)       ? "--key"
+                      : (!(allowed & O_FORMAT) && o->format) ? "--format"
+                      : (!(allowed & O_OUT) && o->out)       ? "--out"
+                                                             : NULL;
     if (bad) {
         fprintf(stderr, "sluice: %s does not take %s\nTry 'sluice jobs --help'.\n", what, bad);
         return EXIT_INVALID;
@@ -595,6 +649,37 @@ static int jobs_run(struct remote *rm, const struct opts *o, const char *id)
     return rc;
 }
 
+static int jobs_trigger(struct remote *rm, const struct opts *o, const char *id)
+{
+    char *sid = seg(rm, id);
+    char path[1024];
+    snprintf(path, sizeof(path), "/v1/jobs/%s/trigger", sid ? sid : "");
+    curl_free(sid);
+    json_t *b = json_object();
+    if (o->key)
+        json_object_set_new(b, "idempotency_key", json_string(o->key));
+    if (o->force)
+        json_object_set_new(b, "force", json_true());
+    char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    if (!body) {
+        fprintf(stderr, "sluice: jobs trigger: out of memory (or --key is not UTF-8)\n");
+        return EXIT_FAILED;
+    }
+    struct answer a;
+    int rc = request(rm, "POST", path, body, strlen(body), 202, 200, &a);
+    free(body);
+    if (rc == 0 && o->json)
+        print_json(a.json);
+    else if (rc == 0 && a.status == 200)
+        printf("%s (started before with this key: %s)\n", str_or(a.json, "run_id", "?"),
+               str_or(a.json, "status", "?"));
+    else if (rc == 0)
+        printf("%s\n", str_or(a.json, "run_id", "?"));
+    answer_cleanup(&a);
+    return rc;
+}
+
 int sl_cmd_jobs(int argc, char **argv)
 {
     struct opts o = {0};
@@ -604,10 +689,10 @@ int sl_cmd_jobs(int argc, char **argv)
     if (o.npos == 0)
         return usage_error("jobs", "%s",
                            "missing the subcommand (list, get, put, enable, "
-                           "disable, delete, run)");
+                           "disable, delete, run, trigger)");
     const char *sub = o.pos[0];
-    static const char *const subs[] = {"list",    "get",    "put", "enable",
-                                       "disable", "delete", "run", NULL};
+    static const char *const subs[] = {"list",   "get", "put",     "enable", "disable",
+                                       "delete", "run", "trigger", NULL};
     int k = 0;
     while (subs[k] && strcmp(subs[k], sub))
         k++;
@@ -620,8 +705,10 @@ int sl_cmd_jobs(int argc, char **argv)
         return usage_error("jobs", "unexpected argument '%s'", o.pos[want]);
     char what[32];
     snprintf(what, sizeof(what), "jobs %s", sub);
-    bool is_get = !strcmp(sub, "get"), is_run = !strcmp(sub, "run");
-    if ((rc = only(what, &o, !strcmp(sub, "list") || is_get || is_run, is_get, is_run, false)))
+    bool is_get = !strcmp(sub, "get"), is_run = !strcmp(sub, "run"),
+         is_trigger = !strcmp(sub, "trigger");
+    if ((rc = only(what, &o, !strcmp(sub, "list") || is_get || is_run || is_trigger, is_get,
+                   is_run || is_trigger, false, is_trigger ? O_KEY : 0)))
         return rc;
     struct remote rm = {0};
     if ((rc = remote_init(&rm, "jobs", o.server, o.token_file))) {
@@ -636,6 +723,8 @@ int sl_cmd_jobs(int argc, char **argv)
         rc = jobs_put(&rm, o.pos[1]);
     else if (is_run)
         rc = jobs_run(&rm, &o, o.pos[1]);
+    else if (is_trigger)
+        rc = jobs_trigger(&rm, &o, o.pos[1]);
     else
         rc = jobs_action(&rm, sub, o.pos[1]);
     remote_cleanup(&rm);
@@ -695,6 +784,29 @@ static int runs_show(struct remote *rm, const struct opts *o, const char *run_id
         json_array_foreach(um, i, col) printf("%s %s", i ? "," : "", json_string_value(col));
         printf("\n");
     }
+    json_t *stages = json_object_get(json_object_get(r, "progress"), "stages");
+    if (json_object_size(stages)) {
+        /* in pipeline order, then any other stage */
+        static const char *const order[] = {"parser", "mapper", "validator", "publisher", NULL};
+        printf("progress: (live, %s)\n",
+               str_or(json_object_get(r, "progress"), "updated_at", "not stamped"));
+        for (int pass = 0; pass < 2; pass++) {
+            const char *name;
+            json_t *st;
+            json_object_foreach(stages, name, st)
+            {
+                int k = 0;
+                while (order[k] && strcmp(order[k], name))
+                    k++;
+                if ((pass == 0) != (order[k] != NULL))
+                    continue;
+                char in[32], rin[32], out[32], rout[32];
+                printf("  %-10s in %s (+%s rejected), out %s, rejected %s\n", name,
+                       num(st, "records_in", in), num(st, "rejected_in", rin),
+                       num(st, "records_out", out), num(st, "rejected_out", rout));
+            }
+        }
+    }
     json_t *rep = json_object_get(r, "report");
     if (json_is_object(rep)) {
         const char *file = str_or(rep, "file", NULL), *why = str_or(rep, "error", NULL);
@@ -709,28 +821,48 @@ static int runs_show(struct remote *rm, const struct opts *o, const char *run_id
     return 0;
 }
 
+/* The newest --limit runs (default 50, up to 100000): page after page of
+ * the gateway's (1000 at most each), following next_cursor. */
 static int runs_list(struct remote *rm, const struct opts *o, const char *job)
 {
     const char *limit = o->limit ? o->limit : "50";
-    if (!positive(limit, 1000))
-        return usage_error(rm->cmd, "--limit '%s' is not a number from 1 to 1000", limit);
+    if (!positive(limit, 100000))
+        return usage_error(rm->cmd, "--limit '%s' is not a number from 1 to 100000", limit);
+    long want = strtol(limit, NULL, 10);
     char *sid = seg(rm, job);
     char *sst = o->status ? seg(rm, o->status) : NULL;
-    char path[1024];
-    snprintf(path, sizeof(path), "/v1/jobs/%s/runs?limit=%s%s%s", sid ? sid : "", limit,
-             sst ? "&status=" : "", sst ? sst : "");
+    json_t *items = json_array();
+    char *cursor = NULL;
+    int rc = items ? 0 : EXIT_FAILED;
+    while (rc == 0 && (long)json_array_size(items) < want) {
+        long page = want - (long)json_array_size(items);
+        char path[2048];
+        char *cur = cursor ? seg(rm, cursor) : NULL;
+        snprintf(path, sizeof(path), "/v1/jobs/%s/runs?limit=%ld%s%s%s%s", sid ? sid : "",
+                 page > 1000 ? 1000 : page, sst ? "&status=" : "", sst ? sst : "",
+                 cur ? "&cursor=" : "", cur ? cur : "");
+        curl_free(cur);
+        struct answer a;
+        if ((rc = request(rm, "GET", path, NULL, 0, 200, 0, &a)) == 0) {
+            json_array_extend(items, json_object_get(a.json, "items"));
+            const char *next = json_string_value(json_object_get(a.json, "next_cursor"));
+            free(cursor);
+            cursor = next ? strdup(next) : NULL;
+        }
+        answer_cleanup(&a);
+        if (!cursor)
+            break;
+    }
+    free(cursor);
     curl_free(sid);
     curl_free(sst);
-    struct answer a;
-    int rc = request(rm, "GET", path, NULL, 0, 200, 0, &a);
     if (rc) {
-        answer_cleanup(&a);
+        json_decref(items);
         return rc;
     }
-    json_t *items = json_object_get(a.json, "items");
     if (o->json) {
         print_json(items);
-        answer_cleanup(&a);
+        json_decref(items);
         return 0;
     }
     printf("%-36s  %-20s %3s  %-21s  %-20s %9s %9s %9s  %s\n", "RUN", "JOB", "V", "STATUS",
@@ -746,8 +878,61 @@ static int runs_list(struct remote *rm, const struct opts *o, const char *job)
                short_time(r, "started_at", t), num(c, "read", rd), num(c, "published", pb),
                num(c, "rejected", rj), str_or(r, "reason", ""));
     }
-    answer_cleanup(&a);
+    json_decref(items);
     return 0;
+}
+
+/* source and report: the download of a run, to --out FILE or stdout. */
+static int runs_download(struct remote *rm, const struct opts *o, const char *what,
+                         const char *run_id)
+{
+    bool report = !strcmp(what, "report");
+    if (o->format && strcmp(o->format, "xlsx") && strcmp(o->format, "csv"))
+        return usage_error(rm->cmd, "--format '%s' is not xlsx or csv", o->format);
+    bool to_stdout = !o->out || !strcmp(o->out, "-");
+    if (to_stdout && report && (!o->format || !strcmp(o->format, "xlsx")) && isatty(1)) {
+        fprintf(stderr, "sluice: runs report: the XLSX report is binary: give --out FILE (or "
+                        "--format csv)\n");
+        return EXIT_INVALID;
+    }
+    char *sid = seg(rm, run_id);
+    char path[1024];
+    snprintf(path, sizeof(path), "/v1/runs/%s/%s%s%s", sid ? sid : "", what,
+             report && o->format ? "?format=" : "", report && o->format ? o->format : "");
+    curl_free(sid);
+    /* written to a temporary file beside --out, renamed once complete */
+    char tmp[4096] = "";
+    FILE *f = stdout;
+    if (!to_stdout) {
+        snprintf(tmp, sizeof(tmp), "%s.part", o->out);
+        if (!(f = fopen(tmp, "wb"))) {
+            fprintf(stderr, "sluice: runs %s: cannot write %s: %s\n", what, tmp, strerror(errno));
+            return EXIT_FAILED;
+        }
+    }
+    struct answer a;
+    rm->download = f;
+    int rc = request(rm, "GET", path, NULL, 0, 200, 0, &a);
+    rm->download = NULL;
+    if (rc == 0 && fflush(f)) {
+        fprintf(stderr, "sluice: runs %s: cannot write %s: %s\n", what,
+                to_stdout ? "the output" : tmp, strerror(errno));
+        rc = EXIT_FAILED;
+    }
+    if (!to_stdout) {
+        if (fclose(f) && rc == 0) {
+            fprintf(stderr, "sluice: runs %s: cannot write %s: %s\n", what, tmp, strerror(errno));
+            rc = EXIT_FAILED;
+        }
+        if (rc == 0 && rename(tmp, o->out)) {
+            fprintf(stderr, "sluice: runs %s: cannot rename %s: %s\n", what, tmp, strerror(errno));
+            rc = EXIT_FAILED;
+        }
+        if (rc)
+            unlink(tmp);
+    }
+    answer_cleanup(&a);
+    return rc;
 }
 
 int sl_cmd_runs_remote(int argc, char **argv)
@@ -757,21 +942,32 @@ int sl_cmd_runs_remote(int argc, char **argv)
     if (rc)
         return rc < 0 ? 0 : rc;
     bool show = o.npos == 2 && !strcmp(o.pos[0], "show");
+    bool source = o.npos == 2 && !strcmp(o.pos[0], "source");
+    bool report = o.npos == 2 && !strcmp(o.pos[0], "report");
     if (o.npos == 0) {
         fprintf(stderr, "sluice: runs --server: name the job (sluice runs --server URL JOB): "
                         "the gateway lists runs by job only\nTry 'sluice jobs --help'.\n");
         return EXIT_INVALID;
     }
-    if (o.npos > 1 && !show)
+    if (o.npos > 1 && !show && !source && !report)
         return usage_error("runs", "unexpected argument '%s'", o.pos[o.npos - 1]);
-    if ((rc = only(show ? "runs show" : "runs", &o, true, false, false, !show)))
+    const char *what = show     ? "runs show"
+                       : source ? "runs source"
+                       : report ? "runs report"
+                                : "runs";
+    if ((rc = only(what, &o, !source && !report, false, false, !show && !source && !report,
+                   source   ? O_OUT
+                   : report ? O_OUT | O_FORMAT
+                            : 0)))
         return rc;
     struct remote rm = {0};
     if ((rc = remote_init(&rm, "runs", o.server, o.token_file))) {
         remote_cleanup(&rm);
         return rc;
     }
-    rc = show ? runs_show(&rm, &o, o.pos[1]) : runs_list(&rm, &o, o.pos[0]);
+    rc = show               ? runs_show(&rm, &o, o.pos[1])
+         : source || report ? runs_download(&rm, &o, o.pos[0], o.pos[1])
+                            : runs_list(&rm, &o, o.pos[0]);
     remote_cleanup(&rm);
     return rc;
 }

@@ -15,6 +15,9 @@
  * shared between threads); run-now tickets go through one Kafka bus.
  */
 #include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -24,7 +27,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -41,6 +46,8 @@
 #include "sluice/metrics.h"
 #include "sluice/msg.h"
 #include "sluice/pg.h"
+#include "sluice/report.h"
+#include "sluice/run_report.h"
 #include "sluice/state.h"
 #include "sluice/util.h"
 
@@ -71,6 +78,10 @@ struct sl_gateway {
     rd_kafka_t *probe;
 
     struct sl_webhook *webhook; /* POST /v1/jobs/{id}/webhook (webhook.c) */
+
+    char *blob_dir;        /* GET /v1/runs/{id}/source; NULL: none */
+    pthread_mutex_t st_mu; /* the Redis of live progress, made on first use */
+    struct sl_state *st;
 };
 
 enum route {
@@ -87,7 +98,10 @@ enum route {
     R_JOB_RUNS,
     R_RUN,
     R_RUN_REJECTED,
+    R_RUN_SOURCE,
+    R_RUN_REPORT,
     R_JOB_WEBHOOK,
+    R_JOB_TRIGGER,
 };
 
 /* One request, from its headers to its log line. */
@@ -350,7 +364,11 @@ static enum route match_route(const char *path, char arg[ID_MAX])
     if (!strcmp(s[1], "tokens"))
         return n == 2 ? R_TOKENS : n == 3 ? R_TOKEN : R_NONE;
     if (!strcmp(s[1], "runs"))
-        return n == 3 ? R_RUN : n == 4 && !strcmp(s[3], "rejected") ? R_RUN_REJECTED : R_NONE;
+        return n == 3                                ? R_RUN
+               : n == 4 && !strcmp(s[3], "rejected") ? R_RUN_REJECTED
+               : n == 4 && !strcmp(s[3], "source")   ? R_RUN_SOURCE
+               : n == 4 && !strcmp(s[3], "report")   ? R_RUN_REPORT
+                                                     : R_NONE;
     if (strcmp(s[1], "jobs"))
         return R_NONE;
     if (n == 2)
@@ -369,6 +387,8 @@ static enum route match_route(const char *path, char arg[ID_MAX])
         return R_JOB_RUNS;
     if (!strcmp(s[3], "webhook"))
         return R_JOB_WEBHOOK;
+    if (!strcmp(s[3], "trigger"))
+        return R_JOB_TRIGGER;
     return R_NONE;
 }
 
@@ -423,8 +443,14 @@ static bool route_needs(const struct sl_gateway *gw, enum route r, const char *m
         return get || post;
     case R_RUN:
     case R_RUN_REJECTED:
+    case R_RUN_SOURCE:
+    case R_RUN_REPORT:
         *allow = "GET";
         return get;
+    case R_JOB_TRIGGER:
+        *role = SL_ROLE_TRIGGER;
+        *allow = "POST";
+        return post;
     case R_JOB_WEBHOOK: /* authenticated by its signature (webhook.c) */
         *role = SL_ROLE_NONE;
         *allow = "POST";
@@ -471,10 +497,17 @@ static bool authorize(struct sl_gateway *gw, struct MHD_Connection *conn, struct
         reply_error(conn, rq, 401, "unauthorized", NULL, "the bearer token is not valid");
         return false;
     }
-    if (rq->role < need) {
+    /* a trigger token may trigger and nothing else; operator and admin may
+     * trigger too */
+    bool ok = need == SL_ROLE_TRIGGER
+                  ? rq->role == SL_ROLE_TRIGGER || rq->role == SL_ROLE_OPERATOR ||
+                        rq->role == SL_ROLE_ADMIN
+                  : rq->role != SL_ROLE_TRIGGER && rq->role >= need;
+    if (!ok) {
         reply_error(conn, rq, 403, "forbidden", NULL,
                     "this request needs the role %s; the token '%s' has the role %s",
-                    sl_api_role_name(need), rq->who, sl_api_role_name(rq->role));
+                    need == SL_ROLE_TRIGGER ? "trigger, operator or admin" : sl_api_role_name(need),
+                    rq->who, sl_api_role_name(rq->role));
         return false;
     }
     return true;
@@ -706,11 +739,34 @@ static bool token_name_ok(const char *name)
     return true;
 }
 
-/* POST /v1/tokens {"name","role"}: the new token, shown once. */
+/* A token's "jobs": absent (NULL, every job) or an array of 1 to 1000 job
+ * ids; false after answering 400. */
+static bool token_jobs(struct MHD_Connection *conn, struct req *rq, json_t *jobs, bool trigger)
+{
+    if (!jobs)
+        return true;
+    if (!trigger) {
+        reply_error(conn, rq, 400, "invalid_request", "jobs",
+                    "jobs: only a token of the role trigger is limited to some jobs");
+        return false;
+    }
+    size_t n = json_array_size(jobs);
+    bool ok = json_is_array(jobs) && n >= 1 && n <= 1000;
+    for (size_t i = 0; ok && i < n; i++) {
+        const char *id = json_string_value(json_array_get(jobs, i));
+        ok = id && plain_name(id, 128);
+    }
+    if (!ok)
+        reply_error(conn, rq, 400, "invalid_request", "jobs",
+                    "jobs: must be an array of 1 to 1000 job ids");
+    return ok;
+}
+
+/* POST /v1/tokens {"name","role","jobs"}: the new token, shown once. */
 static enum MHD_Result h_token_create(struct sl_gateway *gw, struct MHD_Connection *conn,
                                       struct req *rq)
 {
-    static const char *const fields[] = {"name", "role", NULL};
+    static const char *const fields[] = {"name", "role", "jobs", NULL};
     json_t *o = body_object(conn, rq, false);
     if (!o || !only_fields(conn, rq, o, fields)) {
         json_decref(o);
@@ -726,7 +782,9 @@ static enum MHD_Result h_token_create(struct sl_gateway *gw, struct MHD_Connecti
                         "with a letter");
     } else if (role == SL_ROLE_NONE) {
         r = reply_error(conn, rq, 400, "invalid_request", "role",
-                        "role: must be one of admin, operator, viewer");
+                        "role: must be one of admin, operator, viewer, trigger");
+    } else if (!token_jobs(conn, rq, json_object_get(o, "jobs"), role == SL_ROLE_TRIGGER)) {
+        r = MHD_YES;
     } else {
         unsigned char raw[32];
         char token[64], secret[48], sha[65], err[512] = "";
@@ -738,7 +796,9 @@ static enum MHD_Result h_token_create(struct sl_gateway *gw, struct MHD_Connecti
         snprintf(token, sizeof(token), "sl_%s", secret);
         sl_api_token_hash(token, sha);
         PGconn *c = pool_get(gw, err, sizeof(err));
-        int rc = c ? sl_api_token_put(c, name, role, sha, false, err, sizeof(err)) : SL_ERR_RETRY;
+        json_t *jobs = json_object_get(o, "jobs");
+        int rc =
+            c ? sl_api_token_put(c, name, role, sha, jobs, false, err, sizeof(err)) : SL_ERR_RETRY;
         pool_put(gw, c);
         if (rc)
             r = reply_store_error(conn, rq, rc, err, "token_exists");
@@ -746,8 +806,8 @@ static enum MHD_Result h_token_create(struct sl_gateway *gw, struct MHD_Connecti
             sl_info(COMP, "request %s: token '%s' (%s) created", rq->rid, name,
                     sl_api_role_name(role));
             r = reply(conn, rq, 201,
-                      json_pack("{s:s,s:s,s:s}", "name", name, "role", sl_api_role_name(role),
-                                "token", token),
+                      json_pack("{s:s,s:s,s:O?,s:s}", "name", name, "role", sl_api_role_name(role),
+                                "jobs", jobs, "token", token),
                       NULL);
         }
         OPENSSL_cleanse(raw, sizeof(raw));
@@ -1009,13 +1069,14 @@ static enum MHD_Result h_job_delete(struct sl_gateway *gw, struct MHD_Connection
 
 /* Sends run_id's ticket and waits for Kafka's acknowledgement. 0 or an sl_err. */
 static int send_ticket(struct sl_gateway *gw, const char *run_id, const char *job_id,
-                       uint32_t version, bool force, char *errbuf, size_t errsz)
+                       uint32_t version, bool force, const char *trigger, char *errbuf,
+                       size_t errsz)
 {
     struct sl_msg *t = sl_msg_new(SL_MSG_TICKET, run_id, job_id, version);
     if (!t)
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
     t->u.ticket.ticket_id = t->run_id;
-    t->u.ticket.trigger = "api";
+    t->u.ticket.trigger = trigger;
     t->u.ticket.force = force;
     t->u.ticket.scheduled_at = sl_now_us();
     t->key = t->job_id;
@@ -1070,7 +1131,7 @@ static enum MHD_Result h_run_now(struct sl_gateway *gw, struct MHD_Connection *c
         pool_put(gw, c);
         return reply_store_error(conn, rq, rc, err, "conflict");
     }
-    rc = send_ticket(gw, run_id, rq->arg, version, force, err, sizeof(err));
+    rc = send_ticket(gw, run_id, rq->arg, version, force, "api", err, sizeof(err));
     if (rc) {
         char e2[512];
         if (sl_api_run_fail(c, run_id, err, e2, sizeof(e2)))
@@ -1153,6 +1214,8 @@ static enum MHD_Result h_runs_list(struct sl_gateway *gw, struct MHD_Connection 
                  NULL);
 }
 
+static void add_progress(struct sl_gateway *gw, json_t *run);
+
 static enum MHD_Result h_run_get(struct sl_gateway *gw, struct MHD_Connection *conn, struct req *rq)
 {
     char err[512] = "";
@@ -1162,6 +1225,7 @@ static enum MHD_Result h_run_get(struct sl_gateway *gw, struct MHD_Connection *c
     pool_put(gw, c);
     if (rc)
         return reply_store_error(conn, rq, rc, err, "conflict");
+    add_progress(gw, run);
     return reply(conn, rq, 200, run, NULL);
 }
 
@@ -1346,6 +1410,476 @@ static enum MHD_Result h_run_rejected(struct sl_gateway *gw, struct MHD_Connecti
     return queue(conn, rq, 200, resp);
 }
 
+/* ---- the trigger API ------------------------------------------------------ */
+
+/* An idempotency key: 1 to 200 printable ASCII characters. */
+static bool key_ok(const char *k)
+{
+    size_t n = k ? strlen(k) : 0;
+    if (n < 1 || n > 200)
+        return false;
+    for (const char *p = k; *p; p++)
+        if (*p < 0x21 || *p > 0x7e)
+            return false;
+    return true;
+}
+
+/* POST /v1/jobs/{id}/trigger {"idempotency_key","force"}: an upstream
+ * system says its export is done. A run like run now's (trigger "trigger";
+ * skip_unchanged applies unless force), at most one per idempotency key
+ * (the Idempotency-Key header or the body's): the same key again answers
+ * 200 with the first run. A trigger token may trigger the jobs it lists. */
+static enum MHD_Result h_trigger(struct sl_gateway *gw, struct MHD_Connection *conn, struct req *rq)
+{
+    static const char *const fields[] = {"idempotency_key", "force", NULL};
+    json_t *o = body_object(conn, rq, true);
+    if (!o || !only_fields(conn, rq, o, fields)) {
+        json_decref(o);
+        return rq->answered ? MHD_YES : MHD_NO;
+    }
+    json_t *f = json_object_get(o, "force"), *k = json_object_get(o, "idempotency_key");
+    const char *hkey = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+    char key[256] = "";
+    enum MHD_Result r = MHD_YES;
+    bool force = json_is_true(f);
+    if (f && !json_is_boolean(f)) {
+        r = reply_error(conn, rq, 400, "invalid_request", "force", "force: must be true or false");
+        goto out;
+    }
+    if (k && !key_ok(json_string_value(k))) {
+        r = reply_error(conn, rq, 400, "invalid_request", "idempotency_key",
+                        "idempotency_key: must be 1 to 200 printable ASCII characters");
+        goto out;
+    }
+    if (hkey && !key_ok(hkey)) {
+        r = reply_error(conn, rq, 400, "invalid_request", "Idempotency-Key",
+                        "the Idempotency-Key header must be 1 to 200 printable ASCII characters");
+        goto out;
+    }
+    if (k && hkey && strcmp(hkey, json_string_value(k))) {
+        r = reply_error(conn, rq, 400, "invalid_request", "idempotency_key",
+                        "idempotency_key and the Idempotency-Key header differ");
+        goto out;
+    }
+    snprintf(key, sizeof(key), "%s", hkey ? hkey : k ? json_string_value(k) : "");
+
+    char err[1024] = "", run_id[37], loc[128];
+    uint32_t version = 0;
+    bool found = false, covered = true;
+    PGconn *c = pool_get(gw, err, sizeof(err));
+    int rc = c ? 0 : SL_ERR_RETRY;
+    if (rc == 0 && rq->role == SL_ROLE_TRIGGER)
+        rc = sl_api_token_covers(c, rq->who, rq->arg, &covered, err, sizeof(err));
+    if (rc == 0 && !covered) {
+        pool_put(gw, c);
+        r = reply_error(conn, rq, 403, "forbidden", NULL,
+                        "the token '%s' may not trigger job %s (not among its jobs)", rq->who,
+                        rq->arg);
+        goto out;
+    }
+    if (rc == 0)
+        rc = sl_api_run_queue_keyed(c, rq->arg, "trigger", key[0] ? key : NULL, run_id, &version,
+                                    &found, err, sizeof(err));
+    if (rc) {
+        pool_put(gw, c);
+        r = reply_store_error(conn, rq, rc, err, "conflict");
+        goto out;
+    }
+    snprintf(loc, sizeof(loc), "/v1/runs/%s", run_id);
+    if (found) {
+        json_t *run = NULL;
+        rc = sl_api_run_get(c, run_id, &run, err, sizeof(err));
+        pool_put(gw, c);
+        if (rc) {
+            r = reply_store_error(conn, rq, rc, err, "conflict");
+            goto out;
+        }
+        sl_info(COMP, "request %s: job %s triggered again with idempotency key of run %s", rq->rid,
+                rq->arg, run_id);
+        json_object_set_new(run, "run_id", json_string(run_id));
+        json_object_set_new(run, "duplicate", json_true());
+        r = reply(conn, rq, 200, run, loc);
+        goto out;
+    }
+    rc = send_ticket(gw, run_id, rq->arg, version, force, "trigger", err, sizeof(err));
+    if (rc) {
+        char e2[512];
+        /* a keyed run that never started is forgotten: the caller's retry
+         * with the same key starts it */
+        if (key[0] ? sl_api_run_forget(c, run_id, e2, sizeof(e2))
+                   : sl_api_run_fail(c, run_id, err, e2, sizeof(e2)))
+            sl_warn(COMP, "run %s: %s", run_id, e2);
+        pool_put(gw, c);
+        rq->retry_after = 5;
+        r = reply_error(conn, rq, 503, "unavailable", NULL, "cannot start run %s: %s", run_id, err);
+        goto out;
+    }
+    pool_put(gw, c);
+    sl_info(COMP, "request %s: job %s version %u triggered by '%s': run %s%s", rq->rid, rq->arg,
+            version, rq->who, run_id, force ? " (forced)" : "");
+    r = reply(conn, rq, 202,
+              json_pack("{s:s,s:s,s:i,s:s,s:s,s:b,s:s*}", "run_id", run_id, "job_id", rq->arg,
+                        "job_version", (int)version, "trigger", "trigger", "status", "queued",
+                        "force", force, "idempotency_key", key[0] ? key : NULL),
+              loc);
+out:
+    json_decref(o);
+    return r;
+}
+
+/* ---- live progress ------------------------------------------------------ */
+
+/* The Redis of live progress (state.h), connected on first use; NULL when
+ * it cannot be reached now (the run is shown without). */
+static struct sl_state *progress_store(struct sl_gateway *gw)
+{
+    pthread_mutex_lock(&gw->st_mu);
+    if (!gw->st) {
+        char err[512];
+        if (!(gw->st = sl_state_redis_new(gw->redis_url, err, sizeof(err))))
+            sl_warn(COMP, "no live progress of runs: %s", err);
+    }
+    pthread_mutex_unlock(&gw->st_mu);
+    return gw->st;
+}
+
+static void progress_field(const char *field, uint64_t value, void *arg)
+{
+    json_t *stages = arg;
+    if (!strcmp(field, "updated_ms")) {
+        char at[32];
+        sl_format_utc((int64_t)value * 1000, true, at);
+        json_object_set_new(stages, "_updated_at", json_string(at));
+        return;
+    }
+    const char *dot = strchr(field, '.');
+    if (!dot || dot == field || dot - field > 31)
+        return;
+    char stage[32];
+    snprintf(stage, sizeof(stage), "%.*s", (int)(dot - field), field);
+    json_t *s = json_object_get(stages, stage);
+    if (!s)
+        json_object_set_new(stages, stage, s = json_object());
+    json_object_set_new(s, dot + 1, json_integer((json_int_t)value));
+}
+
+/* run's "progress": {"stages": {"<stage>": {"records_in", ...}},
+ * "updated_at"}, from what the stages counted (null: none counted, or the
+ * store is away). */
+static void add_progress(struct sl_gateway *gw, json_t *run)
+{
+    struct sl_state *st = progress_store(gw);
+    json_t *stages = json_object();
+    const char *id = json_string_value(json_object_get(run, "id"));
+    if (st && stages && id && st->ops->progress_get)
+        st->ops->progress_get(st, id, progress_field, stages);
+    json_t *at = json_incref(json_object_get(stages, "_updated_at"));
+    json_object_del(stages, "_updated_at");
+    if (json_object_size(stages))
+        json_object_set_new(
+            run, "progress",
+            json_pack("{s:o,s:o}", "stages", stages, "updated_at", at ? at : json_null()));
+    else {
+        json_decref(stages);
+        json_decref(at);
+        json_object_set_new(run, "progress", json_null());
+    }
+}
+
+/* ---- downloads: the run's source file and its error report -------------- */
+
+/* The one file in dir (not hidden, not a partial download) opened for
+ * reading, its name into name; -1 when there is none. */
+static int open_blob(const char *dir, char *name, size_t namesz, struct stat *stp)
+{
+    DIR *d = opendir(dir);
+    int fd = -1;
+    for (struct dirent *de; d && fd < 0 && (de = readdir(d));) {
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] == '.' || (n > 5 && !strcmp(de->d_name + n - 5, ".part")))
+            continue;
+        int f = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (f >= 0 && fstat(f, stp) == 0 && S_ISREG(stp->st_mode)) {
+            fd = f;
+            snprintf(name, namesz, "%s", de->d_name);
+        } else if (f >= 0) {
+            close(f);
+        }
+    }
+    if (d)
+        closedir(d);
+    return fd;
+}
+
+/* A file name fit for Content-Disposition: quotes, backslashes and
+ * control or non-ASCII bytes become '_'. */
+static void safe_filename(const char *in, char *out, size_t outsz)
+{
+    size_t i = 0;
+    for (; in[i] && i + 1 < outsz; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        out[i] = ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\' ? '_' : (char)ch;
+    }
+    out[i] = '\0';
+}
+
+/* GET /v1/runs/{id}/source: the file the run read, from the blob store
+ * (<blob_dir>/<job>/<run>/; a later target's run "<run>-t<n>" reads its
+ * first target's). */
+static enum MHD_Result h_run_source(struct sl_gateway *gw, struct MHD_Connection *conn,
+                                    struct req *rq)
+{
+    char err[512] = "";
+    json_t *run = NULL;
+    PGconn *c = pool_get(gw, err, sizeof(err));
+    int rc = c ? sl_api_run_get(c, rq->arg, &run, err, sizeof(err)) : SL_ERR_RETRY;
+    /* a later target's run: the first target's run fetched the file */
+    char root[ID_MAX];
+    const char *t = strstr(rq->arg, "-t");
+    json_t *first = NULL;
+    if (rc == 0 && t && t[2] && strspn(t + 2, "0123456789") == strlen(t + 2)) {
+        snprintf(root, sizeof(root), "%.*s", (int)(t - rq->arg), rq->arg);
+        if (sl_api_run_get(c, root, &first, err, sizeof(err)))
+            first = NULL;
+    }
+    pool_put(gw, c);
+    if (rc)
+        return reply_store_error(conn, rq, rc, err, "conflict");
+    json_t *owner = first ? first : run;
+    const char *job = json_string_value(json_object_get(owner, "job_id"));
+    const char *id = json_string_value(json_object_get(owner, "id"));
+    const char *trigger = json_string_value(json_object_get(run, "trigger"));
+    int fd = -1;
+    char name[256] = "", dir[4096];
+    struct stat sb;
+    if (gw->blob_dir && job && id && plain_name(id, ID_MAX) && !strchr(job, '/') &&
+        strcmp(job, "..") && strcmp(job, ".")) {
+        snprintf(dir, sizeof(dir), "%s/%s/%s", gw->blob_dir, job, id);
+        fd = open_blob(dir, name, sizeof(name), &sb);
+    }
+    enum MHD_Result r;
+    if (fd < 0) {
+        r = reply_error(
+            conn, rq, 404, "not_found", NULL, "run %s has no stored source file%s", rq->arg,
+            trigger && !strcmp(trigger, "webhook") ? ": a webhook delivery is not kept as a file"
+            : !gw->blob_dir                        ? " (the gateway has no SLUICE_BLOB_DIR)"
+                            : " in the blob store (not fetched yet, skipped, or removed)");
+        json_decref(run);
+        json_decref(first);
+        return r;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_fd((uint64_t)sb.st_size, fd);
+    if (!resp) {
+        close(fd);
+        json_decref(run);
+        json_decref(first);
+        return MHD_NO;
+    }
+    char cd[600], safe[256];
+    safe_filename(name, safe, sizeof(safe));
+    snprintf(cd, sizeof(cd), "attachment; filename=\"%s\"", safe);
+    MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+    MHD_add_response_header(resp, "Content-Disposition", cd);
+    const char *sha =
+        json_string_value(json_object_get(json_object_get(owner, "source"), "sha256"));
+    if (sha) {
+        char etag[80];
+        snprintf(etag, sizeof(etag), "\"%s\"", sha);
+        MHD_add_response_header(resp, "ETag", etag);
+    }
+    json_decref(run);
+    json_decref(first);
+    return queue(conn, rq, 200, resp);
+}
+
+/* Unix microseconds of an RFC 3339 UTC time as the API writes it; 0 when
+ * absent. */
+static int64_t api_time_us(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    struct tm tm = {0};
+    const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (!end)
+        return 0;
+    int64_t us = (int64_t)timegm(&tm) * 1000000;
+    if (*end == '.')
+        us += strtol(end + 1, NULL, 10) * 1000;
+    return us;
+}
+
+/* The rejected rows of a run from the control plane, a page at a time. */
+struct report_rows {
+    PGconn *c;
+    const char *run_id;
+    json_t *page;
+    size_t at;
+    int64_t after;
+    bool done;
+};
+
+static int report_next(void *ud, json_t **row, char *errbuf, size_t errsz)
+{
+    struct report_rows *rr = ud;
+    *row = NULL;
+    if (rr->page && rr->at >= json_array_size(rr->page)) {
+        rr->done = json_array_size(rr->page) < REJECTED_PAGE;
+        json_decref(rr->page);
+        rr->page = NULL;
+    }
+    if (!rr->page && !rr->done) {
+        int rc = sl_api_rejected_page(rr->c, rr->run_id, rr->after, REJECTED_PAGE, &rr->page,
+                                      errbuf, errsz);
+        if (rc)
+            return rc;
+        rr->at = 0;
+    }
+    json_t *r = rr->page ? json_array_get(rr->page, rr->at++) : NULL;
+    if (r) {
+        rr->after = json_integer_value(json_object_get(r, "row"));
+        *row = json_incref(r);
+    }
+    return 0;
+}
+
+/* The job a run ran (a target's: its part of the job), for the report's
+ * links from attributes to columns; NULL when it cannot be had. */
+static struct sl_job *run_job(PGconn *c, const json_t *run)
+{
+    const char *id = json_string_value(json_object_get(run, "job_id"));
+    json_int_t ver = json_integer_value(json_object_get(run, "job_version"));
+    char parent[ID_MAX], err[512];
+    if (!id || ver <= 0)
+        return NULL;
+    snprintf(parent, sizeof(parent), "%.*s", (int)strcspn(id, "#"), id);
+    json_t *meta = NULL;
+    char *doc = NULL;
+    struct sl_job *job = NULL;
+    if (sl_api_job_get(c, parent, (uint32_t)ver, &meta, &doc, err, sizeof(err)) == 0)
+        job = sl_job_load_json(doc, strlen(doc), NULL, err, sizeof(err));
+    json_decref(meta);
+    free(doc);
+    return job;
+}
+
+/* GET /v1/runs/{id}/report?format=xlsx|csv: the error report of a final
+ * run (report.h), the spreadsheet the data owner gets by e-mail, built now
+ * from the stored rejected rows into an unlinked temporary file. */
+static enum MHD_Result h_run_report(struct sl_gateway *gw, struct MHD_Connection *conn,
+                                    struct req *rq)
+{
+    const char *fq = query(conn, "format");
+    if (fq && strcmp(fq, "xlsx") && strcmp(fq, "csv"))
+        return reply_error(conn, rq, 400, "invalid_parameter", "format",
+                           "format: must be xlsx or csv");
+    enum sl_report_format fmt = fq && !strcmp(fq, "csv") ? SL_REPORT_CSV : SL_REPORT_XLSX;
+    char err[512] = "";
+    json_t *run = NULL, *columns = NULL;
+    PGconn *c = pool_get(gw, err, sizeof(err));
+    int rc = c ? sl_api_run_get(c, rq->arg, &run, err, sizeof(err)) : SL_ERR_RETRY;
+    if (rc == 0)
+        rc = sl_api_run_columns(c, rq->arg, &columns, err, sizeof(err));
+    if (rc) {
+        pool_put(gw, c);
+        json_decref(run);
+        return reply_store_error(conn, rq, rc, err, "conflict");
+    }
+    const char *status = json_string_value(json_object_get(run, "status"));
+    if (status && (!strcmp(status, "queued") || !strcmp(status, "running"))) {
+        pool_put(gw, c);
+        enum MHD_Result r =
+            reply_error(conn, rq, 409, "run_in_progress", NULL,
+                        "run %s is %s: its report is ready once the run is final", rq->arg, status);
+        json_decref(run);
+        json_decref(columns);
+        return r;
+    }
+    struct sl_job *job = run_job(c, run);
+    const struct sl_job *target = job;
+    const char *job_id = json_string_value(json_object_get(run, "job_id"));
+    for (size_t i = 0; job && i < job->ntargets; i++)
+        if (!strcmp(job->targets[i]->id, job_id))
+            target = job->targets[i];
+    size_t ncols = json_array_size(columns);
+    const char **cols = calloc(ncols + 1, sizeof(char *));
+    for (size_t i = 0; cols && i < ncols; i++)
+        cols[i] = json_string_value(json_array_get(columns, i));
+    json_t *counts = json_object_get(run, "counts");
+#define COUNT(k) ((uint64_t)json_integer_value(json_object_get(counts, k)))
+    struct sl_report_meta meta = {
+        .job = job_id,
+        .run_id = rq->arg,
+        .status = status,
+        .reason = json_string_value(json_object_get(run, "reason")),
+        .started_at = api_time_us(json_object_get(run, "started_at")),
+        .finished_at = api_time_us(json_object_get(run, "finished_at")),
+        .counts = {.read = COUNT("read"),
+                   .published = COUNT("published"),
+                   .created = COUNT("created"),
+                   .updated = COUNT("updated"),
+                   .unchanged = COUNT("unchanged"),
+                   .rejected = COUNT("rejected"),
+                   .duplicates = COUNT("duplicates"),
+                   .not_created = COUNT("not_created")},
+    };
+#undef COUNT
+    const char *tmp = getenv("TMPDIR");
+    char dir[512], path[600];
+    snprintf(dir, sizeof(dir), "%s/sluice-gw-report-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    bool made = mkdtemp(dir) != NULL;
+    snprintf(path, sizeof(path), "%s/report.%s", dir, sl_report_format_ext(fmt));
+    struct sl_report_file *rf =
+        made && cols ? sl_report_file_new(path, fmt, &meta, cols, ncols, err, sizeof(err)) : NULL;
+    rc = rf ? 0 : SL_ERR_IO;
+    if (!made || !cols)
+        snprintf(err, sizeof(err), "no temporary file for the report: %s", strerror(errno));
+    if (rf && target)
+        sl_run_report_link(rf, target);
+    struct report_rows rr = {.c = c, .run_id = rq->arg};
+    for (json_t *row = NULL; rc == 0;) {
+        if ((rc = report_next(&rr, &row, err, sizeof(err))) != 0 || !row)
+            break;
+        rc = sl_report_file_add(rf, row, err, sizeof(err));
+        json_decref(row);
+    }
+    json_decref(rr.page);
+    pool_put(gw, c);
+    if (rc == 0) {
+        rc = sl_report_file_close(rf, &meta, err, sizeof(err));
+        rf = NULL;
+    }
+    sl_report_file_destroy(rf);
+    int fd = rc == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat sb;
+    if (fd >= 0 && fstat(fd, &sb)) {
+        close(fd);
+        fd = -1;
+    }
+    unlink(path); /* the open descriptor keeps it until sent */
+    if (made)
+        rmdir(dir);
+    sl_job_destroy(job);
+    free(cols);
+    json_decref(columns);
+    json_decref(run);
+    if (fd < 0)
+        return reply_error(conn, rq, 500, "internal", NULL, "cannot write the report of run %s: %s",
+                           rq->arg, err[0] ? err : strerror(errno));
+    struct MHD_Response *resp = MHD_create_response_from_fd((uint64_t)sb.st_size, fd);
+    if (!resp) {
+        close(fd);
+        return MHD_NO;
+    }
+    char cd[ID_MAX + 64];
+    snprintf(cd, sizeof(cd), "attachment; filename=\"report-%s.%s\"", rq->arg,
+             sl_report_format_ext(fmt));
+    MHD_add_response_header(
+        resp, "Content-Type",
+        fmt == SL_REPORT_CSV ? "text/csv; charset=utf-8"
+                             : "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    MHD_add_response_header(resp, "Content-Disposition", cd);
+    return queue(conn, rq, 200, resp);
+}
+
 /* ---- webhooks (webhook.c) ----------------------------------------------- */
 
 static PGconn *wh_db_get(void *gw, char *errbuf, size_t errsz)
@@ -1442,6 +1976,12 @@ static enum MHD_Result dispatch(struct sl_gateway *gw, struct MHD_Connection *co
         return h_run_rejected(gw, conn, rq);
     case R_JOB_WEBHOOK:
         return h_webhook(gw, conn, rq);
+    case R_JOB_TRIGGER:
+        return h_trigger(gw, conn, rq);
+    case R_RUN_SOURCE:
+        return h_run_source(gw, conn, rq);
+    case R_RUN_REPORT:
+        return h_run_report(gw, conn, rq);
     default:
         return reply_error(conn, rq, 404, "not_found", NULL, "no such endpoint");
     }
@@ -1614,6 +2154,7 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
     pthread_mutex_init(&gw->pool_mu, NULL);
     pthread_mutex_init(&gw->bus_mu, NULL);
     pthread_mutex_init(&gw->probe_mu, NULL);
+    pthread_mutex_init(&gw->st_mu, NULL);
     gw->max_job = conf->max_job_bytes ? conf->max_job_bytes : 1024 * 1024;
     gw->max_body = conf->max_body_bytes ? conf->max_body_bytes : 64 * 1024;
     const struct sl_kafka_conf *kc = &conf->kafka;
@@ -1621,7 +2162,8 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
         !(gw->redis_url = strdup(conf->redis_url ? conf->redis_url : "redis://127.0.0.1:6379/0")) ||
         !(gw->brokers = strdup(kc->brokers ? kc->brokers : "localhost:9092")) ||
         !(gw->prefix = strdup(kc->topic_prefix ? kc->topic_prefix : "sluice.")) ||
-        (kc->config && !(gw->kafka_config = strdup(kc->config))))
+        (kc->config && !(gw->kafka_config = strdup(kc->config))) ||
+        (conf->blob_dir && !(gw->blob_dir = strdup(conf->blob_dir))))
         goto fail_nomem;
     struct sl_kafka_conf bc = {.brokers = gw->brokers,
                                .topic_prefix = gw->prefix,
@@ -1697,6 +2239,9 @@ void sl_gateway_destroy(struct sl_gateway *gw)
     pthread_mutex_destroy(&gw->probe_mu);
     free(gw->postgres_url);
     free(gw->redis_url);
+    free(gw->blob_dir);
+    sl_state_destroy(gw->st);
+    pthread_mutex_destroy(&gw->st_mu);
     free(gw->brokers);
     free(gw->prefix);
     free(gw->kafka_config);

@@ -16,10 +16,11 @@ struct sl_gateway;
 struct sl_gateway_conf {
     const char *http_addr;    /* "host:port", "[v6]:port" or ":port"; port 0: any */
     const char *postgres_url; /* the control plane */
-    const char *redis_url;    /* only checked by /readyz */
+    const char *redis_url;    /* webhook replays, run progress; checked by /readyz */
     struct sl_kafka_conf kafka;
     size_t max_job_bytes;  /* body limit of job documents; 0: 1 MiB */
     size_t max_body_bytes; /* body limit of every other request; 0: 64 KiB */
+    const char *blob_dir;  /* the fetcher's blob store (run sources); NULL: none */
 };
 
 /* Starts serving conf (strings are copied). Returns the gateway, or NULL

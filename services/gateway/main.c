@@ -35,6 +35,7 @@ enum {
     CFG_KAFKA_CONFIG,
     CFG_REDIS,
     CFG_MAX_JOB,
+    CFG_BLOB_DIR,
     CFG_LOG_LEVEL,
     CFG_LOG_FORMAT,
     CFG_METRICS_ADDR,
@@ -53,9 +54,11 @@ static const struct sl_setting settings[NCFG] = {
     [CFG_KAFKA_CONFIG] = {"SLUICE_KAFKA_CONFIG", "--kafka-config", NULL,
                           "extra librdkafka properties k=v,k=v"},
     [CFG_REDIS] = {"SLUICE_REDIS_URL", "--redis-url", "redis://127.0.0.1:6379/0",
-                   "Redis (checked by /readyz)"},
+                   "Redis (webhook replays, run progress)"},
     [CFG_MAX_JOB] = {"SLUICE_HTTP_MAX_JOB_BYTES", "--http-max-job-bytes", "1048576",
                      "largest job document accepted"},
+    [CFG_BLOB_DIR] = {"SLUICE_BLOB_DIR", "--blob-dir", "./blobs",
+                      "the fetcher's blob store, read for GET /v1/runs/{id}/source"},
     [CFG_LOG_LEVEL] = {"SLUICE_LOG_LEVEL", "--log-level", "info", "debug, info, warn, error"},
     [CFG_LOG_FORMAT] = {"SLUICE_LOG_FORMAT", "--log-format", "text", "text or json"},
     [CFG_METRICS_ADDR] = {"SLUICE_METRICS_ADDR", "--metrics-addr", "0.0.0.0:9464",
@@ -113,7 +116,8 @@ static int prepare_control_plane(const char *url)
     if (rc == 0 && admin && admin[0]) {
         char sha[65];
         sl_api_token_hash(admin, sha);
-        rc = sl_api_token_put(c, "SLUICE_ADMIN_TOKEN", SL_ROLE_ADMIN, sha, true, err, sizeof(err));
+        rc = sl_api_token_put(c, "SLUICE_ADMIN_TOKEN", SL_ROLE_ADMIN, sha, NULL, true, err,
+                              sizeof(err));
         OPENSSL_cleanse(sha, sizeof(sha));
         if (rc == 0)
             sl_info(NAME, "the bootstrap admin token (SLUICE_ADMIN_TOKEN) is stored");
@@ -143,6 +147,7 @@ int main(int argc, char **argv)
                   .config = val[CFG_KAFKA_CONFIG],
                   .client_id = NAME},
         .max_job_bytes = strtoull(val[CFG_MAX_JOB], NULL, 10),
+        .blob_dir = val[CFG_BLOB_DIR],
     };
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);

@@ -2,7 +2,8 @@
  * What the gateway's integration tests share (test_gateway.c, test_webhook.c,
  * test_remote_cli.c): PostgreSQL, Redis and the mock Kafka cluster on
  * loopback, and sluice-gateway on a free port with the bootstrap admin token
- * admin, in a temporary directory; stopped by PID. One test program
+ * admin and its blob store in <tmp>/blobs, in a temporary directory;
+ * stopped by PID. One test program
  * includes it once: its globals are the test's.
  */
 #ifndef SLUICE_TEST_GATEWAY_SERVER_H
@@ -53,6 +54,9 @@ gateway_server_start(const char *prefix, const char *const *topics, const char *
     setenv("SLUICE_HTTP_ADDR", addr, 1);
     setenv("SLUICE_ADMIN_TOKEN", admin, 1);
     setenv("SLUICE_LOG_LEVEL", "info", 1);
+    char blobs[128];
+    snprintf(blobs, sizeof(blobs), "%s/blobs", tmp);
+    setenv("SLUICE_BLOB_DIR", blobs, 0); /* the caller's, when it set one */
     if ((gw_pid = svc_start("gateway", tmp)) <= 0)
         return -1;
     for (int i = 0; i < 100; i++) {

@@ -1075,6 +1075,37 @@ static void test_poison_and_demo(void **state)
     assert_string_equal(PQgetvalue(r, 0, 0), "6");
     PQclear(r);
 
+    /* the live progress the stages counted in Redis (GET /v1/runs/{id}):
+     * every record through every stage (the last counts come when a stage
+     * idles, just after the run is final) */
+    static const struct {
+        const char *field;
+        long want;
+    } prog[] = {{"parser.records_out", 25},
+                {"mapper.records_in", 25},
+                {"publisher.records_in", 19},
+                {"publisher.rejected_in", 6}};
+    for (size_t k = 0; k < sizeof(prog) / sizeof(prog[0]); k++) {
+        long got = -1;
+        for (int i = 0; i < 100 && got != prog[k].want; i++) {
+            char cmd[256], buf[64] = "";
+            snprintf(cmd, sizeof(cmd), "redis-cli -p %d HGET sluice:run:%s:progress %s", rs.port,
+                     run_id, prog[k].field);
+            FILE *f = popen(cmd, "r");
+            if (f && fgets(buf, sizeof(buf), f))
+                got = atol(buf);
+            if (f)
+                pclose(f);
+            if (got != prog[k].want)
+                usleep(100000);
+        }
+        if (got != prog[k].want) {
+            shell("redis-cli -p %d HGETALL sluice:run:%s:progress >&2", rs.port, run_id);
+            fail_msg("progress %s of run %s: %ld, expected %ld", prog[k].field, run_id, got,
+                     prog[k].want);
+        }
+    }
+
     /* the poison was set aside, with its reasons, and nobody died of it */
     assert_poison_set_aside();
     assert_services_alive();

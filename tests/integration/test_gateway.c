@@ -141,7 +141,9 @@ static void expect_error(struct resp *r, int status, const char *code, const cha
 {
     expect_status(*r, status);
     json_t *e = json_object_get(r->json, "error");
-    assert_non_null(e);
+    if (!e)
+        fail_msg("no error in the answer (HTTP %d): %s\n%s", r->status, r->body ? r->body : "(no body)",
+                 r->headers ? r->headers : "");
     assert_string_equal(json_string_value(json_object_get(e, "code")), code);
     assert_non_null(json_string_value(json_object_get(e, "message")));
     if (field)
@@ -685,6 +687,271 @@ static void test_runs(void **state)
     unfinished = false;
 }
 
+/* The trigger API: trigger tokens (of some jobs, for nothing else),
+ * idempotency keys (header or body: the same key answers the first run),
+ * force, 404/403/400; operator and admin may trigger too. */
+static void test_trigger(void **state)
+{
+    unfinished = true;
+    struct resp r = http("POST", "/v1/jobs", ADMIN, job_doc("gw-trig", "text", "t"), NULL);
+    expect_status(r, 201);
+    resp_free(&r);
+    r = http("POST", "/v1/jobs", ADMIN, job_doc("gw-other", "text", "o"), NULL);
+    expect_status(r, 201);
+    resp_free(&r);
+    r = http("POST", "/v1/tokens", ADMIN,
+             "{\"name\": \"ci-upstream\", \"role\": \"trigger\", \"jobs\": [\"gw-trig\"]}", NULL);
+    expect_status(r, 201);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r.json, "jobs"), 0)),
+                        "gw-trig");
+    char *up = strdup(jstr(r.json, "token"));
+    resp_free(&r);
+    r = http("POST", "/v1/tokens", ADMIN,
+             "{\"name\": \"ci-bad\", \"role\": \"viewer\", \"jobs\": [\"gw-trig\"]}", NULL);
+    expect_error(&r, 400, "invalid_request", "jobs");
+    resp_free(&r);
+    r = http("POST", "/v1/tokens", ADMIN,
+             "{\"name\": \"ci-bad\", \"role\": \"trigger\", \"jobs\": []}", NULL);
+    expect_error(&r, 400, "invalid_request", "jobs");
+    resp_free(&r);
+    r = http("GET", "/v1/tokens", ADMIN, NULL, NULL);
+    expect_status(r, 200);
+    assert_non_null(
+        strstr(r.body, "\"name\":\"ci-upstream\",\"role\":\"trigger\",\"jobs\":[\"gw-trig\"]"));
+    resp_free(&r);
+    char *viewer = make_token("ci-trig-viewer", "viewer");
+    char *op = make_token("ci-trig-operator", "operator");
+
+    /* a key in the header: one run, and the same run again */
+    r = http("POST", "/v1/jobs/gw-trig/trigger", up, NULL,
+             "-H 'Idempotency-Key: export-2026-11-23'");
+    expect_status(r, 202);
+    char run1[64];
+    snprintf(run1, sizeof(run1), "%s", jstr(r.json, "run_id"));
+    assert_string_equal(jstr(r.json, "trigger"), "trigger");
+    assert_string_equal(jstr(r.json, "idempotency_key"), "export-2026-11-23");
+    assert_non_null(strcasestr(r.headers, "Location: /v1/runs/"));
+    resp_free(&r);
+    char *st = sql1("SELECT status || ' ' || trigger || ' ' || idempotency_key FROM sluice_runs "
+                    "WHERE id = $1",
+                    run1);
+    assert_string_equal(st, "queued trigger export-2026-11-23");
+    free(st);
+    r = http("POST", "/v1/jobs/gw-trig/trigger", up, "{\"idempotency_key\": \"export-2026-11-23\"}",
+             NULL);
+    expect_status(r, 200);
+    assert_string_equal(jstr(r.json, "run_id"), run1);
+    assert_true(json_is_true(json_object_get(r.json, "duplicate")));
+    assert_string_equal(jstr(r.json, "status"), "queued");
+    resp_free(&r);
+    st = sql1("SELECT count(*) FROM sluice_runs WHERE job_id = 'gw-trig'", NULL);
+    assert_string_equal(st, "1");
+    free(st);
+    /* the ticket says who asked */
+    char out[128];
+    snprintf(out, sizeof(out), "%s/tickets.bin", tmp);
+    assert_int_equal(shell("kcat -C -b %s -t sluice.tickets -e -o beginning -f '%%k|%%s\\n' > %s "
+                           "2>/dev/null",
+                           km.bootstrap, out),
+                     0);
+    size_t tlen = 0;
+    char *tickets = slurp(out, &tlen);
+    char *at = tickets ? memmem(tickets, tlen, run1, strlen(run1)) : NULL;
+    assert_non_null(at);
+    assert_non_null(memmem(at, tlen - (size_t)(at - tickets), "trigger", 7));
+    free(tickets);
+
+    /* another key, no key, force */
+    r = http("POST", "/v1/jobs/gw-trig/trigger", up,
+             "{\"idempotency_key\": \"export-2\", \"force\": true}", NULL);
+    expect_status(r, 202);
+    assert_string_not_equal(jstr(r.json, "run_id"), run1);
+    assert_true(json_is_true(json_object_get(r.json, "force")));
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-trig/trigger", op, NULL, NULL);
+    expect_status(r, 202);
+    assert_null(json_object_get(r.json, "idempotency_key"));
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-trig/trigger", ADMIN, "{}", NULL);
+    expect_status(r, 202);
+    resp_free(&r);
+    st = sql1("SELECT count(*) FROM sluice_runs WHERE job_id = 'gw-trig'", NULL);
+    assert_string_equal(st, "4");
+    free(st);
+
+    /* refusals */
+    r = http("POST", "/v1/jobs/gw-trig/trigger", up, "{\"idempotency_key\": \"a\"}",
+             "-H 'Idempotency-Key: b'");
+    expect_error(&r, 400, "invalid_request", "idempotency_key");
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-trig/trigger", up, "{\"idempotency_key\": \"\"}", NULL);
+    expect_error(&r, 400, "invalid_request", "idempotency_key");
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-trig/trigger", up, "{\"force\": 1}", NULL);
+    expect_error(&r, 400, "invalid_request", "force");
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-trig/trigger", up, "{\"wait\": true}", NULL);
+    expect_error(&r, 400, "invalid_request", "wait");
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-other/trigger", up, NULL, NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-trig/trigger", viewer, NULL, NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-trig/trigger", NULL, NULL, NULL);
+    expect_error(&r, 401, "unauthorized", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-nope/trigger", op, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+    r = http("GET", "/v1/jobs/gw-trig/trigger", op, NULL, NULL);
+    expect_error(&r, 405, "method_not_allowed", NULL);
+    resp_free(&r);
+    /* a trigger token does nothing else, not even read */
+    r = http("GET", "/v1/jobs", up, NULL, NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    resp_free(&r);
+    r = http("POST", "/v1/jobs/gw-trig/runs", up, NULL, NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    resp_free(&r);
+    snprintf(out, sizeof(out), "/v1/runs/%s", run1);
+    r = http("GET", out, up, NULL, NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    resp_free(&r);
+    free(up);
+    free(viewer);
+    free(op);
+    unfinished = false;
+}
+
+/* A run's source file from the blob store (a later target's run: the first
+ * target's), its error report (XLSX opened by openpyxl, CSV), and its live
+ * progress as the stages counted it in Redis. */
+static void test_downloads(void **state)
+{
+    unfinished = true;
+    char *viewer = make_token("ci-dl-viewer", "viewer");
+    PGresult *res = PQexec(
+        db,
+        "INSERT INTO sluice_runs (id, job_id, job_version, trigger, status, started_at, "
+        "  finished_at, counts, columns, source_sha256, source_bytes) VALUES "
+        "('run-src', 'gw-dl#stores', 1, 'schedule', 'completed_with_errors', "
+        "  '2025-06-01T00:00:00Z', '2025-06-01T00:01:00Z', "
+        "  '{\"read\": 3, \"published\": 1, \"rejected\": 2}', '[\"Id\", \"Name\"]', "
+        "  'abc123', 42), "
+        "('run-src-t2', 'gw-dl#contacts', 1, 'schedule', 'succeeded', now(), now(), "
+        "  '{\"read\": 3}', NULL, NULL, NULL), "
+        "('run-nofile', 'gw-dl', 1, 'schedule', 'failed', now(), now(), NULL, NULL, NULL, NULL), "
+        "('run-wh', 'gw-dl', 1, 'webhook', 'succeeded', now(), now(), NULL, NULL, NULL, NULL), "
+        "('run-busy', 'gw-dl', 1, 'api', 'running', now(), NULL, NULL, NULL, NULL, NULL);"
+        "INSERT INTO sluice_rejected_rows (run_id, row, errors, source) VALUES "
+        "('run-src', 2, '[{\"attribute\": \"id\", \"code\": \"required\", "
+        "  \"message\": \"a value is required\", \"value\": null}]', "
+        "  '{\"Id\": \"\", \"Name\": \"=HYPERLINK(1)\"}'), "
+        "('run-src', 3, '[{\"attribute\": \"name\", \"code\": \"too_long\", "
+        "  \"message\": \"longer than 3\", \"value\": \"Mitte\"}]', "
+        "  '{\"Id\": \"7\", \"Name\": \"Mitte\"}')");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s", PQerrorMessage(db));
+    PQclear(res);
+    const char *csv = "Id;Name\n1;Berlin\n;=HYPERLINK(1)\n7;Mitte\n";
+    assert_int_equal(shell("mkdir -p %s/blobs/gw-dl#stores/run-src", tmp), 0);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/blobs/gw-dl#stores/run-src/stores \"de\".csv", tmp);
+    write_text(path, csv);
+
+    /* the source, byte for byte, for the run and its second target's */
+    struct resp r = http("GET", "/v1/runs/run-src/source", viewer, NULL, NULL);
+    expect_status(r, 200);
+    assert_string_equal(r.body, csv);
+    assert_non_null(
+        strcasestr(r.headers, "Content-Disposition: attachment; filename=\"stores _de_.csv\""));
+    assert_non_null(strcasestr(r.headers, "ETag: \"abc123\""));
+    resp_free(&r);
+    r = http("GET", "/v1/runs/run-src-t2/source", viewer, NULL, NULL);
+    expect_status(r, 200);
+    assert_string_equal(r.body, csv);
+    resp_free(&r);
+    r = http("GET", "/v1/runs/run-nofile/source", viewer, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+    r = http("GET", "/v1/runs/run-wh/source", viewer, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    assert_non_null(strstr(r.body, "webhook"));
+    resp_free(&r);
+    r = http("GET", "/v1/runs/nope/source", viewer, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+    r = http("GET", "/v1/runs/run-src/source", NULL, NULL, NULL);
+    expect_error(&r, 401, "unauthorized", NULL);
+    resp_free(&r);
+
+    /* the report: CSV (a leading = neutralized) and XLSX */
+    r = http("GET", "/v1/runs/run-src/report?format=csv", viewer, NULL, NULL);
+    expect_status(r, 200);
+    assert_non_null(strcasestr(r.headers, "Content-Type: text/csv"));
+    assert_non_null(strcasestr(r.headers, "filename=\"report-run-src.csv\""));
+    assert_non_null(strstr(r.body, "_row,_errors,Id,Name\r\n"));
+    assert_non_null(strstr(r.body, "2,id: a value is required,,'=HYPERLINK(1)\r\n"));
+    assert_non_null(strstr(r.body, "3,name: longer than 3,7,Mitte\r\n"));
+    resp_free(&r);
+    char xlsx[256];
+    snprintf(xlsx, sizeof(xlsx), "%s/report.xlsx", tmp);
+    assert_int_equal(
+        shell("curl -s -f -H 'Authorization: Bearer %s' -o %s '%s/v1/runs/run-src/report'", viewer,
+              xlsx, base),
+        0);
+    assert_int_equal(
+        shell("/usr/bin/python3 -c \"\n"
+              "import openpyxl, sys\n"
+              "wb = openpyxl.load_workbook(sys.argv[1])\n"
+              "assert wb.sheetnames == ['Summary', 'Rejected rows'], wb.sheetnames\n"
+              "rows = [[c.value for c in r] for r in wb['Rejected rows'].iter_rows()]\n"
+              "assert rows[0] == ['_row', '_errors', 'Id', 'Name'], rows[0]\n"
+              "assert rows[1][0] == 2 and rows[1][3] == '=HYPERLINK(1)', rows[1]\n"
+              "assert wb['Rejected rows']['D2'].data_type == 's'\n"
+              "assert rows[2][0] == 3 and rows[2][2] == '7', rows[2]\n"
+              "assert len(rows) == 3, rows\n"
+              "s = ' '.join(str(c.value) for r in wb['Summary'].iter_rows() for c in r)\n"
+              "assert 'gw-dl#stores' in s and 'run-src' in s, s\n\" %s",
+              xlsx),
+        0);
+    r = http("GET", "/v1/runs/run-busy/report", viewer, NULL, NULL);
+    expect_error(&r, 409, "run_in_progress", NULL);
+    resp_free(&r);
+    r = http("GET", "/v1/runs/run-src/report?format=pdf", viewer, NULL, NULL);
+    expect_error(&r, 400, "invalid_parameter", "format");
+    resp_free(&r);
+    r = http("GET", "/v1/runs/nope/report", viewer, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    resp_free(&r);
+
+    /* live progress: what the stages counted (state.h progress_add) */
+    r = http("GET", "/v1/runs/run-busy", viewer, NULL, NULL);
+    expect_status(r, 200);
+    assert_true(json_is_null(json_object_get(r.json, "progress")));
+    resp_free(&r);
+    assert_int_equal(
+        shell("redis-cli -p %d HSET sluice:run:run-busy:progress parser.records_out 1000 "
+              "mapper.records_in 900 mapper.records_out 880 mapper.rejected_out 20 "
+              "updated_ms 1763900000000 > /dev/null",
+              rs.port),
+        0);
+    r = http("GET", "/v1/runs/run-busy", viewer, NULL, NULL);
+    expect_status(r, 200);
+    json_t *p = json_object_get(json_object_get(r.json, "progress"), "stages");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(p, "parser"), "records_out")), 1000);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(p, "mapper"), "rejected_out")), 20);
+    assert_string_equal(jstr(json_object_get(r.json, "progress"), "updated_at"),
+                        "2025-11-23T12:13:20.000Z");
+    resp_free(&r);
+    free(viewer);
+    unfinished = false;
+}
+
 /* Kafka down: run now answers 503 and the run is failed with the reason
  * (a ticket delivered later finds the run final and is ignored); /readyz
  * says kafka. Up again: both work. */
@@ -790,6 +1057,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health),     cmocka_unit_test(test_access),
         cmocka_unit_test(test_jobs),       cmocka_unit_test(test_runs),
+        cmocka_unit_test(test_trigger),    cmocka_unit_test(test_downloads),
         cmocka_unit_test(test_kafka_down), cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_shutdown),
     };

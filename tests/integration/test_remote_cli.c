@@ -8,8 +8,11 @@
  * - jobs put (created, unchanged, a new version), list (table and JSON),
  *   get (the current and an older version), disable/enable, run (the run id),
  *   delete (and 409 job_busy while a run is queued);
- * - runs --server JOB (table, --status, --json) and runs show RUN with the
- *   counts, reason and report of a finished run;
+ * - runs --server JOB (table, --status, --json, --limit over several pages)
+ *   and runs show RUN with the counts, reason and report of a finished run
+ *   and the live progress of a running one;
+ * - jobs trigger (an idempotency key twice: one run), runs source and runs
+ *   report (CSV to stdout, XLSX to --out) of a run;
  * - errors: an invalid job is exit 2 naming the field, a bad token 401 and a
  *   viewer token 403 say which token setting to check (and never print the
  *   token), an unreachable server names the URL, bad command lines exit 2.
@@ -299,6 +302,96 @@ static void test_jobs(void **state)
     unfinished = false;
 }
 
+/* jobs trigger (idempotency keys), runs over several pages, a run's source
+ * file and report downloaded, and its live progress shown. */
+static void test_trigger_downloads(void **state)
+{
+    unfinished = true;
+    write_job("dl.json", "rc-dl", "text", "downloads");
+    expect_exit(sluice("", "jobs put dl.json"), 0);
+    expect_exit(sluice("", "jobs trigger rc-dl --key export-42"), 0);
+    assert_int_equal(strlen(out), 37);
+    char run_id[40];
+    snprintf(run_id, sizeof(run_id), "%.36s", out);
+    expect_exit(sluice("", "jobs trigger rc-dl --key export-42"), 0);
+    expect_in(out, run_id);
+    expect_in(out, "(started before with this key: queued)");
+    expect_exit(sluice("", "jobs trigger rc-dl --force --json"), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "trigger")), "trigger");
+    assert_true(json_is_true(json_object_get(j, "force")));
+    json_decref(j);
+    expect_exit(sluice("", "jobs run rc-dl --key x"), 2);
+    expect_in(err, "does not take --key");
+    expect_exit(sluice("", "runs show %s", run_id), 0);
+    expect_in(out, "(trigger trigger)");
+
+    /* 1500 runs: --limit follows the pages */
+    exec_sql("INSERT INTO sluice_runs (id, job_id, job_version, trigger, status, started_at) "
+             "SELECT 'rc-many-' || i, 'rc-dl', 1, 'schedule', 'succeeded', "
+             "  '2024-01-01'::timestamptz + i * interval '1 minute' "
+             "FROM generate_series(1, 1500) i");
+    expect_exit(sluice("", "runs rc-dl --limit 1203 --json"), 0);
+    j = json_loads(out, 0, NULL);
+    assert_int_equal(json_array_size(j), 1203);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(j, 2), "id")),
+                        "rc-many-1500");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(j, 1202), "id")),
+                        "rc-many-300");
+    json_decref(j);
+    expect_exit(sluice("", "runs rc-dl --limit 100001"), 2);
+
+    /* the source file and the report */
+    exec_sql(
+        "INSERT INTO sluice_runs (id, job_id, job_version, trigger, status, started_at, "
+        "  finished_at, counts, columns) VALUES ('rc-src', 'rc-dl', 1, 'api', "
+        "  'completed_with_errors', now(), now(), '{\"read\": 2, \"published\": 1, "
+        "  \"rejected\": 1}', '[\"Id\", \"Name\"]');"
+        "INSERT INTO sluice_rejected_rows (run_id, row, errors, source) VALUES ('rc-src', 2, "
+        "  '[{\"attribute\": \"id\", \"code\": \"required\", \"message\": "
+        "  \"a value is required\", \"value\": null}]', '{\"Id\": \"\", \"Name\": \"Mitte\"}')");
+    assert_int_equal(
+        shell("mkdir -p %s/blobs/rc-dl/rc-src && printf 'Id,Name\\n1,Berlin\\n,Mitte\\n' "
+              "> %s/blobs/rc-dl/rc-src/stores.csv",
+              tmp, tmp),
+        0);
+    expect_exit(sluice("", "runs source rc-src --out got.csv"), 0);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/got.csv", tmp);
+    char *got = slurp(p);
+    assert_string_equal(got, "Id,Name\n1,Berlin\n,Mitte\n");
+    free(got);
+    expect_exit(sluice("", "runs source rc-src"), 0);
+    assert_string_equal(out, "Id,Name\n1,Berlin\n,Mitte\n");
+    expect_exit(sluice("", "runs report rc-src --format csv"), 0);
+    expect_in(out, "_row,_errors,Id,Name\r\n2,id: a value is required,,Mitte\r\n");
+    expect_exit(sluice("", "runs report rc-src --out report.xlsx"), 0);
+    snprintf(p, sizeof(p), "%s/report.xlsx", tmp);
+    got = slurp(p);
+    assert_true(got[0] == 'P' && got[1] == 'K');
+    free(got);
+    expect_exit(sluice("", "runs report rc-src --format pdf"), 2);
+    expect_in(err, "--format 'pdf'");
+    expect_exit(sluice("", "runs source rc-nope --out x.csv"), 1);
+    expect_in(err, "not_found");
+    snprintf(p, sizeof(p), "%s/x.csv", tmp);
+    assert_int_not_equal(access(p, F_OK), 0); /* nothing left behind */
+    snprintf(p, sizeof(p), "%s/x.csv.part", tmp);
+    assert_int_not_equal(access(p, F_OK), 0);
+    expect_exit(sluice("", "runs source rc-src --format csv"), 2);
+
+    /* live progress */
+    assert_int_equal(shell("redis-cli -p %d HSET sluice:run:%s:progress parser.records_out 7 "
+                           "validator.records_in 5 validator.rejected_out 1 > /dev/null",
+                           rs.port, run_id),
+                     0);
+    expect_exit(sluice("", "runs show %s", run_id), 0);
+    expect_in(out, "progress: (live, not stamped)\n"
+                   "  parser     in - (+- rejected), out 7, rejected -\n"
+                   "  validator  in 5 (+- rejected), out -, rejected 1\n");
+    unfinished = false;
+}
+
 static void test_errors(void **state)
 {
     unfinished = true;
@@ -370,6 +463,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jobs),
+        cmocka_unit_test(test_trigger_downloads),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

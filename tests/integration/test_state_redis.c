@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "redis_server.h"
 #include "sluice/err.h"
 #include "sluice/log.h"
@@ -650,6 +652,60 @@ static void test_gives_up(void **state)
     sl_state_destroy(st);
 }
 
+/* ---- live progress ------------------------------------------------------ */
+
+static void progress_sum(const char *field, uint64_t value, void *arg)
+{
+    json_t *o = arg;
+    json_object_set_new(o, field, json_integer((json_int_t)value));
+}
+
+/* Counters add up across calls (and stores: two services of a stage), are
+ * stamped and expire; with Redis away an add gives up at once instead of
+ * retrying for retry_for, and the next one after Redis is back counts. */
+static void test_progress(void **state)
+{
+    struct fixture *fx = *state;
+    struct sl_state *st = open_store(&fx->durable, 0, "?retry_for=5&connect_timeout=0.2");
+    struct sl_state *st2 = open_store(&fx->durable, 0, NULL);
+    const char *f1[] = {"parser.records_out", "mapper.records_in"};
+    const uint64_t d1[] = {1000, 900};
+    assert_int_equal(st->ops->progress_add(st, "run-pg", f1, d1, 2), 0);
+    const char *f2[] = {"mapper.records_in", "mapper.rejected_out"};
+    const uint64_t d2[] = {100, 12345678901234ULL};
+    assert_int_equal(st2->ops->progress_add(st2, "run-pg", f2, d2, 2), 0);
+    json_t *o = json_object();
+    assert_int_equal(st->ops->progress_get(st, "run-pg", progress_sum, o), 0);
+    assert_int_equal(json_integer_value(json_object_get(o, "parser.records_out")), 1000);
+    assert_int_equal(json_integer_value(json_object_get(o, "mapper.records_in")), 1000);
+    assert_int_equal(json_integer_value(json_object_get(o, "mapper.rejected_out")),
+                     12345678901234LL);
+    assert_true(json_integer_value(json_object_get(o, "updated_ms")) > 1700000000000LL);
+    json_decref(o);
+    long long ttl = helper_int(&fx->durable, 0, "TTL %s", "sluice:run:run-pg:progress");
+    assert_true(ttl > 6 * 24 * 3600 && ttl <= 7 * 24 * 3600);
+    /* nothing counted: nothing called */
+    o = json_object();
+    assert_int_equal(st->ops->progress_get(st, "run-none", progress_sum, o), 0);
+    assert_int_equal(json_object_size(o), 0);
+    json_decref(o);
+
+    redis_server_kill(&fx->durable);
+    enum sl_log_level lvl = sl_log_get_level();
+    sl_log_set_level(SL_LOG_OFF);
+    double t = now_s();
+    int rc = st->ops->progress_add(st, "run-pg", f1, d1, 2);
+    double dt = now_s() - t;
+    sl_log_set_level(lvl);
+    assert_int_equal(redis_server_restart(&fx->durable), 0);
+    assert_int_not_equal(rc, 0);
+    assert_true(dt < 2.0); /* not retry_for's 5 s */
+    assert_int_equal(st->ops->progress_add(st, "run-pg2", f1, d1, 1), 0);
+    assert_int_equal(helper_int(&fx->durable, 0, "EXISTS %s", "sluice:run:run-pg2:progress"), 1);
+    sl_state_destroy(st);
+    sl_state_destroy(st2);
+}
+
 /* ---- a reply lost to the command timeout ----------------------------- */
 
 /* Sends DEBUG SLEEP secs on a new connection without waiting for the reply,
@@ -921,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_retry_after_lost_reply),
         cmocka_unit_test(test_restart),
         cmocka_unit_test(test_gives_up),
+        cmocka_unit_test(test_progress),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

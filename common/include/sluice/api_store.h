@@ -23,10 +23,19 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
-/* Roles of API tokens, lowest first: a role may do what the lower ones may. */
-enum sl_api_role { SL_ROLE_NONE = 0, SL_ROLE_VIEWER, SL_ROLE_OPERATOR, SL_ROLE_ADMIN };
+/* Roles of API tokens, lowest first: a role may do what the lower ones may.
+ * SL_ROLE_TRIGGER stands apart: it may only trigger runs (POST
+ * /v1/jobs/{id}/trigger), of the jobs its token lists or of every job, and
+ * nothing else; operator and admin may trigger too. */
+enum sl_api_role {
+    SL_ROLE_NONE = 0,
+    SL_ROLE_VIEWER,
+    SL_ROLE_OPERATOR,
+    SL_ROLE_ADMIN,
+    SL_ROLE_TRIGGER
+};
 
-/* "viewer", "operator", "admin" (SL_ROLE_NONE: ""). */
+/* "viewer", "operator", "admin", "trigger" (SL_ROLE_NONE: ""). */
 const char *sl_api_role_name(enum sl_api_role role);
 /* The role named name, or SL_ROLE_NONE. */
 enum sl_api_role sl_api_role_parse(const char *name);
@@ -36,9 +45,15 @@ void sl_api_token_hash(const char *token, char out[65]);
 
 /* Stores a token of name and role by its hash (sl_api_token_hash); replace
  * true overwrites a token of the same name (the bootstrap admin token), else
- * a taken name is SL_ERR_LIMIT. */
+ * a taken name is SL_ERR_LIMIT. jobs (a JSON array of job ids, or NULL: every
+ * job) limits a trigger token to those jobs. */
 int sl_api_token_put(PGconn *conn, const char *name, enum sl_api_role role, const char *sha256,
-                     bool replace, char *errbuf, size_t errsz);
+                     const json_t *jobs, bool replace, char *errbuf, size_t errsz);
+
+/* Whether the token named name may trigger job id: *ok false when its
+ * list of jobs leaves the job out. */
+int sl_api_token_covers(PGconn *conn, const char *name, const char *id, bool *ok, char *errbuf,
+                        size_t errsz);
 
 /* The role and name (into name[namesz]) of the token whose hash is sha256;
  * SL_ROLE_NONE when no token has it (not an error). The stored hash is
@@ -80,6 +95,17 @@ int sl_api_job_delete(PGconn *conn, const char *id, char *errbuf, size_t errsz);
  * run when it cannot). */
 int sl_api_run_queue(PGconn *conn, const char *id, const char *trigger, char run_id[37],
                      uint32_t *version, char *errbuf, size_t errsz);
+
+/* sl_api_run_queue() for a trigger with an idempotency key (NULL: none):
+ * the first request of a (job, key) records the run, a later one finds it:
+ * *found true, run_id and *version the first one's, nothing recorded. */
+int sl_api_run_queue_keyed(PGconn *conn, const char *id, const char *trigger, const char *key,
+                           char run_id[37], uint32_t *version, bool *found, char *errbuf,
+                           size_t errsz);
+
+/* Removes a run that is still queued and never got its ticket out, so that
+ * its idempotency key can start it again. */
+int sl_api_run_forget(PGconn *conn, const char *run_id, char *errbuf, size_t errsz);
 
 /* Fails a run that is still queued, with reason. */
 int sl_api_run_fail(PGconn *conn, const char *run_id, const char *reason, char *errbuf,

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 struct sl_job;
+struct sl_report_file;
 struct sl_run_summary;
 struct sl_smtp_config;
 
@@ -31,6 +32,11 @@ struct sl_report_rows {
  * recipients, and report.when is "always", "errors" (rows were rejected or
  * the run failed) or "failure" (the run failed). */
 bool sl_run_report_due(const struct sl_job *job, const struct sl_run_summary *sum);
+
+/* Links each attribute of job whose mapping reads one column to that
+ * column (sl_report_file_link), so that the report highlights the cell the
+ * owner has to fix. */
+void sl_run_report_link(struct sl_report_file *rf, const struct sl_job *job);
 
 /* Writes the report of the run into dir (report.xlsx or report.csv, as
  * report.format says; none for a run without rejected rows) and, when smtp

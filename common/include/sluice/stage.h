@@ -56,6 +56,7 @@ struct sl_stage_env {
 };
 
 struct sl_emit_metrics;
+struct sl_progress;
 
 struct sl_emitter {
     struct sl_bus *bus;
@@ -63,6 +64,9 @@ struct sl_emitter {
     /* the runner's counters of messages out by topic (metrics.h); NULL:
      * not counted */
     struct sl_emit_metrics *metrics;
+    /* the runner's counts of each run's records for its live progress
+     * (state.h progress_add); NULL: not kept */
+    struct sl_progress *progress;
 };
 
 /* Hands msg to the bus on topic (one reference taken over, even on error).

@@ -86,6 +86,19 @@ struct sl_state_ops {
      * sl_err; any thread. */
     int (*set_validators)(struct sl_state *st, const char *job_id,
                           const struct sl_source_validators *v);
+    /* Optional (NULL: no live progress is kept, as in embedded mode): adds
+     * deltas[i] to the counter fields[i] ("<stage>.<what>", e.g.
+     * "mapper.records_in") of the run's live progress, and stamps it with the
+     * time ("updated_ms", unix milliseconds). Best effort: one attempt,
+     * nothing retried, so that a slow store never holds a stage (a lost
+     * update only makes the figures lag); kept 7 days. 0 or a negative
+     * sl_err; any thread. */
+    int (*progress_add)(struct sl_state *st, const char *run_id, const char *const *fields,
+                        const uint64_t *deltas, size_t n);
+    /* Optional: calls fn(field, value, arg) for each counter of the run's
+     * live progress (none when nothing was kept). 0 or a negative sl_err. */
+    int (*progress_get)(struct sl_state *st, const char *run_id,
+                        void (*fn)(const char *field, uint64_t value, void *arg), void *arg);
 };
 
 struct sl_state {
