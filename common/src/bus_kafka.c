@@ -35,6 +35,18 @@
  * produced to the dead-letter topic (prefix + "dead") with the headers
  * sluice-reason, sluice-topic, sluice-partition and sluice-offset, its
  * offset is stored, and poll() goes on.
+ *
+ * Acknowledged sends (send_acked, the gateway's webhooks): the messages of
+ * one call are produced at once, its records in batches of the call alone
+ * (partitioned as the shared batches are), each Kafka message carrying the
+ * call's waiter as its opaque; the delivery report counts the waiter down
+ * and wakes its caller. A thread of the bus, started by the first such
+ * call, serves the delivery reports (rd_kafka_poll) while callers wait, so
+ * that any number of them wait at once, each for its own messages only. A
+ * failed acked delivery is its caller's error alone: it is not noted as a
+ * failure of the bus (commit() and flush() go on), because the caller
+ * answers for it (the gateway fails the run and the sender retries), where
+ * a consumer-side service must not commit past an output that was lost.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -64,6 +76,7 @@
 #define META_WAIT_MS    5000        /* waiting for a topic's partition count */
 #define META_REFRESH_MS 60000       /* partitions may be added to a topic */
 #define BATCH_TOPICS    8
+#define PURGE_WAIT_MS   1000 /* serving the reports of what destroy purged */
 
 /* The partial batch of one partition. */
 struct part_batch {
@@ -98,6 +111,22 @@ struct kafka_bus {
     size_t nbtopics;
     size_t nbatched;   /* partial batches holding records */
     int64_t oldest_ms; /* first_ms of the oldest of them (0: none) */
+    /* the thread serving delivery reports for send_acked (started under mu) */
+    pthread_t poller;
+    bool poller_on;
+    atomic_bool poller_stop;
+};
+
+/* The messages of one send_acked call that Kafka has not yet reported on.
+ * Held by the caller and by each message librdkafka holds (its opaque):
+ * freed by whichever lets go last, so a caller that timed out may leave. */
+struct acked_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* on CLOCK_MONOTONIC */
+    size_t pending;    /* messages produced and not yet reported */
+    unsigned refs;
+    rd_kafka_resp_err_t err; /* the first delivery error */
+    char topic[TOPIC_MAX + 2];
 };
 
 struct sl_consumer {
@@ -196,9 +225,38 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
         sl_warn(COMP, "kafka consumer of group %s: %s", c->group, reason);
 }
 
+/* Lets go of one hold of w: a message's (reported, or never produced after
+ * all) or, msg false, the caller's. */
+static void acked_wait_release(struct acked_wait *w, bool msg)
+{
+    pthread_mutex_lock(&w->mu);
+    if (msg && !--w->pending)
+        pthread_cond_signal(&w->cv);
+    bool last = --w->refs == 0;
+    pthread_mutex_unlock(&w->mu);
+    if (last) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+    }
+}
+
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
     struct kafka_bus *b = opaque;
+    struct acked_wait *w = rkm->_private; /* the msg_opaque of producev */
+    if (w) {                              /* send_acked's: its caller answers for it */
+        if (rkm->err) {
+            pthread_mutex_lock(&w->mu);
+            if (!w->err) {
+                w->err = rkm->err;
+                snprintf(w->topic, sizeof(w->topic), "%s", rd_kafka_topic_name(rkm->rkt));
+            }
+            pthread_mutex_unlock(&w->mu);
+        }
+        acked_wait_release(w, true);
+        return;
+    }
     if (!rkm->err)
         return;
     char what[256];
@@ -311,6 +369,17 @@ static int wait_delivered(struct kafka_bus *b, int timeout_ms)
     return atomic_load(&b->failed) ? SL_ERR_FATAL : 0;
 }
 
+/* One more message of w to be reported (w NULL: nothing). */
+static void acked_wait_hold(struct acked_wait *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->pending++;
+    w->refs++;
+    pthread_mutex_unlock(&w->mu);
+}
+
 static int map_produce_err(rd_kafka_resp_err_t err)
 {
     switch (err) {
@@ -327,10 +396,11 @@ static int map_produce_err(rd_kafka_resp_err_t err)
 /* Produces one message to partition (RD_KAFKA_PARTITION_UA: the
  * partitioner's choice by key), waiting while the local queue is full
  * (backpressure). msgflags: RD_KAFKA_MSG_F_FREE or _COPY; on error the
- * payload and hdrs stay the caller's. */
+ * payload and hdrs stay the caller's. w: the send_acked call it belongs to
+ * (its delivery report goes there), or NULL. */
 static rd_kafka_resp_err_t produce(struct kafka_bus *b, const char *name, int32_t partition,
                                    void *payload, size_t len, const void *key, size_t keylen,
-                                   rd_kafka_headers_t *hdrs, int msgflags)
+                                   rd_kafka_headers_t *hdrs, int msgflags, struct acked_wait *w)
 {
     for (;;) {
         rd_kafka_resp_err_t err;
@@ -338,11 +408,12 @@ static rd_kafka_resp_err_t produce(struct kafka_bus *b, const char *name, int32_
             err = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_PARTITION(partition),
                                     RD_KAFKA_V_MSGFLAGS(msgflags), RD_KAFKA_V_VALUE(payload, len),
                                     RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_HEADERS(hdrs),
-                                    RD_KAFKA_V_END);
+                                    RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
         else
             err = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_PARTITION(partition),
                                     RD_KAFKA_V_MSGFLAGS(msgflags), RD_KAFKA_V_VALUE(payload, len),
-                                    RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_END);
+                                    RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_OPAQUE(w),
+                                    RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(b->rk, 0); /* serve delivery reports */
             return err;
@@ -367,9 +438,10 @@ static const char *msg_key(const struct sl_msg *msg, char *rowkey)
 }
 
 /* Encodes msg and produces it to the physical topic name with hdrs (NULL:
- * none; taken over), keyed by msg_key(). msg stays the caller's. */
+ * none; taken over), keyed by msg_key(), for w (NULL: none; a hold of w is
+ * taken for it). msg stays the caller's. */
 static int produce_msg(struct kafka_bus *b, const char *name, const struct sl_msg *msg,
-                       rd_kafka_headers_t *hdrs)
+                       rd_kafka_headers_t *hdrs, struct acked_wait *w)
 {
     struct sl_buf buf = SL_BUF_INIT;
     int rc = sl_codec_encode(msg, &buf);
@@ -383,10 +455,13 @@ static int produce_msg(struct kafka_bus *b, const char *name, const struct sl_ms
     const char *key = msg_key(msg, rowkey);
     size_t len = buf.len;
     char *payload = sl_buf_steal(&buf);
+    acked_wait_hold(w);
     rd_kafka_resp_err_t err = produce(b, name, RD_KAFKA_PARTITION_UA, payload, len, key,
-                                      key ? strlen(key) : 0, hdrs, RD_KAFKA_MSG_F_FREE);
+                                      key ? strlen(key) : 0, hdrs, RD_KAFKA_MSG_F_FREE, w);
     if (!err)
         return 0;
+    if (w)
+        acked_wait_release(w, true);
     free(payload);
     if (hdrs)
         rd_kafka_headers_destroy(hdrs);
@@ -470,7 +545,7 @@ static int batch_send(struct kafka_bus *b, struct batch_topic *t, int32_t p)
     pb->first_ms = 0;
     b->nbatched--;
     rd_kafka_resp_err_t err =
-        produce(b, t->name, p, payload, len, NULL, 0, NULL, RD_KAFKA_MSG_F_FREE);
+        produce(b, t->name, p, payload, len, NULL, 0, NULL, RD_KAFKA_MSG_F_FREE, NULL);
     if (!err)
         return 0;
     free(payload);
@@ -536,7 +611,7 @@ static int batch_add(struct kafka_bus *b, const char *name, const struct sl_msg 
             size_t len = one.len;
             char *payload = sl_buf_steal(&one);
             rd_kafka_resp_err_t err = produce(b, name, RD_KAFKA_PARTITION_UA, payload, len, key,
-                                              keylen, NULL, RD_KAFKA_MSG_F_FREE);
+                                              keylen, NULL, RD_KAFKA_MSG_F_FREE, NULL);
             if (err) {
                 free(payload);
                 rc = err == RD_KAFKA_RESP_ERR__DESTROY ? SL_ERR_CLOSED : map_produce_err(err);
@@ -580,7 +655,7 @@ static int kafka_send_dead(struct sl_bus *bus, const char *from_topic, struct sl
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
     rd_kafka_header_add(hdrs, "sluice-reason", -1, reason ? reason : "", -1);
     rd_kafka_header_add(hdrs, "sluice-topic", -1, src, -1);
-    int rc = produce_msg(b, name, msg, hdrs);
+    int rc = produce_msg(b, name, msg, hdrs, NULL);
     sl_msg_unref(msg);
     return rc;
 }
@@ -598,9 +673,225 @@ static int kafka_send(struct sl_bus *bus, const char *topic, struct sl_msg *msg)
     } else if (msg->kind == SL_MSG_RECORD || msg->kind == SL_MSG_REJECTION) {
         rc = batch_add(b, name, msg);
     } else if ((rc = batch_flush(b, false)) == 0) { /* the records sent before go first */
-        rc = produce_msg(b, name, msg, NULL);
+        rc = produce_msg(b, name, msg, NULL, NULL);
     }
     sl_msg_unref(msg);
+    return rc;
+}
+
+/* ---- acknowledged sends (see the top of the file) ---- */
+
+/* Serves delivery reports while the bus lives: send_acked's callers wait
+ * on their waiters, not in rd_kafka_poll. */
+static void *poller_main(void *arg)
+{
+    struct kafka_bus *b = arg;
+    while (!atomic_load(&b->poller_stop))
+        rd_kafka_poll(b->rk, POLL_SLICE_MS);
+    return NULL;
+}
+
+static int poller_start(struct kafka_bus *b)
+{
+    int rc = 0;
+    pthread_mutex_lock(&b->mu);
+    if (!b->poller_on) {
+        if (pthread_create(&b->poller, NULL, poller_main, b) == 0)
+            b->poller_on = true;
+        else
+            rc = SL_ERR_NOMEM;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+static struct acked_wait *acked_wait_new(void)
+{
+    struct acked_wait *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&w->mu, NULL);
+    w->refs = 1; /* the caller's */
+    return w;
+}
+
+/* Waits until every message of w was reported, or timeout_ms (-1: for
+ * ever) ran out. */
+static int acked_wait_done(struct acked_wait *w, int timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    if (timeout_ms >= 0) {
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
+    int rc = 0;
+    pthread_mutex_lock(&w->mu);
+    while (w->pending && rc == 0)
+        if (timeout_ms < 0)
+            pthread_cond_wait(&w->cv, &w->mu);
+        else
+            rc = pthread_cond_timedwait(&w->cv, &w->mu, &until);
+    rc = w->pending ? SL_ERR_TIMEOUT : 0;
+    if (w->err) {
+        sl_warn(COMP, "could not deliver a message to %s: %s", w->topic, rd_kafka_err2str(w->err));
+        rc = map_produce_err(w->err);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+/* The batches of one send_acked call to one records topic: one a
+ * partition, as batch_add() partitions (parts NULL: the partitions are not
+ * known, each record goes alone, partitioned by librdkafka by key). */
+struct acked_batches {
+    char name[TOPIC_MAX + 2]; /* physical; "" none yet */
+    rd_kafka_topic_t *rkt;
+    int32_t nparts;
+    struct part_batch *parts;
+};
+
+/* Produces the batch of partition p of ab for w. */
+static int acked_batch_send(struct kafka_bus *b, struct acked_batches *ab, int32_t p,
+                            struct acked_wait *w)
+{
+    struct part_batch *pb = &ab->parts[p];
+    if (!pb->n)
+        return 0;
+    size_t len = pb->buf.len;
+    char *payload = sl_buf_steal(&pb->buf);
+    sl_codec_batch_enc_reset(&pb->enc);
+    pb->n = 0;
+    acked_wait_hold(w);
+    rd_kafka_resp_err_t err =
+        produce(b, ab->name, p, payload, len, NULL, 0, NULL, RD_KAFKA_MSG_F_FREE, w);
+    if (!err)
+        return 0;
+    acked_wait_release(w, true);
+    free(payload);
+    sl_warn(COMP, "could not send a batch of records to %s [%" PRId32 "]: %s", ab->name, p,
+            rd_kafka_err2str(err));
+    return err == RD_KAFKA_RESP_ERR__DESTROY ? SL_ERR_CLOSED : map_produce_err(err);
+}
+
+/* Produces every batch of ab and forgets its topic. */
+static int acked_batches_send(struct kafka_bus *b, struct acked_batches *ab, struct acked_wait *w)
+{
+    int rc = 0;
+    for (int32_t p = 0; p < ab->nparts; p++) {
+        int r = acked_batch_send(b, ab, p, w);
+        rc = rc ? rc : r;
+        sl_buf_cleanup(&ab->parts[p].buf);
+        sl_codec_batch_enc_reset(&ab->parts[p].enc);
+    }
+    free(ab->parts);
+    *ab = (struct acked_batches){0};
+    return rc;
+}
+
+/* Adds record msg for the physical topic name to ab (its batches for
+ * another topic are produced first). */
+static int acked_batch_add(struct kafka_bus *b, struct acked_batches *ab, const char *name,
+                           const struct sl_msg *msg, struct acked_wait *w)
+{
+    int rc;
+    if (ab->name[0] && strcmp(ab->name, name) && (rc = acked_batches_send(b, ab, w)))
+        return rc;
+    if (!ab->name[0]) {
+        pthread_mutex_lock(&b->bmu); /* the topics' partition counts are shared */
+        struct batch_topic *t = batch_topic(b, name);
+        int32_t nparts = t ? topic_partitions(b, t) : 0;
+        ab->rkt = t ? t->rkt : NULL;
+        pthread_mutex_unlock(&b->bmu);
+        if (nparts > 0 && !(ab->parts = calloc((size_t)nparts, sizeof(*ab->parts))))
+            return SL_ERR_NOMEM;
+        for (int32_t p = 0; p < nparts; p++)
+            ab->parts[p].buf = (struct sl_buf)SL_BUF_INIT;
+        ab->nparts = nparts > 0 ? nparts : 0;
+        snprintf(ab->name, sizeof(ab->name), "%s", name);
+    }
+    char rowkey[128];
+    const char *key = msg_key(msg, rowkey);
+    size_t keylen = key ? strlen(key) : 0;
+    if (!ab->nparts) { /* a batch of one, as batch_add() sends it */
+        struct sl_buf one = SL_BUF_INIT;
+        if ((rc = sl_codec_batch_add(NULL, msg, &one)) == 0) {
+            size_t len = one.len;
+            char *payload = sl_buf_steal(&one);
+            acked_wait_hold(w);
+            rd_kafka_resp_err_t err = produce(b, name, RD_KAFKA_PARTITION_UA, payload, len, key,
+                                              keylen, NULL, RD_KAFKA_MSG_F_FREE, w);
+            if (err) {
+                acked_wait_release(w, true);
+                free(payload);
+                rc = err == RD_KAFKA_RESP_ERR__DESTROY ? SL_ERR_CLOSED : map_produce_err(err);
+            }
+        }
+        sl_buf_cleanup(&one);
+        return rc;
+    }
+    int32_t p =
+        rd_kafka_msg_partitioner_consistent_random(ab->rkt, key, keylen, ab->nparts, NULL, NULL);
+    if (p < 0 || p >= ab->nparts)
+        p = 0;
+    struct part_batch *pb = &ab->parts[p];
+    if ((rc = sl_codec_batch_add(&pb->enc, msg, &pb->buf)) != 0)
+        return rc;
+    if (++pb->n >= BATCH_RECORDS || pb->buf.len >= BATCH_BYTES)
+        return acked_batch_send(b, ab, p, w);
+    return 0;
+}
+
+static int kafka_send_acked(struct sl_bus *bus, const char *const *topics, struct sl_msg **msgs,
+                            size_t n, int timeout_ms)
+{
+    struct kafka_bus *b = (struct kafka_bus *)bus;
+    struct acked_batches ab = {0};
+    struct acked_wait *w = NULL;
+    int rc = 0;
+    if (atomic_load(&b->closed)) {
+        rc = SL_ERR_CLOSED;
+        goto out;
+    }
+    if ((rc = poller_start(b)) != 0 || !(w = acked_wait_new())) {
+        rc = SL_ERR_NOMEM;
+        goto out;
+    }
+    /* records send() batched before go first (a run event never overtakes them) */
+    if (batch_flush(b, false) == SL_ERR_CLOSED) {
+        rc = SL_ERR_CLOSED;
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char name[TOPIC_MAX + 2];
+        const struct sl_msg *m = msgs[i];
+        if (topic_name(b, topics[i], name, sizeof(name))) {
+            sl_error(COMP, "topic name %s%s is longer than kafka allows", b->prefix, topics[i]);
+            rc = SL_ERR_INVALID;
+        } else if (m->kind == SL_MSG_RECORD || m->kind == SL_MSG_REJECTION) {
+            rc = acked_batch_add(b, &ab, name, m, w);
+        } else if ((rc = acked_batches_send(b, &ab, w)) == 0) {
+            rc = produce_msg(b, name, m, NULL, w);
+        }
+    }
+    int r = acked_batches_send(b, &ab, w);
+    rc = rc ? rc : r;
+    if (rc == 0)
+        rc = acked_wait_done(w, timeout_ms);
+out:
+    if (w)
+        acked_wait_release(w, false); /* the caller's hold */
+    for (size_t i = 0; i < n; i++)
+        sl_msg_unref(msgs[i]);
     return rc;
 }
 
@@ -844,7 +1135,7 @@ static int dead_letter(struct sl_consumer *c, const rd_kafka_message_t *rkm, con
         rd_kafka_header_add(hdrs, "sluice-batch-index", -1, num, -1);
     }
     rd_kafka_resp_err_t err = produce(b, name, RD_KAFKA_PARTITION_UA, (void *)data, len, rkm->key,
-                                      rkm->key_len, hdrs, RD_KAFKA_MSG_F_COPY);
+                                      rkm->key_len, hdrs, RD_KAFKA_MSG_F_COPY, NULL);
     if (err) {
         rd_kafka_headers_destroy(hdrs);
         if (err == RD_KAFKA_RESP_ERR__DESTROY)
@@ -1046,6 +1337,10 @@ static void kafka_close(struct sl_bus *bus)
 static void kafka_destroy(struct sl_bus *bus)
 {
     struct kafka_bus *b = (struct kafka_bus *)bus;
+    if (b->poller_on) {
+        atomic_store(&b->poller_stop, true);
+        pthread_join(b->poller, NULL);
+    }
     if (b->rk) {
         batch_flush(b, false);
         for (size_t i = 0; i < b->nbtopics; i++) {
@@ -1059,8 +1354,12 @@ static void kafka_destroy(struct sl_bus *bus)
         }
         rd_kafka_flush(b->rk, DESTROY_WAIT_MS);
         int left = rd_kafka_outq_len(b->rk);
-        if (left > 0)
+        if (left > 0) {
             sl_error(COMP, "%d messages were not delivered before the bus was destroyed", left);
+            /* their reports (failed) free the waiters of send_acked calls */
+            rd_kafka_purge(b->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            rd_kafka_flush(b->rk, PURGE_WAIT_MS);
+        }
         rd_kafka_destroy(b->rk);
     }
     pthread_mutex_destroy(&b->mu);
@@ -1080,6 +1379,7 @@ static const struct sl_bus_ops kafka_ops = {
     .commit = kafka_commit,
     .set_revoke_hook = kafka_set_revoke_hook,
     .send_dead = kafka_send_dead,
+    .send_acked = kafka_send_acked,
     .unsubscribe = kafka_unsubscribe,
     .flush = kafka_flush,
     .close = kafka_close,

@@ -1892,35 +1892,6 @@ static void wh_db_put(void *gw, PGconn *c)
     pool_put(gw, c);
 }
 
-/* The run-now tickets' bus, locked for one delivery (made again after a
- * failure, as send_ticket() does). */
-static struct sl_bus *wh_bus_lock(void *arg, char *errbuf, size_t errsz)
-{
-    struct sl_gateway *gw = arg;
-    pthread_mutex_lock(&gw->bus_mu);
-    if (!gw->bus) {
-        struct sl_kafka_conf kc = {.brokers = gw->brokers,
-                                   .topic_prefix = gw->prefix,
-                                   .config = gw->kafka_config,
-                                   .client_id = "sluice-gateway"};
-        if (!(gw->bus = sl_bus_kafka_new(&kc, errbuf, errsz))) {
-            pthread_mutex_unlock(&gw->bus_mu);
-            return NULL;
-        }
-    }
-    return gw->bus;
-}
-
-static void wh_bus_unlock(void *arg, bool spoiled)
-{
-    struct sl_gateway *gw = arg;
-    if (spoiled) { /* a failed delivery spoils the producer: a new one */
-        sl_bus_destroy(gw->bus);
-        gw->bus = NULL;
-    }
-    pthread_mutex_unlock(&gw->bus_mu);
-}
-
 static enum MHD_Result h_webhook(struct sl_gateway *gw, struct MHD_Connection *conn, struct req *rq)
 {
     struct sl_webhook_req wr = {
@@ -2173,11 +2144,7 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
         rc = SL_ERR_INVALID;
         goto fail;
     }
-    struct sl_webhook_deps wd = {.gw = gw,
-                                 .db_get = wh_db_get,
-                                 .db_put = wh_db_put,
-                                 .bus_lock = wh_bus_lock,
-                                 .bus_unlock = wh_bus_unlock};
+    struct sl_webhook_deps wd = {.gw = gw, .db_get = wh_db_get, .db_put = wh_db_put, .kafka = bc};
     if (!(gw->webhook = sl_webhook_new(gw->redis_url, &wd)))
         goto fail_nomem;
     struct sockaddr_storage sa;

@@ -3,24 +3,38 @@
  *
  * A delivery is checked in the order that costs an unsigned sender least:
  * headers (400), the job and its secret (404), the signature and its
- * timestamp (401, webhook_sig.h), the body's records (400: read twice by
- * the JSON reader, once to check and count before a run exists, once to
- * build the messages), the replay window (Redis SET NX: a webhook-id seen
- * before is answered 200 with the first delivery's run, 503 while that one
- * is still in flight), then the run is
- * queued in the control plane (trigger "webhook") and FETCHED, the records
- * and SEALED go to Kafka on the gateway's bus; the answer waits for Kafka's
- * acknowledgement. When Kafka cannot take them the run is failed, the
- * webhook-id forgotten (so that the sender's retry is processed) and the
- * answer is 503 with Retry-After.
+ * timestamp (401, webhook_sig.h), the body's records (400: read once by the
+ * JSON reader, building the messages before a run exists), the replay
+ * window (Redis SET NX GET: a webhook-id seen before is answered 200 with
+ * the first delivery's run, 503 while that one is still in flight), then
+ * the run is queued in the control plane (trigger "webhook", the one
+ * INSERT of a delivery) and FETCHED, the records and SEALED go to Kafka on
+ * the endpoint's producer; the answer waits for Kafka's acknowledgement of
+ * them (send_acked), not of other deliveries'. When Kafka cannot take them
+ * the run is failed, the webhook-id forgotten (so that the sender's retry
+ * is processed) and the answer is 503 with Retry-After.
  *
- * Records are built as the parser builds them (services/parser/parser.c):
- * source fields flattened by the JSON reader, rows 1..n, a reader's problem
- * as a "_row" format problem, keyed by the target key mapped from the row.
+ * Round trips: a job version's document never changes, so each (job,
+ * version) is parsed once, with its secret, and cached (JOB_CACHE_MAX, the
+ * least recently used dropped). Which version is a job's current one is
+ * asked of PostgreSQL at most once in CURRENT_TTL_MS a job: a delivery in
+ * the second after a job changed may still be checked against the
+ * previous version's secret, and its records built for it; the run itself
+ * is always of the version sl_api_run_queue() records (the records are
+ * built again when that differs). A PostgreSQL connection is held only
+ * while the run is recorded (or a job read), never while Kafka is awaited.
+ *
+ * Records are built as the parser builds them (record_build.h): source
+ * fields flattened by the JSON reader, rows 1..n, a reader's problem as a
+ * "_row" format problem, keyed by the target key mapped from the row. A
+ * field the mapping reads that records lack is no schema drift here (a
+ * sender may push partial records): the attribute is missing in those rows,
+ * and the validator rejects a row whose required attribute is missing.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +54,7 @@
 #include "sluice/log.h"
 #include "sluice/msg.h"
 #include "sluice/reader.h"
-#include "sluice/template.h"
-#include "sluice/types.h"
+#include "sluice/record_build.h"
 #include "sluice/util.h"
 #include "sluice/webhook_sig.h"
 #include "webhook.h"
@@ -49,15 +62,72 @@
 #define COMP            "gateway"
 #define REPLAY_TTL_S    600
 #define KAFKA_WAIT_MS   5000
+#define DESTROY_WAIT_MS 10000
 #define RETRY_AFTER_S   5
 #define REDIS_TIMEOUT_S 2
+#define JOB_CACHE_MAX   64
+#define CURRENT_TTL_MS  1000
+#define LINGER          "linger.ms=2"
+/* Control-plane connections deliveries hold at once (each for a run's
+ * INSERT, or a job's read): a burst of deliveries waits its turn for the
+ * gateway's pooled connections (16 kept idle) instead of opening one each
+ * and running PostgreSQL out of connections. */
+#define DB_MAX 12
+
+/* A job version as deliveries need it, parsed once (see the top). */
+struct wh_job {
+    char *job_id;
+    uint32_t version;
+    struct sl_job *job; /* NULL: the document does not load (err says why) */
+    char err[512];
+    unsigned char key[SL_WEBHOOK_KEY_MAX];
+    int keylen;         /* -1: no secret; -2: the secret is not whsec_<base64> */
+    char from[300];     /* where the secret was looked for */
+    int64_t current_ms; /* when PostgreSQL last said it is current (0: never) */
+    int64_t used_ms;
+    unsigned refs; /* the cache's, and each delivery's (under jobs_mu) */
+};
+
+/* The producer, held by each delivery using it: one that failed for good
+ * is replaced, and destroyed once its last delivery let go. */
+struct wh_bus {
+    struct sl_bus *bus;
+    unsigned users; /* under bus_mu */
+};
 
 struct sl_webhook {
     struct sl_webhook_deps deps;
     char *redis_url;
     pthread_mutex_t mu; /* the Redis connection, made again after a failure */
     redisContext *rc;
+    atomic_bool old_redis; /* SET NX GET refused (Redis < 7): SET NX, then GET */
+    pthread_mutex_t jobs_mu;
+    struct wh_job *jobs[JOB_CACHE_MAX];
+    size_t njobs;
+    pthread_mutex_t db_mu; /* db_busy */
+    pthread_cond_t db_cv;
+    int db_busy; /* connections held by deliveries, at most DB_MAX */
+    pthread_mutex_t bus_mu;
+    struct wh_bus *bus; /* NULL: made on first use */
+    char *brokers, *prefix, *kafka_config;
 };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void job_free(struct wh_job *j)
+{
+    if (!j)
+        return;
+    sl_job_destroy(j->job);
+    OPENSSL_cleanse(j->key, sizeof(j->key));
+    free(j->job_id);
+    free(j);
+}
 
 struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook_deps *deps)
 {
@@ -66,10 +136,27 @@ struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook
         return NULL;
     wh->deps = *deps;
     pthread_mutex_init(&wh->mu, NULL);
-    if (!(wh->redis_url = strdup(redis_url ? redis_url : "redis://127.0.0.1:6379/0"))) {
+    pthread_mutex_init(&wh->jobs_mu, NULL);
+    pthread_mutex_init(&wh->bus_mu, NULL);
+    pthread_mutex_init(&wh->db_mu, NULL);
+    pthread_cond_init(&wh->db_cv, NULL);
+    const struct sl_kafka_conf *kc = &deps->kafka;
+    size_t clen = kc->config ? strlen(kc->config) : 0;
+    /* ours first, so that SLUICE_KAFKA_CONFIG may override it */
+    if ((wh->kafka_config = malloc(sizeof(LINGER) + 1 + clen)))
+        snprintf(wh->kafka_config, sizeof(LINGER) + 1 + clen, "%s%s%s", LINGER, clen ? "," : "",
+                 clen ? kc->config : "");
+    wh->brokers = kc->brokers ? strdup(kc->brokers) : NULL;
+    wh->prefix = kc->topic_prefix ? strdup(kc->topic_prefix) : NULL;
+    if (!(wh->redis_url = strdup(redis_url ? redis_url : "redis://127.0.0.1:6379/0")) ||
+        !wh->kafka_config || (kc->brokers && !wh->brokers) || (kc->topic_prefix && !wh->prefix)) {
         sl_webhook_destroy(wh);
         return NULL;
     }
+    wh->deps.kafka = (struct sl_kafka_conf){.brokers = wh->brokers,
+                                            .topic_prefix = wh->prefix,
+                                            .config = wh->kafka_config,
+                                            .client_id = "sluice-gateway-webhooks"};
     return wh;
 }
 
@@ -79,8 +166,22 @@ void sl_webhook_destroy(struct sl_webhook *wh)
         return;
     if (wh->rc)
         redisFree(wh->rc);
+    if (wh->bus) { /* no delivery runs any more: no other user */
+        wh->bus->bus->ops->flush(wh->bus->bus, DESTROY_WAIT_MS);
+        sl_bus_destroy(wh->bus->bus);
+        free(wh->bus);
+    }
+    for (size_t i = 0; i < wh->njobs; i++)
+        job_free(wh->jobs[i]);
     pthread_mutex_destroy(&wh->mu);
+    pthread_mutex_destroy(&wh->jobs_mu);
+    pthread_mutex_destroy(&wh->bus_mu);
+    pthread_mutex_destroy(&wh->db_mu);
+    pthread_cond_destroy(&wh->db_cv);
     free(wh->redis_url);
+    free(wh->brokers);
+    free(wh->prefix);
+    free(wh->kafka_config);
     free(wh);
 }
 
@@ -231,6 +332,230 @@ static char *job_secret(const char *job_id, const char *doc, char *from, size_t 
     return out;
 }
 
+/* ---- the control plane -------------------------------------------------- */
+
+/* A control-plane connection, one of DB_MAX (waits for its turn); NULL with
+ * errbuf set. */
+static PGconn *db_get(struct sl_webhook *wh, char *errbuf, size_t errsz)
+{
+    pthread_mutex_lock(&wh->db_mu);
+    while (wh->db_busy >= DB_MAX)
+        pthread_cond_wait(&wh->db_cv, &wh->db_mu);
+    wh->db_busy++;
+    pthread_mutex_unlock(&wh->db_mu);
+    PGconn *c = wh->deps.db_get(wh->deps.gw, errbuf, errsz);
+    if (!c) {
+        pthread_mutex_lock(&wh->db_mu);
+        wh->db_busy--;
+        pthread_cond_signal(&wh->db_cv);
+        pthread_mutex_unlock(&wh->db_mu);
+    }
+    return c;
+}
+
+/* Gives c back (NULL: nothing). */
+static void db_put(struct sl_webhook *wh, PGconn *c)
+{
+    if (!c)
+        return;
+    wh->deps.db_put(wh->deps.gw, c);
+    pthread_mutex_lock(&wh->db_mu);
+    wh->db_busy--;
+    pthread_cond_signal(&wh->db_cv);
+    pthread_mutex_unlock(&wh->db_mu);
+}
+
+/* ---- the jobs (see the top) ------------------------------------------- */
+
+/* Lets go of a delivery's hold of j. */
+static void job_put(struct sl_webhook *wh, struct wh_job *j)
+{
+    if (!j)
+        return;
+    pthread_mutex_lock(&wh->jobs_mu);
+    bool last = --j->refs == 0;
+    pthread_mutex_unlock(&wh->jobs_mu);
+    if (last)
+        job_free(j);
+}
+
+/* Parses version doc of job_id: the job and its secret. NULL when out of
+ * memory. */
+static struct wh_job *job_parse(const char *job_id, uint32_t version, const char *doc)
+{
+    struct wh_job *j = calloc(1, sizeof(*j));
+    if (!j || !(j->job_id = strdup(job_id))) {
+        free(j);
+        return NULL;
+    }
+    j->version = version;
+    j->refs = 1;
+    j->job = sl_job_load_json(doc, strlen(doc), NULL, j->err, sizeof(j->err));
+    char *secret = job_secret(job_id, doc, j->from, sizeof(j->from));
+    j->keylen = secret ? sl_webhook_key_decode(secret, j->key) : -1;
+    if (secret && j->keylen < 0)
+        j->keylen = -2;
+    if (secret) {
+        OPENSSL_cleanse(secret, strlen(secret));
+        free(secret);
+    }
+    return j;
+}
+
+/* The cached version of job_id (a hold of it, the caller's), or NULL;
+ * jobs_mu held. */
+static struct wh_job *job_find_locked(struct sl_webhook *wh, const char *job_id, uint32_t version)
+{
+    for (size_t i = 0; i < wh->njobs; i++) {
+        struct wh_job *j = wh->jobs[i];
+        if (j->version == version && !strcmp(j->job_id, job_id)) {
+            j->refs++;
+            j->used_ms = now_ms();
+            return j;
+        }
+    }
+    return NULL;
+}
+
+/* Version (0: the current one, which it then is said to be) of job_id into
+ * *out (a hold, the caller's): from the cache, else read with *c (got
+ * when NULL) and parsed. 0, SL_ERR_NOTFOUND, or another sl_err with errbuf
+ * set. */
+static int job_get(struct sl_webhook *wh, PGconn **c, const char *job_id, uint32_t version,
+                   struct wh_job **out, char *errbuf, size_t errsz)
+{
+    *out = NULL;
+    if (version) {
+        pthread_mutex_lock(&wh->jobs_mu);
+        *out = job_find_locked(wh, job_id, version);
+        pthread_mutex_unlock(&wh->jobs_mu);
+        if (*out)
+            return 0;
+    }
+    if (!*c && !(*c = db_get(wh, errbuf, errsz)))
+        return SL_ERR_RETRY;
+    json_t *meta = NULL;
+    char *doc = NULL;
+    int rc = sl_api_job_get(*c, job_id, version, &meta, &doc, errbuf, errsz);
+    if (rc)
+        return rc;
+    uint32_t v = (uint32_t)json_integer_value(json_object_get(meta, "version"));
+    json_decref(meta);
+    pthread_mutex_lock(&wh->jobs_mu);
+    struct wh_job *j = job_find_locked(wh, job_id, v);
+    pthread_mutex_unlock(&wh->jobs_mu);
+    if (!j && !(j = job_parse(job_id, v, doc))) {
+        free(doc);
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    }
+    free(doc);
+    pthread_mutex_lock(&wh->jobs_mu);
+    if (j->refs == 1) { /* parsed here: into the cache (unless another was quicker) */
+        struct wh_job *had = job_find_locked(wh, job_id, v);
+        if (had) {
+            pthread_mutex_unlock(&wh->jobs_mu);
+            job_free(j);
+            pthread_mutex_lock(&wh->jobs_mu);
+            j = had;
+        } else {
+            if (wh->njobs == JOB_CACHE_MAX) { /* the least recently used goes */
+                size_t lru = 0;
+                for (size_t i = 1; i < wh->njobs; i++)
+                    if (wh->jobs[i]->used_ms < wh->jobs[lru]->used_ms)
+                        lru = i;
+                struct wh_job *old = wh->jobs[lru];
+                wh->jobs[lru] = wh->jobs[--wh->njobs];
+                if (--old->refs == 0)
+                    job_free(old); /* no delivery holds it; jobs_mu guards nothing of it */
+            }
+            j->refs++; /* the cache's */
+            j->used_ms = now_ms();
+            wh->jobs[wh->njobs++] = j;
+        }
+    }
+    if (!version)
+        j->current_ms = now_ms();
+    pthread_mutex_unlock(&wh->jobs_mu);
+    *out = j;
+    return 0;
+}
+
+/* The current version of job_id (a hold, the caller's): as PostgreSQL said
+ * it within CURRENT_TTL_MS, else as it says now. As job_get. */
+static int job_current(struct sl_webhook *wh, PGconn **c, const char *job_id, struct wh_job **out,
+                       char *errbuf, size_t errsz)
+{
+    int64_t now = now_ms();
+    struct wh_job *best = NULL;
+    pthread_mutex_lock(&wh->jobs_mu);
+    for (size_t i = 0; i < wh->njobs; i++) {
+        struct wh_job *j = wh->jobs[i];
+        if (j->current_ms && now - j->current_ms < CURRENT_TTL_MS && !strcmp(j->job_id, job_id) &&
+            (!best || j->current_ms > best->current_ms))
+            best = j;
+    }
+    if (best) {
+        best->refs++;
+        best->used_ms = now;
+    }
+    pthread_mutex_unlock(&wh->jobs_mu);
+    if ((*out = best))
+        return 0;
+    return job_get(wh, c, job_id, 0, out, errbuf, errsz);
+}
+
+/* ---- the producer ------------------------------------------------------- */
+
+/* The producer, held for one delivery; NULL with errbuf set. */
+static struct wh_bus *bus_get(struct sl_webhook *wh, char *errbuf, size_t errsz)
+{
+    pthread_mutex_lock(&wh->bus_mu);
+    if (!wh->bus && (wh->bus = calloc(1, sizeof(*wh->bus))) &&
+        !(wh->bus->bus = sl_bus_kafka_new(&wh->deps.kafka, errbuf, errsz))) {
+        free(wh->bus);
+        wh->bus = NULL;
+    } else if (!wh->bus) {
+        snprintf(errbuf, errsz, "out of memory");
+    }
+    struct wh_bus *hb = wh->bus;
+    if (hb)
+        hb->users++;
+    pthread_mutex_unlock(&wh->bus_mu);
+    return hb;
+}
+
+/* Lets go of hb; spoiled: it failed for good, the next delivery makes a
+ * new one (this one is destroyed once its last user let go). */
+static void bus_put(struct sl_webhook *wh, struct wh_bus *hb, bool spoiled)
+{
+    pthread_mutex_lock(&wh->bus_mu);
+    if (spoiled && wh->bus == hb)
+        wh->bus = NULL;
+    bool last = --hb->users == 0 && wh->bus != hb;
+    pthread_mutex_unlock(&wh->bus_mu);
+    if (last) {
+        sl_bus_destroy(hb->bus);
+        free(hb);
+    }
+}
+
+/* Sends msgs[i] to topics[i] and waits for their acknowledgement: the
+ * bus's send_acked, else (a bus without) send() each and flush(). Takes
+ * the messages. */
+static int send_acked(struct sl_bus *bus, const char *const *topics, struct sl_msg **msgs, size_t n,
+                      int timeout_ms)
+{
+    if (bus->ops->send_acked)
+        return bus->ops->send_acked(bus, topics, msgs, n, timeout_ms);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (rc == 0)
+            rc = sl_bus_send(bus, topics[i], msgs[i]);
+        else
+            sl_msg_unref(msgs[i]);
+    return rc ? rc : bus->ops->flush(bus, timeout_ms);
+}
+
 /* ---- records ------------------------------------------------------------ */
 
 /* The body's shape: JSON (an object or an array of objects) or NDJSON
@@ -257,117 +582,41 @@ static bool is_ndjson(const char *ctype, const char *body, size_t len)
 
 /* The messages of one delivery. */
 struct build {
-    const char *run_id, *job_id;
-    uint32_t version;
-    const struct sl_job *job; /* NULL: count only (the first pass) */
+    struct sl_record_build rb;
     uint64_t rows;
     struct sl_msg **msgs;
     size_t nmsgs, cap;
-    struct sl_names *names;
-    const char **vals; /* job->nrefs */
-    const char *hash_key;
-    /* the fields the mapping does not read, for the seal (as the parser's) */
-    char **unmapped;
-    size_t nunmapped;
 };
-
-/* Unmapped field names a seal lists, as the parser's MAX_UNMAPPED. */
-#define MAX_UNMAPPED 500
-
-/* Notes the names of a record that the mapping does not read. */
-static int note_unmapped(struct build *b, const char *const *names, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (sl_job_reads_column(b->job, names[i]))
-            continue;
-        size_t k = 0;
-        while (k < b->nunmapped && strcmp(b->unmapped[k], names[i]))
-            k++;
-        if (k < b->nunmapped || b->nunmapped == MAX_UNMAPPED)
-            continue;
-        if (!b->unmapped && !(b->unmapped = calloc(MAX_UNMAPPED, sizeof(char *))))
-            return SL_ERR_NOMEM;
-        if (!(b->unmapped[b->nunmapped] = strdup(names[i])))
-            return SL_ERR_NOMEM;
-        b->nunmapped++;
-    }
-    return 0;
-}
-
-/* Keys m by the job's key attributes mapped from the row, as the parser's
- * set_key() does (no key when one does not map: any partition will do). */
-static int set_key(struct build *b, const struct sl_row *row, struct sl_msg *m)
-{
-    const struct sl_job *job = b->job;
-    for (size_t k = 0; k < job->nrefs; k++) {
-        int c = sl_column_find(job->refs[k].name, row->names, row->n);
-        b->vals[k] = c >= 0 && (size_t)c < row->n && row->values[c] && row->values[c][0]
-                         ? row->values[c]
-                         : NULL;
-    }
-    struct sl_eval_ctx ctx = {
-        .job = job,
-        .hash_key = b->hash_key,
-        .hash_key_len = b->hash_key ? strlen(b->hash_key) : 0,
-        .arena = &m->arena,
-    };
-    struct sl_buf key = SL_BUF_INIT;
-    int rc = 0;
-    for (size_t k = 0; k < job->nkey && rc == 0; k++) {
-        const struct sl_attr *a = &job->attrs[job->key_idx[k]];
-        const char *v = NULL, *msg = NULL;
-        if (a->map && sl_template_eval(a->map, b->vals, &ctx, &v, &msg) != 0)
-            v = NULL;
-        if (v && v[0])
-            v = sl_type_key_value(a, v, job->tz, &m->arena);
-        if (!v || !v[0]) {
-            sl_buf_cleanup(&key);
-            return 0;
-        }
-        if ((k && sl_buf_putc(&key, SL_KEY_SEP)) || sl_buf_puts(&key, v))
-            rc = SL_ERR_NOMEM;
-    }
-    if (rc == 0 && !(m->key = sl_arena_strndup(&m->arena, key.data, key.len)))
-        rc = SL_ERR_NOMEM;
-    sl_buf_cleanup(&key);
-    return rc;
-}
 
 static int on_row(void *ud, const struct sl_row *row)
 {
     struct build *b = ud;
-    b->rows++;
-    if (!b->job)
-        return 0;
-    struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, b->run_id, b->job_id, b->version);
-    if (!m)
-        return SL_ERR_NOMEM;
-    m->u.rec.row = row->row;
-    bool same = b->names && b->names->n == row->n;
-    for (size_t i = 0; same && i < row->n; i++)
-        same = !strcmp(b->names->names[i], row->names[i]);
-    if (!same) {
-        sl_names_unref(b->names);
-        if (!(b->names = sl_names_new(row->names, row->n)) || note_unmapped(b, row->names, row->n))
-            goto nomem;
-    }
-    if (sl_msg_set_src_row(m, b->names, row->values, row->lens, row->n) ||
-        (row->error && sl_msg_add_problem(m, "_row", "format", row->error, NULL)) ||
-        (b->job->nkey && set_key(b, row, m)))
-        goto nomem;
+    struct sl_msg *m;
+    int rc = sl_record_build_row(&b->rb, row, &m);
+    if (rc)
+        return rc;
     if (b->nmsgs == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         struct sl_msg **v = realloc(b->msgs, cap * sizeof(*v));
-        if (!v)
-            goto nomem;
+        if (!v) {
+            sl_msg_unref(m);
+            return SL_ERR_NOMEM;
+        }
         b->msgs = v;
         b->cap = cap;
     }
     b->msgs[b->nmsgs++] = m;
+    b->rows++;
     return 0;
-nomem:
-    sl_msg_unref(m);
-    return SL_ERR_NOMEM;
+}
+
+static void build_cleanup(struct build *b)
+{
+    for (size_t i = 0; i < b->nmsgs; i++)
+        sl_msg_unref(b->msgs[i]);
+    free(b->msgs);
+    sl_record_build_cleanup(&b->rb);
+    memset(b, 0, sizeof(*b));
 }
 
 /* Reads the body's records into b (b->job NULL: only counts them). 0, or
@@ -394,6 +643,25 @@ static int read_records(const char *body, size_t len, bool ndjson, struct build 
     return rc;
 }
 
+/* Builds the records of the body for version j of the job into b (no run
+ * id yet). 0, or an sl_err with errbuf set (the reader's: the body is not
+ * records). */
+static int build_records(const struct sl_webhook_req *req, bool ndjson, const struct wh_job *j,
+                         struct build *b, struct sl_reader_stats *stats, char *errbuf, size_t errsz)
+{
+    build_cleanup(b);
+    memset(stats, 0, sizeof(*stats));
+    b->rb = (struct sl_record_build){.job_id = req->job_id,
+                                     .job_version = j->version,
+                                     .job = j->job,
+                                     .keyed = true,
+                                     .hash_key = getenv("SLUICE_HASH_KEY"),
+                                     .names_vary = true};
+    if (sl_record_build_init(&b->rb))
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    return read_records(req->body ? req->body : "", req->len, ndjson, b, stats, errbuf, errsz);
+}
+
 static struct sl_msg *run_event(const char *run_id, const char *job_id, uint32_t version,
                                 enum sl_run_event_kind kind)
 {
@@ -406,20 +674,26 @@ static struct sl_msg *run_event(const char *run_id, const char *job_id, uint32_t
     return ev;
 }
 
-/* Sends FETCHED, the records and SEALED, and waits for Kafka's
- * acknowledgement. 0, or an sl_err with errbuf set. Takes the records. */
-static int send_run(struct sl_webhook *wh, struct build *b, const char *sha256, size_t bytes,
-                    const struct sl_reader_stats *stats, const char *source, char *errbuf,
-                    size_t errsz)
+/* Sends FETCHED, the records and SEALED of run_id, and waits for Kafka's
+ * acknowledgement of them. 0, or an sl_err with errbuf set. Takes the
+ * records. */
+static int send_run(struct sl_webhook *wh, struct build *b, const char *run_id, const char *sha256,
+                    size_t bytes, const struct sl_reader_stats *stats, const char *source,
+                    char *errbuf, size_t errsz)
 {
-    struct sl_msg *fetched = run_event(b->run_id, b->job_id, b->version, SL_EV_FETCHED);
-    struct sl_msg *sealed = run_event(b->run_id, b->job_id, b->version, SL_EV_SEALED);
-    size_t next = 0;
+    const char *job_id = b->rb.job_id;
+    uint32_t version = b->rb.job_version;
+    size_t n = b->nmsgs + 2;
+    struct sl_msg **msgs = calloc(n, sizeof(*msgs));
+    const char **topics = calloc(n, sizeof(*topics));
+    struct sl_msg *sealed = NULL;
     int rc = 0;
-    if (!fetched || !sealed) {
+    if (!msgs || !topics || !(msgs[0] = run_event(run_id, job_id, version, SL_EV_FETCHED)) ||
+        !(sealed = msgs[n - 1] = run_event(run_id, job_id, version, SL_EV_SEALED))) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         goto out;
     }
+    struct sl_msg *fetched = msgs[0];
     memcpy(fetched->u.ev.sha256, sha256, 65);
     fetched->u.ev.bytes = bytes;
     fetched->u.ev.source_name = sl_arena_strdup(&fetched->arena, source);
@@ -427,52 +701,84 @@ static int send_run(struct sl_webhook *wh, struct build *b, const char *sha256, 
     sealed->u.ev.counts.read = b->rows;
     sealed->u.ev.counts.bytes = stats->bytes;
     sealed->u.ev.encoding = stats->encoding;
-    if (b->nunmapped) {
+    if (b->rb.nunmapped) {
         if (!(sealed->u.ev.unmapped =
-                  sl_arena_alloc(&sealed->arena, b->nunmapped * sizeof(char *)))) {
+                  sl_arena_alloc(&sealed->arena, b->rb.nunmapped * sizeof(char *)))) {
             rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
             goto out;
         }
-        for (size_t i = 0; i < b->nunmapped; i++)
-            sealed->u.ev.unmapped[i] = sl_arena_strdup(&sealed->arena, b->unmapped[i]);
-        sealed->u.ev.nunmapped = (uint32_t)b->nunmapped;
+        for (size_t i = 0; i < b->rb.nunmapped; i++)
+            sealed->u.ev.unmapped[i] = sl_arena_strdup(&sealed->arena, b->rb.unmapped[i]);
+        sealed->u.ev.nunmapped = (uint32_t)b->rb.nunmapped;
     }
-    struct sl_bus *bus = wh->deps.bus_lock(wh->deps.gw, errbuf, errsz);
-    if (!bus) {
+    topics[0] = topics[n - 1] = SL_TOPIC_RUNS;
+    for (size_t i = 0; i < b->nmsgs; i++) { /* built before the run had an id */
+        struct sl_msg *m = b->msgs[i];
+        if (!(m->run_id = sl_arena_strdup(&m->arena, run_id))) {
+            rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        topics[i + 1] = SL_TOPIC_RAW;
+    }
+    struct wh_bus *hb = bus_get(wh, errbuf, errsz);
+    if (!hb) {
         rc = SL_ERR_RETRY;
         goto out;
     }
-    rc = sl_bus_send(bus, SL_TOPIC_RUNS, fetched);
-    fetched = NULL;
-    for (; rc == 0 && next < b->nmsgs; next++) {
-        rc = sl_bus_send(bus, SL_TOPIC_RAW, b->msgs[next]);
-        b->msgs[next] = NULL;
-    }
-    if (rc == 0) {
-        rc = sl_bus_send(bus, SL_TOPIC_RUNS, sealed);
-        sealed = NULL;
-    }
-    if (rc == 0)
-        rc = bus->ops->flush(bus, KAFKA_WAIT_MS);
+    memcpy(msgs + 1, b->msgs, b->nmsgs * sizeof(*msgs));
+    b->nmsgs = 0; /* the bus's now */
+    rc = send_acked(hb->bus, topics, msgs, n, KAFKA_WAIT_MS);
+    memset(msgs, 0, n * sizeof(*msgs));
     if (rc)
         sl_seterr(errbuf, errsz, rc, "kafka did not acknowledge the records: %s", sl_err_str(rc));
-    wh->deps.bus_unlock(wh->deps.gw, rc == SL_ERR_FATAL);
+    bus_put(wh, hb, rc == SL_ERR_FATAL);
 out:
-    sl_msg_unref(fetched);
-    sl_msg_unref(sealed);
+    if (msgs)
+        for (size_t i = 0; i < n; i++)
+            sl_msg_unref(msgs[i]);
+    free(msgs);
+    free(topics);
     return rc;
 }
 
-static void build_cleanup(struct build *b)
+/* Claims webhook-id's key of the replay window: true when this delivery is
+ * the first (the key was set to "pending"); else *first is the value it
+ * had (caller frees; NULL when it expired meanwhile). Redis 7 does it in
+ * one command (SET NX GET); an older one in two. -1 with errbuf set when
+ * Redis failed. */
+static int claim(struct sl_webhook *wh, const char *rkey, char **first, char *errbuf, size_t errsz)
 {
-    for (size_t i = 0; i < b->nmsgs; i++)
-        sl_msg_unref(b->msgs[i]);
-    free(b->msgs);
-    free(b->vals);
-    sl_names_unref(b->names);
-    for (size_t i = 0; i < b->nunmapped; i++)
-        free(b->unmapped[i]);
-    free(b->unmapped);
+    *first = NULL;
+    redisReply *r = NULL;
+    if (!atomic_load(&wh->old_redis)) {
+        r = redis_cmd(wh, errbuf, errsz, "SET %s %s NX GET EX %d", rkey, "pending", REPLAY_TTL_S);
+        if (!r && !strncmp(errbuf, "redis refused", 13)) {
+            sl_info(COMP, "%s: taking the replay window in two commands", errbuf);
+            atomic_store(&wh->old_redis, true);
+        } else if (!r) {
+            return -1;
+        } else {
+            bool fresh = r->type == REDIS_REPLY_NIL;
+            if (!fresh && r->type == REDIS_REPLY_STRING && !(*first = strdup(r->str))) {
+                freeReplyObject(r);
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+            }
+            freeReplyObject(r);
+            return fresh;
+        }
+    }
+    if (!(r = redis_cmd(wh, errbuf, errsz, "SET %s %s NX EX %d", rkey, "pending", REPLAY_TTL_S)))
+        return -1;
+    bool fresh = r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    if (fresh)
+        return 1;
+    r = redis_cmd(wh, errbuf, errsz, "GET %s", rkey);
+    if (r && r->type == REDIS_REPLY_STRING)
+        *first = strdup(r->str);
+    freeReplyObject(r);
+    return 0;
 }
 
 /* ---- the delivery ------------------------------------------------------- */
@@ -494,22 +800,14 @@ void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
         return;
     }
 
-    char err[1024] = "", from[300] = "", run_id[37] = "", rkey[600];
+    char err[1024] = "", run_id[37] = "", rkey[600];
     PGconn *c = NULL;
-    json_t *meta = NULL;
-    char *doc = NULL, *secret = NULL;
-    struct sl_job *job = NULL;
-    struct build b = {.job_id = req->job_id};
+    struct wh_job *j = NULL;
+    struct build b = {0};
     bool claimed = false;
     redisReply *r = NULL;
-    unsigned char key[SL_WEBHOOK_KEY_MAX];
-    int keylen = -1;
 
-    if (!(c = wh->deps.db_get(wh->deps.gw, err, sizeof(err)))) {
-        fail(ans, 503, "unavailable", "the control plane failed: %s", err);
-        goto out;
-    }
-    int rc = sl_api_job_get(c, req->job_id, 0, &meta, &doc, err, sizeof(err));
+    int rc = job_current(wh, &c, req->job_id, &j, err, sizeof(err));
     if (rc == SL_ERR_NOTFOUND) {
         fail(ans, 404, "not_found", "%s", err);
         goto out;
@@ -517,30 +815,35 @@ void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
         fail(ans, 503, "unavailable", "the control plane failed: %s", err);
         goto out;
     }
-    if (!(secret = job_secret(req->job_id, doc, from, sizeof(from)))) {
+    if (j->keylen == -1) {
         sl_warn(COMP, "request %s: job %s has no webhook secret (%s is not set)", req->rid,
-                req->job_id, from);
+                req->job_id, j->from);
         fail(ans, 404, "not_found", "job %s takes no webhooks", req->job_id);
         goto out;
     }
-    if ((keylen = sl_webhook_key_decode(secret, key)) < 0) {
+    if (j->keylen < 0) {
         sl_warn(COMP, "request %s: the webhook secret of job %s (%s) is not whsec_<base64>",
-                req->rid, req->job_id, from);
+                req->rid, req->job_id, j->from);
         fail(ans, 500, "internal", "the webhook secret of job %s is not valid", req->job_id);
         goto out;
     }
     enum sl_webhook_verdict v =
-        sl_webhook_verify(key, (size_t)keylen, req->id, req->timestamp, req->signature,
+        sl_webhook_verify(j->key, (size_t)j->keylen, req->id, req->timestamp, req->signature,
                           req->body ? req->body : "", req->len, (int64_t)time(NULL));
     if (v != SL_WEBHOOK_OK) {
         fail(ans, 401, "unauthorized", "%s", sl_webhook_verdict_str(v));
         goto out;
     }
+    if (!j->job) {
+        fail(ans, 503, "unavailable", "cannot load job %s version %u: %s", req->job_id, j->version,
+             j->err);
+        goto out;
+    }
 
-    /* the records, checked and counted before anything is recorded */
+    /* the records, checked and built before anything is recorded */
     bool ndjson = is_ndjson(req->content_type, req->body ? req->body : "", req->len);
     struct sl_reader_stats stats = {0};
-    rc = read_records(req->body ? req->body : "", req->len, ndjson, &b, &stats, err, sizeof(err));
+    rc = build_records(req, ndjson, j, &b, &stats, err, sizeof(err));
     if (rc < 0 && rc != SL_ERR_NOMEM && rc != SL_ERR_IO) {
         fail(ans, 400, "invalid_json", "the body is not %s: %s",
              ndjson ? "NDJSON objects" : "a JSON object or an array of objects", err);
@@ -552,16 +855,13 @@ void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
 
     /* the replay window: the first delivery of an id claims it */
     snprintf(rkey, sizeof(rkey), "sluice:webhook:%s:%s", req->job_id, req->id);
-    r = redis_cmd(wh, err, sizeof(err), "SET %s %s NX EX %d", rkey, "pending", REPLAY_TTL_S);
-    if (!r) {
+    char *first = NULL;
+    int fresh = claim(wh, rkey, &first, err, sizeof(err));
+    if (fresh < 0) {
         fail(ans, 503, "unavailable", "cannot check webhook-id for a replay: %s", err);
         goto out;
     }
-    bool fresh = r->type == REDIS_REPLY_STATUS;
-    freeReplyObject(r);
     if (!fresh) {
-        r = redis_cmd(wh, err, sizeof(err), "GET %s", rkey);
-        const char *first = r && r->type == REDIS_REPLY_STRING ? r->str : NULL;
         if (first && !strcmp(first, "pending")) {
             /* the first delivery is still at work (or its gateway died):
              * its outcome decides, so the sender is asked to come back */
@@ -574,60 +874,54 @@ void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
             ans->body =
                 json_pack("{s:b,s:s,s:s?}", "duplicate", 1, "webhook_id", req->id, "run_id", first);
         }
-        freeReplyObject(r);
-        r = NULL;
+        free(first);
         goto out;
     }
     claimed = true;
 
-    /* the run, recorded like run now's, and its job version */
+    /* the run, recorded like run now's, of the version current now */
     uint32_t version = 0;
+    if (!c && !(c = db_get(wh, err, sizeof(err)))) {
+        fail(ans, 503, "unavailable", "the control plane failed: %s", err);
+        goto out;
+    }
     if ((rc = sl_api_run_queue(c, req->job_id, "webhook", run_id, &version, err, sizeof(err)))) {
         fail(ans, rc == SL_ERR_NOTFOUND ? 404 : 503,
              rc == SL_ERR_NOTFOUND ? "not_found" : "unavailable", "%s", err);
         run_id[0] = '\0';
         goto out;
     }
-    json_decref(meta);
-    free(doc);
-    meta = NULL;
-    doc = NULL;
-    if ((rc = sl_api_job_get(c, req->job_id, version, &meta, &doc, err, sizeof(err))) ||
-        !(job = sl_job_load_json(doc, strlen(doc), NULL, err, sizeof(err)))) {
-        fail(ans, 503, "unavailable", "cannot load job %s version %u: %s", req->job_id, version,
-             err);
-        goto out;
+    if (version != j->version) { /* the job changed since it was read: build for this one */
+        job_put(wh, j);
+        j = NULL;
+        if ((rc = job_get(wh, &c, req->job_id, version, &j, err, sizeof(err))) || !j->job) {
+            fail(ans, 503, "unavailable", "cannot load job %s version %u: %s", req->job_id, version,
+                 rc ? err : j->err);
+            goto out;
+        }
+        if ((rc = build_records(req, ndjson, j, &b, &stats, err, sizeof(err)))) {
+            fail(ans, 500, "internal", "%s", err);
+            goto out;
+        }
     }
-    b = (struct build){.run_id = run_id,
-                       .job_id = req->job_id,
-                       .version = version,
-                       .job = job,
-                       .hash_key = getenv("SLUICE_HASH_KEY")};
-    if (job->nrefs && !(b.vals = calloc(job->nrefs, sizeof(*b.vals)))) {
-        fail(ans, 500, "internal", "out of memory");
-        goto out;
-    }
-    memset(&stats, 0, sizeof(stats));
-    if ((rc = read_records(req->body ? req->body : "", req->len, ndjson, &b, &stats, err,
-                           sizeof(err)))) {
-        fail(ans, 500, "internal", "%s", err);
-        goto out;
-    }
+    db_put(wh, c); /* not held while Kafka is awaited */
+    c = NULL;
     unsigned char md[SHA256_DIGEST_LENGTH];
     char sha[65], source[300];
     SHA256((const unsigned char *)(req->body ? req->body : ""), req->len, md);
     sl_hex(md, sizeof(md), sha);
     snprintf(source, sizeof(source), "webhook %s", req->id);
-    if ((rc = send_run(wh, &b, sha, req->len, &stats, source, err, sizeof(err)))) {
+    uint64_t rows = b.rows;
+    if ((rc = send_run(wh, &b, run_id, sha, req->len, &stats, source, err, sizeof(err)))) {
         fail(ans, 503, "unavailable", "cannot take the records of run %s: %s", run_id, err);
         goto out;
     }
     r = redis_cmd(wh, err, sizeof(err), "SET %s %s XX KEEPTTL", rkey, run_id);
     freeReplyObject(r);
     sl_info(COMP, "request %s: webhook %s of job %s version %u: run %s, %llu records", req->rid,
-            req->id, req->job_id, version, run_id, (unsigned long long)b.rows);
+            req->id, req->job_id, version, run_id, (unsigned long long)rows);
     ans->status = 202;
-    ans->body = json_pack("{s:s,s:I,s:s,s:i}", "run_id", run_id, "records", (json_int_t)b.rows,
+    ans->body = json_pack("{s:s,s:I,s:s,s:i}", "run_id", run_id, "records", (json_int_t)rows,
                           "job_id", req->job_id, "job_version", (int)version);
     run_id[0] = '\0'; /* not failed below */
 out:
@@ -635,19 +929,14 @@ out:
         r = redis_cmd(wh, err, sizeof(err), "DEL %s", rkey);
         freeReplyObject(r);
     }
-    if (ans->status >= 400 && run_id[0] && c) {
+    if (ans->status >= 400 && run_id[0] && (c || (c = db_get(wh, err, sizeof(err))))) {
         char e2[512];
         if (sl_api_run_fail(c, run_id, ans->message, e2, sizeof(e2)))
             sl_warn(COMP, "run %s: %s", run_id, e2);
+    } else if (ans->status >= 400 && run_id[0]) {
+        sl_warn(COMP, "run %s: cannot mark it failed: %s", run_id, err);
     }
     build_cleanup(&b);
-    sl_job_destroy(job);
-    json_decref(meta);
-    free(doc);
-    if (secret) {
-        OPENSSL_cleanse(secret, strlen(secret));
-        free(secret);
-    }
-    OPENSSL_cleanse(key, sizeof(key));
-    wh->deps.db_put(wh->deps.gw, c);
+    job_put(wh, j);
+    db_put(wh, c);
 }

@@ -3,11 +3,13 @@
  * POST /v1/jobs/{id}/webhook. A delivery signed the Standard Webhooks way
  * (webhook_sig.h) under the job's secret becomes one run of the job
  * (trigger "webhook"): its records go straight to the mapper's input topic
- * as the parser would send them, between a FETCHED and a SEALED run event,
- * and the answer is 202 only once Kafka acknowledged all of it. A
- * webhook-id seen before for the job (Redis, 10 minutes) is acknowledged
- * and not processed again. gateway.c routes the request here; this file
- * knows nothing of HTTP but the answer's status.
+ * as the parser would send them (record_build.h), between a FETCHED and a
+ * SEALED run event, and the answer is 202 only once Kafka acknowledged all
+ * of it. Deliveries run concurrently: each waits for Kafka's acknowledgement
+ * of its own messages only (sl_bus_ops.send_acked) on the endpoint's own
+ * producer. A webhook-id seen before for the job (Redis, 10 minutes) is
+ * acknowledged and not processed again. gateway.c routes the request here;
+ * this file knows nothing of HTTP but the answer's status.
  */
 #ifndef SLUICE_GATEWAY_WEBHOOK_H
 #define SLUICE_GATEWAY_WEBHOOK_H
@@ -20,16 +22,17 @@
 
 #include "sluice/bus.h"
 
-/* What the gateway lends the endpoint: its control-plane connections and
- * its Kafka bus (one producer per process). */
+/* What the gateway lends the endpoint: its control-plane connections, and
+ * the Kafka settings of the endpoint's own producer. The endpoint does not
+ * share the run-now tickets' bus: that one is destroyed and made again after
+ * a failed ticket, which concurrent deliveries could not survive; and its
+ * producer lingers less (linger.ms 2 unless kafka.config says otherwise: a
+ * delivery's answer waits for the acknowledgement). */
 struct sl_webhook_deps {
     void *gw;
     PGconn *(*db_get)(void *gw, char *errbuf, size_t errsz);
     void (*db_put)(void *gw, PGconn *c);
-    /* The bus, locked for the caller alone; NULL with errbuf set. */
-    struct sl_bus *(*bus_lock)(void *gw, char *errbuf, size_t errsz);
-    /* Unlocks it; spoiled: a delivery failed for good, make a new producer. */
-    void (*bus_unlock)(void *gw, bool spoiled);
+    struct sl_kafka_conf kafka; /* strings copied by sl_webhook_new */
 };
 
 /* The largest body of a delivery. */
@@ -38,8 +41,12 @@ struct sl_webhook_deps {
 struct sl_webhook;
 
 /* The endpoint's state: the Redis of the replay window (redis_url, copied;
- * connected on first use) and deps (copied). NULL when out of memory. */
+ * connected on first use), deps (copied), a cache of the jobs' parsed
+ * versions and secrets, and the Kafka producer (made on first use, and
+ * again after it failed for good). NULL when out of memory. */
 struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook_deps *deps);
+/* Waits for what is still unacknowledged (up to 10 s) and frees wh; no
+ * delivery may be running. Accepts NULL. */
 void sl_webhook_destroy(struct sl_webhook *wh);
 
 /* One delivery, as received: every string borrowed for the call. */

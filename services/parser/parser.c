@@ -9,6 +9,8 @@
  * size, and a full bus slows the reader down (backpressure). A row the
  * reader cannot read is still sent, carrying its problem, so that it is
  * rejected with a reason; a file that cannot be read at all fails the run.
+ * The records themselves are built by record_build.h, as the gateway's
+ * webhooks build theirs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,9 +23,9 @@
 #include "sluice/buf.h"
 #include "sluice/err.h"
 #include "sluice/job.h"
-#include "sluice/keyset.h"
 #include "sluice/log.h"
 #include "sluice/reader.h"
+#include "sluice/record_build.h"
 #include "sluice/stage.h"
 #include "sluice/template.h"
 #include "sluice/types.h"
@@ -44,29 +46,14 @@ struct parse_run {
     uint64_t rows;
     char **columns;
     size_t ncolumns;
-    struct sl_names *names;       /* shared by the records of the file */
-    const char *const *names_src; /* the reader's array they were made from */
     int send_rc;
-    /* distributed mode: records are keyed by their target key (below) */
-    const struct sl_job *job; /* NULL: no key wanted */
-    const struct sl_stage_env *env;
-    int *ref_col;             /* job->nrefs: the column of each ref, or -1 */
-    const char **vals;        /* job->nrefs */
-    const char *const *bound; /* the names ref_col was computed for */
-    /* schema drift: which fields the mapping reads the file has, and the
+    /* the records (keyed by their target key in distributed mode), and
+     * for schema drift which fields the mapping reads the file has and the
      * file's columns the mapping does not read */
-    const struct sl_job *mjob;
-    bool *ref_seen;               /* mjob->nrefs */
-    bool names_vary;              /* JSON, XML: each record has its own names */
-    struct sl_keyset *names_seen; /* names_vary: every name met so far */
-    char **unmapped;              /* in the order met, at most MAX_UNMAPPED */
-    size_t nunmapped;
+    struct sl_record_build rb;
     char drift[400]; /* why the run fails: a column the mapping reads is missing */
 };
 
-/* Unmapped column names a run lists (a wide or ragged JSON file could
- * have any number); more are counted in the log only. */
-#define MAX_UNMAPPED 500
 /* on_header's return when the file lacks a column the mapping reads */
 #define DRIFT_STOP 1
 
@@ -117,48 +104,16 @@ static int emit_progress(struct parse_run *pr)
     return sl_emit(pr->em, SL_TOPIC_RUNS, ev);
 }
 
-/* Notes the field names of a header, or of a record with names of its own:
- * which fields the mapping reads are there, which are not read. */
-static int note_names(struct parse_run *pr, const char *const *names, size_t n)
-{
-    const struct sl_job *job = pr->mjob;
-    for (size_t i = 0; i < n; i++) {
-        if (pr->names_vary) {
-            int seen = sl_keyset_test(pr->names_seen, names[i], strlen(names[i]), true);
-            if (seen < 0)
-                return SL_ERR_NOMEM;
-            if (seen)
-                continue;
-        }
-        for (size_t k = 0; k < job->nrefs; k++)
-            if (!pr->ref_seen[k] && sl_column_find(job->refs[k].name, &names[i], 1) == 0)
-                pr->ref_seen[k] = true;
-        if (sl_job_reads_column(job, names[i]))
-            continue;
-        if (pr->nunmapped == MAX_UNMAPPED) {
-            sl_debug("parser", "run %s: more than %d unmapped columns, '%s' not listed",
-                     pr->file->run_id, MAX_UNMAPPED, names[i]);
-            continue;
-        }
-        if (!pr->unmapped && !(pr->unmapped = calloc(MAX_UNMAPPED, sizeof(char *))))
-            return SL_ERR_NOMEM;
-        if (!(pr->unmapped[pr->nunmapped] = strdup(names[i])))
-            return SL_ERR_NOMEM;
-        pr->nunmapped++;
-    }
-    return 0;
-}
-
 /* Sets pr->drift when a field the mapping reads is not among the file's
  * names (JOBS.md: the run fails before a row is published, naming it);
  * cols[0..ncols) are the file's columns, for the message. True when so. */
 static bool find_drift(struct parse_run *pr, const char *const *cols, size_t ncols)
 {
-    const struct sl_job *job = pr->mjob;
+    const struct sl_job *job = pr->rb.job;
     struct sl_buf b = {0};
     size_t missing = 0;
     for (size_t k = 0; k < job->nrefs; k++) {
-        if (pr->ref_seen[k])
+        if (pr->rb.ref_seen[k])
             continue;
         sl_buf_printf(&b, "%s'%s' (", missing++ ? ", " : "", job->refs[k].name);
         size_t used = 0;
@@ -184,7 +139,7 @@ static bool find_drift(struct parse_run *pr, const char *const *cols, size_t nco
 static int on_header(void *ud, const char *const *names, size_t n)
 {
     struct parse_run *pr = ud;
-    int rc = note_names(pr, names, n);
+    int rc = sl_record_build_names(&pr->rb, names, n);
     if (rc)
         return rc;
     if (find_drift(pr, names, n))
@@ -199,103 +154,14 @@ static int on_header(void *ud, const char *const *names, size_t n)
     return 0;
 }
 
-/* Keys m by its target key: the job's key attributes mapped from the row
- * as the mapper maps them, joined by SL_KEY_SEP (none when a key value is
- * missing, does not map or is not valid), each value normalized by its type
- * as the validator normalizes it (sl_type_key_value). The bus then keeps every row of one key on
- * one partition in file order, through the mapper and the validator, so that "the later row of a
- * key" means the same in distributed mode as in the file, however many partitions and mappers there
- * are. */
-static int set_key(struct parse_run *pr, const struct sl_row *row, struct sl_msg *m)
-{
-    const struct sl_job *job = pr->job;
-    if (pr->bound != row->names) {
-        for (size_t k = 0; k < job->nrefs; k++)
-            pr->ref_col[k] = sl_column_find(job->refs[k].name, row->names, row->n);
-        pr->bound = row->names;
-    }
-    for (size_t k = 0; k < job->nrefs; k++) {
-        int c = pr->ref_col[k];
-        pr->vals[k] = c >= 0 && (size_t)c < row->n && row->values[c] && row->values[c][0]
-                          ? row->values[c]
-                          : NULL;
-    }
-    struct sl_eval_ctx ctx = {
-        .job = job,
-        .hash_key = pr->env->hash_key,
-        .hash_key_len = pr->env->hash_key ? strlen(pr->env->hash_key) : 0,
-        .arena = &m->arena,
-    };
-    struct sl_buf key = SL_BUF_INIT;
-    int rc = 0;
-    for (size_t k = 0; k < job->nkey && rc == 0; k++) {
-        const struct sl_attr *a = &job->attrs[job->key_idx[k]];
-        const char *v = NULL, *msg = NULL;
-        if (a->map && sl_template_eval(a->map, pr->vals, &ctx, &v, &msg) != 0)
-            v = NULL;
-        if (v && v[0])
-            v = sl_type_key_value(a, v, job->tz, &m->arena); /* as the validator will */
-        if (!v || !v[0]) {
-            sl_buf_cleanup(&key);
-            return 0; /* the validator rejects it: any partition will do */
-        }
-        if ((k && sl_buf_putc(&key, SL_KEY_SEP)) || sl_buf_puts(&key, v))
-            rc = SL_ERR_NOMEM;
-    }
-    if (rc == 0 && !(m->key = sl_arena_strndup(&m->arena, key.data, key.len)))
-        rc = SL_ERR_NOMEM;
-    sl_buf_cleanup(&key);
-    return rc;
-}
-
-/* Whether nm holds row's names: readers whose records name their own
- * fields (JSON, XML) hand every row over in the same array. */
-static bool same_names(const struct sl_names *nm, const struct sl_row *row)
-{
-    for (size_t i = 0; i < row->n; i++)
-        if (strcmp(nm->names[i], row->names[i]))
-            return false;
-    return true;
-}
-
 static int on_row(void *ud, const struct sl_row *row)
 {
     struct parse_run *pr = ud;
-    const struct sl_msg *f = pr->file;
-    struct sl_msg *m = sl_msg_new(SL_MSG_RECORD, f->run_id, f->job_id, f->job_version);
-    if (!m) {
-        sl_msg_unref(m);
-        return SL_ERR_NOMEM;
-    }
-    m->u.rec.row = row->row;
-    if (!pr->names || pr->names_src != row->names || pr->names->n != row->n ||
-        (pr->names_vary && !same_names(pr->names, row))) {
-        sl_names_unref(pr->names);
-        if (!(pr->names = sl_names_new(row->names, row->n))) {
-            sl_msg_unref(m);
-            return SL_ERR_NOMEM;
-        }
-        pr->names_src = row->names;
-        pr->bound = NULL; /* set_key resolves the refs again */
-        int rc = pr->names_vary ? note_names(pr, row->names, row->n) : 0;
-        if (rc) {
-            sl_msg_unref(m);
-            return rc;
-        }
-    }
-    if (sl_msg_set_src_row(m, pr->names, row->values, row->lens, row->n)) {
-        sl_msg_unref(m);
-        return SL_ERR_NOMEM;
-    }
-    if (row->error && sl_msg_add_problem(m, "_row", "format", row->error, NULL)) {
-        sl_msg_unref(m);
-        return SL_ERR_NOMEM;
-    }
-    if (pr->job && set_key(pr, row, m)) {
-        sl_msg_unref(m);
-        return SL_ERR_NOMEM;
-    }
-    int rc = sl_emit(pr->em, SL_TOPIC_RAW, m);
+    struct sl_msg *m;
+    int rc = sl_record_build_row(&pr->rb, row, &m);
+    if (rc)
+        return rc;
+    rc = sl_emit(pr->em, SL_TOPIC_RAW, m);
     if (rc) {
         pr->send_rc = rc;
         return rc;
@@ -341,28 +207,22 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
     }
     enum sl_format fmt = sl_format_detect(job->source.format, name, f->u.file.content_type, fd);
 
-    struct parse_run pr = {.file = f,
-                           .em = em,
-                           .last_progress = sl_now_us(),
-                           .env = p->env,
-                           .mjob = job,
-                           .names_vary = fmt == SL_FORMAT_JSON || fmt == SL_FORMAT_NDJSON ||
-                                         fmt == SL_FORMAT_XML};
-    int rc = 0;
-    if (!(pr.ref_seen = calloc(job->nrefs + 1, sizeof(bool))) ||
-        (pr.names_vary && !(pr.names_seen = sl_keyset_new()))) {
-        rc = SL_ERR_NOMEM;
+    struct parse_run pr = {
+        .file = f,
+        .em = em,
+        .last_progress = sl_now_us(),
+        .rb = {.run_id = f->run_id,
+               .job_id = f->job_id,
+               .job_version = f->job_version,
+               .job = job,
+               .keyed = !p->env->embedded, /* in process, keys mean nothing */
+               .hash_key = p->env->hash_key,
+               .names_vary =
+                   fmt == SL_FORMAT_JSON || fmt == SL_FORMAT_NDJSON || fmt == SL_FORMAT_XML},
+    };
+    int rc = sl_record_build_init(&pr.rb);
+    if (rc)
         goto out;
-    }
-    if (!p->env->embedded && job->nkey) { /* in process, keys mean nothing */
-        pr.ref_col = calloc(job->nrefs + 1, sizeof(*pr.ref_col));
-        pr.vals = calloc(job->nrefs + 1, sizeof(*pr.vals));
-        if (!pr.ref_col || !pr.vals) {
-            rc = SL_ERR_NOMEM;
-            goto out;
-        }
-        pr.job = job;
-    }
     char rerr[400] = "";
     rc = sl_source_read_fd(fd, fmt, &job->source, on_header, on_row, &pr, &pr.stats, rerr,
                            sizeof(rerr));
@@ -377,7 +237,7 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
     }
     /* a field the mapping reads that no record has: the run fails (a
      * header names the columns at once; records only by the end) */
-    if (pr.drift[0] || (pr.names_vary && pr.rows && find_drift(&pr, NULL, 0))) {
+    if (pr.drift[0] || (pr.rb.names_vary && pr.rows && find_drift(&pr, NULL, 0))) {
         snprintf(err, sizeof(err), "%.100s: %s", name, pr.drift);
         rc = emit_failed(em, f, err);
         goto out;
@@ -403,28 +263,21 @@ static int parser_process(void *state, const char *topic, struct sl_msg *f, stru
             ev->u.ev.columns[i] = sl_arena_strdup(&ev->arena, pr.columns[i]);
         ev->u.ev.ncolumns = (uint32_t)pr.ncolumns;
     }
-    if (pr.nunmapped) {
-        ev->u.ev.unmapped = sl_arena_alloc(&ev->arena, pr.nunmapped * sizeof(char *));
+    if (pr.rb.nunmapped) {
+        ev->u.ev.unmapped = sl_arena_alloc(&ev->arena, pr.rb.nunmapped * sizeof(char *));
         if (!ev->u.ev.unmapped) {
             sl_msg_unref(ev);
             rc = SL_ERR_NOMEM;
             goto out;
         }
-        for (size_t i = 0; i < pr.nunmapped; i++)
-            ev->u.ev.unmapped[i] = sl_arena_strdup(&ev->arena, pr.unmapped[i]);
-        ev->u.ev.nunmapped = (uint32_t)pr.nunmapped;
+        for (size_t i = 0; i < pr.rb.nunmapped; i++)
+            ev->u.ev.unmapped[i] = sl_arena_strdup(&ev->arena, pr.rb.unmapped[i]);
+        ev->u.ev.nunmapped = (uint32_t)pr.rb.nunmapped;
     }
     sl_debug("parser", "run %s: %llu rows sealed", f->run_id, (unsigned long long)pr.rows);
     rc = sl_emit(em, SL_TOPIC_RUNS, ev);
 out:
-    free(pr.ref_seen);
-    sl_keyset_destroy(pr.names_seen);
-    for (size_t i = 0; i < pr.nunmapped; i++)
-        free(pr.unmapped[i]);
-    free(pr.unmapped);
-    free(pr.ref_col);
-    free(pr.vals);
-    sl_names_unref(pr.names);
+    sl_record_build_cleanup(&pr.rb);
     for (size_t i = 0; i < pr.ncolumns; i++)
         free(pr.columns[i]);
     free(pr.columns);

@@ -142,8 +142,8 @@ static void expect_error(struct resp *r, int status, const char *code, const cha
     expect_status(*r, status);
     json_t *e = json_object_get(r->json, "error");
     if (!e)
-        fail_msg("no error in the answer (HTTP %d): %s\n%s", r->status, r->body ? r->body : "(no body)",
-                 r->headers ? r->headers : "");
+        fail_msg("no error in the answer (HTTP %d): %s\n%s", r->status,
+                 r->body ? r->body : "(no body)", r->headers ? r->headers : "");
     assert_string_equal(json_string_value(json_object_get(e, "code")), code);
     assert_non_null(json_string_value(json_object_get(e, "message")));
     if (field)

@@ -17,6 +17,13 @@
  * - A replayed webhook-id is answered 200 with the first run, no second run.
  * - Brokers down: 503 with Retry-After, the run failed; once up, the same
  *   delivery again is 202 (the failed one's id was forgotten).
+ * - End to end, with sluice-mapper, -validator and -publisher as processes
+ *   and a PostgreSQL destination: a delivery's run ends succeeded with its
+ *   counts and rows; one with an invalid value and one whose record lacks a
+ *   field the mapping reads (the required key) end completed_with_errors,
+ *   those rows in sluice_rejected_rows; a burst of 200 concurrent
+ *   deliveries (curl --parallel, signed here with webhook_sig.h) is 202
+ *   every one, and every record of them is in the destination.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,12 +47,15 @@
 #include "sluice/bus.h"
 #include "sluice/err.h"
 #include "sluice/util.h"
+#include "sluice/webhook_sig.h"
 
 #define ADMIN  "test-admin-token-0123456789abcdef"
 #define JOB    "wh-crm"
 #define SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 #define OLDKEY "whsec_dGVzdF9vbGRfa2V5X19fX19fX19fX19f"
 #define SIGNER SLUICE_FIXTURES "/../integration/webhook_sign.js"
+#define PIPE   "wh-pipe" /* the job of the end-to-end tests */
+#define BURST  200
 
 static bool unfinished;
 
@@ -280,15 +290,25 @@ static void sha256_hex(const char *p, size_t n, char out[65])
 
 static int setup(void **state)
 {
-    static const char *const topics[] = {"sluice.tickets:1", "sluice.runs:1",
-                                         "sluice.records.raw:2", NULL};
-    setenv("SLUICE_WEBHOOK_SECRET_WH_CRM", SECRET, 1); /* the job's secret */
+    static const char *const topics[] = {"sluice.tickets:1",       "sluice.runs:2",
+                                         "sluice.records.raw:2",   "sluice.records.mapped:2",
+                                         "sluice.records.valid:2", "sluice.records.rejected:1",
+                                         "sluice.dead:1",          NULL};
+    setenv("SLUICE_WEBHOOK_SECRET_WH_CRM", SECRET, 1); /* the jobs' secrets */
+    setenv("SLUICE_WEBHOOK_SECRET_WH_PIPE", SECRET, 1);
     return gateway_server_start("sluice-wh", topics, ADMIN);
 }
 
+static pid_t pipe_pid[3]; /* mapper, validator, publisher (test_pipeline) */
+static const char *const pipe_svc[] = {"mapper", "validator", "publisher"};
+
 static int teardown(void **state)
 {
-    return gateway_server_stop(unfinished);
+    int bad = 0;
+    for (int i = 0; i < 3; i++)
+        if (svc_stop(pipe_pid[i], pipe_svc[i]))
+            bad = -1;
+    return gateway_server_stop(unfinished || bad) || bad;
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -510,6 +530,192 @@ static void test_kafka_down(void **state)
     unfinished = false;
 }
 
+/* ---- end to end ------------------------------------------------------- */
+
+/* The run's status and counts once it is final (a minute at most). */
+static void wait_run(const char *run_id, char *status, size_t stsz, json_t **counts)
+{
+    for (int i = 0; i < 600; i++) {
+        char *st = sql1("SELECT status || ' ' || coalesce(counts::text, '{}') FROM sluice_runs "
+                        "WHERE id::text = $1 AND status NOT IN ('queued', 'running')",
+                        run_id);
+        if (st) {
+            char *sp = strchr(st, ' ');
+            *sp = '\0';
+            snprintf(status, stsz, "%s", st);
+            *counts = json_loads(sp + 1, 0, NULL);
+            free(st);
+            return;
+        }
+        usleep(100000);
+    }
+    fail_msg("run %s did not finish in a minute (logs in %s)", run_id, tmp);
+}
+
+static json_int_t count_of(json_t *counts, const char *name)
+{
+    return json_integer_value(json_object_get(counts, name));
+}
+
+/* Posts body to PIPE and waits for its run: its status and counts. */
+static char *pipe_run(const char *body, const char *id, int records, char *status, size_t stsz,
+                      json_t **counts)
+{
+    struct resp r = post(PIPE, body, strlen(body), SECRET, id, 0, NULL, NULL);
+    expect_status(r, 202);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "records")), records);
+    char *run_id = strdup(jstr(r.json, "run_id"));
+    resp_free(&r);
+    wait_run(run_id, status, stsz, counts);
+    return run_id;
+}
+
+static void test_pipeline(void **state)
+{
+    unfinished = true;
+    static const char doc[] =
+        "{\"name\": \"" PIPE "\", \"source\": {\"url\": \"push.json\", \"format\": \"json\"},\n"
+        " \"target\": {\"object\": \"pushed\", \"key\": [\"id\"], \"attributes\": {\n"
+        "   \"id\": {\"type\": \"text\", \"required\": true}, \"name\": {\"type\": \"text\"},\n"
+        "   \"age\": {\"type\": \"integer\"}}},\n"
+        " \"mapping\": {\"id\": \"{{ id | trim }}\", \"name\": \"name\", \"age\": \"age\"},\n"
+        " \"destination\": {\"type\": \"postgres\", \"table\": \"wh_pushed\"}}\n";
+    char f[128], extra[128], status[64];
+    snprintf(f, sizeof(f), "%s/pipe.json", tmp);
+    write_file(f, doc, strlen(doc));
+    snprintf(extra, sizeof(extra), "-H 'Authorization: Bearer %s'", ADMIN);
+    struct resp r = curl("POST", "/v1/jobs", f, extra);
+    expect_status(r, 201);
+    resp_free(&r);
+    for (int i = 0; i < 3; i++)
+        assert_true((pipe_pid[i] = svc_start(pipe_svc[i], tmp)) > 0);
+
+    /* every record good: succeeded, in the destination */
+    json_t *counts = NULL;
+    char *run_id = pipe_run("[{\"id\": \"p1\", \"name\": \"Ada\", \"age\": \"36\"},"
+                            " {\"id\": \" p2 \", \"name\": \"Bob\", \"age\": 41},"
+                            " {\"id\": \"p3\", \"name\": \"Cy\"}]",
+                            "msg_pipe_1", 3, status, sizeof(status), &counts);
+    assert_string_equal(status, "succeeded");
+    assert_int_equal(count_of(counts, "read"), 3);
+    assert_int_equal(count_of(counts, "published"), 3);
+    assert_int_equal(count_of(counts, "rejected"), 0);
+    json_decref(counts);
+    free(run_id);
+    char *v = sql1("SELECT string_agg(id || ':' || coalesce(name, '') || ':' || "
+                   "coalesce(age::text, ''), ',' ORDER BY id) FROM wh_pushed",
+                   NULL);
+    assert_string_equal(v, "p1:Ada:36,p2:Bob:41,p3:Cy:");
+    free(v);
+
+    /* an invalid value: that row rejected with its reason, the others published */
+    run_id = pipe_run("[{\"id\": \"p4\", \"age\": \"old\"}, {\"id\": \"p5\", \"age\": 5}]",
+                      "msg_pipe_2", 2, status, sizeof(status), &counts);
+    assert_string_equal(status, "completed_with_errors");
+    assert_int_equal(count_of(counts, "published"), 1);
+    assert_int_equal(count_of(counts, "rejected"), 1);
+    json_decref(counts);
+    v = sql1("SELECT count(*) FROM sluice_rejected_rows WHERE run_id::text = $1", run_id);
+    assert_string_equal(v, "1");
+    free(v);
+    free(run_id);
+
+    /* a record without a field the mapping reads (id, required): no schema
+     * drift for a delivery (docs/api.md), the row is rejected by the
+     * validator's rules; the run's other rows are published */
+    run_id = pipe_run("{\"name\": \"Nobody\"}\n{\"id\": \"p6\", \"name\": \"Six\"}\n", "msg_pipe_3",
+                      2, status, sizeof(status), &counts);
+    assert_string_equal(status, "completed_with_errors");
+    assert_int_equal(count_of(counts, "published"), 1);
+    assert_int_equal(count_of(counts, "rejected"), 1);
+    json_decref(counts);
+    v = sql1("SELECT count(*) FROM sluice_rejected_rows WHERE run_id::text = $1", run_id);
+    assert_string_equal(v, "1");
+    free(v);
+    free(run_id);
+    v = sql1("SELECT count(*) FROM wh_pushed", NULL);
+    assert_string_equal(v, "5");
+    free(v);
+    unfinished = false;
+}
+
+/* BURST deliveries of 2 records each at once (curl --parallel), signed
+ * here: every one 202, every run succeeded, every record in the table. */
+static void test_burst(void **state)
+{
+    unfinished = true;
+    unsigned char key[SL_WEBHOOK_KEY_MAX];
+    int keylen = sl_webhook_key_decode(SECRET, key);
+    assert_true(keylen > 0);
+    char cfg[128], codes[128], ts[32];
+    snprintf(cfg, sizeof(cfg), "%s/burst.cfg", tmp);
+    snprintf(codes, sizeof(codes), "%s/burst.codes", tmp);
+    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
+    FILE *cf = fopen(cfg, "w");
+    assert_non_null(cf);
+    for (int i = 0; i < BURST; i++) {
+        char body[256], bodyf[128], id[64], sig[45];
+        snprintf(body, sizeof(body),
+                 "[{\"id\": \"b%d-1\", \"name\": \"B%d\", \"age\": %d},"
+                 " {\"id\": \"b%d-2\", \"name\": \"B%d\"}]",
+                 i, i, i, i, i);
+        snprintf(bodyf, sizeof(bodyf), "%s/burst-%d.json", tmp, i);
+        write_file(bodyf, body, strlen(body));
+        snprintf(id, sizeof(id), "msg_burst_%d", i);
+        sl_webhook_sign(key, (size_t)keylen, id, ts, body, strlen(body), sig);
+        fprintf(cf,
+                "%surl = \"%s/v1/jobs/" PIPE "/webhook\"\ndata-binary = \"@%s\"\n"
+                "header = \"Content-Type: application/json\"\nheader = \"webhook-id: %s\"\n"
+                "header = \"webhook-timestamp: %s\"\nheader = \"webhook-signature: v1,%s\"\n"
+                "output = \"/dev/null\"\nwrite-out = \"%%{http_code}\\n\"\nmax-time = 60\n",
+                i ? "next\n" : "", base, bodyf, id, ts, sig);
+    }
+    fclose(cf);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(
+        shell(
+            "curl -s --parallel --parallel-immediate --parallel-max %d -K '%s' > '%s' 2>/dev/null",
+            BURST, cfg, codes),
+        0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    fprintf(stderr, "# %d concurrent deliveries answered in %.2f s\n", BURST, secs);
+    char *text = slurp(codes, NULL);
+    assert_non_null(text);
+    int n202 = 0, other = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        if (!strcmp(line, "202"))
+            n202++;
+        else if (other++ < 5)
+            fprintf(stderr, "# a delivery was answered %s\n", line);
+    free(text);
+    assert_int_equal(n202, BURST);
+    assert_int_equal(other, 0);
+    /* every run final and succeeded, every record published */
+    char *v = NULL;
+    for (int i = 0; i < 1200; i++) {
+        free(v);
+        v = sql1("SELECT count(*) FROM sluice_runs WHERE job_id = $1 AND status IN ('queued', "
+                 "'running')",
+                 PIPE);
+        if (!strcmp(v, "0"))
+            break;
+        usleep(100000);
+    }
+    assert_string_equal(v, "0");
+    free(v);
+    v = sql1("SELECT count(*) FROM sluice_runs WHERE job_id = $1 AND status = 'succeeded' AND "
+             "trigger = 'webhook'",
+             PIPE);
+    assert_int_equal(atoi(v), BURST + 1); /* and test_pipeline's first */
+    free(v);
+    v = sql1("SELECT count(*) FROM wh_pushed WHERE id LIKE 'b%'", NULL);
+    assert_int_equal(atoi(v), 2 * BURST);
+    free(v);
+    unfinished = false;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -520,6 +726,8 @@ int main(void)
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_replay),
         cmocka_unit_test(test_kafka_down),
+        cmocka_unit_test(test_pipeline),
+        cmocka_unit_test(test_burst),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -65,6 +65,18 @@ struct sl_bus_ops {
      * sluice-reason). Takes over one reference of msg. */
     int (*send_dead)(struct sl_bus *bus, const char *from_topic, struct sl_msg *msg,
                      const char *reason);
+    /* Optional (NULL: send() each, then flush()): sends msgs[i] to
+     * topics[i] for i < n, in that order, taking over one reference of each
+     * (even on error), and waits up to timeout_ms (-1: for ever) until the
+     * bus acknowledged every one of THEM (Kafka: acks=all), not every
+     * message of the bus, so that any number of threads may each wait for
+     * their own. 0; SL_ERR_TIMEOUT (some may still be delivered later);
+     * SL_ERR_CLOSED; or the error of the first that could not be sent or
+     * delivered (SL_ERR_FATAL: the bus is broken for good, make a new one).
+     * A failure here is the caller's alone: it does not make commit() or
+     * flush() refuse, as a failed send() does. Any thread. */
+    int (*send_acked)(struct sl_bus *bus, const char *const *topics, struct sl_msg **msgs, size_t n,
+                      int timeout_ms);
 };
 
 struct sl_bus {
@@ -99,8 +111,11 @@ struct sl_kafka_conf {
  * record) counts as processed once its consumer's thread calls poll() or
  * commit() again; commit() first waits until every message sent on the bus
  * is acknowledged and refuses (SL_ERR_FATAL) for ever once one could not be
- * delivered, so a restarted service gets those inputs again. NULL with
- * errbuf set on a bad setting. */
+ * delivered, so a restarted service gets those inputs again. send_acked()
+ * sends its records in batches of the call alone and waits for their own
+ * delivery reports (served by a thread of the bus, started by the first
+ * call); a failure is reported to that caller only. NULL with errbuf set on
+ * a bad setting. */
 struct sl_bus *sl_bus_kafka_new(const struct sl_kafka_conf *conf, char *errbuf, size_t errsz);
 
 /* Tests only: drops a Kafka consumer the way a crash would (no commit, no
