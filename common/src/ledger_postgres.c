@@ -11,6 +11,12 @@
  * download. The finish that makes the run final also sends the run report
  * when the job asks for one (run_report.h), from the rows stored here, and
  * records what became of it (sluice_runs.report).
+ *
+ * Opening the ledger of a run again (the publisher closes the ledgers of
+ * idle runs to bound its connections) changes nothing stored: the run row
+ * is inserted only when missing, and a flush leaves nothing in memory. The
+ * connection goes back to the idle pool (pg.h) when the ledger is destroyed
+ * outside a transaction: a ledger leaves no session state behind.
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -33,6 +39,7 @@
 #include "sluice/util.h"
 
 #define BATCH_ROWS 1000
+#define POOL_TAG   "ledger" /* no session state: any ledger may take the connection */
 
 struct pg_ledger {
     struct sl_ledger base;
@@ -334,7 +341,10 @@ static int pgl_flush(struct sl_ledger *lg, char *errbuf, size_t errsz)
 static void pgl_destroy(struct sl_ledger *lg)
 {
     struct pg_ledger *pl = (struct pg_ledger *)lg;
-    PQfinish(pl->conn);
+    if (pl->conn && pl->conninfo)
+        sl_pg_pool_put(pl->conn, pl->conninfo, POOL_TAG);
+    else if (pl->conn)
+        PQfinish(pl->conn);
     free(pl->run_id);
     free(pl->conninfo);
     sl_buf_cleanup(&pl->rows);
@@ -364,7 +374,8 @@ struct sl_ledger *sl_ledger_postgres_open(const char *conninfo, const struct sl_
     }
     pl->base.ops = &pg_ledger_ops;
     pl->base.job = job;
-    if (!(pl->conn = sl_pg_connect(conninfo, SL_PG_CONNECT_TIMEOUT, errbuf, errsz)))
+    if (!(pl->conn = sl_pg_pool_get(conninfo, POOL_TAG)) &&
+        !(pl->conn = sl_pg_connect(conninfo, SL_PG_CONNECT_TIMEOUT, errbuf, errsz)))
         goto fail;
     char ver[24];
     snprintf(ver, sizeof(ver), "%u", job->version);

@@ -2,8 +2,11 @@
  * libpq helpers (pg.h): connecting with a timeout and a message naming the
  * server, running statements with PostgreSQL's error text, and identifier
  * quoting. Every module that talks to PostgreSQL goes through these, so that
- * messages and error classes read the same everywhere.
+ * messages and error classes read the same everywhere. The idle pool is a
+ * short array under a mutex: it holds at most SL_PG_POOL_MAX connections,
+ * each matched by its conninfo and tag exactly.
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +14,7 @@
 
 #include "sluice/err.h"
 #include "sluice/log.h"
+#include "sluice/msg.h"
 #include "sluice/pg.h"
 
 static void first_line(const char *msg, char *out, size_t outsz)
@@ -170,4 +174,125 @@ int sl_pg_put_ident(struct sl_buf *b, PGconn *conn, const char *name)
     int rc = sl_buf_puts(b, q);
     PQfreemem(q);
     return rc ? SL_ERR_NOMEM : 0;
+}
+
+/* ---- the idle pool ------------------------------------------------------ */
+
+struct pooled {
+    PGconn *conn;
+    char *conninfo, *tag;
+    int64_t since; /* unix microseconds */
+};
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pooled pool[SL_PG_POOL_MAX];
+static size_t pool_n;
+static unsigned long long pool_hits;
+
+/* Takes entry i out of the pool (the caller owns its connection). */
+static PGconn *pool_take(size_t i)
+{
+    PGconn *conn = pool[i].conn;
+    free(pool[i].conninfo);
+    free(pool[i].tag);
+    pool[i] = pool[--pool_n];
+    pool[pool_n] = (struct pooled){0};
+    return conn;
+}
+
+/* Closes the connections idle too long; under pool_mu. Returns them in
+ * out[0..*n) to be PQfinish()ed outside the lock. */
+static void pool_expire(int64_t now, PGconn **out, size_t *n)
+{
+    for (size_t i = 0; i < pool_n;) {
+        if (now - pool[i].since >= (int64_t)SL_PG_POOL_IDLE_S * 1000000)
+            out[(*n)++] = pool_take(i);
+        else
+            i++;
+    }
+}
+
+PGconn *sl_pg_pool_get(const char *conninfo, const char *tag)
+{
+    PGconn *conn = NULL, *old[SL_PG_POOL_MAX];
+    size_t nold = 0;
+    if (!conninfo)
+        conninfo = "";
+    pthread_mutex_lock(&pool_mu);
+    pool_expire(sl_now_us(), old, &nold);
+    /* the newest of the kind: the least likely to have timed out anywhere */
+    size_t best = pool_n;
+    for (size_t i = 0; i < pool_n; i++)
+        if (!strcmp(pool[i].conninfo, conninfo) && !strcmp(pool[i].tag, tag) &&
+            (best == pool_n || pool[i].since > pool[best].since))
+            best = i;
+    if (best < pool_n) {
+        conn = pool_take(best);
+        pool_hits++;
+    }
+    pthread_mutex_unlock(&pool_mu);
+    for (size_t i = 0; i < nold; i++)
+        PQfinish(old[i]);
+    return conn;
+}
+
+void sl_pg_pool_put(PGconn *conn, const char *conninfo, const char *tag)
+{
+    if (!conn)
+        return;
+    if (PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        PQfinish(conn);
+        return;
+    }
+    char *ci = strdup(conninfo ? conninfo : ""), *tg = strdup(tag);
+    if (!ci || !tg) {
+        free(ci);
+        free(tg);
+        PQfinish(conn);
+        return;
+    }
+    PGconn *old[SL_PG_POOL_MAX + 1];
+    size_t nold = 0;
+    int64_t now = sl_now_us();
+    pthread_mutex_lock(&pool_mu);
+    pool_expire(now, old, &nold);
+    if (pool_n == SL_PG_POOL_MAX) { /* the oldest makes room */
+        size_t oldest = 0;
+        for (size_t i = 1; i < pool_n; i++)
+            if (pool[i].since < pool[oldest].since)
+                oldest = i;
+        old[nold++] = pool_take(oldest);
+    }
+    pool[pool_n++] = (struct pooled){.conn = conn, .conninfo = ci, .tag = tg, .since = now};
+    pthread_mutex_unlock(&pool_mu);
+    for (size_t i = 0; i < nold; i++)
+        PQfinish(old[i]);
+}
+
+size_t sl_pg_pool_idle(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    size_t n = pool_n;
+    pthread_mutex_unlock(&pool_mu);
+    return n;
+}
+
+unsigned long long sl_pg_pool_reused(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    unsigned long long n = pool_hits;
+    pthread_mutex_unlock(&pool_mu);
+    return n;
+}
+
+void sl_pg_pool_clear(void)
+{
+    PGconn *old[SL_PG_POOL_MAX];
+    size_t nold = 0;
+    pthread_mutex_lock(&pool_mu);
+    while (pool_n)
+        old[nold++] = pool_take(pool_n - 1);
+    pthread_mutex_unlock(&pool_mu);
+    for (size_t i = 0; i < nold; i++)
+        PQfinish(old[i]);
 }

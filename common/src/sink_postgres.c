@@ -150,6 +150,9 @@ struct chunk {
 struct pg_sink {
     struct sl_sink base;
     PGconn *conn;
+    char *conninfo; /* for the idle pool (pg.h) */
+    char *pool_tag; /* the session state conn has: the job version and table */
+    bool ready;     /* the table and the session are prepared: conn may be pooled */
     EVP_MD_CTX *md; /* the rows' digests */
     EVP_MD *sha256; /* fetched once: an implicit fetch a row costs more than the hash */
     char *run_id;
@@ -652,6 +655,8 @@ static int build_apply(struct pg_sink *ps, struct sl_buf *b, const char *src, bo
     return rc ? SL_ERR_NOMEM : 0;
 }
 
+static bool truth(const PGresult *res, int row, int col);
+
 /* 0 when res says the command went through, else errbuf set; frees res. */
 static int session_done(struct pg_sink *ps, PGresult *res, char *errbuf, size_t errsz)
 {
@@ -704,11 +709,41 @@ static int prepare_session(struct pg_sink *ps, char *errbuf, size_t errsz)
     if (rc == 0)
         rc = session_done(ps, PQprepare(ps->conn, APPLY_STMT, sql.data, 1, NULL), errbuf, errsz);
     sl_buf_cleanup(&sql);
+    /* which table the session is shaped after, for a sink that takes the
+     * connection from the pool (session_current) */
+    const char *params[] = {ps->tq};
+    if (rc == 0)
+        rc = sl_pg_exec(ps->conn, ps->what,
+                        "SELECT set_config('sluice.prepared', (to_regclass($1)::oid)::text, false)",
+                        1, params, NULL, errbuf, errsz);
     return rc;
 }
 
-/* Prepares the table, the session's batch table and the apply statement. */
-static int setup_table(struct pg_sink *ps, const char *table, char *errbuf, size_t errsz)
+/* Whether the session of a pooled connection still fits: prepared for the
+ * table as it is now (not dropped and created again since), and the
+ * progress tables are there. Another job version or table never gets the
+ * connection (the pool tag), but the database may have changed meanwhile. */
+static bool session_current(struct pg_sink *ps)
+{
+    const char *params[] = {ps->tq};
+    PGresult *res = NULL;
+    char err[512];
+    bool ok = sl_pg_exec(ps->conn, ps->what,
+                         "SELECT current_setting('sluice.prepared', true) IS NOT DISTINCT FROM "
+                         "(to_regclass($1)::oid)::text AND to_regclass('sluice_progress') IS NOT "
+                         "NULL AND to_regclass('sluice_progress_rows') IS NOT NULL",
+                         1, params, &res, err, sizeof(err)) == 0 &&
+              truth(res, 0, 0);
+    PQclear(res);
+    return ok;
+}
+
+/* Prepares the table, the session's batch table and the apply statement;
+ * with a pooled connection (pooled: a sink of the same job, version and
+ * table prepared both on it before) only checks the names and that the
+ * session is current, else resets it (DISCARD ALL) and prepares it all. */
+static int setup_table(struct pg_sink *ps, const char *table, bool pooled, char *errbuf,
+                       size_t errsz)
 {
     const struct sl_job *job = ps->base.job;
     struct setup su = {.ps = ps, .table = table};
@@ -742,6 +777,10 @@ static int setup_table(struct pg_sink *ps, const char *table, char *errbuf, size
         rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         goto done;
     }
+    if (pooled && session_current(ps))
+        goto done;
+    if (pooled && (rc = setup_exec(&su, "DISCARD ALL", 0, NULL, NULL, errbuf, errsz)))
+        goto done;
     const char *lock[] = {su.tq.data};
     if ((rc = setup_exec(&su, "BEGIN", 0, NULL, NULL, errbuf, errsz)) ||
         (rc = setup_exec(&su, "SELECT pg_advisory_xact_lock(hashtext('sluice progress'))", 0, NULL,
@@ -2018,9 +2057,15 @@ static void pg_destroy(struct sl_sink *sk)
     struct pg_sink *ps = (struct pg_sink *)sk;
     if (!ps)
         return;
-    /* an open transaction is rolled back by the server when we go */
-    if (ps->conn)
+    /* an open transaction is rolled back by the server when we go; a
+     * connection outside any transaction waits in the pool for the next
+     * sink of the same job version and table (its session state is theirs) */
+    if (ps->conn && ps->ready && ps->pool_tag)
+        sl_pg_pool_put(ps->conn, ps->conninfo, ps->pool_tag);
+    else if (ps->conn)
         PQfinish(ps->conn);
+    free(ps->conninfo);
+    free(ps->pool_tag);
     free(ps->run_id);
     free(ps->what);
     free(ps->tq);
@@ -2059,6 +2104,36 @@ static int run_table_name(const char *prefix, const char *run_id, char out[64])
         n += snprintf(out + n, (size_t)(64 - n), "%02x", md[i]);
     snprintf(out + n, (size_t)(64 - n), "\"");
     return 0;
+}
+
+/* ps->pool_tag: what the session state (prepare_session) follows from, the
+ * job (its id, version and document: a job loaded twice under one version
+ * may differ) and the table; a connection given back under the same tag is
+ * ready for this sink. A job without its document gets no tag (NULL: its
+ * connections are not pooled). 0 or SL_ERR_NOMEM. */
+static int pool_tag(struct pg_sink *ps, const char *table)
+{
+    const struct sl_job *job = ps->base.job;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!job->doc)
+        return 0;
+    char *doc = json_dumps(job->doc, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!doc || !EVP_Digest(doc, strlen(doc), md, &mdlen, EVP_sha256(), NULL) || mdlen < 16) {
+        free(doc);
+        return SL_ERR_NOMEM;
+    }
+    free(doc);
+    struct sl_buf b = SL_BUF_INIT;
+    int rc = sl_buf_printf(&b, "sink\x1f%s\x1f%u\x1f%s\x1f", job->id, job->version, table);
+    for (unsigned i = 0; i < 16; i++)
+        rc |= sl_buf_printf(&b, "%02x", md[i]);
+    if (rc) {
+        sl_buf_cleanup(&b);
+        return SL_ERR_NOMEM;
+    }
+    ps->pool_tag = sl_buf_steal(&b);
+    return ps->pool_tag ? 0 : SL_ERR_NOMEM;
 }
 
 struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job *job,
@@ -2116,10 +2191,16 @@ struct sl_sink *sl_sink_postgres_open(const char *conninfo, const struct sl_job 
                   "cannot %s: no attribute has a mapping or a default", ps->what);
         goto fail;
     }
-    if (!(ps->conn = sl_pg_connect(conninfo, SL_PG_CONNECT_TIMEOUT, errbuf, errsz)))
+    if (!(ps->conninfo = strdup(conninfo ? conninfo : "")) || pool_tag(ps, table)) {
+        sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         goto fail;
-    if (setup_table(ps, table, errbuf, errsz))
+    }
+    bool pooled = ps->pool_tag && (ps->conn = sl_pg_pool_get(ps->conninfo, ps->pool_tag)) != NULL;
+    if (!pooled && !(ps->conn = sl_pg_connect(conninfo, SL_PG_CONNECT_TIMEOUT, errbuf, errsz)))
         goto fail;
+    if (setup_table(ps, table, pooled, errbuf, errsz))
+        goto fail;
+    ps->ready = true;
     return &ps->base;
 fail:
     pg_destroy(&ps->base);

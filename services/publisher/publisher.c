@@ -22,6 +22,19 @@
  *
  * Records of a run that is already final (a failed run's stragglers) are
  * dropped.
+ *
+ * Connections stay bounded however many runs are open at once (the
+ * gateway's webhooks make a run of every delivery): at most MAX_OPEN_RUNS
+ * runs hold their outputs (a sink and a ledger: two PostgreSQL connections
+ * each) open. A durable run can let go of them at any time, its progress
+ * being in the database: before a run opens its outputs past the bound, the
+ * least recently used open durable runs are synced (which may finalize
+ * them) and closed, and they open again on their next message. Reopening is
+ * what another publisher sharing the run does: the sink's open prepares the
+ * table idempotently, and its state (staging and undo tables, the progress
+ * row, what was applied) is read from the database at each sync. Closed
+ * sinks and ledgers give their connections to the idle pool (pg.h) for the
+ * next open. In-memory runs (file sink) keep their outputs until final.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -42,6 +55,9 @@
 /* records and rejections buffered per run before a sync (5000 cost about
  * 0.5 s more of PostgreSQL a million rows: each sync has fixed costs) */
 #define SYNC_ROWS 20000
+/* runs with their outputs open at most (a durable sink and a postgres ledger
+ * hold a connection each), beside the idle pool's SL_PG_POOL_MAX */
+#define MAX_OPEN_RUNS 16
 
 struct run {
     struct run *next;
@@ -53,6 +69,8 @@ struct run {
     struct sl_ledger *lg;
     bool sink_tried; /* open_sink was called (it may have failed) */
     bool durable;    /* the sink keeps the progress (sync/finalize) */
+    bool closed;     /* durable, outputs closed to bound the open runs: reopened on demand */
+    uint64_t used;   /* when the run last had a message (publisher.tick) */
     /* in memory: everything; durable: the facts not yet synced */
     struct sl_counts counts;
     bool sealed, failed, skipped, fetched;
@@ -73,6 +91,9 @@ struct publisher {
     struct run *runs;
     char *done[MAX_DONE]; /* run ids finalized lately */
     size_t ndone;
+    size_t nopen;     /* durable runs with their sink open */
+    uint64_t retired; /* runs retired so far: whether a sync finalized its run */
+    uint64_t tick;    /* messages processed: the runs' clock for closing the least recently used */
 };
 
 static int publisher_init(void **state, const struct sl_stage_env *env, char *errbuf, size_t errsz)
@@ -157,20 +178,91 @@ static void set_reason(struct run *r, const char *why)
     r->reason = why ? strdup(why) : NULL;
 }
 
-/* Opens the ledger and the sink of a run on its first message. */
-static int open_outputs(struct publisher *p, struct run *r)
+static int sync_run(struct publisher *p, struct run *r, struct sl_emitter *em);
+
+/* Closes the outputs of r (durable, sink open) after syncing what it holds,
+ * which may finalize and retire it: its sink, and its ledger when that can be
+ * opened again without loss (one with flush: nothing left in memory). The
+ * run opens them again on its next message (open_outputs). */
+static int close_outputs(struct publisher *p, struct run *r, struct sl_emitter *em)
+{
+    uint64_t retired = p->retired;
+    int rc = r->pending || r->facts || r->nrej ? sync_run(p, r, em) : 0;
+    if (rc || p->retired != retired)
+        return rc; /* failed (r unchanged), or final and gone */
+    sl_sink_destroy(r->sink);
+    r->sink = NULL;
+    if (r->lg && r->lg->ops->flush) {
+        sl_ledger_destroy(r->lg);
+        r->lg = NULL;
+    }
+    free(r->rej);
+    r->rej = NULL;
+    r->crej = 0;
+    r->closed = true;
+    p->nopen--;
+    return 0;
+}
+
+/* Before a run other than keep opens its sink: closes the least recently
+ * used durable runs until fewer than MAX_OPEN_RUNS hold their outputs. A
+ * failed sync is returned as today's (the caller's message is retried when
+ * it is retriable: nothing of it was done yet), except a poison one, which
+ * is no fault of the caller's message: that run stays open for now (its
+ * buffer is synced again by the next flush) and the bound is exceeded. */
+static int make_room(struct publisher *p, const struct run *keep, struct sl_emitter *em)
+{
+    while (p->nopen >= MAX_OPEN_RUNS) {
+        struct run *lru = NULL;
+        for (struct run *r = p->runs; r; r = r->next)
+            if (r != keep && r->sink && r->durable && (!lru || r->used < lru->used))
+                lru = r;
+        if (!lru)
+            return 0;
+        int rc = close_outputs(p, lru, em);
+        if (rc && sl_err_class(rc) == SL_ERRCLASS_POISON) {
+            sl_warn("publisher", "run %s cannot be closed (%s): %zu runs stay open", lru->run_id,
+                    sl_err_str(rc), p->nopen + 1);
+            return 0;
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Opens the ledger and the sink of a run on its first message, and again
+ * on the first message after they were closed (close_outputs). A failure to
+ * open them again is retriable: they opened before, so the server is away
+ * or full (the message is tried again; nothing of it was done). */
+static int open_outputs(struct publisher *p, struct run *r, struct sl_emitter *em)
 {
     char err[512] = "";
     if (!r->job)
         return 0;
+    bool want_sink = !r->sink && (!r->sink_tried || r->closed) && p->env->open_sink;
+    int rc = want_sink ? make_room(p, r, em) : 0;
+    if (rc)
+        return rc;
     if (!r->lg && p->env->open_ledger) {
         r->lg = p->env->open_ledger(r->job, r->run_id, p->env, err, sizeof(err));
         if (!r->lg) {
             sl_error("publisher", "run %s: %s", r->run_id, err);
-            return SL_ERR_IO;
+            return r->closed ? SL_ERR_RETRY : SL_ERR_IO;
         }
     }
-    if (!r->sink && !r->sink_tried && p->env->open_sink) {
+    if (want_sink && r->closed) {
+        if (!(r->sink = p->env->open_sink(r->job, r->run_id, p->env, err, sizeof(err)))) {
+            sl_error("publisher", "run %s: cannot open the destination again: %s", r->run_id, err);
+            if (r->lg && r->lg->ops->flush) { /* closed, as before */
+                sl_ledger_destroy(r->lg);
+                r->lg = NULL;
+            }
+            return SL_ERR_RETRY;
+        }
+        r->closed = false;
+        p->nopen++;
+    } else if (want_sink) {
         r->sink_tried = true;
         r->sink = p->env->open_sink(r->job, r->run_id, p->env, err, sizeof(err));
         if (!r->sink) {
@@ -180,6 +272,7 @@ static int open_outputs(struct publisher *p, struct run *r)
             r->facts = true;
         } else {
             r->durable = r->sink->ops->sync && r->sink->ops->finalize;
+            p->nopen += r->durable;
         }
     }
     return 0;
@@ -203,6 +296,9 @@ static int retire(struct publisher *p, struct run *r, struct sl_msg *ev, struct 
         }
     }
     remember_done(p, r->run_id);
+    if (r->sink && r->durable)
+        p->nopen--;
+    p->retired++;
     run_free(r);
     return ev ? sl_emit(em, SL_TOPIC_RUNS, ev) : 0;
 }
@@ -354,7 +450,7 @@ static const char *run_status(const struct run *r)
 static int finalize(struct publisher *p, struct run *r, struct sl_emitter *em)
 {
     char err[512] = "";
-    int rc = open_outputs(p, r);
+    int rc = open_outputs(p, r, em);
     if (rc)
         return rc;
     if (r->sink) {
@@ -566,7 +662,8 @@ static int process_record(struct run *r, const struct sl_msg *m)
     return 0;
 }
 
-static int process_event(struct publisher *p, struct run *r, const struct sl_run_event *ev)
+static int process_event(struct publisher *p, struct run *r, const struct sl_run_event *ev,
+                         struct sl_emitter *em)
 {
     int rc = 0;
     switch (ev->kind) {
@@ -585,7 +682,7 @@ static int process_event(struct publisher *p, struct run *r, const struct sl_run
     case SL_EV_SEALED:
         r->sealed = true;
         r->sealed_count = ev->record_count;
-        if ((rc = open_outputs(p, r)) == 0 && r->lg && r->lg->ops->columns)
+        if ((rc = open_outputs(p, r, em)) == 0 && r->lg && r->lg->ops->columns)
             rc = r->lg->ops->columns(r->lg, ev);
         break;
     case SL_EV_FAILED:
@@ -621,7 +718,8 @@ static int publisher_process(void *state, const char *topic, struct sl_msg *m,
         if (!(r = find_run(p, m, err, sizeof(err))))
             return SL_ERR_NOMEM;
     }
-    int rc = open_outputs(p, r);
+    r->used = ++p->tick;
+    int rc = open_outputs(p, r, em);
     if (rc)
         return rc;
     /* a full buffer is synced before this message joins it, so that a
@@ -652,7 +750,7 @@ static int publisher_process(void *state, const char *topic, struct sl_msg *m,
             r->counts.duplicates++;
         break;
     default:
-        rc = process_event(p, r, &m->u.ev);
+        rc = process_event(p, r, &m->u.ev, em);
         if (rc == 0 && r->durable)
             return sync_run(p, r, em); /* facts are few: record them at once */
         break;

@@ -265,3 +265,36 @@ PG_SERVER_FN int pg_server_start(struct pg_server *s)
 }
 
 #endif
+
+#ifndef SLUICE_PG_SERVER_RESTART_H
+#define SLUICE_PG_SERVER_RESTART_H
+/* Appends settings (lines of postgresql.conf, e.g. "max_connections = 40\n")
+ * to the configuration of the running server s and restarts it with them
+ * (pg_ctl restart keeps the options it was started with); 0, or -1 with
+ * s->err set. Connections to it are cut. */
+PG_SERVER_FN int pg_server_restart_with(struct pg_server *s, const char *settings)
+{
+    char conf[128], data[96], log[96], pg_ctl[300];
+    snprintf(conf, sizeof(conf), "%s/data/postgresql.conf", s->dir);
+    snprintf(data, sizeof(data), "%s/data", s->dir);
+    snprintf(log, sizeof(log), "%s/log", s->dir);
+    snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", s->bin);
+    FILE *f = fopen(conf, "a");
+    if (!f || fputs(settings, f) < 0) {
+        snprintf(s->err, sizeof(s->err), "cannot append to %s: %s", conf, strerror(errno));
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    const char *argv[] = {pg_ctl, "-D", data, "-l", log, "-w", "-t", "60", "-m", "fast",
+                          "restart", NULL};
+    if (pg_server_run(s, argv, "/dev/null") != 0 || !(s->pid = pg_server_read_pid(s))) {
+        char tail[320];
+        pg_server_log_tail(s, tail, sizeof(tail));
+        snprintf(s->err, sizeof(s->err), "the server did not restart: %s", tail);
+        return -1;
+    }
+    return 0;
+}
+#endif

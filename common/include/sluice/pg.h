@@ -5,7 +5,10 @@
  * They connect with a timeout and a clear message naming host and port, run a
  * statement and turn its failure into an sl_err with PostgreSQL's message, and
  * quote identifiers with PQescapeIdentifier. Values are never interpolated
- * into SQL: pass them as parameters or COPY them.
+ * into SQL: pass them as parameters or COPY them. A small per-process pool
+ * keeps a few idle connections for the next open of the same kind
+ * (sl_pg_pool_get), so that a service that opens and closes connections
+ * often (the publisher, per run) does not pay a connection each time.
  */
 #ifndef SLUICE_PG_H
 #define SLUICE_PG_H
@@ -54,5 +57,30 @@ void sl_pg_message(PGconn *conn, const PGresult *res, char *out, size_t outsz);
  * SL_ERR_NOMEM, or SL_ERR_INVALID when name is not valid in the connection's
  * encoding. */
 int sl_pg_put_ident(struct sl_buf *b, PGconn *conn, const char *name);
+
+/* Idle connections kept by the pool at most (the oldest goes first), and
+ * how long one may wait there before it is closed. */
+#define SL_PG_POOL_MAX    4
+#define SL_PG_POOL_IDLE_S 60
+
+/* An idle connection to conninfo that was given back with the same tag, or
+ * NULL (connect then). The tag names the session state the giver left (e.g.
+ * a sink's temporary tables and prepared statement for one job version and
+ * table): only a taker that expects that state asks for it. The caller owns
+ * the connection (sl_pg_pool_put or PQfinish). Any thread. */
+PGconn *sl_pg_pool_get(const char *conninfo, const char *tag);
+
+/* Gives conn (NULL: nothing) back to the pool under (conninfo, tag) when it
+ * is healthy and outside any transaction, else, or when it cannot be kept,
+ * PQfinish()es it. Ownership passes to the pool either way. Any thread. */
+void sl_pg_pool_put(PGconn *conn, const char *conninfo, const char *tag);
+
+/* Connections the pool holds now, and how many sl_pg_pool_get() handed out
+ * since the process started (tests, metrics). */
+size_t sl_pg_pool_idle(void);
+unsigned long long sl_pg_pool_reused(void);
+
+/* Closes every idle connection (at exit, or in tests). */
+void sl_pg_pool_clear(void);
 
 #endif
