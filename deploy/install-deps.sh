@@ -16,7 +16,7 @@ PACKAGES="
 # the fuzzers (clang -fsanitize=fuzzer), the benchmark's reference tools, and
 # the real servers and clients of the integration tests
 EXTRA="clang libclang-rt-14-dev miller time libxml2-utils jq redis-server postgresql kcat
-    nginx-light vsftpd openssh-server openssh-client dovecot-imapd openssl python3-openpyxl python3-xlwt
+    nginx-light wrk vsftpd openssh-server openssh-client dovecot-imapd openssl python3-openpyxl python3-xlwt
     python3-aiosmtpd curl"
 if [ "${SLUICE_MINIMAL:-0}" = 1 ]; then
     EXTRA=""
