@@ -47,6 +47,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
 BUILD=./build
 ROWS=1000000
 PARTS=
@@ -157,31 +159,6 @@ KAFKA_FD=
 REDIS_PID=0
 PG_PID=0
 
-# alive PID: the process exists and is no zombie
-alive() {
-    local line
-    [[ $1 -gt 0 ]] && kill -0 "$1" 2>/dev/null || return 1
-    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
-    line=${line##*) }
-    [[ "${line%% *}" != Z ]]
-}
-
-# stop_pid PID SIGNAL SECONDS: signal, wait, then SIGKILL
-stop_pid() {
-    local pid=$1 sig=$2 secs=$3 i
-    alive "$pid" || return 0
-    kill "-$sig" "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < secs * 10; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        echo "bench_distributed: PID $pid did not stop on SIG$sig: killed" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local rc=$? s
@@ -223,21 +200,6 @@ fail() {
     show_logs
     exit 1
 }
-
-# free_port: a TCP port on 127.0.0.1 that nothing listens on right now
-free_port() {
-    local p i
-    for ((i = 0; i < 100; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
-
-now() { echo "$EPOCHREALTIME"; }
 
 # ticks_of STATFILE: utime + stime (clock ticks) and the parent PID, from /proc/PID/stat
 # (fields after the command name, which may hold spaces: ppid is the 2nd, utime the 12th)
