@@ -287,8 +287,8 @@ PG_SERVER_FN int pg_server_restart_with(struct pg_server *s, const char *setting
         return -1;
     }
     fclose(f);
-    const char *argv[] = {pg_ctl, "-D", data, "-l", log, "-w", "-t", "60", "-m", "fast",
-                          "restart", NULL};
+    const char *argv[] = {pg_ctl, "-D", data, "-l",   log,       "-w",
+                          "-t",   "60", "-m", "fast", "restart", NULL};
     if (pg_server_run(s, argv, "/dev/null") != 0 || !(s->pid = pg_server_read_pid(s))) {
         char tail[320];
         pg_server_log_tail(s, tail, sizeof(tail));
