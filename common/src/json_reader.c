@@ -1225,10 +1225,27 @@ static void on_invalid(void *ud, uint64_t offset, size_t at, unsigned char byte)
  * whatever read(2) returns (a pipe gives any amount), so that the decoder
  * never sees tiny pieces (sl_decoder_feed mishandles UTF-16 invalid
  * surrogates fed a few bytes at a time). */
-static int read_block(struct jsonr *r, int fd, char *buf, size_t cap, size_t *got, bool *eof)
+/* Where the text comes from: fd, or (fd < 0) mem[0..len), pos read so far. */
+struct jsource {
+    int fd;
+    const char *mem;
+    size_t len, pos;
+};
+
+static int read_block(struct jsonr *r, struct jsource *src, char *buf, size_t cap, size_t *got,
+                      bool *eof)
 {
     *got = 0;
     *eof = false;
+    if (src->fd < 0) {
+        size_t k = src->len - src->pos < cap ? src->len - src->pos : cap;
+        memcpy(buf, src->mem + src->pos, k);
+        src->pos += k;
+        *got = k;
+        *eof = src->pos == src->len;
+        return 0;
+    }
+    int fd = src->fd;
     while (*got < cap) {
         ssize_t k = read(fd, buf + *got, cap - *got);
         if (k < 0) {
@@ -1246,8 +1263,8 @@ static int read_block(struct jsonr *r, int fd, char *buf, size_t cap, size_t *go
     return 0;
 }
 
-int sl_json_read_fd(int fd, const struct sl_json_opts *opts, sl_row_fn fn, void *ud,
-                    struct sl_reader_stats *stats, char *errbuf, size_t errsz)
+static int json_read(struct jsource *src, const struct sl_json_opts *opts, sl_row_fn fn, void *ud,
+                     struct sl_reader_stats *stats, char *errbuf, size_t errsz)
 {
     struct sl_json_opts o = opts ? *opts : (struct sl_json_opts){0};
     if (errbuf && errsz)
@@ -1279,6 +1296,8 @@ int sl_json_read_fd(int fd, const struct sl_json_opts *opts, sl_row_fn fn, void 
     sl_buf_init(&r.sval);
     sl_buf_init(&r.err);
     size_t bs = o.block_size ? o.block_size : BLOCK_SIZE;
+    if (src->fd < 0 && !o.block_size && src->len < bs)
+        bs = src->len + 1; /* all of it at once, with room to see the end */
     char *raw = malloc(bs), *dec = NULL;
     size_t declen = 0, deccap = 0;
     struct sl_decoder *d = sl_decoder_new(o.encoding);
@@ -1296,7 +1315,7 @@ int sl_json_read_fd(int fd, const struct sl_json_opts *opts, sl_row_fn fn, void 
     bool first = true, eof = false;
     while (!eof) {
         size_t n = 0;
-        if ((rc = read_block(&r, fd, raw, bs, &n, &eof)))
+        if ((rc = read_block(&r, src, raw, bs, &n, &eof)))
             goto fail;
         if (stats)
             stats->bytes += n;
@@ -1360,4 +1379,18 @@ fail:
     sl_buf_cleanup(&r.sval);
     sl_buf_cleanup(&r.err);
     return rc;
+}
+
+int sl_json_read_fd(int fd, const struct sl_json_opts *opts, sl_row_fn fn, void *ud,
+                    struct sl_reader_stats *stats, char *errbuf, size_t errsz)
+{
+    struct jsource src = {.fd = fd};
+    return json_read(&src, opts, fn, ud, stats, errbuf, errsz);
+}
+
+int sl_json_read_mem(const char *data, size_t len, const struct sl_json_opts *opts, sl_row_fn fn,
+                     void *ud, struct sl_reader_stats *stats, char *errbuf, size_t errsz)
+{
+    struct jsource src = {.fd = -1, .mem = data ? data : "", .len = data ? len : 0};
+    return json_read(&src, opts, fn, ud, stats, errbuf, errsz);
 }

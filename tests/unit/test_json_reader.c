@@ -94,20 +94,41 @@ static int read_once(const void *data, size_t len, const struct sl_json_opts *o,
     return rc;
 }
 
-/* Reads data whole and one byte at a time: both must agree. */
+/* Reads data from memory (sl_json_read_mem); the rows into *out. */
+static int read_mem(const void *data, size_t len, const struct sl_json_opts *o, char **out,
+                    char *err, size_t errsz)
+{
+    struct coll c = {0};
+    sl_buf_init(&c.out);
+    sl_buf_puts(&c.out, "");
+    struct sl_reader_stats st = {0};
+    int rc = sl_json_read_mem(data, len, o, c_row, &c, &st, err, errsz);
+    if (rc == 0)
+        assert_int_equal(st.bytes, len);
+    *out = sl_buf_steal(&c.out);
+    return rc;
+}
+
+/* Reads data whole, one byte at a time and from memory: all must agree. */
 static int run_len(const void *data, size_t len, const struct sl_json_opts *o, char **out,
                    char *err, size_t errsz)
 {
-    char *o1, err1[256];
+    char *o1, *om, err1[256], errm[256];
     int rc = read_once(data, len, o, 0, out, err, errsz);
     int rc1 = read_once(data, len, o, 1, &o1, err1, sizeof(err1));
+    int rcm = read_mem(data, len, o, &om, errm, sizeof(errm));
     assert_int_equal(rc, rc1);
+    assert_int_equal(rc, rcm);
     if (rc != SL_ERR_LIMIT) {
         assert_string_equal(*out, o1);
-        if (rc < 0)
+        assert_string_equal(*out, om);
+        if (rc < 0) {
             assert_string_equal(err, err1);
+            assert_string_equal(err, errm);
+        }
     }
     free(o1);
+    free(om);
     return rc;
 }
 

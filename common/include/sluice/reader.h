@@ -234,6 +234,9 @@ struct sl_json_opts {
  * the file is read (bytes, rows, encoding; delimiter stays 0). */
 int sl_json_read_fd(int fd, const struct sl_json_opts *opts, sl_row_fn fn, void *ud,
                     struct sl_reader_stats *stats, char *errbuf, size_t errsz);
+/* sl_json_read_fd() of data[0..len) in memory (a webhook's body). */
+int sl_json_read_mem(const char *data, size_t len, const struct sl_json_opts *opts, sl_row_fn fn,
+                     void *ud, struct sl_reader_stats *stats, char *errbuf, size_t errsz);
 
 /* What a JSON value starting with byte c is, for messages: "an object",
  * "an array", "a string", "a boolean", "null", "a number"; NULL when no
