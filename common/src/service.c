@@ -101,7 +101,7 @@ static atomic_bool stopping;
  * from the arenas and an arena keeps up to 64 MiB free at its top (the
  * price: a higher resident size, the peak the service once needed). An
  * operator's own malloc settings (GLIBC_TUNABLES, MALLOC_*_) win. */
-static void tune_malloc(void)
+void sl_tune_malloc(void)
 {
 #ifdef __GLIBC__
     const char *t = getenv("GLIBC_TUNABLES");
@@ -224,7 +224,7 @@ int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
 {
     char name[64], group[80], err[1024] = "";
     snprintf(name, sizeof(name), "sluice-%s", stage->name);
-    tune_malloc();
+    sl_tune_malloc();
     const char *val[NCFG];
     int rc = read_settings(name, argc, argv, val);
     if (rc)

@@ -2144,7 +2144,12 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
         rc = SL_ERR_INVALID;
         goto fail;
     }
-    struct sl_webhook_deps wd = {.gw = gw, .db_get = wh_db_get, .db_put = wh_db_put, .kafka = bc};
+    struct sl_webhook_deps wd = {.gw = gw,
+                                 .db_get = wh_db_get,
+                                 .db_put = wh_db_put,
+                                 .kafka = bc,
+                                 .window_ms = conf->webhook_window_ms,
+                                 .window_rows = conf->webhook_window_rows};
     if (!(gw->webhook = sl_webhook_new(gw->redis_url, &wd)))
         goto fail_nomem;
     struct sockaddr_storage sa;
@@ -2155,8 +2160,8 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
                        conf->http_addr);
         goto fail;
     }
-    unsigned flags =
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
     if (sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     gw->d =

@@ -21,6 +21,8 @@ struct sl_gateway_conf {
     size_t max_job_bytes;  /* body limit of job documents; 0: 1 MiB */
     size_t max_body_bytes; /* body limit of every other request; 0: 64 KiB */
     const char *blob_dir;  /* the fetcher's blob store (run sources); NULL: none */
+    int webhook_window_ms; /* a streaming webhook run stays open this long; 0: 1000 */
+    unsigned long long webhook_window_rows; /* ...or until this many rows; 0: 100000 */
 };
 
 /* Starts serving conf (strings are copied). Returns the gateway, or NULL

@@ -39,6 +39,8 @@ enum {
     CFG_LOG_LEVEL,
     CFG_LOG_FORMAT,
     CFG_METRICS_ADDR,
+    CFG_WINDOW_MS,
+    CFG_WINDOW_ROWS,
     NCFG
 };
 
@@ -63,6 +65,10 @@ static const struct sl_setting settings[NCFG] = {
     [CFG_LOG_FORMAT] = {"SLUICE_LOG_FORMAT", "--log-format", "text", "text or json"},
     [CFG_METRICS_ADDR] = {"SLUICE_METRICS_ADDR", "--metrics-addr", "0.0.0.0:9464",
                           "host:port of GET /metrics (Prometheus) and /healthz; off: none"},
+    [CFG_WINDOW_MS] = {"SLUICE_WEBHOOK_WINDOW_MS", "--webhook-window-ms", "1000",
+                       "a streaming webhook run takes a job's deliveries this long"},
+    [CFG_WINDOW_ROWS] = {"SLUICE_WEBHOOK_WINDOW_ROWS", "--webhook-window-rows", "100000",
+                         "...or until it has this many rows"},
 };
 
 static atomic_bool stopping;
@@ -96,6 +102,19 @@ static int read_settings(int argc, char **argv, const char *val[NCFG])
     if (*end || mj < 1024 || mj > 64ULL * 1024 * 1024 || val[CFG_MAX_JOB][0] == '-') {
         fprintf(stderr, "%s: SLUICE_HTTP_MAX_JOB_BYTES '%s' is not a size from 1024 to 67108864\n",
                 NAME, val[CFG_MAX_JOB]);
+        return 2;
+    }
+    unsigned long long wm = strtoull(val[CFG_WINDOW_MS], &end, 10);
+    if (*end || wm < 10 || wm > 3600000 || val[CFG_WINDOW_MS][0] == '-') {
+        fprintf(stderr,
+                "%s: SLUICE_WEBHOOK_WINDOW_MS '%s' is not milliseconds from 10 to 3600000\n", NAME,
+                val[CFG_WINDOW_MS]);
+        return 2;
+    }
+    unsigned long long wr = strtoull(val[CFG_WINDOW_ROWS], &end, 10);
+    if (*end || wr < 1 || wr > 100000000 || val[CFG_WINDOW_ROWS][0] == '-') {
+        fprintf(stderr, "%s: SLUICE_WEBHOOK_WINDOW_ROWS '%s' is not a count from 1 to 100000000\n",
+                NAME, val[CFG_WINDOW_ROWS]);
         return 2;
     }
     return 0;
@@ -138,6 +157,7 @@ int main(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     if ((rc = prepare_control_plane(val[CFG_POSTGRES])) != 0)
         return rc;
+    sl_tune_malloc();
     struct sl_gateway_conf conf = {
         .http_addr = val[CFG_HTTP_ADDR],
         .postgres_url = val[CFG_POSTGRES],
@@ -148,6 +168,8 @@ int main(int argc, char **argv)
                   .client_id = NAME},
         .max_job_bytes = strtoull(val[CFG_MAX_JOB], NULL, 10),
         .blob_dir = val[CFG_BLOB_DIR],
+        .webhook_window_ms = (int)strtol(val[CFG_WINDOW_MS], NULL, 10),
+        .webhook_window_rows = strtoull(val[CFG_WINDOW_ROWS], NULL, 10),
     };
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);

@@ -4,15 +4,32 @@
  * A delivery is checked in the order that costs an unsigned sender least:
  * headers (400), the job and its secret (404), the signature and its
  * timestamp (401, webhook_sig.h), the body's records (400: read once by the
- * JSON reader, building the messages before a run exists), the replay
- * window (Redis SET NX GET: a webhook-id seen before is answered 200 with
- * the first delivery's run, 503 while that one is still in flight), then
- * the run is queued in the control plane (trigger "webhook", the one
- * INSERT of a delivery) and FETCHED, the records and SEALED go to Kafka on
- * the endpoint's producer; the answer waits for Kafka's acknowledgement of
- * them (send_acked), not of other deliveries'. When Kafka cannot take them
- * the run is failed, the webhook-id forgotten (so that the sender's retry
- * is processed) and the answer is 503 with Retry-After.
+ * JSON reader, in memory, building the messages before a run is known),
+ * the replay window (Redis SET NX GET: a webhook-id seen before is
+ * answered 200 with the first delivery's run, 503 while that one is still
+ * in flight), then its rows join the job's streaming run.
+ *
+ * Streaming runs (windows): the deliveries of a job to this gateway within
+ * window_ms of the first one (or until window_rows rows) are rows of one
+ * run (trigger "webhook"): the first delivery of an idle job records the
+ * run (the INSERT of sl_api_run_queue), and each delivery reserves its rows
+ * (first..first + n - 1, in the order they reserve), sends its records (the
+ * first one FETCHED before them) and is answered 202 once Kafka
+ * acknowledged its own messages (send_acked). The closing thread seals a
+ * window that is due once no delivery holds it: SEALED with the count of
+ * every reserved row, the bytes and the union of the unmapped fields;
+ * before that it records the job's next run, so that the job's next
+ * deliveries do not wait for an INSERT (an unused one is removed when it is
+ * due). A delivery repeating a key of the run goes to the next run (see
+ * window_keys). When Kafka cannot take a delivery's messages they are
+ * kept by the window, its replay key stays "pending" (the sender's retry:
+ * 503, then 200 with the run), the answer is 503 with Retry-After, and the
+ * closing sends them again until Kafka takes them, then seals: a row whose
+ * first send reached Kafka after all comes twice, which the stages count
+ * once (the same row of the same run, as a redelivery). Replay keys are
+ * set to their run in one pipelined round trip every SETTLE_MS (settle).
+ * On SIGTERM (sl_webhook_destroy) the open windows are sealed. A gateway
+ * that dies leaves its open runs running (docs/api.md).
  *
  * Round trips: a job version's document never changes, so each (job,
  * version) is parsed once, with its secret, and cached (JOB_CACHE_MAX, the
@@ -20,12 +37,14 @@
  * asked of PostgreSQL at most once in CURRENT_TTL_MS a job: a delivery in
  * the second after a job changed may still be checked against the
  * previous version's secret, and its records built for it; the run itself
- * is always of the version sl_api_run_queue() records (the records are
- * built again when that differs). A PostgreSQL connection is held only
- * while the run is recorded (or a job read), never while Kafka is awaited.
+ * is always of the version sl_api_run_queue() recorded for its window (the
+ * records are built again when that differs; a newer version closes the
+ * window of an older one). A PostgreSQL connection is held only while a run
+ * is recorded (or a job read), never while Kafka is awaited. Redis
+ * connections are pooled (REDIS_IDLE_MAX kept idle).
  *
  * Records are built as the parser builds them (record_build.h): source
- * fields flattened by the JSON reader, rows 1..n, a reader's problem as a
+ * fields flattened by the JSON reader, rows first..first + n - 1, a reader's problem as a
  * "_row" format problem, keyed by the target key mapped from the row. A
  * field the mapping reads that records lack is no schema drift here (a
  * sender may push partial records): the attribute is missing in those rows,
@@ -39,18 +58,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "sluice/api_store.h"
 #include "sluice/buf.h"
 #include "sluice/err.h"
 #include "sluice/job.h"
+#include "sluice/keyset.h"
 #include "sluice/log.h"
 #include "sluice/msg.h"
 #include "sluice/reader.h"
@@ -65,9 +85,27 @@
 #define DESTROY_WAIT_MS 10000
 #define RETRY_AFTER_S   5
 #define REDIS_TIMEOUT_S 2
-#define JOB_CACHE_MAX   64
-#define CURRENT_TTL_MS  1000
-#define LINGER          "linger.ms=2"
+/* Redis connections kept idle between deliveries: each delivery takes one
+ * for its round trip (a busier moment opens more, closed when given back
+ * beyond this), instead of queueing behind one connection. */
+#define REDIS_IDLE_MAX 32
+#define JOB_CACHE_MAX  64
+#define CURRENT_TTL_MS 1000
+/* ours (SLUICE_KAFKA_CONFIG may override them): a delivery's answer waits
+ * for the acknowledgement, so batches linger little and are small: not
+ * worth lz4's frame set-up (a 64 KiB state cleared per batch) */
+#define LINGER      "linger.ms=2,compression.codec=none"
+#define WINDOW_MS   1000
+#define WINDOW_ROWS 100000
+#define SETTLE_MS   10 /* the settles_flush() cadence */
+/* A window in Redis (window_recover): its hash, its owner's lock and the
+ * set of open windows by the time they opened (wall clock ms). */
+#define WIN_KEY      "sluice:webhook:win:"
+#define LOCK_KEY     "sluice:webhook:lock:"
+#define WINDOWS_KEY  "sluice:webhook:windows"
+#define LOCK_TTL_MS  15000 /* an owner silent this long is taken to be gone */
+#define HEARTBEAT_MS 1000  /* the owner renews its locks this often */
+#define RECOVER_MS   2000  /* how often windows of gone owners are looked for */
 /* Control-plane connections deliveries hold at once (each for a run's
  * INSERT, or a job's read): a burst of deliveries waits its turn for the
  * gateway's pooled connections (16 kept idle) instead of opening one each
@@ -95,11 +133,67 @@ struct wh_bus {
     unsigned users; /* under bus_mu */
 };
 
+/* A replay key to set to its delivery's run (settle). */
+struct wh_settle {
+    struct wh_settle *next;
+    char run_id[37];
+    uint64_t first; /* the delivery's d:<first> in the window's hash; 0: none */
+    char rkey[];
+};
+
+/* A delivery's messages Kafka did not acknowledge: sent again by the
+ * window's closing until it does (the replay key stays "pending" so far). */
+struct wh_pending {
+    struct wh_pending *next;
+    struct sl_msg **msgs;
+    const char **topics;
+    size_t n;
+    char *rkey;     /* the delivery's replay key, settled to the run id once taken */
+    uint64_t first; /* its first row (its d:<first> in the window's hash); 0: none */
+};
+
+enum wh_window_state { WIN_OPENING, WIN_OPEN, WIN_CLOSING };
+
+/* A streaming run (see the top): the deliveries of one job to this gateway
+ * within window_ms (or window_rows rows) are rows of one run. */
+struct wh_window {
+    struct wh_window *next;
+    char *job_id;
+    uint32_t version;
+    char run_id[37];
+    enum wh_window_state state; /* under win_mu, as every field below */
+    bool fetched;               /* FETCHED went out with a delivery (or is pending) */
+    uint64_t rows;              /* rows reserved by deliveries: 1..rows */
+    uint64_t bytes;
+    unsigned inflight; /* deliveries between reserving rows and Kafka's answer */
+    unsigned deliveries;
+    int64_t opened_ms;
+    int encoding;
+    struct wh_pending *pending;
+    char **unmapped;
+    size_t nunmapped;
+    struct sl_keyset *keys; /* the records' keys (window_keys) */
+    bool lost;              /* its lock expired: another gateway seals it */
+    bool tried;             /* the closing's pass tried to seal it */
+};
+
 struct sl_webhook {
     struct sl_webhook_deps deps;
+    pthread_mutex_t win_mu; /* windows and every window's fields */
+    pthread_cond_t win_cv;  /* a window opened, or a delivery let go of one */
+    pthread_cond_t stop_cv; /* the closing thread's sleep */
+    struct wh_window *windows;
+    pthread_t closer;
+    bool closer_started;
+    atomic_bool stop;
+    char me[33];                 /* this gateway, in the windows' locks */
+    int64_t beat_ms, recover_ms; /* the closing thread's last heartbeat, recovery */
+    pthread_mutex_t settle_mu;   /* settles */
+    struct wh_settle *settles;
     char *redis_url;
-    pthread_mutex_t mu; /* the Redis connection, made again after a failure */
-    redisContext *rc;
+    pthread_mutex_t mu; /* the idle Redis connections (REDIS_IDLE_MAX kept) */
+    redisContext *idle[REDIS_IDLE_MAX];
+    int nidle;
     atomic_bool old_redis; /* SET NX GET refused (Redis < 7): SET NX, then GET */
     pthread_mutex_t jobs_mu;
     struct wh_job *jobs[JOB_CACHE_MAX];
@@ -111,6 +205,11 @@ struct sl_webhook {
     struct wh_bus *bus; /* NULL: made on first use */
     char *brokers, *prefix, *kafka_config;
 };
+
+static size_t windows_close(struct sl_webhook *wh, bool all);
+static void *closer_main(void *arg);
+static void window_free(struct wh_window *w);
+static void settles_flush(struct sl_webhook *wh);
 
 static int64_t now_ms(void)
 {
@@ -140,6 +239,19 @@ struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook
     pthread_mutex_init(&wh->bus_mu, NULL);
     pthread_mutex_init(&wh->db_mu, NULL);
     pthread_cond_init(&wh->db_cv, NULL);
+    pthread_mutex_init(&wh->win_mu, NULL);
+    pthread_mutex_init(&wh->settle_mu, NULL);
+    pthread_cond_init(&wh->win_cv, NULL);
+    pthread_cond_init(&wh->stop_cv, NULL);
+    unsigned char id[16];
+    if (RAND_bytes(id, sizeof(id)) != 1)
+        for (size_t i = 0; i < sizeof(id); i++)
+            id[i] = (unsigned char)(rand() ^ getpid() ^ time(NULL));
+    sl_hex(id, sizeof(id), wh->me);
+    if (wh->deps.window_ms <= 0)
+        wh->deps.window_ms = WINDOW_MS;
+    if (!wh->deps.window_rows)
+        wh->deps.window_rows = WINDOW_ROWS;
     const struct sl_kafka_conf *kc = &deps->kafka;
     size_t clen = kc->config ? strlen(kc->config) : 0;
     /* ours first, so that SLUICE_KAFKA_CONFIG may override it */
@@ -157,6 +269,11 @@ struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook
                                             .topic_prefix = wh->prefix,
                                             .config = wh->kafka_config,
                                             .client_id = "sluice-gateway-webhooks"};
+    if (pthread_create(&wh->closer, NULL, closer_main, wh)) {
+        sl_webhook_destroy(wh);
+        return NULL;
+    }
+    wh->closer_started = true;
     return wh;
 }
 
@@ -164,8 +281,29 @@ void sl_webhook_destroy(struct sl_webhook *wh)
 {
     if (!wh)
         return;
-    if (wh->rc)
-        redisFree(wh->rc);
+    if (wh->closer_started) {
+        pthread_mutex_lock(&wh->win_mu);
+        atomic_store(&wh->stop, true);
+        pthread_cond_signal(&wh->stop_cv);
+        pthread_mutex_unlock(&wh->win_mu);
+        pthread_join(wh->closer, NULL);
+    }
+    /* the open windows are sealed now: their runs complete */
+    int64_t until = now_ms() + DESTROY_WAIT_MS;
+    while (wh->windows && windows_close(wh, true) && now_ms() < until)
+        usleep(200000);
+    while (wh->windows) {
+        struct wh_window *w = wh->windows;
+        wh->windows = w->next;
+        sl_error(COMP,
+                 "run %s of job %s: stopping without sealing it (kafka did not take %s): "
+                 "another gateway seals it once its lock expires (%d s)",
+                 w->run_id, w->job_id, w->pending ? "deliveries" : "SEALED", LOCK_TTL_MS / 1000);
+        window_free(w);
+    }
+    settles_flush(wh);
+    while (wh->nidle > 0)
+        redisFree(wh->idle[--wh->nidle]);
     if (wh->bus) { /* no delivery runs any more: no other user */
         wh->bus->bus->ops->flush(wh->bus->bus, DESTROY_WAIT_MS);
         sl_bus_destroy(wh->bus->bus);
@@ -178,6 +316,10 @@ void sl_webhook_destroy(struct sl_webhook *wh)
     pthread_mutex_destroy(&wh->bus_mu);
     pthread_mutex_destroy(&wh->db_mu);
     pthread_cond_destroy(&wh->db_cv);
+    pthread_mutex_destroy(&wh->win_mu);
+    pthread_mutex_destroy(&wh->settle_mu);
+    pthread_cond_destroy(&wh->win_cv);
+    pthread_cond_destroy(&wh->stop_cv);
     free(wh->redis_url);
     free(wh->brokers);
     free(wh->prefix);
@@ -262,27 +404,51 @@ static redisContext *redis_connect(const char *url, char *errbuf, size_t errsz)
     return NULL;
 }
 
-/* Runs one command on the shared connection (again on a new connection
- * when the old one broke); the reply, or NULL with errbuf set. */
+/* An idle connection, or a new one; NULL with errbuf set. */
+static redisContext *redis_get(struct sl_webhook *wh, bool fresh, char *errbuf, size_t errsz)
+{
+    redisContext *c = NULL;
+    pthread_mutex_lock(&wh->mu);
+    if (!fresh && wh->nidle > 0)
+        c = wh->idle[--wh->nidle];
+    pthread_mutex_unlock(&wh->mu);
+    return c ? c : redis_connect(wh->redis_url, errbuf, errsz);
+}
+
+/* Gives c back (closed when broken, or beyond REDIS_IDLE_MAX). */
+static void redis_put(struct sl_webhook *wh, redisContext *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&wh->mu);
+    if (!c->err && wh->nidle < REDIS_IDLE_MAX) {
+        wh->idle[wh->nidle++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&wh->mu);
+    if (c)
+        redisFree(c);
+}
+
+/* Runs one command on an idle connection (a new one when none is idle, or
+ * again on a new one when the old one broke); the reply, or NULL with
+ * errbuf set. */
 static redisReply *redis_cmd(struct sl_webhook *wh, char *errbuf, size_t errsz, const char *fmt,
                              ...)
 {
     redisReply *r = NULL;
-    pthread_mutex_lock(&wh->mu);
     for (int attempt = 0; attempt < 2 && !r; attempt++) {
-        if (!wh->rc && !(wh->rc = redis_connect(wh->redis_url, errbuf, errsz)))
+        redisContext *c = redis_get(wh, attempt > 0, errbuf, errsz);
+        if (!c)
             break;
         va_list ap;
         va_start(ap, fmt);
-        r = redisvCommand(wh->rc, fmt, ap);
+        r = redisvCommand(c, fmt, ap);
         va_end(ap);
-        if (!r) {
-            snprintf(errbuf, errsz, "redis failed: %s", wh->rc->errstr);
-            redisFree(wh->rc);
-            wh->rc = NULL;
-        }
+        if (!r)
+            snprintf(errbuf, errsz, "redis failed: %s", c->errstr);
+        redis_put(wh, c);
     }
-    pthread_mutex_unlock(&wh->mu);
     if (r && r->type == REDIS_REPLY_ERROR) {
         snprintf(errbuf, errsz, "redis refused: %s", r->str);
         freeReplyObject(r);
@@ -570,14 +736,16 @@ static bool is_ndjson(const char *ctype, const char *body, size_t len)
         i++;
     if (i == len || body[i] != '{')
         return false;
-    json_t *v = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, NULL);
+    json_error_t je;
+    json_t *v = json_loadb(body + i, len - i, JSON_DISABLE_EOF_CHECK, &je);
     if (!v)
         return false; /* the JSON reader says what is wrong */
     json_decref(v);
-    json_error_t je;
-    v = json_loadb(body, len, 0, &je);
-    json_decref(v);
-    return v == NULL; /* one object, then more: one a line */
+    /* one object, then more (one a line): NDJSON; position is what it read */
+    for (size_t k = i + (size_t)je.position; k < len; k++)
+        if (!strchr(" \t\r\n", body[k]))
+            return true;
+    return false;
 }
 
 /* The messages of one delivery. */
@@ -619,30 +787,6 @@ static void build_cleanup(struct build *b)
     memset(b, 0, sizeof(*b));
 }
 
-/* Reads the body's records into b (b->job NULL: only counts them). 0, or
- * an sl_err with errbuf set. */
-static int read_records(const char *body, size_t len, bool ndjson, struct build *b,
-                        struct sl_reader_stats *stats, char *errbuf, size_t errsz)
-{
-    int fd = memfd_create("sluice-webhook", MFD_CLOEXEC);
-    if (fd < 0)
-        return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot hold the body: %s", strerror(errno));
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, body + off, len - off);
-        if (n <= 0) {
-            close(fd);
-            return sl_seterr(errbuf, errsz, SL_ERR_IO, "cannot hold the body: %s", strerror(errno));
-        }
-        off += (size_t)n;
-    }
-    lseek(fd, 0, SEEK_SET);
-    struct sl_json_opts opts = {.ndjson = ndjson};
-    int rc = sl_json_read_fd(fd, &opts, on_row, b, stats, errbuf, errsz);
-    close(fd);
-    return rc;
-}
-
 /* Builds the records of the body for version j of the job into b (no run
  * id yet). 0, or an sl_err with errbuf set (the reader's: the body is not
  * records). */
@@ -659,7 +803,8 @@ static int build_records(const struct sl_webhook_req *req, bool ndjson, const st
                                      .names_vary = true};
     if (sl_record_build_init(&b->rb))
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-    return read_records(req->body ? req->body : "", req->len, ndjson, b, stats, errbuf, errsz);
+    struct sl_json_opts opts = {.ndjson = ndjson};
+    return sl_json_read_mem(req->body, req->len, &opts, on_row, b, stats, errbuf, errsz);
 }
 
 static struct sl_msg *run_event(const char *run_id, const char *job_id, uint32_t version,
@@ -674,111 +819,815 @@ static struct sl_msg *run_event(const char *run_id, const char *job_id, uint32_t
     return ev;
 }
 
-/* Sends FETCHED, the records and SEALED of run_id, and waits for Kafka's
- * acknowledgement of them. 0, or an sl_err with errbuf set. Takes the
- * records. */
-static int send_run(struct sl_webhook *wh, struct build *b, const char *run_id, const char *sha256,
-                    size_t bytes, const struct sl_reader_stats *stats, const char *source,
-                    char *errbuf, size_t errsz)
+/* The replay window and the row reservation, in one round trip: a script
+ * (atomic in Redis). KEYS: the replay key, the window's hash, its lock;
+ * ARGV: the replay TTL, the delivery's rows, its bytes, the delivery as
+ * window_recover() needs it, its unmapped fields (joined by 0x1f), this
+ * gateway. A webhook-id seen before answers {0, its value} ("pending", or
+ * the run id); a window this gateway no longer owns {2}; else the id is set
+ * "pending", the rows are reserved (the hash's rows: the count so far), the
+ * bytes counted, the delivery kept (d:<first row>) and the unmapped fields
+ * noted (u:<name>): {1, first row}. */
+static const char CLAIM_LUA[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then return {0, v} end "
+    "if redis.call('GET', KEYS[3]) ~= ARGV[6] then return {2} end "
+    "redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[1]) "
+    "local n = tonumber(ARGV[2]) "
+    "local last = redis.call('HINCRBY', KEYS[2], 'rows', n) "
+    "redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[3]) "
+    "local first = last - n + 1 "
+    "if n > 0 then redis.call('HSET', KEYS[2], 'd:' .. first, ARGV[4]) end "
+    "for u in string.gmatch(ARGV[5], '[^\\31]+') do redis.call('HSET', KEYS[2], 'u:' .. u, 1) end "
+    "return {1, first}";
+
+/* A new window's hash, its lock (this gateway's) and its place among the
+ * open windows. */
+static const char OPEN_LUA[] =
+    "redis.call('HSET', KEYS[1], 'job', ARGV[1], 'version', ARGV[2], 'rows', 0, 'bytes', 0) "
+    "redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4]) "
+    "redis.call('ZADD', KEYS[3], ARGV[5], ARGV[6]) "
+    "return 1";
+
+/* Renews the lock when it is still this gateway's: 1, else 0. */
+static const char BEAT_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                               "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+
+/* A sealed (or unused) window leaves Redis. */
+static const char CLOSE_LUA[] = "redis.call('DEL', KEYS[1], KEYS[2]) "
+                                "redis.call('ZREM', KEYS[3], ARGV[1]) return 1";
+
+static int64_t wall_ms(void)
 {
-    const char *job_id = b->rb.job_id;
-    uint32_t version = b->rb.job_version;
-    size_t n = b->nmsgs + 2;
-    struct sl_msg **msgs = calloc(n, sizeof(*msgs));
-    const char **topics = calloc(n, sizeof(*topics));
-    struct sl_msg *sealed = NULL;
-    int rc = 0;
-    if (!msgs || !topics || !(msgs[0] = run_event(run_id, job_id, version, SL_EV_FETCHED)) ||
-        !(sealed = msgs[n - 1] = run_event(run_id, job_id, version, SL_EV_SEALED))) {
-        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-        goto out;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The delivery as the window keeps it: "<rows> <ndjson 0|1> <length of
+ * the replay key>\n<replay key><body>". Caller frees; NULL out of memory. */
+static char *delivery_pack(uint64_t rows, bool ndjson, const char *rkey, const char *body,
+                           size_t len, size_t *outlen)
+{
+    char head[64];
+    int hl = snprintf(head, sizeof(head), "%llu %d %zu\n", (unsigned long long)rows, ndjson,
+                      strlen(rkey));
+    size_t kl = strlen(rkey);
+    char *out = malloc((size_t)hl + kl + len + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, head, (size_t)hl);
+    memcpy(out + hl, rkey, kl);
+    if (len)
+        memcpy(out + hl + kl, body, len);
+    *outlen = (size_t)hl + kl + len;
+    return out;
+}
+
+/* Claims the replay key of a delivery and reserves its rows in window w
+ * (CLAIM_LUA). 1 with *first set; 0 for a webhook-id seen before, *seen its
+ * value (caller frees; NULL when it expired meanwhile); 2 when w is no
+ * longer this gateway's; -1 with errbuf set when Redis failed. */
+static int claim(struct sl_webhook *wh, const struct wh_window *w, const char *rkey,
+                 const char *packed, size_t plen, uint64_t rows, size_t bytes, const char *unmapped,
+                 uint64_t *first, char **seen, char *errbuf, size_t errsz)
+{
+    *seen = NULL;
+    char wkey[80], lkey[80];
+    snprintf(wkey, sizeof(wkey), WIN_KEY "%s", w->run_id);
+    snprintf(lkey, sizeof(lkey), LOCK_KEY "%s", w->run_id);
+    redisReply *r = redis_cmd(wh, errbuf, errsz, "EVAL %s 3 %s %s %s %d %llu %llu %b %s %s",
+                              CLAIM_LUA, rkey, wkey, lkey, REPLAY_TTL_S, (unsigned long long)rows,
+                              (unsigned long long)bytes, packed, plen, unmapped, wh->me);
+    if (!r)
+        return -1;
+    int rc = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER) {
+        rc = (int)r->element[0]->integer;
+        if (rc == 1 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER)
+            *first = (uint64_t)r->element[1]->integer;
+        else if (rc == 0 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING &&
+                 !(*seen = strdup(r->element[1]->str)))
+            rc = -1;
     }
-    struct sl_msg *fetched = msgs[0];
-    memcpy(fetched->u.ev.sha256, sha256, 65);
-    fetched->u.ev.bytes = bytes;
-    fetched->u.ev.source_name = sl_arena_strdup(&fetched->arena, source);
-    sealed->u.ev.record_count = b->rows;
-    sealed->u.ev.counts.read = b->rows;
-    sealed->u.ev.counts.bytes = stats->bytes;
-    sealed->u.ev.encoding = stats->encoding;
-    if (b->rb.nunmapped) {
-        if (!(sealed->u.ev.unmapped =
-                  sl_arena_alloc(&sealed->arena, b->rb.nunmapped * sizeof(char *)))) {
-            rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-            goto out;
+    if (rc < 0 || rc > 2)
+        snprintf(errbuf, errsz, "redis answered the claim unexpectedly");
+    freeReplyObject(r);
+    return rc < 0 || rc > 2 ? -1 : rc;
+}
+
+/* Runs a script on the keys of run_id's window (hash, lock, the set of open
+ * windows) with one more argument; the reply's integer, or -1 with errbuf
+ * set. */
+static long long window_script(struct sl_webhook *wh, const char *script, const char *run_id,
+                               const char *arg, char *errbuf, size_t errsz)
+{
+    char wkey[80], lkey[80];
+    snprintf(wkey, sizeof(wkey), WIN_KEY "%s", run_id);
+    snprintf(lkey, sizeof(lkey), LOCK_KEY "%s", run_id);
+    redisReply *r =
+        redis_cmd(wh, errbuf, errsz, "EVAL %s 3 %s %s %s %s", script, wkey, lkey, WINDOWS_KEY, arg);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r && v < 0)
+        snprintf(errbuf, errsz, "redis answered unexpectedly");
+    freeReplyObject(r);
+    return v;
+}
+
+/* ---- streaming runs (see the top) --------------------------------------- */
+
+static void pending_free(struct wh_pending *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        sl_msg_unref(p->msgs[i]);
+    free(p->msgs);
+    free(p->topics);
+    free(p->rkey);
+    free(p);
+}
+
+static void window_free(struct wh_window *w)
+{
+    if (!w)
+        return;
+    while (w->pending) {
+        struct wh_pending *p = w->pending;
+        w->pending = p->next;
+        pending_free(p);
+    }
+    for (size_t i = 0; i < w->nunmapped; i++)
+        free(w->unmapped[i]);
+    free(w->unmapped);
+    sl_keyset_destroy(w->keys);
+    free(w->job_id);
+    free(w);
+}
+
+/* Records the run of a new window of job_id (the INSERT of sl_api_run_queue:
+ * the version current now goes into w->version). 0, or an sl_err with errbuf
+ * set. */
+static int window_record(struct sl_webhook *wh, struct wh_window *w, char *errbuf, size_t errsz)
+{
+    PGconn *c = db_get(wh, errbuf, errsz);
+    if (!c)
+        return SL_ERR_RETRY;
+    int rc = sl_api_run_queue(c, w->job_id, "webhook", w->run_id, &w->version, errbuf, errsz);
+    if (rc == 0) {
+        char wkey[80], lkey[80], ver[16], ttl[16], now[24];
+        snprintf(wkey, sizeof(wkey), WIN_KEY "%s", w->run_id);
+        snprintf(lkey, sizeof(lkey), LOCK_KEY "%s", w->run_id);
+        snprintf(ver, sizeof(ver), "%u", w->version);
+        snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
+        snprintf(now, sizeof(now), "%lld", (long long)wall_ms());
+        redisReply *r =
+            redis_cmd(wh, errbuf, errsz, "EVAL %s 3 %s %s %s %s %s %s %s %s %s", OPEN_LUA, wkey,
+                      lkey, WINDOWS_KEY, w->job_id, ver, wh->me, ttl, now, w->run_id);
+        if (!r) {
+            char e2[512];
+            if (sl_api_run_forget(c, w->run_id, e2, sizeof(e2)))
+                sl_warn(COMP, "run %s: cannot remove it: %s", w->run_id, e2);
+            rc = SL_ERR_RETRY;
         }
-        for (size_t i = 0; i < b->rb.nunmapped; i++)
-            sealed->u.ev.unmapped[i] = sl_arena_strdup(&sealed->arena, b->rb.unmapped[i]);
-        sealed->u.ev.nunmapped = (uint32_t)b->rb.nunmapped;
+        freeReplyObject(r);
     }
-    topics[0] = topics[n - 1] = SL_TOPIC_RUNS;
-    for (size_t i = 0; i < b->nmsgs; i++) { /* built before the run had an id */
-        struct sl_msg *m = b->msgs[i];
-        if (!(m->run_id = sl_arena_strdup(&m->arena, run_id))) {
-            rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        topics[i + 1] = SL_TOPIC_RAW;
-    }
-    struct wh_bus *hb = bus_get(wh, errbuf, errsz);
-    if (!hb) {
-        rc = SL_ERR_RETRY;
-        goto out;
-    }
-    memcpy(msgs + 1, b->msgs, b->nmsgs * sizeof(*msgs));
-    b->nmsgs = 0; /* the bus's now */
-    rc = send_acked(hb->bus, topics, msgs, n, KAFKA_WAIT_MS);
-    memset(msgs, 0, n * sizeof(*msgs));
-    if (rc)
-        sl_seterr(errbuf, errsz, rc, "kafka did not acknowledge the records: %s", sl_err_str(rc));
-    bus_put(wh, hb, rc == SL_ERR_FATAL);
-out:
-    if (msgs)
-        for (size_t i = 0; i < n; i++)
-            sl_msg_unref(msgs[i]);
-    free(msgs);
-    free(topics);
+    db_put(wh, c);
     return rc;
 }
 
-/* Claims webhook-id's key of the replay window: true when this delivery is
- * the first (the key was set to "pending"); else *first is the value it
- * had (caller frees; NULL when it expired meanwhile). Redis 7 does it in
- * one command (SET NX GET); an older one in two. -1 with errbuf set when
- * Redis failed. */
-static int claim(struct sl_webhook *wh, const char *rkey, char **first, char *errbuf, size_t errsz)
+/* Removes w from the list; win_mu held. */
+static void window_unlink_locked(struct sl_webhook *wh, struct wh_window *w)
 {
-    *first = NULL;
-    redisReply *r = NULL;
-    if (!atomic_load(&wh->old_redis)) {
-        r = redis_cmd(wh, errbuf, errsz, "SET %s %s NX GET EX %d", rkey, "pending", REPLAY_TTL_S);
-        if (!r && !strncmp(errbuf, "redis refused", 13)) {
-            sl_info(COMP, "%s: taking the replay window in two commands", errbuf);
-            atomic_store(&wh->old_redis, true);
-        } else if (!r) {
-            return -1;
-        } else {
-            bool fresh = r->type == REDIS_REPLY_NIL;
-            if (!fresh && r->type == REDIS_REPLY_STRING && !(*first = strdup(r->str))) {
-                freeReplyObject(r);
-                snprintf(errbuf, errsz, "out of memory");
-                return -1;
-            }
-            freeReplyObject(r);
-            return fresh;
+    for (struct wh_window **pp = &wh->windows; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            return;
+        }
+}
+
+/* Whether job_id has an open window (a delivery need not record a run). */
+static bool window_open(struct sl_webhook *wh, const char *job_id)
+{
+    bool open = false;
+    pthread_mutex_lock(&wh->win_mu);
+    for (struct wh_window *w = wh->windows; w && !open; w = w->next)
+        open = w->state == WIN_OPEN && !strcmp(w->job_id, job_id);
+    pthread_mutex_unlock(&wh->win_mu);
+    return open;
+}
+
+/* The open window of job_id, held for a delivery built for version (a
+ * newer version closes the window of an older one): the window's run, and
+ * its version, are then fixed, and it is sealed only after the delivery let
+ * go (window_release). Opens the window (records its run) when the job has
+ * none. NULL with errbuf set (*rc the sl_err) when the run cannot be
+ * recorded. */
+static struct wh_window *window_acquire(struct sl_webhook *wh, const char *job_id, uint32_t version,
+                                        int *rc, char *errbuf, size_t errsz)
+{
+    struct wh_window *w = NULL;
+    pthread_mutex_lock(&wh->win_mu);
+    for (;;) {
+        struct wh_window *opening = NULL;
+        w = NULL;
+        for (struct wh_window *x = wh->windows; x; x = x->next) {
+            if (x->state == WIN_CLOSING || strcmp(x->job_id, job_id))
+                continue;
+            if (x->state == WIN_OPENING)
+                opening = x;
+            else if (!w || x->opened_ms > w->opened_ms)
+                w = x; /* the newest (a successor opens beside its predecessor) */
+        }
+        if (w && w->version < version) { /* the job changed: its next rows go to a new run */
+            w->state = WIN_CLOSING;
+            continue;
+        }
+        if (w)
+            break;
+        if (opening) { /* another delivery records the run: wait for it */
+            pthread_cond_wait(&wh->win_cv, &wh->win_mu);
+            continue;
+        }
+        struct wh_window *nw = calloc(1, sizeof(*nw));
+        if (!nw || !(nw->job_id = strdup(job_id))) {
+            free(nw);
+            pthread_mutex_unlock(&wh->win_mu);
+            *rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        nw->state = WIN_OPENING;
+        nw->next = wh->windows;
+        wh->windows = nw;
+        pthread_mutex_unlock(&wh->win_mu);
+        *rc = window_record(wh, nw, errbuf, errsz);
+        pthread_mutex_lock(&wh->win_mu);
+        if (*rc) {
+            window_unlink_locked(wh, nw);
+            pthread_cond_broadcast(&wh->win_cv);
+            pthread_mutex_unlock(&wh->win_mu);
+            window_free(nw);
+            return NULL;
+        }
+        nw->state = WIN_OPEN;
+        nw->opened_ms = now_ms();
+        pthread_cond_broadcast(&wh->win_cv);
+        sl_debug(COMP, "job %s version %u: streaming run %s opened", job_id, nw->version,
+                 nw->run_id);
+    }
+    w->inflight++;
+    pthread_mutex_unlock(&wh->win_mu);
+    return w;
+}
+
+/* Notes the keys of b, a delivery's records, in the held window w. A key
+ * an earlier delivery of the window had is refused: 1, w closes (its run is
+ * sealed), and the delivery goes to the job's next run, so that a later
+ * change of a record is never "a key seen twice in one run" (JOBS.md
+ * `duplicates`; within a delivery the job's rule holds). 0 when noted; -1
+ * out of memory. */
+static int window_keys(struct sl_webhook *wh, struct wh_window *w, const struct build *b)
+{
+    int rc = 0;
+    pthread_mutex_lock(&wh->win_mu);
+    if (!w->keys && !(w->keys = sl_keyset_new()))
+        rc = -1;
+    for (size_t i = 0; i < b->nmsgs && rc == 0; i++) {
+        const char *k = b->msgs[i]->key;
+        if (k && k[0] && (rc = sl_keyset_test(w->keys, k, strlen(k), false)) == 1 &&
+            w->state != WIN_CLOSING) {
+            sl_debug(COMP,
+                     "run %s: a delivery repeats a key of the run: the job's next run takes it",
+                     w->run_id);
+            w->state = WIN_CLOSING;
         }
     }
-    if (!(r = redis_cmd(wh, errbuf, errsz, "SET %s %s NX EX %d", rkey, "pending", REPLAY_TTL_S)))
-        return -1;
-    bool fresh = r->type == REDIS_REPLY_STATUS;
-    freeReplyObject(r);
-    if (fresh)
-        return 1;
-    r = redis_cmd(wh, errbuf, errsz, "GET %s", rkey);
-    if (r && r->type == REDIS_REPLY_STRING)
-        *first = strdup(r->str);
-    freeReplyObject(r);
+    for (size_t i = 0; i < b->nmsgs && rc == 0; i++) {
+        const char *k = b->msgs[i]->key;
+        if (k && k[0] && sl_keyset_test(w->keys, k, strlen(k), true) < 0)
+            rc = -1; /* the keys added so far only make a later delivery move on */
+    }
+    pthread_mutex_unlock(&wh->win_mu);
+    return rc;
+}
+
+/* Counts the rows a delivery reserved (claim) in the held window w; *fetched
+ * says it is the window's first delivery, which sends FETCHED. */
+static void window_took(struct sl_webhook *wh, struct wh_window *w, uint64_t rows, bool *fetched)
+{
+    pthread_mutex_lock(&wh->win_mu);
+    w->rows += rows;
+    w->deliveries++;
+    *fetched = !w->fetched;
+    if (!w->fetched) /* its time runs from its first delivery (see windows_close) */
+        w->opened_ms = now_ms();
+    w->fetched = true;
+    pthread_mutex_unlock(&wh->win_mu);
+}
+
+/* A delivery lets go of w: its body's bytes, encoding and unmapped fields
+ * (b; NULL: none, it took no rows) count for the run, and p (NULL: none) is
+ * what Kafka did not take. */
+static void window_release(struct sl_webhook *wh, struct wh_window *w, const struct build *b,
+                           size_t bytes, int encoding, struct wh_pending *p)
+{
+    pthread_mutex_lock(&wh->win_mu);
+    w->bytes += bytes;
+    if (b)
+        w->encoding = encoding;
+    for (size_t i = 0; b && i < b->rb.nunmapped; i++) {
+        size_t k = 0;
+        while (k < w->nunmapped && strcmp(w->unmapped[k], b->rb.unmapped[i]))
+            k++;
+        if (k < w->nunmapped)
+            continue;
+        char **v = realloc(w->unmapped, (w->nunmapped + 1) * sizeof(*v));
+        if (v) {
+            w->unmapped = v;
+            if ((v[w->nunmapped] = strdup(b->rb.unmapped[i])))
+                w->nunmapped++;
+        }
+    }
+    if (p) {
+        p->next = w->pending;
+        w->pending = p;
+    }
+    if (--w->inflight == 0)
+        pthread_cond_broadcast(&wh->win_cv);
+    pthread_mutex_unlock(&wh->win_mu);
+}
+
+/* Sends msgs[0..n) (a reference of each kept: the caller's still) and waits
+ * for Kafka's acknowledgement. 0, or an sl_err with errbuf set. */
+static int send_kept(struct sl_webhook *wh, const char *const *topics, struct sl_msg **msgs,
+                     size_t n, char *errbuf, size_t errsz)
+{
+    struct sl_msg **out = malloc(n * sizeof(*out));
+    if (!out)
+        return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        out[i] = sl_msg_ref(msgs[i]);
+    struct wh_bus *hb = bus_get(wh, errbuf, errsz);
+    int rc = SL_ERR_RETRY;
+    if (hb) {
+        rc = send_acked(hb->bus, topics, out, n, KAFKA_WAIT_MS);
+        if (rc)
+            sl_seterr(errbuf, errsz, rc, "kafka did not acknowledge the records: %s",
+                      sl_err_str(rc));
+        bus_put(wh, hb, rc == SL_ERR_FATAL);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            sl_msg_unref(out[i]);
+    }
+    free(out);
+    return rc;
+}
+
+/* Sets the replay key of a delivery whose records Kafka took to the run id
+ * (a later delivery of its webhook-id is then answered as a duplicate):
+ * queued, and set with the others in one pipelined round trip by the
+ * closing thread within SETTLE_MS (settles_flush); a retry meanwhile is
+ * told the delivery is in progress. */
+static void settle(struct sl_webhook *wh, const char *rkey, const char *run_id, uint64_t first)
+{
+    size_t kl = strlen(rkey);
+    struct wh_settle *st = malloc(sizeof(*st) + kl + 1);
+    if (!st) { /* at once, then */
+        char err[512];
+        redisReply *r = redis_cmd(wh, err, sizeof(err), "SET %s %s XX KEEPTTL", rkey, run_id);
+        if (!r)
+            sl_warn(COMP, "run %s: cannot settle the replay key %s: %s", run_id, rkey, err);
+        freeReplyObject(r);
+        return;
+    }
+    snprintf(st->run_id, sizeof(st->run_id), "%s", run_id);
+    st->first = first;
+    memcpy(st->rkey, rkey, kl + 1);
+    pthread_mutex_lock(&wh->settle_mu);
+    st->next = wh->settles;
+    wh->settles = st;
+    pthread_mutex_unlock(&wh->settle_mu);
+}
+
+/* Sets the queued replay keys (see settle) in one pipelined round trip. */
+static void settles_flush(struct sl_webhook *wh)
+{
+    pthread_mutex_lock(&wh->settle_mu);
+    struct wh_settle *list = wh->settles;
+    wh->settles = NULL;
+    pthread_mutex_unlock(&wh->settle_mu);
+    if (!list)
+        return;
+    char err[512] = "";
+    size_t n = 0, failed = 0;
+    redisContext *c = redis_get(wh, false, err, sizeof(err));
+    for (struct wh_settle *st = list; st && c; st = st->next) {
+        if (redisAppendCommand(c, "SET %s %s XX KEEPTTL", st->rkey, st->run_id) != REDIS_OK)
+            break;
+        n++;
+        /* the delivery is in Kafka: the window need not keep it any more */
+        if (st->first && redisAppendCommand(c, "HDEL " WIN_KEY "%s d:%llu", st->run_id,
+                                            (unsigned long long)st->first) != REDIS_OK)
+            break;
+        n += st->first ? 1 : 0;
+    }
+    for (size_t i = 0; i < n && c; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            snprintf(err, sizeof(err), "redis failed: %s", c->errstr);
+            failed += n - i;
+            break;
+        }
+        if (r->type == REDIS_REPLY_ERROR && failed++ == 0)
+            snprintf(err, sizeof(err), "redis refused: %s", r->str);
+        freeReplyObject(r);
+    }
+    redis_put(wh, c);
+    size_t total = 0;
+    while (list) {
+        struct wh_settle *st = list;
+        list = st->next;
+        free(st);
+        total++;
+    }
+    if (failed || !c)
+        sl_warn(COMP,
+                "cannot settle %zu replay keys (their webhook-ids are answered 503 until they "
+                "expire): %s",
+                c ? failed : total, err);
+}
+
+/* Seals the closing window w (no delivery holds it): sends what Kafka did
+ * not take before, then SEALED with the run's count; a window no delivery
+ * used is forgotten (its queued run removed). 0 when w is done with, else
+ * an sl_err (to be tried again). */
+static int window_seal(struct sl_webhook *wh, struct wh_window *w)
+{
+    char err[1024];
+    int rc;
+    if (w->lost) { /* another gateway took it (window_recover): it seals it */
+        sl_warn(COMP, "run %s: its lock expired and another gateway took it over: sealed there",
+                w->run_id);
+        return 0;
+    }
+    while (w->pending) { /* only the closing touches a closing window's fields */
+        struct wh_pending *p = w->pending;
+        if ((rc = send_kept(wh, p->topics, p->msgs, p->n, err, sizeof(err)))) {
+            sl_warn(COMP, "run %s: still cannot send %zu messages of a delivery: %s", w->run_id,
+                    p->n, err);
+            return rc;
+        }
+        if (p->rkey)
+            settle(wh, p->rkey, w->run_id, p->first);
+        w->pending = p->next;
+        pending_free(p);
+    }
+    if (!w->fetched) {
+        PGconn *c = db_get(wh, err, sizeof(err));
+        if (!c || sl_api_run_forget(c, w->run_id, err, sizeof(err))) {
+            sl_warn(COMP, "run %s: cannot remove the unused streaming run: %s", w->run_id, err);
+            db_put(wh, c);
+            return SL_ERR_RETRY;
+        }
+        db_put(wh, c);
+        if (window_script(wh, CLOSE_LUA, w->run_id, w->run_id, err, sizeof(err)) < 0)
+            sl_warn(COMP, "run %s: cannot remove the window from redis: %s", w->run_id, err);
+        sl_debug(COMP, "job %s: streaming run %s unused: removed", w->job_id, w->run_id);
+        return 0;
+    }
+    struct sl_msg *sealed = run_event(w->run_id, w->job_id, w->version, SL_EV_SEALED);
+    if (!sealed)
+        return SL_ERR_NOMEM;
+    sealed->u.ev.record_count = w->rows;
+    sealed->u.ev.counts.read = w->rows;
+    sealed->u.ev.counts.bytes = w->bytes;
+    sealed->u.ev.encoding = w->encoding;
+    if (w->nunmapped &&
+        (sealed->u.ev.unmapped = sl_arena_alloc(&sealed->arena, w->nunmapped * sizeof(char *)))) {
+        for (size_t i = 0; i < w->nunmapped; i++)
+            sealed->u.ev.unmapped[i] = sl_arena_strdup(&sealed->arena, w->unmapped[i]);
+        sealed->u.ev.nunmapped = (uint32_t)w->nunmapped;
+    }
+    const char *topic = SL_TOPIC_RUNS;
+    rc = send_kept(wh, &topic, &sealed, 1, err, sizeof(err));
+    sl_msg_unref(sealed);
+    if (rc) {
+        sl_warn(COMP, "run %s: cannot seal the streaming run yet: %s", w->run_id, err);
+        return rc;
+    }
+    settles_flush(wh); /* before the window's hash goes */
+    if (window_script(wh, CLOSE_LUA, w->run_id, w->run_id, err, sizeof(err)) < 0)
+        sl_warn(COMP, "run %s: sealed, but cannot remove the window from redis: %s", w->run_id,
+                err);
+    sl_info(COMP, "job %s version %u: streaming run %s sealed: %u deliveries, %llu records",
+            w->job_id, w->version, w->run_id, w->deliveries, (unsigned long long)w->rows);
     return 0;
+}
+
+/* Renews the locks of this gateway's windows; a window whose lock another
+ * gateway took (this one was silent for LOCK_TTL_MS) is lost: closed here
+ * without sealing. */
+static void windows_beat(struct sl_webhook *wh)
+{
+    char runs[64][37];
+    size_t n = 0;
+    pthread_mutex_lock(&wh->win_mu);
+    for (struct wh_window *w = wh->windows; w && n < 64; w = w->next)
+        if (w->state != WIN_OPENING && !w->lost)
+            snprintf(runs[n++], sizeof(runs[0]), "%s", w->run_id);
+    pthread_mutex_unlock(&wh->win_mu);
+    for (size_t i = 0; i < n; i++) {
+        char err[512], lkey[80], ttl[16];
+        snprintf(lkey, sizeof(lkey), LOCK_KEY "%s", runs[i]);
+        snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
+        redisReply *r =
+            redis_cmd(wh, err, sizeof(err), "EVAL %s 1 %s %s %s", BEAT_LUA, lkey, wh->me, ttl);
+        if (!r) {
+            sl_warn(COMP, "run %s: cannot renew its lock: %s", runs[i], err);
+            continue;
+        }
+        bool ours = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+        if (ours)
+            continue;
+        pthread_mutex_lock(&wh->win_mu);
+        for (struct wh_window *w = wh->windows; w; w = w->next)
+            if (!strcmp(w->run_id, runs[i])) {
+                w->lost = true;
+                w->state = WIN_CLOSING;
+            }
+        pthread_mutex_unlock(&wh->win_mu);
+    }
+}
+
+/* Sends msgs[0..n) of run_id to topic (the raw records, or an event) and
+ * frees them; 0 or an sl_err with errbuf set. */
+static int send_all(struct sl_webhook *wh, struct sl_msg **msgs, const char **topics, size_t n,
+                    char *errbuf, size_t errsz)
+{
+    int rc = n ? send_kept(wh, topics, msgs, n, errbuf, errsz) : 0;
+    for (size_t i = 0; i < n; i++)
+        sl_msg_unref(msgs[i]);
+    return rc;
+}
+
+/* Seals run_id, the window of a gateway that went away (this one holds its
+ * lock now): every delivery it kept (those Kafka may not have acknowledged)
+ * is built again from its body, with the same rows, and sent again; then
+ * SEALED with the window's count. A row that reached Kafka before comes
+ * twice, which the stages count once. 0, or an sl_err (tried again once the
+ * lock expires). */
+static int window_recover(struct sl_webhook *wh, const char *run_id)
+{
+    char err[1024] = "", wkey[80];
+    snprintf(wkey, sizeof(wkey), WIN_KEY "%s", run_id);
+    redisReply *h = redis_cmd(wh, err, sizeof(err), "HGETALL %s", wkey);
+    if (!h || h->type != REDIS_REPLY_ARRAY) {
+        sl_warn(COMP, "run %s: cannot read the window of a stopped gateway: %s", run_id, err);
+        freeReplyObject(h);
+        return SL_ERR_RETRY;
+    }
+    const char *job_id = NULL;
+    uint32_t version = 0;
+    uint64_t rows = 0, bytes = 0, deliveries = 0;
+    size_t nun = 0;
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const char *f = h->element[i]->str, *v = h->element[i + 1]->str;
+        if (!strcmp(f, "job"))
+            job_id = v;
+        else if (!strcmp(f, "version"))
+            version = (uint32_t)strtoul(v, NULL, 10);
+        else if (!strcmp(f, "rows"))
+            rows = strtoull(v, NULL, 10);
+        else if (!strcmp(f, "bytes"))
+            bytes = strtoull(v, NULL, 10);
+        else if (!strncmp(f, "u:", 2))
+            nun++;
+    }
+    if (!job_id) { /* sealed meanwhile, or never filled in */
+        window_script(wh, CLOSE_LUA, run_id, run_id, err, sizeof(err));
+        freeReplyObject(h);
+        return 0;
+    }
+    PGconn *c = NULL;
+    struct wh_job *j = NULL;
+    int rc = job_get(wh, &c, job_id, version, &j, err, sizeof(err));
+    db_put(wh, c);
+    if (rc || !j->job) {
+        sl_warn(COMP, "run %s: cannot load job %s version %u to seal it: %s", run_id, job_id,
+                version, rc ? err : j->err);
+        job_put(wh, j);
+        freeReplyObject(h);
+        return rc ? rc : SL_ERR_RETRY;
+    }
+    const char *topic_runs = SL_TOPIC_RUNS;
+    struct sl_msg *ev = run_event(run_id, job_id, version, SL_EV_FETCHED);
+    if (ev)
+        ev->u.ev.source_name = sl_arena_strdup(&ev->arena, "webhook");
+    rc = ev ? send_all(wh, &ev, &topic_runs, 1, err, sizeof(err)) : SL_ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i + 1 < h->elements; i += 2) {
+        const char *f = h->element[i]->str;
+        if (strncmp(f, "d:", 2))
+            continue;
+        uint64_t first = strtoull(f + 2, NULL, 10);
+        const char *v = h->element[i + 1]->str;
+        size_t vlen = h->element[i + 1]->len;
+        unsigned long long n = 0;
+        int nd = 0;
+        size_t kl = 0;
+        const char *nl = memchr(v, '\n', vlen);
+        if (!nl || sscanf(v, "%llu %d %zu", &n, &nd, &kl) != 3 ||
+            (size_t)(v + vlen - nl - 1) < kl) {
+            sl_error(COMP, "run %s: the kept delivery %s is damaged: the run cannot be sealed",
+                     run_id, f);
+            rc = SL_ERR_INVALID;
+            break;
+        }
+        char rkey[600];
+        snprintf(rkey, sizeof(rkey), "%.*s", (int)kl, nl + 1);
+        struct sl_webhook_req req = {
+            .job_id = job_id, .body = nl + 1 + kl, .len = (size_t)(v + vlen - (nl + 1 + kl))};
+        struct build b = {0};
+        struct sl_reader_stats stats;
+        if ((rc = build_records(&req, nd != 0, j, &b, &stats, err, sizeof(err))) || b.rows != n) {
+            sl_error(COMP, "run %s: the kept delivery %s does not build as before: %s", run_id, f,
+                     rc ? err : "other rows");
+            build_cleanup(&b);
+            rc = rc ? rc : SL_ERR_INVALID;
+            break;
+        }
+        const char **topics = calloc(b.nmsgs ? b.nmsgs : 1, sizeof(*topics));
+        for (size_t k = 0; topics && k < b.nmsgs; k++) {
+            b.msgs[k]->u.rec.row += first - 1;
+            b.msgs[k]->run_id = sl_arena_strdup(&b.msgs[k]->arena, run_id);
+            topics[k] = SL_TOPIC_RAW;
+        }
+        rc = topics ? send_all(wh, b.msgs, topics, b.nmsgs, err, sizeof(err)) : SL_ERR_NOMEM;
+        b.nmsgs = 0;
+        free(topics);
+        build_cleanup(&b);
+        if (rc == 0)
+            settle(wh, rkey, run_id, first);
+        deliveries++;
+    }
+    struct sl_msg *sealed = rc ? NULL : run_event(run_id, job_id, version, SL_EV_SEALED);
+    if (sealed) {
+        sealed->u.ev.record_count = rows;
+        sealed->u.ev.counts.read = rows;
+        sealed->u.ev.counts.bytes = bytes;
+        if (nun && (sealed->u.ev.unmapped = sl_arena_alloc(&sealed->arena, nun * sizeof(char *))))
+            for (size_t i = 0; i + 1 < h->elements; i += 2)
+                if (!strncmp(h->element[i]->str, "u:", 2))
+                    sealed->u.ev.unmapped[sealed->u.ev.nunmapped++] =
+                        sl_arena_strdup(&sealed->arena, h->element[i]->str + 2);
+        rc = send_all(wh, &sealed, &topic_runs, 1, err, sizeof(err));
+    } else if (rc == 0) {
+        rc = SL_ERR_NOMEM;
+    }
+    if (rc == 0) {
+        settles_flush(wh);
+        window_script(wh, CLOSE_LUA, run_id, run_id, err, sizeof(err));
+        sl_info(COMP,
+                "run %s of job %s: a stopped gateway's streaming run sealed here: %llu records, "
+                "%llu deliveries sent again",
+                run_id, job_id, (unsigned long long)rows, (unsigned long long)deliveries);
+    } else {
+        sl_warn(COMP, "run %s: cannot seal a stopped gateway's streaming run yet: %s", run_id, err);
+    }
+    job_put(wh, j);
+    freeReplyObject(h);
+    return rc;
+}
+
+/* Looks for windows whose gateway went away (open longer than LOCK_TTL_MS,
+ * their lock expired) and seals them here. */
+static void windows_recover(struct sl_webhook *wh)
+{
+    char err[512], max[24];
+    snprintf(max, sizeof(max), "%lld", (long long)(wall_ms() - LOCK_TTL_MS));
+    redisReply *r =
+        redis_cmd(wh, err, sizeof(err), "ZRANGEBYSCORE %s -inf %s LIMIT 0 8", WINDOWS_KEY, max);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return;
+    }
+    for (size_t i = 0; i < r->elements && !atomic_load(&wh->stop); i++) {
+        const char *run = r->element[i]->str;
+        char lkey[80], ttl[16];
+        snprintf(lkey, sizeof(lkey), LOCK_KEY "%s", run);
+        snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
+        redisReply *l = redis_cmd(wh, err, sizeof(err), "SET %s %s NX PX %s", lkey, wh->me, ttl);
+        bool got = l && l->type == REDIS_REPLY_STATUS;
+        freeReplyObject(l);
+        if (got && window_recover(wh, run) != 0)
+            sl_warn(COMP, "run %s: the next try comes when this gateway's lock expires", run);
+    }
+    freeReplyObject(r);
+}
+
+/* One pass of the closing: windows due (window_ms after their first
+ * delivery, or after they opened for one no delivery used; window_rows
+ * rows; every one when all) close (a successor opened first for a window that had
+ * deliveries, so that the job's next ones need not wait for its INSERT),
+ * and closing windows no delivery holds are sealed. Returns how many
+ * windows are left. */
+static size_t windows_close(struct sl_webhook *wh, bool all)
+{
+    int64_t now = now_ms();
+    struct wh_window *due[64];
+    size_t ndue = 0;
+    pthread_mutex_lock(&wh->win_mu);
+    for (struct wh_window *w = wh->windows; w && ndue < 64; w = w->next)
+        if (w->state == WIN_OPEN &&
+            (all || w->rows >= wh->deps.window_rows ||
+             /* one no delivery used yet is not due while a delivery holds it */
+             ((w->fetched || !w->inflight) && now - w->opened_ms >= wh->deps.window_ms)))
+            due[ndue++] = w;
+    pthread_mutex_unlock(&wh->win_mu);
+    for (size_t i = 0; i < ndue; i++) {
+        struct wh_window *w = due[i], *nw = NULL;
+        pthread_mutex_lock(&wh->win_mu);
+        bool busy = w->fetched;
+        pthread_mutex_unlock(&wh->win_mu);
+        char err[1024];
+        if (!all && busy && (nw = calloc(1, sizeof(*nw))) && (nw->job_id = strdup(w->job_id)) &&
+            window_record(wh, nw, err, sizeof(err)) == 0) {
+            nw->state = WIN_OPEN;
+            nw->opened_ms = now_ms();
+        } else {
+            if (nw && nw->job_id && !all && busy)
+                sl_warn(COMP, "job %s: cannot open the next streaming run ahead: %s", w->job_id,
+                        err);
+            window_free(nw);
+            nw = NULL;
+        }
+        pthread_mutex_lock(&wh->win_mu);
+        w->state = WIN_CLOSING;
+        if (nw) {
+            nw->next = wh->windows;
+            wh->windows = nw;
+        }
+        pthread_mutex_unlock(&wh->win_mu);
+    }
+    size_t left = 0;
+    for (;;) {
+        struct wh_window *w = NULL;
+        pthread_mutex_lock(&wh->win_mu);
+        for (struct wh_window *x = wh->windows; x && !w; x = x->next)
+            if (x->state == WIN_CLOSING && x->inflight == 0 && !x->tried)
+                w = x;
+        pthread_mutex_unlock(&wh->win_mu);
+        if (!w)
+            break;
+        int rc = window_seal(wh, w);
+        pthread_mutex_lock(&wh->win_mu);
+        if (rc == 0)
+            window_unlink_locked(wh, w);
+        else
+            w->tried = true; /* not again in this pass */
+        pthread_mutex_unlock(&wh->win_mu);
+        if (rc == 0)
+            window_free(w);
+    }
+    pthread_mutex_lock(&wh->win_mu);
+    for (struct wh_window *x = wh->windows; x; x = x->next) {
+        x->tried = false;
+        left++;
+    }
+    pthread_mutex_unlock(&wh->win_mu);
+    return left;
+}
+
+static void *closer_main(void *arg)
+{
+    struct sl_webhook *wh = arg;
+    int tick = SETTLE_MS;
+    while (!atomic_load(&wh->stop)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)tick * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&wh->win_mu);
+        if (!atomic_load(&wh->stop))
+            pthread_cond_timedwait(&wh->stop_cv, &wh->win_mu, &ts);
+        pthread_mutex_unlock(&wh->win_mu);
+        settles_flush(wh);
+        if (atomic_load(&wh->stop))
+            break;
+        int64_t now = now_ms();
+        if (now - wh->beat_ms >= HEARTBEAT_MS) {
+            wh->beat_ms = now;
+            windows_beat(wh);
+        }
+        windows_close(wh, false);
+        if (now - wh->recover_ms >= RECOVER_MS) {
+            wh->recover_ms = now;
+            windows_recover(wh);
+        }
+    }
+    return NULL;
 }
 
 /* ---- the delivery ------------------------------------------------------- */
@@ -800,12 +1649,13 @@ void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
         return;
     }
 
-    char err[1024] = "", run_id[37] = "", rkey[600];
+    char err[1024] = "", rkey[600];
     PGconn *c = NULL;
+    struct wh_window *win = NULL;
+    struct wh_pending *p = NULL;
+    bool kept = false;
     struct wh_job *j = NULL;
     struct build b = {0};
-    bool claimed = false;
-    redisReply *r = NULL;
 
     int rc = job_current(wh, &c, req->job_id, &j, err, sizeof(err));
     if (rc == SL_ERR_NOTFOUND) {
@@ -853,89 +1703,172 @@ void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
         goto out;
     }
 
-    /* the replay window: the first delivery of an id claims it */
     snprintf(rkey, sizeof(rkey), "sluice:webhook:%s:%s", req->job_id, req->id);
-    char *first = NULL;
-    int fresh = claim(wh, rkey, &first, err, sizeof(err));
-    if (fresh < 0) {
-        fail(ans, 503, "unavailable", "cannot check webhook-id for a replay: %s", err);
-        goto out;
-    }
-    if (!fresh) {
-        if (first && !strcmp(first, "pending")) {
-            /* the first delivery is still at work (or its gateway died):
-             * its outcome decides, so the sender is asked to come back */
-            fail(ans, 503, "unavailable", "a delivery of webhook-id %s is in progress; retry later",
-                 req->id);
-        } else {
-            sl_info(COMP, "request %s: webhook-id %s of job %s was delivered before: not processed",
-                    req->rid, req->id, req->job_id);
-            ans->status = 200;
-            ans->body =
-                json_pack("{s:b,s:s,s:s?}", "duplicate", 1, "webhook_id", req->id, "run_id", first);
-        }
-        free(first);
-        goto out;
-    }
-    claimed = true;
 
-    /* the run, recorded like run now's, of the version current now */
-    uint32_t version = 0;
-    if (!c && !(c = db_get(wh, err, sizeof(err)))) {
-        fail(ans, 503, "unavailable", "the control plane failed: %s", err);
-        goto out;
-    }
-    if ((rc = sl_api_run_queue(c, req->job_id, "webhook", run_id, &version, err, sizeof(err)))) {
-        fail(ans, rc == SL_ERR_NOTFOUND ? 404 : 503,
-             rc == SL_ERR_NOTFOUND ? "not_found" : "unavailable", "%s", err);
-        run_id[0] = '\0';
-        goto out;
-    }
-    if (version != j->version) { /* the job changed since it was read: build for this one */
-        job_put(wh, j);
-        j = NULL;
-        if ((rc = job_get(wh, &c, req->job_id, version, &j, err, sizeof(err))) || !j->job) {
-            fail(ans, 503, "unavailable", "cannot load job %s version %u: %s", req->job_id, version,
-                 rc ? err : j->err);
-            goto out;
-        }
-        if ((rc = build_records(req, ndjson, j, &b, &stats, err, sizeof(err)))) {
-            fail(ans, 500, "internal", "%s", err);
-            goto out;
-        }
-    }
+    /* rows of the job's streaming run (recorded first when it has none open) */
     db_put(wh, c); /* not held while Kafka is awaited */
     c = NULL;
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    char sha[65], source[300];
-    SHA256((const unsigned char *)(req->body ? req->body : ""), req->len, md);
-    sl_hex(md, sizeof(md), sha);
-    snprintf(source, sizeof(source), "webhook %s", req->id);
-    uint64_t rows = b.rows;
-    if ((rc = send_run(wh, &b, run_id, sha, req->len, &stats, source, err, sizeof(err)))) {
-        fail(ans, 503, "unavailable", "cannot take the records of run %s: %s", run_id, err);
-        goto out;
-    }
-    r = redis_cmd(wh, err, sizeof(err), "SET %s %s XX KEEPTTL", rkey, run_id);
-    freeReplyObject(r);
-    sl_info(COMP, "request %s: webhook %s of job %s version %u: run %s, %llu records", req->rid,
-            req->id, req->job_id, version, run_id, (unsigned long long)rows);
-    ans->status = 202;
-    ans->body = json_pack("{s:s,s:I,s:s,s:i}", "run_id", run_id, "records", (json_int_t)rows,
-                          "job_id", req->job_id, "job_version", (int)version);
-    run_id[0] = '\0'; /* not failed below */
-out:
-    if (ans->status >= 500 && claimed) { /* the sender's retry must be processed */
-        r = redis_cmd(wh, err, sizeof(err), "DEL %s", rkey);
+    uint32_t version = 0;
+    uint64_t row1 = 0, rows = 0;
+    bool with_fetched = false;
+    struct sl_msg *fetched = NULL;
+    char *seen = NULL;
+    if (!window_open(wh, req->job_id)) {
+        /* a run is recorded for this delivery: a replay must not cause one */
+        redisReply *r = redis_cmd(wh, err, sizeof(err), "GET %s", rkey);
+        if (!r) {
+            fail(ans, 503, "unavailable", "cannot check webhook-id for a replay: %s", err);
+            goto out;
+        }
+        seen = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
         freeReplyObject(r);
+        if (seen)
+            goto replay;
     }
-    if (ans->status >= 400 && run_id[0] && (c || (c = db_get(wh, err, sizeof(err))))) {
-        char e2[512];
-        if (sl_api_run_fail(c, run_id, ans->message, e2, sizeof(e2)))
-            sl_warn(COMP, "run %s: %s", run_id, e2);
-    } else if (ans->status >= 400 && run_id[0]) {
-        sl_warn(COMP, "run %s: cannot mark it failed: %s", run_id, err);
+    for (int attempt = 0;; attempt++) {
+        if (!(win = window_acquire(wh, req->job_id, j->version, &rc, err, sizeof(err)))) {
+            fail(ans, rc == SL_ERR_NOTFOUND ? 404 : 503,
+                 rc == SL_ERR_NOTFOUND ? "not_found" : "unavailable", "%s", err);
+            goto out;
+        }
+        version = win->version;      /* fixed while the window is open */
+        if (version != j->version) { /* the job changed since it was read: build for this one */
+            job_put(wh, j);
+            j = NULL;
+            rc = job_get(wh, &c, req->job_id, version, &j, err, sizeof(err));
+            db_put(wh, c);
+            c = NULL;
+            if (rc || !j->job) {
+                fail(ans, 503, "unavailable", "cannot load job %s version %u: %s", req->job_id,
+                     version, rc ? err : j->err);
+                goto release;
+            }
+            if ((rc = build_records(req, ndjson, j, &b, &stats, err, sizeof(err)))) {
+                fail(ans, 500, "internal", "%s", err);
+                goto release;
+            }
+        }
+        /* everything that may fail before the rows are reserved: once they
+         * are, the run's count holds them */
+        size_t n = b.nmsgs + 1;
+        fetched = run_event(win->run_id, req->job_id, version, SL_EV_FETCHED);
+        if (!fetched || !(p = calloc(1, sizeof(*p))) || !(p->msgs = calloc(n, sizeof(*p->msgs))) ||
+            !(p->topics = calloc(n, sizeof(*p->topics))) || !(p->rkey = strdup(rkey)) ||
+            !(fetched->u.ev.source_name = sl_arena_strdup(&fetched->arena, "webhook"))) {
+            sl_msg_unref(fetched);
+            fail(ans, 500, "internal", "out of memory");
+            goto release;
+        }
+        for (size_t i = 0; i < b.nmsgs; i++) /* built before the run had an id */
+            if (!(b.msgs[i]->run_id = sl_arena_strdup(&b.msgs[i]->arena, win->run_id))) {
+                sl_msg_unref(fetched);
+                fail(ans, 500, "internal", "out of memory");
+                goto release;
+            }
+        rows = b.rows;
+        int taken = window_keys(wh, win, &b);
+        if (taken == 0) {
+            /* the replay window, and the rows reserved (Redis, one round trip) */
+            struct sl_buf un;
+            sl_buf_init(&un);
+            for (size_t i = 0; i < b.rb.nunmapped; i++) {
+                if (i)
+                    sl_buf_putc(&un, '\x1f');
+                sl_buf_puts(&un, b.rb.unmapped[i]);
+            }
+            size_t plen = 0;
+            char *packed = delivery_pack(rows, ndjson, rkey, req->body, req->len, &plen);
+            taken = !packed ? -1
+                            : claim(wh, win, rkey, packed, plen, rows, req->len,
+                                    un.len ? un.data : "", &row1, &seen, err, sizeof(err));
+            if (!packed)
+                snprintf(err, sizeof(err), "out of memory");
+            free(packed);
+            sl_buf_cleanup(&un);
+            if (taken == 1) {
+                window_took(wh, win, rows, &with_fetched);
+                break;
+            }
+            if (taken == 0) {        /* seen before: answered below, nothing sent */
+            } else if (taken == 2) { /* the window is not ours any more (heartbeat) */
+                pthread_mutex_lock(&wh->win_mu);
+                win->state = WIN_CLOSING;
+                pthread_mutex_unlock(&wh->win_mu);
+                taken = 1;
+            }
+        } else if (taken == 1) {
+            /* a key of an earlier delivery of the run: the job's next run */
+        } else {
+            snprintf(err, sizeof(err), "out of memory");
+        }
+        sl_msg_unref(fetched);
+        fetched = NULL;
+        pending_free(p);
+        p = NULL;
+        window_release(wh, win, NULL, 0, 0, NULL);
+        win = NULL;
+        if (taken == 0) {
+        replay:
+            if (seen && !strcmp(seen, "pending")) {
+                /* the first delivery is still at work (or its gateway died and
+                 * its run waits for another one to seal it): its outcome
+                 * decides, so the sender is asked to come back */
+                fail(ans, 503, "unavailable",
+                     "a delivery of webhook-id %s is in progress; retry later", req->id);
+            } else {
+                sl_info(COMP,
+                        "request %s: webhook-id %s of job %s was delivered before: not processed",
+                        req->rid, req->id, req->job_id);
+                ans->status = 200;
+                ans->body = json_pack("{s:b,s:s,s:s?}", "duplicate", 1, "webhook_id", req->id,
+                                      "run_id", seen);
+            }
+            free(seen);
+            goto out;
+        }
+        if (taken < 0 || attempt == 8) {
+            fail(ans, 503, "unavailable", "cannot take the records of job %s now: %s", req->job_id,
+                 taken < 0 ? err : "no run for them");
+            goto out;
+        }
     }
+    if (with_fetched) {
+        p->topics[p->n] = SL_TOPIC_RUNS;
+        p->msgs[p->n++] = fetched;
+    } else {
+        sl_msg_unref(fetched);
+    }
+    for (size_t i = 0; i < b.nmsgs; i++) {
+        b.msgs[i]->u.rec.row += row1 - 1;
+        p->topics[p->n] = SL_TOPIC_RAW;
+        p->msgs[p->n++] = b.msgs[i];
+    }
+    b.nmsgs = 0; /* p's now */
+    if ((rc = send_kept(wh, p->topics, p->msgs, p->n, err, sizeof(err))) == 0) {
+        settle(wh, rkey, win->run_id, rows ? row1 : 0);
+        sl_debug(COMP, "request %s: webhook %s of job %s version %u: run %s rows %llu..%llu",
+                 req->rid, req->id, req->job_id, version, win->run_id, (unsigned long long)row1,
+                 (unsigned long long)(row1 + rows - 1));
+        ans->status = 202;
+        ans->body = json_pack("{s:s,s:I,s:I,s:s,s:i}", "run_id", win->run_id, "records",
+                              (json_int_t)rows, "first_row", (json_int_t)row1, "job_id",
+                              req->job_id, "job_version", (int)version);
+    } else {
+        /* kept: sent again when the window closes, and the replay key stays
+         * "pending" until then (the sender's retry: 503, then 200) */
+        sl_warn(COMP, "request %s: webhook %s of job %s: run %s keeps its rows for later: %s",
+                req->rid, req->id, req->job_id, win->run_id, err);
+        fail(ans, 503, "unavailable", "cannot take the records now (run %s): %s", win->run_id, err);
+        p->first = rows ? row1 : 0;
+        kept = true;
+    }
+release:
+    window_release(wh, win, &b, ans->status == 202 || kept ? req->len : 0, stats.encoding,
+                   kept ? p : NULL);
+    if (kept)
+        p = NULL;
+out:
+    pending_free(p);
     build_cleanup(&b);
     job_put(wh, j);
     db_put(wh, c);

@@ -1,21 +1,23 @@
 /*
  * The gateway's webhook endpoint (docs/api.md, "Webhooks"):
  * POST /v1/jobs/{id}/webhook. A delivery signed the Standard Webhooks way
- * (webhook_sig.h) under the job's secret becomes one run of the job
- * (trigger "webhook"): its records go straight to the mapper's input topic
- * as the parser would send them (record_build.h), between a FETCHED and a
- * SEALED run event, and the answer is 202 only once Kafka acknowledged all
- * of it. Deliveries run concurrently: each waits for Kafka's acknowledgement
- * of its own messages only (sl_bus_ops.send_acked) on the endpoint's own
- * producer. A webhook-id seen before for the job (Redis, 10 minutes) is
- * acknowledged and not processed again. gateway.c routes the request here;
- * this file knows nothing of HTTP but the answer's status.
+ * (webhook_sig.h) under the job's secret becomes rows of a streaming run of
+ * the job (trigger "webhook"): the deliveries a gateway takes for a job
+ * within a window (window_ms, or window_rows rows) share one run, their
+ * records go straight to the mapper's input topic as the parser would send
+ * them (record_build.h), and the run is SEALED when the window closes. The
+ * answer is 202 only once Kafka acknowledged the delivery's records.
+ * Deliveries run concurrently: each waits for Kafka's acknowledgement of its
+ * own messages only (sl_bus_ops.send_acked) on the endpoint's own producer. A webhook-id seen
+ * before for the job (Redis, 10 minutes) is acknowledged and not processed again. gateway.c routes
+ * the request here; this file knows nothing of HTTP but the answer's status.
  */
 #ifndef SLUICE_GATEWAY_WEBHOOK_H
 #define SLUICE_GATEWAY_WEBHOOK_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -33,6 +35,8 @@ struct sl_webhook_deps {
     PGconn *(*db_get)(void *gw, char *errbuf, size_t errsz);
     void (*db_put)(void *gw, PGconn *c);
     struct sl_kafka_conf kafka; /* strings copied by sl_webhook_new */
+    int window_ms;              /* a streaming run stays open this long (0: 1000) */
+    uint64_t window_rows;       /* ...or until it has this many rows (0: 100000) */
 };
 
 /* The largest body of a delivery. */
@@ -45,8 +49,9 @@ struct sl_webhook;
  * versions and secrets, and the Kafka producer (made on first use, and
  * again after it failed for good). NULL when out of memory. */
 struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook_deps *deps);
-/* Waits for what is still unacknowledged (up to 10 s) and frees wh; no
- * delivery may be running. Accepts NULL. */
+/* Closes the open windows (their runs SEALED: up to 10 s for what Kafka has
+ * not acknowledged yet) and frees wh; no delivery may be running. Accepts
+ * NULL. */
 void sl_webhook_destroy(struct sl_webhook *wh);
 
 /* One delivery, as received: every string borrowed for the call. */

@@ -492,26 +492,28 @@ if ((WRAPPED > 0)); then
 fi
 
 # ---- the destination catching up -------------------------------------------
-# Acknowledged: the webhook runs of the job (the warm-up's aside) that the gateway did
-# not fail. wrk's 202 count falls short of it by the requests in flight when wrk stopped
-# (up to one a connection): the gateway still answered them 202 and their records are in
-# Kafka. A delivery the gateway cannot finish is failed and answered 503. Done when the
-# destination holds at least every acknowledged record and no webhook run is queued or
-# running; records beyond the acknowledged are counted too (a delivery answered 503
-# whose records still went through would show here).
-echo "-- waiting for $TABLE to hold every acknowledged record (wrk saw $WRK_202 answered 202)"
-ACKED=$WRK_202
+# Acknowledged: the deliveries the gateway answered 202 (its log; each is one record here).
+# wrk's 202 count falls short of it by the requests in flight when wrk stopped (up to one
+# a connection): the gateway still answered them 202 and their records are in Kafka. The
+# deliveries are rows of streaming runs (one a second); a delivery answered 503 whose rows
+# the gateway kept is sent again when its run closes, and shows in the runs' counts (and
+# in the destination) beyond the acknowledged. Done when the destination holds at least
+# every acknowledged record and no webhook run is queued or running.
+sleep 1 # the answers in flight when wrk stopped are logged
+GW_202=$(tail -n +"$((GW_LOG_LINES0 + 1))" "$TMP/gateway.log" | grep -c "POST /v1/jobs/$JOB_ID/webhook -> 202" || true)
+ACKED=$GW_202
+echo "-- waiting for $TABLE to hold every acknowledged record ($ACKED answered 202; wrk saw $WRK_202)"
 start=$SECONDS next=30 last=-1 last_change=$SECONDS PEAK_CONN=0 DIED=
 while :; do
     poll_q "SELECT (SELECT count(*) FROM $TABLE WHERE id <> '$WARM_ID'),
                    count(*) FILTER (WHERE status IN ('queued', 'running')),
                    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
-                   count(*) FILTER (WHERE status <> 'failed')
+                   coalesce(sum((counts->>'read')::bigint) FILTER (WHERE status <> 'failed'), 0)
             FROM sluice_runs WHERE job_id = '$JOB_ID' AND trigger = 'webhook'
             AND id::text <> '$WARM_RUN'" ||
         fail "cannot poll $TABLE and sluice_runs: $ANSWER"
     T_SEEN=$(now)
-    IFS='|' read -r DEST PENDING NCONN ACKED <<<"$ANSWER"
+    IFS='|' read -r DEST PENDING NCONN RUN_ROWS <<<"$ANSWER"
     ((NCONN > PEAK_CONN)) && PEAK_CONN=$NCONN
     ((DEST >= ACKED && PENDING == 0)) && break
     # a service that exits ends the wait: the report says which, and what it logged last
@@ -585,9 +587,8 @@ echo "status (nginx):   ${STATUS[nginx]:-none}; wrk errors: connect ${RES[nginx.
 echo "status (gateway): ${STATUS[gateway]:-none}; wrk errors: connect ${RES[gateway.errors_connect]}," \
     "read ${RES[gateway.errors_read]}, write ${RES[gateway.errors_write]}, timeout ${RES[gateway.errors_timeout]};" \
     "p90 ${RES[gateway.p90_ms]} ms, p99.9 ${RES[gateway.p999_ms]} ms; wrapped $WRAPPED"
-GW_202=$(tail -n +"$((GW_LOG_LINES0 + 1))" "$TMP/gateway.log" | grep -c "POST /v1/jobs/$JOB_ID/webhook -> 202" || true)
-echo "records acked (202):        $ACKED (webhook runs not failed; the gateway logged $GW_202 answers 202, wrk read $WRK_202:" \
-    "$((GW_202 - WRK_202)) were in flight when wrk stopped)"
+echo "records acked (202):        $ACKED (the gateway's answers 202; wrk read $WRK_202:" \
+    "$((GW_202 - WRK_202)) were in flight when wrk stopped); rows of the runs: ${RUN_ROWS:-?}"
 echo "records in destination:     $DEST (table $TABLE, the warm-up record not counted; $DUP_IDS duplicate ids)"
 awk -v a="$ACKED" -v d="$DEST" -v e="$E2E_S" -v c="$CATCHUP_S" 'BEGIN {
     printf "records/s end to end:       %.1f (%d records in %.2f s from the first request to the last record visible; %.2f s after wrk ended)%s\n",

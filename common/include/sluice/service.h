@@ -35,6 +35,12 @@ int sl_settings_read(const char *name, const struct sl_setting *settings, size_t
 /* Prints name's usage: every setting with its flag, variable and default. */
 void sl_settings_usage(const char *name, const struct sl_setting *settings, size_t n, FILE *out);
 
+/* Keeps what a service frees for reuse (glibc: chunks up to 32 MiB from the
+ * arenas, 64 MiB kept at an arena's top) instead of giving it back to the
+ * kernel and faulting it in again; an operator's GLIBC_TUNABLES or MALLOC_*_
+ * settings win. Called by sl_service_main() and the gateway. */
+void sl_tune_malloc(void);
+
 /* Runs stage as the service named "sluice-<stage name>"; returns the exit
  * status (0 after a graceful stop, 1 on a fatal error, 2 on a bad setting). */
 int sl_service_main(const struct sl_stage *stage, int argc, char **argv);
