@@ -19,7 +19,7 @@ PACKAGES="
 EXTRA="clang libclang-rt-14-dev miller time libxml2-utils jq redis-server postgresql kcat
     nginx-light wrk vsftpd openssh-server openssh-client dovecot-imapd openssl python3-openpyxl python3-xlwt
     python3-aiosmtpd curl
-    docker-compose yamllint python3-jsonschema python3-yaml"
+    docker-compose yamllint python3-jsonschema python3-yaml python3-confluent-kafka"
 if [ "${SLUICE_MINIMAL:-0}" = 1 ]; then
     EXTRA=""
 fi
