@@ -4,6 +4,8 @@ the rendered Kubernetes manifests name must exist in the code.
 
 usage: drift.py REPO BUILD_DIR RENDERED.yaml...
 
+- start order: a depends_on condition service_healthy names a service with
+  a health check, service_completed_successfully a one-shot;
 - images: the sluice image is sluice:<project version of CMakeLists.txt>
   everywhere (an overlay may move it to a registry, not to another
   version); every third-party image is pinned (no latest, a tag) and the
@@ -112,6 +114,25 @@ for path, obj in K8S:
                 bad(f"{where}: image {image}, but the project's version is {VERSION}")
         elif image not in third_party_compose:
             bad(f"{where}: image {image} is not one of docker-compose.yml's ({', '.join(sorted(third_party_compose))})")
+
+# ---- compose's start order --------------------------------------------------
+# service_healthy needs a health check (the service's or its image's: the
+# sluice image has one); service_completed_successfully a one-shot
+for svc, s in COMPOSE["services"].items():
+    deps = s.get("depends_on") or {}
+    if isinstance(deps, list):
+        continue
+    for dep, cond in deps.items():
+        d = COMPOSE["services"].get(dep)
+        if d is None:
+            bad(f"compose: service {svc} depends on {dep}, which is no service")
+            continue
+        cond = (cond or {}).get("condition", "service_started")
+        hc = d.get("healthcheck") or {}
+        if cond == "service_healthy" and (hc.get("disable") or not hc.get("test")):
+            bad(f"compose: service {svc} waits for {dep} to be healthy, but {dep} has no health check")
+        if cond == "service_completed_successfully" and str(d.get("restart", "no")) != "no":
+            bad(f"compose: service {svc} waits for {dep} to complete, but {dep} restarts")
 
 # ---- commands ----------------------------------------------------------------
 help_text = subprocess.run([os.path.join(BUILD, "sluice"), "--help"], capture_output=True, text=True).stdout
