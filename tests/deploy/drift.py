@@ -10,6 +10,8 @@ usage: drift.py REPO BUILD_DIR RENDERED.yaml...
   everywhere (an overlay may move it to a registry, not to another
   version); every third-party image is pinned (no latest, a tag) and the
   ones Kubernetes uses are the ones docker-compose.yml uses, tag for tag;
+- the image: deploy/Dockerfile builds and copies every program of
+  CMakeLists.txt (sluice and each sluice-* executable);
 - commands: a sluice-* program is a target the build made (BUILD_DIR) and
   an add_executable of CMakeLists.txt; `sluice X` is a command of
   `sluice --help`; also inside sh -c scripts;
@@ -164,6 +166,16 @@ def check_command(where, argv):
             elif not os.access(os.path.join(BUILD, prog), os.X_OK):
                 bad(f"{where}: {prog} was not built in {BUILD}")
 
+
+# the image carries every program: the Dockerfile builds and copies each
+df = DOCKERFILE.replace("\\\n", " ")
+m = re.search(r"--target ([^&]*)", df)
+built = set(m.group(1).split()) if m else set()
+copied = set(re.findall(r"build/(sluice[a-z-]*)", df.split("cp ", 1)[-1].split("/out/bin/")[0])) if "cp " in df else set()
+if built != TARGETS | {"sluice_cli"}:
+    bad(f"deploy/Dockerfile builds {sorted(built)}, CMakeLists.txt has {sorted(TARGETS | {'sluice_cli'})}")
+if copied != TARGETS | {"sluice"}:
+    bad(f"deploy/Dockerfile copies {sorted(copied)} into the image, the programs are {sorted(TARGETS | {'sluice'})}")
 
 for svc, s in COMPOSE["services"].items():
     if image_parts(s.get("image", ""))[0] == "sluice":
