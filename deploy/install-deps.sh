@@ -13,11 +13,13 @@ PACKAGES="
     libxml2-dev libzip-dev libfreexl-dev libmicrohttpd-dev libgmime-3.0-dev libxlsxwriter-dev
     librdkafka-dev libhiredis-dev libpq-dev
 "
-# the fuzzers (clang -fsanitize=fuzzer), the benchmark's reference tools, and
-# the real servers and clients of the integration tests
+# the fuzzers (clang -fsanitize=fuzzer), the benchmark's reference tools, the
+# real servers and clients of the integration tests, and the checkers of the
+# deployment files (tests/deploy/check.sh)
 EXTRA="clang libclang-rt-14-dev miller time libxml2-utils jq redis-server postgresql kcat
     nginx-light wrk vsftpd openssh-server openssh-client dovecot-imapd openssl python3-openpyxl python3-xlwt
-    python3-aiosmtpd curl"
+    python3-aiosmtpd curl
+    docker-compose yamllint python3-jsonschema python3-yaml python3-confluent-kafka"
 if [ "${SLUICE_MINIMAL:-0}" = 1 ]; then
     EXTRA=""
 fi
@@ -41,5 +43,9 @@ if [ -n "$EXTRA" ]; then
     command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
     npm install --no-audit --no-fund --prefix "$(dirname "$0")/../tests/integration" \
         standardwebhooks@1 >/dev/null
+    # tests/deploy/check.sh renders deploy/k8s with kubectl kustomize: Debian's
+    # kubectl (1.20) unless one is installed already
+    command -v kubectl >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends \
+        kubernetes-client >/dev/null
 fi
 echo "sluice: build dependencies installed"

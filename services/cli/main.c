@@ -60,6 +60,8 @@ static const char usage_text[] =
     "                    SLUICE_POSTGRES_URL) as its next version\n"
     "      --run             and request a run of it from the services (Kafka at\n"
     "                        SLUICE_KAFKA_BROKERS); --force ignores skip_unchanged\n"
+    "  migrate           apply the control plane's schema migrations (PostgreSQL at\n"
+    "                    SLUICE_POSTGRES_URL) and exit; the services also apply them at start\n"
     "  runs [JOB]        the latest runs in the control plane, newest first, with status\n"
     "                    and counts\n"
     "  preview JOB.json  the first source rows beside their mapped values and problems;\n"
@@ -633,6 +635,35 @@ out:
     return rc;
 }
 
+/* sluice migrate: the control plane's migrations, applied once (the same
+ * call as every service makes at start, under the same advisory lock), for a
+ * deployment's migration step before the services are upgraded. */
+static int cmd_migrate(int argc, char **argv)
+{
+    if (argc > 1)
+        return usage_error("migrate: unexpected argument '%s'", argv[1]);
+    const char *url = getenv("SLUICE_POSTGRES_URL");
+    if (!url || !url[0]) {
+        fprintf(stderr, "sluice: migrate: SLUICE_POSTGRES_URL must name the control plane\n");
+        return EXIT_INVALID;
+    }
+    char err[1024] = "";
+    PGconn *conn = sl_pg_connect(url, SL_PG_CONNECT_TIMEOUT, err, sizeof(err));
+    PGresult *res = NULL;
+    if (!conn || sl_control_migrate(conn, err, sizeof(err)) ||
+        sl_pg_exec(conn, "read the schema version",
+                   "SELECT coalesce(max(version), 0) FROM sluice_schema_migrations", 0, NULL, &res,
+                   err, sizeof(err))) {
+        fprintf(stderr, "sluice: migrate: %s\n", err);
+        PQfinish(conn);
+        return EXIT_FAILED;
+    }
+    printf("control plane schema at version %s\n", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(conn);
+    return 0;
+}
+
 static int cmd_runs(int argc, char **argv)
 {
     /* through the gateway's API when a server is named (remote.c) */
@@ -704,6 +735,8 @@ int main(int argc, char **argv)
         return cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "submit"))
         return cmd_submit(argc - 1, argv + 1);
+    if (!strcmp(cmd, "migrate"))
+        return cmd_migrate(argc - 1, argv + 1);
     if (!strcmp(cmd, "runs"))
         return cmd_runs(argc - 1, argv + 1);
     if (!strcmp(cmd, "preview"))

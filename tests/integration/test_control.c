@@ -149,6 +149,67 @@ static void test_cli_submit(void **state)
     unlink("/tmp/sluice-submit.out");
 }
 
+/* sluice migrate: a fresh database gets every migration (the version the
+ * library applies), a second run changes nothing, and a missing or
+ * unreachable control plane is an error naming it. */
+static void test_cli_migrate(void **state)
+{
+    PGconn *c = connect_db();
+    PGresult *r = PQexec(c, "CREATE DATABASE migrate_cli");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQexec(c, "SELECT max(version) FROM sluice_schema_migrations");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    char want[128];
+    snprintf(want, sizeof(want),
+             "grep -qx 'control plane schema at version %s' "
+             "/tmp/sluice-migrate.out",
+             PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "SLUICE_POSTGRES_URL='%s dbname=migrate_cli' %s/sluice migrate "
+             "> /tmp/sluice-migrate.out 2>&1",
+             srv.conninfo, SLUICE_BUILD_DIR);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(system(want), 0);
+    assert_int_equal(system(cmd), 0); /* applied once: the same version again */
+    assert_int_equal(system(want), 0);
+
+    char err[512];
+    char conninfo[300];
+    snprintf(conninfo, sizeof(conninfo), "%s dbname=migrate_cli", srv.conninfo);
+    c = sl_pg_connect(conninfo, 10, err, sizeof(err));
+    if (!c)
+        fail_msg("%s", err);
+    r = PQexec(c, "SELECT count(*) FROM sluice_jobs");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    PQfinish(c);
+
+    snprintf(cmd, sizeof(cmd),
+             "env -u SLUICE_POSTGRES_URL %s/sluice migrate > /tmp/sluice-migrate.out 2>&1",
+             SLUICE_BUILD_DIR);
+    int st = system(cmd);
+    assert_int_equal(WEXITSTATUS(st), 2);
+    assert_int_equal(system("grep -q 'SLUICE_POSTGRES_URL' /tmp/sluice-migrate.out"), 0);
+    snprintf(cmd, sizeof(cmd),
+             "SLUICE_POSTGRES_URL='postgresql://x@127.0.0.1:1/db?connect_timeout=2' "
+             "%s/sluice migrate > /tmp/sluice-migrate.out 2>&1",
+             SLUICE_BUILD_DIR);
+    st = system(cmd);
+    assert_int_equal(WEXITSTATUS(st), 1);
+    assert_int_equal(system("grep -q '^sluice: migrate: .*127.0.0.1:1' /tmp/sluice-migrate.out"),
+                     0);
+    snprintf(cmd, sizeof(cmd), "%s/sluice migrate extra > /tmp/sluice-migrate.out 2>&1",
+             SLUICE_BUILD_DIR);
+    st = system(cmd);
+    assert_int_equal(WEXITSTATUS(st), 2);
+    unlink("/tmp/sluice-migrate.out");
+}
+
 static void test_ledger(void **state)
 {
     char err[512];
@@ -235,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_migrations_apply_once),
         cmocka_unit_test(test_job_versions),
         cmocka_unit_test(test_cli_submit),
+        cmocka_unit_test(test_cli_migrate),
         cmocka_unit_test(test_ledger),
         cmocka_unit_test(test_unreachable),
     };
