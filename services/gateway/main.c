@@ -1,7 +1,8 @@
 /*
  * sluice-gateway: the HTTP API (docs/api.md) as a service. Reads the
- * settings like every service (an environment variable with a matching
- * --flag; a flag wins; an unknown flag or bad value exits 2 naming it),
+ * settings like every service (sl_config_read: an environment variable, a
+ * --flag, a line of the config file; an unknown flag or key or a bad value
+ * exits 2 naming it),
  * applies the control plane's migrations, stores SLUICE_ADMIN_TOKEN (hashed)
  * as the bootstrap admin token, serves until SIGTERM or SIGINT, then lets
  * the requests in progress finish and exits 0.
@@ -39,31 +40,22 @@ enum {
     CFG_LOG_LEVEL,
     CFG_LOG_FORMAT,
     CFG_METRICS_ADDR,
+    CFG_ADMIN_TOKEN,
     NCFG
 };
 
-static const struct sl_setting settings[NCFG] = {
-    [CFG_HTTP_ADDR] = {"SLUICE_HTTP_ADDR", "--http-addr", "0.0.0.0:8080",
-                       "listen address host:port"},
-    [CFG_POSTGRES] = {"SLUICE_POSTGRES_URL", "--postgres-url", NULL,
-                      "control-plane PostgreSQL (required)"},
-    [CFG_BROKERS] = {"SLUICE_KAFKA_BROKERS", "--kafka-brokers", "localhost:9092",
-                     "Kafka bootstrap servers"},
-    [CFG_PREFIX] = {"SLUICE_TOPIC_PREFIX", "--topic-prefix", "sluice.",
-                    "prefix of every topic name"},
-    [CFG_KAFKA_CONFIG] = {"SLUICE_KAFKA_CONFIG", "--kafka-config", NULL,
-                          "extra librdkafka properties k=v,k=v"},
-    [CFG_REDIS] = {"SLUICE_REDIS_URL", "--redis-url", "redis://127.0.0.1:6379/0",
-                   "Redis (webhook replays, run progress)"},
-    [CFG_MAX_JOB] = {"SLUICE_HTTP_MAX_JOB_BYTES", "--http-max-job-bytes", "1048576",
-                     "largest job document accepted"},
-    [CFG_BLOB_DIR] = {"SLUICE_BLOB_DIR", "--blob-dir", "./blobs",
-                      "the fetcher's blob store, read for GET /v1/runs/{id}/source"},
-    [CFG_LOG_LEVEL] = {"SLUICE_LOG_LEVEL", "--log-level", "info", "debug, info, warn, error"},
-    [CFG_LOG_FORMAT] = {"SLUICE_LOG_FORMAT", "--log-format", "text", "text or json"},
-    [CFG_METRICS_ADDR] = {"SLUICE_METRICS_ADDR", "--metrics-addr", "0.0.0.0:9464",
-                          "host:port of GET /metrics (Prometheus) and /healthz; off: none"},
+/* The gateway's settings: rows of sl_settings[] (common/src/settings.c). */
+static const char *const setting_names[NCFG] = {
+    [CFG_HTTP_ADDR] = "SLUICE_HTTP_ADDR",        [CFG_POSTGRES] = "SLUICE_POSTGRES_URL",
+    [CFG_BROKERS] = "SLUICE_KAFKA_BROKERS",      [CFG_PREFIX] = "SLUICE_TOPIC_PREFIX",
+    [CFG_KAFKA_CONFIG] = "SLUICE_KAFKA_CONFIG",  [CFG_REDIS] = "SLUICE_REDIS_URL",
+    [CFG_MAX_JOB] = "SLUICE_HTTP_MAX_JOB_BYTES", [CFG_BLOB_DIR] = "SLUICE_BLOB_DIR",
+    [CFG_LOG_LEVEL] = "SLUICE_LOG_LEVEL",        [CFG_LOG_FORMAT] = "SLUICE_LOG_FORMAT",
+    [CFG_METRICS_ADDR] = "SLUICE_METRICS_ADDR",  [CFG_ADMIN_TOKEN] = "SLUICE_ADMIN_TOKEN",
 };
+
+/* The resolved settings: val[] points into them for the process's life. */
+static struct sl_config config;
 
 static atomic_bool stopping;
 
@@ -72,21 +64,21 @@ static void on_signal(int sig)
     atomic_store(&stopping, true);
 }
 
-/* Fills val[] from the environment, then the flags: 0, -1 (--help), or the
- * exit status of a bad setting. */
+/* Fills val[] from the flags, the environment and the config file: 0, -1
+ * (--help), or the exit status of a bad setting. */
 static int read_settings(int argc, char **argv, const char *val[NCFG])
 {
-    int rc = sl_settings_read(NAME, settings, NCFG, argc, argv, val,
-                              "  " /* the one setting without a flag */
-                              "                       SLUICE_ADMIN_TOKEN         bootstrap admin "
-                              "token, stored hashed (environment only)\n");
+    int rc = sl_config_read(&config, NAME, SL_PROG_GATEWAY, argc, argv, NULL);
     if (rc)
         return rc;
+    for (int i = 0; i < NCFG; i++)
+        val[i] = sl_config_get(&config, setting_names[i]);
     if (sl_log_setup(val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT])) {
         fprintf(stderr, "%s: SLUICE_LOG_LEVEL '%s' or SLUICE_LOG_FORMAT '%s' is not valid\n", NAME,
                 val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT]);
         return 2;
     }
+    sl_config_log(&config);
     if (!val[CFG_POSTGRES]) {
         fprintf(stderr, "%s: SLUICE_POSTGRES_URL (--postgres-url) is required\n", NAME);
         return 2;
@@ -103,10 +95,9 @@ static int read_settings(int argc, char **argv, const char *val[NCFG])
 
 /* Applies the migrations and stores the bootstrap admin token (never
  * logged; only its SHA-256 is kept). 0, or the exit status. */
-static int prepare_control_plane(const char *url)
+static int prepare_control_plane(const char *url, const char *admin)
 {
     char err[1024] = "";
-    const char *admin = getenv("SLUICE_ADMIN_TOKEN");
     if (admin && admin[0] && strlen(admin) < 16) {
         fprintf(stderr, "%s: SLUICE_ADMIN_TOKEN is too short (16 characters at least)\n", NAME);
         return 2;
@@ -136,7 +127,7 @@ int main(int argc, char **argv)
     int rc = read_settings(argc, argv, val);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if ((rc = prepare_control_plane(val[CFG_POSTGRES])) != 0)
+    if ((rc = prepare_control_plane(val[CFG_POSTGRES], val[CFG_ADMIN_TOKEN])) != 0)
         return rc;
     struct sl_gateway_conf conf = {
         .http_addr = val[CFG_HTTP_ADDR],
