@@ -217,10 +217,9 @@ void sl_settings_markdown(FILE *out)
         if (s->flag)
             fprintf(out, "`%s`", s->flag);
         else if (s->programs == SL_PROG_CLI)
-            fputs("none (`sluice` reads no setting flags)", out);
+            fputs("none (`sluice`)", out);
         else if (s->kind & SL_SETTING_SECRET)
-            fputs("none: a secret, environment or config file only (a flag would show in `ps`)",
-                  out);
+            fputs("none (a secret)", out);
         else
             fputs("none", out);
         fprintf(out, " | %s | %s | ", s->read_by, s->help);
