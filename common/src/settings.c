@@ -178,6 +178,56 @@ static long find_row(const char *key)
     return -1;
 }
 
+/* The edit distance of a and b, capped: 3 means 3 or more. */
+static unsigned distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64 || (la > lb ? la - lb : lb - la) > 2)
+        return 3;
+    unsigned row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (unsigned)j;
+    for (size_t i = 1; i <= la; i++) {
+        unsigned diag = row[0];
+        row[0] = (unsigned)i;
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned up = row[j];
+            unsigned best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb] < 3 ? row[lb] : 3;
+}
+
+/* " (did you mean 'X'?)" for the closest variable (flags: the closest flag
+ * of program) within 2 edits, else "". */
+static const char *did_you_mean(const char *word, unsigned program, bool flags, char *buf,
+                                size_t bufsz)
+{
+    unsigned best = 3;
+    const char *hit = NULL;
+    for (size_t i = 0; i < sl_settings_count; i++) {
+        const struct sl_setting *s = &sl_settings[i];
+        const char *cand = flags ? s->flag : s->env;
+        if (!cand || (flags && !(s->programs & program)) || (s->kind & SL_SETTING_PATTERN))
+            continue;
+        unsigned d = distance(word, cand);
+        if (d < best) {
+            best = d;
+            hit = cand;
+        }
+    }
+    if (!hit)
+        return "";
+    snprintf(buf, bufsz, " (did you mean '%s'?)", hit);
+    return buf;
+}
+
 void sl_settings_usage(const char *name, unsigned program, FILE *out)
 {
     bool flags = program != SL_PROG_CLI;
@@ -297,6 +347,8 @@ static int read_file(struct sl_config *cfg, const char *path, const char **fval,
     cfg->file = path;
     unsigned lineno = 0;
     char *p = cfg->file_text;
+    if (!strncmp(p, "\xef\xbb\xbf", 3)) /* a byte order mark, as some editors write */
+        p += 3;
     while (*p) {
         char *line = p, *nl = strchr(p, '\n');
         p = nl ? nl + 1 : p + strlen(p);
@@ -333,8 +385,9 @@ static int read_file(struct sl_config *cfg, const char *path, const char **fval,
         }
         long r = find_row(line);
         if (r < 0) {
-            fprintf(stderr, "%s: %s:%u: unknown setting '%s' (docs/configuration.md lists them)\n",
-                    cfg->name, path, lineno, line);
+            char dym[128];
+            fprintf(stderr, "%s: %s:%u: unknown setting '%s'%s\n", cfg->name, path, lineno, line,
+                    did_you_mean(line, 0, false, dym, sizeof(dym)));
             return 2;
         }
         const struct sl_setting *s = &sl_settings[r];
@@ -402,7 +455,10 @@ int sl_config_read(struct sl_config *cfg, const char *name, unsigned program, in
             }
         }
         if (i == n) {
-            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", name, argv[a]);
+            char dym[128], opt[80];
+            snprintf(opt, sizeof(opt), "%.*s", (int)strcspn(argv[a], "="), argv[a]);
+            fprintf(stderr, "%s: unknown option '%s'%s (see --help)\n", name, opt,
+                    did_you_mean(opt, program, true, dym, sizeof(dym)));
             goto out;
         }
         if (!v) {

@@ -157,7 +157,8 @@ static void expect_error(unsigned program, const char *text, const char *want)
 static void test_errors(void **state)
 {
     expect_error(SL_PROG_SERVICE, "# x\nSLUICE_LOG_LEVEL=info\n\nSLUICE_KAFKA_BROKER=hunter2\n",
-                 "4: unknown setting 'SLUICE_KAFKA_BROKER'");
+                 "4: unknown setting 'SLUICE_KAFKA_BROKER' (did you mean "
+                 "'SLUICE_KAFKA_BROKERS'?)");
     expect_error(SL_PROG_SERVICE, "PGPASSWORD=hunter2\n", "1: unknown setting 'PGPASSWORD'");
     expect_error(SL_PROG_SERVICE, "SLUICE_HASH_KEY hunter2\n", "1: malformed line");
     expect_error(SL_PROG_SERVICE, "SLUICE_HASH_KEY = hunter2\n", "1: malformed line");
@@ -175,6 +176,13 @@ static void test_errors(void **state)
     char *argv[] = {"test", "--http-addr", "x"};
     assert_int_equal(read_cfg(&c, SL_PROG_SERVICE, 3, argv), 2);
     assert_non_null(strstr(errtext, "test: unknown option '--http-addr'"));
+    sl_config_cleanup(&c);
+    /* a misspelt flag: the closest one, and never its value */
+    char *argv1[] = {"test", "--hash-kye=hunter2"};
+    assert_int_equal(read_cfg(&c, SL_PROG_SERVICE, 2, argv1), 2);
+    assert_non_null(strstr(errtext, "test: unknown option '--hash-kye' (did you mean "
+                                    "'--hash-key'?) (see --help)"));
+    assert_null(strstr(errtext, "hunter2"));
     sl_config_cleanup(&c);
     char *argv2[] = {"test", "--config"};
     assert_int_equal(read_cfg(&c, SL_PROG_SERVICE, 2, argv2), 2);
