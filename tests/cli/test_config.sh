@@ -142,7 +142,7 @@ rc_env=$RC
 SLUICE_HASH_KEY=another-key run_in "$D" run job.json --out out-other --quiet --force
 f_file=$D/out-file/stores.ndjson
 f_env=$D/out-env/stores.ndjson
-if [ $rc_file = 0 ] && [ $rc_env = 0 ] && [ -s "$f_file" ] && cmp -s "$f_file" "$f_env" &&
+if [ "$rc_file" = 0 ] && [ "$rc_env" = 0 ] && [ -s "$f_file" ] && cmp -s "$f_file" "$f_env" &&
     ! cmp -s "$f_file" "$D/out-other/stores.ndjson" && grep -q '"pid":"[0-9a-f]\{64\}"' "$f_file"; then
     ok "sluice --config FILE run: the hash key from the file, the same digests as from the environment"
 else
@@ -154,7 +154,7 @@ printf 'SLUICE_HASH_KEY=other\n' >"$D/other.env"
 SLUICE_CONFIG=other.env SLUICE_HASH_KEY=k3y-from-the-file run_in "$D" run job.json --out out-both \
     --quiet --force
 f_both=$D/out-both/stores.ndjson
-if [ $RC = 0 ] && cmp -s "$f_both" "$f_env"; then
+if [ "$RC" = 0 ] && cmp -s "$f_both" "$f_env"; then
     ok "SLUICE_CONFIG: the environment wins over the file"
 else
     not_ok "SLUICE_CONFIG: the environment wins over the file" "exit $RC" "$(cat "$OUT.stderr")"
@@ -162,7 +162,7 @@ fi
 printf 'SLUICE_HASH_KEY=x\nSLUICE_HASH_KY=k3y-typo\n' >"$D/typo.env"
 run_in "$D" --config typo.env run job.json --quiet
 slurp "$OUT.stderr"
-if [ $RC = 2 ] && [[ $TEXT == *"typo.env:2: unknown setting 'SLUICE_HASH_KY'"* ]] &&
+if [ "$RC" = 2 ] && [[ $TEXT == *"typo.env:2: unknown setting 'SLUICE_HASH_KY'"* ]] &&
     [[ $TEXT != *k3y* ]]; then
     ok "sluice --config: an unknown key stops it naming FILE:LINE and the key, not the value"
 else
