@@ -346,6 +346,11 @@ static int read_file(struct sl_config *cfg, const char *path, const char **fval,
     }
     cfg->file = path;
     unsigned lineno = 0;
+    struct {
+        const char *key;
+        unsigned line;
+    } *pkeys = NULL; /* the pattern keys seen */
+    size_t npk = 0;
     char *p = cfg->file_text;
     if (!strncmp(p, "\xef\xbb\xbf", 3)) /* a byte order mark, as some editors write */
         p += 3;
@@ -368,7 +373,7 @@ static int read_file(struct sl_config *cfg, const char *path, const char **fval,
         if (eq == line || *eq != '=') {
             fprintf(stderr, "%s: %s:%u: malformed line (expected NAME=value)\n", cfg->name, path,
                     lineno);
-            return 2;
+            goto fail;
         }
         *eq = '\0';
         char *v = eq + 1;
@@ -378,7 +383,7 @@ static int read_file(struct sl_config *cfg, const char *path, const char **fval,
                 fprintf(stderr,
                         "%s: %s:%u: %s: the quote %c is not closed at the end of the line\n",
                         cfg->name, path, lineno, line, v[0]);
-                return 2;
+                goto fail;
             }
             v[vl - 1] = '\0';
             v++;
@@ -388,33 +393,51 @@ static int read_file(struct sl_config *cfg, const char *path, const char **fval,
             char dym[128];
             fprintf(stderr, "%s: %s:%u: unknown setting '%s'%s\n", cfg->name, path, lineno, line,
                     did_you_mean(line, 0, false, dym, sizeof(dym)));
-            return 2;
+            goto fail;
         }
         const struct sl_setting *s = &sl_settings[r];
         if (!strcmp(s->env, "SLUICE_CONFIG")) {
             fprintf(stderr, "%s: %s:%u: SLUICE_CONFIG cannot be set in a config file\n", cfg->name,
                     path, lineno);
-            return 2;
+            goto fail;
         }
         if (is_pattern(s)) {
             /* one value per variable: exported at once, the environment wins */
+            for (size_t k = 0; k < npk; k++)
+                if (!strcmp(pkeys[k].key, line)) {
+                    fprintf(stderr, "%s: %s:%u: %s is set twice (first at line %u)\n", cfg->name,
+                            path, lineno, line, pkeys[k].line);
+                    goto fail;
+                }
+            void *grown = realloc(pkeys, (npk + 1) * sizeof(*pkeys));
+            if (!grown) {
+                fprintf(stderr, "%s: %s: out of memory\n", cfg->name, path);
+                goto fail;
+            }
+            pkeys = grown;
+            pkeys[npk].key = line;
+            pkeys[npk++].line = lineno;
             const char *e = getenv(line);
             if ((s->programs & cfg->program) && !(e && e[0]) && v[0] && setenv(line, v, 1)) {
                 fprintf(stderr, "%s: %s:%u: %s: %s\n", cfg->name, path, lineno, line,
                         strerror(errno));
-                return 2;
+                goto fail;
             }
             continue;
         }
         if (fline[r]) {
             fprintf(stderr, "%s: %s:%u: %s is set twice (first at line %u)\n", cfg->name, path,
                     lineno, line, fline[r]);
-            return 2;
+            goto fail;
         }
         fline[r] = lineno;
         fval[r] = v;
     }
+    free(pkeys);
     return 0;
+fail:
+    free(pkeys);
+    return 2;
 }
 
 int sl_config_read(struct sl_config *cfg, const char *name, unsigned program, int argc, char **argv,

@@ -169,6 +169,8 @@ static void test_errors(void **state)
                  "1: SLUICE_HASH_KEY: the quote ' is not closed");
     expect_error(SL_PROG_SERVICE, "SLUICE_HASH_KEY=a\nSLUICE_HASH_KEY=hunter2\n",
                  "2: SLUICE_HASH_KEY is set twice (first at line 1)");
+    expect_error(SL_PROG_GATEWAY, "SLUICE_WEBHOOK_SECRET_A=x\n#\nSLUICE_WEBHOOK_SECRET_A=hunter2\n",
+                 "3: SLUICE_WEBHOOK_SECRET_A is set twice (first at line 1)");
     expect_error(SL_PROG_SERVICE, "SLUICE_CONFIG=/etc/hunter2\n",
                  "1: SLUICE_CONFIG cannot be set in a config file");
     /* a flag of another program is no flag of this one */

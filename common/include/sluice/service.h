@@ -16,7 +16,7 @@
 
 struct sl_stage;
 
-/* Configuration (common/src/settings.c, docs/configuration.md "Settings").
+/* Configuration (common/src/settings.c, docs/configuration.md).
  *
  * Every setting is an environment variable; most also have a --flag; and
  * every one may be given in a config file (--config FILE or SLUICE_CONFIG,
