@@ -109,7 +109,8 @@ KNOWN=(
     # webhook.secret ${env:NAME} (the job's), and SLUICE_WEBHOOK_SECRET_<JOB> (a pattern row)
     "services/gateway/webhook.c:name" "services/gateway/webhook.c:name"
 )
-(cd "$REPO" && grep -rnoE '\b(secure_)?getenv\([^")][^)]*\)' --include='*.c' "${SRC[@]}") |
+(cd "$REPO" && grep -rnoE '\b(secure_)?getenv\([^")][^)]*\)' --include='*.c' --include='*.h' \
+    "${SRC[@]}") |
     sed -E 's/^([^:]*):[0-9]+:(secure_)?getenv\((.*)\)$/\1:\3/' | sort >"$TMP/indirect"
 printf '%s\n' "${KNOWN[@]}" | sort >"$TMP/known"
 if cmp -s "$TMP/indirect" "$TMP/known"; then
