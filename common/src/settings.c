@@ -33,7 +33,7 @@
  * default (docs, when not `def`)}. The order is the docs table's. */
 const struct sl_setting sl_settings[] = {
     {"SLUICE_CONFIG", "--config", NULL,
-     "the config file: `NAME=value` lines (below); not itself a key of the file", ALL, 0,
+     "the config file, `NAME=value` lines (docs/configuration.md); not itself a key of it", ALL, 0,
      "every program", NULL},
     {"SLUICE_KAFKA_BROKERS", "--kafka-brokers", "localhost:9092",
      "Kafka bootstrap servers, `host:port,host:port`", SVC | GW | CLI, 0,
