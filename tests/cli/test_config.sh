@@ -3,8 +3,10 @@
 #     exactly what docs/configuration.md holds between its
 #     `<!-- settings:begin -->` and `<!-- settings:end -->` markers;
 #  2. every variable the C sources read with getenv("NAME") is a row of that
-#     table or in the allow-list below (with its reason), and every indirect
-#     getenv(expression) is one of the known ones below (with what it reads);
+#     table or in the allow-list below (with its reason) (and so is every
+#     ${env:NAME} template of the code), every indirect
+#     getenv(expression) is one of the known ones below (with what it reads),
+#     and every row is read somewhere;
 #  3. a config file works end to end: `sluice --config FILE run` takes the
 #     hash filter's key from the file (the same digests as from the
 #     environment), and a service started with --config and
@@ -70,6 +72,8 @@ ALLOW=(
     GLIBC_TUNABLES MALLOC_MMAP_THRESHOLD_ MALLOC_TRIM_THRESHOLD_
     # child-only: xls_reader.c passes its options to its sandboxed child process
     SLUICE_XLS_CHILD SLUICE_XLS_SHEET SLUICE_XLS_SHEET_INDEX SLUICE_XLS_MAX_MEMORY
+    # the placeholder of ${env:NAME} in the code's messages and comments
+    NAME
 )
 allowed() {
     local a
@@ -79,6 +83,9 @@ allowed() {
 SRC=(common services)
 (cd "$REPO" && grep -rhoE '\b(secure_)?getenv\("[A-Za-z0-9_]+"\)' --include='*.c' --include='*.h' \
     "${SRC[@]}") | sed 's/.*("\(.*\)")/\1/' | sort -u >"$TMP/read"
+# the code's own ${env:NAME} templates (source_s3.c's default keys)
+(cd "$REPO" && grep -rhoE '\$\{env:[A-Za-z0-9_]+\}' --include='*.c' "${SRC[@]}") |
+    sed 's/^..env:\(.*\)}$/\1/' >>"$TMP/read"
 # the SMTP settings mail.c reads through sl_smtp_config_load's lookup
 sed -n '/smtp_vars\[\] = {/,/};/p' "$REPO/common/src/mail.c" | grep -oE '"[A-Z0-9_]+"' |
     tr -d '"' >>"$TMP/read"
@@ -119,6 +126,21 @@ else
     not_ok "every indirect getenv(expression) is a known one" \
         "$(diff "$TMP/known" "$TMP/indirect")" \
         "resolve a new one (a row of the table, or in KNOWN of tests/cli/test_config.sh)"
+fi
+
+# And the other way: every row of the table is read somewhere (its name, a
+# pattern's prefix, is a string of the code outside the table).
+stale=""
+while IFS= read -r n; do
+    [ "$n" = SLUICE_CONFIG ] && continue # read by settings.c itself
+    grep -rqE --include='*.c' --exclude=settings.c "\"${n%%<*}\"|\\{env:${n%%<*}\\}" \
+        "$REPO/common" "$REPO/services" || stale="$stale $n"
+done <"$TMP/names"
+if [ -z "$stale" ]; then
+    ok "every row of the table is read by the code"
+else
+    not_ok "every row of the table is read by the code" "read nowhere:$stale" \
+        "remove the row from sl_settings[] in common/src/settings.c (then: $REGEN)"
 fi
 
 # --- 3. a config file end to end ---------------------------------------------
