@@ -80,7 +80,9 @@ static int start_metrics(const char *name, const char *addr, struct sl_metrics_s
     if (!addr || !strcmp(addr, "off"))
         return 0;
     if (!(*srv = sl_metrics_serve(addr, err, sizeof(err)))) {
-        fprintf(stderr, "%s: %s (--metrics-addr)\n", name, err);
+        char src[600];
+        fprintf(stderr, "%s: %s (%s)\n", name, err,
+                sl_config_source(&config, "SLUICE_METRICS_ADDR", src, sizeof(src)));
         return 2;
     }
     return 0;
@@ -123,16 +125,21 @@ static int read_settings(const char *name, int argc, char **argv, const char *va
         return rc;
     for (int i = 0; i < NCFG; i++)
         val[i] = sl_config_get(&config, setting_names[i]);
+    char src[600], src2[600];
     if (sl_log_setup(val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT])) {
-        fprintf(stderr, "%s: SLUICE_LOG_LEVEL '%s' or SLUICE_LOG_FORMAT '%s' is not valid\n", name,
-                val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT]);
+        fprintf(
+            stderr, "%s: SLUICE_LOG_LEVEL '%s' (%s) or SLUICE_LOG_FORMAT '%s' (%s) is not valid\n",
+            name, val[CFG_LOG_LEVEL],
+            sl_config_source(&config, "SLUICE_LOG_LEVEL", src, sizeof(src)), val[CFG_LOG_FORMAT],
+            sl_config_source(&config, "SLUICE_LOG_FORMAT", src2, sizeof(src2)));
         return 2;
     }
     sl_config_log(&config);
     char gerr[256];
     struct sl_fetch_guard *guard = sl_fetch_guard_new(val[CFG_ALLOW_HOSTS], gerr, sizeof(gerr));
     if (!guard) {
-        fprintf(stderr, "%s: %s (--allow-hosts)\n", name, gerr);
+        fprintf(stderr, "%s: %s (%s)\n", name, gerr,
+                sl_config_source(&config, "SLUICE_ALLOW_HOSTS", src, sizeof(src)));
         return 2;
     }
     sl_fetch_guard_destroy(guard);

@@ -544,6 +544,34 @@ const char *sl_config_get(const struct sl_config *cfg, const char *env)
     abort();
 }
 
+const char *sl_config_source(const struct sl_config *cfg, const char *env, char *buf, size_t bufsz)
+{
+    (void)sl_config_get(cfg, env); /* a name of the program's, else abort */
+    for (size_t i = 0; i < sl_settings_count; i++) {
+        const struct sl_setting *s = &sl_settings[i];
+        if (strcmp(s->env, env))
+            continue;
+        switch (cfg->val && cfg->val[i] ? cfg->src[i] : SRC_NONE) {
+        case SRC_FLAG:
+            snprintf(buf, bufsz, "%s", s->flag);
+            break;
+        case SRC_FILE:
+            snprintf(buf, bufsz, "%s in %s:%u", env, cfg->file, cfg->line[i]);
+            break;
+        case SRC_DEFAULT:
+            snprintf(buf, bufsz, "%s, the default", s->flag ? s->flag : env);
+            break;
+        case SRC_ENV:
+            snprintf(buf, bufsz, "%s in the environment", env);
+            break;
+        default:
+            snprintf(buf, bufsz, "%s", env);
+        }
+        break;
+    }
+    return buf;
+}
+
 /* Names and sources only: a URL may hold a password too. */
 void sl_config_log(const struct sl_config *cfg)
 {

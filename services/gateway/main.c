@@ -73,9 +73,13 @@ static int read_settings(int argc, char **argv, const char *val[NCFG])
         return rc;
     for (int i = 0; i < NCFG; i++)
         val[i] = sl_config_get(&config, setting_names[i]);
+    char src[600], src2[600];
     if (sl_log_setup(val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT])) {
-        fprintf(stderr, "%s: SLUICE_LOG_LEVEL '%s' or SLUICE_LOG_FORMAT '%s' is not valid\n", NAME,
-                val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT]);
+        fprintf(
+            stderr, "%s: SLUICE_LOG_LEVEL '%s' (%s) or SLUICE_LOG_FORMAT '%s' (%s) is not valid\n",
+            NAME, val[CFG_LOG_LEVEL],
+            sl_config_source(&config, "SLUICE_LOG_LEVEL", src, sizeof(src)), val[CFG_LOG_FORMAT],
+            sl_config_source(&config, "SLUICE_LOG_FORMAT", src2, sizeof(src2)));
         return 2;
     }
     sl_config_log(&config);
@@ -86,8 +90,10 @@ static int read_settings(int argc, char **argv, const char *val[NCFG])
     char *end;
     unsigned long long mj = strtoull(val[CFG_MAX_JOB], &end, 10);
     if (*end || mj < 1024 || mj > 64ULL * 1024 * 1024 || val[CFG_MAX_JOB][0] == '-') {
-        fprintf(stderr, "%s: SLUICE_HTTP_MAX_JOB_BYTES '%s' is not a size from 1024 to 67108864\n",
-                NAME, val[CFG_MAX_JOB]);
+        fprintf(stderr,
+                "%s: SLUICE_HTTP_MAX_JOB_BYTES '%s' (%s) is not a size from 1024 to 67108864\n",
+                NAME, val[CFG_MAX_JOB],
+                sl_config_source(&config, "SLUICE_HTTP_MAX_JOB_BYTES", src, sizeof(src)));
         return 2;
     }
     return 0;
@@ -149,7 +155,9 @@ int main(int argc, char **argv)
     struct sl_metrics_server *metrics = NULL;
     if (strcmp(val[CFG_METRICS_ADDR], "off") &&
         !(metrics = sl_metrics_serve(val[CFG_METRICS_ADDR], err, sizeof(err)))) {
-        fprintf(stderr, "%s: %s (--metrics-addr)\n", NAME, err);
+        char src[600];
+        fprintf(stderr, "%s: %s (%s)\n", NAME, err,
+                sl_config_source(&config, "SLUICE_METRICS_ADDR", src, sizeof(src)));
         return 2;
     }
     struct sl_gateway *gw = sl_gateway_new(&conf, &rc, err, sizeof(err));

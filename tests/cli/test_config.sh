@@ -219,6 +219,16 @@ else
     not_ok "sluice-publisher --config: a secret of the file is used, never printed" "exit $rc" \
         "$TEXT"
 fi
+# a bad value from the file: the message names the file and the line
+printf 'SLUICE_POSTGRES_URL=postgresql://127.0.0.1:1/db\nSLUICE_METRICS_ADDR=nope\n' >"$S/bad.env"
+(cd "$S" && timeout 20 "$BIN/sluice-parser" --config bad.env >"$S/bad" 2>&1)
+rc=$?
+slurp "$S/bad"
+if [ $rc = 2 ] && [[ $TEXT == *"(SLUICE_METRICS_ADDR in bad.env:2)"* ]]; then
+    ok "sluice-parser --config: a bad value names the file and the line"
+else
+    not_ok "sluice-parser --config: a bad value names the file and the line" "exit $rc" "$TEXT"
+fi
 # the gateway: its admin token and a webhook secret from the same file; it
 # cannot reach PostgreSQL (port 1 of loopback) and says so, without them
 (cd "$S" && env -u SLUICE_LOG_LEVEL timeout 20 "$BIN/sluice-gateway" --config sluice.env \

@@ -95,6 +95,9 @@ static void test_precedence(void **state)
     /* environment over file */
     assert_string_equal(sl_config_get(&c, "SLUICE_KAFKA_BROKERS"), "env:1");
     assert_string_equal(getenv("SLUICE_KAFKA_BROKERS"), "env:1");
+    char src[80];
+    assert_string_equal(sl_config_source(&c, "SLUICE_KAFKA_BROKERS", src, sizeof(src)),
+                        "SLUICE_KAFKA_BROKERS in the environment");
     sl_config_cleanup(&c);
     /* flag over environment (and exported: the deep readers see the flag) */
     unsetenv("SLUICE_TOPIC_PREFIX");
@@ -103,6 +106,17 @@ static void test_precedence(void **state)
     assert_string_equal(getenv("SLUICE_KAFKA_BROKERS"), "flag:1");
     assert_string_equal(sl_config_get(&c, "SLUICE_GROUP"), "g-flag");
     assert_string_equal(sl_config_get(&c, "SLUICE_TOPIC_PREFIX"), "file.");
+    /* where each came from, for a message about its value */
+    char want[700];
+    char src2[700];
+    assert_string_equal(sl_config_source(&c, "SLUICE_KAFKA_BROKERS", src2, sizeof(src2)),
+                        "--kafka-brokers");
+    snprintf(want, sizeof(want), "SLUICE_TOPIC_PREFIX in %s:1", path);
+    assert_string_equal(sl_config_source(&c, "SLUICE_TOPIC_PREFIX", src2, sizeof(src2)), want);
+    assert_string_equal(sl_config_source(&c, "SLUICE_LOG_LEVEL", src2, sizeof(src2)),
+                        "--log-level, the default");
+    assert_string_equal(sl_config_source(&c, "SLUICE_FILE_DIRS", src2, sizeof(src2)),
+                        "SLUICE_FILE_DIRS");
     sl_config_cleanup(&c);
     /* SLUICE_CONFIG names the file when no --config does; an empty
      * variable is unset, so the file's value counts */

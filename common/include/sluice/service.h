@@ -84,6 +84,11 @@ int sl_config_read(struct sl_config *cfg, const char *name, unsigned program, in
 /* The value of the setting env (a name of the program's table, else the
  * program aborts: a typo in the code) or NULL when unset. */
 const char *sl_config_get(const struct sl_config *cfg, const char *env);
+/* Where env's value came from, for a message about it: "--metrics-addr"
+ * (the flag), "SLUICE_METRICS_ADDR in /etc/sluice.env:3" (the file),
+ * "SLUICE_METRICS_ADDR in the environment", "--metrics-addr, the default"
+ * or "SLUICE_METRICS_ADDR" (unset). Written to buf, which is returned. */
+const char *sl_config_source(const struct sl_config *cfg, const char *env, char *buf, size_t bufsz);
 /* Logs at debug level where each setting that is set came from (the flag,
  * the environment or FILE:LINE): names only, never a value (a URL may hold
  * a password). */
