@@ -1,10 +1,11 @@
 /*
  * A stage as a distributed service (service.h).
  *
- * Configuration: every setting is an environment variable with a matching
- * flag (SLUICE_KAFKA_BROKERS = --kafka-brokers VALUE or --kafka-brokers=VALUE);
- * a flag wins over the environment. An unknown flag or a malformed value
- * stops the service with a message that names it (exit 2).
+ * Configuration (settings.c): every setting is an environment variable with
+ * a matching flag (SLUICE_KAFKA_BROKERS = --kafka-brokers VALUE or
+ * --kafka-brokers=VALUE) and a line of the config file (--config FILE);
+ * flag > environment > file > default. An unknown flag, an unknown key or a
+ * malformed value stops the service with a message that names it (exit 2).
  */
 #include <signal.h>
 #include <stdatomic.h>
@@ -49,31 +50,26 @@ enum {
     NCFG
 };
 
-static const struct sl_setting settings[NCFG] = {
-    [CFG_BROKERS] = {"SLUICE_KAFKA_BROKERS", "--kafka-brokers", "localhost:9092",
-                     "Kafka bootstrap servers"},
-    [CFG_PREFIX] = {"SLUICE_TOPIC_PREFIX", "--topic-prefix", "sluice.",
-                    "prefix of every topic name"},
-    [CFG_KAFKA_CONFIG] = {"SLUICE_KAFKA_CONFIG", "--kafka-config", NULL,
-                          "extra librdkafka properties k=v,k=v"},
-    [CFG_REDIS] = {"SLUICE_REDIS_URL", "--redis-url", "redis://127.0.0.1:6379/0", "Redis"},
-    [CFG_POSTGRES] = {"SLUICE_POSTGRES_URL", "--postgres-url", NULL,
-                      "control-plane PostgreSQL (required)"},
-    [CFG_DESTINATION] = {"SLUICE_DESTINATION_URL", "--destination-url", NULL,
-                         "destination PostgreSQL (default: the control plane's)"},
-    [CFG_BLOB_DIR] = {"SLUICE_BLOB_DIR", "--blob-dir", "./blobs", "raw files of every run"},
-    [CFG_FILE_DIRS] = {"SLUICE_FILE_DIRS", "--file-dirs", NULL,
-                       "directories file:// sources may read (colon-separated)"},
-    [CFG_HASH_KEY] = {"SLUICE_HASH_KEY", "--hash-key", NULL, "HMAC key of the hash filter"},
-    [CFG_ALLOW_HOSTS] = {"SLUICE_ALLOW_HOSTS", "--allow-hosts", NULL,
-                         "hosts/CIDRs the fetcher may reach despite the SSRF guard, "
-                         "comma-separated (e.g. 10.1.0.0/16,::1,files.internal)"},
-    [CFG_GROUP] = {"SLUICE_GROUP", "--group", NULL, "consumer group (default: sluice-<stage>)"},
-    [CFG_LOG_LEVEL] = {"SLUICE_LOG_LEVEL", "--log-level", "info", "debug, info, warn, error"},
-    [CFG_LOG_FORMAT] = {"SLUICE_LOG_FORMAT", "--log-format", "text", "text or json"},
-    [CFG_METRICS_ADDR] = {"SLUICE_METRICS_ADDR", "--metrics-addr", "0.0.0.0:9464",
-                          "host:port of GET /metrics (Prometheus) and /healthz; off: none"},
+/* The service's settings: rows of sl_settings[] (settings.c). */
+static const char *const setting_names[NCFG] = {
+    [CFG_BROKERS] = "SLUICE_KAFKA_BROKERS",
+    [CFG_PREFIX] = "SLUICE_TOPIC_PREFIX",
+    [CFG_KAFKA_CONFIG] = "SLUICE_KAFKA_CONFIG",
+    [CFG_REDIS] = "SLUICE_REDIS_URL",
+    [CFG_POSTGRES] = "SLUICE_POSTGRES_URL",
+    [CFG_DESTINATION] = "SLUICE_DESTINATION_URL",
+    [CFG_BLOB_DIR] = "SLUICE_BLOB_DIR",
+    [CFG_FILE_DIRS] = "SLUICE_FILE_DIRS",
+    [CFG_HASH_KEY] = "SLUICE_HASH_KEY",
+    [CFG_ALLOW_HOSTS] = "SLUICE_ALLOW_HOSTS",
+    [CFG_GROUP] = "SLUICE_GROUP",
+    [CFG_LOG_LEVEL] = "SLUICE_LOG_LEVEL",
+    [CFG_LOG_FORMAT] = "SLUICE_LOG_FORMAT",
+    [CFG_METRICS_ADDR] = "SLUICE_METRICS_ADDR",
 };
+
+/* The resolved settings: val[] points into them for the process's life. */
+static struct sl_config config;
 
 /* Serves /metrics on the address of the settings ("off": none). 0, or the
  * exit status (2: the address is malformed or cannot be bound). */
@@ -84,7 +80,9 @@ static int start_metrics(const char *name, const char *addr, struct sl_metrics_s
     if (!addr || !strcmp(addr, "off"))
         return 0;
     if (!(*srv = sl_metrics_serve(addr, err, sizeof(err)))) {
-        fprintf(stderr, "%s: %s (--metrics-addr)\n", name, err);
+        char src[600];
+        fprintf(stderr, "%s: %s (%s)\n", name, err,
+                sl_config_source(&config, "SLUICE_METRICS_ADDR", src, sizeof(src)));
         return 2;
     }
     return 0;
@@ -118,67 +116,30 @@ static void on_signal(int sig)
     atomic_store(&stopping, true);
 }
 
-void sl_settings_usage(const char *name, const struct sl_setting *s, size_t n, FILE *out)
-{
-    fprintf(out, "usage: %s [--setting VALUE]...\n\nSettings (flag, environment, default):\n",
-            name);
-    for (size_t i = 0; i < n; i++)
-        fprintf(out, "  %-22s %-26s %s%s%s\n", s[i].flag ? s[i].flag : "", s[i].env, s[i].help,
-                s[i].def ? "; default " : "", s[i].def ? s[i].def : "");
-}
-
-int sl_settings_read(const char *name, const struct sl_setting *s, size_t n, int argc, char **argv,
-                     const char **val, const char *extra_help)
-{
-    for (size_t i = 0; i < n; i++) {
-        const char *e = getenv(s[i].env);
-        val[i] = e && e[0] ? e : s[i].def;
-    }
-    for (int a = 1; a < argc; a++) {
-        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
-            sl_settings_usage(name, s, n, stdout);
-            if (extra_help)
-                fputs(extra_help, stdout);
-            return -1;
-        }
-        size_t i;
-        const char *v = NULL;
-        for (i = 0; i < n; i++) {
-            size_t fl = s[i].flag ? strlen(s[i].flag) : 0;
-            if (fl && !strncmp(argv[a], s[i].flag, fl) &&
-                (argv[a][fl] == '\0' || argv[a][fl] == '=')) {
-                v = argv[a][fl] == '=' ? argv[a] + fl + 1 : (a + 1 < argc ? argv[++a] : NULL);
-                break;
-            }
-        }
-        if (i == n) {
-            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", name, argv[a]);
-            return 2;
-        }
-        if (!v) {
-            fprintf(stderr, "%s: option '%s' needs a value\n", name, s[i].flag);
-            return 2;
-        }
-        val[i] = v;
-    }
-    return 0;
-}
-
-/* Fills val[] from the environment, then the flags. 0, or the exit status. */
+/* Fills val[] from the flags, the environment and the config file
+ * (sl_config_read): 0, -1 (--help), or the exit status. */
 static int read_settings(const char *name, int argc, char **argv, const char *val[NCFG])
 {
-    int rc = sl_settings_read(name, settings, NCFG, argc, argv, val, NULL);
+    int rc = sl_config_read(&config, name, SL_PROG_SERVICE, argc, argv, NULL);
     if (rc)
         return rc;
+    for (int i = 0; i < NCFG; i++)
+        val[i] = sl_config_get(&config, setting_names[i]);
+    char src[600], src2[600];
     if (sl_log_setup(val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT])) {
-        fprintf(stderr, "%s: SLUICE_LOG_LEVEL '%s' or SLUICE_LOG_FORMAT '%s' is not valid\n", name,
-                val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT]);
+        fprintf(
+            stderr, "%s: SLUICE_LOG_LEVEL '%s' (%s) or SLUICE_LOG_FORMAT '%s' (%s) is not valid\n",
+            name, val[CFG_LOG_LEVEL],
+            sl_config_source(&config, "SLUICE_LOG_LEVEL", src, sizeof(src)), val[CFG_LOG_FORMAT],
+            sl_config_source(&config, "SLUICE_LOG_FORMAT", src2, sizeof(src2)));
         return 2;
     }
+    sl_config_log(&config);
     char gerr[256];
     struct sl_fetch_guard *guard = sl_fetch_guard_new(val[CFG_ALLOW_HOSTS], gerr, sizeof(gerr));
     if (!guard) {
-        fprintf(stderr, "%s: %s (--allow-hosts)\n", name, gerr);
+        fprintf(stderr, "%s: %s (%s)\n", name, gerr,
+                sl_config_source(&config, "SLUICE_ALLOW_HOSTS", src, sizeof(src)));
         return 2;
     }
     sl_fetch_guard_destroy(guard);

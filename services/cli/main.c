@@ -29,6 +29,7 @@
 #include "sluice/mail.h"
 #include "sluice/pg.h"
 #include "sluice/reader.h"
+#include "sluice/service.h"
 #include "sluice/sink.h"
 #include "sluice/util.h"
 
@@ -71,12 +72,16 @@ static const char usage_text[] =
     "  jobs list|get|put|enable|disable|delete|run ...\n"
     "                    the jobs of a gateway (--server URL or SLUICE_SERVER, token in\n"
     "                    SLUICE_TOKEN); runs JOB --server URL and runs show RUN: its runs\n"
+    "  config            the settings sluice reads (--markdown: the table of every\n"
+    "                    program's settings, docs/configuration.md)\n"
     "\n"
-    "Options: --help, --version\n"
+    "Options: --help, --version, --config FILE (before the command: settings as\n"
+    "NAME=value lines; also SLUICE_CONFIG; the environment wins over the file)\n"
     "\n"
     "Environment: SLUICE_HASH_KEY (key of the hash filter), SLUICE_POSTGRES_URL\n"
     "(control plane), SLUICE_DESTINATION_URL (postgres destinations), SLUICE_LOG_LEVEL\n"
-    "(debug, info, warn, error; default warn), SLUICE_LOG_FORMAT (text, json).\n"
+    "(debug, info, warn, error; default warn), SLUICE_LOG_FORMAT (text, json); every\n"
+    "one: sluice config.\n"
     "\n"
     "Exit status: 0 succeeded, 3 completed with errors (rows rejected), 4 skipped\n"
     "(source unchanged), 1 failed, 2 invalid job file or command line.\n";
@@ -711,13 +716,45 @@ static int cmd_runs(int argc, char **argv)
     return 0;
 }
 
+/* sluice config [--markdown] */
+static int cmd_config(int argc, char **argv)
+{
+    if (argc == 2 && !strcmp(argv[1], "--markdown")) {
+        sl_settings_markdown(stdout);
+        return 0;
+    }
+    if (argc > 1)
+        return usage_error("%s", "usage: sluice config [--markdown]");
+    sl_settings_usage("sluice", SL_PROG_CLI, stdout);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    /* --config FILE (or SLUICE_CONFIG): its values go to the environment,
+     * where every command reads its settings; the environment wins */
+    char *cargv[3] = {argv[0], NULL, NULL};
+    int cargc = 1;
+    if (argc > 1 && !strcmp(argv[1], "--config")) {
+        if (argc < 3)
+            return usage_error("%s", "option '--config' needs a value");
+        cargv[cargc++] = argv[1];
+        cargv[cargc++] = argv[2];
+    } else if (argc > 1 && !strncmp(argv[1], "--config=", 9)) {
+        cargv[cargc++] = argv[1];
+    }
+    argc -= cargc - 1;
+    argv += cargc - 1;
+    argv[0] = cargv[0];
+    static struct sl_config config;
+    if (sl_config_read(&config, "sluice", SL_PROG_CLI, cargc, cargv, NULL))
+        return EXIT_INVALID;
     const char *lvl = getenv("SLUICE_LOG_LEVEL");
     if (sl_log_setup(lvl && lvl[0] ? lvl : "warn", getenv("SLUICE_LOG_FORMAT"))) {
         fprintf(stderr, "sluice: SLUICE_LOG_LEVEL or SLUICE_LOG_FORMAT has an unknown value\n");
         return EXIT_INVALID;
     }
+    sl_config_log(&config);
     if (argc < 2)
         return usage_error("%s", "missing command");
     const char *cmd = argv[1];
@@ -745,5 +782,7 @@ int main(int argc, char **argv)
         return sl_cmd_suggest(argc - 1, argv + 1);
     if (!strcmp(cmd, "jobs"))
         return sl_cmd_jobs(argc - 1, argv + 1);
+    if (!strcmp(cmd, "config"))
+        return cmd_config(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }

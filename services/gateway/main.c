@@ -1,7 +1,8 @@
 /*
  * sluice-gateway: the HTTP API (docs/api.md) as a service. Reads the
- * settings like every service (an environment variable with a matching
- * --flag; a flag wins; an unknown flag or bad value exits 2 naming it),
+ * settings like every service (sl_config_read: an environment variable, a
+ * --flag, a line of the config file; an unknown flag or key or a bad value
+ * exits 2 naming it),
  * applies the control plane's migrations, stores SLUICE_ADMIN_TOKEN (hashed)
  * as the bootstrap admin token, serves until SIGTERM or SIGINT, then lets
  * the requests in progress finish and exits 0.
@@ -39,37 +40,25 @@ enum {
     CFG_LOG_LEVEL,
     CFG_LOG_FORMAT,
     CFG_METRICS_ADDR,
+    CFG_ADMIN_TOKEN,
     CFG_WINDOW_MS,
     CFG_WINDOW_ROWS,
     NCFG
 };
 
-static const struct sl_setting settings[NCFG] = {
-    [CFG_HTTP_ADDR] = {"SLUICE_HTTP_ADDR", "--http-addr", "0.0.0.0:8080",
-                       "listen address host:port"},
-    [CFG_POSTGRES] = {"SLUICE_POSTGRES_URL", "--postgres-url", NULL,
-                      "control-plane PostgreSQL (required)"},
-    [CFG_BROKERS] = {"SLUICE_KAFKA_BROKERS", "--kafka-brokers", "localhost:9092",
-                     "Kafka bootstrap servers"},
-    [CFG_PREFIX] = {"SLUICE_TOPIC_PREFIX", "--topic-prefix", "sluice.",
-                    "prefix of every topic name"},
-    [CFG_KAFKA_CONFIG] = {"SLUICE_KAFKA_CONFIG", "--kafka-config", NULL,
-                          "extra librdkafka properties k=v,k=v"},
-    [CFG_REDIS] = {"SLUICE_REDIS_URL", "--redis-url", "redis://127.0.0.1:6379/0",
-                   "Redis (webhook replays, run progress)"},
-    [CFG_MAX_JOB] = {"SLUICE_HTTP_MAX_JOB_BYTES", "--http-max-job-bytes", "1048576",
-                     "largest job document accepted"},
-    [CFG_BLOB_DIR] = {"SLUICE_BLOB_DIR", "--blob-dir", "./blobs",
-                      "the fetcher's blob store, read for GET /v1/runs/{id}/source"},
-    [CFG_LOG_LEVEL] = {"SLUICE_LOG_LEVEL", "--log-level", "info", "debug, info, warn, error"},
-    [CFG_LOG_FORMAT] = {"SLUICE_LOG_FORMAT", "--log-format", "text", "text or json"},
-    [CFG_METRICS_ADDR] = {"SLUICE_METRICS_ADDR", "--metrics-addr", "0.0.0.0:9464",
-                          "host:port of GET /metrics (Prometheus) and /healthz; off: none"},
-    [CFG_WINDOW_MS] = {"SLUICE_WEBHOOK_WINDOW_MS", "--webhook-window-ms", "1000",
-                       "a streaming webhook run takes a job's deliveries this long"},
-    [CFG_WINDOW_ROWS] = {"SLUICE_WEBHOOK_WINDOW_ROWS", "--webhook-window-rows", "100000",
-                         "...or until it has this many rows"},
+/* The gateway's settings: rows of sl_settings[] (common/src/settings.c). */
+static const char *const setting_names[NCFG] = {
+    [CFG_HTTP_ADDR] = "SLUICE_HTTP_ADDR",         [CFG_POSTGRES] = "SLUICE_POSTGRES_URL",
+    [CFG_BROKERS] = "SLUICE_KAFKA_BROKERS",       [CFG_PREFIX] = "SLUICE_TOPIC_PREFIX",
+    [CFG_KAFKA_CONFIG] = "SLUICE_KAFKA_CONFIG",   [CFG_REDIS] = "SLUICE_REDIS_URL",
+    [CFG_MAX_JOB] = "SLUICE_HTTP_MAX_JOB_BYTES",  [CFG_BLOB_DIR] = "SLUICE_BLOB_DIR",
+    [CFG_LOG_LEVEL] = "SLUICE_LOG_LEVEL",         [CFG_LOG_FORMAT] = "SLUICE_LOG_FORMAT",
+    [CFG_METRICS_ADDR] = "SLUICE_METRICS_ADDR",   [CFG_ADMIN_TOKEN] = "SLUICE_ADMIN_TOKEN",
+    [CFG_WINDOW_MS] = "SLUICE_WEBHOOK_WINDOW_MS", [CFG_WINDOW_ROWS] = "SLUICE_WEBHOOK_WINDOW_ROWS",
 };
+
+/* The resolved settings: val[] points into them for the process's life. */
+static struct sl_config config;
 
 static atomic_bool stopping;
 
@@ -78,21 +67,25 @@ static void on_signal(int sig)
     atomic_store(&stopping, true);
 }
 
-/* Fills val[] from the environment, then the flags: 0, -1 (--help), or the
- * exit status of a bad setting. */
+/* Fills val[] from the flags, the environment and the config file: 0, -1
+ * (--help), or the exit status of a bad setting. */
 static int read_settings(int argc, char **argv, const char *val[NCFG])
 {
-    int rc = sl_settings_read(NAME, settings, NCFG, argc, argv, val,
-                              "  " /* the one setting without a flag */
-                              "                       SLUICE_ADMIN_TOKEN         bootstrap admin "
-                              "token, stored hashed (environment only)\n");
+    int rc = sl_config_read(&config, NAME, SL_PROG_GATEWAY, argc, argv, NULL);
     if (rc)
         return rc;
+    for (int i = 0; i < NCFG; i++)
+        val[i] = sl_config_get(&config, setting_names[i]);
+    char src[600], src2[600];
     if (sl_log_setup(val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT])) {
-        fprintf(stderr, "%s: SLUICE_LOG_LEVEL '%s' or SLUICE_LOG_FORMAT '%s' is not valid\n", NAME,
-                val[CFG_LOG_LEVEL], val[CFG_LOG_FORMAT]);
+        fprintf(
+            stderr, "%s: SLUICE_LOG_LEVEL '%s' (%s) or SLUICE_LOG_FORMAT '%s' (%s) is not valid\n",
+            NAME, val[CFG_LOG_LEVEL],
+            sl_config_source(&config, "SLUICE_LOG_LEVEL", src, sizeof(src)), val[CFG_LOG_FORMAT],
+            sl_config_source(&config, "SLUICE_LOG_FORMAT", src2, sizeof(src2)));
         return 2;
     }
+    sl_config_log(&config);
     if (!val[CFG_POSTGRES]) {
         fprintf(stderr, "%s: SLUICE_POSTGRES_URL (--postgres-url) is required\n", NAME);
         return 2;
@@ -100,21 +93,26 @@ static int read_settings(int argc, char **argv, const char *val[NCFG])
     char *end;
     unsigned long long mj = strtoull(val[CFG_MAX_JOB], &end, 10);
     if (*end || mj < 1024 || mj > 64ULL * 1024 * 1024 || val[CFG_MAX_JOB][0] == '-') {
-        fprintf(stderr, "%s: SLUICE_HTTP_MAX_JOB_BYTES '%s' is not a size from 1024 to 67108864\n",
-                NAME, val[CFG_MAX_JOB]);
+        fprintf(stderr,
+                "%s: SLUICE_HTTP_MAX_JOB_BYTES '%s' (%s) is not a size from 1024 to 67108864\n",
+                NAME, val[CFG_MAX_JOB],
+                sl_config_source(&config, "SLUICE_HTTP_MAX_JOB_BYTES", src, sizeof(src)));
         return 2;
     }
     unsigned long long wm = strtoull(val[CFG_WINDOW_MS], &end, 10);
     if (*end || wm < 10 || wm > 3600000 || val[CFG_WINDOW_MS][0] == '-') {
         fprintf(stderr,
-                "%s: SLUICE_WEBHOOK_WINDOW_MS '%s' is not milliseconds from 10 to 3600000\n", NAME,
-                val[CFG_WINDOW_MS]);
+                "%s: SLUICE_WEBHOOK_WINDOW_MS '%s' (%s) is not milliseconds from 10 to 3600000\n",
+                NAME, val[CFG_WINDOW_MS],
+                sl_config_source(&config, "SLUICE_WEBHOOK_WINDOW_MS", src, sizeof(src)));
         return 2;
     }
     unsigned long long wr = strtoull(val[CFG_WINDOW_ROWS], &end, 10);
     if (*end || wr < 1 || wr > 100000000 || val[CFG_WINDOW_ROWS][0] == '-') {
-        fprintf(stderr, "%s: SLUICE_WEBHOOK_WINDOW_ROWS '%s' is not a count from 1 to 100000000\n",
-                NAME, val[CFG_WINDOW_ROWS]);
+        fprintf(stderr,
+                "%s: SLUICE_WEBHOOK_WINDOW_ROWS '%s' (%s) is not a count from 1 to 100000000\n",
+                NAME, val[CFG_WINDOW_ROWS],
+                sl_config_source(&config, "SLUICE_WEBHOOK_WINDOW_ROWS", src, sizeof(src)));
         return 2;
     }
     return 0;
@@ -122,10 +120,9 @@ static int read_settings(int argc, char **argv, const char *val[NCFG])
 
 /* Applies the migrations and stores the bootstrap admin token (never
  * logged; only its SHA-256 is kept). 0, or the exit status. */
-static int prepare_control_plane(const char *url)
+static int prepare_control_plane(const char *url, const char *admin)
 {
     char err[1024] = "";
-    const char *admin = getenv("SLUICE_ADMIN_TOKEN");
     if (admin && admin[0] && strlen(admin) < 16) {
         fprintf(stderr, "%s: SLUICE_ADMIN_TOKEN is too short (16 characters at least)\n", NAME);
         return 2;
@@ -155,7 +152,7 @@ int main(int argc, char **argv)
     int rc = read_settings(argc, argv, val);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if ((rc = prepare_control_plane(val[CFG_POSTGRES])) != 0)
+    if ((rc = prepare_control_plane(val[CFG_POSTGRES], val[CFG_ADMIN_TOKEN])) != 0)
         return rc;
     sl_tune_malloc();
     struct sl_gateway_conf conf = {
@@ -180,7 +177,9 @@ int main(int argc, char **argv)
     struct sl_metrics_server *metrics = NULL;
     if (strcmp(val[CFG_METRICS_ADDR], "off") &&
         !(metrics = sl_metrics_serve(val[CFG_METRICS_ADDR], err, sizeof(err)))) {
-        fprintf(stderr, "%s: %s (--metrics-addr)\n", NAME, err);
+        char src[600];
+        fprintf(stderr, "%s: %s (%s)\n", NAME, err,
+                sl_config_source(&config, "SLUICE_METRICS_ADDR", src, sizeof(src)));
         return 2;
     }
     struct sl_gateway *gw = sl_gateway_new(&conf, &rc, err, sizeof(err));
