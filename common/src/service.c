@@ -113,9 +113,18 @@ static void tune_malloc(void)
 #endif
 }
 
+/* SIGTERM or SIGINT: stop gracefully (the runner finishes the message in
+ * hand, commits, leaves the group). A second one: exit at once with
+ * 128 + the signal, nothing more committed (the next consumer gets the
+ * messages since the last commit again). */
 static void on_signal(int sig)
 {
-    atomic_store(&stopping, true);
+    if (atomic_exchange(&stopping, true)) {
+        static const char msg[] = "sluice: second signal: exiting at once\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)w;
+        _exit(128 + sig);
+    }
 }
 
 void sl_settings_usage(const char *name, const struct sl_setting *s, size_t n, FILE *out)
@@ -294,13 +303,13 @@ int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
             val[CFG_PREFIX]);
     rc = sl_stage_runner_run(runner, &stopping, err, sizeof(err)) ? 1 : 0;
     if (rc == 0) {
+        sl_info(name, "stopping: the message in hand is done; leaving the group");
         bus->ops->flush(bus, 10000);
-        sl_info(name, "stopped");
     }
 fail:
     if (rc)
         sl_error(name, "%s", err[0] ? err : "cannot start");
-    sl_stage_runner_destroy(runner);
+    sl_stage_runner_destroy(runner); /* closes the consumer: leaves the group */
     sl_bus_destroy(bus);
     sl_state_destroy(st);
     if (jobs)
@@ -308,6 +317,8 @@ fail:
     PQfinish(conn);
     sl_smtp_config_cleanup(&smtp);
     sl_metrics_server_stop(metrics);
+    if (rc == 0)
+        sl_info(name, "stopped");
     return rc;
 }
 
