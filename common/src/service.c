@@ -127,6 +127,17 @@ static void on_signal(int sig)
     }
 }
 
+/* From the start on, so that a stop asked for while the service starts
+ * (connecting, migrating) ends in a graceful stop too. */
+static void catch_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
 void sl_settings_usage(const char *name, const struct sl_setting *s, size_t n, FILE *out)
 {
     fprintf(out, "usage: %s [--setting VALUE]...\n\nSettings (flag, environment, default):\n",
@@ -238,6 +249,7 @@ int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
     int rc = read_settings(name, argc, argv, val);
     if (rc)
         return rc < 0 ? 0 : rc;
+    catch_signals();
     snprintf(group, sizeof(group), "%s", val[CFG_GROUP] ? val[CFG_GROUP] : name);
 
     struct sl_jobs *jobs = NULL;
@@ -294,11 +306,6 @@ int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
     };
     if (!(runner = sl_stage_runner_new(stage, bus, group, &env, err, sizeof(err))))
         goto fail;
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     sl_info(name, "started: group %s, brokers %s, topics %s*", group, val[CFG_BROKERS],
             val[CFG_PREFIX]);
     rc = sl_stage_runner_run(runner, &stopping, err, sizeof(err)) ? 1 : 0;
@@ -329,6 +336,7 @@ int sl_service_scheduler_main(int argc, char **argv)
     int rc = read_settings(name, argc, argv, val);
     if (rc)
         return rc < 0 ? 0 : rc;
+    catch_signals();
     char err[1024] = "";
     struct sl_metrics_server *metrics = NULL;
     if ((rc = start_metrics(name, val[CFG_METRICS_ADDR], &metrics)) != 0)
@@ -351,11 +359,6 @@ int sl_service_scheduler_main(int argc, char **argv)
         sl_metrics_server_stop(metrics);
         return bus ? 1 : 2;
     }
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     sl_info(name, "started: brokers %s", val[CFG_BROKERS]);
     while (!atomic_load(&stopping)) {
         int fired = 0;
