@@ -5,20 +5,28 @@
  * cluster, Redis and PostgreSQL. For each stage in turn a run of NROWS rows
  * (tests/bench/gen_stores, the demo's shape with its bad rows) is submitted
  * and, while it goes through that stage, one replica of the stage gets
- * SIGTERM: it must exit 0 within GRACE_MS (the time is printed), the other
- * replica must take its partitions over promptly (it left the group: no wait
- * for its session to time out), and a
- * replacement started then must get partitions. The scheduler and the
- * gateway are restarted the same way (exit 0 within the grace period).
+ * SIGTERM: it must exit 0 within GRACE_MS (the time is printed) having
+ * committed what it did, the other replica must take its partitions over
+ * within HANDOVER (it left the group: no wait for its session to time out),
+ * and a replacement started a second later must get partitions. The
+ * scheduler and the gateway are restarted the same way; the gateway gets
+ * its SIGTERM during a slow upload, which must still be answered.
  *
  * Then every run must end with exactly the counts of embedded mode for the
  * same file, its destination table must hold every valid row once (counted,
  * and counted distinct by the key), the ledger every rejected row once,
- * the dead-letter topic must be empty, and no record may have been handed
- * to a stage twice: the live progress of each run (the records each stage
- * took in and sent out, state.h progress_add) must add up exactly, stage by
- * stage. While runs are in progress, the rows recorded by the publishers
- * must never stand still longer than STALL_MS.
+ * the dead-letter topic must be empty, and no record may be lost between
+ * stages: the live progress of each run (the records each stage took in
+ * and sent out, state.h progress_add) must add up, stage by stage. A record
+ * handed to a stage twice is allowed only where that stage logged a commit
+ * the mock refused (see check_run), and is counted. While runs are in
+ * progress, the rows recorded by the publishers must never stand still
+ * longer than STALL_MS.
+ *
+ * test_stop_finishes_the_batch_in_hand: the stage runner alone, stopped at
+ * the first record of a batch, processes the rest of that batch and commits
+ * it, and leaves the next batch to the next consumer.
+ * SLUICE_TEST_FILTER="test_stop*" runs one of the tests only.
  */
 #include <stdarg.h>
 #include <stddef.h>
