@@ -58,12 +58,15 @@
 #include "sluice/msg.h"
 #include "sluice/stage.h"
 
-#define REPO      SLUICE_FIXTURES "/../.."
-#define NROWS     20000
-#define GRACE_MS  10000 /* the grace period: SIGTERM to exit */
-#define HANDOVER  5000  /* ms: the other replica has the partitions again */
-#define STALL_MS  5000  /* longest time without a row recorded while runs are on */
-#define RUN_LIMIT 120   /* s: every run is final by then */
+#define REPO     SLUICE_FIXTURES "/../.."
+#define NROWS    20000
+#define GRACE_MS 10000 /* the grace period: SIGTERM to exit */
+#define HANDOVER 5000  /* ms: the other replica has the partitions again */
+/* longest time without a row recorded while runs are on: the mock's
+ * rebalances take 3 s each (see setup), and every member of the group
+ * waits through them (eager assignment); two may come back to back */
+#define STALL_MS  8000
+#define RUN_LIMIT 120 /* s: every run is final by then */
 #define ADMIN     "rolling-restart-admin-token"
 
 enum { FETCHER, PARSER, MAPPER, VALIDATOR, PUBLISHER, NSTAGES };
@@ -77,6 +80,7 @@ static char tmp[64];
 static json_t *expected; /* embedded mode's run.json counts */
 static long expected_rows;
 static long redelivered; /* records handed to a stage twice (see check_run) */
+static bool keep;        /* a test did not finish: the logs stay */
 
 /* Every process the test started: a stage replica, the scheduler or the
  * gateway, with the name of its log (NAME.log in tmp). */
@@ -473,7 +477,7 @@ static int teardown(void **state)
     kafka_mock_stop(&km);
     redis_server_stop(&rs);
     pg_server_stop(&pg);
-    if (bad || getenv("SLUICE_KEEP_TMP")) {
+    if (bad || keep || getenv("SLUICE_KEEP_TMP")) {
         fprintf(stderr, "service logs are in %s\n", tmp);
         return bad ? -1 : 0;
     }
@@ -519,6 +523,7 @@ static void roll_stage(int s, double *took, double *handover, double *joined)
 static void test_rolling_restart(void **state)
 {
     (void)state;
+    keep = true;
     /* every replica has its partitions before the first run */
     for (int i = 0; i < nprocs; i++) {
         if (!strcmp(procs[i].name, "scheduler") || !strcmp(procs[i].name, "gateway"))
@@ -658,6 +663,7 @@ static void test_rolling_restart(void **state)
     /* a consumer that fell behind the broker would have been reset */
     assert_int_not_equal(shell("grep -il 'offset reset\\|out of range' %s/*.log", tmp), 0);
     PQfinish(c);
+    keep = false;
 }
 
 /* ---- the stage runner alone: a stop in the middle of a batch ---- */
@@ -700,6 +706,7 @@ static void send_one_batch(struct sl_bus *bus, int n)
 static void test_stop_finishes_the_batch_in_hand(void **state)
 {
     (void)state;
+    keep = true;
     char err[512] = "";
     struct sl_kafka_conf kc = {.brokers = km.bootstrap,
                                .topic_prefix = "stoptest.",
@@ -740,6 +747,7 @@ static void test_stop_finishes_the_batch_in_hand(void **state)
     assert_int_equal(bus->ops->commit(c), 0);
     bus->ops->unsubscribe(c);
     sl_bus_destroy(bus);
+    keep = false;
 }
 
 int main(void)
