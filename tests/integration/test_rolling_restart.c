@@ -363,15 +363,24 @@ static void check_run(PGconn *c, const char *run_id, const char *table)
                      links[i].stage, links[i].in, links[i].before, tmp);
         if (links[i].in == links[i].before)
             continue;
-        if (shell("grep -q 'could not commit' %s/%s.*.log", tmp, links[i].stage) != 0)
+        /* the stage, or one before it (a fetcher given its ticket again
+         * announces the file again: the parser then reads it twice) */
+        const char *refused = NULL;
+        for (int k = 0; k < NSTAGES && !refused; k++) {
+            if (shell("grep -q 'could not commit' %s/%s.*.log", tmp, stages[k]) == 0)
+                refused = stages[k];
+            if (!strcmp(stages[k], links[i].stage))
+                break;
+        }
+        if (!refused)
             fail_msg("run %s: sluice-%s took in %ld records of %ld: %ld twice, and no commit was "
-                     "refused (logs in %s)",
+                     "refused up to it (logs in %s)",
                      run_id, links[i].stage, links[i].in, links[i].before,
                      links[i].in - links[i].before, tmp);
         fprintf(stderr,
                 "# run %s: %ld records handed to sluice-%s twice, after commits the mock "
-                "refused during a rebalance\n",
-                run_id, links[i].in - links[i].before, links[i].stage);
+                "refused during a rebalance (sluice-%s)\n",
+                run_id, links[i].in - links[i].before, links[i].stage, refused);
         redelivered += links[i].in - links[i].before;
     }
 }
