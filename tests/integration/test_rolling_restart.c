@@ -21,7 +21,8 @@
  * handed to a stage twice is allowed only where that stage logged a commit
  * the mock refused (see check_run), and is counted. While runs are in
  * progress, the rows recorded by the publishers must never stand still
- * longer than STALL_MS.
+ * longer than STALL_MS. Last, a mapper given SIGTERM and SIGINT at once
+ * exits at once with 128 + the second signal.
  *
  * test_stop_finishes_the_batch_in_hand: the stage runner alone, stopped at
  * the first record of a batch, processes the rest of that batch and commits
@@ -671,6 +672,21 @@ static void test_rolling_restart(void **state)
     assert_int_equal(dead, 0);
     /* a consumer that fell behind the broker would have been reset */
     assert_int_not_equal(shell("grep -il 'offset reset\\|out of range' %s/*.log", tmp), 0);
+    /* a second signal: exit at once with 128 + the signal, whatever the
+     * first one started (SIGTERM and SIGINT: both are delivered) */
+    int x = start_proc("mapper", &gen[MAPPER]);
+    assert_true(x >= 0);
+    assert_true(wait_log(x, "started:", 0, 15000, now_s()) >= 0);
+    double t0 = now_s();
+    kill(procs[x].pid, SIGTERM);
+    kill(procs[x].pid, SIGINT);
+    int st = 0;
+    assert_int_equal(waitpid(procs[x].pid, &st, 0), procs[x].pid);
+    procs[x].pid = 0;
+    fprintf(stderr, "# SIGTERM and SIGINT at once: exit status %d after %.3f s\n",
+            WIFEXITED(st) ? WEXITSTATUS(st) : -1, now_s() - t0);
+    assert_true(WIFEXITED(st) && (WEXITSTATUS(st) == 130 || WEXITSTATUS(st) == 143));
+    assert_true(now_s() - t0 < 1.0);
     PQfinish(c);
     keep = false;
 }
