@@ -1287,6 +1287,11 @@ static int kafka_poll(struct sl_consumer *c, struct sl_msg **msg, const char **t
     }
 }
 
+static bool kafka_in_hand(const struct sl_consumer *c)
+{
+    return batch_open(c);
+}
+
 static void kafka_set_revoke_hook(struct sl_consumer *c, int (*fn)(void *arg), void *arg)
 {
     c->revoke_hook = fn;
@@ -1380,6 +1385,7 @@ static const struct sl_bus_ops kafka_ops = {
     .set_revoke_hook = kafka_set_revoke_hook,
     .send_dead = kafka_send_dead,
     .send_acked = kafka_send_acked,
+    .in_hand = kafka_in_hand,
     .unsubscribe = kafka_unsubscribe,
     .flush = kafka_flush,
     .close = kafka_close,

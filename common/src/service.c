@@ -111,9 +111,29 @@ void sl_tune_malloc(void)
 #endif
 }
 
+/* SIGTERM or SIGINT: stop gracefully (the runner finishes the message in
+ * hand, commits, leaves the group). A second one: exit at once with
+ * 128 + the signal, nothing more committed (the next consumer gets the
+ * messages since the last commit again). */
 static void on_signal(int sig)
 {
-    atomic_store(&stopping, true);
+    if (atomic_exchange(&stopping, true)) {
+        static const char msg[] = "sluice: second signal: exiting at once\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)w;
+        _exit(128 + sig);
+    }
+}
+
+/* From the start on, so that a stop asked for while the service starts
+ * (connecting, migrating) ends in a graceful stop too. */
+static void catch_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 /* Fills val[] from the flags, the environment and the config file
@@ -190,6 +210,7 @@ int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
     int rc = read_settings(name, argc, argv, val);
     if (rc)
         return rc < 0 ? 0 : rc;
+    catch_signals();
     snprintf(group, sizeof(group), "%s", val[CFG_GROUP] ? val[CFG_GROUP] : name);
 
     struct sl_jobs *jobs = NULL;
@@ -246,22 +267,17 @@ int sl_service_main(const struct sl_stage *stage, int argc, char **argv)
     };
     if (!(runner = sl_stage_runner_new(stage, bus, group, &env, err, sizeof(err))))
         goto fail;
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     sl_info(name, "started: group %s, brokers %s, topics %s*", group, val[CFG_BROKERS],
             val[CFG_PREFIX]);
     rc = sl_stage_runner_run(runner, &stopping, err, sizeof(err)) ? 1 : 0;
     if (rc == 0) {
+        sl_info(name, "stopping: the message in hand is done; leaving the group");
         bus->ops->flush(bus, 10000);
-        sl_info(name, "stopped");
     }
 fail:
     if (rc)
         sl_error(name, "%s", err[0] ? err : "cannot start");
-    sl_stage_runner_destroy(runner);
+    sl_stage_runner_destroy(runner); /* closes the consumer: leaves the group */
     sl_bus_destroy(bus);
     sl_state_destroy(st);
     if (jobs)
@@ -269,6 +285,8 @@ fail:
     PQfinish(conn);
     sl_smtp_config_cleanup(&smtp);
     sl_metrics_server_stop(metrics);
+    if (rc == 0)
+        sl_info(name, "stopped");
     return rc;
 }
 
@@ -279,6 +297,7 @@ int sl_service_scheduler_main(int argc, char **argv)
     int rc = read_settings(name, argc, argv, val);
     if (rc)
         return rc < 0 ? 0 : rc;
+    catch_signals();
     char err[1024] = "";
     struct sl_metrics_server *metrics = NULL;
     if ((rc = start_metrics(name, val[CFG_METRICS_ADDR], &metrics)) != 0)
@@ -301,11 +320,6 @@ int sl_service_scheduler_main(int argc, char **argv)
         sl_metrics_server_stop(metrics);
         return bus ? 1 : 2;
     }
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     sl_info(name, "started: brokers %s", val[CFG_BROKERS]);
     while (!atomic_load(&stopping)) {
         int fired = 0;

@@ -28,6 +28,10 @@
 #define COMMIT_MAX   50000
 #define COMMIT_MS    1000
 #define IDLE_POLL_MS 100
+/* A commit the group refused for now (a rebalance in progress) is tried
+ * again after COMMIT_MS; the last one, when stopping, for up to
+ * STOP_COMMIT_MS (part of the grace period, docs/architecture.md). */
+#define STOP_COMMIT_MS 5000
 
 /* Messages out of a runner, by topic: a few topics a stage, looked up by
  * the topic's address first (the SL_TOPIC_* constants), then its text. */
@@ -247,15 +251,37 @@ static void dead_letter(struct sl_stage_runner *r, const char *topic, struct sl_
         sl_bus_send(r->bus, SL_TOPIC_DEAD, sl_msg_ref(msg));
 }
 
+static bool stopping(atomic_bool *stop)
+{
+    return stop && atomic_load(stop);
+}
+
+/* The last commit of a stopping runner: tried again while the group
+ * refuses it for now (a rebalance in progress), for up to STOP_COMMIT_MS. */
+static int stop_commit(struct sl_stage_runner *r)
+{
+    int64_t until = mono_ms() + STOP_COMMIT_MS;
+    for (;;) {
+        int rc = r->bus->ops->commit(r->c);
+        if (rc == 0 || sl_err_class(rc) != SL_ERRCLASS_RETRIABLE || mono_ms() >= until)
+            return rc;
+        sleep_ms(200);
+    }
+}
+
 int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errbuf, size_t errsz)
 {
     const struct sl_stage *st = r->stage;
     unsigned uncommitted = 0;
     bool idle_flushed = true;
+    bool abandoned = false; /* stopped with a message in hand not processed */
     long flush_backoff = 100;
     int64_t last_commit = mono_ms();
+    int64_t commit_after = 0; /* a refused commit: not again before */
     int rc = 0;
-    while (!stop || !atomic_load(stop)) {
+    /* stopping (SIGTERM), the rest of the message in hand (the records of
+     * a batch) is still processed: its offset is stored once all are */
+    while (!stopping(stop) || (r->bus->ops->in_hand && r->bus->ops->in_hand(r->c))) {
         struct sl_msg *msg = NULL;
         const char *topic = NULL;
         rc = r->bus->ops->poll(r->c, &msg, &topic, idle_flushed ? IDLE_POLL_MS : 0);
@@ -278,9 +304,11 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             idle_flushed = true;
             if (r->progress && r->progress->nruns)
                 progress_flush(r->progress);
-            if (rc == 0 && uncommitted) {
-                rc = r->bus->ops->commit(r->c);
-                uncommitted = 0;
+            if (rc == 0 && uncommitted && mono_ms() >= commit_after) {
+                if ((rc = r->bus->ops->commit(r->c)) == 0)
+                    uncommitted = 0;
+                else if (sl_err_class(rc) == SL_ERRCLASS_RETRIABLE)
+                    commit_after = mono_ms() + COMMIT_MS; /* stored: tried again */
             }
             if (rc && sl_err_class(rc) == SL_ERRCLASS_FATAL)
                 return sl_seterr(errbuf, errsz, rc, "%s: flush failed: %s", st->name,
@@ -308,7 +336,7 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             }
         for (;;) {
             rc = st->process(r->state, topic, msg, &r->em);
-            if (rc == 0 || sl_err_class(rc) != SL_ERRCLASS_RETRIABLE || (stop && atomic_load(stop)))
+            if (rc == 0 || sl_err_class(rc) != SL_ERRCLASS_RETRIABLE || stopping(stop))
                 break;
             sl_warn(st->name, "retrying a %s message: %s", sl_msg_kind_str(msg->kind),
                     sl_err_str(rc));
@@ -324,6 +352,19 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             sl_counter_add(r->dead, 1);
             rc = 0;
         }
+        if (rc && sl_err_class(rc) == SL_ERRCLASS_RETRIABLE && stopping(stop)) {
+            /* stopping while it failed: not processed, so its offset is
+             * not committed (the next owner gets it again); what came
+             * before is */
+            sl_warn(st->name,
+                    "stopping with a %s message of run %s not processed (%s): it comes "
+                    "again to the next consumer",
+                    sl_msg_kind_str(msg->kind), msg->run_id ? msg->run_id : "-", sl_err_str(rc));
+            sl_msg_unref(msg);
+            abandoned = true;
+            rc = 0;
+            break;
+        }
         if (r->progress && rc == 0) {
             progress_count(r->progress, msg, P_RECORDS_IN);
             if (mono_ms() - r->progress->flushed_ms >= PROGRESS_MS)
@@ -337,7 +378,8 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
         atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
         r->unflushed = st->flush != NULL;
         if (++uncommitted >= COMMIT_EVERY &&
-            (uncommitted >= COMMIT_MAX || mono_ms() - last_commit >= COMMIT_MS)) {
+            (uncommitted >= COMMIT_MAX || mono_ms() - last_commit >= COMMIT_MS) &&
+            mono_ms() >= commit_after) {
             last_commit = mono_ms();
             if (st->flush && (r->unflushed = (rc = st->flush(r->state, &r->em)) != 0)) {
                 if (rc == SL_ERR_CLOSED)
@@ -350,16 +392,22 @@ int sl_stage_runner_run(struct sl_stage_runner *r, atomic_bool *stop, char *errb
             if ((rc = r->bus->ops->commit(r->c)) != 0 && sl_err_class(rc) == SL_ERRCLASS_FATAL)
                 return sl_seterr(errbuf, errsz, rc, "%s: cannot commit: %s", st->name,
                                  sl_err_str(rc));
+            if (rc == 0)
+                uncommitted = 0;
+            else /* refused for now (a rebalance): stored, tried again */
+                commit_after = mono_ms() + COMMIT_MS;
             rc = 0;
-            uncommitted = 0;
         }
     }
-    /* stopped (SIGTERM): what was processed is committed before we leave,
-     * unless its outputs could not be flushed (they come again) */
-    if (uncommitted && st->flush)
+    /* stopped (SIGTERM): what was processed is sent and committed before we
+     * leave, unless its outputs could not be flushed (they come again) */
+    if ((uncommitted || abandoned) && st->flush)
         r->unflushed = st->flush(r->state, &r->em) != 0;
-    if (uncommitted && !r->unflushed)
-        r->bus->ops->commit(r->c);
+    if (uncommitted && !abandoned && !r->unflushed && (rc = stop_commit(r)) != 0)
+        sl_warn(st->name,
+                "stopping: could not commit (%s): the next consumer gets the messages "
+                "since the last commit again",
+                sl_err_str(rc));
     if (r->progress && r->progress->nruns)
         progress_flush(r->progress);
     return 0;

@@ -21,6 +21,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,10 +60,12 @@
 #define REJECTED_PAGE    500
 #define TICKET_WAIT_MS   10000
 #define PROBE_TIMEOUT_MS 3000
+#define DRAIN_MS         5000 /* stopping: the requests in progress may finish */
 
 struct sl_gateway {
     struct MHD_Daemon *d;
     int port;
+    atomic_int active; /* requests begun and not completed */
     char *postgres_url, *redis_url;
     char *brokers, *prefix, *kafka_config;
     size_t max_job, max_body;
@@ -1999,6 +2002,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!(rq = calloc(1, sizeof(*rq))))
             return MHD_NO;
         *con_cls = rq;
+        atomic_fetch_add(&gw->active, 1); /* on_completed counts it out */
         clock_gettime(CLOCK_MONOTONIC, &rq->t0);
         const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
         if (plain_name(given, 64))
@@ -2069,6 +2073,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          ms / 1000);
     free(rq->body);
     free(rq);
+    atomic_fetch_sub(&((struct sl_gateway *)cls)->active, 1);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -2160,8 +2165,9 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
                        conf->http_addr);
         goto fail;
     }
+    /* MHD_USE_ITC: MHD_quiesce_daemon() at the stop */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     gw->d =
@@ -2196,8 +2202,18 @@ void sl_gateway_destroy(struct sl_gateway *gw)
 {
     if (!gw)
         return;
-    if (gw->d)
-        MHD_stop_daemon(gw->d); /* joins every connection's thread */
+    if (gw->d) {
+        /* no new connections; the requests in progress finish (up to
+         * DRAIN_MS), then every connection is closed and its thread joined */
+        MHD_socket ls = MHD_quiesce_daemon(gw->d);
+        if (ls != MHD_INVALID_SOCKET)
+            close(ls);
+        for (int i = 0; i < DRAIN_MS / 10 && atomic_load(&gw->active) > 0; i++)
+            usleep(10000);
+        if (atomic_load(&gw->active) > 0)
+            sl_warn(COMP, "stopping with %d requests still in progress", atomic_load(&gw->active));
+        MHD_stop_daemon(gw->d);
+    }
     sl_webhook_destroy(gw->webhook);
     if (gw->bus)
         gw->bus->ops->flush(gw->bus, TICKET_WAIT_MS);

@@ -62,9 +62,16 @@ static struct sl_config config;
 
 static atomic_bool stopping;
 
+/* SIGTERM or SIGINT: stop (no new connections, the requests in progress
+ * finish); a second one: exit at once with 128 + the signal. */
 static void on_signal(int sig)
 {
-    atomic_store(&stopping, true);
+    if (atomic_exchange(&stopping, true)) {
+        static const char msg[] = NAME ": second signal: exiting at once\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)w;
+        _exit(128 + sig);
+    }
 }
 
 /* Fills val[] from the flags, the environment and the config file: 0, -1

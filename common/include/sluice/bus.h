@@ -13,6 +13,7 @@
 #ifndef SLUICE_BUS_H
 #define SLUICE_BUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "sluice/msg.h"
@@ -77,6 +78,11 @@ struct sl_bus_ops {
      * flush() refuse, as a failed send() does. Any thread. */
     int (*send_acked)(struct sl_bus *bus, const char *const *topics, struct sl_msg **msgs, size_t n,
                       int timeout_ms);
+    /* Optional (NULL: never): true while the message polled last is not
+     * all handed out yet (Kafka: a batch with records still to come), so
+     * that poll() gives the next of them at once without fetching. A
+     * stopping stage finishes what it holds before its last commit. */
+    bool (*in_hand)(const struct sl_consumer *c);
 };
 
 struct sl_bus {

@@ -6,7 +6,11 @@
  * refuses an unknown or malformed one naming it, picks the implementations
  * (Kafka bus, Redis state, the control plane's jobs, PostgreSQL sink and run
  * ledger), applies the control plane's migrations, and runs the stage until
- * SIGTERM or SIGINT, then finishes the message in hand, commits and leaves.
+ * SIGTERM or SIGINT, then finishes the message in hand (a batch: all its
+ * records), flushes the stage, commits once Kafka acknowledged the outputs,
+ * leaves the consumer group (the rebalance is immediate), flushes the
+ * producer and exits 0. A second SIGTERM or SIGINT exits at once with 128 +
+ * the signal, committing nothing more (docs/architecture.md, "Shutdown").
  */
 #ifndef SLUICE_SERVICE_H
 #define SLUICE_SERVICE_H
