@@ -894,8 +894,8 @@ static int claim(struct sl_webhook *wh, const struct wh_window *w, const char *r
 {
     *seen = NULL;
     char wkey[80], lkey[80];
-    snprintf(wkey, sizeof(wkey), WIN_KEY "%s", w->run_id);
-    snprintf(lkey, sizeof(lkey), LOCK_KEY "%s", w->run_id);
+    snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", w->run_id);
+    snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", w->run_id);
     redisReply *r = redis_cmd(wh, errbuf, errsz, "EVAL %s 3 %s %s %s %d %llu %llu %b %s %s",
                               CLAIM_LUA, rkey, wkey, lkey, REPLAY_TTL_S, (unsigned long long)rows,
                               (unsigned long long)bytes, packed, plen, unmapped, wh->me);
@@ -924,8 +924,8 @@ static long long window_script(struct sl_webhook *wh, const char *script, const 
                                const char *arg, char *errbuf, size_t errsz)
 {
     char wkey[80], lkey[80];
-    snprintf(wkey, sizeof(wkey), WIN_KEY "%s", run_id);
-    snprintf(lkey, sizeof(lkey), LOCK_KEY "%s", run_id);
+    snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", run_id);
+    snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", run_id);
     redisReply *r =
         redis_cmd(wh, errbuf, errsz, "EVAL %s 3 %s %s %s %s", script, wkey, lkey, WINDOWS_KEY, arg);
     long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
@@ -977,8 +977,8 @@ static int window_record(struct sl_webhook *wh, struct wh_window *w, char *errbu
     int rc = sl_api_run_queue(c, w->job_id, "webhook", w->run_id, &w->version, errbuf, errsz);
     if (rc == 0) {
         char wkey[80], lkey[80], ver[16], ttl[16], now[24];
-        snprintf(wkey, sizeof(wkey), WIN_KEY "%s", w->run_id);
-        snprintf(lkey, sizeof(lkey), LOCK_KEY "%s", w->run_id);
+        snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", w->run_id);
+        snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", w->run_id);
         snprintf(ver, sizeof(ver), "%u", w->version);
         snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
         snprintf(now, sizeof(now), "%lld", (long long)wall_ms());
@@ -1339,7 +1339,7 @@ static void windows_beat(struct sl_webhook *wh)
     pthread_mutex_unlock(&wh->win_mu);
     for (size_t i = 0; i < n; i++) {
         char err[512], lkey[80], ttl[16];
-        snprintf(lkey, sizeof(lkey), LOCK_KEY "%s", runs[i]);
+        snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", runs[i]);
         snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
         redisReply *r =
             redis_cmd(wh, err, sizeof(err), "EVAL %s 1 %s %s %s", BEAT_LUA, lkey, wh->me, ttl);
@@ -1381,7 +1381,7 @@ static int send_all(struct sl_webhook *wh, struct sl_msg **msgs, const char **to
 static int window_recover(struct sl_webhook *wh, const char *run_id)
 {
     char err[1024] = "", wkey[80];
-    snprintf(wkey, sizeof(wkey), WIN_KEY "%s", run_id);
+    snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", run_id);
     redisReply *h = redis_cmd(wh, err, sizeof(err), "HGETALL %s", wkey);
     if (!h || h->type != REDIS_REPLY_ARRAY) {
         sl_warn(COMP, "run %s: cannot read the window of a stopped gateway: %s", run_id, err);
@@ -1514,8 +1514,10 @@ static void windows_recover(struct sl_webhook *wh)
     }
     for (size_t i = 0; i < r->elements && !atomic_load(&wh->stop); i++) {
         const char *run = r->element[i]->str;
+        if (!run || strlen(run) != 36) /* not a run id: not ours to seal */
+            continue;
         char lkey[80], ttl[16];
-        snprintf(lkey, sizeof(lkey), LOCK_KEY "%s", run);
+        snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", run);
         snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
         redisReply *l = redis_cmd(wh, err, sizeof(err), "SET %s %s NX PX %s", lkey, wh->me, ttl);
         bool got = l && l->type == REDIS_REPLY_STATUS;
