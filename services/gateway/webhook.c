@@ -1361,142 +1361,169 @@ static void windows_beat(struct sl_webhook *wh)
     }
 }
 
-/* Sends msgs[0..n) of run_id to topic (the raw records, or an event) and
- * frees them; 0 or an sl_err with errbuf set. */
-static int send_all(struct sl_webhook *wh, struct sl_msg **msgs, const char **topics, size_t n,
-                    char *errbuf, size_t errsz)
+/* Appends a pending delivery of msgs[0..n) to topic (taken) to w; 0, or -1
+ * out of memory (msgs freed). */
+static int pending_add(struct wh_window *w, struct sl_msg **msgs, const char *topic, size_t n,
+                       const char *rkey, uint64_t first)
 {
-    int rc = n ? send_kept(wh, topics, msgs, n, errbuf, errsz) : 0;
-    for (size_t i = 0; i < n; i++)
-        sl_msg_unref(msgs[i]);
-    return rc;
-}
-
-/* Seals run_id, the window of a gateway that went away (this one holds its
- * lock now): every delivery it kept (those Kafka may not have acknowledged)
- * is built again from its body, with the same rows, and sent again; then
- * SEALED with the window's count. A row that reached Kafka before comes
- * twice, which the stages count once. 0, or an sl_err (tried again once the
- * lock expires). */
-static int window_recover(struct sl_webhook *wh, const char *run_id)
-{
-    char err[1024] = "", wkey[80];
-    snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", run_id);
-    redisReply *h = redis_cmd(wh, err, sizeof(err), "HGETALL %s", wkey);
-    if (!h || h->type != REDIS_REPLY_ARRAY) {
-        sl_warn(COMP, "run %s: cannot read the window of a stopped gateway: %s", run_id, err);
-        freeReplyObject(h);
-        return SL_ERR_RETRY;
-    }
-    const char *job_id = NULL;
-    uint32_t version = 0;
-    uint64_t rows = 0, bytes = 0, deliveries = 0;
-    size_t nun = 0;
-    for (size_t i = 0; i + 1 < h->elements; i += 2) {
-        const char *f = h->element[i]->str, *v = h->element[i + 1]->str;
-        if (!strcmp(f, "job"))
-            job_id = v;
-        else if (!strcmp(f, "version"))
-            version = (uint32_t)strtoul(v, NULL, 10);
-        else if (!strcmp(f, "rows"))
-            rows = strtoull(v, NULL, 10);
-        else if (!strcmp(f, "bytes"))
-            bytes = strtoull(v, NULL, 10);
-        else if (!strncmp(f, "u:", 2))
-            nun++;
-    }
-    if (!job_id) { /* sealed meanwhile, or never filled in */
-        window_script(wh, CLOSE_LUA, run_id, run_id, err, sizeof(err));
-        freeReplyObject(h);
+    struct wh_pending *p = calloc(1, sizeof(*p));
+    if (p && (p->msgs = calloc(n ? n : 1, sizeof(*p->msgs))) &&
+        (p->topics = calloc(n ? n : 1, sizeof(*p->topics))) &&
+        (!rkey || (p->rkey = strdup(rkey)))) {
+        for (size_t i = 0; i < n; i++) {
+            p->msgs[i] = msgs[i];
+            p->topics[i] = topic;
+        }
+        p->n = n;
+        p->first = first;
+        struct wh_pending **tail = &w->pending; /* in order: FETCHED first */
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = p;
         return 0;
     }
-    PGconn *c = NULL;
-    struct wh_job *j = NULL;
-    int rc = job_get(wh, &c, job_id, version, &j, err, sizeof(err));
-    db_put(wh, c);
-    if (rc || !j->job) {
-        sl_warn(COMP, "run %s: cannot load job %s version %u to seal it: %s", run_id, job_id,
-                version, rc ? err : j->err);
-        job_put(wh, j);
+    for (size_t i = 0; i < n; i++)
+        sl_msg_unref(msgs[i]);
+    pending_free(p);
+    return -1;
+}
+
+/* Builds, from its hash in Redis, the window of run_id that a gateway
+ * which went away left open (this one holds its lock now): its count,
+ * bytes and unmapped fields, FETCHED and every delivery it kept (those
+ * Kafka may not have acknowledged), built again from their bodies with the
+ * same rows, as pending deliveries. NULL with errbuf set (the next try
+ * comes when the lock expires); *gone when there is nothing to seal. */
+static struct wh_window *window_load(struct sl_webhook *wh, const char *run_id, bool *gone,
+                                     char *errbuf, size_t errsz)
+{
+    *gone = false;
+    char wkey[80];
+    snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", run_id);
+    redisReply *h = redis_cmd(wh, errbuf, errsz, "HGETALL %s", wkey);
+    if (!h || h->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(h);
-        return rc ? rc : SL_ERR_RETRY;
+        return NULL;
     }
-    const char *topic_runs = SL_TOPIC_RUNS;
-    struct sl_msg *ev = run_event(run_id, job_id, version, SL_EV_FETCHED);
-    if (ev)
-        ev->u.ev.source_name = sl_arena_strdup(&ev->arena, "webhook");
-    rc = ev ? send_all(wh, &ev, &topic_runs, 1, err, sizeof(err)) : SL_ERR_NOMEM;
+    struct wh_window *w = calloc(1, sizeof(*w));
+    struct wh_job *j = NULL;
+    int rc = w ? 0 : SL_ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i + 1 < h->elements; i += 2) {
+        const char *f = h->element[i]->str, *v = h->element[i + 1]->str;
+        if (!strcmp(f, "job") && !(w->job_id = strdup(v)))
+            rc = SL_ERR_NOMEM;
+        else if (!strcmp(f, "version"))
+            w->version = (uint32_t)strtoul(v, NULL, 10);
+        else if (!strcmp(f, "rows"))
+            w->rows = strtoull(v, NULL, 10);
+        else if (!strcmp(f, "bytes"))
+            w->bytes = strtoull(v, NULL, 10);
+    }
+    if (rc == 0 && !w->job_id) { /* sealed meanwhile, or never filled in */
+        *gone = true;
+        rc = SL_ERR_NOTFOUND;
+    }
+    if (rc == 0) {
+        snprintf(w->run_id, sizeof(w->run_id), "%s", run_id);
+        w->state = WIN_CLOSING;
+        w->fetched = true;
+        PGconn *c = NULL;
+        rc = job_get(wh, &c, w->job_id, w->version, &j, errbuf, errsz);
+        db_put(wh, c);
+        if (rc == 0 && !j->job)
+            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "job %s version %u does not load: %s",
+                           w->job_id, w->version, j->err);
+    }
+    struct sl_msg *ev = rc ? NULL : run_event(run_id, w->job_id, w->version, SL_EV_FETCHED);
+    if (rc == 0 && (!ev || !(ev->u.ev.source_name = sl_arena_strdup(&ev->arena, "webhook")) ||
+                    pending_add(w, &ev, SL_TOPIC_RUNS, 1, NULL, 0))) {
+        sl_msg_unref(ev);
+        rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+    }
     for (size_t i = 0; rc == 0 && i + 1 < h->elements; i += 2) {
         const char *f = h->element[i]->str;
+        if (!strncmp(f, "u:", 2)) {
+            char **v = realloc(w->unmapped, (w->nunmapped + 1) * sizeof(*v));
+            if (!v || !(v[w->nunmapped] = strdup(f + 2))) {
+                if (v)
+                    w->unmapped = v;
+                rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
+                break;
+            }
+            w->unmapped = v;
+            w->nunmapped++;
+            continue;
+        }
         if (strncmp(f, "d:", 2))
             continue;
+        /* "<rows> <ndjson> <key length>\n<replay key><body>" (delivery_pack) */
         uint64_t first = strtoull(f + 2, NULL, 10);
         const char *v = h->element[i + 1]->str;
-        size_t vlen = h->element[i + 1]->len;
+        size_t vlen = h->element[i + 1]->len, kl = 0;
         unsigned long long n = 0;
         int nd = 0;
-        size_t kl = 0;
         const char *nl = memchr(v, '\n', vlen);
         if (!nl || sscanf(v, "%llu %d %zu", &n, &nd, &kl) != 3 ||
-            (size_t)(v + vlen - nl - 1) < kl) {
-            sl_error(COMP, "run %s: the kept delivery %s is damaged: the run cannot be sealed",
-                     run_id, f);
-            rc = SL_ERR_INVALID;
+            (size_t)(v + vlen - nl - 1) < kl || kl >= 600) {
+            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID, "the kept delivery %s is damaged", f);
             break;
         }
         char rkey[600];
         snprintf(rkey, sizeof(rkey), "%.*s", (int)kl, nl + 1);
         struct sl_webhook_req req = {
-            .job_id = job_id, .body = nl + 1 + kl, .len = (size_t)(v + vlen - (nl + 1 + kl))};
+            .job_id = w->job_id, .body = nl + 1 + kl, .len = (size_t)(v + vlen - (nl + 1 + kl))};
         struct build b = {0};
         struct sl_reader_stats stats;
-        if ((rc = build_records(&req, nd != 0, j, &b, &stats, err, sizeof(err))) || b.rows != n) {
-            sl_error(COMP, "run %s: the kept delivery %s does not build as before: %s", run_id, f,
-                     rc ? err : "other rows");
-            build_cleanup(&b);
-            rc = rc ? rc : SL_ERR_INVALID;
-            break;
-        }
-        const char **topics = calloc(b.nmsgs ? b.nmsgs : 1, sizeof(*topics));
-        for (size_t k = 0; topics && k < b.nmsgs; k++) {
+        if ((rc = build_records(&req, nd != 0, j, &b, &stats, errbuf, errsz)) == 0 && b.rows != n)
+            rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
+                           "the kept delivery %s builds %llu rows, not %llu", f,
+                           (unsigned long long)b.rows, n);
+        for (size_t k = 0; rc == 0 && k < b.nmsgs; k++) {
             b.msgs[k]->u.rec.row += first - 1;
-            b.msgs[k]->run_id = sl_arena_strdup(&b.msgs[k]->arena, run_id);
-            topics[k] = SL_TOPIC_RAW;
+            if (!(b.msgs[k]->run_id = sl_arena_strdup(&b.msgs[k]->arena, run_id)))
+                rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         }
-        rc = topics ? send_all(wh, b.msgs, topics, b.nmsgs, err, sizeof(err)) : SL_ERR_NOMEM;
-        b.nmsgs = 0;
-        free(topics);
-        build_cleanup(&b);
+        if (rc == 0 && pending_add(w, b.msgs, SL_TOPIC_RAW, b.nmsgs, rkey, first))
+            rc = sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
         if (rc == 0)
-            settle(wh, rkey, run_id, first);
-        deliveries++;
-    }
-    struct sl_msg *sealed = rc ? NULL : run_event(run_id, job_id, version, SL_EV_SEALED);
-    if (sealed) {
-        sealed->u.ev.record_count = rows;
-        sealed->u.ev.counts.read = rows;
-        sealed->u.ev.counts.bytes = bytes;
-        if (nun && (sealed->u.ev.unmapped = sl_arena_alloc(&sealed->arena, nun * sizeof(char *))))
-            for (size_t i = 0; i + 1 < h->elements; i += 2)
-                if (!strncmp(h->element[i]->str, "u:", 2))
-                    sealed->u.ev.unmapped[sealed->u.ev.nunmapped++] =
-                        sl_arena_strdup(&sealed->arena, h->element[i]->str + 2);
-        rc = send_all(wh, &sealed, &topic_runs, 1, err, sizeof(err));
-    } else if (rc == 0) {
-        rc = SL_ERR_NOMEM;
-    }
-    if (rc == 0) {
-        settles_flush(wh);
-        window_script(wh, CLOSE_LUA, run_id, run_id, err, sizeof(err));
-        sl_info(COMP,
-                "run %s of job %s: a stopped gateway's streaming run sealed here: %llu records, "
-                "%llu deliveries sent again",
-                run_id, job_id, (unsigned long long)rows, (unsigned long long)deliveries);
-    } else {
-        sl_warn(COMP, "run %s: cannot seal a stopped gateway's streaming run yet: %s", run_id, err);
+            b.nmsgs = 0; /* w's now */
+        build_cleanup(&b);
+        w->deliveries++;
     }
     job_put(wh, j);
     freeReplyObject(h);
+    if (rc) {
+        window_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* Seals run_id, the window of a gateway that went away (window_load, then
+ * window_seal: the kept deliveries sent again, a row that reached Kafka
+ * before comes twice, which the stages count once; then SEALED with the
+ * window's count). 0, or an sl_err (tried again once the lock expires). */
+static int window_recover(struct sl_webhook *wh, const char *run_id)
+{
+    char err[1024] = "";
+    bool gone = false;
+    struct wh_window *w = window_load(wh, run_id, &gone, err, sizeof(err));
+    if (!w && gone) {
+        window_script(wh, CLOSE_LUA, run_id, run_id, err, sizeof(err));
+        return 0;
+    }
+    if (!w) {
+        sl_warn(COMP, "run %s: cannot load a stopped gateway's streaming run: %s", run_id, err);
+        return SL_ERR_RETRY;
+    }
+    unsigned resent = w->deliveries;
+    int rc = window_seal(wh, w);
+    if (rc == 0)
+        sl_info(COMP,
+                "run %s of job %s: a stopped gateway's streaming run sealed here (%u deliveries "
+                "sent again)",
+                run_id, w->job_id, resent);
+    window_free(w);
     return rc;
 }
 
@@ -1634,6 +1661,25 @@ static void *closer_main(void *arg)
 
 /* ---- the delivery ------------------------------------------------------- */
 
+/* The answer to a delivery whose webhook-id was seen before: seen is what
+ * its replay key holds ("pending", or the first delivery's run). */
+static void answer_replay(struct sl_webhook_answer *ans, const struct sl_webhook_req *req,
+                          const char *seen)
+{
+    if (seen && !strcmp(seen, "pending")) {
+        /* the first delivery is still at work (or its gateway died and its
+         * run waits for another one to seal it): its outcome decides, so
+         * the sender is asked to come back */
+        fail(ans, 503, "unavailable", "a delivery of webhook-id %s is in progress; retry later",
+             req->id);
+        return;
+    }
+    sl_info(COMP, "request %s: webhook-id %s of job %s was delivered before: not processed",
+            req->rid, req->id, req->job_id);
+    ans->status = 200;
+    ans->body = json_pack("{s:b,s:s,s:s?}", "duplicate", 1, "webhook_id", req->id, "run_id", seen);
+}
+
 void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
                        struct sl_webhook_answer *ans)
 {
@@ -1724,8 +1770,11 @@ void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
         }
         seen = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
         freeReplyObject(r);
-        if (seen)
-            goto replay;
+        if (seen) {
+            answer_replay(ans, req, seen);
+            free(seen);
+            goto out;
+        }
     }
     for (int attempt = 0;; attempt++) {
         if (!(win = window_acquire(wh, req->job_id, j->version, &rc, err, sizeof(err)))) {
@@ -1810,21 +1859,7 @@ void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
         window_release(wh, win, NULL, 0, 0, NULL);
         win = NULL;
         if (taken == 0) {
-        replay:
-            if (seen && !strcmp(seen, "pending")) {
-                /* the first delivery is still at work (or its gateway died and
-                 * its run waits for another one to seal it): its outcome
-                 * decides, so the sender is asked to come back */
-                fail(ans, 503, "unavailable",
-                     "a delivery of webhook-id %s is in progress; retry later", req->id);
-            } else {
-                sl_info(COMP,
-                        "request %s: webhook-id %s of job %s was delivered before: not processed",
-                        req->rid, req->id, req->job_id);
-                ans->status = 200;
-                ans->body = json_pack("{s:b,s:s,s:s?}", "duplicate", 1, "webhook_id", req->id,
-                                      "run_id", seen);
-            }
+            answer_replay(ans, req, seen);
             free(seen);
             goto out;
         }
