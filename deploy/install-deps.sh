@@ -43,6 +43,11 @@ if [ -n "$EXTRA" ]; then
     command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
     npm install --no-audit --no-fund --prefix "$(dirname "$0")/../tests/integration" \
         standardwebhooks@1 >/dev/null
+    # the upstream Kubernetes, KEDA and Prometheus Operator models that
+    # tests/deploy/validate.js checks the rendered manifests with, at the
+    # versions of tests/deploy/package-lock.json (npm ci replaces
+    # tests/deploy/node_modules with exactly those)
+    npm ci --no-audit --no-fund --prefix "$(dirname "$0")/../tests/deploy" >/dev/null
     # tests/deploy/check.sh renders deploy/k8s with kubectl kustomize: Debian's
     # kubectl (1.20) unless one is installed already
     command -v kubectl >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends \

@@ -6,14 +6,20 @@
 #     kubectl) is tried, e.g. Debian's kubectl 1.20 (kustomize v2.0.3) and a
 #     current one;
 #  3. the rendered manifests are valid against tests/deploy/schemas
-#     (validate.py: Kubernetes, KEDA and Prometheus Operator kinds);
-#  4. yamllint (.yamllint) passes on the compose file and deploy/k8s;
-#  5. deploy/Dockerfile follows the rules below (hadolint is not packaged for
+#     (validate.py: hand-written, strict schemas of the Kubernetes, KEDA and
+#     Prometheus Operator kinds);
+#  4. and against the upstream schemas (validate.js, under node: the models
+#     of the npm packages kubernetes-models, @kubernetes-models/keda and
+#     @kubernetes-models/prometheus-operator, pinned in
+#     tests/deploy/package.json and package-lock.json);
+#  5. yamllint (.yamllint) passes on the compose file and deploy/k8s;
+#  6. deploy/Dockerfile follows the rules below (hadolint is not packaged for
 #     Debian: a grep per rule);
-#  6. nothing named in compose or Kubernetes drifted from the code (drift.py).
+#  7. nothing named in compose or Kubernetes drifted from the code (drift.py).
 # usage: check.sh SLUICE_BINARY REPO
 # Needs docker-compose, kubectl (kubernetes-client), yamllint,
-# python3-jsonschema and python3-yaml: deploy/install-deps.sh installs them.
+# python3-jsonschema, python3-yaml, node and tests/deploy/node_modules (npm
+# ci --prefix tests/deploy): deploy/install-deps.sh installs them.
 set -u
 SLUICE=$1
 REPO=$2
@@ -44,6 +50,12 @@ need kubectl kubernetes-client
 if ! $PY -c 'import jsonschema, yaml' 2>/dev/null; then
     echo "check.sh: $PY lacks jsonschema or yaml: run deploy/install-deps.sh" \
         "(python3-jsonschema, python3-yaml)" >&2
+    exit 1
+fi
+need node nodejs
+if [ ! -d "$HERE/node_modules/kubernetes-models" ]; then
+    echo "check.sh: $HERE/node_modules lacks kubernetes-models: run" \
+        "deploy/install-deps.sh (npm ci --prefix tests/deploy)" >&2
     exit 1
 fi
 cd "$REPO" || exit 1
@@ -99,14 +111,21 @@ else
     fail "schemas: $(cat "$TMP/validate.out" 2>/dev/null)"
 fi
 
-# 4. yamllint
+# 4. upstream schemas
+if [ ${#rendered[@]} -gt 0 ] && node "$HERE/validate.js" "${rendered[@]}" >"$TMP/validate-js.out" 2>&1; then
+    ok "$(tail -1 "$TMP/validate-js.out")"
+else
+    fail "upstream schemas: $(cat "$TMP/validate-js.out" 2>/dev/null)"
+fi
+
+# 5. yamllint
 if yamllint -s -c .yamllint docker-compose.yml .yamllint deploy/k8s >"$TMP/yamllint.out" 2>&1; then
     ok "yamllint"
 else
     fail "yamllint: $(cat "$TMP/yamllint.out")"
 fi
 
-# 5. the Dockerfile's rules
+# 6. the Dockerfile's rules
 DF=deploy/Dockerfile
 rule() { # rule DESCRIPTION COMMAND...
     local what=$1
@@ -134,7 +153,7 @@ else
     fail "healthcheck.sh or create-topics.sh has a syntax error"
 fi
 
-# 6. drift
+# 7. drift
 if [ ${#rendered[@]} -gt 0 ] && $PY "$HERE/drift.py" "$REPO" "$BUILD" "${rendered[@]}" >"$TMP/drift.out" 2>&1; then
     ok "$(tail -1 "$TMP/drift.out")"
 else
