@@ -534,14 +534,20 @@ static void test_replay(void **state)
     unfinished = false;
 }
 
+/* Takes the mock cluster's three brokers "down" or brings them "up". */
+static void brokers(const char *what)
+{
+    char reply[256], cmd[32];
+    for (int b = 1; b <= 3; b++) {
+        snprintf(cmd, sizeof(cmd), "%s %d", what, b);
+        assert_int_equal(kafka_mock_cmd(&km, cmd, reply, sizeof(reply)), 0);
+    }
+}
+
 static void test_kafka_down(void **state)
 {
     unfinished = true;
-    char reply[256], cmd[32];
-    for (int b = 1; b <= 3; b++) {
-        snprintf(cmd, sizeof(cmd), "down %d", b);
-        assert_int_equal(kafka_mock_cmd(&km, cmd, reply, sizeof(reply)), 0);
-    }
+    brokers("down");
     const char *body = "{\"id\": \"d1\", \"name\": \"D\"}";
     struct resp r = post(JOB, body, strlen(body), SECRET, "msg_down_1", 0, NULL, NULL);
     expect_error(&r, 503, "unavailable");
@@ -554,10 +560,7 @@ static void test_kafka_down(void **state)
     expect_error(&r, 503, "unavailable");
     assert_non_null(strstr(r.body, "in progress"));
     resp_free(&r);
-    for (int b = 1; b <= 3; b++) {
-        snprintf(cmd, sizeof(cmd), "up %d", b);
-        assert_int_equal(kafka_mock_cmd(&km, cmd, reply, sizeof(reply)), 0);
-    }
+    brokers("up");
     /* the sender retries after Retry-After: once the kept rows are taken,
      * the delivery is acknowledged as a duplicate of that run (the producer
      * takes a few seconds to reconnect) */
@@ -849,21 +852,14 @@ static void test_gateway_killed(void **state)
     resp_free(&r1);
     resp_free(&r2);
     /* one more that Kafka does not take: the gateway keeps it for the run */
-    char reply[256], cmd[32];
-    for (int b = 1; b <= 3; b++) {
-        snprintf(cmd, sizeof(cmd), "down %d", b);
-        assert_int_equal(kafka_mock_cmd(&km, cmd, reply, sizeof(reply)), 0);
-    }
+    brokers("down");
     const char *b5 = "{\"id\": \"k5\", \"name\": \"K5\"}";
     struct resp r5 = post(PIPE, b5, strlen(b5), SECRET, "msg_killed_5", 0, NULL, NULL);
     expect_error(&r5, 503, "unavailable");
     resp_free(&r5);
     assert_int_equal(kill(gw_pid, SIGKILL), 0);
     waitpid(gw_pid, NULL, 0);
-    for (int b = 1; b <= 3; b++) {
-        snprintf(cmd, sizeof(cmd), "up %d", b);
-        assert_int_equal(kafka_mock_cmd(&km, cmd, reply, sizeof(reply)), 0);
-    }
+    brokers("up");
     unsetenv("SLUICE_WEBHOOK_WINDOW_MS");
     gateway_again();
     /* the new gateway takes deliveries at once, in a run of its own */
