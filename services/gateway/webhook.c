@@ -210,6 +210,7 @@ static size_t windows_close(struct sl_webhook *wh, bool all);
 static void *closer_main(void *arg);
 static void window_free(struct wh_window *w);
 static void settles_flush(struct sl_webhook *wh);
+static int lock_renew(struct sl_webhook *wh, const char *run_id);
 
 static int64_t now_ms(void)
 {
@@ -1296,6 +1297,15 @@ static int window_seal(struct sl_webhook *wh, struct wh_window *w)
         sl_debug(COMP, "job %s: streaming run %s unused: removed", w->job_id, w->run_id);
         return 0;
     }
+    /* still ours? a gateway that took it over seals it with Redis's count */
+    int own = lock_renew(wh, w->run_id);
+    if (own < 0)
+        return SL_ERR_RETRY;
+    if (own == 0) {
+        sl_warn(COMP, "run %s: its lock expired and another gateway took it over: sealed there",
+                w->run_id);
+        return 0;
+    }
     struct sl_msg *sealed = run_event(w->run_id, w->job_id, w->version, SL_EV_SEALED);
     if (!sealed)
         return SL_ERR_NOMEM;
@@ -1325,9 +1335,27 @@ static int window_seal(struct sl_webhook *wh, struct wh_window *w)
     return 0;
 }
 
+/* Renews the lock of run_id's window when it is still this gateway's: 1,
+ * 0 when another gateway took it (this one was silent for LOCK_TTL_MS), -1
+ * when Redis failed. */
+static int lock_renew(struct sl_webhook *wh, const char *run_id)
+{
+    char err[512], lkey[80], ttl[16];
+    snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", run_id);
+    snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
+    redisReply *r =
+        redis_cmd(wh, err, sizeof(err), "EVAL %s 1 %s %s %s", BEAT_LUA, lkey, wh->me, ttl);
+    if (!r) {
+        sl_warn(COMP, "run %s: cannot renew its lock: %s", run_id, err);
+        return -1;
+    }
+    int ours = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return ours;
+}
+
 /* Renews the locks of this gateway's windows; a window whose lock another
- * gateway took (this one was silent for LOCK_TTL_MS) is lost: closed here
- * without sealing. */
+ * gateway took is lost: closed here without sealing. */
 static void windows_beat(struct sl_webhook *wh)
 {
     char runs[64][37];
@@ -1338,18 +1366,7 @@ static void windows_beat(struct sl_webhook *wh)
             snprintf(runs[n++], sizeof(runs[0]), "%s", w->run_id);
     pthread_mutex_unlock(&wh->win_mu);
     for (size_t i = 0; i < n; i++) {
-        char err[512], lkey[80], ttl[16];
-        snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", runs[i]);
-        snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
-        redisReply *r =
-            redis_cmd(wh, err, sizeof(err), "EVAL %s 1 %s %s %s", BEAT_LUA, lkey, wh->me, ttl);
-        if (!r) {
-            sl_warn(COMP, "run %s: cannot renew its lock: %s", runs[i], err);
-            continue;
-        }
-        bool ours = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-        freeReplyObject(r);
-        if (ours)
+        if (lock_renew(wh, runs[i]) != 0)
             continue;
         pthread_mutex_lock(&wh->win_mu);
         for (struct wh_window *w = wh->windows; w; w = w->next)
@@ -1844,6 +1861,7 @@ void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
             } else if (taken == 2) { /* the window is not ours any more (heartbeat) */
                 pthread_mutex_lock(&wh->win_mu);
                 win->state = WIN_CLOSING;
+                win->lost = true;
                 pthread_mutex_unlock(&wh->win_mu);
                 taken = 1;
             }
