@@ -70,16 +70,12 @@
 #define RUN_LIMIT 120 /* s: every run is final by then */
 #define ADMIN     "rolling-restart-admin-token"
 
+#include "distributed_env.h"
+
 enum { FETCHER, PARSER, MAPPER, VALIDATOR, PUBLISHER, NSTAGES };
 static const char *const stages[NSTAGES] = {"fetcher", "parser", "mapper", "validator",
                                             "publisher"};
 
-static struct pg_server pg;
-static struct redis_server rs;
-static struct kafka_mock km;
-static char tmp[64];
-static json_t *expected; /* embedded mode's run.json counts */
-static long expected_rows;
 static long redelivered; /* records handed to a stage twice (see check_run) */
 static bool keep;        /* a test did not finish: the logs stay */
 
@@ -180,24 +176,6 @@ static int find_proc(const char *name, int n)
     return -1;
 }
 
-static PGconn *connect_pg(void)
-{
-    PGconn *c = PQconnectdb(pg.conninfo);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    return c;
-}
-
-static long query_long(PGconn *c, const char *sql, const char *param)
-{
-    const char *params[] = {param};
-    PGresult *r = PQexecParams(c, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
-    long v = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
-        v = atol(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
 /* ---- the stall watch: rows recorded while runs are on ---- */
 
 static pthread_t watcher;
@@ -229,35 +207,6 @@ static void *watch_main(void *arg)
 }
 
 /* ---- runs ---- */
-
-/* The demo job over the generated file, as job NAME into table NAME. */
-static void write_job(const char *name)
-{
-    assert_int_equal(shell("sed -e 's|\"url\": *\"stores.csv\"|\"url\": "
-                           "\"file://%s/inputs/stores.csv\"|' "
-                           "-e 's|\"name\": \"store-locations\"|\"name\": \"%s\"|' "
-                           "-e 's|^}$|,\"destination\": {\"type\": \"postgres\", \"table\": "
-                           "\"%s\"}}|' %s/examples/stores/job.json > %s/%s.json",
-                           tmp, name, name, REPO, tmp, name),
-                     0);
-}
-
-/* sluice submit JOB --run: the run id into run_id (37 bytes). */
-static void submit_run(const char *name, char *run_id)
-{
-    char line[512];
-    snprintf(line, sizeof(line), "%s/sluice submit %s/%s.json --run 2>&1", SLUICE_BUILD_DIR, tmp,
-             name);
-    FILE *p = popen(line, "r");
-    assert_non_null(p);
-    run_id[0] = '\0';
-    while (fgets(line, sizeof(line), p)) {
-        fprintf(stderr, "# %s", line);
-        sscanf(line, "run %36s requested", run_id);
-    }
-    assert_int_equal(pclose(p), 0);
-    assert_int_equal(strlen(run_id), 36);
-}
 
 static bool run_final(PGconn *c, const char *run_id)
 {
@@ -391,9 +340,6 @@ static void check_run(PGconn *c, const char *run_id, const char *table)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmp, sizeof(tmp), "/tmp/sluice-rolling-XXXXXX");
-    if (!mkdtemp(tmp))
-        return -1;
     /* as test_crash: enough partitions that no consumer falls behind the
      * mock's ~5 MiB; two of tickets and files for the two replicas */
     static const char *const topics[] = {
@@ -407,61 +353,20 @@ static int setup(void **state)
         "sluice.dead:1",
         NULL,
     };
-    if (pg_server_start(&pg)) {
-        fprintf(stderr, "cannot start postgresql: %s\n", pg.err);
-        return -1;
-    }
-    if (redis_server_start(&rs, false) || kafka_mock_start(&km, topics))
-        return -1;
-    char redis_url[256], dir[256];
-    redis_server_url(&rs, 0, NULL, redis_url, sizeof(redis_url));
-    snprintf(dir, sizeof(dir), "%s/inputs", tmp);
-    if (mkdir(dir, 0755))
-        return -1;
-    if (shell("%s/tests/bench/gen_stores %d > %s/stores.csv 2>/dev/null", SLUICE_BUILD_DIR, NROWS,
-              dir))
-        return -1;
-    setenv("SLUICE_KAFKA_BROKERS", km.bootstrap, 1);
-    setenv("SLUICE_REDIS_URL", redis_url, 1);
-    setenv("SLUICE_POSTGRES_URL", pg.conninfo, 1);
-    snprintf(dir, sizeof(dir), "%s/blobs", tmp);
-    setenv("SLUICE_BLOB_DIR", dir, 1);
-    snprintf(dir, sizeof(dir), "%s/inputs", tmp);
-    setenv("SLUICE_FILE_DIRS", dir, 1);
-    setenv("SLUICE_LOG_LEVEL", "info", 0); /* the caller's, when set */
     /* The mock cluster, unlike a broker, waits session.timeout.ms - 1 s
      * for the members to rejoin after any change of the group (a broker
      * goes on once every member has): a 4 s session, so a handover takes
      * about 3 s here. A member that stopped without leaving the group
      * would hold its partitions a session longer (7 s or more). A
      * heartbeat each 500 ms tells the others of a rebalance sooner. */
-    setenv("SLUICE_KAFKA_CONFIG", "session.timeout.ms=4000,heartbeat.interval.ms=500", 1);
+    if (dist_env_start("rolling", topics, "session.timeout.ms=4000,heartbeat.interval.ms=500"))
+        return -1;
     int port = pg_server_free_port();
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
     snprintf(gw_base, sizeof(gw_base), "http://127.0.0.1:%d", port);
     setenv("SLUICE_HTTP_ADDR", addr, 1);
     setenv("SLUICE_ADMIN_TOKEN", ADMIN, 1);
-
-    /* the reference: embedded mode on the same file */
-    write_job("rolling_embedded");
-    if (shell("env -u SLUICE_POSTGRES_URL %s/sluice run %s/rolling_embedded.json --out %s/emb "
-              "--state %s/estate --quiet",
-              SLUICE_BUILD_DIR, tmp, tmp, tmp) != 3)
-        return -1;
-    char path[256];
-    snprintf(path, sizeof(path), "%s/emb/run.json", tmp);
-    json_t *run = json_load_file(path, 0, NULL);
-    if (!run)
-        return -1;
-    expected = json_incref(json_object_get(run, "counts"));
-    json_decref(run);
-    expected_rows = (long)json_integer_value(json_object_get(expected, "published"));
-    char *shown = json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS);
-    fprintf(stderr, "# embedded: %s\n", shown ? shown : "?");
-    free(shown);
-    if (expected_rows < NROWS / 2)
-        return -1;
 
     /* two replicas of every stage, one scheduler, one gateway */
     for (int s = 0; s < NSTAGES; s++)
@@ -483,15 +388,8 @@ static int teardown(void **state)
             bad = 1;
         procs[i].pid = 0;
     }
-    json_decref(expected);
-    kafka_mock_stop(&km);
-    redis_server_stop(&rs);
-    pg_server_stop(&pg);
-    if (bad || keep || getenv("SLUICE_KEEP_TMP")) {
-        fprintf(stderr, "service logs are in %s\n", tmp);
-        return bad ? -1 : 0;
-    }
-    return shell("rm -rf %s", tmp) == 0 ? 0 : -1;
+    int rc = dist_env_stop(bad || keep);
+    return bad ? -1 : rc;
 }
 
 /* ---- the test ---- */
