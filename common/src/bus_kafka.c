@@ -47,6 +47,8 @@
  * failure of the bus (commit() and flush() go on), because the caller
  * answers for it (the gateway fails the run and the sender retries), where
  * a consumer-side service must not commit past an output that was lost.
+ * send_async is the same without the wait: the waiter calls back from the
+ * poller thread once every message of the call was reported.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -127,6 +129,9 @@ struct acked_wait {
     unsigned refs;
     rd_kafka_resp_err_t err; /* the first delivery error */
     char topic[TOPIC_MAX + 2];
+    /* send_async's: called (and cleared) when pending reaches 0 */
+    void (*done)(void *arg, int rc);
+    void *done_arg;
 };
 
 struct sl_consumer {
@@ -227,13 +232,30 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
 
 /* Lets go of one hold of w: a message's (reported, or never produced after
  * all) or, msg false, the caller's. */
+static int map_produce_err(rd_kafka_resp_err_t err);
+
 static void acked_wait_release(struct acked_wait *w, bool msg)
 {
+    void (*done)(void *, int) = NULL;
+    void *done_arg = NULL;
+    int rc = 0;
     pthread_mutex_lock(&w->mu);
-    if (msg && !--w->pending)
+    if (msg && !--w->pending) {
         pthread_cond_signal(&w->cv);
+        if ((done = w->done)) {
+            done_arg = w->done_arg;
+            w->done = NULL;
+            if (w->err) {
+                sl_warn(COMP, "could not deliver a message to %s: %s", w->topic,
+                        rd_kafka_err2str(w->err));
+                rc = map_produce_err(w->err);
+            }
+        }
+    }
     bool last = --w->refs == 0;
     pthread_mutex_unlock(&w->mu);
+    if (done)
+        done(done_arg, rc);
     if (last) {
         pthread_cond_destroy(&w->cv);
         pthread_mutex_destroy(&w->mu);
@@ -851,26 +873,16 @@ static int acked_batch_add(struct kafka_bus *b, struct acked_batches *ab, const 
     return 0;
 }
 
-static int kafka_send_acked(struct sl_bus *bus, const char *const *topics, struct sl_msg **msgs,
-                            size_t n, int timeout_ms)
+/* Produces msgs[i] to topics[i] for waiter w (their records in batches of
+ * their own, see the top). 0, or the first error (some may be sent). */
+static int acked_produce(struct kafka_bus *b, const char *const *topics, struct sl_msg **msgs,
+                         size_t n, struct acked_wait *w)
 {
-    struct kafka_bus *b = (struct kafka_bus *)bus;
     struct acked_batches ab = {0};
-    struct acked_wait *w = NULL;
     int rc = 0;
-    if (atomic_load(&b->closed)) {
-        rc = SL_ERR_CLOSED;
-        goto out;
-    }
-    if ((rc = poller_start(b)) != 0 || !(w = acked_wait_new())) {
-        rc = SL_ERR_NOMEM;
-        goto out;
-    }
     /* records send() batched before go first (a run event never overtakes them) */
-    if (batch_flush(b, false) == SL_ERR_CLOSED) {
-        rc = SL_ERR_CLOSED;
-        goto out;
-    }
+    if (batch_flush(b, false) == SL_ERR_CLOSED)
+        return SL_ERR_CLOSED;
     for (size_t i = 0; i < n && rc == 0; i++) {
         char name[TOPIC_MAX + 2];
         const struct sl_msg *m = msgs[i];
@@ -884,12 +896,60 @@ static int kafka_send_acked(struct sl_bus *bus, const char *const *topics, struc
         }
     }
     int r = acked_batches_send(b, &ab, w);
-    rc = rc ? rc : r;
-    if (rc == 0)
+    return rc ? rc : r;
+}
+
+static int kafka_send_acked(struct sl_bus *bus, const char *const *topics, struct sl_msg **msgs,
+                            size_t n, int timeout_ms)
+{
+    struct kafka_bus *b = (struct kafka_bus *)bus;
+    struct acked_wait *w = NULL;
+    int rc = 0;
+    if (atomic_load(&b->closed)) {
+        rc = SL_ERR_CLOSED;
+        goto out;
+    }
+    if ((rc = poller_start(b)) != 0 || !(w = acked_wait_new())) {
+        rc = SL_ERR_NOMEM;
+        goto out;
+    }
+    if ((rc = acked_produce(b, topics, msgs, n, w)) == 0)
         rc = acked_wait_done(w, timeout_ms);
 out:
     if (w)
         acked_wait_release(w, false); /* the caller's hold */
+    for (size_t i = 0; i < n; i++)
+        sl_msg_unref(msgs[i]);
+    return rc;
+}
+
+static int kafka_send_async(struct sl_bus *bus, const char *const *topics, struct sl_msg **msgs,
+                            size_t n, void (*done)(void *arg, int rc), void *arg)
+{
+    struct kafka_bus *b = (struct kafka_bus *)bus;
+    struct acked_wait *w = NULL;
+    int rc = 0;
+    if (atomic_load(&b->closed)) {
+        rc = SL_ERR_CLOSED;
+        goto out;
+    }
+    if ((rc = poller_start(b)) != 0 || !(w = acked_wait_new())) {
+        rc = SL_ERR_NOMEM;
+        goto out;
+    }
+    /* the caller's hold counts as a message still to report, so that
+     * done cannot run before every message is produced */
+    w->pending = 1;
+    w->done = done;
+    w->done_arg = arg;
+    if ((rc = acked_produce(b, topics, msgs, n, w)) != 0) {
+        pthread_mutex_lock(&w->mu);
+        w->done = NULL; /* the caller answers for them now */
+        pthread_mutex_unlock(&w->mu);
+    }
+out:
+    if (w)
+        acked_wait_release(w, true); /* the caller's hold: done may run now */
     for (size_t i = 0; i < n; i++)
         sl_msg_unref(msgs[i]);
     return rc;
@@ -1385,6 +1445,7 @@ static const struct sl_bus_ops kafka_ops = {
     .set_revoke_hook = kafka_set_revoke_hook,
     .send_dead = kafka_send_dead,
     .send_acked = kafka_send_acked,
+    .send_async = kafka_send_async,
     .in_hand = kafka_in_hand,
     .unsubscribe = kafka_unsubscribe,
     .flush = kafka_flush,

@@ -60,7 +60,10 @@
 #define REJECTED_PAGE    500
 #define TICKET_WAIT_MS   10000
 #define PROBE_TIMEOUT_MS 3000
-#define DRAIN_MS         5000 /* stopping: the requests in progress may finish */
+#define DRAIN_MS         5000  /* stopping: the requests in progress may finish */
+#define WORKERS          16    /* threads answering the API's requests */
+#define HTTP_THREADS     2     /* libmicrohttpd's threads (epoll each) */
+#define RESUME_WAIT_MS   30000 /* stopping: the suspended connections' answers */
 
 struct sl_gateway {
     struct MHD_Daemon *d;
@@ -81,6 +84,17 @@ struct sl_gateway {
     rd_kafka_t *probe;
 
     struct sl_webhook *webhook; /* POST /v1/jobs/{id}/webhook (webhook.c) */
+
+    /* the workers: every request but a webhook's is answered on one of
+     * them, so that a slow PostgreSQL or Kafka never holds up the HTTP
+     * threads (see on_request) */
+    pthread_t workers[WORKERS];
+    int nworkers;
+    pthread_mutex_t w_mu;
+    pthread_cond_t w_cv;
+    struct req *w_head, **w_tail;
+    bool w_stop;
+    atomic_int suspended; /* connections suspended: resumed before MHD stops */
 
     char *blob_dir;        /* GET /v1/runs/{id}/source; NULL: none */
     pthread_mutex_t st_mu; /* the Redis of live progress, made on first use */
@@ -125,6 +139,19 @@ struct req {
     char *body;
     size_t len, cap;
     struct timespec t0;
+    /* answered in the background (see on_request): the connection is
+     * suspended from handing the request over until it is resumed */
+    struct MHD_Connection *conn;
+    struct req *wnext;     /* in the workers' queue */
+    enum sl_api_role need; /* checked by the worker */
+    bool offloaded;        /* a worker answers: queue() keeps the response */
+    atomic_bool ready;     /* the background work is done */
+    enum MHD_Result wrc;   /* the worker's dispatch() */
+    struct MHD_Response *resp;
+    bool counted;    /* in gw->suspended */
+    bool *handed_on; /* the worker's: another thread answers rq now */
+    bool webhook;    /* the webhook engine answers: wans */
+    struct sl_webhook_answer wans;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -261,6 +288,12 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct req *rq, int st
     }
     rq->status = status;
     rq->answered = true;
+    if (rq->offloaded) { /* a worker's: queued once the connection is resumed */
+        if (rq->resp)
+            MHD_destroy_response(rq->resp);
+        rq->resp = resp;
+        return MHD_YES;
+    }
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return r;
@@ -1895,6 +1928,42 @@ static void wh_db_put(void *gw, PGconn *c)
     pool_put(gw, c);
 }
 
+/* Suspends conn until its request's answer is ready (counted, so that the
+ * stop waits for it: MHD must not stop with a connection suspended). */
+static void suspend(struct sl_gateway *gw, struct MHD_Connection *conn, struct req *rq)
+{
+    atomic_fetch_add(&gw->suspended, 1);
+    rq->counted = true;
+    MHD_suspend_connection(conn);
+}
+
+static void unsuspended(struct sl_gateway *gw, struct req *rq)
+{
+    if (rq->counted)
+        atomic_fetch_sub(&gw->suspended, 1);
+    rq->counted = false;
+}
+
+/* Hands rq to a worker (worker_main); conn is resumed when it answered. */
+static void offload(struct sl_gateway *gw, struct MHD_Connection *conn, struct req *rq)
+{
+    suspend(gw, conn, rq);
+    pthread_mutex_lock(&gw->w_mu);
+    *gw->w_tail = rq;
+    gw->w_tail = &rq->wnext;
+    pthread_cond_signal(&gw->w_cv);
+    pthread_mutex_unlock(&gw->w_mu);
+}
+
+/* The webhook engine answered rq (its thread): the connection goes on. */
+static void webhook_done(void *arg)
+{
+    struct req *rq = arg;
+    struct MHD_Connection *conn = rq->conn;
+    atomic_store(&rq->ready, true);
+    MHD_resume_connection(conn);
+}
+
 static enum MHD_Result h_webhook(struct sl_gateway *gw, struct MHD_Connection *conn, struct req *rq)
 {
     struct sl_webhook_req wr = {
@@ -1907,12 +1976,32 @@ static enum MHD_Result h_webhook(struct sl_gateway *gw, struct MHD_Connection *c
         .body = rq->body,
         .len = rq->len,
     };
-    struct sl_webhook_answer ans;
-    sl_webhook_handle(gw->webhook, &wr, &ans);
-    rq->retry_after = ans.retry_after;
-    if (ans.code)
-        return reply_error(conn, rq, ans.status, ans.code, NULL, "%s", ans.message);
-    return reply(conn, rq, ans.status, ans.body, NULL);
+    if (!rq->offloaded && !sl_webhook_job_known(gw->webhook, rq->arg)) {
+        /* the job must be read from PostgreSQL first: on a worker */
+        offload(gw, conn, rq);
+        return MHD_YES;
+    }
+    struct sl_webhook_answer *ans = &rq->wans;
+    struct sl_webhook_delivery *d = NULL;
+    if (sl_webhook_begin(gw->webhook, &wr, ans, webhook_done, rq, &d) == 0) {
+        rq->retry_after = ans->retry_after;
+        json_t *body = ans->body;
+        ans->body = NULL;
+        if (ans->code)
+            return reply_error(conn, rq, ans->status, ans->code, NULL, "%s", ans->message);
+        return reply(conn, rq, ans->status, body, NULL);
+    }
+    /* the engine answers (webhook_done): suspended until then (a worker's
+     * request already is, and the worker lets the engine resume it) */
+    rq->webhook = true;
+    if (rq->offloaded) {
+        rq->offloaded = false;
+        *rq->handed_on = true;
+    } else {
+        suspend(gw, conn, rq);
+    }
+    sl_webhook_go(gw->webhook, d); /* rq may be gone once this returns */
+    return MHD_YES;
 }
 
 /* ---- the request cycle -------------------------------------------------- */
@@ -1980,8 +2069,7 @@ static bool admit(struct sl_gateway *gw, struct MHD_Connection *conn, struct req
                     rq->method, allow);
         return false;
     }
-    if (!authorize(gw, conn, rq, need))
-        return false;
+    rq->need = need; /* checked by the worker (authorize() may wait for PostgreSQL) */
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > rq->limit) {
         rq->too_large = true;
@@ -2016,6 +2104,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         return MHD_YES;
     }
+    if (atomic_load(&rq->ready)) { /* resumed: the answer is here */
+        unsuspended(gw, rq);
+        if (rq->webhook) {
+            rq->retry_after = rq->wans.retry_after;
+            if (rq->wans.code)
+                return reply_error(conn, rq, rq->wans.status, rq->wans.code, NULL, "%s",
+                                   rq->wans.message);
+            json_t *body = rq->wans.body;
+            rq->wans.body = NULL;
+            return reply(conn, rq, rq->wans.status, body, NULL);
+        }
+        struct MHD_Response *resp = rq->resp;
+        rq->resp = NULL;
+        if (!resp)
+            return MHD_NO;
+        enum MHD_Result r = MHD_queue_response(conn, (unsigned)rq->status, resp);
+        MHD_destroy_response(resp);
+        return rq->wrc == MHD_NO ? MHD_NO : r;
+    }
     if (rq->answered) { /* refused before its body: drop what still comes */
         *upload_size = 0;
         return MHD_YES;
@@ -2045,7 +2152,44 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rq->too_large)
         return reply_error(conn, rq, 413, "too_large", NULL, "the body is larger than %zu bytes",
                            rq->limit);
-    return dispatch(gw, conn, rq);
+    rq->conn = conn;
+    if (rq->route == R_JOB_WEBHOOK)
+        return h_webhook(gw, conn, rq);
+    offload(gw, conn, rq);
+    return MHD_YES;
+}
+
+/* A worker: answers the requests handed to it (authorize, then dispatch),
+ * keeping the answer for the connection's thread (queue()). */
+static void *worker_main(void *arg)
+{
+    struct sl_gateway *gw = arg;
+    for (;;) {
+        pthread_mutex_lock(&gw->w_mu);
+        while (!gw->w_head && !gw->w_stop)
+            pthread_cond_wait(&gw->w_cv, &gw->w_mu);
+        struct req *rq = gw->w_head;
+        if (rq && !(gw->w_head = rq->wnext))
+            gw->w_tail = &gw->w_head;
+        pthread_mutex_unlock(&gw->w_mu);
+        if (!rq)
+            break;
+        rq->wnext = NULL;
+        rq->offloaded = true;
+        rq->wrc = MHD_YES;
+        bool handed_on = false;
+        rq->handed_on = &handed_on;
+        if (authorize(gw, rq->conn, rq, rq->need))
+            rq->wrc = dispatch(gw, rq->conn, rq);
+        if (handed_on)
+            continue; /* a webhook delivery: the engine answers and resumes it */
+        rq->handed_on = NULL;
+        rq->offloaded = false;
+        struct MHD_Connection *conn = rq->conn;
+        atomic_store(&rq->ready, true);
+        MHD_resume_connection(conn);
+    }
+    return NULL;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -2071,6 +2215,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     sl_histogram_observe(sl_metrics_histogram("sluice_http_request_seconds",
                                               "time the gateway took to answer a request", ""),
                          ms / 1000);
+    unsuspended(cls, rq);
+    if (rq->resp)
+        MHD_destroy_response(rq->resp);
+    json_decref(rq->wans.body);
     free(rq->body);
     free(rq);
     atomic_fetch_sub(&((struct sl_gateway *)cls)->active, 1);
@@ -2165,16 +2313,25 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
                        conf->http_addr);
         goto fail;
     }
-    /* MHD_USE_ITC: MHD_quiesce_daemon() at the stop */
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    pthread_mutex_init(&gw->w_mu, NULL);
+    pthread_cond_init(&gw->w_cv, NULL);
+    gw->w_tail = &gw->w_head;
+    for (; gw->nworkers < WORKERS; gw->nworkers++)
+        if (pthread_create(&gw->workers[gw->nworkers], NULL, worker_main, gw))
+            goto fail_nomem;
+    /* a few event-driven HTTP threads (epoll): a request that waits (for
+     * PostgreSQL, Kafka, Redis) is suspended meanwhile, not a thread held
+     * (see on_request); MHD_USE_ITC: MHD_quiesce_daemon() at the stop and
+     * resuming connections */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    gw->d =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT,
-                         (unsigned)512, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, gw, MHD_OPTION_END);
+    gw->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)HTTP_THREADS, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, gw, MHD_OPTION_END);
     if (!gw->d) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_FATAL, "cannot listen on %s: %m", conf->http_addr);
         goto fail;
@@ -2212,7 +2369,27 @@ void sl_gateway_destroy(struct sl_gateway *gw)
             usleep(10000);
         if (atomic_load(&gw->active) > 0)
             sl_warn(COMP, "stopping with %d requests still in progress", atomic_load(&gw->active));
-        MHD_stop_daemon(gw->d);
+        /* MHD must not stop with a connection suspended: their answers come
+         * (the webhook engine gives up on Kafka after 5 s) */
+        for (int i = 0; i < RESUME_WAIT_MS / 10 && atomic_load(&gw->suspended) > 0; i++)
+            usleep(10000);
+        if (atomic_load(&gw->suspended) > 0)
+            sl_error(COMP,
+                     "stopping with %d requests still unanswered: their connections are "
+                     "dropped",
+                     atomic_load(&gw->suspended));
+        else
+            MHD_stop_daemon(gw->d);
+    }
+    if (gw->w_tail) {
+        pthread_mutex_lock(&gw->w_mu);
+        gw->w_stop = true;
+        pthread_cond_broadcast(&gw->w_cv);
+        pthread_mutex_unlock(&gw->w_mu);
+        for (int i = 0; i < gw->nworkers; i++)
+            pthread_join(gw->workers[i], NULL);
+        pthread_mutex_destroy(&gw->w_mu);
+        pthread_cond_destroy(&gw->w_cv);
     }
     sl_webhook_destroy(gw->webhook);
     if (gw->bus)

@@ -15,7 +15,7 @@
  * run (the INSERT of sl_api_run_queue), and each delivery reserves its rows
  * (first..first + n - 1, in the order they reserve), sends its records (the
  * first one FETCHED before them) and is answered 202 once Kafka
- * acknowledged its own messages (send_acked). The closing thread seals a
+ * acknowledged them. The closing thread seals a
  * window that is due once no delivery holds it: SEALED with the count of
  * every reserved row, the bytes and the union of the unmapped fields;
  * before that it records the job's next run, so that the job's next
@@ -30,6 +30,18 @@
  * set to their run in one pipelined round trip every SETTLE_MS (settle).
  * On SIGTERM (sl_webhook_destroy) the open windows are sealed. A gateway
  * that dies leaves its open runs running (docs/api.md).
+ *
+ * The engine (engine_main): sl_webhook_begin() checks a delivery on the
+ * caller's thread (headers, job, signature, records); sl_webhook_go()
+ * queues it. One thread takes the queue a round at a time: each
+ * delivery's window (delivery_prepare, in order), the claims of the round
+ * in one pipelined round trip (claims_run, EVALSHA), the records of the
+ * claimed ones in one send_async (batch_send: a Kafka message a partition
+ * for the round), and the answers from the bus's report (batch_reported,
+ * on the bus's thread: delivery_sent) or, after KAFKA_WAIT_MS without one,
+ * as refused (batches_check). A delivery that must go to the job's next
+ * run comes again later in the same round. Deliveries queued while a round
+ * is at work make the next one, so a busier gateway takes bigger rounds.
  *
  * Round trips: a job version's document never changes, so each (job,
  * version) is parsed once, with its secret, and cached (JOB_CACHE_MAX, the
@@ -72,6 +84,7 @@
 #include "sluice/job.h"
 #include "sluice/keyset.h"
 #include "sluice/log.h"
+#include "sluice/metrics.h"
 #include "sluice/msg.h"
 #include "sluice/reader.h"
 #include "sluice/record_build.h"
@@ -94,7 +107,7 @@
 /* ours (SLUICE_KAFKA_CONFIG may override them): a delivery's answer waits
  * for the acknowledgement, so batches linger little and are small: not
  * worth lz4's frame set-up (a 64 KiB state cleared per batch) */
-#define LINGER      "linger.ms=2,compression.codec=none"
+#define LINGER      "linger.ms=2,compression.codec=none,socket.nagle.disable=true"
 #define WINDOW_MS   1000
 #define WINDOW_ROWS 100000
 #define SETTLE_MS   10 /* the settles_flush() cadence */
@@ -204,10 +217,23 @@ struct sl_webhook {
     pthread_mutex_t bus_mu;
     struct wh_bus *bus; /* NULL: made on first use */
     char *brokers, *prefix, *kafka_config;
+    /* the engine (engine_main): the queued deliveries, and the batches it
+     * sent that are not answered yet (its own) */
+    pthread_t engine;
+    bool engine_started;
+    pthread_mutex_t q_mu;
+    pthread_cond_t q_cv;
+    struct sl_webhook_delivery *q_head, **q_tail;
+    bool q_idle, q_stop;
+    struct wh_batch *batches;
+    char claim_sha[41];            /* CLAIM_LUA's, for EVALSHA */
+    uint64_t rounds, taken, sends; /* the engine's, for the log at the stop */
 };
 
 static size_t windows_close(struct sl_webhook *wh, bool all);
 static void *closer_main(void *arg);
+static void *engine_main(void *arg);
+static const char CLAIM_LUA[];
 static void window_free(struct wh_window *w);
 static void settles_flush(struct sl_webhook *wh);
 static int lock_renew(struct sl_webhook *wh, const char *run_id);
@@ -270,11 +296,22 @@ struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook
                                             .topic_prefix = wh->prefix,
                                             .config = wh->kafka_config,
                                             .client_id = "sluice-gateway-webhooks"};
+    pthread_mutex_init(&wh->q_mu, NULL);
+    pthread_cond_init(&wh->q_cv, NULL);
+    wh->q_tail = &wh->q_head;
+    unsigned char sha[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)CLAIM_LUA, strlen(CLAIM_LUA), sha);
+    sl_hex(sha, sizeof(sha), wh->claim_sha);
     if (pthread_create(&wh->closer, NULL, closer_main, wh)) {
         sl_webhook_destroy(wh);
         return NULL;
     }
     wh->closer_started = true;
+    if (pthread_create(&wh->engine, NULL, engine_main, wh)) {
+        sl_webhook_destroy(wh);
+        return NULL;
+    }
+    wh->engine_started = true;
     return wh;
 }
 
@@ -282,6 +319,13 @@ void sl_webhook_destroy(struct sl_webhook *wh)
 {
     if (!wh)
         return;
+    if (wh->engine_started) { /* answers what it holds (up to KAFKA_WAIT_MS) */
+        pthread_mutex_lock(&wh->q_mu);
+        wh->q_stop = true;
+        pthread_cond_signal(&wh->q_cv);
+        pthread_mutex_unlock(&wh->q_mu);
+        pthread_join(wh->engine, NULL);
+    }
     if (wh->closer_started) {
         pthread_mutex_lock(&wh->win_mu);
         atomic_store(&wh->stop, true);
@@ -321,6 +365,10 @@ void sl_webhook_destroy(struct sl_webhook *wh)
     pthread_mutex_destroy(&wh->settle_mu);
     pthread_cond_destroy(&wh->win_cv);
     pthread_cond_destroy(&wh->stop_cv);
+    if (wh->q_tail) {
+        pthread_mutex_destroy(&wh->q_mu);
+        pthread_cond_destroy(&wh->q_cv);
+    }
     free(wh->redis_url);
     free(wh->brokers);
     free(wh->prefix);
@@ -645,6 +693,19 @@ static int job_get(struct sl_webhook *wh, PGconn **c, const char *job_id, uint32
     pthread_mutex_unlock(&wh->jobs_mu);
     *out = j;
     return 0;
+}
+
+bool sl_webhook_job_known(struct sl_webhook *wh, const char *job_id)
+{
+    int64_t now = now_ms();
+    bool known = false;
+    pthread_mutex_lock(&wh->jobs_mu);
+    for (size_t i = 0; i < wh->njobs && !known; i++) {
+        struct wh_job *j = wh->jobs[i];
+        known = j->current_ms && now - j->current_ms < CURRENT_TTL_MS && !strcmp(j->job_id, job_id);
+    }
+    pthread_mutex_unlock(&wh->jobs_mu);
+    return known;
 }
 
 /* The current version of job_id (a hold, the caller's): as PostgreSQL said
@@ -1697,9 +1758,549 @@ static void answer_replay(struct sl_webhook_answer *ans, const struct sl_webhook
     ans->body = json_pack("{s:b,s:s,s:s?}", "duplicate", 1, "webhook_id", req->id, "run_id", seen);
 }
 
-void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
-                       struct sl_webhook_answer *ans)
+/* ---- deliveries and the engine (see the top) ---------------------------- */
+
+/* A delivery between sl_webhook_begin() and its answer. */
+struct sl_webhook_delivery {
+    struct sl_webhook_delivery *next;
+    struct sl_webhook *wh;
+    struct sl_webhook_req req; /* borrowed until done() */
+    struct sl_webhook_answer *ans;
+    void (*done)(void *arg);
+    void *arg;
+    struct wh_job *j; /* held */
+    struct build b;
+    struct sl_reader_stats stats;
+    bool ndjson;
+    bool checked; /* the replay window was looked at before a run was recorded */
+    int attempt;
+    char rkey[600];
+    /* while the engine takes it */
+    struct wh_window *win; /* held (window_acquire) */
+    struct wh_pending *p;
+    struct sl_msg *fetched;
+    uint32_t version;
+    uint64_t row1, rows;
+    bool with_fetched;
+    char *packed, *unmapped;
+    size_t plen;
+    char err[1024];
+};
+
+/* The deliveries of one engine round whose records went to Kafka in one
+ * send: answered together when Kafka reported on all of them (or after
+ * KAFKA_WAIT_MS: kept then, as a refused send). */
+struct wh_batch {
+    struct wh_batch *next; /* the engine's list of batches in flight */
+    struct sl_webhook *wh;
+    struct sl_webhook_delivery **d;
+    size_t n;
+    struct wh_bus *hb;
+    atomic_int refs; /* the engine's list, the bus's report */
+    atomic_bool finished;
+    int rc;
+    int64_t deadline_ms;
+};
+
+static void delivery_free(struct sl_webhook_delivery *d)
 {
+    struct sl_webhook *wh = d->wh;
+    pending_free(d->p);
+    sl_msg_unref(d->fetched);
+    build_cleanup(&d->b);
+    job_put(wh, d->j);
+    free(d->packed);
+    free(d->unmapped);
+    free(d);
+}
+
+/* Answers d (ans set) and lets it go: its sender's connection is woken. */
+static void delivery_answer(struct sl_webhook_delivery *d)
+{
+    void (*done)(void *) = d->done;
+    void *arg = d->arg;
+    delivery_free(d);
+    done(arg);
+}
+
+/* The window d holds lets go of it without rows (before they were reserved). */
+static void delivery_unhold(struct sl_webhook_delivery *d)
+{
+    sl_msg_unref(d->fetched);
+    d->fetched = NULL;
+    pending_free(d->p);
+    d->p = NULL;
+    free(d->packed);
+    d->packed = NULL;
+    free(d->unmapped);
+    d->unmapped = NULL;
+    if (d->win)
+        window_release(d->wh, d->win, NULL, 0, 0, NULL);
+    d->win = NULL;
+}
+
+/* What an engine round does with a delivery next. */
+enum wh_next { NEXT_CLAIM, NEXT_ANSWERED, NEXT_AGAIN };
+
+/* The delivery's window (its run) and everything that may fail before its
+ * rows are reserved. NEXT_CLAIM: d->win held, packed for the claim. */
+static enum wh_next delivery_prepare(struct sl_webhook *wh, struct sl_webhook_delivery *d)
+{
+    const struct sl_webhook_req *req = &d->req;
+    char *err = d->err;
+    size_t errsz = sizeof(d->err);
+    int rc;
+    if (!d->checked) {
+        d->checked = true;
+        if (!window_open(wh, req->job_id)) {
+            /* a run is recorded for this delivery: a replay must not cause one */
+            redisReply *r = redis_cmd(wh, err, errsz, "GET %s", d->rkey);
+            if (!r) {
+                fail(d->ans, 503, "unavailable", "cannot check webhook-id for a replay: %s", err);
+                return NEXT_ANSWERED;
+            }
+            char *seen = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+            freeReplyObject(r);
+            if (seen) {
+                answer_replay(d->ans, req, seen);
+                free(seen);
+                return NEXT_ANSWERED;
+            }
+        }
+    }
+    if (!(d->win = window_acquire(wh, req->job_id, d->j->version, &rc, err, errsz))) {
+        fail(d->ans, rc == SL_ERR_NOTFOUND ? 404 : 503,
+             rc == SL_ERR_NOTFOUND ? "not_found" : "unavailable", "%s", err);
+        return NEXT_ANSWERED;
+    }
+    struct wh_window *win = d->win;
+    d->version = win->version;         /* fixed while the window is open */
+    if (d->version != d->j->version) { /* the job changed since it was read: build for this one */
+        job_put(wh, d->j);
+        d->j = NULL;
+        PGconn *c = NULL;
+        rc = job_get(wh, &c, req->job_id, d->version, &d->j, err, errsz);
+        db_put(wh, c);
+        if (rc || !d->j->job) {
+            fail(d->ans, 503, "unavailable", "cannot load job %s version %u: %s", req->job_id,
+                 d->version, rc ? err : d->j->err);
+            delivery_unhold(d);
+            return NEXT_ANSWERED;
+        }
+        if ((rc = build_records(req, d->ndjson, d->j, &d->b, &d->stats, err, errsz))) {
+            fail(d->ans, 500, "internal", "%s", err);
+            delivery_unhold(d);
+            return NEXT_ANSWERED;
+        }
+    }
+    struct build *b = &d->b;
+    size_t n = b->nmsgs + 1;
+    struct wh_pending *p = NULL;
+    d->fetched = run_event(win->run_id, req->job_id, d->version, SL_EV_FETCHED);
+    if (!d->fetched || !(p = d->p = calloc(1, sizeof(*p))) ||
+        !(p->msgs = calloc(n, sizeof(*p->msgs))) || !(p->topics = calloc(n, sizeof(*p->topics))) ||
+        !(p->rkey = strdup(d->rkey)) ||
+        !(d->fetched->u.ev.source_name = sl_arena_strdup(&d->fetched->arena, "webhook"))) {
+        fail(d->ans, 500, "internal", "out of memory");
+        delivery_unhold(d);
+        return NEXT_ANSWERED;
+    }
+    for (size_t i = 0; i < b->nmsgs; i++) /* built before the run had an id */
+        if (!(b->msgs[i]->run_id = sl_arena_strdup(&b->msgs[i]->arena, win->run_id))) {
+            fail(d->ans, 500, "internal", "out of memory");
+            delivery_unhold(d);
+            return NEXT_ANSWERED;
+        }
+    d->rows = b->rows;
+    int taken = window_keys(wh, win, b);
+    if (taken == 0) {
+        struct sl_buf un;
+        sl_buf_init(&un);
+        for (size_t i = 0; i < b->rb.nunmapped; i++) {
+            if (i)
+                sl_buf_putc(&un, '\x1f');
+            sl_buf_puts(&un, b->rb.unmapped[i]);
+        }
+        d->packed = delivery_pack(d->rows, d->ndjson, d->rkey, req->body, req->len, &d->plen);
+        d->unmapped = strdup(un.len ? un.data : "");
+        sl_buf_cleanup(&un);
+        if (d->packed && d->unmapped)
+            return NEXT_CLAIM;
+        snprintf(err, errsz, "out of memory");
+        taken = -1;
+    }
+    delivery_unhold(d);
+    if (taken == 1 && ++d->attempt < 8)
+        return NEXT_AGAIN; /* a key of an earlier delivery of the run: the job's next run */
+    if (taken < 0)
+        snprintf(err, errsz, "out of memory");
+    fail(d->ans, 503, "unavailable", "cannot take the records of job %s now: %s", req->job_id,
+         taken < 0 ? err : "no run for them");
+    return NEXT_ANSWERED;
+}
+
+/* What the claim (CLAIM_LUA) of d answered: r (NULL: Redis failed, err
+ * says why; NOSCRIPT: claimed again with the script's text). */
+static enum wh_next delivery_claimed(struct sl_webhook *wh, struct sl_webhook_delivery *d,
+                                     redisReply *r, const char *rerr)
+{
+    char *seen = NULL;
+    int taken = -1;
+    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+        taken = claim(wh, d->win, d->rkey, d->packed, d->plen, d->rows, d->req.len, d->unmapped,
+                      &d->row1, &seen, d->err, sizeof(d->err));
+    } else if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+               r->element[0]->type == REDIS_REPLY_INTEGER) {
+        taken = (int)r->element[0]->integer;
+        if (taken == 1 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER)
+            d->row1 = (uint64_t)r->element[1]->integer;
+        else if (taken == 0 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING)
+            seen = strdup(r->element[1]->str);
+        else if (taken != 2)
+            taken = -1;
+        if (taken < 0)
+            snprintf(d->err, sizeof(d->err), "redis answered the claim unexpectedly");
+    } else {
+        snprintf(d->err, sizeof(d->err), "%s%s", r ? "redis refused: " : "",
+                 r && r->type == REDIS_REPLY_ERROR ? r->str : rerr);
+    }
+    if (taken == 1) {
+        window_took(wh, d->win, d->rows, &d->with_fetched);
+        return NEXT_CLAIM; /* its records go */
+    }
+    if (taken == 2) { /* the window is not ours any more (heartbeat) */
+        pthread_mutex_lock(&wh->win_mu);
+        d->win->state = WIN_CLOSING;
+        d->win->lost = true;
+        pthread_mutex_unlock(&wh->win_mu);
+    }
+    delivery_unhold(d);
+    if (taken == 0) { /* seen before: answered, nothing sent */
+        answer_replay(d->ans, &d->req, seen);
+        free(seen);
+        return NEXT_ANSWERED;
+    }
+    if (taken == 2 && ++d->attempt < 8)
+        return NEXT_AGAIN;
+    fail(d->ans, 503, "unavailable", "cannot take the records of job %s now: %s", d->req.job_id,
+         taken < 0 ? d->err : "no run for them");
+    return NEXT_ANSWERED;
+}
+
+/* The claims of ds[0..n) in one pipelined round trip; out[i] what each
+ * answered. */
+static void claims_run(struct sl_webhook *wh, struct sl_webhook_delivery **ds, size_t n,
+                       enum wh_next *out)
+{
+    char err[512] = "";
+    redisContext *c = redis_get(wh, false, err, sizeof(err));
+    size_t sent = 0;
+    for (size_t i = 0; i < n && c; i++) {
+        struct sl_webhook_delivery *d = ds[i];
+        char wkey[80], lkey[80];
+        snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", d->win->run_id);
+        snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", d->win->run_id);
+        if (redisAppendCommand(c, "EVALSHA %s 3 %s %s %s %d %llu %llu %b %s %s", wh->claim_sha,
+                               d->rkey, wkey, lkey, REPLAY_TTL_S, (unsigned long long)d->rows,
+                               (unsigned long long)d->req.len, d->packed, d->plen, d->unmapped,
+                               wh->me) != REDIS_OK)
+            break;
+        sent++;
+    }
+    size_t i = 0;
+    for (; i < sent; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            snprintf(err, sizeof(err), "redis failed: %s", c->errstr);
+            break;
+        }
+        out[i] = delivery_claimed(wh, ds[i], r, "");
+        freeReplyObject(r);
+    }
+    if (c && !err[0] && sent < n)
+        snprintf(err, sizeof(err), "redis failed: %s", c->errstr[0] ? c->errstr : "out of memory");
+    redis_put(wh, c);
+    for (; i < n; i++)
+        out[i] = delivery_claimed(wh, ds[i], NULL, err);
+}
+
+/* Kafka reported on (or gave up waiting for) the records of d: answers it
+ * (202, or 503 with its rows kept by the window) and lets the window go. */
+static void delivery_sent(struct sl_webhook *wh, struct sl_webhook_delivery *d, int rc)
+{
+    const struct sl_webhook_req *req = &d->req;
+    struct wh_window *win = d->win;
+    struct wh_pending *kept = NULL;
+    if (rc == 0) {
+        settle(wh, d->rkey, win->run_id, d->rows ? d->row1 : 0);
+        sl_debug(COMP, "request %s: webhook %s of job %s version %u: run %s rows %llu..%llu",
+                 req->rid, req->id, req->job_id, d->version, win->run_id,
+                 (unsigned long long)d->row1, (unsigned long long)(d->row1 + d->rows - 1));
+        d->ans->status = 202;
+        d->ans->body = json_pack("{s:s,s:I,s:I,s:s,s:i}", "run_id", win->run_id, "records",
+                                 (json_int_t)d->rows, "first_row", (json_int_t)d->row1, "job_id",
+                                 req->job_id, "job_version", (int)d->version);
+    } else {
+        /* kept: sent again when the window closes, and the replay key stays
+         * "pending" until then (the sender's retry: 503, then 200) */
+        char why[256];
+        snprintf(why, sizeof(why), "kafka did not acknowledge the records: %s", sl_err_str(rc));
+        sl_warn(COMP, "request %s: webhook %s of job %s: run %s keeps its rows for later: %s",
+                req->rid, req->id, req->job_id, win->run_id, why);
+        fail(d->ans, 503, "unavailable", "cannot take the records now (run %s): %s", win->run_id,
+             why);
+        d->p->first = d->rows ? d->row1 : 0;
+        kept = d->p;
+        d->p = NULL;
+    }
+    window_release(wh, win, &d->b, d->ans->status == 202 || kept ? req->len : 0, d->stats.encoding,
+                   kept);
+    d->win = NULL;
+    delivery_answer(d);
+}
+
+static void batch_unref(struct wh_batch *bt)
+{
+    if (atomic_fetch_sub(&bt->refs, 1) == 1) {
+        free(bt->d);
+        free(bt);
+    }
+}
+
+/* Answers the deliveries of bt, once (the bus's report, or the engine
+ * giving up waiting for it). */
+static void batch_finish(struct sl_webhook *wh, struct wh_batch *bt, int rc)
+{
+    if (atomic_exchange(&bt->finished, true))
+        return;
+    bt->rc = rc;
+    for (size_t i = 0; i < bt->n; i++)
+        delivery_sent(wh, bt->d[i], rc);
+    bt->n = 0;
+}
+
+/* The bus's report on a batch (a thread of the bus). */
+static void batch_reported(void *arg, int rc)
+{
+    struct wh_batch *bt = arg;
+    batch_finish(bt->wh, bt, rc);
+    batch_unref(bt);
+}
+
+/* Sends the records of the claimed deliveries ds[0..n) (each one's run
+ * event first when it is its window's first delivery) in one send; their
+ * answers come with Kafka's report (batch_reported). */
+static void batch_send(struct sl_webhook *wh, struct sl_webhook_delivery **ds, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct sl_webhook_delivery *d = ds[i];
+        struct wh_pending *p = d->p;
+        if (d->with_fetched) {
+            p->topics[p->n] = SL_TOPIC_RUNS;
+            p->msgs[p->n++] = d->fetched;
+        } else {
+            sl_msg_unref(d->fetched);
+        }
+        d->fetched = NULL;
+        for (size_t k = 0; k < d->b.nmsgs; k++) {
+            d->b.msgs[k]->u.rec.row += d->row1 - 1;
+            p->topics[p->n] = SL_TOPIC_RAW;
+            p->msgs[p->n++] = d->b.msgs[k];
+        }
+        d->b.nmsgs = 0; /* p's now */
+        total += p->n;
+    }
+    struct wh_batch *bt = calloc(1, sizeof(*bt));
+    struct sl_msg **out = malloc((total ? total : 1) * sizeof(*out));
+    const char **topics = malloc((total ? total : 1) * sizeof(*topics));
+    char err[512] = "out of memory";
+    int rc = SL_ERR_NOMEM;
+    if (bt && out && topics && (bt->d = malloc(n * sizeof(*bt->d)))) {
+        bt->wh = wh;
+        memcpy(bt->d, ds, n * sizeof(*ds));
+        bt->n = n;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            for (size_t m = 0; m < ds[i]->p->n; m++) {
+                topics[k] = ds[i]->p->topics[m];
+                out[k++] = sl_msg_ref(ds[i]->p->msgs[m]); /* p keeps its own */
+            }
+        rc = SL_ERR_RETRY;
+        if ((bt->hb = bus_get(wh, err, sizeof(err)))) {
+            struct sl_bus *bus = bt->hb->bus;
+            atomic_store(&bt->refs, 2);
+            bt->deadline_ms = now_ms() + KAFKA_WAIT_MS;
+            bt->next = wh->batches;
+            wh->batches = bt;
+            if (bus->ops->send_async) {
+                rc = bus->ops->send_async(bus, topics, out, total, batch_reported, bt);
+                if (rc)
+                    batch_unref(bt); /* no report comes */
+            } else {
+                rc = send_acked(bus, topics, out, total, KAFKA_WAIT_MS);
+                batch_unref(bt);
+            }
+            free(out);
+            free(topics);
+            if (rc)
+                sl_warn(COMP, "cannot send the records of %zu deliveries: %s", n, sl_err_str(rc));
+            if (rc || !bus->ops->send_async)
+                batch_finish(wh, bt, rc);
+            return;
+        }
+        for (size_t i = 0; i < total; i++)
+            sl_msg_unref(out[i]);
+    }
+    sl_warn(COMP, "cannot send the records of %zu deliveries: %s", n, err);
+    free(out);
+    free(topics);
+    if (bt) {
+        free(bt->d);
+        free(bt);
+    }
+    for (size_t i = 0; i < n; i++)
+        delivery_sent(wh, ds[i], rc);
+}
+
+/* The batches in flight: those answered leave (their bus let go); those
+ * Kafka did not report on within KAFKA_WAIT_MS are answered as refused
+ * (all: every one of them). */
+static void batches_check(struct sl_webhook *wh, bool all)
+{
+    int64_t now = now_ms();
+    for (struct wh_batch **pp = &wh->batches; *pp;) {
+        struct wh_batch *bt = *pp;
+        if (!atomic_load(&bt->finished) && (all || now >= bt->deadline_ms))
+            batch_finish(wh, bt, SL_ERR_TIMEOUT);
+        if (!atomic_load(&bt->finished)) {
+            pp = &bt->next;
+            continue;
+        }
+        *pp = bt->next;
+        bus_put(wh, bt->hb, bt->rc == SL_ERR_FATAL);
+        batch_unref(bt);
+    }
+}
+
+/* One round of the engine: the deliveries of list, taken together. */
+static void engine_round(struct sl_webhook *wh, struct sl_webhook_delivery *list)
+{
+    while (list) {
+        size_t n = 0;
+        for (struct sl_webhook_delivery *d = list; d; d = d->next)
+            n++;
+        struct sl_webhook_delivery **ds = malloc(n * sizeof(*ds));
+        enum wh_next *next = malloc(n * sizeof(*next));
+        if (!ds || !next) { /* one at a time, then */
+            free(ds);
+            free(next);
+            n = 1;
+            ds = malloc(sizeof(*ds));
+            next = malloc(sizeof(*next));
+            if (!ds || !next)
+                abort(); /* not even that: nothing sensible is left to do */
+        }
+        for (size_t i = 0; i < n; i++) {
+            ds[i] = list;
+            list = list->next;
+            ds[i]->next = NULL;
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) { /* the window of each, in order */
+            enum wh_next x = delivery_prepare(wh, ds[i]);
+            if (x == NEXT_ANSWERED)
+                delivery_answer(ds[i]);
+            else if (x == NEXT_AGAIN)
+                ds[i]->next = list, list = ds[i]; /* a later pass of this round */
+            else
+                ds[k++] = ds[i];
+        }
+        claims_run(wh, ds, k, next);
+        size_t m = 0;
+        for (size_t i = 0; i < k; i++) {
+            if (next[i] == NEXT_ANSWERED)
+                delivery_answer(ds[i]);
+            else if (next[i] == NEXT_AGAIN)
+                ds[i]->next = list, list = ds[i];
+            else
+                ds[m++] = ds[i];
+        }
+        if (m) {
+            wh->taken += m;
+            wh->sends++;
+            sl_counter_add(sl_metrics_counter("sluice_webhook_deliveries_total",
+                                              "webhook deliveries the engine sent to kafka", ""),
+                           (uint64_t)m);
+            sl_counter_add(sl_metrics_counter("sluice_webhook_sends_total",
+                                              "sends of the webhook engine to kafka (a round's "
+                                              "deliveries go in one)",
+                                              ""),
+                           1);
+            batch_send(wh, ds, m);
+        }
+        free(ds);
+        free(next);
+    }
+}
+
+/* The engine: takes the queued deliveries a round at a time, so that those
+ * that came while a round was at work share the next one's round trips. */
+static void *engine_main(void *arg)
+{
+    struct sl_webhook *wh = arg;
+    for (;;) {
+        pthread_mutex_lock(&wh->q_mu);
+        while (!wh->q_head && !wh->q_stop) {
+            if (!wh->batches) {
+                wh->q_idle = true;
+                pthread_cond_wait(&wh->q_cv, &wh->q_mu);
+                wh->q_idle = false;
+                continue;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100 * 1000000L;
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            wh->q_idle = true;
+            int w = pthread_cond_timedwait(&wh->q_cv, &wh->q_mu, &ts);
+            wh->q_idle = false;
+            if (w) {
+                pthread_mutex_unlock(&wh->q_mu);
+                batches_check(wh, false);
+                pthread_mutex_lock(&wh->q_mu);
+            }
+        }
+        struct sl_webhook_delivery *list = wh->q_head;
+        bool stop = wh->q_stop && !list;
+        wh->q_head = NULL;
+        wh->q_tail = &wh->q_head;
+        pthread_mutex_unlock(&wh->q_mu);
+        if (stop)
+            break;
+        wh->rounds++;
+        engine_round(wh, list);
+        batches_check(wh, false);
+    }
+    /* stopping: what Kafka has not reported on within its time is answered */
+    int64_t until = now_ms() + KAFKA_WAIT_MS;
+    while (wh->batches && now_ms() < until) {
+        batches_check(wh, false);
+        usleep(10000);
+    }
+    batches_check(wh, true);
+    sl_info(COMP, "webhooks: %llu deliveries taken in %llu sends to kafka (%llu rounds)",
+            (unsigned long long)wh->taken, (unsigned long long)wh->sends,
+            (unsigned long long)wh->rounds);
+    return NULL;
+}
+
+int sl_webhook_begin(struct sl_webhook *wh, const struct sl_webhook_req *req,
+                     struct sl_webhook_answer *ans, void (*done)(void *arg), void *arg,
+                     struct sl_webhook_delivery **out)
+{
+    *out = NULL;
     memset(ans, 0, sizeof(*ans));
     static const char *const hdr[] = {"webhook-id", "webhook-timestamp", "webhook-signature"};
     const char *hv[] = {req->id, req->timestamp, req->signature};
@@ -1707,224 +2308,90 @@ void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
         if (!hv[i] || !hv[i][0]) {
             fail(ans, 400, "invalid_request", "the header %s is missing (Standard Webhooks)",
                  hdr[i]);
-            return;
+            return 0;
         }
     if (strlen(req->id) > 256) {
         fail(ans, 400, "invalid_request", "webhook-id is longer than 256 characters");
-        return;
+        return 0;
     }
-
-    char err[1024] = "", rkey[600];
+    struct sl_webhook_delivery *d = calloc(1, sizeof(*d));
+    if (!d) {
+        fail(ans, 500, "internal", "out of memory");
+        return 0;
+    }
+    d->wh = wh;
+    d->req = *req;
+    d->ans = ans;
+    d->done = done;
+    d->arg = arg;
+    char *err = d->err;
+    size_t errsz = sizeof(d->err);
     PGconn *c = NULL;
-    struct wh_window *win = NULL;
-    struct wh_pending *p = NULL;
-    bool kept = false;
-    struct wh_job *j = NULL;
-    struct build b = {0};
-
-    int rc = job_current(wh, &c, req->job_id, &j, err, sizeof(err));
+    int rc = job_current(wh, &c, req->job_id, &d->j, err, errsz);
+    db_put(wh, c);
     if (rc == SL_ERR_NOTFOUND) {
         fail(ans, 404, "not_found", "%s", err);
-        goto out;
+        goto answered;
     } else if (rc) {
         fail(ans, 503, "unavailable", "the control plane failed: %s", err);
-        goto out;
+        goto answered;
     }
+    struct wh_job *j = d->j;
     if (j->keylen == -1) {
         sl_warn(COMP, "request %s: job %s has no webhook secret (%s is not set)", req->rid,
                 req->job_id, j->from);
         fail(ans, 404, "not_found", "job %s takes no webhooks", req->job_id);
-        goto out;
+        goto answered;
     }
     if (j->keylen < 0) {
         sl_warn(COMP, "request %s: the webhook secret of job %s (%s) is not whsec_<base64>",
                 req->rid, req->job_id, j->from);
         fail(ans, 500, "internal", "the webhook secret of job %s is not valid", req->job_id);
-        goto out;
+        goto answered;
     }
     enum sl_webhook_verdict v =
         sl_webhook_verify(j->key, (size_t)j->keylen, req->id, req->timestamp, req->signature,
                           req->body ? req->body : "", req->len, (int64_t)time(NULL));
     if (v != SL_WEBHOOK_OK) {
         fail(ans, 401, "unauthorized", "%s", sl_webhook_verdict_str(v));
-        goto out;
+        goto answered;
     }
     if (!j->job) {
         fail(ans, 503, "unavailable", "cannot load job %s version %u: %s", req->job_id, j->version,
              j->err);
-        goto out;
+        goto answered;
     }
-
     /* the records, checked and built before anything is recorded */
-    bool ndjson = is_ndjson(req->content_type, req->body ? req->body : "", req->len);
-    struct sl_reader_stats stats = {0};
-    rc = build_records(req, ndjson, j, &b, &stats, err, sizeof(err));
+    d->ndjson = is_ndjson(req->content_type, req->body ? req->body : "", req->len);
+    rc = build_records(req, d->ndjson, j, &d->b, &d->stats, err, errsz);
     if (rc < 0 && rc != SL_ERR_NOMEM && rc != SL_ERR_IO) {
         fail(ans, 400, "invalid_json", "the body is not %s: %s",
-             ndjson ? "NDJSON objects" : "a JSON object or an array of objects", err);
-        goto out;
+             d->ndjson ? "NDJSON objects" : "a JSON object or an array of objects", err);
+        goto answered;
     } else if (rc) {
         fail(ans, 500, "internal", "%s", err);
-        goto out;
+        goto answered;
     }
+    snprintf(d->rkey, sizeof(d->rkey), "sluice:webhook:%s:%s", req->job_id, req->id);
+    *out = d;
+    return 1;
+answered:
+    delivery_free(d);
+    return 0;
+}
 
-    snprintf(rkey, sizeof(rkey), "sluice:webhook:%s:%s", req->job_id, req->id);
-
-    /* rows of the job's streaming run (recorded first when it has none open) */
-    db_put(wh, c); /* not held while Kafka is awaited */
-    c = NULL;
-    uint32_t version = 0;
-    uint64_t row1 = 0, rows = 0;
-    bool with_fetched = false;
-    struct sl_msg *fetched = NULL;
-    char *seen = NULL;
-    if (!window_open(wh, req->job_id)) {
-        /* a run is recorded for this delivery: a replay must not cause one */
-        redisReply *r = redis_cmd(wh, err, sizeof(err), "GET %s", rkey);
-        if (!r) {
-            fail(ans, 503, "unavailable", "cannot check webhook-id for a replay: %s", err);
-            goto out;
-        }
-        seen = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
-        freeReplyObject(r);
-        if (seen) {
-            answer_replay(ans, req, seen);
-            free(seen);
-            goto out;
-        }
+void sl_webhook_go(struct sl_webhook *wh, struct sl_webhook_delivery *d)
+{
+    pthread_mutex_lock(&wh->q_mu);
+    if (wh->q_stop) {
+        pthread_mutex_unlock(&wh->q_mu);
+        fail(d->ans, 503, "unavailable", "the gateway is stopping");
+        delivery_answer(d);
+        return;
     }
-    for (int attempt = 0;; attempt++) {
-        if (!(win = window_acquire(wh, req->job_id, j->version, &rc, err, sizeof(err)))) {
-            fail(ans, rc == SL_ERR_NOTFOUND ? 404 : 503,
-                 rc == SL_ERR_NOTFOUND ? "not_found" : "unavailable", "%s", err);
-            goto out;
-        }
-        version = win->version;      /* fixed while the window is open */
-        if (version != j->version) { /* the job changed since it was read: build for this one */
-            job_put(wh, j);
-            j = NULL;
-            rc = job_get(wh, &c, req->job_id, version, &j, err, sizeof(err));
-            db_put(wh, c);
-            c = NULL;
-            if (rc || !j->job) {
-                fail(ans, 503, "unavailable", "cannot load job %s version %u: %s", req->job_id,
-                     version, rc ? err : j->err);
-                goto release;
-            }
-            if ((rc = build_records(req, ndjson, j, &b, &stats, err, sizeof(err)))) {
-                fail(ans, 500, "internal", "%s", err);
-                goto release;
-            }
-        }
-        /* everything that may fail before the rows are reserved: once they
-         * are, the run's count holds them */
-        size_t n = b.nmsgs + 1;
-        fetched = run_event(win->run_id, req->job_id, version, SL_EV_FETCHED);
-        if (!fetched || !(p = calloc(1, sizeof(*p))) || !(p->msgs = calloc(n, sizeof(*p->msgs))) ||
-            !(p->topics = calloc(n, sizeof(*p->topics))) || !(p->rkey = strdup(rkey)) ||
-            !(fetched->u.ev.source_name = sl_arena_strdup(&fetched->arena, "webhook"))) {
-            sl_msg_unref(fetched);
-            fail(ans, 500, "internal", "out of memory");
-            goto release;
-        }
-        for (size_t i = 0; i < b.nmsgs; i++) /* built before the run had an id */
-            if (!(b.msgs[i]->run_id = sl_arena_strdup(&b.msgs[i]->arena, win->run_id))) {
-                sl_msg_unref(fetched);
-                fail(ans, 500, "internal", "out of memory");
-                goto release;
-            }
-        rows = b.rows;
-        int taken = window_keys(wh, win, &b);
-        if (taken == 0) {
-            /* the replay window, and the rows reserved (Redis, one round trip) */
-            struct sl_buf un;
-            sl_buf_init(&un);
-            for (size_t i = 0; i < b.rb.nunmapped; i++) {
-                if (i)
-                    sl_buf_putc(&un, '\x1f');
-                sl_buf_puts(&un, b.rb.unmapped[i]);
-            }
-            size_t plen = 0;
-            char *packed = delivery_pack(rows, ndjson, rkey, req->body, req->len, &plen);
-            taken = !packed ? -1
-                            : claim(wh, win, rkey, packed, plen, rows, req->len,
-                                    un.len ? un.data : "", &row1, &seen, err, sizeof(err));
-            if (!packed)
-                snprintf(err, sizeof(err), "out of memory");
-            free(packed);
-            sl_buf_cleanup(&un);
-            if (taken == 1) {
-                window_took(wh, win, rows, &with_fetched);
-                break;
-            }
-            if (taken == 0) {        /* seen before: answered below, nothing sent */
-            } else if (taken == 2) { /* the window is not ours any more (heartbeat) */
-                pthread_mutex_lock(&wh->win_mu);
-                win->state = WIN_CLOSING;
-                win->lost = true;
-                pthread_mutex_unlock(&wh->win_mu);
-                taken = 1;
-            }
-        } else if (taken == 1) {
-            /* a key of an earlier delivery of the run: the job's next run */
-        } else {
-            snprintf(err, sizeof(err), "out of memory");
-        }
-        sl_msg_unref(fetched);
-        fetched = NULL;
-        pending_free(p);
-        p = NULL;
-        window_release(wh, win, NULL, 0, 0, NULL);
-        win = NULL;
-        if (taken == 0) {
-            answer_replay(ans, req, seen);
-            free(seen);
-            goto out;
-        }
-        if (taken < 0 || attempt == 8) {
-            fail(ans, 503, "unavailable", "cannot take the records of job %s now: %s", req->job_id,
-                 taken < 0 ? err : "no run for them");
-            goto out;
-        }
-    }
-    if (with_fetched) {
-        p->topics[p->n] = SL_TOPIC_RUNS;
-        p->msgs[p->n++] = fetched;
-    } else {
-        sl_msg_unref(fetched);
-    }
-    for (size_t i = 0; i < b.nmsgs; i++) {
-        b.msgs[i]->u.rec.row += row1 - 1;
-        p->topics[p->n] = SL_TOPIC_RAW;
-        p->msgs[p->n++] = b.msgs[i];
-    }
-    b.nmsgs = 0; /* p's now */
-    if ((rc = send_kept(wh, p->topics, p->msgs, p->n, err, sizeof(err))) == 0) {
-        settle(wh, rkey, win->run_id, rows ? row1 : 0);
-        sl_debug(COMP, "request %s: webhook %s of job %s version %u: run %s rows %llu..%llu",
-                 req->rid, req->id, req->job_id, version, win->run_id, (unsigned long long)row1,
-                 (unsigned long long)(row1 + rows - 1));
-        ans->status = 202;
-        ans->body = json_pack("{s:s,s:I,s:I,s:s,s:i}", "run_id", win->run_id, "records",
-                              (json_int_t)rows, "first_row", (json_int_t)row1, "job_id",
-                              req->job_id, "job_version", (int)version);
-    } else {
-        /* kept: sent again when the window closes, and the replay key stays
-         * "pending" until then (the sender's retry: 503, then 200) */
-        sl_warn(COMP, "request %s: webhook %s of job %s: run %s keeps its rows for later: %s",
-                req->rid, req->id, req->job_id, win->run_id, err);
-        fail(ans, 503, "unavailable", "cannot take the records now (run %s): %s", win->run_id, err);
-        p->first = rows ? row1 : 0;
-        kept = true;
-    }
-release:
-    window_release(wh, win, &b, ans->status == 202 || kept ? req->len : 0, stats.encoding,
-                   kept ? p : NULL);
-    if (kept)
-        p = NULL;
-out:
-    pending_free(p);
-    build_cleanup(&b);
-    job_put(wh, j);
-    db_put(wh, c);
+    *wh->q_tail = d;
+    wh->q_tail = &d->next;
+    if (wh->q_idle)
+        pthread_cond_signal(&wh->q_cv);
+    pthread_mutex_unlock(&wh->q_mu);
 }

@@ -7,10 +7,13 @@
  * records go straight to the mapper's input topic as the parser would send
  * them (record_build.h), and the run is SEALED when the window closes. The
  * answer is 202 only once Kafka acknowledged the delivery's records.
- * Deliveries run concurrently: each waits for Kafka's acknowledgement of its
- * own messages only (sl_bus_ops.send_acked) on the endpoint's own producer. A webhook-id seen
- * before for the job (Redis, 10 minutes) is acknowledged and not processed again. gateway.c routes
- * the request here; this file knows nothing of HTTP but the answer's status.
+ * A delivery is checked on the caller's thread (sl_webhook_begin), then
+ * taken by the endpoint's engine thread with the others queued meanwhile
+ * (one pipelined Redis round trip, one send on the endpoint's own producer,
+ * sl_bus_ops.send_async) and answered from Kafka's report: no thread waits
+ * for it. A webhook-id seen before for the job (Redis, 10 minutes) is
+ * acknowledged and not processed again. gateway.c routes the request here;
+ * this file knows nothing of HTTP but the answer's status.
  */
 #ifndef SLUICE_GATEWAY_WEBHOOK_H
 #define SLUICE_GATEWAY_WEBHOOK_H
@@ -75,8 +78,20 @@ struct sl_webhook_answer {
     int retry_after;
 };
 
-/* Handles one delivery (any thread; requests run concurrently). */
-void sl_webhook_handle(struct sl_webhook *wh, const struct sl_webhook_req *req,
-                       struct sl_webhook_answer *ans);
+struct sl_webhook_delivery;
+
+/* Begins one delivery (any thread; MHD's): its headers, job, signature and
+ * records are checked here. 0: answered now (ans set). 1: *d goes on in
+ * the background once given to sl_webhook_go(), and done(arg) is called
+ * (on another thread) once ans is set; req's strings and ans must stay
+ * valid until then. */
+int sl_webhook_begin(struct sl_webhook *wh, const struct sl_webhook_req *req,
+                     struct sl_webhook_answer *ans, void (*done)(void *arg), void *arg,
+                     struct sl_webhook_delivery **d);
+/* Whether job_id's current version is known without asking PostgreSQL
+ * (sl_webhook_begin would not wait for it). */
+bool sl_webhook_job_known(struct sl_webhook *wh, const char *job_id);
+/* Hands d to the engine (the caller is ready for done() from now on). */
+void sl_webhook_go(struct sl_webhook *wh, struct sl_webhook_delivery *d);
 
 #endif

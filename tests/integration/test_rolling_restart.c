@@ -445,7 +445,7 @@ static void test_rolling_restart(void **state)
     assert_int_equal(pthread_create(&watcher, NULL, watch_main, NULL), 0);
 
     char run_ids[NSTAGES][64], table[NSTAGES][32];
-    double took[NSTAGES + 2], handover[NSTAGES], joined[NSTAGES];
+    double took[NSTAGES + 2] = {0}, handover[NSTAGES] = {0}, joined[NSTAGES] = {0};
     bool running_at_term[NSTAGES];
     double t_start = now_s();
     for (int s = 0; s < NSTAGES; s++) {

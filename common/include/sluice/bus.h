@@ -78,6 +78,14 @@ struct sl_bus_ops {
      * flush() refuse, as a failed send() does. Any thread. */
     int (*send_acked)(struct sl_bus *bus, const char *const *topics, struct sl_msg **msgs, size_t n,
                       int timeout_ms);
+    /* Optional (NULL: send_acked): send_acked without the wait: 0, and
+     * done(arg, rc) is called once, on a thread of the bus, when the bus
+     * acknowledged every one of msgs (rc 0) or the first of them failed (rc
+     * as send_acked's); non-zero when they could not all be sent, and done
+     * is never called (some may still be delivered). Takes over one
+     * reference of each message (even on error). Any thread. */
+    int (*send_async)(struct sl_bus *bus, const char *const *topics, struct sl_msg **msgs, size_t n,
+                      void (*done)(void *arg, int rc), void *arg);
     /* Optional (NULL: never): true while the message polled last is not
      * all handed out yet (Kafka: a batch with records still to come), so
      * that poll() gives the next of them at once without fetching. A
