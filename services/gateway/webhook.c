@@ -107,7 +107,7 @@
 /* ours (SLUICE_KAFKA_CONFIG may override them): a delivery's answer waits
  * for the acknowledgement, so batches linger little and are small: not
  * worth lz4's frame set-up (a 64 KiB state cleared per batch) */
-#define LINGER      "linger.ms=2,compression.codec=none,socket.nagle.disable=true"
+#define LINGER      "linger.ms=2,compression.codec=none"
 #define WINDOW_MS   1000
 #define WINDOW_ROWS 100000
 #define SETTLE_MS   10 /* the settles_flush() cadence */
