@@ -899,23 +899,26 @@ static int acked_produce(struct kafka_bus *b, const char *const *topics, struct 
     return rc ? rc : r;
 }
 
+/* A waiter for one call (the caller's hold), the report thread started:
+ * 0, SL_ERR_CLOSED or SL_ERR_NOMEM. */
+static int acked_wait_start(struct kafka_bus *b, struct acked_wait **w)
+{
+    *w = NULL;
+    if (atomic_load(&b->closed))
+        return SL_ERR_CLOSED;
+    if (poller_start(b) != 0 || !(*w = acked_wait_new()))
+        return SL_ERR_NOMEM;
+    return 0;
+}
+
 static int kafka_send_acked(struct sl_bus *bus, const char *const *topics, struct sl_msg **msgs,
                             size_t n, int timeout_ms)
 {
     struct kafka_bus *b = (struct kafka_bus *)bus;
     struct acked_wait *w = NULL;
-    int rc = 0;
-    if (atomic_load(&b->closed)) {
-        rc = SL_ERR_CLOSED;
-        goto out;
-    }
-    if ((rc = poller_start(b)) != 0 || !(w = acked_wait_new())) {
-        rc = SL_ERR_NOMEM;
-        goto out;
-    }
-    if ((rc = acked_produce(b, topics, msgs, n, w)) == 0)
+    int rc = acked_wait_start(b, &w);
+    if (rc == 0 && (rc = acked_produce(b, topics, msgs, n, w)) == 0)
         rc = acked_wait_done(w, timeout_ms);
-out:
     if (w)
         acked_wait_release(w, false); /* the caller's hold */
     for (size_t i = 0; i < n; i++)
@@ -928,28 +931,20 @@ static int kafka_send_async(struct sl_bus *bus, const char *const *topics, struc
 {
     struct kafka_bus *b = (struct kafka_bus *)bus;
     struct acked_wait *w = NULL;
-    int rc = 0;
-    if (atomic_load(&b->closed)) {
-        rc = SL_ERR_CLOSED;
-        goto out;
-    }
-    if ((rc = poller_start(b)) != 0 || !(w = acked_wait_new())) {
-        rc = SL_ERR_NOMEM;
-        goto out;
-    }
-    /* the caller's hold counts as a message still to report, so that
-     * done cannot run before every message is produced */
-    w->pending = 1;
-    w->done = done;
-    w->done_arg = arg;
-    if ((rc = acked_produce(b, topics, msgs, n, w)) != 0) {
-        pthread_mutex_lock(&w->mu);
-        w->done = NULL; /* the caller answers for them now */
-        pthread_mutex_unlock(&w->mu);
-    }
-out:
-    if (w)
+    int rc = acked_wait_start(b, &w);
+    if (rc == 0) {
+        /* the caller's hold counts as a message still to report, so that
+         * done cannot run before every message is produced */
+        w->pending = 1;
+        w->done = done;
+        w->done_arg = arg;
+        if ((rc = acked_produce(b, topics, msgs, n, w)) != 0) {
+            pthread_mutex_lock(&w->mu);
+            w->done = NULL; /* the caller answers for them now */
+            pthread_mutex_unlock(&w->mu);
+        }
         acked_wait_release(w, true); /* the caller's hold: done may run now */
+    }
     for (size_t i = 0; i < n; i++)
         sl_msg_unref(msgs[i]);
     return rc;

@@ -2179,10 +2179,12 @@ static void *worker_main(void *arg)
         rq->wrc = MHD_YES;
         bool handed_on = false;
         rq->handed_on = &handed_on;
+        enum MHD_Result wrc = MHD_YES;
         if (authorize(gw, rq->conn, rq, rq->need))
-            rq->wrc = dispatch(gw, rq->conn, rq);
+            wrc = dispatch(gw, rq->conn, rq);
         if (handed_on)
-            continue; /* a webhook delivery: the engine answers and resumes it */
+            continue; /* a webhook delivery: the engine answers it (rq may be gone) */
+        rq->wrc = wrc;
         rq->handed_on = NULL;
         rq->offloaded = false;
         struct MHD_Connection *conn = rq->conn;
@@ -2330,7 +2332,7 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
     gw->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_THREAD_POOL_SIZE,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)HTTP_THREADS, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, gw, MHD_OPTION_END);
     if (!gw->d) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_FATAL, "cannot listen on %s: %m", conf->http_addr);

@@ -1796,8 +1796,9 @@ struct wh_batch {
     struct sl_webhook_delivery **d;
     size_t n;
     struct wh_bus *hb;
-    atomic_int refs; /* the engine's list, the bus's report */
-    atomic_bool finished;
+    atomic_int refs;      /* the engine's list, the bus's report */
+    atomic_bool claimed;  /* one of them answers the deliveries... */
+    atomic_bool finished; /* ...and has (rc is set) */
     int rc;
     int64_t deadline_ms;
 };
@@ -2071,12 +2072,13 @@ static void batch_unref(struct wh_batch *bt)
  * giving up waiting for it). */
 static void batch_finish(struct sl_webhook *wh, struct wh_batch *bt, int rc)
 {
-    if (atomic_exchange(&bt->finished, true))
+    if (atomic_exchange(&bt->claimed, true))
         return;
     bt->rc = rc;
     for (size_t i = 0; i < bt->n; i++)
         delivery_sent(wh, bt->d[i], rc);
     bt->n = 0;
+    atomic_store(&bt->finished, true);
 }
 
 /* The bus's report on a batch (a thread of the bus). */

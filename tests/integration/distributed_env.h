@@ -21,6 +21,7 @@
 #include "kafka_mock.h"
 #include "pg_server.h"
 #include "redis_server.h"
+#include "servers.h"
 #include "services.h"
 
 static struct pg_server pg;
@@ -84,14 +85,9 @@ static __attribute__((unused)) void submit_run(const char *name, char *run_id)
  * embedded mode for the expected counts. 0, or -1 saying why on stderr. */
 static int dist_env_start(const char *prefix, const char *const *topics, const char *kafka_config)
 {
-    snprintf(tmp, sizeof(tmp), "/tmp/sluice-%s-XXXXXX", prefix);
-    if (!mkdtemp(tmp))
-        return -1;
-    if (pg_server_start(&pg)) {
-        fprintf(stderr, "cannot start postgresql: %s\n", pg.err);
-        return -1;
-    }
-    if (redis_server_start(&rs, false) || kafka_mock_start(&km, topics))
+    char pattern[sizeof(tmp)];
+    snprintf(pattern, sizeof(pattern), "/tmp/sluice-%s-XXXXXX", prefix);
+    if (servers_start(tmp, sizeof(tmp), pattern, &pg, &rs, &km, topics))
         return -1;
     char redis_url[256], dir[256];
     redis_server_url(&rs, 0, NULL, redis_url, sizeof(redis_url));

@@ -18,6 +18,7 @@
 #include "kafka_mock.h"
 #include "pg_server.h"
 #include "redis_server.h"
+#include "servers.h"
 #include "services.h"
 
 static struct pg_server pg;
@@ -34,14 +35,9 @@ static PGconn *db;             /* a connection to the control plane */
 static __attribute__((unused)) int
 gateway_server_start(const char *prefix, const char *const *topics, const char *admin)
 {
-    snprintf(tmp, sizeof(tmp), "/tmp/%s-XXXXXX", prefix);
-    if (!mkdtemp(tmp))
-        return -1;
-    if (pg_server_start(&pg)) {
-        fprintf(stderr, "cannot start postgresql: %s\n", pg.err);
-        return -1;
-    }
-    if (redis_server_start(&rs, false) || kafka_mock_start(&km, topics))
+    char pattern[sizeof(tmp)];
+    snprintf(pattern, sizeof(pattern), "/tmp/%s-XXXXXX", prefix);
+    if (servers_start(tmp, sizeof(tmp), pattern, &pg, &rs, &km, topics))
         return -1;
     char redis_url[256], addr[64];
     redis_server_url(&rs, 0, NULL, redis_url, sizeof(redis_url));
