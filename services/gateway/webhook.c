@@ -2192,15 +2192,19 @@ static void engine_round(struct sl_webhook *wh, struct sl_webhook_delivery *list
         size_t n = 0;
         for (struct sl_webhook_delivery *d = list; d; d = d->next)
             n++;
-        struct sl_webhook_delivery **ds = malloc(n * sizeof(*ds));
-        enum wh_next *next = malloc(n * sizeof(*next));
-        if (!ds || !next) { /* one at a time, then */
+        struct sl_webhook_delivery **ds = malloc(n * sizeof(*ds)), **cs = malloc(n * sizeof(*cs));
+        enum wh_next *st = malloc(n * sizeof(*st)), *cn = malloc(n * sizeof(*cn));
+        if (!ds || !cs || !st || !cn) { /* one at a time, then */
             free(ds);
-            free(next);
+            free(cs);
+            free(st);
+            free(cn);
             n = 1;
             ds = malloc(sizeof(*ds));
-            next = malloc(sizeof(*next));
-            if (!ds || !next)
+            cs = malloc(sizeof(*cs));
+            st = malloc(sizeof(*st));
+            cn = malloc(sizeof(*cn));
+            if (!ds || !cs || !st || !cn)
                 abort(); /* not even that: nothing sensible is left to do */
         }
         for (size_t i = 0; i < n; i++) {
@@ -2209,25 +2213,28 @@ static void engine_round(struct sl_webhook *wh, struct sl_webhook_delivery *list
             ds[i]->next = NULL;
         }
         size_t k = 0;
-        for (size_t i = 0; i < n; i++) { /* the window of each, in order */
-            enum wh_next x = delivery_prepare(wh, ds[i]);
-            if (x == NEXT_ANSWERED)
-                delivery_answer(ds[i]);
-            else if (x == NEXT_AGAIN)
-                ds[i]->next = list, list = ds[i]; /* a later pass of this round */
-            else
-                ds[k++] = ds[i];
-        }
-        claims_run(wh, ds, k, next);
+        for (size_t i = 0; i < n; i++) /* the window of each, in order */
+            if ((st[i] = delivery_prepare(wh, ds[i])) == NEXT_CLAIM)
+                cs[k++] = ds[i];
+        claims_run(wh, cs, k, cn);
+        /* in arrival order: the answered go, the claimed are sent, and those
+         * that must go to a job's next run come again, in their order, before
+         * anything that came after them */
+        struct sl_webhook_delivery *again = NULL, **tail = &again;
         size_t m = 0;
-        for (size_t i = 0; i < k; i++) {
-            if (next[i] == NEXT_ANSWERED)
+        for (size_t i = 0, c = 0; i < n; i++) {
+            enum wh_next x = st[i] == NEXT_CLAIM ? cn[c++] : st[i];
+            if (x == NEXT_ANSWERED) {
                 delivery_answer(ds[i]);
-            else if (next[i] == NEXT_AGAIN)
-                ds[i]->next = list, list = ds[i];
-            else
-                ds[m++] = ds[i];
+            } else if (x == NEXT_AGAIN) {
+                *tail = ds[i];
+                tail = &ds[i]->next;
+            } else {
+                cs[m++] = ds[i];
+            }
         }
+        *tail = list;
+        list = again;
         if (m) {
             wh->taken += m;
             wh->sends++;
@@ -2239,10 +2246,12 @@ static void engine_round(struct sl_webhook *wh, struct sl_webhook_delivery *list
                                               "deliveries go in one)",
                                               ""),
                            1);
-            batch_send(wh, ds, m);
+            batch_send(wh, cs, m);
         }
         free(ds);
-        free(next);
+        free(cs);
+        free(st);
+        free(cn);
     }
 }
 
