@@ -26,12 +26,13 @@ static struct redis_server rs;
 static struct kafka_mock km;
 static pid_t gw_pid;
 static char tmp[64], base[64]; /* the directory of the logs; http://127.0.0.1:PORT */
+static char metrics_url[128];  /* the gateway's /metrics, on a port of its own */
 static PGconn *db;             /* a connection to the control plane */
 
 /* Starts the servers (the cluster with topics, "name:partitions") and the
  * gateway in a new directory /tmp/<prefix>-XXXXXX, the gateway's settings in
- * the environment (whatever else the caller set there too), and waits until
- * it answers /healthz. 0, or -1 saying why on stderr. */
+ * the environment (whatever else the caller set there too; its /metrics at
+ * metrics_url), and waits until it answers /healthz. 0, or -1 saying why on stderr. */
 static __attribute__((unused)) int
 gateway_server_start(const char *prefix, const char *const *topics, const char *admin)
 {
@@ -53,7 +54,13 @@ gateway_server_start(const char *prefix, const char *const *topics, const char *
     char blobs[128];
     snprintf(blobs, sizeof(blobs), "%s/blobs", tmp);
     setenv("SLUICE_BLOB_DIR", blobs, 0); /* the caller's, when it set one */
-    if ((gw_pid = svc_start("gateway", tmp)) <= 0)
+    char maddr[64];
+    snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", pg_server_free_port());
+    snprintf(metrics_url, sizeof(metrics_url), "http://%s/metrics", maddr);
+    setenv("SLUICE_METRICS_ADDR", maddr, 1); /* the gateway's alone */
+    gw_pid = svc_start("gateway", tmp);
+    unsetenv("SLUICE_METRICS_ADDR");
+    if (gw_pid <= 0)
         return -1;
     for (int i = 0; i < 100; i++) {
         if (shell("curl -s -o /dev/null --max-time 1 %s/healthz", base) == 0)

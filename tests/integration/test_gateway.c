@@ -42,7 +42,6 @@
 
 #define ADMIN "test-admin-token-0123456789abcdef"
 
-static char metrics_url[128]; /* the gateway's /metrics */
 static bool unfinished;
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -208,14 +207,7 @@ static char *make_token(const char *name, const char *role)
 static int setup(void **state)
 {
     static const char *const topics[] = {"sluice.tickets:1", "sluice.runs:1", NULL};
-    /* its /metrics on a port of its own */
-    char maddr[64];
-    snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", pg_server_free_port());
-    snprintf(metrics_url, sizeof(metrics_url), "http://%s/metrics", maddr);
-    setenv("SLUICE_METRICS_ADDR", maddr, 1);
-    int rc = gateway_server_start("sluice-gw", topics, ADMIN);
-    unsetenv("SLUICE_METRICS_ADDR");
-    return rc;
+    return gateway_server_start("sluice-gw", topics, ADMIN);
 }
 
 static int teardown(void **state)

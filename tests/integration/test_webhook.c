@@ -280,8 +280,6 @@ static void collect(const char *run_id, int want, struct seen *s)
     sl_bus_destroy(bus);
 }
 
-static char metrics_url[128]; /* the gateway's /metrics */
-
 /* ---- set-up -------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -292,14 +290,7 @@ static int setup(void **state)
                                          "sluice.dead:1",          NULL};
     setenv("SLUICE_WEBHOOK_SECRET_WH_CRM", SECRET, 1); /* the jobs' secrets */
     setenv("SLUICE_WEBHOOK_SECRET_WH_PIPE", SECRET, 1);
-    /* its /metrics on a port of its own (test_burst reads the engine's counts) */
-    char maddr[64];
-    snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", pg_server_free_port());
-    snprintf(metrics_url, sizeof(metrics_url), "http://%s/metrics", maddr);
-    setenv("SLUICE_METRICS_ADDR", maddr, 1);
-    int rc = gateway_server_start("sluice-wh", topics, ADMIN);
-    unsetenv("SLUICE_METRICS_ADDR");
-    return rc;
+    return gateway_server_start("sluice-wh", topics, ADMIN);
 }
 
 /* The value of the counter name on the gateway's /metrics (0: not there yet). */
