@@ -1955,6 +1955,18 @@ static void offload(struct sl_gateway *gw, struct MHD_Connection *conn, struct r
     pthread_mutex_unlock(&gw->w_mu);
 }
 
+/* Queues the webhook endpoint's answer to rq (rq->wans). */
+static enum MHD_Result reply_webhook(struct MHD_Connection *conn, struct req *rq)
+{
+    struct sl_webhook_answer *ans = &rq->wans;
+    rq->retry_after = ans->retry_after;
+    if (ans->code)
+        return reply_error(conn, rq, ans->status, ans->code, NULL, "%s", ans->message);
+    json_t *body = ans->body;
+    ans->body = NULL; /* reply()'s now */
+    return reply(conn, rq, ans->status, body, NULL);
+}
+
 /* The webhook engine answered rq (its thread): the connection goes on. */
 static void webhook_done(void *arg)
 {
@@ -1983,14 +1995,8 @@ static enum MHD_Result h_webhook(struct sl_gateway *gw, struct MHD_Connection *c
     }
     struct sl_webhook_answer *ans = &rq->wans;
     struct sl_webhook_delivery *d = NULL;
-    if (sl_webhook_begin(gw->webhook, &wr, ans, webhook_done, rq, &d) == 0) {
-        rq->retry_after = ans->retry_after;
-        json_t *body = ans->body;
-        ans->body = NULL;
-        if (ans->code)
-            return reply_error(conn, rq, ans->status, ans->code, NULL, "%s", ans->message);
-        return reply(conn, rq, ans->status, body, NULL);
-    }
+    if (sl_webhook_begin(gw->webhook, &wr, ans, webhook_done, rq, &d) == 0)
+        return reply_webhook(conn, rq);
     /* the engine answers (webhook_done): suspended until then (a worker's
      * request already is, and the worker lets the engine resume it) */
     rq->webhook = true;
@@ -2106,15 +2112,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (atomic_load(&rq->ready)) { /* resumed: the answer is here */
         unsuspended(gw, rq);
-        if (rq->webhook) {
-            rq->retry_after = rq->wans.retry_after;
-            if (rq->wans.code)
-                return reply_error(conn, rq, rq->wans.status, rq->wans.code, NULL, "%s",
-                                   rq->wans.message);
-            json_t *body = rq->wans.body;
-            rq->wans.body = NULL;
-            return reply(conn, rq, rq->wans.status, body, NULL);
-        }
+        if (rq->webhook)
+            return reply_webhook(conn, rq);
         struct MHD_Response *resp = rq->resp;
         rq->resp = NULL;
         if (!resp)
@@ -2176,7 +2175,6 @@ static void *worker_main(void *arg)
             break;
         rq->wnext = NULL;
         rq->offloaded = true;
-        rq->wrc = MHD_YES;
         bool handed_on = false;
         rq->handed_on = &handed_on;
         enum MHD_Result wrc = MHD_YES;

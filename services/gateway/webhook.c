@@ -226,8 +226,9 @@ struct sl_webhook {
     struct sl_webhook_delivery *q_head, **q_tail;
     bool q_idle, q_stop;
     struct wh_batch *batches;
-    char claim_sha[41];            /* CLAIM_LUA's, for EVALSHA */
-    uint64_t rounds, taken, sends; /* the engine's, for the log at the stop */
+    char claim_sha[41];                   /* CLAIM_LUA's, for EVALSHA */
+    uint64_t rounds, taken, sends;        /* the engine's, for the log at the stop */
+    struct sl_counter *m_taken, *m_sends; /* /metrics: the same two counts */
 };
 
 static size_t windows_close(struct sl_webhook *wh, bool all);
@@ -302,6 +303,11 @@ struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook
     unsigned char sha[SHA_DIGEST_LENGTH];
     SHA1((const unsigned char *)CLAIM_LUA, strlen(CLAIM_LUA), sha);
     sl_hex(sha, sizeof(sha), wh->claim_sha);
+    wh->m_taken = sl_metrics_counter("sluice_webhook_deliveries_total",
+                                     "webhook deliveries the engine sent to kafka", "");
+    wh->m_sends = sl_metrics_counter(
+        "sluice_webhook_sends_total",
+        "sends of the webhook engine to kafka (a round's deliveries go in one)", "");
     if (pthread_create(&wh->closer, NULL, closer_main, wh)) {
         sl_webhook_destroy(wh);
         return NULL;
@@ -695,15 +701,24 @@ static int job_get(struct sl_webhook *wh, PGconn **c, const char *job_id, uint32
     return 0;
 }
 
+/* The cached version of job_id PostgreSQL said is current within
+ * CURRENT_TTL_MS of now (the newest such word), or NULL; jobs_mu held. */
+static struct wh_job *job_fresh_locked(struct sl_webhook *wh, const char *job_id, int64_t now)
+{
+    struct wh_job *best = NULL;
+    for (size_t i = 0; i < wh->njobs; i++) {
+        struct wh_job *j = wh->jobs[i];
+        if (j->current_ms && now - j->current_ms < CURRENT_TTL_MS && !strcmp(j->job_id, job_id) &&
+            (!best || j->current_ms > best->current_ms))
+            best = j;
+    }
+    return best;
+}
+
 bool sl_webhook_job_known(struct sl_webhook *wh, const char *job_id)
 {
-    int64_t now = now_ms();
-    bool known = false;
     pthread_mutex_lock(&wh->jobs_mu);
-    for (size_t i = 0; i < wh->njobs && !known; i++) {
-        struct wh_job *j = wh->jobs[i];
-        known = j->current_ms && now - j->current_ms < CURRENT_TTL_MS && !strcmp(j->job_id, job_id);
-    }
+    bool known = job_fresh_locked(wh, job_id, now_ms()) != NULL;
     pthread_mutex_unlock(&wh->jobs_mu);
     return known;
 }
@@ -714,14 +729,8 @@ static int job_current(struct sl_webhook *wh, PGconn **c, const char *job_id, st
                        char *errbuf, size_t errsz)
 {
     int64_t now = now_ms();
-    struct wh_job *best = NULL;
     pthread_mutex_lock(&wh->jobs_mu);
-    for (size_t i = 0; i < wh->njobs; i++) {
-        struct wh_job *j = wh->jobs[i];
-        if (j->current_ms && now - j->current_ms < CURRENT_TTL_MS && !strcmp(j->job_id, job_id) &&
-            (!best || j->current_ms > best->current_ms))
-            best = j;
-    }
+    struct wh_job *best = job_fresh_locked(wh, job_id, now);
     if (best) {
         best->refs++;
         best->used_ms = now;
@@ -950,33 +959,52 @@ static char *delivery_pack(uint64_t rows, bool ndjson, const char *rkey, const c
  * (CLAIM_LUA). 1 with *first set; 0 for a webhook-id seen before, *seen its
  * value (caller frees; NULL when it expired meanwhile); 2 when w is no
  * longer this gateway's; -1 with errbuf set when Redis failed. */
+/* The keys of run_id's window in Redis: its hash and its lock. */
+static void win_keys(const char *run_id, char wkey[80], char lkey[80])
+{
+    snprintf(wkey, 80, WIN_KEY "%.40s", run_id);
+    snprintf(lkey, 80, LOCK_KEY "%.40s", run_id);
+}
+
+/* What CLAIM_LUA answered (r): as claim() returns. */
+static int claim_parse(const redisReply *r, uint64_t *first, char **seen, char *errbuf,
+                       size_t errsz)
+{
+    *seen = NULL;
+    int rc = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER) {
+        rc = (int)r->element[0]->integer;
+        if (rc == 1 && (r->elements != 2 || r->element[1]->type != REDIS_REPLY_INTEGER))
+            rc = -1;
+        else if (rc == 1)
+            *first = (uint64_t)r->element[1]->integer;
+        else if (rc == 0 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING &&
+                 !(*seen = strdup(r->element[1]->str)))
+            rc = -1;
+    }
+    if (rc < 0 || rc > 2) {
+        snprintf(errbuf, errsz, "redis answered the claim unexpectedly");
+        return -1;
+    }
+    return rc;
+}
+
 static int claim(struct sl_webhook *wh, const struct wh_window *w, const char *rkey,
                  const char *packed, size_t plen, uint64_t rows, size_t bytes, const char *unmapped,
                  uint64_t *first, char **seen, char *errbuf, size_t errsz)
 {
     *seen = NULL;
     char wkey[80], lkey[80];
-    snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", w->run_id);
-    snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", w->run_id);
+    win_keys(w->run_id, wkey, lkey);
     redisReply *r = redis_cmd(wh, errbuf, errsz, "EVAL %s 3 %s %s %s %d %llu %llu %b %s %s",
                               CLAIM_LUA, rkey, wkey, lkey, REPLAY_TTL_S, (unsigned long long)rows,
                               (unsigned long long)bytes, packed, plen, unmapped, wh->me);
     if (!r)
         return -1;
-    int rc = -1;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-        r->element[0]->type == REDIS_REPLY_INTEGER) {
-        rc = (int)r->element[0]->integer;
-        if (rc == 1 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER)
-            *first = (uint64_t)r->element[1]->integer;
-        else if (rc == 0 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING &&
-                 !(*seen = strdup(r->element[1]->str)))
-            rc = -1;
-    }
-    if (rc < 0 || rc > 2)
-        snprintf(errbuf, errsz, "redis answered the claim unexpectedly");
+    int rc = claim_parse(r, first, seen, errbuf, errsz);
     freeReplyObject(r);
-    return rc < 0 || rc > 2 ? -1 : rc;
+    return rc;
 }
 
 /* Runs a script on the keys of run_id's window (hash, lock, the set of open
@@ -986,8 +1014,7 @@ static long long window_script(struct sl_webhook *wh, const char *script, const 
                                const char *arg, char *errbuf, size_t errsz)
 {
     char wkey[80], lkey[80];
-    snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", run_id);
-    snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", run_id);
+    win_keys(run_id, wkey, lkey);
     redisReply *r =
         redis_cmd(wh, errbuf, errsz, "EVAL %s 3 %s %s %s %s", script, wkey, lkey, WINDOWS_KEY, arg);
     long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
@@ -1039,8 +1066,7 @@ static int window_record(struct sl_webhook *wh, struct wh_window *w, char *errbu
     int rc = sl_api_run_queue(c, w->job_id, "webhook", w->run_id, &w->version, errbuf, errsz);
     if (rc == 0) {
         char wkey[80], lkey[80], ver[16], ttl[16], now[24];
-        snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", w->run_id);
-        snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", w->run_id);
+        win_keys(w->run_id, wkey, lkey);
         snprintf(ver, sizeof(ver), "%u", w->version);
         snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
         snprintf(now, sizeof(now), "%lld", (long long)wall_ms());
@@ -1927,16 +1953,13 @@ static enum wh_next delivery_prepare(struct sl_webhook *wh, struct sl_webhook_de
         sl_buf_cleanup(&un);
         if (d->packed && d->unmapped)
             return NEXT_CLAIM;
-        snprintf(err, errsz, "out of memory");
         taken = -1;
     }
     delivery_unhold(d);
     if (taken == 1 && ++d->attempt < 8)
         return NEXT_AGAIN; /* a key of an earlier delivery of the run: the job's next run */
-    if (taken < 0)
-        snprintf(err, errsz, "out of memory");
     fail(d->ans, 503, "unavailable", "cannot take the records of job %s now: %s", req->job_id,
-         taken < 0 ? err : "no run for them");
+         taken < 0 ? "out of memory" : "no run for them");
     return NEXT_ANSWERED;
 }
 
@@ -1950,17 +1973,8 @@ static enum wh_next delivery_claimed(struct sl_webhook *wh, struct sl_webhook_de
     if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
         taken = claim(wh, d->win, d->rkey, d->packed, d->plen, d->rows, d->req.len, d->unmapped,
                       &d->row1, &seen, d->err, sizeof(d->err));
-    } else if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-               r->element[0]->type == REDIS_REPLY_INTEGER) {
-        taken = (int)r->element[0]->integer;
-        if (taken == 1 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER)
-            d->row1 = (uint64_t)r->element[1]->integer;
-        else if (taken == 0 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING)
-            seen = strdup(r->element[1]->str);
-        else if (taken != 2)
-            taken = -1;
-        if (taken < 0)
-            snprintf(d->err, sizeof(d->err), "redis answered the claim unexpectedly");
+    } else if (r && r->type != REDIS_REPLY_ERROR) {
+        taken = claim_parse(r, &d->row1, &seen, d->err, sizeof(d->err));
     } else {
         snprintf(d->err, sizeof(d->err), "%s%s", r ? "redis refused: " : "",
                  r && r->type == REDIS_REPLY_ERROR ? r->str : rerr);
@@ -1999,8 +2013,7 @@ static void claims_run(struct sl_webhook *wh, struct sl_webhook_delivery **ds, s
     for (size_t i = 0; i < n && c; i++) {
         struct sl_webhook_delivery *d = ds[i];
         char wkey[80], lkey[80];
-        snprintf(wkey, sizeof(wkey), WIN_KEY "%.40s", d->win->run_id);
-        snprintf(lkey, sizeof(lkey), LOCK_KEY "%.40s", d->win->run_id);
+        win_keys(d->win->run_id, wkey, lkey);
         if (redisAppendCommand(c, "EVALSHA %s 3 %s %s %s %d %llu %llu %b %s %s", wh->claim_sha,
                                d->rkey, wkey, lkey, REPLAY_TTL_S, (unsigned long long)d->rows,
                                (unsigned long long)d->req.len, d->packed, d->plen, d->unmapped,
@@ -2238,14 +2251,8 @@ static void engine_round(struct sl_webhook *wh, struct sl_webhook_delivery *list
         if (m) {
             wh->taken += m;
             wh->sends++;
-            sl_counter_add(sl_metrics_counter("sluice_webhook_deliveries_total",
-                                              "webhook deliveries the engine sent to kafka", ""),
-                           (uint64_t)m);
-            sl_counter_add(sl_metrics_counter("sluice_webhook_sends_total",
-                                              "sends of the webhook engine to kafka (a round's "
-                                              "deliveries go in one)",
-                                              ""),
-                           1);
+            sl_counter_add(wh->m_taken, (uint64_t)m);
+            sl_counter_add(wh->m_sends, 1);
             batch_send(wh, cs, m);
         }
         free(ds);
