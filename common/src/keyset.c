@@ -29,6 +29,9 @@
  * stay rare as the set grows.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,30 +161,56 @@ uint64_t sl_siphash(const uint8_t k[16], const void *data, size_t len)
 
 /* ---- a random key ---- */
 
-/* A random key for a new set. getrandom only fails before the kernel's pool
- * is ready or under seccomp; the clock, pid and an address are then still
- * unpredictable enough for duplicate detection. */
-static void random_key(uint8_t key[16], const void *salt)
+/* 16 bytes from getrandom; false when it failed (before the kernel's pool
+ * is ready, or under seccomp). */
+static bool getrandom16(uint8_t out[16])
 {
     size_t got = 0;
     while (got < 16) {
-        ssize_t r = getrandom(key + got, 16 - got, 0);
+        ssize_t r = getrandom(out + got, 16 - got, 0);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
-            break;
+            return false;
         got += (size_t)r;
     }
-    if (got == 16)
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t seed[4] = {(uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec, (uint64_t)getpid(),
-                        (uint64_t)(uintptr_t)salt};
-    uint8_t k0[16] = {0};
-    uint64_t a = sl_siphash(k0, seed, sizeof(seed));
-    seed[0] ^= a;
-    uint64_t b = sl_siphash(k0, seed, sizeof(seed));
+    return true;
+}
+
+static uint8_t secret[16];
+static bool secret_ok;
+static _Atomic uint64_t keys_made;
+static pthread_once_t secret_once = PTHREAD_ONCE_INIT;
+
+static void secret_init(void)
+{
+    secret_ok = getrandom16(secret);
+}
+
+/* A random key for a new set: SipHash of a counter under one process-wide
+ * secret from getrandom, so a set costs no system call (the gateway makes
+ * one a webhook delivery) and every set's key is still unpredictable. When
+ * getrandom fails, the clock, pid and an address are still unpredictable
+ * enough for duplicate detection. */
+static void random_key(uint8_t key[16], const void *salt)
+{
+    pthread_once(&secret_once, secret_init);
+    uint64_t a, b;
+    if (secret_ok) {
+        uint64_t n = atomic_fetch_add(&keys_made, 1) * 2;
+        a = sl_siphash(secret, &n, sizeof(n));
+        n++;
+        b = sl_siphash(secret, &n, sizeof(n));
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t seed[4] = {(uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec, (uint64_t)getpid(),
+                            (uint64_t)(uintptr_t)salt};
+        uint8_t k0[16] = {0};
+        a = sl_siphash(k0, seed, sizeof(seed));
+        seed[0] ^= a;
+        b = sl_siphash(k0, seed, sizeof(seed));
+    }
     memcpy(key, &a, 8);
     memcpy(key + 8, &b, 8);
 }

@@ -82,8 +82,25 @@ void sl_log(enum sl_log_level lvl, const char *component, const char *fmt, ...)
         return;
     char ts[32];
     sl_format_utc(sl_now_us(), true, ts);
-    struct sl_buf msg = SL_BUF_INIT, line = SL_BUF_INIT;
     va_list ap;
+    if (!log_json) { /* the usual line: formatted once, on the stack */
+        char small[1024];
+        int n = snprintf(small, sizeof(small), "%s %-5s %s: ", ts, level_names[lvl], component);
+        if (n > 0 && (size_t)n < sizeof(small) - 1) {
+            va_start(ap, fmt);
+            int m = vsnprintf(small + n, sizeof(small) - (size_t)n - 1, fmt, ap);
+            va_end(ap);
+            if (m >= 0 && (size_t)n + (size_t)m < sizeof(small) - 1) {
+                size_t len = (size_t)n + (size_t)m;
+                small[len++] = '\n';
+                pthread_mutex_lock(&log_lock);
+                fwrite(small, 1, len, stderr);
+                pthread_mutex_unlock(&log_lock);
+                return;
+            }
+        }
+    }
+    struct sl_buf msg = SL_BUF_INIT, line = SL_BUF_INIT;
     va_start(ap, fmt);
     sl_buf_vprintf(&msg, fmt, ap);
     va_end(ap);

@@ -4,6 +4,7 @@
  * gateway's webhook endpoint (services/gateway/webhook.c).
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,24 +43,84 @@ int sl_webhook_key_decode(const char *secret, unsigned char key[SL_WEBHOOK_KEY_M
     return len;
 }
 
+/* HMAC, fetched from the provider once, and a thread's last key set up in
+ * a context of its own (a digest fetch and two key blocks a delivery were
+ * most of a signature's cost): each delivery copies that context. */
+static EVP_MAC *hmac;
+static pthread_key_t keyed_tls;
+static bool keyed_ok;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+struct keyed {
+    EVP_MAC_CTX *ctx;
+    size_t keylen;
+    unsigned char key[SL_WEBHOOK_KEY_MAX];
+};
+
+static void keyed_free(void *p)
+{
+    struct keyed *k = p;
+    EVP_MAC_CTX_free(k->ctx);
+    OPENSSL_cleanse(k, sizeof(*k));
+    free(k);
+}
+
+static void hmac_init(void)
+{
+    hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    keyed_ok = pthread_key_create(&keyed_tls, keyed_free) == 0;
+}
+
+/* A new HMAC-SHA256 context keyed with key (NULL on failure). */
+static EVP_MAC_CTX *mac_new(const unsigned char *key, size_t keylen)
+{
+    EVP_MAC_CTX *h = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    if (h && !EVP_MAC_init(h, key, keylen, params)) {
+        EVP_MAC_CTX_free(h);
+        h = NULL;
+    }
+    return h;
+}
+
+/* A context keyed with key, to use once: a copy of this thread's last one
+ * when the key is the same. */
+static EVP_MAC_CTX *mac_keyed(const unsigned char *key, size_t keylen)
+{
+    pthread_once(&hmac_once, hmac_init);
+    if (!keyed_ok || keylen > SL_WEBHOOK_KEY_MAX)
+        return mac_new(key, keylen);
+    struct keyed *k = pthread_getspecific(keyed_tls);
+    if (!k) {
+        if (!(k = calloc(1, sizeof(*k))) || pthread_setspecific(keyed_tls, k)) {
+            free(k);
+            return mac_new(key, keylen);
+        }
+    }
+    if (!k->ctx || k->keylen != keylen || CRYPTO_memcmp(k->key, key, keylen)) {
+        EVP_MAC_CTX_free(k->ctx);
+        k->keylen = keylen;
+        memcpy(k->key, key, keylen);
+        if (!(k->ctx = mac_new(key, keylen)))
+            return NULL;
+    }
+    return EVP_MAC_CTX_dup(k->ctx);
+}
+
 /* HMAC-SHA256 of id.timestamp.body into mac[32] (EVP_MAC: OpenSSL 3). */
 static void mac_of(const unsigned char *key, size_t keylen, const char *id, const char *ts,
                    const char *body, size_t len, unsigned char mac[32])
 {
     size_t maclen = 0;
-    EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *h = m ? EVP_MAC_CTX_new(m) : NULL;
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
-                           OSSL_PARAM_construct_end()};
-    if (!h || !EVP_MAC_init(h, key, keylen, params) ||
-        !EVP_MAC_update(h, (const unsigned char *)id, strlen(id)) ||
+    EVP_MAC_CTX *h = mac_keyed(key, keylen);
+    if (!h || !EVP_MAC_update(h, (const unsigned char *)id, strlen(id)) ||
         !EVP_MAC_update(h, (const unsigned char *)".", 1) ||
         !EVP_MAC_update(h, (const unsigned char *)ts, strlen(ts)) ||
         !EVP_MAC_update(h, (const unsigned char *)".", 1) ||
         !EVP_MAC_update(h, (const unsigned char *)body, len) || !EVP_MAC_final(h, mac, &maclen, 32))
         RAND_bytes(mac, 32); /* a failure never matches */
     EVP_MAC_CTX_free(h);
-    EVP_MAC_free(m);
 }
 
 void sl_webhook_sign(const unsigned char *key, size_t keylen, const char *id, const char *timestamp,
