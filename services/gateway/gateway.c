@@ -43,6 +43,7 @@
 #include "sluice/control.h"
 #include "sluice/err.h"
 #include "sluice/job.h"
+#include "sluice/keyset.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/msg.h"
@@ -99,6 +100,14 @@ struct sl_gateway {
     char *blob_dir;        /* GET /v1/runs/{id}/source; NULL: none */
     pthread_mutex_t st_mu; /* the Redis of live progress, made on first use */
     struct sl_state *st;
+
+    /* request ids (request_id) */
+    uint8_t rid_key[16];
+    atomic_uint_fast64_t rid_seq;
+    /* /metrics of every request (on_completed), each made at its first
+     * use: requests by status class 0xx..5xx, their latency */
+    struct sl_counter *_Atomic m_requests[6];
+    struct sl_histogram *_Atomic m_seconds;
 };
 
 enum route {
@@ -156,15 +165,14 @@ struct req {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void random_hex(char *out, size_t nbytes)
+/* A request's id (X-Request-Id when the client gave none): 32 hex digits,
+ * SipHash of a counter under this process's random key, so that a request
+ * costs no system call and ids tell nothing of the request count. */
+static void request_id(struct sl_gateway *gw, char out[33])
 {
-    unsigned char b[64];
-    if (nbytes > sizeof(b))
-        nbytes = sizeof(b);
-    if (RAND_bytes(b, (int)nbytes) != 1)
-        for (size_t i = 0; i < nbytes; i++)
-            b[i] = (unsigned char)rand();
-    sl_hex(b, nbytes, out);
+    uint64_t n = atomic_fetch_add(&gw->rid_seq, 1), m = n ^ 0x8000000000000000ull;
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)sl_siphash(gw->rid_key, &n, sizeof(n)),
+             (unsigned long long)sl_siphash(gw->rid_key, &m, sizeof(m)));
 }
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -300,11 +308,10 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct req *rq, int st
 }
 
 /* Answers status with body as JSON (NULL: no body); takes body over. */
-static enum MHD_Result reply(struct MHD_Connection *conn, struct req *rq, int status, json_t *body,
-                             const char *location)
+/* Queues text (malloc'd JSON, or NULL for no body; taken) as the answer. */
+static enum MHD_Result reply_text(struct MHD_Connection *conn, struct req *rq, int status,
+                                  char *text, const char *location)
 {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
     size_t len = text ? strlen(text) : 0;
     if (text) { /* one line: curl and shells like a final newline */
         char *t = realloc(text, len + 2);
@@ -325,6 +332,14 @@ static enum MHD_Result reply(struct MHD_Connection *conn, struct req *rq, int st
     if (location)
         MHD_add_response_header(resp, "Location", location);
     return queue(conn, rq, status, resp);
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, struct req *rq, int status, json_t *body,
+                             const char *location)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    return reply_text(conn, rq, status, text, location);
 }
 
 /* The one error shape of the API; field may be NULL. */
@@ -1962,6 +1977,11 @@ static enum MHD_Result reply_webhook(struct MHD_Connection *conn, struct req *rq
     rq->retry_after = ans->retry_after;
     if (ans->code)
         return reply_error(conn, rq, ans->status, ans->code, NULL, "%s", ans->message);
+    if (ans->text) {
+        char *text = ans->text;
+        ans->text = NULL; /* reply_text()'s now */
+        return reply_text(conn, rq, ans->status, text, NULL);
+    }
     json_t *body = ans->body;
     ans->body = NULL; /* reply()'s now */
     return reply(conn, rq, ans->status, body, NULL);
@@ -2102,7 +2122,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (plain_name(given, 64))
             snprintf(rq->rid, sizeof(rq->rid), "%s", given);
         else
-            random_hex(rq->rid, 16);
+            request_id(gw, rq->rid);
         snprintf(rq->method, sizeof(rq->method), "%s", method);
         snprintf(rq->path, sizeof(rq->path), "%s", url);
         snprintf(rq->who, sizeof(rq->who), "-");
@@ -2204,21 +2224,30 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     double ms = ms_since(&rq->t0);
     sl_info(COMP, "request %s: %s %s -> %d by %s in %.1f ms%s", rq->rid, rq->method, rq->path,
             rq->status, rq->who, ms, (unsigned)toe < SL_ARRAY_LEN(why) ? why[toe] : "");
-    /* /metrics: requests by status class, and their latency (looked up each
-     * time: a lock and a short scan, no shared state of our own) */
-    char labels[32];
-    snprintf(labels, sizeof(labels), "code=\"%dxx\"",
-             rq->status >= 100 && rq->status < 600 ? rq->status / 100 : 0);
-    sl_counter_add(sl_metrics_counter("sluice_http_requests_total",
-                                      "requests the gateway answered, by status class", labels),
-                   1);
-    sl_histogram_observe(sl_metrics_histogram("sluice_http_request_seconds",
-                                              "time the gateway took to answer a request", ""),
-                         ms / 1000);
+    /* /metrics: requests by status class, and their latency */
+    struct sl_gateway *gw = cls;
+    int k = rq->status >= 100 && rq->status < 600 ? rq->status / 100 : 0;
+    struct sl_counter *c = atomic_load(&gw->m_requests[k]);
+    if (!c) { /* the registry gives every thread the same one */
+        char labels[32];
+        snprintf(labels, sizeof(labels), "code=\"%dxx\"", k);
+        c = sl_metrics_counter("sluice_http_requests_total",
+                               "requests the gateway answered, by status class", labels);
+        atomic_store(&gw->m_requests[k], c);
+    }
+    sl_counter_add(c, 1);
+    struct sl_histogram *h = atomic_load(&gw->m_seconds);
+    if (!h) {
+        h = sl_metrics_histogram("sluice_http_request_seconds",
+                                 "time the gateway took to answer a request", "");
+        atomic_store(&gw->m_seconds, h);
+    }
+    sl_histogram_observe(h, ms / 1000);
     unsuspended(cls, rq);
     if (rq->resp)
         MHD_destroy_response(rq->resp);
     json_decref(rq->wans.body);
+    free(rq->wans.text);
     free(rq->body);
     free(rq);
     atomic_fetch_sub(&((struct sl_gateway *)cls)->active, 1);
@@ -2275,6 +2304,9 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
     struct sl_gateway *gw = calloc(1, sizeof(*gw));
     if (!gw)
         goto fail_nomem;
+    if (RAND_bytes(gw->rid_key, sizeof(gw->rid_key)) != 1)
+        for (size_t i = 0; i < sizeof(gw->rid_key); i++)
+            gw->rid_key[i] = (uint8_t)(rand() ^ getpid() ^ time(NULL));
     pthread_mutex_init(&gw->pool_mu, NULL);
     pthread_mutex_init(&gw->bus_mu, NULL);
     pthread_mutex_init(&gw->probe_mu, NULL);

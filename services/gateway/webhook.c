@@ -35,7 +35,7 @@
  * caller's thread (headers, job, signature, records); sl_webhook_go()
  * queues it. One thread takes the queue a round at a time: each
  * delivery's window (delivery_prepare, in order), the claims of the round
- * in one pipelined round trip (claims_run, EVALSHA), the records of the
+ * in one script call (claims_run, EVALSHA of CLAIMS_LUA), the records of the
  * claimed ones in one send_async (batch_send: a Kafka message a partition
  * for the round), and the answers from the bus's report (batch_reported,
  * on the bus's thread: delivery_sent) or, after KAFKA_WAIT_MS without one,
@@ -102,6 +102,7 @@
  * for its round trip (a busier moment opens more, closed when given back
  * beyond this), instead of queueing behind one connection. */
 #define REDIS_IDLE_MAX 32
+#define CLAIMS_MAX     256 /* deliveries one claim script takes */
 #define JOB_CACHE_MAX  64
 #define CURRENT_TTL_MS 1000
 /* ours (SLUICE_KAFKA_CONFIG may override them): a delivery's answer waits
@@ -226,7 +227,7 @@ struct sl_webhook {
     struct sl_webhook_delivery *q_head, **q_tail;
     bool q_idle, q_stop;
     struct wh_batch *batches;
-    char claim_sha[41];                   /* CLAIM_LUA's, for EVALSHA */
+    char claims_sha[41];                  /* CLAIMS_LUA's, for EVALSHA */
     uint64_t rounds, taken, sends;        /* the engine's, for the log at the stop */
     struct sl_counter *m_taken, *m_sends; /* /metrics: the same two counts */
 };
@@ -234,7 +235,7 @@ struct sl_webhook {
 static size_t windows_close(struct sl_webhook *wh, bool all);
 static void *closer_main(void *arg);
 static void *engine_main(void *arg);
-static const char CLAIM_LUA[];
+static const char CLAIMS_LUA[];
 static void window_free(struct wh_window *w);
 static void settles_flush(struct sl_webhook *wh);
 static int lock_renew(struct sl_webhook *wh, const char *run_id);
@@ -301,8 +302,8 @@ struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook
     pthread_cond_init(&wh->q_cv, NULL);
     wh->q_tail = &wh->q_head;
     unsigned char sha[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)CLAIM_LUA, strlen(CLAIM_LUA), sha);
-    sl_hex(sha, sizeof(sha), wh->claim_sha);
+    SHA1((const unsigned char *)CLAIMS_LUA, strlen(CLAIMS_LUA), sha);
+    sl_hex(sha, sizeof(sha), wh->claims_sha);
     wh->m_taken = sl_metrics_counter("sluice_webhook_deliveries_total",
                                      "webhook deliveries the engine sent to kafka", "");
     wh->m_sends = sl_metrics_counter(
@@ -890,27 +891,44 @@ static struct sl_msg *run_event(const char *run_id, const char *job_id, uint32_t
     return ev;
 }
 
-/* The replay window and the row reservation, in one round trip: a script
- * (atomic in Redis). KEYS: the replay key, the window's hash, its lock;
- * ARGV: the replay TTL, the delivery's rows, its bytes, the delivery as
- * window_recover() needs it, its unmapped fields (joined by 0x1f), this
- * gateway. A webhook-id seen before answers {0, its value} ("pending", or
- * the run id); a window this gateway no longer owns {2}; else the id is set
- * "pending", the rows are reserved (the hash's rows: the count so far), the
- * bytes counted, the delivery kept (d:<first row>) and the unmapped fields
- * noted (u:<name>): {1, first row}. */
-static const char CLAIM_LUA[] =
-    "local v = redis.call('GET', KEYS[1]) "
-    "if v then return {0, v} end "
-    "if redis.call('GET', KEYS[3]) ~= ARGV[6] then return {2} end "
-    "redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[1]) "
-    "local n = tonumber(ARGV[2]) "
-    "local last = redis.call('HINCRBY', KEYS[2], 'rows', n) "
-    "redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[3]) "
-    "local first = last - n + 1 "
-    "if n > 0 then redis.call('HSET', KEYS[2], 'd:' .. first, ARGV[4]) end "
-    "for u in string.gmatch(ARGV[5], '[^\\31]+') do redis.call('HSET', KEYS[2], 'u:' .. u, 1) end "
-    "return {1, first}";
+/* The claims of an engine round's deliveries, in order, in one call
+ * (claims_run): KEYS, three a delivery: its replay key, its window's hash
+ * and lock; ARGV: the replay TTL, this gateway, then four a delivery: its
+ * rows, its bytes, the delivery as window_recover() needs it, its unmapped
+ * fields (joined by 0x1f). Each delivery answers: for a webhook-id seen
+ * before {0, its value} ("pending", or the run id); for a window this
+ * gateway no longer owns {2}; else the id is set "pending", the rows are
+ * reserved (the hash's rows: the count so far), the bytes counted, the
+ * delivery kept (d:<first row>) and the unmapped fields noted (u:<name>):
+ * {1, first row}. One call a round, and each window's hash written once at
+ * its end (the script is atomic): a command called from Lua costs Redis
+ * more than the command itself. */
+static const char CLAIMS_LUA[] =
+    "local out, wins, order, ttl, me = {}, {}, {}, ARGV[1], ARGV[2] "
+    "for i = 0, #KEYS / 3 - 1 do "
+    "local r, w, l, a = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], 2 + 4 * i "
+    "local v = redis.call('GET', r) "
+    "if v then out[i + 1] = {0, v} else "
+    "local s = wins[w] "
+    "if not s then "
+    "s = {ok = redis.call('GET', l) == me, rows = 0, bytes = 0, f = {}, u = {}} "
+    "if s.ok then s.rows = tonumber(redis.call('HGET', w, 'rows') or '0') end "
+    "wins[w] = s order[#order + 1] = w end "
+    "if not s.ok then out[i + 1] = {2} else "
+    "redis.call('SET', r, 'pending', 'EX', ttl) "
+    "local n = tonumber(ARGV[a + 1]) "
+    "local first = s.rows + 1 "
+    "s.rows = s.rows + n "
+    "s.bytes = s.bytes + tonumber(ARGV[a + 2]) "
+    "if n > 0 then s.f[#s.f + 1] = 'd:' .. first s.f[#s.f + 1] = ARGV[a + 3] end "
+    "for u in string.gmatch(ARGV[a + 4], '[^\\31]+') do s.u[u] = 1 end "
+    "out[i + 1] = {1, first} end end end "
+    "for _, w in ipairs(order) do local s = wins[w] if s.ok then "
+    "redis.call('HSET', w, 'rows', string.format('%d', s.rows)) "
+    "redis.call('HINCRBY', w, 'bytes', string.format('%d', s.bytes)) "
+    "for u in pairs(s.u) do s.f[#s.f + 1] = 'u:' .. u s.f[#s.f + 1] = 1 end "
+    "if #s.f > 0 then redis.call('HSET', w, unpack(s.f)) end end end "
+    "return out";
 
 /* A new window's hash, its lock (this gateway's) and its place among the
  * open windows. */
@@ -955,10 +973,6 @@ static char *delivery_pack(uint64_t rows, bool ndjson, const char *rkey, const c
     return out;
 }
 
-/* Claims the replay key of a delivery and reserves its rows in window w
- * (CLAIM_LUA). 1 with *first set; 0 for a webhook-id seen before, *seen its
- * value (caller frees; NULL when it expired meanwhile); 2 when w is no
- * longer this gateway's; -1 with errbuf set when Redis failed. */
 /* The keys of run_id's window in Redis: its hash and its lock. */
 static void win_keys(const char *run_id, char wkey[80], char lkey[80])
 {
@@ -966,7 +980,10 @@ static void win_keys(const char *run_id, char wkey[80], char lkey[80])
     snprintf(lkey, 80, LOCK_KEY "%.40s", run_id);
 }
 
-/* What CLAIM_LUA answered (r): as claim() returns. */
+/* What CLAIMS_LUA answered for one delivery (r): 1 with *first set; 0 for
+ * a webhook-id seen before, *seen its value (caller frees; NULL when it
+ * expired meanwhile); 2 when the window is no longer this gateway's; -1
+ * with errbuf set when the answer is not one of these. */
 static int claim_parse(const redisReply *r, uint64_t *first, char **seen, char *errbuf,
                        size_t errsz)
 {
@@ -987,23 +1004,6 @@ static int claim_parse(const redisReply *r, uint64_t *first, char **seen, char *
         snprintf(errbuf, errsz, "redis answered the claim unexpectedly");
         return -1;
     }
-    return rc;
-}
-
-static int claim(struct sl_webhook *wh, const struct wh_window *w, const char *rkey,
-                 const char *packed, size_t plen, uint64_t rows, size_t bytes, const char *unmapped,
-                 uint64_t *first, char **seen, char *errbuf, size_t errsz)
-{
-    *seen = NULL;
-    char wkey[80], lkey[80];
-    win_keys(w->run_id, wkey, lkey);
-    redisReply *r = redis_cmd(wh, errbuf, errsz, "EVAL %s 3 %s %s %s %d %llu %llu %b %s %s",
-                              CLAIM_LUA, rkey, wkey, lkey, REPLAY_TTL_S, (unsigned long long)rows,
-                              (unsigned long long)bytes, packed, plen, unmapped, wh->me);
-    if (!r)
-        return -1;
-    int rc = claim_parse(r, first, seen, errbuf, errsz);
-    freeReplyObject(r);
     return rc;
 }
 
@@ -1311,12 +1311,18 @@ static void settles_flush(struct sl_webhook *wh)
     size_t n = 0, failed = 0;
     redisContext *c = redis_get(wh, false, err, sizeof(err));
     for (struct wh_settle *st = list; st && c; st = st->next) {
-        if (redisAppendCommand(c, "SET %s %s XX KEEPTTL", st->rkey, st->run_id) != REDIS_OK)
+        const char *set[] = {"SET", st->rkey, st->run_id, "XX", "KEEPTTL"};
+        size_t setl[] = {3, strlen(st->rkey), strlen(st->run_id), 2, 7};
+        if (redisAppendCommandArgv(c, 5, set, setl) != REDIS_OK)
             break;
         n++;
         /* the delivery is in Kafka: the window need not keep it any more */
-        if (st->first && redisAppendCommand(c, "HDEL " WIN_KEY "%s d:%llu", st->run_id,
-                                            (unsigned long long)st->first) != REDIS_OK)
+        char wkey[80], field[32];
+        snprintf(wkey, sizeof(wkey), WIN_KEY "%s", st->run_id);
+        snprintf(field, sizeof(field), "d:%llu", (unsigned long long)st->first);
+        const char *hdel[] = {"HDEL", wkey, field};
+        size_t hdell[] = {4, strlen(wkey), strlen(field)};
+        if (st->first && redisAppendCommandArgv(c, 3, hdel, hdell) != REDIS_OK)
             break;
         n += st->first ? 1 : 0;
     }
@@ -1963,17 +1969,14 @@ static enum wh_next delivery_prepare(struct sl_webhook *wh, struct sl_webhook_de
     return NEXT_ANSWERED;
 }
 
-/* What the claim (CLAIM_LUA) of d answered: r (NULL: Redis failed, err
- * says why; NOSCRIPT: claimed again with the script's text). */
+/* What the claim (CLAIMS_LUA) of d answered: r, its part of the answer or
+ * Redis's error (NULL: Redis failed, rerr says why). */
 static enum wh_next delivery_claimed(struct sl_webhook *wh, struct sl_webhook_delivery *d,
                                      redisReply *r, const char *rerr)
 {
     char *seen = NULL;
     int taken = -1;
-    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
-        taken = claim(wh, d->win, d->rkey, d->packed, d->plen, d->rows, d->req.len, d->unmapped,
-                      &d->row1, &seen, d->err, sizeof(d->err));
-    } else if (r && r->type != REDIS_REPLY_ERROR) {
+    if (r && r->type != REDIS_REPLY_ERROR) {
         taken = claim_parse(r, &d->row1, &seen, d->err, sizeof(d->err));
     } else {
         snprintf(d->err, sizeof(d->err), "%s%s", r ? "redis refused: " : "",
@@ -2002,40 +2005,88 @@ static enum wh_next delivery_claimed(struct sl_webhook *wh, struct sl_webhook_de
     return NEXT_ANSWERED;
 }
 
-/* The claims of ds[0..n) in one pipelined round trip; out[i] what each
- * answered. */
+/* The claim script of ds[0..n) (CLAIMS_LUA: by its SHA, or its text) and
+ * its answer; NULL with err set when Redis failed. */
+static redisReply *claims_call(struct sl_webhook *wh, redisContext *c,
+                               struct sl_webhook_delivery **ds, size_t n, bool text, char *err,
+                               size_t errsz)
+{
+    size_t argc = 5 + 7 * n, k = 0;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *argl = malloc(argc * sizeof(*argl));
+    char(*keys)[2][80] = malloc(n * sizeof(*keys));
+    char(*nums)[2][24] = malloc(n * sizeof(*nums));
+    char nkeys[24], ttl[24];
+    redisReply *r = NULL;
+    if (!argv || !argl || !keys || !nums) {
+        snprintf(err, errsz, "out of memory");
+        goto out;
+    }
+    /* by argv: hiredis parsing a format string was a fifth of a claim */
+#define ARG(s, len) (argv[k] = (s), argl[k++] = (len))
+    snprintf(nkeys, sizeof(nkeys), "%zu", 3 * n);
+    snprintf(ttl, sizeof(ttl), "%d", REPLAY_TTL_S);
+    ARG(text ? "EVAL" : "EVALSHA", text ? 4 : 7);
+    ARG(text ? CLAIMS_LUA : wh->claims_sha, text ? strlen(CLAIMS_LUA) : strlen(wh->claims_sha));
+    ARG(nkeys, strlen(nkeys));
+    for (size_t i = 0; i < n; i++) {
+        win_keys(ds[i]->win->run_id, keys[i][0], keys[i][1]);
+        ARG(ds[i]->rkey, strlen(ds[i]->rkey));
+        ARG(keys[i][0], strlen(keys[i][0]));
+        ARG(keys[i][1], strlen(keys[i][1]));
+    }
+    ARG(ttl, strlen(ttl));
+    ARG(wh->me, strlen(wh->me));
+    for (size_t i = 0; i < n; i++) {
+        struct sl_webhook_delivery *d = ds[i];
+        snprintf(nums[i][0], sizeof(nums[i][0]), "%llu", (unsigned long long)d->rows);
+        snprintf(nums[i][1], sizeof(nums[i][1]), "%llu", (unsigned long long)d->req.len);
+        ARG(nums[i][0], strlen(nums[i][0]));
+        ARG(nums[i][1], strlen(nums[i][1]));
+        ARG(d->packed ? d->packed : "", d->plen);
+        ARG(d->unmapped, strlen(d->unmapped));
+    }
+#undef ARG
+    if (redisAppendCommandArgv(c, (int)argc, argv, argl) != REDIS_OK ||
+        redisGetReply(c, (void **)&r) != REDIS_OK) {
+        snprintf(err, errsz, "redis failed: %s", c->errstr[0] ? c->errstr : "out of memory");
+        r = NULL;
+    }
+out:
+    free(argv);
+    free(argl);
+    free(keys);
+    free(nums);
+    return r;
+}
+
+/* The claims of ds[0..n) (a round's, in order): one script call for up to
+ * CLAIMS_MAX of them; out[i] what each answered. */
 static void claims_run(struct sl_webhook *wh, struct sl_webhook_delivery **ds, size_t n,
                        enum wh_next *out)
 {
     char err[512] = "";
     redisContext *c = redis_get(wh, false, err, sizeof(err));
-    size_t sent = 0;
-    for (size_t i = 0; i < n && c; i++) {
-        struct sl_webhook_delivery *d = ds[i];
-        char wkey[80], lkey[80];
-        win_keys(d->win->run_id, wkey, lkey);
-        if (redisAppendCommand(c, "EVALSHA %s 3 %s %s %s %d %llu %llu %b %s %s", wh->claim_sha,
-                               d->rkey, wkey, lkey, REPLAY_TTL_S, (unsigned long long)d->rows,
-                               (unsigned long long)d->req.len, d->packed, d->plen, d->unmapped,
-                               wh->me) != REDIS_OK)
-            break;
-        sent++;
-    }
-    size_t i = 0;
-    for (; i < sent; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-            snprintf(err, sizeof(err), "redis failed: %s", c->errstr);
-            break;
+    for (size_t off = 0; off < n;) {
+        size_t m = n - off < CLAIMS_MAX ? n - off : CLAIMS_MAX;
+        redisReply *r = c ? claims_call(wh, c, ds + off, m, false, err, sizeof(err)) : NULL;
+        if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+            freeReplyObject(r); /* a Redis that restarted: the text, cached again */
+            r = claims_call(wh, c, ds + off, m, true, err, sizeof(err));
         }
-        out[i] = delivery_claimed(wh, ds[i], r, "");
+        for (size_t i = 0; i < m; i++) {
+            redisReply *e = r; /* an error for all of them, or NULL */
+            const char *why = err;
+            if (r && r->type == REDIS_REPLY_ARRAY && r->elements == m)
+                e = r->element[i];
+            else if (r && r->type != REDIS_REPLY_ERROR)
+                e = NULL, why = "redis answered the claims unexpectedly";
+            out[off + i] = delivery_claimed(wh, ds[off + i], e, why);
+        }
         freeReplyObject(r);
+        off += m;
     }
-    if (c && !err[0] && sent < n)
-        snprintf(err, sizeof(err), "redis failed: %s", c->errstr[0] ? c->errstr : "out of memory");
     redis_put(wh, c);
-    for (; i < n; i++)
-        out[i] = delivery_claimed(wh, ds[i], NULL, err);
 }
 
 /* Kafka reported on (or gave up waiting for) the records of d: answers it
@@ -2051,9 +2102,15 @@ static void delivery_sent(struct sl_webhook *wh, struct sl_webhook_delivery *d, 
                  req->rid, req->id, req->job_id, d->version, win->run_id,
                  (unsigned long long)d->row1, (unsigned long long)(d->row1 + d->rows - 1));
         d->ans->status = 202;
-        d->ans->body = json_pack("{s:s,s:I,s:I,s:s,s:i}", "run_id", win->run_id, "records",
-                                 (json_int_t)d->rows, "first_row", (json_int_t)d->row1, "job_id",
-                                 req->job_id, "job_version", (int)d->version);
+        /* the answer of every delivery: written as text, not by jansson */
+        struct sl_buf t = SL_BUF_INIT;
+        sl_buf_puts(&t, "{\"run_id\":");
+        sl_buf_json_str(&t, win->run_id, strlen(win->run_id));
+        sl_buf_printf(&t, ",\"records\":%llu,\"first_row\":%llu,\"job_id\":",
+                      (unsigned long long)d->rows, (unsigned long long)d->row1);
+        sl_buf_json_str(&t, req->job_id, strlen(req->job_id));
+        sl_buf_printf(&t, ",\"job_version\":%u}", (unsigned)d->version);
+        d->ans->text = sl_buf_steal(&t);
     } else {
         /* kept: sent again when the window closes, and the replay key stays
          * "pending" until then (the sender's retry: 503, then 200) */

@@ -75,6 +75,7 @@ struct sl_webhook_answer {
     const char *code;
     char message[1024];
     json_t *body;
+    char *text; /* or the body as JSON text (malloc'd): one of the two */
     int retry_after;
 };
 

@@ -548,6 +548,31 @@ static void test_replay(void **state)
     assert_int_equal(s.records, 1);
     assert_int_equal(s.sealed, 1);
     free(run_id);
+
+    /* a Redis that forgot the claim script (a restart, SCRIPT FLUSH): the
+     * gateway claims with the script's text and goes on; replays still
+     * answered as such */
+    redisContext *rc = redis_server_connect(&rs);
+    assert_non_null(rc);
+    redisReply *fl = redisCommand(rc, "SCRIPT FLUSH");
+    assert_non_null(fl);
+    assert_int_equal(fl->type, REDIS_REPLY_STATUS);
+    freeReplyObject(fl);
+    redisFree(rc);
+    body = "{\"id\": \"r2\", \"name\": \"R2\"}";
+    r = post(JOB, body, strlen(body), SECRET, "msg_replay_2", 0, NULL, NULL);
+    expect_status(r, 202);
+    resp_free(&r);
+    for (int i = 0; i < 20; i++) {
+        r = post(JOB, body, strlen(body), SECRET, "msg_replay_2", 0, NULL, NULL);
+        if (r.status != 503)
+            break;
+        resp_free(&r);
+        usleep(50000);
+    }
+    expect_status(r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "duplicate")));
+    resp_free(&r);
     unfinished = false;
 }
 
