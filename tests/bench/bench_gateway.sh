@@ -16,22 +16,25 @@
 #                                     [--durable] [--strict] [BUILD_DIR]
 #   BUILD_DIR      where sluice-gateway, -mapper, -validator, -publisher and
 #                  tests/sluice-test-mock_kafka are (default ./build); this script builds nothing
-#   --requests N   distinct signed deliveries generated (default 100000); a wrk thread that
+#   --requests N   distinct signed deliveries generated (default 500000); a wrk thread that
 #                  sends all of its slice starts it again: those repeats are replays (the
 #                  gateway answers 200) and are reported as "wrapped" (raise N)
 #   --threads T    wrk threads (-t, default 2)
-#   --connections C  wrk connections (-c, default 64)
+#   --connections C  wrk connections (-c, default 128: a sender waits for each answer, which
+#                  waits for Kafka, so 64 connections leave the gateway idle part of the time)
 #   --duration S   seconds of each wrk run (-d, default 20; at most 240: a delivery's
 #                  timestamp must be within 5 minutes of the gateway's clock)
 #   --wrk-timeout S  wrk's --timeout (default 10): an answer slower than this is counted as a
 #                  timeout, not in the latencies (the gateway waits up to 5 s for Kafka)
-#   --partitions P partitions of each records topic (default 8)
+#   --partitions P partitions of each records topic (default 1: the mock broker walks each
+#                  partition's message sets on every fetch, so its cost grows with partitions;
+#                  8 as in bench_distributed.sh shows it, docs/BENCHMARKS.md)
 #   --kafka-config librdkafka properties of the mapper, validator and publisher
 #                  (SLUICE_KAFKA_CONFIG; default fetch.wait.max.ms=20, as bench_distributed.sh);
 #                  the gateway gets none; '' for none
 #   --pg-max-connections N  PostgreSQL's max_connections (default 100, its own default):
 #                  the publisher holds two connections (ledger, sink) for each run it has
-#                  open, and each delivery is a run
+#                  open (a webhook run takes the deliveries of a window, docs/api.md)
 #   --durable      PostgreSQL with fsync, synchronous_commit and full_page_writes on (default off)
 #   --strict       exit 1 when a target is missed (gateway rps >= 0.5 x nginx rps, gateway
 #                  p99 < 50 ms) or the destination lacks an acknowledged record, holds one twice,
@@ -50,12 +53,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=tests/bench/lib.sh
 . "$ROOT/tests/bench/lib.sh"
 BUILD=./build
-REQUESTS=100000
+REQUESTS=500000
 THREADS=2
-CONNS=64
+CONNS=128
 DURATION=20
 WRK_TIMEOUT=10
-PARTS=8
+PARTS=1
 KAFKA_CONFIG=fetch.wait.max.ms=20
 STRICT=0
 PG_MAXCONN=100
@@ -98,7 +101,7 @@ while [[ $# -gt 0 ]]; do
     --durable) PG_DURABILITY= ;;
     --strict) STRICT=1 ;;
     -h | --help)
-        sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     -*) die "unknown option $1" ;;
