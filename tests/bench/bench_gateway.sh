@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Webhook benchmark (issue 6): sluice-gateway's POST /v1/jobs/{id}/webhook under wrk, beside
-# nginx answering the same requests with a fixed 202 (the ceiling of HTTP on this machine),
-# in one invocation. On loopback, in a temporary directory: PostgreSQL 15, Redis, the mock
+# nginx answering the same requests with a fixed 202 (the ceiling of HTTP on this machine)
+# and libmicrohttpd alone (tests/bench/mhd_202.c: the gateway's HTTP library suspending and
+# resuming every request as the gateway does, answering 202 without work), in one invocation. On loopback, in a temporary directory: PostgreSQL 15, Redis, the mock
 # Kafka cluster, sluice-gateway, sluice-mapper, sluice-validator and sluice-publisher; a
 # webhook job (one JSON object a delivery, a postgres destination table) created through
 # the gateway's API; N distinct Standard Webhooks deliveries signed ahead of time
@@ -15,7 +16,7 @@
 #                                     [--kafka-config K=V,...] [--pg-max-connections N]
 #                                     [--durable] [--strict] [BUILD_DIR]
 #   BUILD_DIR      where sluice-gateway, -mapper, -validator, -publisher and
-#                  tests/sluice-test-mock_kafka are (default ./build); this script builds nothing
+#                  tests/sluice-test-mock_kafka and tests/bench/mhd_202 are (default ./build); builds nothing
 #   --requests N   distinct signed deliveries generated (default 500000); a wrk thread that
 #                  sends all of its slice starts it again: those repeats are replays (the
 #                  gateway answers 200) and are reported as "wrapped" (raise N)
@@ -101,7 +102,7 @@ while [[ $# -gt 0 ]]; do
     --durable) PG_DURABILITY= ;;
     --strict) STRICT=1 ;;
     -h | --help)
-        sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     -*) die "unknown option $1" ;;
@@ -127,8 +128,9 @@ WRK_TIMEOUT=${WRK_TIMEOUT%s}
 
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || die "build directory $BUILD does not exist"
 MOCK=$BUILD/tests/sluice-test-mock_kafka
-for exe in "$MOCK" "${SERVICES[@]/#/$BUILD/sluice-}"; do
-    [[ -x "$exe" ]] || die "$exe is missing: cmake --build $BUILD --target sluice-test-mock_kafka" \
+MHD202=$BUILD/tests/bench/mhd_202
+for exe in "$MOCK" "$MHD202" "${SERVICES[@]/#/$BUILD/sluice-}"; do
+    [[ -x "$exe" ]] || die "$exe is missing: cmake --build $BUILD --target sluice-test-mock_kafka mhd_202" \
         "${SERVICES[*]/#/sluice-}"
 done
 for exe in "$PG_BIN/initdb" "$PG_BIN/pg_ctl"; do
@@ -170,6 +172,7 @@ KAFKA_FD=
 REDIS_PID=0
 PG_PID=0
 NGINX_PID=0
+MHD_PID=0
 WRK_PID=0
 POLL_PID=0
 
@@ -180,6 +183,7 @@ cleanup() {
     trap - EXIT INT TERM
     stop_pid "$WRK_PID" INT 5
     stop_pid "$NGINX_PID" TERM 5 # fast shutdown; the master stops its workers
+    stop_pid "$MHD_PID" TERM 5
     # the gateway first: it lets the requests in progress finish
     for s in gateway mapper validator publisher; do
         [[ -n "${SVC_PID[$s]:-}" ]] && stop_pid "${SVC_PID[$s]}" TERM 10
@@ -481,6 +485,17 @@ run_wrk nginx "http://127.0.0.1:$NGINX_PORT/v1/jobs/$JOB_ID/webhook"
 stop_pid "$NGINX_PID" TERM 10 # its cores are the gateway's now
 NGINX_PID=0
 
+# ---- libmicrohttpd alone: the gateway's HTTP library, suspending and resuming
+# every request as the gateway does, answering 202 without work (mhd_202.c)
+MHD_PORT=$(free_port) || fail "no free port on 127.0.0.1"
+"$MHD202" "$MHD_PORT" >"$TMP/mhd_202.log" 2>&1 &
+MHD_PID=$!
+wait_port "$MHD_PID" "$MHD_PORT" 10 || fail "mhd_202 did not start on 127.0.0.1:$MHD_PORT"
+echo "== mhd_202 (libmicrohttpd $(pkg-config --modversion libmicrohttpd 2>/dev/null || echo '?'), suspend/resume, 202) at 127.0.0.1:$MHD_PORT (PID $MHD_PID)"
+run_wrk mhd "http://127.0.0.1:$MHD_PORT/v1/jobs/$JOB_ID/webhook"
+stop_pid "$MHD_PID" TERM 10
+MHD_PID=0
+
 # ---- the gateway ------------------------------------------------------------
 check_services
 GW_LOG_LINES0=$(wc -l <"$TMP/gateway.log")
@@ -585,9 +600,9 @@ echo
 echo "Webhook benchmark: $REQUESTS signed deliveries generated, wrk -t$THREADS -c$CONNS -d${DURATION}s" \
     "--timeout ${WRK_TIMEOUT}s, $NCPU cores, $(uname -m), PostgreSQL $PG_VERSION, $PARTS partitions a records topic"
 printf '%-22s %10s %10s %10s %10s %10s %9s %6s\n' what requests req/s p50_ms p99_ms max_ms non-2xx load
-for n in nginx gateway; do
-    printf '%-22s %10s %10s %10s %10s %10s %9s %6s\n' "$([[ $n == nginx ]] && echo "nginx (return 202)" ||
-        echo "sluice-gateway")" "${RES[$n.requests]}" "${RES[$n.rps]}" "${RES[$n.p50_ms]}" \
+declare -A LABEL=([nginx]="nginx (return 202)" [mhd]="mhd_202 (MHD, 202)" [gateway]="sluice-gateway")
+for n in nginx mhd gateway; do
+    printf '%-22s %10s %10s %10s %10s %10s %9s %6s\n' "${LABEL[$n]}" "${RES[$n.requests]}" "${RES[$n.rps]}" "${RES[$n.p50_ms]}" \
         "${RES[$n.p99_ms]}" "${RES[$n.max_ms]}" "${RES[$n.non2xx]}" "${LOAD[$n]}"
 done
 echo "status (nginx):   ${STATUS[nginx]:-none}; wrk errors: connect ${RES[nginx.errors_connect]}," \
@@ -612,13 +627,14 @@ if ((GW_WARN_N > 0)); then
     sed -E 's/^[0-9TZ:.+ -]+//; s/[0-9a-f]{8}-[0-9a-f-]{27}/<id>/g; s/request [0-9a-f]{32}/request <rid>/; s/msg_bench_[0-9]+/<webhook-id>/g' <<<"$GW_WARN" |
         sort | uniq -c | sort -rn | head -n 5 | sed 's/^/  /'
 fi
-awk -v g="${RES[gateway.rps]}" -v n="${RES[nginx.rps]}" -v p="${RES[gateway.p99_ms]}" \
+awk -v g="${RES[gateway.rps]}" -v n="${RES[nginx.rps]}" -v m="${RES[mhd.rps]}" -v p="${RES[gateway.p99_ms]}" \
     -v tr="$TARGET_RATIO" -v tp="$TARGET_P99_MS" -v a="$ACKED" -v d="$DEST" -v rr="${RUN_ROWS:-0}" \
     -v dup="$DUP_IDS" '
     BEGIN {
         ok = 1
         r = (n > 0 ? g / n : 0)
         printf "gateway/nginx req/s: %.3fx (target >= %sx: %s)\n", r, tr, (r >= tr ? "met" : "MISSED"); ok = ok && r >= tr
+        printf "gateway/mhd_202 req/s: %.3fx (mhd_202/nginx: %.3fx; no target: what the HTTP library leaves)\n", (m > 0 ? g / m : 0), (n > 0 ? m / n : 0)
         printf "gateway p99: %s ms (target < %s ms: %s)\n", p, tp, (p < tp ? "met" : "MISSED"); ok = ok && p < tp
         good = d >= a && d == rr && dup == 0
         printf "every acknowledged record in the destination, once, and every row of the runs: %s\n",
