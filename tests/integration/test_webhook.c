@@ -519,6 +519,24 @@ static void test_refused(void **state)
     unfinished = false;
 }
 
+/* A delivery sent again (a retry, freshly signed): acknowledged as a
+ * duplicate (200), not processed; in the few milliseconds before the first
+ * one's replay key is settled, a retry is told to come back (503). */
+static struct resp post_again(const char *body, const char *id)
+{
+    struct resp r = {0};
+    for (int i = 0; i < 20; i++) {
+        r = post(JOB, body, strlen(body), SECRET, id, 0, NULL, NULL);
+        if (r.status != 503)
+            break;
+        resp_free(&r);
+        usleep(50000);
+    }
+    expect_status(r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "duplicate")));
+    return r;
+}
+
 static void test_replay(void **state)
 {
     unfinished = true;
@@ -528,18 +546,8 @@ static void test_replay(void **state)
     char *run_id = strdup(jstr(r.json, "run_id"));
     resp_free(&r);
     int before = runs_of_job();
-    /* the same delivery again (a retry, freshly signed): acknowledged, not
-     * processed (in the few milliseconds before the first one's replay key
-     * is settled, a retry is told to come back: 503) */
-    for (int i = 0; i < 20; i++) {
-        r = post(JOB, body, strlen(body), SECRET, "msg_replay_1", 0, NULL, NULL);
-        if (r.status != 503)
-            break;
-        resp_free(&r);
-        usleep(50000);
-    }
-    expect_status(r, 200);
-    assert_true(json_is_true(json_object_get(r.json, "duplicate")));
+    /* the same delivery again: acknowledged, not processed */
+    r = post_again(body, "msg_replay_1");
     assert_string_equal(jstr(r.json, "run_id"), run_id);
     resp_free(&r);
     assert_int_equal(runs_of_job(), before);
@@ -563,15 +571,7 @@ static void test_replay(void **state)
     r = post(JOB, body, strlen(body), SECRET, "msg_replay_2", 0, NULL, NULL);
     expect_status(r, 202);
     resp_free(&r);
-    for (int i = 0; i < 20; i++) {
-        r = post(JOB, body, strlen(body), SECRET, "msg_replay_2", 0, NULL, NULL);
-        if (r.status != 503)
-            break;
-        resp_free(&r);
-        usleep(50000);
-    }
-    expect_status(r, 200);
-    assert_true(json_is_true(json_object_get(r.json, "duplicate")));
+    r = post_again(body, "msg_replay_2");
     resp_free(&r);
     unfinished = false;
 }
