@@ -2222,8 +2222,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     static const char *const why[] = {"",           " (error)",      " (timed out)",
                                       " (stopped)", " (read error)", " (client went away)"};
     double ms = ms_since(&rq->t0);
-    sl_info(COMP, "request %s: %s %s -> %d by %s in %.1f ms%s", rq->rid, rq->method, rq->path,
-            rq->status, rq->who, ms, (unsigned)toe < SL_ARRAY_LEN(why) ? why[toe] : "");
+    sl_log_buffered(SL_LOG_INFO, COMP, "request %s: %s %s -> %d by %s in %.1f ms%s", rq->rid,
+                    rq->method, rq->path, rq->status, rq->who, ms,
+                    (unsigned)toe < SL_ARRAY_LEN(why) ? why[toe] : "");
     /* /metrics: requests by status class, and their latency */
     struct sl_gateway *gw = cls;
     int k = rq->status >= 100 && rq->status < 600 ? rq->status / 100 : 0;

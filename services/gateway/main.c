@@ -26,7 +26,8 @@
 #include "sluice/pg.h"
 #include "sluice/service.h"
 
-#define NAME "sluice-gateway"
+#define NAME         "sluice-gateway"
+#define LOG_FLUSH_MS 50 /* the access log's batches (main) */
 
 enum {
     CFG_HTTP_ADDR,
@@ -197,11 +198,17 @@ int main(int argc, char **argv)
     }
     sl_info(NAME, "listening on %s (port %d): brokers %s, topics %s*", val[CFG_HTTP_ADDR],
             sl_gateway_port(gw), val[CFG_BROKERS], val[CFG_PREFIX]);
-    while (!atomic_load(&stopping))
-        usleep(100000);
+    /* the access log (a line a request) is written in batches: at most
+     * LOG_FLUSH_MS late, and in order with every other line */
+    sl_log_buffering(true);
+    while (!atomic_load(&stopping)) {
+        usleep(LOG_FLUSH_MS * 1000);
+        sl_log_flush();
+    }
     sl_info(NAME, "stopping: finishing the requests in progress");
     sl_gateway_destroy(gw);
     sl_metrics_server_stop(metrics);
     sl_info(NAME, "stopped");
+    sl_log_buffering(false);
     return 0;
 }
