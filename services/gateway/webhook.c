@@ -927,7 +927,9 @@ static const char CLAIMS_LUA[] =
     "redis.call('HSET', w, 'rows', string.format('%d', s.rows)) "
     "redis.call('HINCRBY', w, 'bytes', string.format('%d', s.bytes)) "
     "for u in pairs(s.u) do s.f[#s.f + 1] = 'u:' .. u s.f[#s.f + 1] = 1 end "
-    "if #s.f > 0 then redis.call('HSET', w, unpack(s.f)) end end end "
+    /* in slices: unpack() of more than Lua's stack (8000) fails */
+    "for j = 1, #s.f, 1000 do "
+    "redis.call('HSET', w, unpack(s.f, j, math.min(j + 999, #s.f))) end end end "
     "return out";
 
 /* A new window's hash, its lock (this gateway's) and its place among the
