@@ -65,6 +65,12 @@
 #define WORKERS          16    /* threads answering the API's requests */
 #define HTTP_THREADS     2     /* libmicrohttpd's threads (epoll each) */
 #define RESUME_WAIT_MS   30000 /* stopping: the suspended connections' answers */
+/* A connection's memory in MHD: its request line and headers, the read
+ * buffer (a body is handed over in pieces) and the answer's headers. MHD
+ * clears it before each request of a kept-alive connection, so half its
+ * default of 32 KiB: a header block of 8 KiB (nginx's default limit) fits,
+ * one beyond about 12 KiB is answered 431 (docs/api.md). */
+#define CONN_MEMORY 16384
 
 struct sl_gateway {
     struct MHD_Daemon *d;
@@ -2363,8 +2369,9 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
     gw->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)HTTP_THREADS, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, gw, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONN_MEMORY, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, gw, MHD_OPTION_END);
     if (!gw->d) {
         rc = sl_seterr(errbuf, errsz, SL_ERR_FATAL, "cannot listen on %s: %m", conf->http_addr);
         goto fail;

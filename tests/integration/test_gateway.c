@@ -237,6 +237,23 @@ static void test_health(void **state)
     expect_error(&r, 404, "not_found", NULL);
     assert_string_equal(jstr(json_object_get(r.json, "error"), "request_id"), "my-trace-42");
     resp_free(&r);
+    /* headers of 8 KiB are taken; far larger ones refused with 431 */
+    const size_t sizes[] = {8000, 20000};
+    for (size_t i = 0; i < 2; i++) {
+        char path[128], extra[160];
+        snprintf(path, sizeof(path), "%s/big.headers", tmp);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("X-Big: ", f);
+        for (size_t k = 0; k < sizes[i]; k++)
+            fputc('a', f);
+        fputc('\n', f);
+        fclose(f);
+        snprintf(extra, sizeof(extra), "-H '@%s'", path);
+        r = http("GET", "/healthz", NULL, NULL, extra);
+        expect_status(r, i == 0 ? 200 : 431);
+        resp_free(&r);
+    }
     unfinished = false;
 }
 
