@@ -633,7 +633,10 @@ static void test_stop_finishes_the_batch_in_hand(void **state)
     char err[512] = "";
     struct sl_kafka_conf kc = {.brokers = km.bootstrap,
                                .topic_prefix = "stoptest.",
-                               .config = "session.timeout.ms=4000,heartbeat.interval.ms=500",
+                               /* linger: each batch one message set even on a busy
+                                * machine (flush() sends it at once) */
+                               .config = "session.timeout.ms=4000,heartbeat.interval.ms=500,"
+                                         "linger.ms=2000",
                                .client_id = "stoptest"};
     struct sl_bus *bus = sl_bus_kafka_new(&kc, err, sizeof(err));
     assert_non_null(bus);
