@@ -313,7 +313,6 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct req *rq, int st
     return r;
 }
 
-/* Answers status with body as JSON (NULL: no body); takes body over. */
 /* Queues text (malloc'd JSON, or NULL for no body; taken) as the answer. */
 static enum MHD_Result reply_text(struct MHD_Connection *conn, struct req *rq, int status,
                                   char *text, const char *location)
@@ -340,6 +339,7 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, struct req *rq, i
     return queue(conn, rq, status, resp);
 }
 
+/* Answers status with body as JSON (NULL: no body); takes body over. */
 static enum MHD_Result reply(struct MHD_Connection *conn, struct req *rq, int status, json_t *body,
                              const char *location)
 {

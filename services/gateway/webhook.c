@@ -1318,15 +1318,17 @@ static void settles_flush(struct sl_webhook *wh)
         if (redisAppendCommandArgv(c, 5, set, setl) != REDIS_OK)
             break;
         n++;
+        if (!st->first)
+            continue;
         /* the delivery is in Kafka: the window need not keep it any more */
-        char wkey[80], field[32];
-        snprintf(wkey, sizeof(wkey), WIN_KEY "%s", st->run_id);
+        char wkey[80], lkey[80], field[32];
+        win_keys(st->run_id, wkey, lkey);
         snprintf(field, sizeof(field), "d:%llu", (unsigned long long)st->first);
         const char *hdel[] = {"HDEL", wkey, field};
         size_t hdell[] = {4, strlen(wkey), strlen(field)};
-        if (st->first && redisAppendCommandArgv(c, 3, hdel, hdell) != REDIS_OK)
+        if (redisAppendCommandArgv(c, 3, hdel, hdell) != REDIS_OK)
             break;
-        n += st->first ? 1 : 0;
+        n++;
     }
     for (size_t i = 0; i < n && c; i++) {
         redisReply *r = NULL;
