@@ -63,7 +63,7 @@
 #define PROBE_TIMEOUT_MS 3000
 #define DRAIN_MS         5000  /* stopping: the requests in progress may finish */
 #define WORKERS          16    /* threads answering the API's requests */
-#define HTTP_THREADS     2     /* libmicrohttpd's threads (epoll each) */
+#define HTTP_THREADS     2     /* libmicrohttpd's threads (poll each) */
 #define RESUME_WAIT_MS   30000 /* stopping: the suspended connections' answers */
 /* A connection's memory in MHD: its request line and headers, the read
  * buffer (a body is handed over in pieces) and the answer's headers. MHD
@@ -2358,11 +2358,16 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
     for (; gw->nworkers < WORKERS; gw->nworkers++)
         if (pthread_create(&gw->workers[gw->nworkers], NULL, worker_main, gw))
             goto fail_nomem;
-    /* a few event-driven HTTP threads (epoll): a request that waits (for
+    /* a few event-driven HTTP threads: a request that waits (for
      * PostgreSQL, Kafka, Redis) is suspended meanwhile, not a thread held
      * (see on_request); MHD_USE_ITC: MHD_quiesce_daemon() at the stop and
-     * resuming connections */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+     * resuming connections. poll(), not epoll: with epoll MHD takes a
+     * suspended connection out of the set and puts it back (two epoll_ctl
+     * calls a webhook delivery, ~10 % of the gateway under the benchmark),
+     * while poll() builds its set each turn from the connections not
+     * suspended; at CONNECTION_LIMIT (512) that set stays small
+     * (mhd_202 alone: +35 % requests/s, docs/BENCHMARKS.md) */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;

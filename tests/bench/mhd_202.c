@@ -1,6 +1,6 @@
 /*
  * The HTTP part of the gateway's webhook path, alone: libmicrohttpd with the
- * gateway's daemon flags (two epoll threads, suspended connections, an
+ * gateway's daemon flags (two poll() threads, suspended connections, an
  * inter-thread channel), every request's body read, its connection
  * suspended and handed to another thread, which resumes it to answer 202.
  * No signature, JSON, Redis or Kafka: bench_gateway.sh runs it beside nginx
@@ -112,7 +112,7 @@ int main(int argc, char **argv)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, 0,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, 0,
         NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 512u,
         MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_END);
