@@ -227,8 +227,9 @@ struct sl_webhook {
     struct sl_webhook_delivery *q_head, **q_tail;
     bool q_idle, q_stop;
     struct wh_batch *batches;
-    char claims_sha[41];                  /* CLAIMS_LUA's, for EVALSHA */
-    uint64_t rounds, taken, sends;        /* the engine's, for the log at the stop */
+    char claims_sha[41];           /* CLAIMS_LUA's, for EVALSHA */
+    const char *hash_key;          /* SLUICE_HASH_KEY, read once (getenv a delivery was ~1 %) */
+    uint64_t rounds, taken, sends; /* the engine's, for the log at the stop */
     struct sl_counter *m_taken, *m_sends; /* /metrics: the same two counts */
 };
 
@@ -263,6 +264,7 @@ struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook
     if (!wh)
         return NULL;
     wh->deps = *deps;
+    wh->hash_key = getenv("SLUICE_HASH_KEY");
     pthread_mutex_init(&wh->mu, NULL);
     pthread_mutex_init(&wh->jobs_mu, NULL);
     pthread_mutex_init(&wh->bus_mu, NULL);
@@ -862,8 +864,9 @@ static void build_cleanup(struct build *b)
 /* Builds the records of the body for version j of the job into b (no run
  * id yet). 0, or an sl_err with errbuf set (the reader's: the body is not
  * records). */
-static int build_records(const struct sl_webhook_req *req, bool ndjson, const struct wh_job *j,
-                         struct build *b, struct sl_reader_stats *stats, char *errbuf, size_t errsz)
+static int build_records(const struct sl_webhook *wh, const struct sl_webhook_req *req, bool ndjson,
+                         const struct wh_job *j, struct build *b, struct sl_reader_stats *stats,
+                         char *errbuf, size_t errsz)
 {
     build_cleanup(b);
     memset(stats, 0, sizeof(*stats));
@@ -871,7 +874,7 @@ static int build_records(const struct sl_webhook_req *req, bool ndjson, const st
                                      .job_version = j->version,
                                      .job = j->job,
                                      .keyed = true,
-                                     .hash_key = getenv("SLUICE_HASH_KEY"),
+                                     .hash_key = wh->hash_key,
                                      .names_vary = true};
     if (sl_record_build_init(&b->rb))
         return sl_seterr(errbuf, errsz, SL_ERR_NOMEM, "out of memory");
@@ -1588,7 +1591,8 @@ static struct wh_window *window_load(struct sl_webhook *wh, const char *run_id, 
             .job_id = w->job_id, .body = nl + 1 + kl, .len = (size_t)(v + vlen - (nl + 1 + kl))};
         struct build b = {0};
         struct sl_reader_stats stats;
-        if ((rc = build_records(&req, nd != 0, j, &b, &stats, errbuf, errsz)) == 0 && b.rows != n)
+        if ((rc = build_records(wh, &req, nd != 0, j, &b, &stats, errbuf, errsz)) == 0 &&
+            b.rows != n)
             rc = sl_seterr(errbuf, errsz, SL_ERR_INVALID,
                            "the kept delivery %s builds %llu rows, not %llu", f,
                            (unsigned long long)b.rows, n);
@@ -1924,7 +1928,7 @@ static enum wh_next delivery_prepare(struct sl_webhook *wh, struct sl_webhook_de
             delivery_unhold(d);
             return NEXT_ANSWERED;
         }
-        if ((rc = build_records(req, d->ndjson, d->j, &d->b, &d->stats, err, errsz))) {
+        if ((rc = build_records(wh, req, d->ndjson, d->j, &d->b, &d->stats, err, errsz))) {
             fail(d->ans, 500, "internal", "%s", err);
             delivery_unhold(d);
             return NEXT_ANSWERED;
@@ -2442,7 +2446,7 @@ int sl_webhook_begin(struct sl_webhook *wh, const struct sl_webhook_req *req,
     }
     /* the records, checked and built before anything is recorded */
     d->ndjson = is_ndjson(req->content_type, req->body ? req->body : "", req->len);
-    rc = build_records(req, d->ndjson, j, &d->b, &d->stats, err, errsz);
+    rc = build_records(wh, req, d->ndjson, j, &d->b, &d->stats, err, errsz);
     if (rc < 0 && rc != SL_ERR_NOMEM && rc != SL_ERR_IO) {
         fail(ans, 400, "invalid_json", "the body is not %s: %s",
              d->ndjson ? "NDJSON objects" : "a JSON object or an array of objects", err);
