@@ -187,12 +187,12 @@ static void secret_init(void)
     secret_ok = getrandom16(secret);
 }
 
-/* A random key for a new set: SipHash of a counter under one process-wide
- * secret from getrandom, so a set costs no system call (the gateway makes
- * one a webhook delivery) and every set's key is still unpredictable. When
+/* A random key (keyset.h): SipHash of a counter under one process-wide
+ * secret from getrandom, so a new set costs no system call (the gateway makes
+ * one a webhook delivery) and every key is still unpredictable. When
  * getrandom fails, the clock, pid and an address are still unpredictable
- * enough for duplicate detection. */
-static void random_key(uint8_t key[16], const void *salt)
+ * enough for duplicate detection and ids. */
+void sl_random_key(uint8_t key[16], const void *salt)
 {
     pthread_once(&secret_once, secret_init);
     uint64_t a, b;
@@ -660,7 +660,7 @@ static struct sl_keyset *keyset_new(size_t cap, bool fixed)
         free(ks);
         return NULL;
     }
-    random_key(ks->key, ks);
+    sl_random_key(ks->key, ks);
     return ks;
 }
 

@@ -115,9 +115,6 @@ struct sl_gateway {
     struct req *spare;
     int nspare;
 
-    /* request ids (request_id) */
-    uint8_t rid_key[16];
-    atomic_uint_fast64_t rid_seq;
     /* /metrics of every request (on_completed), each made at its first
      * use: requests by status class 0xx..5xx, their latency */
     struct sl_counter *_Atomic m_requests[6];
@@ -228,14 +225,14 @@ static void req_free(struct sl_gateway *gw, struct req *rq)
     }
 }
 
-/* A request's id (X-Request-Id when the client gave none): 32 hex digits,
- * SipHash of a counter under this process's random key, so that a request
- * costs no system call and ids tell nothing of the request count. */
-static void request_id(struct sl_gateway *gw, char out[33])
+/* A request's id (X-Request-Id when the client gave none): 32 hex digits of
+ * sl_random_key(), so that a request costs no system call and ids tell
+ * nothing of the request count. */
+static void request_id(char out[33])
 {
-    uint64_t n = atomic_fetch_add(&gw->rid_seq, 1), m = n ^ 0x8000000000000000ull;
-    snprintf(out, 33, "%016llx%016llx", (unsigned long long)sl_siphash(gw->rid_key, &n, sizeof(n)),
-             (unsigned long long)sl_siphash(gw->rid_key, &m, sizeof(m)));
+    uint8_t id[16];
+    sl_random_key(id, out);
+    sl_hex(id, sizeof(id), out);
 }
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -2185,7 +2182,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (plain_name(given, 64))
             snprintf(rq->rid, sizeof(rq->rid), "%s", given);
         else
-            request_id(gw, rq->rid);
+            request_id(rq->rid);
         snprintf(rq->method, sizeof(rq->method), "%s", method);
         snprintf(rq->path, sizeof(rq->path), "%s", url);
         snprintf(rq->who, sizeof(rq->who), "-");
@@ -2367,9 +2364,6 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
     struct sl_gateway *gw = calloc(1, sizeof(*gw));
     if (!gw)
         goto fail_nomem;
-    if (RAND_bytes(gw->rid_key, sizeof(gw->rid_key)) != 1)
-        for (size_t i = 0; i < sizeof(gw->rid_key); i++)
-            gw->rid_key[i] = (uint8_t)(rand() ^ getpid() ^ time(NULL));
     pthread_mutex_init(&gw->pool_mu, NULL);
     pthread_mutex_init(&gw->spare_mu, NULL);
     pthread_mutex_init(&gw->bus_mu, NULL);

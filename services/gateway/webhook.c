@@ -75,7 +75,6 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "sluice/api_store.h"
@@ -274,10 +273,8 @@ struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook
     pthread_mutex_init(&wh->settle_mu, NULL);
     pthread_cond_init(&wh->win_cv, NULL);
     pthread_cond_init(&wh->stop_cv, NULL);
-    unsigned char id[16];
-    if (RAND_bytes(id, sizeof(id)) != 1)
-        for (size_t i = 0; i < sizeof(id); i++)
-            id[i] = (unsigned char)(rand() ^ getpid() ^ time(NULL));
+    uint8_t id[16];
+    sl_random_key(id, wh);
     sl_hex(id, sizeof(id), wh->me);
     if (wh->deps.window_ms <= 0)
         wh->deps.window_ms = WINDOW_MS;

@@ -109,6 +109,30 @@ static void test_siphash_vectors(void **state)
 
 /* Keys come from anywhere in a row buffer: the same bytes at any address
  * hash the same. */
+static int cmp16(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* sl_random_key: 16 bytes, different at each of 10,000 calls, never all
+ * zero. */
+static void test_random_key(void **state)
+{
+    (void)state;
+    enum { N = 10000 };
+    uint8_t(*keys)[16] = calloc(N, 16);
+    assert_non_null(keys);
+    static const uint8_t zero[16];
+    for (int i = 0; i < N; i++) {
+        sl_random_key(keys[i], &keys[i]);
+        assert_memory_not_equal(keys[i], zero, 16);
+    }
+    qsort(keys, N, 16, cmp16);
+    for (int i = 1; i < N; i++)
+        assert_memory_not_equal(keys[i - 1], keys[i], 16);
+    free(keys);
+}
+
 static void test_siphash_unaligned(void **state)
 {
     uint8_t key[16] = {1, 2, 3}, buf[80];
@@ -428,15 +452,11 @@ static void test_five_million(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_siphash_vectors),
-        cmocka_unit_test(test_siphash_unaligned),
-        cmocka_unit_test(test_basic),
-        cmocka_unit_test(test_independent_sets),
-        cmocka_unit_test(test_million_keys),
-        cmocka_unit_test(test_merges),
-        cmocka_unit_test(test_against_exact_set),
-        cmocka_unit_test(test_out_of_memory),
-        cmocka_unit_test(test_small_set_is_small),
+        cmocka_unit_test(test_siphash_vectors),  cmocka_unit_test(test_siphash_unaligned),
+        cmocka_unit_test(test_random_key),       cmocka_unit_test(test_basic),
+        cmocka_unit_test(test_independent_sets), cmocka_unit_test(test_million_keys),
+        cmocka_unit_test(test_merges),           cmocka_unit_test(test_against_exact_set),
+        cmocka_unit_test(test_out_of_memory),    cmocka_unit_test(test_small_set_is_small),
         cmocka_unit_test(test_five_million),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
