@@ -107,8 +107,6 @@ static void test_siphash_vectors(void **state)
     }
 }
 
-/* Keys come from anywhere in a row buffer: the same bytes at any address
- * hash the same. */
 static int cmp16(const void *a, const void *b)
 {
     return memcmp(a, b, 16);
@@ -133,6 +131,8 @@ static void test_random_key(void **state)
     free(keys);
 }
 
+/* Keys come from anywhere in a row buffer: the same bytes at any address
+ * hash the same. */
 static void test_siphash_unaligned(void **state)
 {
     uint8_t key[16] = {1, 2, 3}, buf[80];
