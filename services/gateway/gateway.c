@@ -44,6 +44,7 @@
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/keyset.h"
+#include "sluice/spares.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/msg.h"
@@ -108,12 +109,9 @@ struct sl_gateway {
     struct sl_state *st;
 
     /* finished requests kept for the next ones (req_new, req_free): a
-     * struct req is ~2.5 KiB, and malloc gives a chunk that large only after
-     * merging its small free chunks (malloc_consolidate), which cost ~3 % of
-     * the gateway under the webhook benchmark when done a request */
-    pthread_mutex_t spare_mu;
-    struct req *spare;
-    int nspare;
+     * struct req is ~2.5 KiB (spares.h; malloc_consolidate was ~3 % of the
+     * gateway under the webhook benchmark) */
+    struct sl_spares spares;
 
     /* /metrics of every request (on_completed), each made at its first
      * use: requests by status class 0xx..5xx, their latency */
@@ -183,13 +181,7 @@ struct req {
  * when small), else a new one. NULL: out of memory. */
 static struct req *req_new(struct sl_gateway *gw)
 {
-    pthread_mutex_lock(&gw->spare_mu);
-    struct req *rq = gw->spare;
-    if (rq) {
-        gw->spare = rq->wnext;
-        gw->nspare--;
-    }
-    pthread_mutex_unlock(&gw->spare_mu);
+    struct req *rq = sl_spares_get(&gw->spares);
     if (!rq)
         return calloc(1, sizeof(*rq));
     char *body = rq->body;
@@ -202,6 +194,13 @@ static struct req *req_new(struct sl_gateway *gw)
     return rq;
 }
 
+static void req_drop(void *p)
+{
+    struct req *rq = p;
+    free(rq->body);
+    free(rq);
+}
+
 /* Keeps a finished request (its other resources freed) for req_new, or
  * frees it. */
 static void req_free(struct sl_gateway *gw, struct req *rq)
@@ -211,18 +210,8 @@ static void req_free(struct sl_gateway *gw, struct req *rq)
         rq->body = NULL;
         rq->cap = 0;
     }
-    pthread_mutex_lock(&gw->spare_mu);
-    if (gw->nspare < SPARE_MAX) {
-        rq->wnext = gw->spare;
-        gw->spare = rq;
-        gw->nspare++;
-        rq = NULL;
-    }
-    pthread_mutex_unlock(&gw->spare_mu);
-    if (rq) {
-        free(rq->body);
-        free(rq);
-    }
+    if (!sl_spares_put(&gw->spares, rq))
+        req_drop(rq);
 }
 
 /* A request's id (X-Request-Id when the client gave none): 32 hex digits of
@@ -2365,7 +2354,7 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf, int *rcp, 
     if (!gw)
         goto fail_nomem;
     pthread_mutex_init(&gw->pool_mu, NULL);
-    pthread_mutex_init(&gw->spare_mu, NULL);
+    sl_spares_init(&gw->spares, SPARE_MAX);
     pthread_mutex_init(&gw->bus_mu, NULL);
     pthread_mutex_init(&gw->probe_mu, NULL);
     pthread_mutex_init(&gw->st_mu, NULL);
@@ -2496,13 +2485,7 @@ void sl_gateway_destroy(struct sl_gateway *gw)
     while (gw->nidle > 0)
         PQfinish(gw->idle[--gw->nidle]);
     pthread_mutex_destroy(&gw->pool_mu);
-    while (gw->spare) {
-        struct req *rq = gw->spare;
-        gw->spare = rq->wnext;
-        free(rq->body);
-        free(rq);
-    }
-    pthread_mutex_destroy(&gw->spare_mu);
+    sl_spares_cleanup(&gw->spares, req_drop);
     pthread_mutex_destroy(&gw->bus_mu);
     pthread_mutex_destroy(&gw->probe_mu);
     free(gw->postgres_url);

@@ -82,6 +82,7 @@
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/keyset.h"
+#include "sluice/spares.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/msg.h"
@@ -110,7 +111,8 @@
 #define LINGER      "linger.ms=2,compression.codec=none"
 #define WINDOW_MS   1000
 #define WINDOW_ROWS 100000
-#define SETTLE_MS   10 /* the settles_flush() cadence */
+#define SPARES_MAX  256 /* finished deliveries kept */
+#define SETTLE_MS   10  /* the settles_flush() cadence */
 /* A window in Redis (window_recover): its hash, its owner's lock and the
  * set of open windows by the time they opened (wall clock ms). */
 #define WIN_KEY      "sluice:webhook:win:"
@@ -227,6 +229,7 @@ struct sl_webhook {
     bool q_idle, q_stop;
     struct wh_batch *batches;
     char claims_sha[41];           /* CLAIMS_LUA's, for EVALSHA */
+    struct sl_spares spares;       /* finished deliveries (2 KiB: spares.h) */
     const char *hash_key;          /* SLUICE_HASH_KEY, read once (getenv a delivery was ~1 %) */
     uint64_t rounds, taken, sends; /* the engine's, for the log at the stop */
     struct sl_counter *m_taken, *m_sends; /* /metrics: the same two counts */
@@ -264,6 +267,7 @@ struct sl_webhook *sl_webhook_new(const char *redis_url, const struct sl_webhook
         return NULL;
     wh->deps = *deps;
     wh->hash_key = getenv("SLUICE_HASH_KEY");
+    sl_spares_init(&wh->spares, SPARES_MAX);
     pthread_mutex_init(&wh->mu, NULL);
     pthread_mutex_init(&wh->jobs_mu, NULL);
     pthread_mutex_init(&wh->bus_mu, NULL);
@@ -371,6 +375,7 @@ void sl_webhook_destroy(struct sl_webhook *wh)
     pthread_mutex_destroy(&wh->settle_mu);
     pthread_cond_destroy(&wh->win_cv);
     pthread_cond_destroy(&wh->stop_cv);
+    sl_spares_cleanup(&wh->spares, free);
     if (wh->q_tail) {
         pthread_mutex_destroy(&wh->q_mu);
         pthread_cond_destroy(&wh->q_cv);
@@ -1849,7 +1854,8 @@ static void delivery_free(struct sl_webhook_delivery *d)
     job_put(wh, d->j);
     free(d->packed);
     free(d->unmapped);
-    free(d);
+    if (!sl_spares_put(&wh->spares, d))
+        free(d);
 }
 
 /* Answers d (ans set) and lets it go: its sender's connection is woken. */
@@ -2394,7 +2400,11 @@ int sl_webhook_begin(struct sl_webhook *wh, const struct sl_webhook_req *req,
         fail(ans, 400, "invalid_request", "webhook-id is longer than 256 characters");
         return 0;
     }
-    struct sl_webhook_delivery *d = calloc(1, sizeof(*d));
+    struct sl_webhook_delivery *d = sl_spares_get(&wh->spares);
+    if (d)
+        memset(d, 0, sizeof(*d));
+    else
+        d = calloc(1, sizeof(*d));
     if (!d) {
         fail(ans, 500, "internal", "out of memory");
         return 0;
