@@ -82,12 +82,12 @@
 #include "sluice/err.h"
 #include "sluice/job.h"
 #include "sluice/keyset.h"
-#include "sluice/spares.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/msg.h"
 #include "sluice/reader.h"
 #include "sluice/record_build.h"
+#include "sluice/spares.h"
 #include "sluice/util.h"
 #include "sluice/webhook_sig.h"
 #include "webhook.h"
@@ -1980,8 +1980,9 @@ static enum wh_next delivery_prepare(struct sl_webhook *wh, struct sl_webhook_de
     return NEXT_ANSWERED;
 }
 
-/* What the claim (CLAIMS_LUA) of d answered: r, its part of the answer or
- * Redis's error (NULL: Redis failed, rerr says why). */
+/* What the claim (CLAIMS_LUA) of d answered: r, its code, and value, the
+ * element after it; or r Redis's error (NULL: Redis failed, rerr says
+ * why). */
 static enum wh_next delivery_claimed(struct sl_webhook *wh, struct sl_webhook_delivery *d,
                                      redisReply *r, redisReply *value, const char *rerr)
 {

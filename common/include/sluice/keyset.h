@@ -33,7 +33,7 @@ void sl_keyset_fail_after(struct sl_keyset *ks, long n);
 /* 16 unpredictable bytes without a system call (after the first): SipHash
  * of a counter under one process secret from getrandom (the clock, pid and
  * salt's address when getrandom fails). The keys of sets, the gateway's
- * request-id key and its webhook engine's id. */
+ * request ids and its webhook engine's id. */
 void sl_random_key(uint8_t key[16], const void *salt);
 
 /* SipHash-2-4 of data under the 16-byte key k. */
