@@ -19,8 +19,7 @@ int sl_record_build_init(struct sl_record_build *rb)
 {
     const struct sl_job *job = rb->job;
     rb->keyed = rb->keyed && job->nkey;
-    if (!(rb->ref_seen = calloc(job->nrefs + 1, sizeof(bool))) ||
-        (rb->names_vary && !(rb->names_seen = sl_keyset_new())))
+    if (!(rb->ref_seen = calloc(job->nrefs + 1, sizeof(bool))))
         return SL_ERR_NOMEM;
     if (rb->keyed && (!(rb->ref_col = calloc(job->nrefs + 1, sizeof(*rb->ref_col))) ||
                       !(rb->vals = calloc(job->nrefs + 1, sizeof(*rb->vals)))))
@@ -40,6 +39,7 @@ void sl_record_build_cleanup(struct sl_record_build *rb)
     sl_names_unref(rb->names);
     rb->ref_seen = NULL;
     rb->names_seen = NULL;
+    rb->names_met = false;
     rb->unmapped = NULL;
     rb->nunmapped = 0;
     rb->ref_col = NULL;
@@ -47,12 +47,49 @@ void sl_record_build_cleanup(struct sl_record_build *rb)
     rb->names = NULL;
 }
 
+/* A first call with at most this many names finds the repeated ones among
+ * them by comparing: a webhook delivery of one record needs no set (its
+ * table is 10 KiB, zeroed). */
+#define NAMES_FEW 16
+
+/* names_vary: the set of the names met, made on the second call (or a first
+ * one of more than NAMES_FEW names). The first call's names are gone by
+ * then; of them only the unmapped ones matter (noting a mapped name again
+ * changes nothing), and those are in rb->unmapped. */
+static int names_set(struct sl_record_build *rb, size_t n)
+{
+    bool first = !rb->names_met;
+    rb->names_met = true;
+    if (rb->names_seen || (first && n <= NAMES_FEW))
+        return 0;
+    if (!(rb->names_seen = sl_keyset_new()))
+        return SL_ERR_NOMEM;
+    for (size_t i = 0; i < rb->nunmapped; i++)
+        if (sl_keyset_test(rb->names_seen, rb->unmapped[i], strlen(rb->unmapped[i]), true) < 0)
+            return SL_ERR_NOMEM;
+    return 0;
+}
+
+/* 1 when names[i] was met before (by names_seen, else among names[0..i)),
+ * 0 when not, SL_ERR_NOMEM. */
+static int name_met(struct sl_record_build *rb, const char *const *names, size_t i)
+{
+    if (rb->names_seen)
+        return sl_keyset_test(rb->names_seen, names[i], strlen(names[i]), true);
+    for (size_t k = 0; k < i; k++)
+        if (strcmp(names[k], names[i]) == 0)
+            return 1;
+    return 0;
+}
+
 int sl_record_build_names(struct sl_record_build *rb, const char *const *names, size_t n)
 {
     const struct sl_job *job = rb->job;
+    if (rb->names_vary && names_set(rb, n))
+        return SL_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
         if (rb->names_vary) {
-            int seen = sl_keyset_test(rb->names_seen, names[i], strlen(names[i]), true);
+            int seen = name_met(rb, names, i);
             if (seen < 0)
                 return SL_ERR_NOMEM;
             if (seen)

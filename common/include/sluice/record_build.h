@@ -45,7 +45,9 @@ struct sl_record_build {
     /* private */
     struct sl_names *names;       /* shared by the records of the same names */
     const char *const *names_src; /* the reader's array they were made from */
-    struct sl_keyset *names_seen; /* names_vary: every name met so far */
+    struct sl_keyset *names_seen; /* names_vary: every name met so far, from the second
+                                   * call on or a wide first one (NAMES_FEW) */
+    bool names_met;               /* names_vary: sl_record_build_names() was called */
     int *ref_col;                 /* keyed: the column of each ref, or -1 */
     const char **vals;            /* keyed: job->nrefs */
     const char *const *bound;     /* the names ref_col was computed for */
