@@ -800,8 +800,33 @@ static int send_acked(struct sl_bus *bus, const char *const *topics, struct sl_m
 
 /* ---- records ------------------------------------------------------------ */
 
-/* The body's shape: JSON (an object or an array of objects) or NDJSON
- * (by Content-Type, else when the body is not one JSON value). */
+/* Where the object or array opening at body[i] ends (the index after its
+ * closing bracket), by brackets and strings alone (len when it does not
+ * end): the reader checks the rest and says what is wrong. */
+static size_t value_end(const char *body, size_t i, size_t len)
+{
+    size_t depth = 0;
+    bool in_str = false;
+    for (; i < len; i++) {
+        char c = body[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if ((c == '}' || c == ']') && --depth == 0) {
+            return i + 1;
+        }
+    }
+    return len;
+}
+
+/* The body's shape: JSON (an object or an array of objects) or NDJSON (by
+ * Content-Type, else when an object is followed by more than blanks). */
 static bool is_ndjson(const char *ctype, const char *body, size_t len)
 {
     if (ctype && (strcasestr(ctype, "ndjson") || strcasestr(ctype, "jsonlines") ||
@@ -812,13 +837,7 @@ static bool is_ndjson(const char *ctype, const char *body, size_t len)
         i++;
     if (i == len || body[i] != '{')
         return false;
-    json_error_t je;
-    json_t *v = json_loadb(body + i, len - i, JSON_DISABLE_EOF_CHECK, &je);
-    if (!v)
-        return false; /* the JSON reader says what is wrong */
-    json_decref(v);
-    /* one object, then more (one a line): NDJSON; position is what it read */
-    for (size_t k = i + (size_t)je.position; k < len; k++)
+    for (size_t k = value_end(body, i, len); k < len; k++)
         if (!strchr(" \t\r\n", body[k]))
             return true;
     return false;

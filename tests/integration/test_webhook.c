@@ -418,6 +418,13 @@ static void test_ndjson(void **state)
     r = post(JOB, body, strlen(body), SECRET, "msg_ndjson_2", 0, NULL, NULL);
     check_run(&r, 2, body, &s);
     resp_free(&r);
+    /* sniffed past brackets and quotes inside strings */
+    const char *tricky =
+        "{\"id\": \"n3}\", \"name\": \"a \\\" {[\"}\n{\"id\": \"n4\", \"name\": \"]}\"}";
+    r = post(JOB, tricky, strlen(tricky), SECRET, "msg_ndjson_3", 0, NULL, NULL);
+    check_run(&r, 2, tricky, &s);
+    assert_string_equal(s.first_name, "a \" {[");
+    resp_free(&r);
     unfinished = false;
 }
 
