@@ -426,22 +426,75 @@ done
 echo "   its record is in $TABLE after $(awk -v i="$i" 'BEGIN { printf "%.1f", i / 10 }') s"
 
 # ---- wrk ------------------------------------------------------------------
-# run_wrk NAME URL: wrk with the settings and a freshly signed request file (the same
-# ids and bodies each time: only timestamps and signatures differ); sets R_<key> from
-# the script's WRK_RESULT line and STATUS_LINE
-declare -A RES=()
+# children_s: CHILDREN_S, the CPU seconds (user + system) of the children this shell has
+# waited for (bash's times; not to be called in $(...): a subshell's children are its own)
+children_s() {
+    times >"$TMP/times.out"
+    CHILDREN_S=$(awk 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
+        printf "%.3f", t }' "$TMP/times.out")
+}
+
+# tree_ticks PID: CPU ticks of PID and of its children alive now (nginx's master and workers)
+tree_ticks() {
+    local p t total kids=()
+    total=$(cpu_ticks "$1")
+    [[ "$total" != x ]] || {
+        echo 0
+        return
+    }
+    if [[ -r "/proc/$1/task/$1/children" ]]; then
+        read -r -a kids <"/proc/$1/task/$1/children" || true
+    fi
+    for p in "${kids[@]}"; do
+        t=$(cpu_ticks "$p")
+        [[ "$t" == x ]] || total=$((total + t))
+    done
+    echo "$total"
+}
+
+# run_wrk NAME URL [SERVER_PID [AT_START AT_END]]: wrk with the settings and a freshly
+# signed request file (the same ids and bodies each time: only timestamps and signatures
+# differ); sets RES[NAME.<key>] from the script's WRK_RESULT line, STATUS[NAME], and the
+# CPU seconds of wrk (WRK_CPU[NAME]) and of SERVER_PID with its children (SRV_CPU[NAME])
+# while requests are sent. wrk's script reads the whole request file first (seconds of
+# CPU for 500,000 lines) once a thread, starting each thread after its init, and counts
+# --duration from when all are started: then (wrk has its threads beside its main one)
+# the traffic starts, and what wrk used before is left out.
+# AT_START and AT_END: commands run then (the gateway's CPU and Redis snapshots).
+declare -A RES=() WRK_CPU=() SRV_CPU=()
 run_wrk() {
-    local name=$1 url=$2 line kv
+    local name=$1 url=$2 srv=${3:-0} at_start=${4:-:} at_end=${5:-:} line kv c0 c1 s0 s1 w0 k
+    local tasks=()
     gen "$TMP/data/requests.tsv" --first 1 --count "$REQUESTS"
     echo "-- $name: wrk -t$THREADS -c$CONNS -d${DURATION}s --timeout ${WRK_TIMEOUT}s -s wrk_webhook.lua $url ($REQUESTS signed deliveries)"
     LOAD[$name]=$(cut -d' ' -f1 /proc/loadavg)
-    T0[$name]=$(now)
+    children_s
+    c0=$CHILDREN_S
     wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout "${WRK_TIMEOUT}s" -s "$LUA" "$url" \
         -- "$TMP/data/requests.tsv" "$THREADS" >"$TMP/wrk-$name.out" 2>&1 &
     WRK_PID=$!
+    for ((k = 0; k < 12000; k++)); do # its script's init() done: up to 4 minutes
+        tasks=("/proc/$WRK_PID/task/"*)
+        ((${#tasks[@]} > THREADS)) && break
+        alive "$WRK_PID" || break
+        sleep 0.02
+    done
+    w0=$(cpu_ticks "$WRK_PID")
+    [[ "$w0" != x ]] || w0=0
+    s0=$(tree_ticks "$srv")
+    $at_start
+    T0[$name]=$(now)
     wait "$WRK_PID" || fail "wrk failed: $(tail -n 5 "$TMP/wrk-$name.out")"
     WRK_PID=0
     T_END[$name]=$(now)
+    s1=$(tree_ticks "$srv")
+    $at_end
+    children_s
+    c1=$CHILDREN_S
+    WRK_CPU[$name]=$(awk -v a="$c0" -v b="$c1" -v w="$w0" -v tk="$TICK" 'BEGIN { printf "%.3f", b - a - w / tk }')
+    SRV_CPU[$name]=$(awk -v a="$s0" -v b="$s1" -v tk="$TICK" 'BEGIN { printf "%.3f", (b - a) / tk }')
     line=$(grep -m 1 '^WRK_RESULT ' "$TMP/wrk-$name.out") ||
         fail "wrk printed no WRK_RESULT line: $(tail -n 5 "$TMP/wrk-$name.out")"
     for kv in ${line#WRK_RESULT }; do
@@ -481,7 +534,7 @@ nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' >"$TMP/nginx.l
 NGINX_PID=$!
 wait_port "$NGINX_PID" "$NGINX_PORT" 10 || fail "nginx did not start on 127.0.0.1:$NGINX_PORT"
 echo "== nginx $(nginx -v 2>&1 | sed 's|.*nginx/||') at 127.0.0.1:$NGINX_PORT (PID $NGINX_PID; $NCPU workers)"
-run_wrk nginx "http://127.0.0.1:$NGINX_PORT/v1/jobs/$JOB_ID/webhook"
+run_wrk nginx "http://127.0.0.1:$NGINX_PORT/v1/jobs/$JOB_ID/webhook" "$NGINX_PID"
 stop_pid "$NGINX_PID" TERM 10 # its cores are the gateway's now
 NGINX_PID=0
 
@@ -492,16 +545,23 @@ MHD_PORT=$(free_port) || fail "no free port on 127.0.0.1"
 MHD_PID=$!
 wait_port "$MHD_PID" "$MHD_PORT" 10 || fail "mhd_202 did not start on 127.0.0.1:$MHD_PORT"
 echo "== mhd_202 (libmicrohttpd $(pkg-config --modversion libmicrohttpd 2>/dev/null || echo '?'), suspend/resume, 202) at 127.0.0.1:$MHD_PORT (PID $MHD_PID)"
-run_wrk mhd "http://127.0.0.1:$MHD_PORT/v1/jobs/$JOB_ID/webhook"
+run_wrk mhd "http://127.0.0.1:$MHD_PORT/v1/jobs/$JOB_ID/webhook" "$MHD_PID"
 stop_pid "$MHD_PID" TERM 10
 MHD_PID=0
 
 # ---- the gateway ------------------------------------------------------------
 check_services
 GW_LOG_LINES0=$(wc -l <"$TMP/gateway.log")
-CPU_A=$(cpu_snapshot)
-run_wrk gateway "$URL"
-CPU_B=$(cpu_snapshot)
+redis_stats() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO commandstats 2>/dev/null | tr -d '\r' || true; }
+gw_start() {
+    redis_stats >"$TMP/redis-stats.a"
+    CPU_A=$(cpu_snapshot)
+}
+gw_end() {
+    CPU_B=$(cpu_snapshot)
+    redis_stats >"$TMP/redis-stats.b"
+}
+run_wrk gateway "$URL" "${SVC_PID[gateway]}" gw_start gw_end
 WRK_202=${RES[gateway.s202]}
 WRAPPED=${RES[gateway.wrapped]}
 MISSED=0
@@ -661,6 +721,49 @@ done
 echo "(-: the process was gone, or for postgres backends that had exited took their count along;"
 echo " postgres: the postmaster and the backends alive at each snapshot; wrk ran on the same"
 echo " $NCPU cores; load: the 1-minute load average before each wrk run)"
+
+# ---- the cores' budget: CPU a request of wrk, of the server and of what is behind it --
+echo
+echo "CPU a request (microseconds of CPU during wrk over wrk's answers; wrk's own from the shell's times):"
+PIPE_US=$(awk -v req="${RES[gateway.requests]}" -v tk="$TICK" -v a="${ca[*]:1}" -v b="${cb[*]:1}" 'BEGIN {
+    na = split(a, x, " "); split(b, y, " "); t = 0
+    for (i = 1; i <= na; i++) if (x[i] != "x" && y[i] != "x" && y[i] >= x[i]) t += (y[i] - x[i]) / tk
+    printf "%.1f", (req > 0 ? t * 1e6 / req : 0) }')
+PIPE_PARTS=$(awk -v req="${RES[gateway.requests]}" -v tk="$TICK" -v a="${ca[*]:1}" -v b="${cb[*]:1}" 'BEGIN {
+    split(a, x, " "); split(b, y, " ")
+    split("mapper validator publisher broker redis postgres", n, " ")
+    for (i = 1; i <= 6; i++) {
+        v = (x[i] != "x" && y[i] != "x" && y[i] >= x[i] && req > 0) ? (y[i] - x[i]) / tk * 1e6 / req : 0
+        printf "%s%s %.1f", (i > 1 ? ", " : ""), n[i], v
+    } }')
+printf '%-22s %8s %8s   %s\n' what wrk server "behind the server (the gateway's pipeline)"
+for n in nginx mhd gateway; do
+    awk -v l="${LABEL[$n]}" -v w="${WRK_CPU[$n]}" -v c="${SRV_CPU[$n]}" -v r="${RES[$n.requests]}" \
+        -v n="$n" -v p="$PIPE_US" -v pp="$PIPE_PARTS" 'BEGIN {
+        printf "%-22s %8.1f %8.1f   %s\n", l, (r > 0 ? w * 1e6 / r : 0), (r > 0 ? c * 1e6 / r : 0),
+            (n == "gateway" ? p " (" pp ")" : "-") }'
+done
+# Redis's commands during wrk (INFO commandstats): calls and microseconds a request
+awk -v r="${RES[gateway.requests]}" -F '[:=,]' '
+    FNR == NR && /^cmdstat_/ { c0[$1] = $3; u0[$1] = $5; next }
+    /^cmdstat_/ { c = $3 - c0[$1]; u = $5 - u0[$1]; if (c > 0) { calls[$1] = c; us[$1] = u; t += u } }
+    END {
+        if (r <= 0 || t <= 0) exit
+        printf "Redis commands a request (INFO commandstats during wrk: calls and microseconds of execution a request; a script'"'"'s include the commands it calls):"
+        n = 0
+        for (k in us) order[++n] = k
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (us[order[j]] > us[order[i]]) { x = order[i]; order[i] = order[j]; order[j] = x }
+        for (i = 1; i <= n && i <= 8; i++) { k = order[i]; sub("cmdstat_", "", k); printf "%s %s x%.2f %.1f us", (i > 1 ? "," : ""), k, calls[order[i]] / r, us[order[i]] / r }
+        printf "\n" }' "$TMP/redis-stats.a" "$TMP/redis-stats.b"
+awk -v n="${RES[nginx.rps]}" -v tr="$TARGET_RATIO" -v cores="$NCPU" -v r="${RES[gateway.requests]}" \
+    -v w="${WRK_CPU[gateway]}" -v g="${SRV_CPU[gateway]}" -v p="$PIPE_US" -v m="${RES[mhd.requests]}" \
+    -v mc="${SRV_CPU[mhd]}" 'BEGIN {
+    if (n <= 0 || r <= 0) exit
+    b = cores * 1e6 / (tr * n); wu = w * 1e6 / r; gu = g * 1e6 / r
+    printf "budget at %sx nginx (%.0f req/s): %d cores give %.1f us a request; wrk (%.1f) and what is behind the gateway (%.1f) leave %.1f us for the gateway, which took %.1f", \
+        tr, tr * n, cores, b, wu, p, b - wu - p, gu
+    if (m > 0) printf " (mhd_202 answering 202 without work: %.1f)", mc * 1e6 / m
+    printf "\n" }'
 
 if [[ -n "$DIED" ]]; then
     show_logs

@@ -27,11 +27,15 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
-# free_port: a port of 127.0.0.1 nobody listens on now
+# free_port: a port of 127.0.0.1 nobody listens on now, below the kernel's ephemeral ports
+# where it can (a client's connection in TIME_WAIT on a port keeps a server from binding it:
+# wrk's 128 connections leave as many)
 free_port() {
-    local p i
+    local p i lo=32768 span
+    read -r lo _ 2>/dev/null </proc/sys/net/ipv4/ip_local_port_range || true
+    span=$((lo > 21000 ? lo - 20000 : 40000))
     for ((i = 0; i < 100; i++)); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((20000 + RANDOM % span))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0
