@@ -233,17 +233,16 @@ cpu_ticks() {
     echo "$((f[11] + f[12]))"
 }
 
-# pg_ticks: CPU ticks of the postmaster and its children alive now (the services keep
-# their connections, so their backends live through the benchmark)
-pg_ticks() {
+# tree_ticks PID: CPU ticks of PID and of its children alive now (x when PID is gone)
+tree_ticks() {
     local p t total kids=()
-    total=$(cpu_ticks "$PG_PID")
+    total=$(cpu_ticks "$1")
     [[ "$total" != x ]] || {
         echo x
         return
     }
-    if [[ -r "/proc/$PG_PID/task/$PG_PID/children" ]]; then
-        read -r -a kids <"/proc/$PG_PID/task/$PG_PID/children" || true
+    if [[ -r "/proc/$1/task/$1/children" ]]; then
+        read -r -a kids <"/proc/$1/task/$1/children" || true
     fi
     for p in "${kids[@]}"; do
         t=$(cpu_ticks "$p")
@@ -251,6 +250,10 @@ pg_ticks() {
     done
     echo "$total"
 }
+
+# pg_ticks: CPU ticks of the postmaster and its children alive now (the services keep
+# their connections, so their backends live through the benchmark)
+pg_ticks() { tree_ticks "$PG_PID"; }
 
 # cpu_snapshot: "gateway mapper validator publisher broker redis postgres" ticks
 CPU_NAMES=(sluice-gateway sluice-mapper sluice-validator sluice-publisher broker redis postgres)
@@ -436,24 +439,6 @@ children_s() {
         printf "%.3f", t }' "$TMP/times.out")
 }
 
-# tree_ticks PID: CPU ticks of PID and of its children alive now (nginx's master and workers)
-tree_ticks() {
-    local p t total kids=()
-    total=$(cpu_ticks "$1")
-    [[ "$total" != x ]] || {
-        echo 0
-        return
-    }
-    if [[ -r "/proc/$1/task/$1/children" ]]; then
-        read -r -a kids <"/proc/$1/task/$1/children" || true
-    fi
-    for p in "${kids[@]}"; do
-        t=$(cpu_ticks "$p")
-        [[ "$t" == x ]] || total=$((total + t))
-    done
-    echo "$total"
-}
-
 # run_wrk NAME URL [SERVER_PID [AT_START AT_END]]: wrk with the settings and a freshly
 # signed request file (the same ids and bodies each time: only timestamps and signatures
 # differ); sets RES[NAME.<key>] from the script's WRK_RESULT line, STATUS[NAME], and the
@@ -494,7 +479,8 @@ run_wrk() {
     children_s
     c1=$CHILDREN_S
     WRK_CPU[$name]=$(awk -v a="$c0" -v b="$c1" -v w="$w0" -v tk="$TICK" 'BEGIN { printf "%.3f", b - a - w / tk }')
-    SRV_CPU[$name]=$(awk -v a="$s0" -v b="$s1" -v tk="$TICK" 'BEGIN { printf "%.3f", (b - a) / tk }')
+    SRV_CPU[$name]=$(awk -v a="$s0" -v b="$s1" -v tk="$TICK" \
+        'BEGIN { printf "%.3f", (a == "x" || b == "x" ? 0 : (b - a) / tk) }')
     line=$(grep -m 1 '^WRK_RESULT ' "$TMP/wrk-$name.out") ||
         fail "wrk printed no WRK_RESULT line: $(tail -n 5 "$TMP/wrk-$name.out")"
     for kv in ${line#WRK_RESULT }; do
