@@ -711,17 +711,18 @@ echo " $NCPU cores; load: the 1-minute load average before each wrk run)"
 # ---- the cores' budget: CPU a request of wrk, of the server and of what is behind it --
 echo
 echo "CPU a request (microseconds of CPU during wrk over wrk's answers; wrk's own from the shell's times):"
-PIPE_US=$(awk -v req="${RES[gateway.requests]}" -v tk="$TICK" -v a="${ca[*]:1}" -v b="${cb[*]:1}" 'BEGIN {
-    na = split(a, x, " "); split(b, y, " "); t = 0
-    for (i = 1; i <= na; i++) if (x[i] != "x" && y[i] != "x" && y[i] >= x[i]) t += (y[i] - x[i]) / tk
-    printf "%.1f", (req > 0 ? t * 1e6 / req : 0) }')
-PIPE_PARTS=$(awk -v req="${RES[gateway.requests]}" -v tk="$TICK" -v a="${ca[*]:1}" -v b="${cb[*]:1}" 'BEGIN {
+# PIPE_US: the processes behind the gateway a request, in all; PIPE_PARTS: each of them
+IFS=$'\t' read -r PIPE_US PIPE_PARTS < <(awk -v req="${RES[gateway.requests]}" -v tk="$TICK" \
+    -v a="${ca[*]:1}" -v b="${cb[*]:1}" 'BEGIN {
     split(a, x, " "); split(b, y, " ")
     split("mapper validator publisher broker redis postgres", n, " ")
+    t = 0; parts = ""
     for (i = 1; i <= 6; i++) {
         v = (x[i] != "x" && y[i] != "x" && y[i] >= x[i] && req > 0) ? (y[i] - x[i]) / tk * 1e6 / req : 0
-        printf "%s%s %.1f", (i > 1 ? ", " : ""), n[i], v
-    } }')
+        t += v
+        parts = parts sprintf("%s%s %.1f", (i > 1 ? ", " : ""), n[i], v)
+    }
+    printf "%.1f\t%s\n", t, parts }')
 printf '%-22s %8s %8s   %s\n' what wrk server "behind the server (the gateway's pipeline)"
 for n in nginx mhd gateway; do
     awk -v l="${LABEL[$n]}" -v w="${WRK_CPU[$n]}" -v c="${SRV_CPU[$n]}" -v r="${RES[$n.requests]}" \
